@@ -1,0 +1,26 @@
+import test from "ava";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ALL_CRDS, crdFileName } from "./crds.js";
+import { CRD_DIRS, renderCRD } from "./generate-crds.js";
+
+for (const dir of CRD_DIRS) {
+  for (const crd of ALL_CRDS) {
+    test(`${dir.split("/").slice(-2).join("/")}/${crdFileName(crd)} matches the TypeScript source`, (t) => {
+      const onDisk = readFileSync(join(dir, crdFileName(crd)), "utf8");
+      t.is(onDisk, renderCRD(crd), "run `npm run build:crds` and commit the result");
+    });
+  }
+}
+
+test("every list of objects in the UnikernelVM schema says how server-side apply merges it", (t) => {
+  const unmarked: string[] = [];
+  const visit = (node: Record<string, unknown>, path: string) => {
+    if (node.type === "array" && (node.items as Record<string, unknown>)?.type === "object" && !node["x-kubernetes-list-type"])
+      unmarked.push(path);
+    for (const [k, v] of Object.entries((node.properties as Record<string, Record<string, unknown>>) ?? {})) visit(v, `${path}.${k}`);
+    if (node.items) visit(node.items as Record<string, unknown>, `${path}[]`);
+  };
+  for (const crd of ALL_CRDS) visit(crd.spec.versions[0]!.schema.openAPIV3Schema as Record<string, unknown>, crd.spec.names.kind);
+  t.deepEqual(unmarked, []);
+});

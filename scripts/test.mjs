@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// The test runner behind `npm test` and .ci/run: ava in two stages (everything that needs only the
+// host, then the suites that boot emulated Xen nodes), one summary line at the end.
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const dirs = ["api", "lib", "operator", "cri-shim", "e2e", "tools"];
+const only = process.argv.slice(2); // optional substrings to select files
+
+function walk(dir, out = []) {
+  let entries = [];
+  try { entries = readdirSync(dir); } catch { return out; }
+  for (const e of entries) {
+    if (e === "node_modules" || e === "dist") continue;
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (e.endsWith(".test.ts")) out.push(relative(root, p));
+  }
+  return out;
+}
+
+const all = dirs.flatMap((d) => walk(join(root, d))).sort().filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+const stages = [
+  { name: "host", files: all.filter((f) => !f.endsWith(".xen.test.ts")) },
+  { name: "xen", files: all.filter((f) => f.endsWith(".xen.test.ts")) },
+];
+
+function runAva(files) {
+  return new Promise((resolve) => {
+    const child = spawn(join(root, "node_modules/.bin/ava"), files, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => { out += d; process.stdout.write(d); });
+    child.on("close", (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+const count = (out, word) => {
+  const m = new RegExp(`(\\d+) (?:tests?|known failures?) ${word}`).exec(out);
+  return m ? Number(m[1]) : 0;
+};
+
+let passed = 0, failed = 0, skipped = 0, exit = 0;
+for (const stage of stages) {
+  if (stage.files.length === 0) continue;
+  console.log(`\n=== stage ${stage.name}: ${stage.files.length} test files ===`);
+  const { code, out } = await runAva(stage.files);
+  const p = count(out, "passed"), f = count(out, "failed"), s = count(out, "skipped") + count(out, "todo");
+  passed += p; failed += f; skipped += s;
+  if (code !== 0) { exit = code; if (f === 0) failed += 1; }
+}
+console.log(`\nava: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(exit);
