@@ -1,0 +1,87 @@
+// The hypervisor interface the CRI services and the node agent use. One file per backend lives
+// beside it (xen-libxl.ts: koffi bindings to libxenlight/libxenstore/libxenstat in dom0).
+// The CRI lifecycle maps onto it as follows:
+//   RunPodSandbox   -> network and a memory reservation (no domain yet: the image may not be pulled)
+//   CreateContainer -> createPaused(): the domain is built with kernel + cmdline, left paused
+//   StartContainer  -> unpause(): the cheapest possible step, so start latency is just scheduling
+//   StopContainer   -> shutdown("poweroff"), then destroy() after the grace period
+
+export type GuestType = "pv" | "pvh";
+
+export interface VifSpec {
+  /** dom0 bridge the vif joins. */
+  bridge: string;
+  mac: string;
+  /** The guest's IP, for the hotplug script's anti-spoofing and for logging. */
+  ip?: string;
+}
+
+export interface DomainSpec {
+  /** Unique Xen domain name; the shim uses `sf-<sandbox id prefix>`. */
+  name: string;
+  kernelPath: string;
+  initrdPath?: string;
+  cmdline: string;
+  memoryMiB: number;
+  vcpus: number;
+  guestType: GuestType;
+  vifs: VifSpec[];
+}
+
+export type DomainState = "running" | "blocked" | "paused" | "shutdown" | "crashed" | "dying";
+export type ShutdownReason = "poweroff" | "reboot" | "suspend" | "crash" | "watchdog" | "soft_reset";
+
+export interface DomainInfo {
+  domid: number;
+  name: string;
+  uuid: string;
+  state: DomainState;
+  /** Set when state is "shutdown" or "crashed". */
+  shutdownReason?: ShutdownReason;
+  memoryKiB: number;
+  maxMemoryKiB: number;
+  vcpus: number;
+  cpuTimeNs: bigint;
+}
+
+export interface HostInfo {
+  totalMemoryKiB: number;
+  freeMemoryKiB: number;
+  cpus: number;
+  xenVersion: string;
+}
+
+export interface Hypervisor {
+  readonly name: string;
+  host(): Promise<HostInfo>;
+  list(): Promise<DomainInfo[]>;
+  /** Undefined when no such domain exists. */
+  info(domid: number): Promise<DomainInfo | undefined>;
+  findByName(name: string): Promise<DomainInfo | undefined>;
+  /** Builds the domain with its kernel loaded and leaves it paused. Returns its id. */
+  createPaused(spec: DomainSpec): Promise<number>;
+  unpause(domid: number): Promise<void>;
+  pause(domid: number): Promise<void>;
+  /** Asks the guest (XenStore control/shutdown); does not wait. */
+  shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void>;
+  destroy(domid: number): Promise<void>;
+  setMemory(domid: number, memoryMiB: number): Promise<void>;
+  setVcpus(domid: number, vcpus: number): Promise<void>;
+  /** Suspends the domain and writes its state to `fd` (a file or a socket); the domain is gone after. */
+  save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void>;
+  /** Restores a domain from `fd`; `paused` leaves it paused. Returns the new domain id. */
+  restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number>;
+  /** The pty of the domain's console, for reading its output. */
+  consolePath(domid: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+export class HypervisorError extends Error {
+  constructor(
+    message: string,
+    readonly code: "NotFound" | "OutOfMemory" | "InvalidArgument" | "Failed" = "Failed",
+  ) {
+    super(message);
+    this.name = "HypervisorError";
+  }
+}
