@@ -1,0 +1,143 @@
+import test from "ava";
+import { TerminalError, WorkQueue } from "./queue.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("duplicate keys added while queued merge into one reconcile", async (t) => {
+  const seen: string[] = [];
+  const q = new WorkQueue(async (k) => void seen.push(k), { name: "t", workers: 1 });
+  // The first key starts at once; the others wait behind it and merge.
+  q.add("ns/blocker");
+  q.add("ns/a");
+  q.add("ns/a");
+  q.add("ns/b");
+  q.add("ns/a");
+  await q.idle();
+  t.deepEqual(seen, ["ns/blocker", "ns/a", "ns/b"]);
+});
+
+test("one key is never reconciled twice at the same time, and a change during a reconcile runs again after it", async (t) => {
+  let concurrent = 0;
+  let maxConcurrent = 0;
+  let runs = 0;
+  const q = new WorkQueue(
+    async () => {
+      concurrent++;
+      runs++;
+      maxConcurrent = Math.max(maxConcurrent, concurrent);
+      await sleep(20);
+      concurrent--;
+    },
+    { name: "t", workers: 8 },
+  );
+  q.add("ns/x");
+  await sleep(5);
+  q.add("ns/x"); // arrives mid-reconcile: marked dirty
+  q.add("ns/x"); // merges with the dirty mark
+  await q.idle();
+  t.is(maxConcurrent, 1);
+  t.is(runs, 2);
+});
+
+test("different keys run in parallel up to the worker count", async (t) => {
+  let concurrent = 0;
+  let maxConcurrent = 0;
+  const q = new WorkQueue(
+    async () => {
+      concurrent++;
+      maxConcurrent = Math.max(maxConcurrent, concurrent);
+      await sleep(20);
+      concurrent--;
+    },
+    { name: "t", workers: 3 },
+  );
+  for (let i = 0; i < 10; i++) q.add(`ns/k${i}`);
+  await q.idle();
+  t.is(maxConcurrent, 3);
+});
+
+test("failures retry with exponential backoff until success, then the backoff resets", async (t) => {
+  const times: number[] = [];
+  const q = new WorkQueue(
+    async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error("transient");
+    },
+    { name: "t", baseDelayMs: 20, maxDelayMs: 1000 },
+  );
+  q.add("ns/x");
+  await q.idle();
+  t.is(times.length, 4);
+  const gaps = times.slice(1).map((x, i) => x - times[i]!);
+  // 20, 40, 80 ms: each gap at least the scheduled delay and growing.
+  t.true(gaps[0]! >= 18 && gaps[1]! >= 38 && gaps[2]! >= 78, `gaps ${gaps.join(",")}`);
+  t.true(gaps[2]! > gaps[0]!);
+  t.is(q.backoffFor("ns/x"), 20);
+});
+
+test("the backoff doubles per consecutive failure and is capped", async (t) => {
+  const delays: number[] = [];
+  const q = new WorkQueue(
+    async (k) => {
+      delays.push(q.backoffFor(k));
+      if (delays.length < 6) throw new Error("x");
+    },
+    { name: "t", baseDelayMs: 1, maxDelayMs: 4 },
+  );
+  q.add("k");
+  await q.idle();
+  t.deepEqual(delays, [1, 2, 4, 4, 4, 4]);
+  t.is(q.backoffFor("k"), 1);
+});
+
+test("a TerminalError is not retried, and a later change reconciles again", async (t) => {
+  let runs = 0;
+  const q = new WorkQueue(
+    async () => {
+      runs++;
+      throw new TerminalError("bad spec");
+    },
+    { name: "t", baseDelayMs: 1 },
+  );
+  q.add("ns/x");
+  await q.idle();
+  await sleep(30);
+  t.is(runs, 1);
+  q.add("ns/x");
+  await q.idle();
+  t.is(runs, 2);
+});
+
+test("requeueAfter brings the key back after the delay", async (t) => {
+  let runs = 0;
+  const q = new WorkQueue(
+    async () => {
+      runs++;
+      return runs === 1 ? { requeueAfterMs: 30 } : undefined;
+    },
+    { name: "t" },
+  );
+  q.add("ns/x");
+  await q.idle();
+  t.is(runs, 2);
+});
+
+test("shutdown waits for the reconcile in flight and drops the rest", async (t) => {
+  const done: string[] = [];
+  const q = new WorkQueue(
+    async (k) => {
+      await sleep(30);
+      done.push(k);
+    },
+    { name: "t", workers: 1 },
+  );
+  q.add("a");
+  q.add("b");
+  q.add("c");
+  await sleep(5);
+  await q.shutdown();
+  t.deepEqual(done, ["a"]);
+  q.add("d");
+  await sleep(40);
+  t.deepEqual(done, ["a"]);
+});
