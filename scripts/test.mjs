@@ -41,6 +41,16 @@ const count = (out, word) => {
   return m ? Number(m[1]) : 0;
 };
 
+// One control plane (etcd + kube-apiserver) shared by every test file; each file gets a namespace.
+const { startControlPlane } = await import(join(root, "dist/e2e/harness/control-plane.js"));
+const t0 = Date.now();
+const cp = await startControlPlane();
+console.log(`control plane up at ${cp.server} in ${Date.now() - t0} ms`);
+process.env.SUPERFLUID_TEST_CONTROL_PLANE = join(cp.dir, "control-plane.json");
+const stopControlPlane = () => cp.stop();
+process.once("SIGINT", async () => { await stopControlPlane(); process.exit(130); });
+process.once("SIGTERM", async () => { await stopControlPlane(); process.exit(143); });
+
 let passed = 0, failed = 0, skipped = 0, exit = 0;
 for (const stage of stages) {
   if (stage.files.length === 0) continue;
@@ -50,5 +60,6 @@ for (const stage of stages) {
   passed += p; failed += f; skipped += s;
   if (code !== 0) { exit = code; if (f === 0) failed += 1; }
 }
+await stopControlPlane();
 console.log(`\nava: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(exit);
