@@ -1,0 +1,123 @@
+import test from "ava";
+import { ANNOTATIONS, API_VERSION, LABELS, parseSandboxAnnotations, RUNTIME_CLASS, type UnikernelVM, type UnikernelVMSpec } from "../../api/index.js";
+import { desiredPod, desiredService, domainHash, InvalidSpecError, podName, quantityToBytes } from "./desired.js";
+
+function vm(spec: Partial<UnikernelVMSpec> = {}, name = "hello"): UnikernelVM {
+  return {
+    apiVersion: API_VERSION,
+    kind: "UnikernelVM",
+    metadata: { name, namespace: "apps", uid: "uid-1", generation: 1 },
+    spec: { image: "registry.local/hello:1", ...spec },
+  };
+}
+
+const quantities: [string | number, number][] = [
+  ["64Mi", 64 * 2 ** 20],
+  ["1Gi", 2 ** 30],
+  ["100M", 1e8],
+  ["1e9", 1e9],
+  [1048576, 1048576],
+  ["0.5Gi", 2 ** 29],
+];
+for (const [q, bytes] of quantities) test(`quantity ${q} is ${bytes} bytes`, (t) => t.is(quantityToBytes(q), bytes));
+
+test("a full spec becomes a pod the shim parses back to the same config", (t) => {
+  const v = vm({
+    memory: "100M",
+    vcpus: 2,
+    guestType: "pvh",
+    args: ["-v", "interval=1"],
+    env: [{ name: "GREETING", value: "hi" }],
+    runPolicy: "Paused",
+    restartPolicy: "OnFailure",
+    nodeSelector: { zone: "a", [LABELS.xenNode]: "false" },
+    tolerations: [{ key: "xen", operator: "Exists", effect: "NoSchedule" }],
+    ports: [{ containerPort: 8080 }],
+  });
+  const pod = desiredPod(v)!;
+  t.is(pod.metadata!.name, podName(v));
+  t.regex(pod.metadata!.name!, /^hello-[0-9a-f]{10}$/);
+  t.is(pod.spec!.runtimeClassName, RUNTIME_CLASS);
+  t.is(pod.spec!.restartPolicy, "OnFailure");
+  t.deepEqual(pod.spec!.nodeSelector, { zone: "a", [LABELS.xenNode]: "true" });
+  t.deepEqual(pod.spec!.tolerations, [{ key: "xen", operator: "Exists", effect: "NoSchedule" }]);
+  t.deepEqual(pod.metadata!.labels![LABELS.vm], "hello");
+  t.deepEqual(pod.metadata!.ownerReferences, [
+    { apiVersion: API_VERSION, kind: "UnikernelVM", name: "hello", uid: "uid-1", controller: true, blockOwnerDeletion: true },
+  ]);
+  const c = pod.spec!.containers[0]!;
+  t.is(c.image, "registry.local/hello:1");
+  // 100M = 95.37 MiB, rounded up: the guest never gets less than asked.
+  t.deepEqual(c.resources, { requests: { memory: "96Mi", cpu: "2" }, limits: { memory: "96Mi", cpu: "2" } });
+  t.deepEqual(c.ports, [{ containerPort: 8080, protocol: "TCP" }]);
+  t.deepEqual(parseSandboxAnnotations(pod.metadata!.annotations), {
+    vm: { namespace: "apps", name: "hello" },
+    args: ["-v", "interval=1"],
+    env: { GREETING: "hi" },
+    memoryMiB: 96,
+    vcpus: 2,
+    guestType: "pvh",
+    runPolicy: "Paused",
+  });
+  t.is(pod.metadata!.annotations![ANNOTATIONS.domainHash], domainHash(v));
+});
+
+test("the defaults: 16Mi requested, one vcpu, restart Always, no memory annotation (the image's default applies)", (t) => {
+  const pod = desiredPod(vm())!;
+  t.deepEqual(pod.spec!.containers[0]!.resources!.limits, { memory: "16Mi", cpu: "1" });
+  t.is(pod.spec!.restartPolicy, "Always");
+  t.is(pod.metadata!.annotations![ANNOTATIONS.memoryMiB], undefined);
+  t.deepEqual(parseSandboxAnnotations(pod.metadata!.annotations).runPolicy, "Running");
+});
+
+test("runPolicy Stopped means no pod", (t) => {
+  t.is(desiredPod(vm({ runPolicy: "Stopped" })), undefined);
+});
+
+const hashCases: [string, Partial<UnikernelVMSpec>, boolean][] = [
+  ["image", { image: "registry.local/hello:2" }, true],
+  ["memory", { memory: "32Mi" }, true],
+  ["args", { args: ["x"] }, true],
+  ["nodeSelector", { nodeSelector: { zone: "b" } }, true],
+  ["restartPolicy", { restartPolicy: "Never" }, true],
+  ["runPolicy Paused (the domain is paused, not rebuilt)", { runPolicy: "Paused" }, false],
+  ["service (not part of the domain)", { service: { type: "ClusterIP" } }, false],
+];
+for (const [what, change, recreates] of hashCases) {
+  test(`changing ${what} ${recreates ? "recreates" : "keeps"} the pod`, (t) => {
+    const base = vm({ memory: "16Mi", ports: [{ containerPort: 80 }] });
+    const changed = vm({ memory: "16Mi", ports: [{ containerPort: 80 }], ...change });
+    t.is(podName(base) !== podName(changed), recreates);
+  });
+}
+
+test("the pod name does not depend on the order of object keys", (t) => {
+  const a = vm({ nodeSelector: { a: "1", b: "2" } });
+  const b = vm({ nodeSelector: { b: "2", a: "1" } });
+  t.is(podName(a), podName(b));
+});
+
+const invalid: [string, Partial<UnikernelVMSpec>, RegExp][] = [
+  ["an env value with a space", { env: [{ name: "X", value: "a b" }] }, /must not contain white space/],
+  ["a command line over Xen's limit", { args: Array.from({ length: 20 }, () => "x".repeat(60)) }, /Xen allows 1024/],
+  ["memory beyond 64Gi", { memory: "65Gi" }, /between 1 and 65536/],
+];
+for (const [what, spec, message] of invalid) {
+  test(`${what} passes the schema but is an InvalidSpecError`, (t) => {
+    const err = t.throws(() => desiredPod(vm(spec)), { instanceOf: InvalidSpecError });
+    t.regex(err!.message, message);
+  });
+}
+
+test("the service selects the VM by label and names its ports", (t) => {
+  const svc = desiredService(vm({ service: { type: "NodePort" }, ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP", name: "dns" }] }))!;
+  t.is(svc.metadata!.name, "hello");
+  t.deepEqual(svc.spec!.selector, { [LABELS.vm]: "hello" });
+  t.is(svc.spec!.type, "NodePort");
+  t.deepEqual(svc.spec!.ports, [
+    { name: "tcp-80", port: 80, targetPort: 80, protocol: "TCP" },
+    { name: "dns", port: 53, targetPort: 53, protocol: "UDP" },
+  ]);
+  t.is(desiredService(vm()), undefined);
+  t.is(desiredService(vm({ service: { name: "front" }, ports: [{ containerPort: 1 }] }))!.metadata!.name, "front");
+});

@@ -1,0 +1,198 @@
+// The children a UnikernelVM should have, as pure functions of its spec: no I/O, no clock, so that
+// the same VM always yields the same objects (and the same pod name, which is what keeps a restarted
+// operator from creating a second pod for a VM).
+import { createHash } from "node:crypto";
+import type { V1Pod, V1Service } from "@kubernetes/client-node";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  AnnotationError,
+  FIELD_MANAGER,
+  LABELS,
+  parseSandboxAnnotations,
+  RUNTIME_CLASS,
+  UNIKERNELVM_KIND,
+  type UnikernelVM,
+} from "../../api/index.js";
+import { TerminalError } from "./queue.js";
+
+/** Memory a pod requests when the VM does not say (the CRD's documented default). */
+export const DEFAULT_MEMORY_MIB = 16;
+export const CONTAINER_NAME = "unikernel";
+
+/** A spec the schema accepts but no pod can be made from: reported as a condition, never retried. */
+export class InvalidSpecError extends TerminalError {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidSpecError";
+  }
+}
+
+const SUFFIX: Record<string, number> = {
+  "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, m: 1e-3, n: 1e-9, u: 1e-6,
+};
+
+/** Bytes in a resource.Quantity ("64Mi", "100M", "1e9", 1048576). */
+export function quantityToBytes(q: string | number): number {
+  if (typeof q === "number") return q;
+  const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$/.exec(q.trim());
+  if (!m) throw new InvalidSpecError(`memory ${JSON.stringify(q)} is not a quantity`);
+  const base = Number(m[1]);
+  if (m[2]) return base * 10 ** Number(m[2].slice(1));
+  return base * SUFFIX[m[3] ?? ""]!;
+}
+
+/** Guest memory in whole MiB, rounded up (Xen allocates in pages; we never give less than asked). */
+export function memoryMiB(vm: UnikernelVM): number | undefined {
+  if (vm.spec.memory === undefined) return undefined;
+  return Math.ceil(quantityToBytes(vm.spec.memory) / 2 ** 20);
+}
+
+/** JSON with sorted keys, so that a hash does not depend on the order the apiserver returned fields in. */
+export function stableStringify(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableStringify).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${stableStringify(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function ownerReference(vm: UnikernelVM) {
+  return {
+    apiVersion: API_VERSION,
+    kind: UNIKERNELVM_KIND,
+    name: vm.metadata.name!,
+    uid: vm.metadata.uid!,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+export function childLabels(vm: UnikernelVM): Record<string, string> {
+  return { [LABELS.vm]: vm.metadata.name!, [LABELS.managedBy]: FIELD_MANAGER };
+}
+
+/** The annotations the shim reads; every key comes from api/annotations.ts. */
+function domainAnnotations(vm: UnikernelVM): Record<string, string> {
+  const a: Record<string, string> = { [ANNOTATIONS.vm]: `${vm.metadata.namespace}/${vm.metadata.name}` };
+  const spec = vm.spec;
+  if (spec.args?.length) a[ANNOTATIONS.args] = JSON.stringify(spec.args);
+  if (spec.env?.length) a[ANNOTATIONS.env] = JSON.stringify(Object.fromEntries(spec.env.map((e) => [e.name, e.value ?? ""])));
+  const mib = memoryMiB(vm);
+  if (mib !== undefined) a[ANNOTATIONS.memoryMiB] = String(mib);
+  a[ANNOTATIONS.vcpus] = String(spec.vcpus ?? 1);
+  a[ANNOTATIONS.guestType] = spec.guestType ?? "pv";
+  return a;
+}
+
+/** Everything that shapes the domain. runPolicy is left out: pausing or suspending a domain keeps it. */
+export function domainHash(vm: UnikernelVM): string {
+  const spec = vm.spec;
+  const input = {
+    annotations: domainAnnotations(vm),
+    image: spec.image,
+    imagePullSecrets: spec.imagePullSecrets?.length ? spec.imagePullSecrets : undefined,
+    ports: spec.ports?.length ? spec.ports : undefined,
+    restartPolicy: spec.restartPolicy ?? "Always",
+    nodeSelector: spec.nodeSelector,
+    affinity: spec.affinity,
+    tolerations: spec.tolerations?.length ? spec.tolerations : undefined,
+  };
+  return createHash("sha256").update(stableStringify(input)).digest("hex").slice(0, 10);
+}
+
+/** The pod's name: the VM's and the domain hash, so that a changed spec gets a new pod and a restarted operator the same one. */
+export function podName(vm: UnikernelVM): string {
+  return `${vm.metadata.name}-${domainHash(vm)}`;
+}
+
+/** The pod that runs the VM, or undefined when runPolicy is Stopped. Throws InvalidSpecError. */
+export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
+  const spec = vm.spec;
+  if ((spec.runPolicy ?? "Running") === "Stopped") return undefined;
+  const annotations = {
+    ...domainAnnotations(vm),
+    [ANNOTATIONS.runPolicy]: spec.runPolicy ?? "Running",
+    [ANNOTATIONS.domainHash]: domainHash(vm),
+  };
+  // The shim parses these at the node; refusing here what it would refuse there turns a pod that
+  // would fail on the node into a clear condition on the VM.
+  try {
+    parseSandboxAnnotations(annotations);
+  } catch (err) {
+    if (err instanceof AnnotationError) throw new InvalidSpecError(err.message);
+    throw err;
+  }
+  const mib = memoryMiB(vm) ?? DEFAULT_MEMORY_MIB;
+  const resources = { memory: `${mib}Mi`, cpu: String(spec.vcpus ?? 1) };
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: podName(vm),
+      namespace: vm.metadata.namespace!,
+      labels: childLabels(vm),
+      annotations,
+      ownerReferences: [ownerReference(vm)],
+    },
+    spec: {
+      runtimeClassName: RUNTIME_CLASS,
+      restartPolicy: spec.restartPolicy ?? "Always",
+      // The Xen label wins over the VM's own selector: a unikernel cannot run anywhere else.
+      nodeSelector: { ...(spec.nodeSelector ?? {}), [LABELS.xenNode]: "true" },
+      ...(spec.tolerations?.length ? { tolerations: spec.tolerations } : {}),
+      ...(spec.affinity ? { affinity: spec.affinity } : {}),
+      ...(spec.imagePullSecrets?.length ? { imagePullSecrets: spec.imagePullSecrets } : {}),
+      // A unikernel has no use for a service account token or service environment variables.
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      containers: [
+        {
+          name: CONTAINER_NAME,
+          image: spec.image,
+          resources: { requests: resources, limits: resources },
+          ...(spec.ports?.length
+            ? {
+                ports: spec.ports.map((p) => ({
+                  containerPort: p.containerPort,
+                  protocol: p.protocol ?? "TCP",
+                  ...(p.name ? { name: p.name } : {}),
+                })),
+              }
+            : {}),
+        },
+      ],
+    },
+  };
+}
+
+/** The Service in front of the VM, or undefined when the spec asks for none. */
+export function desiredService(vm: UnikernelVM): V1Service | undefined {
+  const svc = vm.spec.service;
+  if (!svc) return undefined;
+  const ports = vm.spec.ports ?? [];
+  if (ports.length === 0) throw new InvalidSpecError("service needs at least one entry in ports");
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: {
+      name: svc.name ?? vm.metadata.name!,
+      namespace: vm.metadata.namespace!,
+      labels: childLabels(vm),
+      ownerReferences: [ownerReference(vm)],
+    },
+    spec: {
+      type: svc.type ?? "ClusterIP",
+      // Only the VM label: it stays the same across pod recreations and migrations.
+      selector: { [LABELS.vm]: vm.metadata.name! },
+      ports: ports.map((p) => {
+        const protocol = p.protocol ?? "TCP";
+        return { name: p.name ?? `${protocol.toLowerCase()}-${p.containerPort}`, port: p.containerPort, targetPort: p.containerPort, protocol };
+      }),
+    },
+  };
+}
