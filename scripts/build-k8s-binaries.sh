@@ -70,12 +70,11 @@ build_cri_tools() {
   local dir
   dir=$(cd "$work" && go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   rm -rf "$work/tree" && cp -r "$dir" "$work/tree" && chmod -R u+w "$work/tree"
+  # Module zips carry no vendor/ tree, so these resolve dependencies through the proxy (-mod=mod).
   log "building crictl"
-  (cd "$work/tree" && go build -mod=vendor -trimpath -o "$BIN/crictl" ./cmd/crictl 2>/dev/null || go build -trimpath -o "$BIN/crictl" ./cmd/crictl)
-  log "building critest"
-  (cd "$work/tree" && go test -c -mod=vendor -trimpath -o "$BIN/critest" ./cmd/critest 2>/dev/null ||
-    go build -mod=vendor -trimpath -o "$BIN/critest" ./cmd/critest 2>/dev/null ||
-    go build -trimpath -o "$BIN/critest" ./cmd/critest)
+  (cd "$work/tree" && go build -trimpath -o "$BIN/crictl" ./cmd/crictl)
+  log "building critest (a compiled ginkgo test binary, as cri-tools' Makefile builds it)"
+  (cd "$work/tree" && go test -c -trimpath -o "$BIN/critest" ./cmd/critest)
 }
 
 build_go_install() { # name module@version
