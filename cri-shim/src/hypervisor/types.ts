@@ -23,7 +23,11 @@ export interface DomainSpec {
   initrdPath?: string;
   cmdline: string;
   memoryMiB: number;
+  /** Ceiling for setMemory() growth (Xen's maxmem); defaults to memoryMiB. */
+  maxMemoryMiB?: number;
   vcpus: number;
+  /** Ceiling for setVcpus() (vcpus beyond `vcpus` start offline); defaults to vcpus. */
+  maxVcpus?: number;
   guestType: GuestType;
   vifs: VifSpec[];
 }

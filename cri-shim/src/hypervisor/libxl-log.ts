@@ -1,0 +1,114 @@
+// libxl reports the reason for a failure only through its xentoollog logger; the return code is
+// just ERROR_FAIL most of the time. So the logger writes into a pipe that we drain ourselves: each
+// line goes to our winston log, and the lines written during a failed call go into the error
+// message the caller sees ("kernel file not found", "not enough memory" ...).
+import { closeSync, readSync } from "node:fs";
+import koffi from "koffi";
+import type { Logger } from "../../../lib/log.js";
+import { type CPointer, type LibxlBindings, XTL_LEVELS, XTL_STDIOSTREAM_HIDE_PROGRESS, type XtlLevel } from "./libxl-ffi.js";
+
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const IOLBF = 1;
+/** Lines kept for attaching to errors; a failing call rarely logs more than a handful. */
+const KEEP_LINES = 200;
+
+interface LogLine {
+  seq: number;
+  text: string;
+}
+
+export class LibxlLogCapture {
+  private partial = "";
+  private seq = 0;
+  private readonly recent: LogLine[] = [];
+  private readonly drainTimer: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(
+    private readonly lib: LibxlBindings,
+    private readonly log: Logger,
+    private readonly readFd: number,
+    private readonly stream: CPointer,
+    /** The xentoollog_logger* to hand to libxl_ctx_alloc. */
+    readonly xtlLogger: CPointer,
+  ) {
+    // libxl may log from worker threads while JS is idle; drain now and then so the pipe never fills
+    // (both ends are non-blocking: a full pipe drops libxl's log lines instead of stalling libxl).
+    this.drainTimer = setInterval(() => this.drain(), 250);
+    this.drainTimer.unref();
+  }
+
+  static open(lib: LibxlBindings, log: Logger, level: XtlLevel): LibxlLogCapture {
+    const fds = new Int32Array(2);
+    const pipe2 = koffi.load("libc.so.6").func("int pipe2(_Out_ int *fds, int flags)") as unknown as (fds: Int32Array, flags: number) => number;
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error(`pipe2 failed: errno ${koffi.errno()}`);
+    const [readFd, writeFd] = [fds[0] ?? -1, fds[1] ?? -1];
+    const stream = lib.fdopen.sync(writeFd, "w");
+    if (stream === null) {
+      closeSync(readFd);
+      closeSync(writeFd);
+      throw new Error("fdopen of the libxl log pipe failed");
+    }
+    const setvbuf = koffi.load("libc.so.6").func("int setvbuf(void *f, void *buf, int mode, size_t size)") as unknown as (f: CPointer, buf: null, mode: number, size: number) => number;
+    setvbuf(stream, null, IOLBF, 0);
+    const xtl = lib.xtlCreateStdioLogger.sync(stream, XTL_LEVELS[level], XTL_STDIOSTREAM_HIDE_PROGRESS);
+    if (xtl === null) {
+      lib.fclose.sync(stream);
+      closeSync(readFd);
+      throw new Error("xtl_createlogger_stdiostream failed");
+    }
+    return new LibxlLogCapture(lib, log, readFd, stream, xtl);
+  }
+
+  /** A marker: lines logged after it are "since" it. */
+  mark(): number {
+    this.drain();
+    return this.seq;
+  }
+
+  /** Lines logged since `mark`, oldest first. */
+  since(mark: number): string[] {
+    this.drain();
+    return this.recent.filter((l) => l.seq > mark).map((l) => l.text);
+  }
+
+  /** Reads whatever libxl wrote so far (non-blocking). */
+  drain(): void {
+    if (this.closed) return;
+    const buf = Buffer.alloc(65536);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(this.readFd, buf, 0, buf.length, null);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EAGAIN") return;
+        throw err;
+      }
+      if (n === 0) return;
+      this.partial += buf.toString("utf8", 0, n);
+      const lines = this.partial.split("\n");
+      this.partial = lines.pop() ?? "";
+      for (const text of lines) if (text.trim()) this.push(text);
+    }
+  }
+
+  private push(text: string): void {
+    this.recent.push({ seq: ++this.seq, text });
+    if (this.recent.length > KEEP_LINES) this.recent.shift();
+    if (/: (error|critical):/.test(text)) this.log.error(text);
+    else if (/: warning:/.test(text)) this.log.warn(text);
+    else this.log.debug(text);
+  }
+
+  /** Call after libxl_ctx_free: the logger must outlive the ctx. */
+  close(): void {
+    if (this.closed) return;
+    this.drain();
+    this.closed = true;
+    clearInterval(this.drainTimer);
+    this.lib.xtlLoggerDestroy.sync(this.xtlLogger);
+    this.lib.fclose.sync(this.stream);
+    closeSync(this.readFd);
+  }
+}

@@ -1,0 +1,424 @@
+// The Xen backend of the Hypervisor interface: libxenlight in-process through koffi (no `xl`).
+// Every blocking libxl call runs on a koffi worker thread, so the shim's event loop stays free
+// while a domain builds or saves. One libxl ctx serves all threads (libxl locks internally).
+//
+// Child processes: libxl forks hotplug scripts (vif-bridge) and libxl-save-helper. Its default
+// SIGCHLD mode installs a handler that would fight libuv's, so the ctx runs in
+// libxl_sigchld_owner_mainloop mode: Node's own SIGCHLD listener tells libxl "a child exited" and
+// libxl reaps only its own children; Node keeps reaping the shim's (CNI plugins ...).
+//
+// Guest shutdown: xl's on_poweroff/on_crash handling lives in the xl process, not in libxl, so a
+// domain that powers off or crashes stays in the list with its shutdown reason until destroy():
+// that is what lets the CRI report exit codes.
+import { access, constants as fsConstants } from "node:fs/promises";
+import koffi from "koffi";
+import { logger } from "../../../lib/log.js";
+import { domainConfigJSON, validateDomainSpec } from "./domain-config.js";
+import {
+  BitmapType,
+  ChildprocHooksType,
+  type CPointer,
+  DOMAIN_CONFIG_BUFFER_BYTES,
+  type Dominfo,
+  DominfoType,
+  ERROR_DOMAIN_NOTFOUND,
+  ERROR_INVAL,
+  ERROR_NOMEM,
+  ERROR_NOTFOUND,
+  LIBXL_CONSOLE_TYPE_PV,
+  LIBXL_SIGCHLD_OWNER_MAINLOOP,
+  LIBXL_STREAM_VERSION,
+  LIBXL_SUSPEND_LIVE,
+  type LibxlBindings,
+  type Physinfo,
+  PhysinfoType,
+  RestoreParamsType,
+  type VersionInfo,
+  VersionInfoType,
+  type XtlLevel,
+  cAlloc,
+  cFree,
+  decode,
+  encode,
+  libxlBindings,
+  libxlErrorName,
+  takeCString,
+  toBigInt,
+  toNumber,
+} from "./libxl-ffi.js";
+import { LibxlLogCapture } from "./libxl-log.js";
+import { type DomainInfo, type DomainSpec, type DomainState, type HostInfo, type Hypervisor, HypervisorError, type ShutdownReason } from "./types.js";
+
+const log = logger("xen-libxl");
+const PAGE_KIB = 4;
+const SHUTDOWN_REASONS: Record<number, ShutdownReason> = { 0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset" };
+
+export interface XenLibxlOptions {
+  /** libxl's own log level (its lines go to our logger); default from LIBXL_LOG_LEVEL or "warn". */
+  libxlLogLevel?: XtlLevel;
+}
+
+function stateOf(d: Dominfo): { state: DomainState; shutdownReason?: ShutdownReason } {
+  if (d.dying) return { state: "dying" };
+  if (d.shutdown) {
+    const reason = SHUTDOWN_REASONS[d.shutdown_reason];
+    return { state: reason === "crash" ? "crashed" : "shutdown", ...(reason ? { shutdownReason: reason } : {}) };
+  }
+  if (d.paused) return { state: "paused" };
+  if (d.blocked) return { state: "blocked" };
+  return { state: "running" };
+}
+
+function formatUuid(bytes: number[]): string {
+  const hex = bytes.map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function checkDomid(domid: number): void {
+  if (!Number.isInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new HypervisorError(`not a domain id: ${JSON.stringify(domid)}`, "InvalidArgument");
+}
+
+/** Guards the calls that would take dom0 (and the shim with it) down. */
+function checkGuestDomid(domid: number, op: string): void {
+  checkDomid(domid);
+  if (domid === 0) throw new HypervisorError(`refusing to ${op} domain 0`, "InvalidArgument");
+}
+
+export class XenLibxl implements Hypervisor {
+  readonly name = "xen-libxl";
+  private closed = false;
+  private readonly onSigchld = (): void => {
+    // A worker thread, because libxl may hold its ctx lock for a while inside a domain build.
+    if (!this.closed) void this.lib.childprocSigchldOccurred.async(this.ctx).catch((err: unknown) => log.error("sigchld dispatch failed", { err: String(err) }));
+  };
+
+  private constructor(
+    private readonly lib: LibxlBindings,
+    private readonly ctx: CPointer,
+    private readonly hooks: CPointer,
+    private readonly libxlLog: LibxlLogCapture,
+  ) {
+    process.on("SIGCHLD", this.onSigchld);
+  }
+
+  /** Opens a libxl ctx; fails with a clear error outside dom0 (no /dev/xen/privcmd). */
+  static open(opts: XenLibxlOptions = {}): XenLibxl {
+    const lib = libxlBindings();
+    const level = opts.libxlLogLevel ?? ((process.env.LIBXL_LOG_LEVEL as XtlLevel | undefined) || "warn");
+    const libxlLog = LibxlLogCapture.open(lib, log, level);
+    const mark = libxlLog.mark();
+    const ctxOut = cAlloc(8);
+    try {
+      const rc = lib.ctxAlloc.sync(ctxOut, 0, 0, libxlLog.xtlLogger);
+      const ctx = decode<CPointer | null>(ctxOut, "void *");
+      if (rc !== 0 || ctx === null) {
+        const why = libxlLog.since(mark).join("; ");
+        libxlLog.close();
+        throw new HypervisorError(`cannot open libxl (is this dom0 with xenstored running?): ${libxlErrorName(rc)}${why ? `: ${why}` : ""}`);
+      }
+      const hooks = cAlloc(koffi.sizeof(ChildprocHooksType));
+      encode(hooks, ChildprocHooksType, { chldowner: LIBXL_SIGCHLD_OWNER_MAINLOOP, fork_replacement: null, reaped_callback: null });
+      lib.childprocSetmode.sync(ctx, hooks, null);
+      return new XenLibxl(lib, ctx, hooks, libxlLog);
+    } finally {
+      cFree(ctxOut);
+    }
+  }
+
+  /** Runs a libxl call that returns an rc; turns failures into HypervisorErrors with libxl's reason. */
+  private async rc(op: string, domid: number | undefined, call: () => Promise<number>): Promise<void> {
+    this.assertOpen();
+    const mark = this.libxlLog.mark();
+    const rc = await call();
+    if (rc === 0) return;
+    throw await this.failure(op, domid, rc, mark);
+  }
+
+  private async failure(op: string, domid: number | undefined, rc: number, mark: number): Promise<HypervisorError> {
+    const detail = this.libxlLog.since(mark).filter((l) => /error|critical/i.test(l));
+    const what = `${op}${domid !== undefined ? ` (domain ${domid})` : ""} failed: ${libxlErrorName(rc)}${detail.length ? `: ${detail.join("; ")}` : ""}`;
+    let code: HypervisorError["code"] = "Failed";
+    if (rc === ERROR_DOMAIN_NOTFOUND || rc === ERROR_NOTFOUND) code = "NotFound";
+    else if (rc === ERROR_NOMEM) code = "OutOfMemory";
+    else if (rc === ERROR_INVAL) code = "InvalidArgument";
+    // libxl says ERROR_FAIL for an unknown domid in most calls (the hypercall's ESRCH is flattened).
+    if (code === "Failed" && domid !== undefined && (await this.info(domid)) === undefined) code = "NotFound";
+    return new HypervisorError(what, code);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new HypervisorError("hypervisor connection is closed");
+  }
+
+  async host(): Promise<HostInfo> {
+    this.assertOpen();
+    const buf = cAlloc(koffi.sizeof(PhysinfoType));
+    try {
+      this.lib.physinfoInit.sync(buf);
+      await this.rc("get physinfo", undefined, () => this.lib.getPhysinfo.async(this.ctx, buf));
+      const phys = decode<Physinfo>(buf, PhysinfoType);
+      this.lib.physinfoDispose.sync(buf);
+      const versionPtr = await this.lib.getVersionInfo.async(this.ctx);
+      // libxl owns the version struct (cached in the ctx); only read it.
+      const v = versionPtr === null ? undefined : decode<VersionInfo>(versionPtr, VersionInfoType);
+      return {
+        totalMemoryKiB: toNumber(phys.total_pages) * PAGE_KIB,
+        freeMemoryKiB: toNumber(phys.free_pages) * PAGE_KIB,
+        cpus: phys.nr_cpus,
+        xenVersion: v ? `${v.xen_version_major}.${v.xen_version_minor}${v.xen_version_extra ?? ""}` : "unknown",
+      };
+    } finally {
+      cFree(buf);
+    }
+  }
+
+  private async toDomainInfo(d: Dominfo): Promise<DomainInfo> {
+    const name = takeCString(this.lib, await this.lib.domidToName.async(this.ctx, d.domid)) ?? "";
+    return {
+      domid: d.domid,
+      name,
+      uuid: formatUuid(d.uuid),
+      ...stateOf(d),
+      memoryKiB: toNumber(d.current_memkb),
+      maxMemoryKiB: toNumber(d.max_memkb),
+      vcpus: d.vcpu_online,
+      cpuTimeNs: toBigInt(d.cpu_time),
+    };
+  }
+
+  async list(): Promise<DomainInfo[]> {
+    this.assertOpen();
+    const countOut = cAlloc(4);
+    try {
+      const arr = await this.lib.listDomain.async(this.ctx, countOut);
+      if (arr === null) throw new HypervisorError("libxl_list_domain failed");
+      const n = decode<number>(countOut, "int");
+      let infos: Dominfo[];
+      try {
+        infos = n > 0 ? (koffi.decode(arr, 0, DominfoType, n) as Dominfo[]) : [];
+      } finally {
+        this.lib.dominfoListFree.sync(arr, n);
+      }
+      return await Promise.all(infos.map((d) => this.toDomainInfo(d)));
+    } finally {
+      cFree(countOut);
+    }
+  }
+
+  async info(domid: number): Promise<DomainInfo | undefined> {
+    this.assertOpen();
+    checkDomid(domid);
+    const buf = cAlloc(koffi.sizeof(DominfoType));
+    try {
+      this.lib.dominfoInit.sync(buf);
+      const rc = await this.lib.domainInfo.async(this.ctx, buf, domid);
+      if (rc === ERROR_DOMAIN_NOTFOUND) return undefined;
+      if (rc !== 0) throw new HypervisorError(`domain info (domain ${domid}) failed: ${libxlErrorName(rc)}`);
+      const d = decode<Dominfo>(buf, DominfoType);
+      this.lib.dominfoDispose.sync(buf);
+      return await this.toDomainInfo(d);
+    } finally {
+      cFree(buf);
+    }
+  }
+
+  async findByName(name: string): Promise<DomainInfo | undefined> {
+    this.assertOpen();
+    if (typeof name !== "string" || name.length === 0 || name.includes("\0")) return undefined;
+    const out = cAlloc(4);
+    try {
+      const rc = await this.lib.nameToDomid.async(this.ctx, name, out);
+      if (rc !== 0) return undefined;
+      return await this.info(decode<number>(out, "uint32"));
+    } finally {
+      cFree(out);
+    }
+  }
+
+  /** Checks what libxl would only discover half-way through a build, with clearer errors. */
+  private async precheck(spec: DomainSpec): Promise<void> {
+    validateDomainSpec(spec);
+    for (const [what, path] of [["kernel", spec.kernelPath], ["initrd", spec.initrdPath]] as const) {
+      if (path === undefined) continue;
+      try {
+        await access(path, fsConstants.R_OK);
+      } catch {
+        throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
+      }
+    }
+    if (await this.findByName(spec.name)) throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    const { freeMemoryKiB } = await this.host();
+    const wantKiB = spec.memoryMiB * 1024;
+    if (wantKiB > freeMemoryKiB) {
+      throw new HypervisorError(`domain ${spec.name} needs ${spec.memoryMiB} MiB but Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`, "OutOfMemory");
+    }
+  }
+
+  /** libxl tears down a domain whose build failed, but a half-made one must never outlive an error. */
+  private async removeLeftover(name: string): Promise<void> {
+    const leftover = await this.findByName(name).catch(() => undefined);
+    if (leftover) {
+      log.warn("destroying half-built domain", { name, domid: leftover.domid });
+      await this.lib.domainDestroy.async(this.ctx, leftover.domid, null);
+    }
+  }
+
+  /** Builds the config in C memory, runs `build` with it, and always disposes it. */
+  private async withConfig<T>(spec: DomainSpec, build: (config: CPointer) => Promise<T>): Promise<T> {
+    const json = domainConfigJSON(spec);
+    const config = cAlloc(DOMAIN_CONFIG_BUFFER_BYTES);
+    try {
+      this.lib.domainConfigInit.sync(config);
+      try {
+        const mark = this.libxlLog.mark();
+        const rc = await this.lib.domainConfigFromJson.async(this.ctx, config, json);
+        if (rc !== 0) throw await this.failure(`parse config of ${spec.name}`, undefined, rc, mark);
+        return await build(config);
+      } finally {
+        this.lib.domainConfigDispose.sync(config);
+      }
+    } finally {
+      cFree(config);
+    }
+  }
+
+  private async buildDomain(op: string, spec: DomainSpec, create: (config: CPointer, domidOut: CPointer) => Promise<number>): Promise<number> {
+    this.assertOpen();
+    await this.precheck(spec);
+    const domidOut = cAlloc(4);
+    try {
+      return await this.withConfig(spec, async (config) => {
+        const mark = this.libxlLog.mark();
+        const started = performance.now();
+        const rc = await create(config, domidOut);
+        if (rc !== 0) {
+          const err = await this.failure(`${op} ${spec.name}`, undefined, rc, mark);
+          await this.removeLeftover(spec.name);
+          const { freeMemoryKiB } = await this.host().catch(() => ({ freeMemoryKiB: Infinity }));
+          throw spec.memoryMiB * 1024 > freeMemoryKiB ? new HypervisorError(err.message, "OutOfMemory") : err;
+        }
+        const domid = decode<number>(domidOut, "uint32");
+        log.info(`${op} done`, { name: spec.name, domid, ms: Math.round(performance.now() - started) });
+        return domid;
+      });
+    } finally {
+      cFree(domidOut);
+    }
+  }
+
+  createPaused(spec: DomainSpec): Promise<number> {
+    return this.buildDomain("create", spec, (config, domidOut) => this.lib.domainCreateNew.async(this.ctx, config, domidOut, null, null));
+  }
+
+  async unpause(domid: number): Promise<void> {
+    checkGuestDomid(domid, "unpause");
+    await this.rc("unpause", domid, () => this.lib.domainUnpause.async(this.ctx, domid, null));
+  }
+
+  async pause(domid: number): Promise<void> {
+    checkGuestDomid(domid, "pause");
+    await this.rc("pause", domid, () => this.lib.domainPause.async(this.ctx, domid, null));
+  }
+
+  async shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void> {
+    checkGuestDomid(domid, "shut down");
+    if (reason === "reboot") await this.rc("reboot", domid, () => this.lib.domainReboot.async(this.ctx, domid, null));
+    else if (reason === "poweroff") await this.rc("shutdown", domid, () => this.lib.domainShutdown.async(this.ctx, domid, null));
+    else throw new HypervisorError(`shutdown reason must be "poweroff" or "reboot", got ${JSON.stringify(reason)}`, "InvalidArgument");
+  }
+
+  async destroy(domid: number): Promise<void> {
+    checkGuestDomid(domid, "destroy");
+    await this.rc("destroy", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+  }
+
+  async setMemory(domid: number, memoryMiB: number): Promise<void> {
+    checkGuestDomid(domid, "set memory of");
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 1) throw new HypervisorError(`memoryMiB must be a positive integer, got ${JSON.stringify(memoryMiB)}`, "InvalidArgument");
+    const d = await this.info(domid);
+    if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
+    if (memoryMiB * 1024 > d.maxMemoryKiB) {
+      throw new HypervisorError(`domain ${domid}: ${memoryMiB} MiB is above its maximum of ${Math.floor(d.maxMemoryKiB / 1024)} MiB`, "InvalidArgument");
+    }
+    // enforce=1: also lower Xen's allocation ceiling, so a guest without a balloon driver cannot
+    // take memory back beyond the new target.
+    await this.rc("set memory", domid, () => this.lib.setMemoryTarget.async(this.ctx, domid, memoryMiB * 1024, 0, 1));
+  }
+
+  async setVcpus(domid: number, vcpus: number): Promise<void> {
+    checkGuestDomid(domid, "set vcpus of");
+    if (!Number.isInteger(vcpus) || vcpus < 1) throw new HypervisorError(`vcpus must be a positive integer, got ${JSON.stringify(vcpus)}`, "InvalidArgument");
+    const bytes = Math.ceil(vcpus / 8);
+    const map = cAlloc(bytes);
+    const bitmap = cAlloc(koffi.sizeof(BitmapType));
+    try {
+      const bits = new Uint8Array(koffi.view(map, bytes));
+      for (let i = 0; i < vcpus; i++) bits[i >> 3] = (bits[i >> 3] ?? 0) | (1 << (i & 7));
+      encode(bitmap, BitmapType, { size: bytes, map });
+      await this.rc("set vcpus", domid, () => this.lib.setVcpuonline.async(this.ctx, domid, bitmap, null));
+    } finally {
+      cFree(bitmap);
+      cFree(map);
+    }
+  }
+
+  async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
+    checkGuestDomid(domid, "save");
+    if (!Number.isInteger(fd) || fd < 0) throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    const flags = opts.live ? LIBXL_SUSPEND_LIVE : 0;
+    await this.rc("save", domid, () => this.lib.domainSuspend.async(this.ctx, domid, fd, flags, null));
+    // The suspended domain stays as a shell in state "shutdown (suspend)"; its state lives in fd now.
+    await this.rc("destroy after save", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+  }
+
+  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+    if (!Number.isInteger(fd) || fd < 0) throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    const params = cAlloc(koffi.sizeof(RestoreParamsType));
+    try {
+      this.lib.restoreParamsInit.sync(params);
+      encode(params, "uint32", LIBXL_STREAM_VERSION, koffi.offsetof(RestoreParamsType, "stream_version"));
+      const domid = await this.buildDomain("restore", spec, (config, domidOut) =>
+        this.lib.domainCreateRestore.async(this.ctx, config, domidOut, fd, -1, params, null, null),
+      );
+      if (!opts.paused) {
+        try {
+          await this.unpause(domid);
+        } catch (err) {
+          await this.lib.domainDestroy.async(this.ctx, domid, null);
+          throw err;
+        }
+      }
+      return domid;
+    } finally {
+      this.lib.restoreParamsDispose.sync(params);
+      cFree(params);
+    }
+  }
+
+  async consolePath(domid: number): Promise<string> {
+    checkDomid(domid);
+    const out = cAlloc(8);
+    try {
+      await this.rc("get console tty", domid, () => this.lib.consoleGetTty.async(this.ctx, domid, 0, LIBXL_CONSOLE_TYPE_PV, out));
+      const path = takeCString(this.lib, decode<CPointer | null>(out, "void *"));
+      if (!path) throw new HypervisorError(`domain ${domid} has no console tty`, "NotFound");
+      return path;
+    } finally {
+      cFree(out);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    process.off("SIGCHLD", this.onSigchld);
+    await this.lib.ctxFree.async(this.ctx);
+    cFree(this.hooks);
+    this.libxlLog.close();
+  }
+}
+
+/** The Hypervisor for this node: libxl in dom0. */
+export function openXenLibxl(opts: XenLibxlOptions = {}): Hypervisor {
+  return XenLibxl.open(opts);
+}
