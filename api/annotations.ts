@@ -76,7 +76,8 @@ function parseJSON(key: string, raw: string): unknown {
 }
 
 function parsePositiveInt(key: string, raw: string, max: number): number {
-  if (!/^[0-9]+$/.test(raw)) throw new AnnotationError(key, `must be a positive integer, got ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!/^[0-9]+$/.test(raw))
+    throw new AnnotationError(key, `must be a positive integer, got ${JSON.stringify(raw.slice(0, 40))}`);
   const n = Number(raw);
   if (n < 1 || n > max) throw new AnnotationError(key, `must be between 1 and ${max}, got ${n}`);
   return n;
@@ -92,7 +93,11 @@ export function parseSandboxAnnotations(annotations: Record<string, string> | un
   const vm = a[ANNOTATIONS.vm];
   if (vm !== undefined) {
     const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(vm);
-    if (!m) throw new AnnotationError(ANNOTATIONS.vm, `must be <namespace>/<name>, got ${JSON.stringify(vm.slice(0, 80))}`);
+    if (!m)
+      throw new AnnotationError(
+        ANNOTATIONS.vm,
+        `must be <namespace>/<name>, got ${JSON.stringify(vm.slice(0, 80))}`,
+      );
     config.vm = { namespace: m[1]!, name: m[3]! };
   }
   const args = a[ANNOTATIONS.args];
@@ -108,15 +113,24 @@ export function parseSandboxAnnotations(annotations: Record<string, string> | un
     if (typeof v !== "object" || v === null || Array.isArray(v))
       throw new AnnotationError(ANNOTATIONS.env, "must be a JSON object of strings");
     for (const [k, val] of Object.entries(v)) {
-      if (!/^[-._a-zA-Z][-._a-zA-Z0-9]*$/.test(k)) throw new AnnotationError(ANNOTATIONS.env, `invalid variable name ${JSON.stringify(k)}`);
-      if (typeof val !== "string") throw new AnnotationError(ANNOTATIONS.env, `value of ${k} must be a string`);
-      if (/[\s]/.test(val)) throw new AnnotationError(ANNOTATIONS.env, `value of ${k} must not contain white space (it travels on the kernel command line)`);
+      if (!/^[-._a-zA-Z][-._a-zA-Z0-9]*$/.test(k))
+        throw new AnnotationError(ANNOTATIONS.env, `invalid variable name ${JSON.stringify(k)}`);
+      if (typeof val !== "string")
+        throw new AnnotationError(ANNOTATIONS.env, `value of ${k} must be a string`);
+      if (/[\s]/.test(val))
+        throw new AnnotationError(
+          ANNOTATIONS.env,
+          `value of ${k} must not contain white space (it travels on the kernel command line)`,
+        );
       config.env[k] = val;
     }
   }
   const cmdline = [...config.args, ...Object.entries(config.env).map(([k, v]) => `${k}=${v}`)].join(" ");
   if (cmdline.length > MAX_CMDLINE)
-    throw new AnnotationError(ANNOTATIONS.args, `command line is ${cmdline.length} bytes, Xen allows ${MAX_CMDLINE}`);
+    throw new AnnotationError(
+      ANNOTATIONS.args,
+      `command line is ${cmdline.length} bytes, Xen allows ${MAX_CMDLINE}`,
+    );
 
   const mem = a[ANNOTATIONS.memoryMiB];
   if (mem !== undefined) config.memoryMiB = parsePositiveInt(ANNOTATIONS.memoryMiB, mem, 64 * 1024);
@@ -125,18 +139,25 @@ export function parseSandboxAnnotations(annotations: Record<string, string> | un
   const gt = a[ANNOTATIONS.guestType];
   if (gt !== undefined) {
     if (!(GUEST_TYPES as readonly string[]).includes(gt))
-      throw new AnnotationError(ANNOTATIONS.guestType, `must be one of ${GUEST_TYPES.join(", ")}, got ${JSON.stringify(gt.slice(0, 40))}`);
+      throw new AnnotationError(
+        ANNOTATIONS.guestType,
+        `must be one of ${GUEST_TYPES.join(", ")}, got ${JSON.stringify(gt.slice(0, 40))}`,
+      );
     config.guestType = gt as GuestType;
   }
   const rp = a[ANNOTATIONS.runPolicy];
   if (rp !== undefined) {
     if (!(RUN_POLICIES as readonly string[]).includes(rp))
-      throw new AnnotationError(ANNOTATIONS.runPolicy, `must be one of ${RUN_POLICIES.join(", ")}, got ${JSON.stringify(rp.slice(0, 40))}`);
+      throw new AnnotationError(
+        ANNOTATIONS.runPolicy,
+        `must be one of ${RUN_POLICIES.join(", ")}, got ${JSON.stringify(rp.slice(0, 40))}`,
+      );
     config.runPolicy = rp as RunPolicy;
   }
   const mt = a[ANNOTATIONS.migrationTarget];
   if (mt !== undefined) {
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(mt)) throw new AnnotationError(ANNOTATIONS.migrationTarget, "must be a migration name");
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(mt))
+      throw new AnnotationError(ANNOTATIONS.migrationTarget, "must be a migration name");
     config.migrationTarget = mt;
   }
   return config;

@@ -1,7 +1,12 @@
 // Builds the CustomResourceDefinitions from the schema builder's nodes.
 import type { JSONSchemaProps } from "./schema-builder.js";
 import { GROUP, VERSION } from "./v1alpha1/common.js";
-import { MIGRATION_KIND, MIGRATION_PLURAL, migrationSpecSchema, migrationStatusSchema } from "./v1alpha1/migration.js";
+import {
+  MIGRATION_KIND,
+  MIGRATION_PLURAL,
+  migrationSpecSchema,
+  migrationStatusSchema,
+} from "./v1alpha1/migration.js";
 import {
   UNIKERNELVM_KIND,
   UNIKERNELVM_PLURAL,
@@ -23,7 +28,14 @@ export interface CustomResourceDefinition {
   metadata: { name: string; labels: Record<string, string> };
   spec: {
     group: string;
-    names: { kind: string; listKind: string; plural: string; singular: string; shortNames: string[]; categories: string[] };
+    names: {
+      kind: string;
+      listKind: string;
+      plural: string;
+      singular: string;
+      shortNames: string[];
+      categories: string[];
+    };
     scope: "Namespaced";
     versions: {
       name: string;

@@ -49,7 +49,9 @@ export interface Schema<T, Req extends boolean = false> {
 export type Infer<S> = S extends Schema<infer T, boolean> ? T : never;
 
 type Shape = Record<string, Schema<unknown, boolean>>;
-type RequiredKeys<P extends Shape> = { [K in keyof P]: P[K] extends Schema<unknown, true> ? K : never }[keyof P];
+type RequiredKeys<P extends Shape> = {
+  [K in keyof P]: P[K] extends Schema<unknown, true> ? K : never;
+}[keyof P];
 type OptionalKeys<P extends Shape> = Exclude<keyof P, RequiredKeys<P>>;
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 export type InferObject<P extends Shape> = Simplify<
@@ -73,7 +75,8 @@ export const s = {
     node<string | number>({
       "x-kubernetes-int-or-string": true,
       anyOf: [{ type: "integer" }, { type: "string" }],
-      pattern: "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+      pattern:
+        "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
       ...extra,
     }),
   array: <T>(items: Schema<T, boolean>, extra: Extra = {}) =>
@@ -113,7 +116,10 @@ export function required<T>(x: Schema<T, boolean>): Schema<T, true> {
 /** Adds CEL validation rules to a node. */
 export function withRules<T, R extends boolean>(x: Schema<T, R>, ...rules: ValidationRule[]): Schema<T, R> {
   return {
-    schema: { ...x.schema, "x-kubernetes-validations": [...(x.schema["x-kubernetes-validations"] ?? []), ...rules] },
+    schema: {
+      ...x.schema,
+      "x-kubernetes-validations": [...(x.schema["x-kubernetes-validations"] ?? []), ...rules],
+    },
     required: x.required,
   };
 }

@@ -5,12 +5,17 @@ import winston from "winston";
 export type Logger = winston.Logger;
 
 const level = process.env.LOG_LEVEL ?? "info";
-const json = process.env.LOG_FORMAT === "json" || (!process.stderr.isTTY && process.env.LOG_FORMAT !== "text");
+const json =
+  process.env.LOG_FORMAT === "json" || (!process.stderr.isTTY && process.env.LOG_FORMAT !== "text");
 
 const root = winston.createLogger({
   level,
   format: json
-    ? winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json())
+    ? winston.format.combine(
+        winston.format.timestamp(),
+        winston.format.errors({ stack: true }),
+        winston.format.json(),
+      )
     : winston.format.combine(
         winston.format.timestamp({ format: "HH:mm:ss.SSS" }),
         winston.format.errors({ stack: true }),
@@ -21,7 +26,11 @@ const root = winston.createLogger({
         }),
       ),
   // Logs go to stderr so that stdout stays free for command output (CLI tools, crictl-like output).
-  transports: [new winston.transports.Console({ stderrLevels: ["error", "warn", "info", "http", "verbose", "debug", "silly"] })],
+  transports: [
+    new winston.transports.Console({
+      stderrLevels: ["error", "warn", "info", "http", "verbose", "debug", "silly"],
+    }),
+  ],
 });
 
 /** A child logger that tags every line with the component that wrote it. */

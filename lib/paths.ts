@@ -10,6 +10,18 @@ export const CACHE_DIR = process.env.SUPERFLUID_CACHE ?? join(homedir(), ".cache
 /** Binaries built by scripts/build-k8s-binaries.sh. */
 export const K8S_BIN_DIR = join(CACHE_DIR, "bin", K8S_VERSION);
 
-export function k8sBinary(name: "etcd" | "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "kubelet" | "kubectl" | "crictl" | "critest" | "helm" | "kubeconform"): string {
+export function k8sBinary(
+  name:
+    | "etcd"
+    | "kube-apiserver"
+    | "kube-controller-manager"
+    | "kube-scheduler"
+    | "kubelet"
+    | "kubectl"
+    | "crictl"
+    | "critest"
+    | "helm"
+    | "kubeconform",
+): string {
   return join(K8S_BIN_DIR, name);
 }

@@ -116,15 +116,30 @@ export function startProcess(
 }
 
 /** Runs a command to completion. */
-export function run(command: string, args: string[], opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(command, args, { input: opts.input, cwd: opts.cwd, env: opts.env ?? process.env, encoding: "utf8", maxBuffer: 64 << 20 });
+export function run(
+  command: string,
+  args: string[],
+  opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+) {
+  const r = spawnSync(command, args, {
+    input: opts.input,
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
   if (r.error) throw r.error;
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
-export function runOrThrow(command: string, args: string[], opts: { input?: string; cwd?: string } = {}): string {
+export function runOrThrow(
+  command: string,
+  args: string[],
+  opts: { input?: string; cwd?: string } = {},
+): string {
   const r = run(command, args, opts);
-  if (r.code !== 0) throw new Error(`${command} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
+  if (r.code !== 0)
+    throw new Error(`${command} ${args.join(" ")} exited ${r.code}: ${r.stderr.trim().slice(-2000)}`);
   return r.stdout;
 }
 
@@ -135,7 +150,11 @@ export function runAsync(
   opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(command, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));

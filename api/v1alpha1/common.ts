@@ -6,9 +6,17 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 
 /** metav1.Condition, as every Kubernetes API writes it. */
 export const conditionSchema = s.object({
-  type: required(s.string({ maxLength: 316, pattern: "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$" })),
+  type: required(
+    s.string({
+      maxLength: 316,
+      pattern:
+        "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    }),
+  ),
   status: required(s.enum(["True", "False", "Unknown"] as const)),
-  reason: required(s.string({ minLength: 1, maxLength: 1024, pattern: "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$" })),
+  reason: required(
+    s.string({ minLength: 1, maxLength: 1024, pattern: "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$" }),
+  ),
   message: required(s.string({ maxLength: 32768 })),
   lastTransitionTime: required(s.string({ format: "date-time" })),
   observedGeneration: s.integer({ minimum: 0 }),

@@ -13,19 +13,28 @@ export interface ConditionInput {
  * Returns a new list with `next` set. The existing entry's lastTransitionTime is kept when the
  * status did not change; reason, message and observedGeneration always take the new values.
  */
-export function setCondition(conditions: readonly Condition[] | undefined, next: ConditionInput, now: Date = new Date()): Condition[] {
+export function setCondition(
+  conditions: readonly Condition[] | undefined,
+  next: ConditionInput,
+  now: Date = new Date(),
+): Condition[] {
   const list = [...(conditions ?? [])];
   const index = list.findIndex((c) => c.type === next.type);
   const previous = index >= 0 ? list[index] : undefined;
   const lastTransitionTime =
-    previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, "Z");
+    previous && previous.status === next.status
+      ? previous.lastTransitionTime
+      : now.toISOString().replace(/\.\d{3}Z$/, "Z");
   const condition: Condition = { ...next, lastTransitionTime };
   if (index >= 0) list[index] = condition;
   else list.push(condition);
   return list;
 }
 
-export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
 

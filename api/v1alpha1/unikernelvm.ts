@@ -65,16 +65,35 @@ const serviceSchema = s.object({
 export const unikernelVMSpecSchema = withRules(
   s.object({
     image: required(
-      describe(s.string({ minLength: 1, maxLength: 512, pattern: IMAGE_REFERENCE_PATTERN }), "OCI reference of the unikernel image."),
+      describe(
+        s.string({ minLength: 1, maxLength: 512, pattern: IMAGE_REFERENCE_PATTERN }),
+        "OCI reference of the unikernel image.",
+      ),
     ),
-    imagePullSecrets: s.listMap(s.object({ name: required(s.string({ minLength: 1, maxLength: 253 })) }), ["name"], { maxItems: 16 }),
-    args: describe(s.array(s.string({ maxLength: 1024 }), { maxItems: 128 }), "Kernel command line arguments, appended to the image's defaults."),
-    env: describe(s.listMap(envVarSchema, ["name"], { maxItems: 128 }), "Passed to the guest as KEY=VALUE on its command line."),
+    imagePullSecrets: s.listMap(
+      s.object({ name: required(s.string({ minLength: 1, maxLength: 253 })) }),
+      ["name"],
+      { maxItems: 16 },
+    ),
+    args: describe(
+      s.array(s.string({ maxLength: 1024 }), { maxItems: 128 }),
+      "Kernel command line arguments, appended to the image's defaults.",
+    ),
+    env: describe(
+      s.listMap(envVarSchema, ["name"], { maxItems: 128 }),
+      "Passed to the guest as KEY=VALUE on its command line.",
+    ),
     memory: withRules(
       describe(s.quantity(), "Guest memory; defaults to the image's, or 16Mi."),
       { rule: `quantity(string(self)).isGreaterThan(quantity('0'))`, message: "memory must be positive" },
-      { rule: `quantity(string(self)).compareTo(quantity('${MIN_MEMORY}')) >= 0`, message: `memory must be at least ${MIN_MEMORY}` },
-      { rule: `quantity(string(self)).compareTo(quantity('${MAX_MEMORY}')) <= 0`, message: `memory must be at most ${MAX_MEMORY}` },
+      {
+        rule: `quantity(string(self)).compareTo(quantity('${MIN_MEMORY}')) >= 0`,
+        message: `memory must be at least ${MIN_MEMORY}`,
+      },
+      {
+        rule: `quantity(string(self)).compareTo(quantity('${MAX_MEMORY}')) <= 0`,
+        message: `memory must be at most ${MAX_MEMORY}`,
+      },
     ),
     vcpus: s.integer({ minimum: 1, maximum: 64, default: 1 }),
     hypervisor: s.enum(HYPERVISORS, { default: "xen" }),
@@ -82,7 +101,10 @@ export const unikernelVMSpecSchema = withRules(
     runPolicy: s.enum(RUN_POLICIES, { default: "Running" }),
     restartPolicy: s.enum(RESTART_POLICIES, { default: "Always" }),
     ports: s.listMap(portSchema, ["containerPort", "protocol"], { maxItems: 64 }),
-    service: describe(serviceSchema, "A Service whose address stays the same across restarts and migrations."),
+    service: describe(
+      serviceSchema,
+      "A Service whose address stays the same across restarts and migrations.",
+    ),
     nodeSelector: s.stringMap({ maxProperties: 32 }),
     affinity: s.opaque<V1Affinity>(),
     tolerations: s.array(tolerationSchema, { maxItems: 32, "x-kubernetes-list-type": "atomic" }),

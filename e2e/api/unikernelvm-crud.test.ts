@@ -23,7 +23,10 @@ test("create, get, list, update status, delete", async (t) => {
     version: VERSION,
     namespace,
     plural: UNIKERNELVM_PLURAL,
-    body: { ...vm("crud", { args: ["-v"], env: [{ name: "GREETING", value: "hi" }] }), metadata: { name: "crud", labels: { case: "crud" } } },
+    body: {
+      ...vm("crud", { args: ["-v"], env: [{ name: "GREETING", value: "hi" }] }),
+      metadata: { name: "crud", labels: { case: "crud" } },
+    },
   })) as UnikernelVM;
   t.is(created.metadata.generation, 1);
   // Defaults from the schema are applied by the apiserver.
@@ -31,15 +34,46 @@ test("create, get, list, update status, delete", async (t) => {
   t.is(created.spec.guestType, "pv");
   t.is(created.spec.vcpus, 1);
 
-  const got = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, name: "crud" })) as UnikernelVM;
+  const got = (await custom.getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: UNIKERNELVM_PLURAL,
+    name: "crud",
+  })) as UnikernelVM;
   t.deepEqual(got.spec.env, [{ name: "GREETING", value: "hi" }]);
 
-  const list = (await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, labelSelector: "case=crud" })) as { items: UnikernelVM[] };
-  t.deepEqual(list.items.map((i) => i.metadata.name), ["crud"]);
+  const list = (await custom.listNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: UNIKERNELVM_PLURAL,
+    labelSelector: "case=crud",
+  })) as { items: UnikernelVM[] };
+  t.deepEqual(
+    list.items.map((i) => i.metadata.name),
+    ["crud"],
+  );
 
   // Status goes through the status subresource only; the main resource ignores it.
-  const withStatus = { ...got, status: { phase: "Running" as const, nodeName: "xen-0", ip: "10.1.0.5", domainId: 7, observedGeneration: 1 } };
-  const afterMain = (await custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, name: "crud", body: withStatus })) as UnikernelVM;
+  const withStatus = {
+    ...got,
+    status: {
+      phase: "Running" as const,
+      nodeName: "xen-0",
+      ip: "10.1.0.5",
+      domainId: 7,
+      observedGeneration: 1,
+    },
+  };
+  const afterMain = (await custom.replaceNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: UNIKERNELVM_PLURAL,
+    name: "crud",
+    body: withStatus,
+  })) as UnikernelVM;
   t.is(afterMain.status, undefined, "status written through the main resource is dropped");
   const afterStatus = (await custom.replaceNamespacedCustomObjectStatus({
     group: GROUP,
@@ -52,8 +86,22 @@ test("create, get, list, update status, delete", async (t) => {
   t.is(afterStatus.status?.domainId, 7);
   t.is(afterStatus.metadata.generation, 1, "a status write does not bump generation");
 
-  await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, name: "crud" });
-  const err = await t.throwsAsync(custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, name: "crud" }));
+  await custom.deleteNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: UNIKERNELVM_PLURAL,
+    name: "crud",
+  });
+  const err = await t.throwsAsync(
+    custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: UNIKERNELVM_PLURAL,
+      name: "crud",
+    }),
+  );
   t.regex(String(err?.message), /404|not found/i);
 });
 
@@ -79,7 +127,10 @@ test("watch sees ADDED, MODIFIED and DELETED", async (t) => {
     setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
   );
   await custom.deleteNamespacedCustomObject({ ...base, name: "watched" });
-  await Promise.race([deleted, new Promise((_, rej) => setTimeout(() => rej(new Error(`no DELETED event; saw ${events}`)), 20_000))]);
+  await Promise.race([
+    deleted,
+    new Promise((_, rej) => setTimeout(() => rej(new Error(`no DELETED event; saw ${events}`)), 20_000)),
+  ]);
   req.abort();
   t.deepEqual(events, ["ADDED:Running", "MODIFIED:Paused", "DELETED:Paused"]);
 });
@@ -88,7 +139,11 @@ test("server-side apply: two field managers own their fields and lists merge by 
   const { custom, namespace } = cluster();
   const base = { group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL, name: "shared" };
   await custom.patchNamespacedCustomObject(
-    { ...base, fieldManager: "team-a", body: vm("shared", { env: [{ name: "A", value: "1" }], ports: [{ containerPort: 8080 }] }) },
+    {
+      ...base,
+      fieldManager: "team-a",
+      body: vm("shared", { env: [{ name: "A", value: "1" }], ports: [{ containerPort: 8080 }] }),
+    },
     ssa,
   );
   // A second manager adds an env entry and a port; list-map keys make these merge, not replace.
@@ -96,7 +151,12 @@ test("server-side apply: two field managers own their fields and lists merge by 
     {
       ...base,
       fieldManager: "team-b",
-      body: { apiVersion: API_VERSION, kind: "UnikernelVM", metadata: { name: "shared" }, spec: { env: [{ name: "B", value: "2" }], ports: [{ containerPort: 9090, protocol: "TCP" }] } },
+      body: {
+        apiVersion: API_VERSION,
+        kind: "UnikernelVM",
+        metadata: { name: "shared" },
+        spec: { env: [{ name: "B", value: "2" }], ports: [{ containerPort: 9090, protocol: "TCP" }] },
+      },
     },
     ssa,
   )) as UnikernelVM;
@@ -106,7 +166,16 @@ test("server-side apply: two field managers own their fields and lists merge by 
   // team-b changing a field team-a owns is a conflict unless forced.
   const conflict = await t.throwsAsync(
     custom.patchNamespacedCustomObject(
-      { ...base, fieldManager: "team-b", body: { apiVersion: API_VERSION, kind: "UnikernelVM", metadata: { name: "shared" }, spec: { memory: "16Mi" } } },
+      {
+        ...base,
+        fieldManager: "team-b",
+        body: {
+          apiVersion: API_VERSION,
+          kind: "UnikernelVM",
+          metadata: { name: "shared" },
+          spec: { memory: "16Mi" },
+        },
+      },
       ssa,
     ),
   );
@@ -114,16 +183,27 @@ test("server-side apply: two field managers own their fields and lists merge by 
   t.regex(String(conflict?.message), /team-a/);
 
   // team-a dropping its env entry removes only its own entry.
-  const a2 = (await custom.patchNamespacedCustomObject({ ...base, fieldManager: "team-a", body: vm("shared", { ports: [{ containerPort: 8080 }] }) }, ssa)) as UnikernelVM;
-  t.deepEqual(a2.spec.env?.map((e) => e.name), ["B"]);
-  const managers = (a2.metadata as { managedFields?: { manager: string }[] }).managedFields?.map((m) => m.manager).sort();
+  const a2 = (await custom.patchNamespacedCustomObject(
+    { ...base, fieldManager: "team-a", body: vm("shared", { ports: [{ containerPort: 8080 }] }) },
+    ssa,
+  )) as UnikernelVM;
+  t.deepEqual(
+    a2.spec.env?.map((e) => e.name),
+    ["B"],
+  );
+  const managers = (a2.metadata as { managedFields?: { manager: string }[] }).managedFields
+    ?.map((m) => m.manager)
+    .sort();
   t.deepEqual(managers, ["team-a", "team-b"]);
 });
 
 test("kubectl get uvm prints the printer columns", async (t) => {
   const { custom, namespace, kubectl } = cluster();
   const base = { group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL };
-  const created = (await custom.createNamespacedCustomObject({ ...base, body: vm("printed") })) as UnikernelVM;
+  const created = (await custom.createNamespacedCustomObject({
+    ...base,
+    body: vm("printed"),
+  })) as UnikernelVM;
   await custom.replaceNamespacedCustomObjectStatus({
     ...base,
     name: "printed",
@@ -135,6 +215,16 @@ test("kubectl get uvm prints the printer columns", async (t) => {
   t.deepEqual(header?.split(/\s+/), ["NAME", "PHASE", "NODE", "IP", "AGE"]);
   t.regex(row ?? "", /^printed\s+Running\s+xen-node-1\s+10\.244\.1\.9\s+\d+s$/);
   const wide = await kubectl(["get", "uvm", "printed", "-o", "wide"]);
-  t.deepEqual(wide.stdout.split("\n")[0]?.split(/\s+/), ["NAME", "PHASE", "NODE", "IP", "AGE", "IMAGE", "MEMORY", "DOMAIN", "BOOT-MS"]);
+  t.deepEqual(wide.stdout.split("\n")[0]?.split(/\s+/), [
+    "NAME",
+    "PHASE",
+    "NODE",
+    "IP",
+    "AGE",
+    "IMAGE",
+    "MEMORY",
+    "DOMAIN",
+    "BOOT-MS",
+  ]);
   t.regex(wide.stdout, /registry\.local:5000\/superfluid\/hello:1\.0\s+8Mi\s+3/);
 });

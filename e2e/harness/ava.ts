@@ -31,7 +31,9 @@ export function useCluster<C>(test: TestFn<C>, prefix: string): () => Cluster {
     ownsControlPlane = !shared;
     const namespace = `${prefix}-${randomBytes(3).toString("hex")}`.toLowerCase().slice(0, 63);
     const core = cp.kubeConfig.makeApiClient(CoreV1Api);
-    await core.createNamespace({ body: { metadata: { name: namespace, labels: { "superfluid.dev/test": prefix } } } });
+    await core.createNamespace({
+      body: { metadata: { name: namespace, labels: { "superfluid.dev/test": prefix } } },
+    });
     cluster = {
       cp,
       namespace,
@@ -50,7 +52,8 @@ export function useCluster<C>(test: TestFn<C>, prefix: string): () => Cluster {
     }
   });
   return () => {
-    if (!cluster) throw new Error("useCluster: the cluster is only available inside tests (after test.before ran)");
+    if (!cluster)
+      throw new Error("useCluster: the cluster is only available inside tests (after test.before ran)");
     return cluster;
   };
 }

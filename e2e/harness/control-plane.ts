@@ -8,7 +8,13 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { freePort, waitFor } from "../../lib/net.js";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
-import { type ManagedProcess, managedTempDir, releaseTempDir, runAsync, startProcess } from "../../lib/process.js";
+import {
+  type ManagedProcess,
+  managedTempDir,
+  releaseTempDir,
+  runAsync,
+  startProcess,
+} from "../../lib/process.js";
 import { makePki, type Pki } from "./pki.js";
 
 export interface ControlPlaneOptions {
@@ -44,10 +50,18 @@ export interface ControlPlane {
 
 const ensureBinaries = (names: Parameters<typeof k8sBinary>[0][]) => {
   const missing = names.filter((n) => !existsSync(k8sBinary(n)));
-  if (missing.length) throw new Error(`missing ${missing.join(", ")} in ${k8sBinary("etcd").replace(/\/etcd$/, "")}: run \`npm run setup\``);
+  if (missing.length)
+    throw new Error(
+      `missing ${missing.join(", ")} in ${k8sBinary("etcd").replace(/\/etcd$/, "")}: run \`npm run setup\``,
+    );
 };
 
-function writeKubeconfig(path: string, server: string, pki: Pki, user: { cert?: string; key?: string; token?: string }): void {
+function writeKubeconfig(
+  path: string,
+  server: string,
+  pki: Pki,
+  user: { cert?: string; key?: string; token?: string },
+): void {
   const u: Record<string, string> = {};
   if (user.cert) u["client-certificate"] = user.cert;
   if (user.key) u["client-key"] = user.key;
@@ -59,7 +73,12 @@ function writeKubeconfig(path: string, server: string, pki: Pki, user: { cert?: 
       kind: "Config",
       clusters: [{ name: "superfluid-test", cluster: { server, "certificate-authority": pki.caCert } }],
       users: [{ name: "user", user: u }],
-      contexts: [{ name: "superfluid-test", context: { cluster: "superfluid-test", user: "user", namespace: "default" } }],
+      contexts: [
+        {
+          name: "superfluid-test",
+          context: { cluster: "superfluid-test", user: "user", namespace: "default" },
+        },
+      ],
       "current-context": "superfluid-test",
     }),
     { mode: 0o600 },
@@ -167,7 +186,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       }),
     ]);
   } catch (e) {
-    const logs = ["etcd", "kube-apiserver"].map((n) => `--- ${n}\n${tail(join(dir, `${n}.log`), 20)}`).join("\n");
+    const logs = ["etcd", "kube-apiserver"]
+      .map((n) => `--- ${n}\n${tail(join(dir, `${n}.log`), 20)}`)
+      .join("\n");
     await stopAll();
     releaseTempDir(dir);
     throw new Error(`control plane failed to start: ${(e as Error).message}\n${logs}`);
@@ -184,12 +205,25 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     releaseTempDir(dir);
   });
   if (opts.applyCRDs ?? true) {
-    const applied = await cp.kubectl(["apply", "--server-side", "--field-manager=superfluid-harness", "-f", join(REPO_ROOT, "crds")]);
+    const applied = await cp.kubectl([
+      "apply",
+      "--server-side",
+      "--field-manager=superfluid-harness",
+      "-f",
+      join(REPO_ROOT, "crds"),
+    ]);
     if (applied.code !== 0) {
       await cp.stop();
       throw new Error(`applying crds/ failed: ${applied.stderr}`);
     }
-    const established = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=superfluid"]);
+    const established = await cp.kubectl([
+      "wait",
+      "--for=condition=Established",
+      "--timeout=60s",
+      "crd",
+      "-l",
+      "app.kubernetes.io/part-of=superfluid",
+    ]);
     if (established.code !== 0) {
       await cp.stop();
       throw new Error(`CRDs not established: ${established.stderr}`);
@@ -199,7 +233,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 }
 
 /** Writes a kubeconfig for the same cluster with another identity (a token or a client cert). */
-export function writeUserKubeconfig(cp: ControlPlane, path: string, user: { token?: string; cert?: string; key?: string }): void {
+export function writeUserKubeconfig(
+  cp: ControlPlane,
+  path: string,
+  user: { token?: string; cert?: string; key?: string },
+): void {
   writeKubeconfig(path, cp.server, cp.pki, user);
 }
 
@@ -224,7 +262,11 @@ export function attachControlPlane(descriptorPath: string): ControlPlane {
   });
 }
 
-function handle(d: ControlPlaneDescriptor, processes: ManagedProcess[], stop: () => Promise<void>): ControlPlane {
+function handle(
+  d: ControlPlaneDescriptor,
+  processes: ManagedProcess[],
+  stop: () => Promise<void>,
+): ControlPlane {
   const { dir, pki, kubeconfigPath } = d;
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(kubeconfigPath);
@@ -232,7 +274,8 @@ function handle(d: ControlPlaneDescriptor, processes: ManagedProcess[], stop: ()
   return {
     ...d,
     kubeConfig,
-    kubectl: (args, o = {}) => runCommand(k8sBinary("kubectl"), ["--kubeconfig", kubeconfigPath, ...args], o.input),
+    kubectl: (args, o = {}) =>
+      runCommand(k8sBinary("kubectl"), ["--kubeconfig", kubeconfigPath, ...args], o.input),
     async startControllerManager(o = {}) {
       ensureBinaries(["kube-controller-manager"]);
       const p = startProcess(

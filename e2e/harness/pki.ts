@@ -40,15 +40,68 @@ export function issueCertificate(
       ...(san.length ? [`subjectAltName=${san.join(",")}`] : []),
     ].join("\n"),
   );
-  openssl(dir, ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr, "-subj", subject]);
-  openssl(dir, ["x509", "-req", "-in", csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", ext]);
+  openssl(dir, [
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    csr,
+    "-subj",
+    subject,
+  ]);
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-out",
+    cert,
+    "-extfile",
+    ext,
+  ]);
   return { cert, key };
 }
 
 export function makePki(dir: string, extraServerNames: string[] = [], extraIps: string[] = []): Pki {
-  openssl(dir, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=superfluid-test-ca"]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=superfluid-test-ca",
+  ]);
   const server = issueCertificate(dir, "apiserver", "/CN=kube-apiserver", {
-    serverNames: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", ...extraServerNames],
+    serverNames: [
+      "localhost",
+      "kubernetes",
+      "kubernetes.default",
+      "kubernetes.default.svc",
+      "kubernetes.default.svc.cluster.local",
+      ...extraServerNames,
+    ],
     ips: ["127.0.0.1", "10.96.0.1", ...extraIps],
   });
   const admin = issueCertificate(dir, "admin", "/O=system:masters/CN=superfluid-admin", { client: true });
