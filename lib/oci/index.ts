@@ -12,6 +12,7 @@ export { ImageStore, type ImageStoreOptions } from "./store.js";
 export { DEFAULT_PULL_LIMITS, OciError, type ImageFsInfo, type ImageRecord, type OciErrorCode, type PullLimits, type PullOptions, type RegistryAuth, type RegistryOptions } from "./types.js";
 export { parseReference, formatReference, type ImageReference } from "./reference.js";
 export { RegistryClient } from "./registry-client.js";
+export { inspectImage, type ImageInspection } from "./resolve.js";
 export { MEDIA_TYPES } from "./media-types.js";
 export { buildUnikernelImage, writeOciLayout, readOciLayout, pushImage, type BuiltImage, type BuildOptions } from "./build.js";
 export { ImageFormatError, type UnikernelImageConfig } from "../../api/image-format.js";

@@ -6,17 +6,9 @@ import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/
 import { join } from "node:path";
 import { parseImageAnnotations, pathAnnotationKey, ImageFormatError, type UnikernelImageConfig } from "../../api/image-format.js";
 import { logger } from "../log.js";
-import { digestHex, tempName, verifyDigest, writeVerifiedBlob } from "./digest.js";
-import {
-  INDEX_MEDIA_TYPES,
-  manifestMediaType,
-  parseImageConfigBlob,
-  parseIndex,
-  parseJsonDocument,
-  parseManifest,
-  pickPlatform,
-  type ImageManifest,
-} from "./media-types.js";
+import { digestHex, tempName, writeVerifiedBlob } from "./digest.js";
+import { parseImageConfigBlob } from "./media-types.js";
+import { resolveManifest } from "./resolve.js";
 import { DIGEST_PATTERN, formatReference, parseReference, repositoryName, type ImageReference } from "./reference.js";
 import { RegistryClient } from "./registry-client.js";
 import { DEFAULT_PULL_LIMITS, OciError, type ImageFsInfo, type ImageRecord, type PullLimits, type PullOptions } from "./types.js";
@@ -199,7 +191,7 @@ export class ImageStore {
     const unpackTmp = join(this.tmpDir, `unpack-${process.pid}-${pullId}`);
     const started = Date.now();
     try {
-      const { manifest, manifestBytes, manifestDigest } = await this.resolveManifest(client, parsed, limits);
+      const { manifest, manifestBytes, manifestDigest } = await resolveManifest(client, parsed, limits);
       if (manifest.layers.length > limits.maxLayers) throw new OciError("TooLarge", `image has ${manifest.layers.length} layers, the limit is ${limits.maxLayers}; refused`);
       for (const l of manifest.layers)
         if (l.size > limits.maxLayerBytes) throw new OciError("TooLarge", `layer ${l.digest} is ${l.size} bytes, over the ${limits.maxLayerBytes}-byte limit; refused`);
@@ -253,23 +245,6 @@ export class ImageStore {
     } finally {
       this.inFlight.delete(pullId);
     }
-  }
-
-  /** Fetches the manifest (through an index if the reference names one), verifying digests. */
-  private async resolveManifest(client: RegistryClient, ref: ImageReference, limits: PullLimits): Promise<{ manifest: ImageManifest; manifestBytes: Buffer; manifestDigest: string }> {
-    const first = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest", limits.maxManifestBytes);
-    if (ref.digest !== undefined) verifyDigest(`manifest ${formatReference(ref)}`, first.bytes, ref.digest);
-    const doc = parseJsonDocument("manifest", first.bytes);
-    const type = manifestMediaType(first.contentType, doc);
-    if (!INDEX_MEDIA_TYPES.includes(type)) return { manifest: parseManifest(doc, type), manifestBytes: first.bytes, manifestDigest: first.digest };
-    const chosen = pickPlatform(parseIndex(doc, type));
-    if (chosen.size > limits.maxManifestBytes) throw new OciError("TooLarge", `manifest ${chosen.digest} is ${chosen.size} bytes, over the limit`);
-    const child = await client.getManifest(ref.repository, chosen.digest, limits.maxManifestBytes);
-    verifyDigest(`manifest ${chosen.digest} from the index`, child.bytes, chosen.digest);
-    const childDoc = parseJsonDocument("manifest", child.bytes);
-    const childType = manifestMediaType(child.contentType, childDoc);
-    if (INDEX_MEDIA_TYPES.includes(childType)) throw new OciError("UnsupportedMediaType", "an image index nested in an image index is not supported");
-    return { manifest: parseManifest(childDoc, childType), manifestBytes: child.bytes, manifestDigest: child.digest };
   }
 }
 

@@ -1,0 +1,153 @@
+// A real OCI registry for tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with a
+// free port, plain HTTP or TLS (a CA made here with openssl) + htpasswd basic auth. stop() leaves no
+// process and no temp dir behind.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import { httpRequest, tlsSettings } from "../../lib/oci/http.js";
+
+const run = promisify(execFile);
+export const REGISTRY_BINARY = process.env.SUPERFLUID_REGISTRY_BIN ?? "/usr/bin/docker-registry";
+
+export interface RegistryStartOptions {
+  /** Serve TLS with a fresh CA and require basic auth for `user`. */
+  tls?: boolean;
+  user?: { username: string; password: string };
+}
+
+export interface TestRegistry {
+  /** host:port, the registry part of image references. */
+  host: string;
+  port: number;
+  /** http://... or https://... */
+  url: string;
+  tls: boolean;
+  /** PEM of the CA that signed the registry's certificate (TLS variant). */
+  caFile?: string;
+  user?: { username: string; password: string };
+  /** The registry's storage root: blobs live under docker/registry/v2/blobs/sha256/<2>/<64>/data. */
+  storageDir: string;
+  /** Where a blob's bytes sit in storage (for tamper tests). */
+  blobDataPath(digest: string): string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+async function makeCertificates(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const caKey = join(dir, "ca.key");
+  const caFile = join(dir, "ca.pem");
+  const keyFile = join(dir, "server.key");
+  const csr = join(dir, "server.csr");
+  const certFile = join(dir, "server.pem");
+  const ext = join(dir, "server.ext");
+  await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", caKey, "-out", caFile, "-days", "2", "-subj", "/CN=superfluid test CA"]);
+  await run("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", csr, "-subj", "/CN=127.0.0.1"]);
+  await writeFile(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n");
+  await run("openssl", ["x509", "-req", "-in", csr, "-CA", caFile, "-CAkey", caKey, "-CAcreateserial", "-out", certFile, "-days", "2", "-extfile", ext]);
+  return { caFile, certFile, keyFile };
+}
+
+async function waitReady(url: string, caFile: string | undefined, child: ChildProcess, logs: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${logs()}`);
+    try {
+      const res = await httpRequest({ method: "GET", url: new URL("/v2/", url), tls: tlsSettings(caFile, false), timeoutMs: 2000 });
+      res.body.resume();
+      if (res.status === 200 || res.status === 401) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${url} within 20 s: ${logs()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startRegistry(opts: RegistryStartOptions = {}): Promise<TestRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), "sf-registry-"));
+  let child: ChildProcess | undefined;
+  const stop = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child!.once("exit", r));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child?.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const storageDir = join(dir, "storage");
+    const tls = opts.tls ?? false;
+    const user = opts.user ?? (tls ? { username: "superfluid", password: "s3cret-test" } : undefined);
+    const http: Record<string, unknown> = { secret: "superfluid-test-secret", headers: { "X-Content-Type-Options": ["nosniff"] } };
+    let caFile: string | undefined;
+    const config: Record<string, unknown> = {
+      version: 0.1,
+      log: { level: "warn", accesslog: { disabled: true } },
+      storage: { filesystem: { rootdirectory: storageDir }, delete: { enabled: true } },
+      http,
+    };
+    if (tls) {
+      const certs = await makeCertificates(dir);
+      caFile = certs.caFile;
+      http.tls = { certificate: certs.certFile, key: certs.keyFile };
+    }
+    if (user) {
+      const { stdout } = await run("htpasswd", ["-Bbn", user.username, user.password]);
+      await writeFile(join(dir, "htpasswd"), stdout.trim() + "\n");
+      config.auth = { htpasswd: { realm: "superfluid-test", path: join(dir, "htpasswd") } };
+    }
+    // A port taken between probe and bind makes the registry exit; try a few.
+    for (let attempt = 0; ; attempt++) {
+      const port = await freePort();
+      http.addr = `127.0.0.1:${port}`;
+      const configFile = join(dir, "config.yml");
+      await writeFile(configFile, stringify(config));
+      let output = "";
+      child = spawn(REGISTRY_BINARY, ["serve", configFile], { stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+      child.stdout?.on("data", (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
+      child.stderr?.on("data", (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
+      const url = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+      try {
+        await waitReady(url, caFile, child, () => output);
+      } catch (err) {
+        if (attempt < 3 && /address already in use/.test(output)) continue;
+        throw err;
+      }
+      const registry: TestRegistry = {
+        host: `127.0.0.1:${port}`,
+        port,
+        url,
+        tls,
+        storageDir,
+        blobDataPath: (digest: string) => {
+          const hex = digest.replace(/^sha256:/, "");
+          return join(storageDir, "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
+        },
+        stop,
+      };
+      if (caFile !== undefined) registry.caFile = caFile;
+      if (user !== undefined) registry.user = user;
+      return registry;
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
