@@ -210,10 +210,10 @@ export function transitionEvents(before: UnikernelVMStatus | undefined, after: U
 }
 
 /** Two statuses that differ only in nothing the API would store: skip the write. */
-export function statusEqual(a: UnikernelVMStatus | undefined, b: UnikernelVMStatus): boolean {
-  return stableStringify(normalize(a ?? {})) === stableStringify(normalize(b));
+export function statusEqual<S extends { conditions?: Condition[] }>(a: S | undefined, b: S): boolean {
+  return stableStringify(normalize(a ?? ({} as S))) === stableStringify(normalize(b));
 }
 
-function normalize(s: UnikernelVMStatus): UnikernelVMStatus {
+function normalize<S extends { conditions?: Condition[] }>(s: S): S {
   return { ...s, conditions: [...(s.conditions ?? [])].sort((x, y) => x.type.localeCompare(y.type)) };
 }

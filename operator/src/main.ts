@@ -1,0 +1,78 @@
+// The operator process: flags and environment, signals. Exit codes: 0 after SIGTERM/SIGINT, 1 on a
+// start failure or a lost lease (the Deployment restarts it as a standby).
+import { KubeConfig } from "@kubernetes/client-node";
+import { parseArgs } from "node:util";
+import { logger } from "../../lib/log.js";
+import { startOperator } from "./operator.js";
+
+const log = logger("operator");
+
+const { values } = parseArgs({
+  options: {
+    kubeconfig: { type: "string", default: process.env.KUBECONFIG },
+    namespace: { type: "string", default: process.env.WATCH_NAMESPACE },
+    "http-port": { type: "string", default: process.env.HTTP_PORT ?? "8080" },
+    "leader-elect": { type: "boolean", default: (process.env.LEADER_ELECT ?? "true") !== "false" },
+    "lease-namespace": { type: "string", default: process.env.POD_NAMESPACE },
+    "lease-name": { type: "string", default: "superfluid-operator" },
+    "lease-duration-seconds": { type: "string", default: "15" },
+    workers: { type: "string", default: process.env.WORKERS ?? "8" },
+    help: { type: "boolean", default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
+  [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 8]
+Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
+  process.exit(0);
+}
+
+function positiveInt(flag: string, raw: string | undefined, allowZero = false): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) {
+    log.error(`--${flag} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const httpPort = positiveInt("http-port", values["http-port"], true);
+const workers = positiveInt("workers", values.workers);
+const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease-duration-seconds"]);
+
+const kc = new KubeConfig();
+if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
+else kc.loadFromDefault();
+const leaseNamespace = values["lease-namespace"] ?? values.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+
+try {
+  const op = await startOperator({
+    kubeConfig: kc,
+    namespace: values.namespace || undefined,
+    httpPort,
+    workers,
+    leaderElection: values["leader-elect"]
+      ? { namespace: leaseNamespace, name: values["lease-name"]!, leaseDurationSeconds, renewDeadlineMs: (leaseDurationSeconds * 2000) / 3, retryPeriodMs: Math.max(500, (leaseDurationSeconds * 1000) / 7) }
+      : undefined,
+    onLostLeadership: () => process.exit(1),
+  });
+  log.info("serving /healthz /readyz /metrics", { port: op.port });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    const force = setTimeout(() => process.exit(1), 20_000);
+    force.unref();
+    op.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+} catch (err) {
+  log.error("failed to start", { error: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+}

@@ -1,0 +1,124 @@
+// The operator as a library: the controllers, leader election and the health/metrics endpoint,
+// started and stopped as one. main.ts wraps it in a process; tests run it in-process too.
+import type { KubeConfig } from "@kubernetes/client-node";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
+import { logger } from "../../lib/log.js";
+import { EventRecorder } from "./events.js";
+import { KubeClient } from "./kube.js";
+import { LeaderElector } from "./leader.js";
+import { OperatorMetrics } from "./metrics.js";
+import { MigrationController } from "./migration-controller.js";
+import { UnikernelVMController } from "./unikernelvm-controller.js";
+
+const log = logger("operator");
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** Watch one namespace (undefined: all namespaces). */
+  namespace?: string;
+  /** Port for /healthz, /readyz and /metrics; 0 picks a free one, undefined serves none. */
+  httpPort?: number;
+  httpHost?: string;
+  /** Lease for leader election; undefined runs without (a single replica, or tests). */
+  leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationSeconds?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  workers?: number;
+  /** Called when leadership is lost after being held: the process should exit. */
+  onLostLeadership?: () => void;
+}
+
+export interface RunningOperator {
+  readonly port?: number;
+  readonly metrics: OperatorMetrics;
+  readonly vms: UnikernelVMController;
+  /** Resolves once this replica leads and its caches are synced. */
+  readonly leading: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
+  const client = new KubeClient(opts.kubeConfig);
+  const metrics = new OperatorMetrics(opts.httpPort !== undefined);
+  const events = new EventRecorder(client);
+  const deps = { kc: opts.kubeConfig, client, events, metrics, namespace: opts.namespace, workers: opts.workers };
+  const vms = new UnikernelVMController(deps);
+  const migrations = new MigrationController(deps, vms.vms, vms.nodes);
+  let controllersStarted = false;
+  let stopping = false;
+
+  let server: Server | undefined;
+  if (opts.httpPort !== undefined) {
+    server = createServer((req, res) => {
+      const url = req.url ?? "/";
+      if (url === "/healthz") {
+        res.writeHead(200).end("ok");
+      } else if (url === "/readyz") {
+        // A standby is ready (it serves its purpose by waiting); a leader once its caches are synced.
+        const ready = !stopping && (!controllersStarted || vms.synced);
+        res.writeHead(ready ? 200 : 503).end(ready ? "ok" : "caches not synced");
+      } else if (url === "/metrics") {
+        metrics.queueDepth.set({ controller: "unikernelvm" }, vms.queue.depth);
+        metrics.queueDepth.set({ controller: "migration" }, migrations.queue.depth);
+        for (const [phase, n] of Object.entries(vms.phaseCounts())) metrics.vmsByPhase.set({ phase }, n);
+        metrics.registry
+          .metrics()
+          .then((body) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(body))
+          .catch((err: unknown) => res.writeHead(500).end(String(err)));
+      } else {
+        res.writeHead(404).end("not found");
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server!.once("error", reject);
+      server!.listen(opts.httpPort, opts.httpHost ?? "0.0.0.0", () => resolve());
+    });
+  }
+
+  const startControllers = async () => {
+    controllersStarted = true;
+    await vms.start();
+    await migrations.start();
+    log.info("controllers started", { namespace: opts.namespace ?? "(all)" });
+  };
+
+  let elector: LeaderElector | undefined;
+  let leading: Promise<void>;
+  if (opts.leaderElection) {
+    const le = opts.leaderElection;
+    elector = new LeaderElector(client, { ...le, identity: le.identity ?? `${hostname()}_${process.pid}` });
+    leading = new Promise<void>((resolve, reject) => {
+      elector!.run(
+        () => {
+          metrics.leader.set(1);
+          startControllers().then(resolve, reject);
+        },
+        () => {
+          metrics.leader.set(0);
+          opts.onLostLeadership?.();
+        },
+      );
+    });
+  } else {
+    leading = startControllers();
+  }
+  leading.catch((err: unknown) => log.error("controllers failed to start", { error: err instanceof Error ? err.message : String(err) }));
+
+  return {
+    port: server ? (server.address() as AddressInfo).port : undefined,
+    metrics,
+    vms,
+    leading,
+    async stop() {
+      stopping = true;
+      // Finish the reconciles in flight, then let the standby in.
+      await migrations.stop();
+      await vms.stop();
+      await elector?.release();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      server?.closeAllConnections();
+      client.close();
+      log.info("stopped");
+    },
+  };
+}
