@@ -1,0 +1,75 @@
+#!/bin/bash
+# Stage 2 of the emulated Xen node's dom0, PID 1 after switch_root into the host's / (read-only 9p
+# under a tmpfs overlay). Parameters come from the dom0 kernel command line (sf.KEY=VALUE), written
+# by e2e/xen-node/index.ts. Order matters for boot time: the exec agent (node, ~4 s to start under
+# emulation) is started first, in the background, while the toolstack comes up.
+exec </dev/null
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
+say() { local up; read -r up _ </proc/uptime 2>/dev/null; echo "superfluid-dom0: [${up:-?}s] $*"; }
+fatal() { say "FATAL $*"; mkdir -p /run/superfluid && echo "$*" >/run/superfluid/failed; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mkdir -p /run/superfluid /run/lock /run/xen /run/xenstored
+for d in /var/lib/xen /var/lib/xenstored /var/log/xen /var/log/xen/console /tmp; do
+  mkdir -p "$d" && mount -t tmpfs tmpfs "$d"
+done
+mkdir -p /var/log/xen/console
+exec >/dev/console 2>&1
+
+declare -A sf
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in sf.*=*) key="${arg%%=*}"; sf["${key#sf.}"]="${arg#*=}" ;; esac
+done
+name="${sf[name]:-xen-node}"
+index="${sf[index]:-1}"
+hostname "$name"
+say "stage 2 for node $name (index $index)"
+
+# The read-write share with the host (tests pass files both ways through it).
+mkdir -p /mnt/host
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none hostdir /mnt/host || fatal "cannot mount the host share"
+
+# Network. eth0: QEMU user networking (host loopback is 10.0.2.2, forwards from host ports land on
+# 10.0.2.15). eth1: the segment shared by the nodes of one test process (10.99.0.<index>/24).
+# xenbr0: the bridge for guest vifs, this node's pod subnet 10.244.<index>.0/24, dom0 is .1.
+modprobe -a virtio_net bridge xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback xenfs
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || fatal "eth0 setup failed"
+echo "nameserver 10.0.2.3" >/run/superfluid/resolv.conf
+mount --bind /run/superfluid/resolv.conf /etc/resolv.conf 2>/dev/null || true
+
+# The exec agent: host connections arrive through a QEMU hostfwd on 10.0.2.15:${sf[agent_port]}.
+if [ -n "${sf[node]:-}" ] && [ -n "${sf[agent]:-}" ]; then
+  "${sf[node]}" "${sf[agent]}" --port "${sf[agent_port]:-7000}" >/var/log/superfluid-agent.log 2>&1 &
+else
+  fatal "no exec agent given (sf.node / sf.agent)"
+fi
+
+if ip link show eth1 >/dev/null 2>&1; then
+  ip link set eth1 up && ip addr add "10.99.0.$index/24" dev eth1
+  # Pod subnets of the other nodes on the segment: 10.244.M.0/24 via 10.99.0.M.
+  for m in $(seq 1 254); do [ "$m" != "$index" ] && echo "route add 10.244.$m.0/24 via 10.99.0.$m"; done | ip -batch - || say "peer routes failed"
+fi
+ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add "10.244.$index.1/24" dev xenbr0 || fatal "xenbr0 setup failed"
+echo 1 >/proc/sys/net/ipv4/ip_forward
+# Pods reach the host (10.0.2.2) and the outside of QEMU's user net through dom0's eth0.
+iptables -t nat -A POSTROUTING -s "10.244.$index.0/24" -o eth0 -j MASQUERADE 2>/dev/null || say "iptables MASQUERADE failed (no NAT for pods)"
+
+# The Xen toolstack.
+mount -t xenfs xenfs /proc/xen || fatal "cannot mount xenfs"
+say "network up, starting the toolstack"
+xenstored --pid-file /run/xenstored.pid || fatal "xenstored failed"
+xen-init-dom0 || fatal "xen-init-dom0 failed"
+xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || fatal "xenconsoled failed"
+
+if [ ! -f /run/superfluid/failed ]; then
+  touch /run/superfluid/toolstack-ready
+  say "toolstack ready"
+fi
+
+# PID 1 must stay alive and reap orphans (bash reaps any child on SIGCHLD).
+while :; do sleep 3600 & wait $!; done
