@@ -1,0 +1,208 @@
+// The end-to-end cluster on one machine: a private control plane (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler) and the operator on the host; one or more emulated Xen
+// nodes, each with the CRI shim and a real kubelet in dom0; a registry on loopback holding the
+// examples' images. Used by `npm run demo` and the *.xen.test.ts scenarios. stop() leaves nothing.
+//
+//   const cluster = await startCluster();
+//   await cluster.kubectl(["apply", "-f", "examples/hello.yaml"]);
+//   ...
+//   await cluster.stop();
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { logger } from "../../lib/log.js";
+import { K8S_BIN_DIR } from "../../lib/paths.js";
+import { type CommandResult, type ControlPlane, startControlPlane } from "../harness/control-plane.js";
+import { startRegistry, type TestRegistry } from "../harness/registry.js";
+import { startXenNode, type XenNode } from "../xen-node/index.js";
+import { pushExampleImages, REGISTRY_PORT_IN_DOM0, type ExampleImages } from "./images.js";
+import { type Kubelet, runtimeClassManifest, startKubelet } from "./kubelet.js";
+import { startKubeProxy, type KubeProxy } from "./kube-proxy.js";
+import { startOperator, type Operator } from "./operator.js";
+import { type Shim, startShim } from "./shim.js";
+
+const log = logger("e2e-cluster");
+
+export interface ClusterOptions {
+  /** Number of emulated Xen nodes (default 1). */
+  nodes?: number;
+  /** Node name prefix (default "xen"): nodes are <prefix>-1, <prefix>-2, ... */
+  namePrefix?: string;
+  /** Start the operator (default true). */
+  operator?: boolean;
+  /** QEMU memory per node (MiB). */
+  nodeMemoryMiB?: number;
+}
+
+export interface ClusterNode {
+  readonly xen: XenNode;
+  readonly shim: Shim;
+  readonly kubelet: Kubelet;
+  readonly kubeProxy: KubeProxy | undefined;
+}
+
+/** Milliseconds each bring-up step took (they overlap where they can). */
+export interface BringUpTimings {
+  controlPlaneMs: number;
+  registryAndImagesMs: number;
+  nodeBootMs: number[];
+  shimStartMs: number[];
+  kubeletStartToReadyMs: number[];
+  totalMs: number;
+}
+
+export interface E2ECluster {
+  readonly cp: ControlPlane;
+  readonly kubeconfigPath: string;
+  readonly nodes: ClusterNode[];
+  readonly registry: TestRegistry;
+  readonly images: ExampleImages;
+  readonly operator: Operator | undefined;
+  readonly timings: BringUpTimings;
+  kubectl(args: string[], opts?: { input?: string }): Promise<CommandResult>;
+  /** Operator, shim and kubelet logs, events, and `kubectl describe` of pods and VMs in `namespace`. */
+  diagnostics(namespace?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Runs `fn` for cleanup; collects failures instead of stopping at the first. */
+async function stopAll(steps: Array<() => Promise<void>>): Promise<void> {
+  const errors: string[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
+  if (errors.length) log.warn("cluster teardown had errors", { errors });
+}
+
+async function startNode(name: string, cp: ControlPlane, registryPort: number, memoryMiB: number | undefined): Promise<ClusterNode> {
+  const xen = await startXenNode({ name, ...(memoryMiB ? { memoryMiB } : {}) });
+  try {
+    // The examples name images as localhost:5000/...: dom0's loopback port 5000 leads to the host's
+    // registry (10.0.2.2 is the host's loopback through QEMU's user network).
+    const fwd = await xen.exec(
+      `setsid socat TCP-LISTEN:${REGISTRY_PORT_IN_DOM0},bind=127.0.0.1,fork,reuseaddr TCP:${xen.hostIpFromDom0}:${registryPort} </dev/null >/dev/null 2>&1 & echo $! >/run/superfluid/registry-forward.pid`,
+    );
+    if (fwd.code !== 0) throw new Error(`registry forward in ${name} failed: ${fwd.stderr}`);
+    const shim = await startShim(xen);
+    try {
+      const kubelet = await startKubelet(cp, xen);
+      const kubeProxy = existsSync(join(K8S_BIN_DIR, "kube-proxy")) ? await startKubeProxy(cp, xen).catch(async (err: Error) => {
+        log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", { node: name, error: err.message });
+        return undefined;
+      }) : undefined;
+      return { xen, shim, kubelet, kubeProxy };
+    } catch (err) {
+      await shim.stop();
+      throw err;
+    }
+  } catch (err) {
+    await xen.stop();
+    throw err;
+  }
+}
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluster> {
+  const t0 = Date.now();
+  const nodeCount = opts.nodes ?? 1;
+  const prefix = opts.namePrefix ?? "xen";
+  const cleanups: Array<() => Promise<void>> = [];
+  const teardown = () => stopAll([...cleanups].reverse());
+  try {
+    // Control plane, registry + images and node boot are independent: overlap them.
+    const cpStarted = Date.now();
+    const cpPromise = startControlPlane().then((cp) => {
+      cleanups.push(() => cp.stop());
+      return { cp, ms: Date.now() - cpStarted };
+    });
+    const registryPromise = startRegistry().then(async (registry) => {
+      cleanups.push(() => registry.stop());
+      const images = await pushExampleImages(registry);
+      return { registry, images, ms: Date.now() - cpStarted };
+    });
+    const { cp, ms: controlPlaneMs } = await cpPromise;
+    await cp.startScheduler();
+    // Service endpoints (EndpointSlices), namespace and garbage collection of the operator's pods.
+    await cp.startControllerManager({ controllers: ["endpointslice", "endpointslice-mirroring", "namespace", "garbage-collector", "serviceaccount", "serviceaccount-token", "nodelifecycle"] });
+    const rc = await cp.kubectl(["apply", "-f", "-"], { input: runtimeClassManifest() });
+    if (rc.code !== 0) throw new Error(`RuntimeClass: ${rc.stderr}`);
+    const { registry, images, ms: registryAndImagesMs } = await registryPromise;
+
+    const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
+    const settled = await Promise.allSettled(names.map((n) => startNode(n, cp, registry.port, opts.nodeMemoryMiB)));
+    const nodes: ClusterNode[] = [];
+    for (const s of settled) {
+      if (s.status === "fulfilled") {
+        nodes.push(s.value);
+        cleanups.push(async () => {
+          await s.value.kubeProxy?.stop();
+          await s.value.kubelet.stop();
+          await s.value.shim.stop();
+          await s.value.xen.stop();
+        });
+      }
+    }
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed) throw failed.reason;
+
+    let operator: Operator | undefined;
+    if (opts.operator ?? true) {
+      operator = await startOperator(cp);
+      cleanups.push(() => operator!.stop());
+    }
+    const timings: BringUpTimings = {
+      controlPlaneMs,
+      registryAndImagesMs,
+      nodeBootMs: nodes.map((n) => n.xen.bootMs),
+      shimStartMs: nodes.map((n) => n.shim.startMs),
+      kubeletStartToReadyMs: nodes.map((n) => n.kubelet.startToReadyMs),
+      totalMs: Date.now() - t0,
+    };
+    log.info("e2e cluster up", { ...timings });
+    const kubectl = (args: string[], o?: { input?: string }) => cp.kubectl(args, o);
+    return {
+      cp,
+      kubeconfigPath: cp.kubeconfigPath,
+      nodes,
+      registry,
+      images,
+      operator,
+      timings,
+      kubectl,
+      diagnostics: (namespace = "default") => collectDiagnostics(kubectl, nodes, operator, namespace),
+      stop: teardown,
+    };
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+}
+
+async function collectDiagnostics(
+  kubectl: (args: string[]) => Promise<CommandResult>,
+  nodes: ClusterNode[],
+  operator: Operator | undefined,
+  namespace: string,
+): Promise<string> {
+  const out: string[] = [];
+  const section = (title: string, body: string) => out.push(`===== ${title}\n${body.trim()}`);
+  const run = async (title: string, args: string[]) => {
+    const r = await kubectl(args);
+    section(title, r.stdout + r.stderr);
+  };
+  await run("events", ["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+  await run("describe uvm", ["describe", "uvm", "-n", namespace]);
+  await run("describe pods", ["describe", "pods", "-n", namespace]);
+  await run("nodes", ["get", "nodes", "-o", "wide"]);
+  if (operator) section("operator log", operator.log(80));
+  for (const n of nodes) {
+    section(`shim log (${n.xen.name})`, n.shim.log(80));
+    section(`kubelet log (${n.xen.name})`, n.kubelet.log(80));
+    const xl = await n.xen.exec("xl list").catch((e: Error) => ({ stdout: "", stderr: e.message }));
+    section(`xl list (${n.xen.name})`, xl.stdout + xl.stderr);
+  }
+  return out.join("\n");
+}
+

@@ -1,0 +1,74 @@
+// kube-proxy (iptables mode) in dom0, so that a Service's ClusterIP leads to its unikernel pods from
+// the node and from other pods. Runs only when setup built the binary (K8S_BIN_DIR/kube-proxy).
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { stringify } from "yaml";
+import { K8S_BIN_DIR } from "../../lib/paths.js";
+import type { ControlPlane } from "../harness/control-plane.js";
+import { issueCertificate } from "../harness/pki.js";
+import type { XenNode } from "../xen-node/index.js";
+
+export interface KubeProxy {
+  log(lines?: number): string;
+  stop(): Promise<void>;
+}
+
+export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<KubeProxy> {
+  const dir = join(node.hostDir, "kube-proxy");
+  const dom0Dir = `${node.dom0HostDir}/kube-proxy`;
+  mkdirSync(dir, { recursive: true });
+  // CN system:kube-proxy is what the default RBAC binds to the system:node-proxier role.
+  const cert = issueCertificate(cp.dir, `kube-proxy-${node.name}-${process.pid}`, "/CN=system:kube-proxy", { client: true });
+  const b64 = (p: string) => readFileSync(p).toString("base64");
+  writeFileSync(
+    join(dir, "kubeconfig"),
+    stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "c", cluster: { server: `https://${node.hostIpFromDom0}:${cp.port}`, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" } }],
+      users: [{ name: "u", user: { "client-certificate-data": b64(cert.cert), "client-key-data": b64(cert.key) } }],
+      contexts: [{ name: "c", context: { cluster: "c", user: "u" } }],
+      "current-context": "c",
+    }),
+    { mode: 0o600 },
+  );
+  writeFileSync(
+    join(dir, "config.yaml"),
+    stringify({
+      apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
+      kind: "KubeProxyConfiguration",
+      clientConnection: { kubeconfig: `${dom0Dir}/kubeconfig` },
+      mode: "iptables",
+      clusterCIDR: "10.244.0.0/16",
+      hostnameOverride: node.name,
+      metricsBindAddress: "127.0.0.1:10249",
+      healthzBindAddress: "127.0.0.1:10256",
+      // Leave dom0's conntrack sysctls alone.
+      conntrack: { maxPerCore: 0 },
+    }),
+  );
+  const logPath = join(dir, "kube-proxy.log");
+  const log = (lines = 60) => {
+    try {
+      return readFileSync(logPath, "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no kube-proxy log)";
+    }
+  };
+  const r = await node.exec(`setsid ${join(K8S_BIN_DIR, "kube-proxy")} --config=${dom0Dir}/config.yaml --v=1 </dev/null >${dom0Dir}/kube-proxy.log 2>&1 & echo $! >${dom0Dir}/pid`);
+  if (r.code !== 0) throw new Error(`starting kube-proxy failed: ${r.stderr}`);
+  const stop = async () => {
+    await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);
+  };
+  // Healthy once it has synced its rules the first time.
+  for (let i = 0; i < 120; i++) {
+    const h = await node.exec("busybox wget -qO- http://127.0.0.1:10256/healthz");
+    if (h.code === 0) return { log, stop };
+    const alive = await node.exec(`kill -0 $(cat ${dom0Dir}/pid)`);
+    if (alive.code !== 0) break;
+    await sleep(1000);
+  }
+  await stop();
+  throw new Error(`kube-proxy in ${node.name} did not become healthy:\n${log()}`);
+}

@@ -1,0 +1,75 @@
+// The CRI shim as the kubelet meets it: `node dist/cri-shim/src/main.js` started in dom0 of an emulated
+// Xen node, serving SHIM_SOCKET. Its log goes to the host share so a failing test can print it.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { logger } from "../../lib/log.js";
+import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
+import type { XenNode } from "../xen-node/index.js";
+import { SHIM_SOCKET } from "./kubelet.js";
+
+const log = logger("e2e-shim");
+export const SHIM_MAIN = join(REPO_ROOT, "dist", "cri-shim", "src", "main.js");
+
+export interface ShimOptions {
+  /** Extra command-line arguments for the shim. */
+  args?: string[];
+  /** Extra environment (NAME=value), e.g. the registries it may reach over plain HTTP. */
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export interface Shim {
+  /** Milliseconds from launch to the first successful `crictl version` through the socket. */
+  readonly startMs: number;
+  log(lines?: number): string;
+  stop(): Promise<void>;
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<Shim> {
+  if (!existsSync(SHIM_MAIN)) throw new Error(`the CRI shim is not built (${SHIM_MAIN} missing): run \`npm run build\``);
+  const dom0Dir = `${node.dom0HostDir}/shim`;
+  const logPath = join(node.hostDir, "shim", "shim.log");
+  const shimLog = (lines = 60) => {
+    try {
+      return readFileSync(logPath, "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no shim log)";
+    }
+  };
+  const env = Object.entries(opts.env ?? {})
+    .map(([k, v]) => `${k}=${shellQuote(v)}`)
+    .join(" ");
+  const args = (opts.args ?? []).map(shellQuote).join(" ");
+  const launched = await node.exec(
+    [
+      "set -e",
+      `mkdir -p ${dom0Dir} /run/superfluid`,
+      `${env} setsid ${process.execPath} ${SHIM_MAIN} ${args} </dev/null >${dom0Dir}/shim.log 2>&1 & echo $! >${dom0Dir}/shim.pid`,
+    ].join("\n"),
+  );
+  if (launched.code !== 0) throw new Error(`starting the shim in ${node.name} failed: ${launched.stderr}`);
+  const started = Date.now();
+  const deadline = started + (opts.readyTimeoutMs ?? 120_000);
+  const crictl = `${k8sBinary("crictl")} --runtime-endpoint unix://${SHIM_SOCKET} --timeout 20s`;
+  const stop = async () => {
+    const pid = `$(cat ${dom0Dir}/shim.pid)`;
+    await node
+      .exec(`kill ${pid} 2>/dev/null; for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || exit 0; sleep 0.2; done; kill -9 ${pid}`)
+      .catch(() => undefined);
+  };
+  for (;;) {
+    const r = await node.exec(`kill -0 $(cat ${dom0Dir}/shim.pid) || exit 9; test -S ${SHIM_SOCKET} && ${crictl} version`);
+    if (r.code === 0) break;
+    if (r.code === 9 || Date.now() > deadline) {
+      await stop();
+      throw new Error(`the CRI shim in ${node.name} ${r.code === 9 ? "exited" : "did not answer on " + SHIM_SOCKET}:\n${shimLog()}`);
+    }
+    await sleep(1000);
+  }
+  const startMs = Date.now() - started;
+  log.info("CRI shim serving", { node: node.name, startMs });
+  return { startMs, log: shimLog, stop };
+}
