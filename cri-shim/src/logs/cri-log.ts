@@ -1,0 +1,117 @@
+// Guest console -> the kubelet's CRI log file. Each console line becomes
+// `<RFC3339Nano> stdout F <line>` (P for a piece of an over-long line), which is what `crictl logs`
+// and `kubectl logs` parse. The console is a pty (xenconsoled's slave side) read in raw mode through
+// libuv's tty handle, so no thread-pool thread blocks per domain.
+import { closeSync, createReadStream, createWriteStream, fstatSync, mkdirSync, openSync, constants, type WriteStream } from "node:fs";
+import { dirname } from "node:path";
+import { isatty, ReadStream as TtyReadStream } from "node:tty";
+import { Socket } from "node:net";
+import type { Readable } from "node:stream";
+import { logger } from "../../../lib/log.js";
+
+const log = logger("cri-log");
+/** Lines longer than this are split into P records, as containerd does (16 KiB). */
+const MAX_LINE = 16 * 1024;
+
+/** RFC3339 with nanoseconds; JS time has milliseconds, the rest of the digits come from hrtime. */
+export function rfc3339Nano(date = new Date()): string {
+  const sub = (process.hrtime.bigint() % 1_000_000n).toString().padStart(6, "0");
+  return date.toISOString().replace(/\.(\d{3})Z$/, `.$1${sub}Z`);
+}
+
+export function formatCriLogLine(line: string, partial: boolean, time = rfc3339Nano()): string {
+  return `${time} stdout ${partial ? "P" : "F"} ${line}\n`;
+}
+
+export class CriLogWriter {
+  private out: WriteStream | undefined;
+  private pending = "";
+
+  constructor(readonly path: string) {
+    this.open();
+  }
+
+  private open(): void {
+    mkdirSync(dirname(this.path), { recursive: true });
+    this.out = createWriteStream(this.path, { flags: "a", mode: 0o640 });
+    this.out.on("error", (err) => log.warn("log file write failed", { path: this.path, err: String(err) }));
+  }
+
+  /** Console bytes in; complete lines out. Carriage returns of the Xen console are dropped. */
+  write(chunk: Buffer | string): void {
+    this.pending += chunk.toString().replace(/\r/g, "");
+    let nl: number;
+    while ((nl = this.pending.indexOf("\n")) >= 0) {
+      this.emit(this.pending.slice(0, nl), false);
+      this.pending = this.pending.slice(nl + 1);
+    }
+    while (this.pending.length > MAX_LINE) {
+      this.emit(this.pending.slice(0, MAX_LINE), true);
+      this.pending = this.pending.slice(MAX_LINE);
+    }
+  }
+
+  private emit(line: string, partial: boolean): void {
+    this.out?.write(formatCriLogLine(line, partial));
+  }
+
+  /** After the kubelet rotated the file: close and open it again by path. */
+  async reopen(): Promise<void> {
+    await this.endStream();
+    this.open();
+  }
+
+  async close(): Promise<void> {
+    if (this.pending) this.emit(this.pending, false);
+    this.pending = "";
+    await this.endStream();
+  }
+
+  private endStream(): Promise<void> {
+    const out = this.out;
+    this.out = undefined;
+    return new Promise((resolve) => (out ? out.end(() => resolve()) : resolve()));
+  }
+}
+
+/** Opens a console for reading: a pty in raw mode, a FIFO as a socket, a regular file as a stream. */
+export function openConsole(path: string): Readable {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+  try {
+    if (isatty(fd)) {
+      const tty = new TtyReadStream(fd);
+      tty.setRawMode(true); // no echo back into the guest, no line editing
+      return tty;
+    }
+    if (fstatSync(fd).isFIFO()) return new Socket({ fd, readable: true, writable: false });
+    closeSync(fd);
+    return createReadStream(path);
+  } catch (err) {
+    try { closeSync(fd); } catch { /* already owned by a stream */ }
+    throw err;
+  }
+}
+
+/** Copies one domain's console into its container's CRI log until stopped. */
+export class ConsolePump {
+  private source: Readable | undefined;
+  readonly writer: CriLogWriter;
+
+  constructor(consolePath: string, logPath: string) {
+    this.writer = new CriLogWriter(logPath);
+    try {
+      this.source = openConsole(consolePath);
+      this.source.on("data", (d: Buffer) => this.writer.write(d));
+      // A pty reports EIO once the domain is gone: that is the end of the console, not a failure.
+      this.source.on("error", (err) => log.debug("console closed", { consolePath, err: String(err) }));
+    } catch (err) {
+      log.warn("cannot open console; the log stays empty", { consolePath, err: String(err) });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.source?.destroy();
+    this.source = undefined;
+    await this.writer.close();
+  }
+}

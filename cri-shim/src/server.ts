@@ -1,0 +1,75 @@
+// The CRI endpoint: gRPC on a unix socket (mode 0600: whoever can talk CRI can start VMs). Every call
+// goes through one wrapper that times it, logs it, and turns errors into gRPC status codes.
+import * as grpc from "@grpc/grpc-js";
+import { chmod, mkdir, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+import { logger } from "../../lib/log.js";
+import { toGrpcStatus } from "./errors.js";
+import { IMAGE_HANDLERS, RUNTIME_HANDLERS } from "./handlers/index.js";
+import type { Handler } from "./handlers/types.js";
+import { loadCriServices } from "./proto.js";
+import type { CriRuntime } from "./runtime.js";
+
+const log = logger("cri-server");
+/** Calls the kubelet makes every few seconds: logged at debug so the log shows what changes. */
+const CHATTY = new Set(["Version", "Status", "ListPodSandbox", "ListContainers", "ListImages", "ImageFsInfo", "ContainerStats", "ListContainerStats", "ListPodSandboxStats", "PodSandboxStatus", "ContainerStatus", "ImageStatus", "PodSandboxStats", "RuntimeConfig"]);
+
+function wrap(rt: CriRuntime, method: string, handler: Handler<never, unknown>): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    handler(rt, call.request as never).then(
+      (response) => {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        log.log(CHATTY.has(method) ? "debug" : "info", "call", { method, ms: Math.round(ms * 10) / 10 });
+        callback(null, response);
+      },
+      (err: unknown) => {
+        const { code, details } = toGrpcStatus(err);
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        log.log(code === grpc.status.INTERNAL ? "error" : "warn", "call failed", { method, code: grpc.status[code], details, ms: Math.round(ms * 10) / 10, ...(code === grpc.status.INTERNAL && err instanceof Error ? { stack: err.stack } : {}) });
+        callback({ code, details });
+      },
+    );
+  };
+}
+
+function implementation(rt: CriRuntime, def: grpc.ServiceDefinition, handlers: Record<string, Handler<never, unknown>>): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const method of Object.keys(def)) {
+    const h = handlers[method];
+    if (h) impl[method] = wrap(rt, method, h);
+  }
+  return impl;
+}
+
+export class CriServer {
+  private readonly server = new grpc.Server({ "grpc.max_receive_message_length": 16 << 20 });
+
+  constructor(
+    private readonly rt: CriRuntime,
+    readonly socketPath: string,
+  ) {
+    const services = loadCriServices();
+    this.server.addService(services.runtime, implementation(rt, services.runtime, RUNTIME_HANDLERS));
+    this.server.addService(services.image, implementation(rt, services.image, IMAGE_HANDLERS));
+  }
+
+  async listen(): Promise<void> {
+    await mkdir(dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    await rm(this.socketPath, { force: true }); // a stale socket of a killed shim
+    await new Promise<void>((resolve, reject) =>
+      this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    await chmod(this.socketPath, 0o600);
+    log.info("CRI listening", { socket: this.socketPath });
+  }
+
+  /** Lets calls in flight finish (up to graceMs), then closes the socket. */
+  async close(graceMs = 5000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.server.forceShutdown(); resolve(); }, graceMs);
+      this.server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+    });
+    await rm(this.socketPath, { force: true });
+  }
+}

@@ -1,0 +1,248 @@
+// Containers: one unikernel domain each. CreateContainer builds the domain paused (kernel + command
+// line), StartContainer only unpauses it, StopContainer asks for poweroff and destroys after the
+// grace period. A sandbox holds one live container: the VM is the pod's one process.
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { logger } from "../../../lib/log.js";
+import { CriError, invalid, notFound } from "../errors.js";
+import type { DomainInfo, ShutdownReason } from "../hypervisor/types.js";
+import { ConsolePump } from "../logs/cri-log.js";
+import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerResources } from "../proto.js";
+import type { Entry } from "../store/store.js";
+import type { RuntimeContext } from "./context.js";
+import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
+import { checkCmdlineWord, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
+
+const log = logger("cri-container");
+export type ContainerEntry = Entry<ContainerMeta, ContainerStatusRecord>;
+const MAX_CMDLINE = 1024;
+const STOP_POLL_MS = 200;
+
+export function criContainerState(s: ContainerStatusRecord): ContainerState {
+  return ({ creating: "CONTAINER_UNKNOWN", created: "CONTAINER_CREATED", running: "CONTAINER_RUNNING", exited: "CONTAINER_EXITED" } as const)[s.state];
+}
+
+/** Exit code and reason from how the domain ended: poweroff is success, a crash is not. */
+export function exitFromShutdown(reason: ShutdownReason | undefined, state: DomainInfo["state"] | "gone"): { exitCode: number; reason: string; message: string } {
+  if (state === "gone") return { exitCode: 255, reason: "DomainLost", message: "the Xen domain disappeared outside the shim" };
+  if (state === "crashed" || reason === "crash") return { exitCode: 139, reason: "Crashed", message: "the guest crashed" };
+  if (reason === "watchdog") return { exitCode: 137, reason: "Watchdog", message: "the guest's watchdog fired" };
+  if (reason === "reboot") return { exitCode: 0, reason: "Rebooted", message: "the guest asked for a reboot; the pod's restart policy decides" };
+  return { exitCode: 0, reason: "Completed", message: "the guest powered off" };
+}
+
+export class ContainerService {
+  constructor(private readonly rt: RuntimeContext) {}
+
+  mustGet(id: string): ContainerEntry {
+    checkName("container_id", id);
+    const c = this.rt.containers.resolve(id);
+    if (!c) throw notFound("container", id);
+    return c;
+  }
+
+  /** True while the sandbox's domain exists (then its memory is taken, not merely promised). */
+  hasLiveDomain(sandboxId: string): boolean {
+    return this.rt.containers.list().some((c) => c.meta.sandboxId === sandboxId && (c.status.state === "created" || c.status.state === "running"));
+  }
+
+  async create(sandboxId: string, config: ContainerConfig | null): Promise<string> {
+    checkName("pod_sandbox_id", sandboxId);
+    if (!config) throw invalid("config is required");
+    if (!config.metadata) throw invalid("config.metadata is required");
+    checkName("metadata.name", config.metadata.name);
+    const imageRef = checkName("image.image", config.image?.image);
+    const logRel = checkRelativeLogPath(config.log_path);
+    for (const [k, v] of Object.entries({ ...config.labels, ...config.annotations })) { checkName("label/annotation key", k); checkName(`value of ${k}`, v, false); }
+    const sb = this.rt.sandboxes.resolve(sandboxId);
+    if (!sb) throw notFound("pod sandbox", sandboxId);
+
+    return this.rt.locks.run(sb.meta.id, async () => {
+      const current = this.rt.sandboxes.get(sb.meta.id);
+      if (current?.status.state !== "ready" || !current.status.network) throw new CriError("FailedPrecondition", `pod sandbox ${sb.meta.id} is not ready`);
+      const siblings = this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id);
+      const md = config.metadata!;
+      if (siblings.some((c) => c.meta.metadata.name === md.name && c.meta.metadata.attempt === md.attempt))
+        throw new CriError("AlreadyExists", `container ${md.name} attempt ${md.attempt} already exists in sandbox ${sb.meta.id}`);
+      const live = siblings.find((c) => c.status.state !== "exited");
+      if (live) throw new CriError("FailedPrecondition", `sandbox ${sb.meta.id} already runs container ${live.meta.id}: a unikernel pod has one container`);
+
+      const image = await this.rt.images.get(imageRef);
+      if (!image) throw new CriError("NotFound", `image ${JSON.stringify(imageRef.slice(0, 200))} is not present on this node; pull it first`);
+      const net = current.status.network;
+      const words = [
+        ...(image.config.cmdline ? image.config.cmdline.split(/\s+/).filter(Boolean) : []),
+        ...config.command.map((w) => checkCmdlineWord("command", w)),
+        ...config.args.map((w) => checkCmdlineWord("args", w)),
+        ...sb.meta.config.args,
+        ...Object.entries(sb.meta.config.env).map(([k, v]) => `${k}=${v}`),
+        ...config.envs.map((e) => checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`)),
+        `ip=${net.ip}/${net.prefixLength}`,
+        `gw=${net.gateway}`,
+        ...(sb.meta.hostname ? [`hostname=${sb.meta.hostname}`] : []),
+      ];
+      const cmdline = words.join(" ");
+      if (cmdline.length > MAX_CMDLINE) throw invalid(`kernel command line is ${cmdline.length} bytes; Xen allows ${MAX_CMDLINE}`);
+      const memoryMiB = sb.meta.config.memoryMiB ?? image.config.memoryMiB ?? memoryFromResources(config.linux?.resources) ?? this.rt.options.defaultMemoryMiB;
+      const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
+      const kernelPath = await this.cachedKernel(image.id, image.kernelPath, "kernel");
+      const initrdPath = image.initrdPath ? await this.cachedKernel(image.id, image.initrdPath, "initrd") : undefined;
+
+      const id = randomBytes(32).toString("hex");
+      const meta: ContainerMeta = {
+        id, sandboxId: sb.meta.id, metadata: { name: md.name, attempt: md.attempt },
+        image: { image: imageRef, annotations: { ...(config.image?.annotations ?? {}) } }, imageRef: image.repoDigests[0] ?? image.id, imageId: image.id,
+        labels: { ...config.labels }, annotations: { ...config.annotations },
+        logPath: logRel && sb.meta.logDirectory ? join(sb.meta.logDirectory, logRel) : "",
+        createdAt: nowNs(), domainName: sb.meta.domainName, kernelPath, initrdPath, cmdline, guestType: sb.meta.config.guestType ?? image.config.guestType,
+      };
+      const status: ContainerStatusRecord = { state: "creating", startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", memoryMiB, vcpus };
+      await this.rt.containers.create(meta, status);
+      try {
+        const domid = await this.rt.hypervisor.createPaused({
+          name: meta.domainName, kernelPath, initrdPath, cmdline, memoryMiB, vcpus, guestType: meta.guestType,
+          vifs: [{ bridge: net.bridge, mac: net.mac, ip: net.ip }],
+        });
+        await this.rt.containers.update(id, (s) => ({ ...s, state: "created", domid }));
+        log.info("container created", { id, sandbox: sb.meta.id, domid, memoryMiB, image: imageRef });
+        return id;
+      } catch (err) {
+        const leftover = await this.rt.hypervisor.findByName(meta.domainName).catch(() => undefined);
+        if (leftover) await this.rt.hypervisor.destroy(leftover.domid).catch(() => undefined);
+        await this.rt.containers.delete(id);
+        throw err;
+      }
+    });
+  }
+
+  /** Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM. */
+  private async cachedKernel(imageId: string, source: string, name: string): Promise<string> {
+    const dir = join(this.rt.options.kernelCacheDir, imageId.replace(/^sha256:/, ""));
+    const target = join(dir, name);
+    if (await stat(target).then(() => true, () => false)) return target;
+    await mkdir(dir, { recursive: true });
+    const tmp = `${target}.tmp-${randomBytes(4).toString("hex")}`;
+    await copyFile(source, tmp);
+    await rename(tmp, target);
+    return target;
+  }
+
+  async start(id: string): Promise<void> {
+    const c = this.mustGet(id);
+    await this.rt.locks.run(c.meta.sandboxId, async () => {
+      const cur = this.mustGet(c.meta.id);
+      if (cur.status.state !== "created" || cur.status.domid === undefined)
+        throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${cur.status.state}, only a created container can start`);
+      const domid = cur.status.domid;
+      if (cur.meta.logPath) this.attachConsole(cur.meta.id, domid, cur.meta.logPath, await this.rt.hypervisor.consolePath(domid));
+      // runPolicy Paused: the domain is built and stays paused until the node agent resumes it.
+      const sb = this.rt.sandboxes.get(cur.meta.sandboxId);
+      if (sb?.meta.config.runPolicy !== "Paused") await this.rt.hypervisor.unpause(domid);
+      await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, state: "running", startedAt: nowNs() }));
+      log.info("container started", { id: cur.meta.id, domid });
+    });
+  }
+
+  attachConsole(id: string, domid: number, logPath: string, consolePath: string): void {
+    if (this.rt.pumps.has(id)) return;
+    this.rt.pumps.set(id, new ConsolePump(consolePath, logPath));
+    log.debug("console attached", { id, domid, consolePath, logPath });
+  }
+
+  private async detachConsole(id: string): Promise<void> {
+    const pump = this.rt.pumps.get(id);
+    this.rt.pumps.delete(id);
+    await pump?.stop();
+  }
+
+  /** Poweroff, wait up to timeoutSec for the guest, then destroy. Stopping a stopped container is a no-op. */
+  async stop(id: string, timeoutSec: number): Promise<void> {
+    const c = this.mustGet(id);
+    if (c.status.state === "exited") return;
+    const domid = c.status.domid;
+    let ended: { exitCode: number; reason: string; message: string } = { exitCode: 0, reason: "Stopped", message: "stopped before it started" };
+    if (domid !== undefined) {
+      let info = await this.rt.hypervisor.info(domid);
+      if (info && c.status.state === "running" && timeoutSec > 0 && info.state !== "shutdown" && info.state !== "crashed") {
+        await this.rt.hypervisor.shutdown(domid, "poweroff").catch((err: unknown) => log.warn("shutdown request failed", { id, err: String(err) }));
+        const deadline = Date.now() + timeoutSec * 1000;
+        while (info && info.state !== "shutdown" && info.state !== "crashed" && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+          info = await this.rt.hypervisor.info(domid);
+        }
+      }
+      if (c.status.state === "running")
+        ended = info && (info.state === "shutdown" || info.state === "crashed")
+          ? exitFromShutdown(info.shutdownReason, info.state)
+          : info ? { exitCode: 137, reason: "Killed", message: `the guest did not power off within ${timeoutSec}s; domain destroyed` } : exitFromShutdown(undefined, "gone");
+      await this.destroyDomain(domid, c.meta.domainName);
+    }
+    await this.markExited(c.meta.id, ended);
+  }
+
+  /** Records the exit, stops the console copy. Also used by the exit monitor and recovery. */
+  async markExited(id: string, ended: { exitCode: number; reason: string; message: string }): Promise<void> {
+    await this.detachConsole(id);
+    let changed = false;
+    await this.rt.containers.update(id, (s) => {
+      if (s.state === "exited") return s; // the exit monitor got there first; its reason stands
+      changed = true;
+      return { ...s, state: "exited", finishedAt: nowNs(), domid: undefined, ...ended };
+    });
+    if (changed) log.info("container exited", { id, ...ended });
+  }
+
+  async destroyDomain(domid: number, name: string): Promise<void> {
+    const info = await this.rt.hypervisor.info(domid);
+    if (info && info.name === name) await this.rt.hypervisor.destroy(domid);
+  }
+
+  async remove(id: string): Promise<void> {
+    checkName("container_id", id);
+    const c = this.rt.containers.resolve(id);
+    if (!c) return; // CRI: idempotent
+    await this.stop(c.meta.id, 0);
+    if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
+    await this.rt.containers.delete(c.meta.id);
+    log.info("container removed", { id: c.meta.id });
+  }
+
+  list(filter: { id: string; pod_sandbox_id: string; state: { state: ContainerState } | null; label_selector: Record<string, string> } | null): ContainerEntry[] {
+    return this.rt.containers.list().filter((c) => {
+      if (c.status.state === "creating") return false;
+      if (filter?.id && !c.meta.id.startsWith(filter.id)) return false;
+      if (filter?.pod_sandbox_id && !c.meta.sandboxId.startsWith(filter.pod_sandbox_id)) return false;
+      if (filter?.state && criContainerState(c.status) !== filter.state.state) return false;
+      return matchesLabels(c.meta.labels, filter?.label_selector);
+    });
+  }
+
+  /** memory_limit_in_bytes -> balloon target; cpu_quota/cpu_period -> online vcpus. */
+  async updateResources(id: string, linux: LinuxContainerResources | null): Promise<void> {
+    const c = this.mustGet(id);
+    if (!linux) return;
+    if (c.status.domid === undefined || (c.status.state !== "created" && c.status.state !== "running"))
+      throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${c.status.state}; only a live domain can be resized`);
+    const domid = c.status.domid;
+    const memoryMiB = memoryFromResources(linux);
+    const quota = Number(linux.cpu_quota), period = Number(linux.cpu_period);
+    const vcpus = quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined;
+    if (memoryMiB !== undefined && memoryMiB !== c.status.memoryMiB) await this.rt.hypervisor.setMemory(domid, memoryMiB);
+    if (vcpus !== undefined && vcpus !== c.status.vcpus) await this.rt.hypervisor.setVcpus(domid, vcpus);
+    await this.rt.containers.update(c.meta.id, (s) => ({ ...s, memoryMiB: memoryMiB ?? s.memoryMiB, vcpus: vcpus ?? s.vcpus }));
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    const c = this.mustGet(id);
+    if (c.status.state !== "running") throw new CriError("FailedPrecondition", `container ${c.meta.id} is not running`);
+    const pump = this.rt.pumps.get(c.meta.id);
+    if (!pump) throw new CriError("FailedPrecondition", `container ${c.meta.id} has no log file`);
+    await pump.writer.reopen();
+  }
+}
+
+export function memoryFromResources(r: LinuxContainerResources | null | undefined): number | undefined {
+  const bytes = Number(r?.memory_limit_in_bytes ?? 0);
+  return bytes > 0 ? Math.ceil(bytes / (1024 * 1024)) : undefined;
+}

@@ -1,0 +1,45 @@
+// What every service shares: the hypervisor, the two stores, the network, the images, options, and
+// a keyed lock so that multi-step operations on one sandbox (run/stop/remove, container create) do
+// not interleave. Store writes are atomic on their own; the lock orders the steps between them.
+import type { Hypervisor } from "../hypervisor/types.js";
+import type { CniNetwork } from "../network/cni.js";
+import type { ConsolePump } from "../logs/cri-log.js";
+import type { ContainerStore, SandboxStore } from "./model.js";
+import type { ImageBackend } from "./image-backend.js";
+
+export interface RuntimeOptions {
+  /** Guest memory when neither the pod annotations nor the image say (MiB). */
+  defaultMemoryMiB: number;
+  defaultVcpus: number;
+  /** tmpfs directory the kernels are copied to before a domain build reads them. */
+  kernelCacheDir: string;
+  /** How often running domains are checked for an exit (ms). */
+  monitorIntervalMs: number;
+  /** RuntimeClass handlers accepted besides "" (the default handler). */
+  runtimeHandlers: string[];
+}
+
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(work, work);
+    const tail = result.then(() => undefined, () => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => { if (this.tails.get(key) === tail) this.tails.delete(key); });
+    return result;
+  }
+}
+
+export interface RuntimeContext {
+  hypervisor: Hypervisor;
+  sandboxes: SandboxStore;
+  containers: ContainerStore;
+  network: CniNetwork;
+  images: ImageBackend;
+  options: RuntimeOptions;
+  locks: KeyedLock;
+  /** Console pumps of containers whose domain runs, by container id. */
+  pumps: Map<string, ConsolePump>;
+}

@@ -1,0 +1,73 @@
+// What the shim remembers about sandboxes and containers, split per the store's rule: metadata is
+// fixed at creation, status is what changes. Everything here is plain JSON (it is persisted).
+import type { SandboxConfig } from "../../../api/annotations.js";
+import type { GuestType } from "../hypervisor/types.js";
+import type { PodSandboxMetadata, StringMap, Int64, ContainerMetadata, ImageSpec } from "../proto.js";
+import type { Store } from "../store/store.js";
+
+export interface SandboxMeta {
+  id: string;
+  metadata: PodSandboxMetadata;
+  /** name/namespace/uid/attempt, unique among live sandboxes (the kubelet's reservation key). */
+  nameKey: string;
+  labels: StringMap;
+  annotations: StringMap;
+  runtimeHandler: string;
+  hostname: string;
+  logDirectory: string;
+  createdAt: Int64;
+  config: SandboxConfig;
+  /** The Xen domain name of this sandbox's unikernel: `sf-` + the first 12 hex digits of the id. */
+  domainName: string;
+  /** Memory held back for this sandbox's domain at RunPodSandbox (MiB). */
+  reservedMiB: number;
+}
+
+export interface SandboxNetwork {
+  ip: string;
+  prefixLength: number;
+  gateway: string;
+  bridge: string;
+  mac: string;
+}
+
+export interface SandboxStatus {
+  /** "creating" only between the first write and the end of RunPodSandbox: recovery removes such sandboxes. */
+  state: "creating" | "ready" | "notready";
+  network?: SandboxNetwork;
+}
+
+export interface ContainerMeta {
+  id: string;
+  sandboxId: string;
+  metadata: ContainerMetadata;
+  image: ImageSpec;
+  imageRef: string;
+  imageId: string;
+  labels: StringMap;
+  annotations: StringMap;
+  /** Absolute path of the CRI log file (sandbox log_directory + container log_path), "" for none. */
+  logPath: string;
+  createdAt: Int64;
+  domainName: string;
+  kernelPath: string;
+  initrdPath?: string;
+  cmdline: string;
+  guestType: GuestType;
+}
+
+export interface ContainerStatusRecord {
+  /** "creating" until the domain is built; recovery destroys the domain of such containers. */
+  state: "creating" | "created" | "running" | "exited";
+  domid?: number;
+  startedAt: Int64;
+  finishedAt: Int64;
+  exitCode: number;
+  reason: string;
+  message: string;
+  memoryMiB: number;
+  vcpus: number;
+}
+
+export type SandboxStore = Store<SandboxMeta, SandboxStatus>;
+export type ContainerStore = Store<ContainerMeta, ContainerStatusRecord>;

@@ -1,0 +1,49 @@
+// Notices guests that end on their own (poweroff from inside, crash, a domain destroyed by hand):
+// records the exit code and reason, destroys the dead domain so its memory returns, stops the log copy.
+import { logger } from "../../../lib/log.js";
+import type { RuntimeContext } from "./context.js";
+import { exitFromShutdown, type ContainerService } from "./containers.js";
+
+const log = logger("cri-monitor");
+
+export class ExitMonitor {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly rt: RuntimeContext,
+    private readonly containers: ContainerService,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => { this.running ??= this.check().finally(() => (this.running = undefined)); }, this.rt.options.monitorIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass; exported for tests and for recovery. */
+  async check(): Promise<void> {
+    const live = this.rt.containers.list().filter((c) => c.status.state === "running" || c.status.state === "created");
+    if (live.length === 0) return;
+    try {
+      const domains = await this.rt.hypervisor.list();
+      for (const c of live) {
+        const d = domains.find((x) => x.domid === c.status.domid && x.name === c.meta.domainName);
+        if (d && d.state !== "shutdown" && d.state !== "crashed") continue;
+        await this.rt.locks.run(c.meta.sandboxId, async () => {
+          const cur = this.rt.containers.get(c.meta.id);
+          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || cur.status.domid !== c.status.domid) return;
+          const ended = d ? exitFromShutdown(d.shutdownReason, d.state) : exitFromShutdown(undefined, "gone");
+          if (d) await this.rt.hypervisor.destroy(d.domid).catch((err: unknown) => log.warn("destroy of ended domain failed", { err: String(err) }));
+          await this.containers.markExited(c.meta.id, ended);
+        });
+      }
+    } catch (err) {
+      log.warn("exit check failed", { err: String(err) });
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// After a crash or restart: the stores are read back from disk and compared with Xen's domain list.
+// Half-made objects are undone (a sandbox still "creating": its IP lease is released; a container still
+// "creating": its domain, if one got built, is destroyed), running domains are adopted (console copy
+// resumed), containers whose domain is gone are marked exited, and `sf-*` domains that no container
+// owns are destroyed.
+import { logger } from "../../../lib/log.js";
+import type { RuntimeContext } from "./context.js";
+import type { ContainerService } from "./containers.js";
+import { exitFromShutdown } from "./containers.js";
+
+const log = logger("cri-recovery");
+export const DOMAIN_PREFIX = "sf-";
+
+export interface RecoveryReport {
+  sandboxes: number;
+  containers: number;
+  adopted: number;
+  removedHalfMadeSandboxes: number;
+  removedHalfMadeContainers: number;
+  destroyedOrphanDomains: string[];
+  markedExited: number;
+}
+
+export async function recover(rt: RuntimeContext, containers: ContainerService): Promise<RecoveryReport> {
+  await rt.sandboxes.load();
+  await rt.containers.load();
+  const report: RecoveryReport = { sandboxes: 0, containers: 0, adopted: 0, removedHalfMadeSandboxes: 0, removedHalfMadeContainers: 0, destroyedOrphanDomains: [], markedExited: 0 };
+  const domains = await rt.hypervisor.list();
+
+  for (const c of rt.containers.list()) {
+    const sandbox = rt.sandboxes.get(c.meta.sandboxId);
+    const domain = domains.find((d) => d.name === c.meta.domainName);
+    if (c.status.state === "creating" || !sandbox || sandbox.status.state === "creating") {
+      if (domain) await rt.hypervisor.destroy(domain.domid);
+      await rt.containers.delete(c.meta.id);
+      report.removedHalfMadeContainers++;
+      continue;
+    }
+    if (c.status.state === "exited") continue;
+    if (!domain || domain.state === "shutdown" || domain.state === "crashed") {
+      if (domain) await rt.hypervisor.destroy(domain.domid);
+      await containers.markExited(c.meta.id, domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"));
+      report.markedExited++;
+      continue;
+    }
+    // Adopt: the domain id may differ (a restore while we were down gives a new one).
+    if (domain.domid !== c.status.domid) await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
+    if (c.status.state === "running" && c.meta.logPath)
+      containers.attachConsole(c.meta.id, domain.domid, c.meta.logPath, await rt.hypervisor.consolePath(domain.domid));
+    report.adopted++;
+  }
+
+  for (const sb of rt.sandboxes.list()) {
+    if (sb.status.state === "creating") {
+      await rt.network.tearDown(sb.meta.id);
+      await rt.sandboxes.delete(sb.meta.id);
+      report.removedHalfMadeSandboxes++;
+    } else if (sb.status.state === "notready") {
+      await rt.network.tearDown(sb.meta.id); // a crash in the middle of StopPodSandbox
+    }
+  }
+
+  const owned = new Set(rt.containers.list().filter((c) => c.status.state !== "exited").map((c) => c.meta.domainName));
+  for (const d of domains) {
+    if (!d.name.startsWith(DOMAIN_PREFIX) || owned.has(d.name)) continue;
+    await rt.hypervisor.destroy(d.domid);
+    report.destroyedOrphanDomains.push(d.name);
+  }
+  report.sandboxes = rt.sandboxes.list().length;
+  report.containers = rt.containers.list().length;
+  log.info("recovered state", { ...report });
+  return report;
+}

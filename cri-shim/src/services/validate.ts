@@ -1,0 +1,53 @@
+// Checks on the strings a CRI caller sends, so garbage becomes InvalidArgument at the edge instead of
+// a strange failure deep in Xen, a file name or a kernel command line.
+import { isAbsolute, normalize } from "node:path";
+import { invalid } from "../errors.js";
+
+const MAX_NAME = 253;
+
+/** A name-like field: non-empty (when required), bounded, no control characters. */
+export function checkName(field: string, value: string | undefined, required = true): string {
+  const v = value ?? "";
+  if (!v) {
+    if (required) throw invalid(`${field} is required`);
+    return v;
+  }
+  if (v.length > MAX_NAME) throw invalid(`${field} is ${v.length} characters, at most ${MAX_NAME} allowed`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(v)) throw invalid(`${field} contains control characters`);
+  return v;
+}
+
+/** RFC 1123 host name, as it goes on the guest's command line. */
+export function checkHostname(value: string): string {
+  if (!value) return value;
+  if (value.length > 63 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/i.test(value)) throw invalid(`hostname ${JSON.stringify(value.slice(0, 80))} is not a valid host name`);
+  return value;
+}
+
+export function checkAbsoluteDir(field: string, value: string): string {
+  if (!value) return value;
+  checkName(field, value);
+  if (!isAbsolute(value) || normalize(value) !== value.replace(/\/+$/, "") && normalize(value) !== value)
+    throw invalid(`${field} must be a normalised absolute path, got ${JSON.stringify(value.slice(0, 120))}`);
+  return value;
+}
+
+/** The container's log_path: relative to the sandbox's log directory and staying inside it. */
+export function checkRelativeLogPath(value: string): string {
+  if (!value) return value;
+  checkName("log_path", value);
+  const n = normalize(value);
+  if (isAbsolute(value) || n.startsWith("..")) throw invalid(`log_path must be relative to the sandbox log directory, got ${JSON.stringify(value.slice(0, 120))}`);
+  return n;
+}
+
+/** Words that travel on the kernel command line must not contain white space or quotes. */
+export function checkCmdlineWord(field: string, value: string): string {
+  if (/[\s"'\\]/.test(value) || !value) throw invalid(`${field} ${JSON.stringify(value.slice(0, 80))} cannot go on a kernel command line (empty, white space or quotes)`);
+  return value;
+}
+
+export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}

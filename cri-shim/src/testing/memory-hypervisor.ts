@@ -1,0 +1,104 @@
+// TEST DOUBLE, for pure unit tests of the CRI services only: a Hypervisor kept in memory, with a FIFO
+// per domain standing in for the console pty. The real backend is hypervisor/xen-libxl.ts; the tests
+// that prove the shim on Xen (*.xen.test.ts) use that one inside the emulated node.
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type DomainInfo, type DomainSpec, type HostInfo, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
+
+interface FakeDomain { info: DomainInfo; spec: DomainSpec; consoleFd: number; consolePath: string }
+
+export class MemoryHypervisorDouble implements Hypervisor {
+  readonly name = "memory-test-double";
+  private readonly domains = new Map<number, FakeDomain>();
+  private nextDomid = 1;
+  private readonly dir = mkdtempSync(join(tmpdir(), "sf-memhv-"));
+  /** When false, a poweroff request is ignored (a guest that hangs), to test the grace period. */
+  obeyShutdown = true;
+  totalMemoryKiB = 4 * 1024 * 1024;
+
+  async host(): Promise<HostInfo> {
+    const used = [...this.domains.values()].reduce((s, d) => s + d.info.maxMemoryKiB, 0);
+    return { totalMemoryKiB: this.totalMemoryKiB, freeMemoryKiB: this.totalMemoryKiB - used, cpus: 2, xenVersion: "test-double" };
+  }
+  async list(): Promise<DomainInfo[]> {
+    return [...this.domains.values()].map((d) => ({ ...d.info }));
+  }
+  async info(domid: number): Promise<DomainInfo | undefined> {
+    const d = this.domains.get(domid);
+    return d ? { ...d.info } : undefined;
+  }
+  async findByName(name: string): Promise<DomainInfo | undefined> {
+    return (await this.list()).find((d) => d.name === name);
+  }
+  async createPaused(spec: DomainSpec): Promise<number> {
+    if (await this.findByName(spec.name)) throw new HypervisorError(`domain ${spec.name} exists`, "InvalidArgument");
+    if ((await this.host()).freeMemoryKiB < spec.memoryMiB * 1024) throw new HypervisorError("not enough memory", "OutOfMemory");
+    const domid = this.nextDomid++;
+    const consolePath = join(this.dir, `console-${domid}`);
+    execFileSync("mkfifo", [consolePath]);
+    const consoleFd = openSync(consolePath, constants.O_RDWR | constants.O_NONBLOCK);
+    this.domains.set(domid, {
+      spec, consoleFd, consolePath,
+      info: { domid, name: spec.name, uuid: `00000000-0000-0000-0000-${String(domid).padStart(12, "0")}`, state: "paused", memoryKiB: spec.memoryMiB * 1024, maxMemoryKiB: spec.memoryMiB * 1024, vcpus: spec.vcpus, cpuTimeNs: 0n },
+    });
+    return domid;
+  }
+  private must(domid: number): FakeDomain {
+    const d = this.domains.get(domid);
+    if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
+    return d;
+  }
+  async unpause(domid: number): Promise<void> {
+    const d = this.must(domid);
+    d.info.state = "running";
+    d.info.cpuTimeNs += 1_000_000n;
+    this.console(domid, `\r\nhello: ready cmdline="${d.spec.cmdline}"\r\n`);
+  }
+  async pause(domid: number): Promise<void> {
+    this.must(domid).info.state = "paused";
+  }
+  async shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void> {
+    const d = this.must(domid);
+    if (!this.obeyShutdown) return;
+    setTimeout(() => { d.info.state = "shutdown"; d.info.shutdownReason = reason; }, 20);
+  }
+  /** Test control: the guest crashes. */
+  crash(domid: number): void {
+    const d = this.must(domid);
+    d.info.state = "crashed";
+    d.info.shutdownReason = "crash";
+  }
+  /** Test control: the guest prints on its console. */
+  console(domid: number, text: string): void {
+    writeSync(this.must(domid).consoleFd, text);
+  }
+  async destroy(domid: number): Promise<void> {
+    const d = this.must(domid);
+    closeSync(d.consoleFd);
+    rmSync(d.consolePath, { force: true });
+    this.domains.delete(domid);
+  }
+  async setMemory(domid: number, memoryMiB: number): Promise<void> {
+    const d = this.must(domid);
+    if (memoryMiB * 1024 > d.info.maxMemoryKiB) throw new HypervisorError(`${memoryMiB} MiB is above the domain's maximum`, "InvalidArgument");
+    d.info.memoryKiB = memoryMiB * 1024;
+  }
+  async setVcpus(domid: number, vcpus: number): Promise<void> {
+    this.must(domid).info.vcpus = vcpus;
+  }
+  async save(): Promise<void> {
+    throw new HypervisorError("save is not modelled by the test double");
+  }
+  async restore(): Promise<number> {
+    throw new HypervisorError("restore is not modelled by the test double");
+  }
+  async consolePath(domid: number): Promise<string> {
+    return this.must(domid).consolePath;
+  }
+  async close(): Promise<void> {
+    for (const id of [...this.domains.keys()]) await this.destroy(id);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
