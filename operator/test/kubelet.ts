@@ -1,0 +1,114 @@
+// What a kubelet and the node agent would write, done by the test: a Node object, pod bindings,
+// pod status, the node agent's annotations, and the final removal of terminating pods. The apiserver,
+// admission and the operator are real; only the node side is played by the test.
+import type { V1Pod } from "@kubernetes/client-node";
+import { ANNOTATIONS, LABELS } from "../../api/index.js";
+import { isNotFound, type KubeClient, paths } from "../src/kube.js";
+
+export async function createXenNode(client: KubeClient, name: string, labels: Record<string, string> = { [LABELS.xenNode]: "true" }): Promise<void> {
+  await client.request({ method: "POST", path: paths.nodes(), body: { apiVersion: "v1", kind: "Node", metadata: { name, labels } } });
+  await client.request({
+    method: "PATCH",
+    path: `/api/v1/nodes/${name}/status`,
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "test kubelet", lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() }],
+        capacity: { cpu: "4", memory: "8Gi", pods: "110" },
+        allocatable: { cpu: "4", memory: "8Gi", pods: "110" },
+      },
+    },
+  });
+}
+
+export async function deleteNode(client: KubeClient, name: string): Promise<void> {
+  await client.request({ method: "DELETE", path: `/api/v1/nodes/${name}` }).catch((e: unknown) => {
+    if (!isNotFound(e)) throw e;
+  });
+}
+
+export async function listPods(client: KubeClient, ns: string, selector?: string): Promise<V1Pod[]> {
+  const list = await client.request<{ items: V1Pod[] }>({ method: "GET", path: paths.pods(ns), query: { labelSelector: selector } });
+  return list.items;
+}
+
+export async function bind(client: KubeClient, pod: V1Pod, node: string): Promise<void> {
+  const ns = pod.metadata!.namespace!;
+  await client.request({
+    method: "POST",
+    path: `${paths.pod(ns, pod.metadata!.name!)}/binding`,
+    body: { apiVersion: "v1", kind: "Binding", metadata: { name: pod.metadata!.name }, target: { apiVersion: "v1", kind: "Node", name: node } },
+  });
+}
+
+/** The node agent's annotations and the kubelet's status for a domain that booted. */
+export async function reportRunning(client: KubeClient, pod: V1Pod, o: { ip: string; domainId: number; bootMs: number; ready?: boolean; domainState?: string }): Promise<void> {
+  const ns = pod.metadata!.namespace!;
+  const path = paths.pod(ns, pod.metadata!.name!);
+  await client.request({
+    method: "PATCH",
+    path,
+    contentType: "application/merge-patch+json",
+    body: { metadata: { annotations: { [ANNOTATIONS.domainId]: String(o.domainId), [ANNOTATIONS.bootTimeMs]: String(o.bootMs), ...(o.domainState ? { [ANNOTATIONS.domainState]: o.domainState } : {}) } } },
+  });
+  const now = new Date().toISOString();
+  const ready = o.ready ?? true;
+  await client.request({
+    method: "PATCH",
+    path: `${path}/status`,
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        phase: "Running",
+        podIP: o.ip,
+        podIPs: [{ ip: o.ip }],
+        startTime: now,
+        conditions: [
+          { type: "PodScheduled", status: "True", lastTransitionTime: now },
+          { type: "Initialized", status: "True", lastTransitionTime: now },
+          { type: "ContainersReady", status: ready ? "True" : "False", lastTransitionTime: now },
+          { type: "Ready", status: ready ? "True" : "False", lastTransitionTime: now },
+        ],
+        containerStatuses: [{ name: "unikernel", image: pod.spec!.containers[0]!.image, imageID: "", ready, restartCount: 0, started: true, state: { running: { startedAt: now } } }],
+      },
+    },
+  });
+}
+
+export async function reportWaiting(client: KubeClient, pod: V1Pod, reason: string, message: string): Promise<void> {
+  await client.request({
+    method: "PATCH",
+    path: `${paths.pod(pod.metadata!.namespace!, pod.metadata!.name!)}/status`,
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        phase: "Pending",
+        containerStatuses: [{ name: "unikernel", image: pod.spec!.containers[0]!.image, imageID: "", ready: false, restartCount: 0, state: { waiting: { reason, message } } }],
+      },
+    },
+  });
+}
+
+/** A kubelet confirms a terminating pod's end by deleting it for good; this does the same, every 200 ms. */
+export function reapTerminatingPods(client: KubeClient, ns: string): () => void {
+  let stopped = false;
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        for (const p of await listPods(client, ns)) {
+          if (!p.metadata?.deletionTimestamp) continue;
+          await client
+            .request({ method: "DELETE", path: paths.pod(ns, p.metadata.name!), body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 } })
+            .catch(() => undefined);
+        }
+      } catch {
+        /* the namespace may be going away */
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  void loop();
+  return () => {
+    stopped = true;
+  };
+}
