@@ -1,0 +1,86 @@
+// What the e2e scenarios share: one cluster per test file, kubectl in the file's namespace, polling
+// the world until it looks as expected, and a failure report (operator/shim/kubelet logs, events,
+// `kubectl describe`) attached to every failed test.
+import type { ExecutionContext, TestFn } from "ava";
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { CommandResult } from "../harness/control-plane.js";
+import { type ClusterOptions, type E2ECluster, startCluster } from "../cluster/index.js";
+
+/** Bring-up under TCG emulation on 2 shared cores takes minutes; ava's default 5 m is per test. */
+const BRING_UP_TIMEOUT_MS = 25 * 60_000;
+
+export interface Scenario {
+  cluster: E2ECluster;
+  namespace: string;
+  /** kubectl in this file's namespace. */
+  kubectl(args: string[], input?: string): Promise<CommandResult>;
+  /** kubectl that must succeed; returns stdout. */
+  ok(args: string[], input?: string): Promise<string>;
+}
+
+export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterOptions = {}): () => Scenario {
+  let scenario: Scenario | undefined;
+  test.before(async (t) => {
+    t.timeout(BRING_UP_TIMEOUT_MS);
+    const cluster = await startCluster({ namePrefix: prefix, ...opts });
+    const namespace = `e2e-${prefix}-${randomBytes(3).toString("hex")}`;
+    const kubectl = (args: string[], input?: string) => cluster.kubectl(["--namespace", namespace, ...args], input === undefined ? {} : { input });
+    const s: Scenario = {
+      cluster,
+      namespace,
+      kubectl,
+      async ok(args, input) {
+        const r = await kubectl(args, input);
+        if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+        return r.stdout;
+      },
+    };
+    scenario = s;
+    await s.cluster.kubectl(["create", "namespace", namespace]);
+    // The serviceaccount controller makes `default`; pods are refused until it exists.
+    await eventually("the default ServiceAccount", async () => ((await kubectl(["get", "serviceaccount", "default"])).code === 0 ? true : undefined), 60_000);
+    t.log(`cluster up: ${JSON.stringify(cluster.timings)}`);
+  });
+  test.afterEach.always(async (t) => {
+    if (!t.passed && scenario) t.log(await scenario.cluster.diagnostics(scenario.namespace));
+  });
+  test.after.always(async () => {
+    await scenario?.cluster.stop();
+  });
+  return () => {
+    if (!scenario) throw new Error("the e2e cluster is only available inside tests");
+    return scenario;
+  };
+}
+
+/** Polls `probe` until it returns a value (not undefined); throws with the last observation. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 1000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Domains other than Domain-0 on a node, from `xl list` in its dom0. */
+export async function guestDomains(scenario: Scenario, nodeIndex = 0): Promise<string[]> {
+  const r = await scenario.cluster.nodes[nodeIndex]!.xen.exec("xl list");
+  if (r.code !== 0) throw new Error(`xl list failed: ${r.stderr}`);
+  return r.stdout
+    .split("\n")
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
+    .filter((name) => name !== "" && name !== "Domain-0");
+}
+
+export function logTiming(t: ExecutionContext, what: string, ms: number): void {
+  t.log(`${what}: ${(ms / 1000).toFixed(1)} s`);
+}
