@@ -27,6 +27,7 @@ fi
 
 # 3. Kubernetes binaries, built from the Go module proxy into ~/.cache/superfluid.
 bash scripts/build-k8s-binaries.sh >/dev/null
+bash scripts/build-kube-proxy.sh
 
 # 4. Native parts: our unikernels and guest images.
 if [ -f native/Makefile ]; then
