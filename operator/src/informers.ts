@@ -16,7 +16,12 @@ export interface Watched<T> extends ObjectCache<T> {
 
 /** T is the object as the apiserver sends it; our CRD types keep timestamps as strings, hence no KubernetesObject bound. */
 export function watchResource<T>(kc: KubeConfig, client: KubeClient, path: string, labelSelector?: string): Watched<T> {
-  const list = () => client.request<KubernetesListObject<KubernetesObject>>({ method: "GET", path, query: { labelSelector } });
+  let listed = false;
+  const list = async () => {
+    const result = await client.request<KubernetesListObject<KubernetesObject>>({ method: "GET", path, query: { labelSelector } });
+    listed = true;
+    return result;
+  };
   const informer = makeInformer<KubernetesObject>(kc, path, list, labelSelector) as unknown as Informer<KubernetesObject> & ObjectCache<T> & { on(verb: "add" | "update" | "delete", cb: (obj: T) => void): void };
   let stopped = false;
   let synced = false;
@@ -36,8 +41,10 @@ export function watchResource<T>(kc: KubeConfig, client: KubeClient, path: strin
       return synced;
     },
     async start() {
+      // start() resolves even when the first list failed (the error handler relists): wait for a real list.
       await informer.start();
-      synced = true;
+      while (!listed && !stopped) await new Promise((r) => setTimeout(r, 100));
+      synced = listed;
     },
     async stop() {
       stopped = true;

@@ -2,7 +2,9 @@
 // pod status, the node agent's annotations, and the final removal of terminating pods. The apiserver,
 // admission and the operator are real; only the node side is played by the test.
 import type { V1Pod } from "@kubernetes/client-node";
-import { ANNOTATIONS, LABELS } from "../../api/index.js";
+import { ANNOTATIONS, LABELS, RUNTIME_CLASS } from "../../api/index.js";
+import type { Cluster } from "../../e2e/harness/ava.js";
+import { waitFor } from "../../lib/net.js";
 import { isNotFound, type KubeClient, paths } from "../src/kube.js";
 
 export async function createXenNode(client: KubeClient, name: string, labels: Record<string, string> = { [LABELS.xenNode]: "true" }): Promise<void> {
@@ -111,4 +113,28 @@ export function reapTerminatingPods(client: KubeClient, ns: string): () => void 
   return () => {
     stopped = true;
   };
+}
+
+/** ava runs before hooks concurrently: this waits for the harness's hook to have made the namespace. */
+export function clusterReady(cluster: () => Cluster): Promise<Cluster> {
+  return waitFor(
+    "the test cluster",
+    async () => {
+      try {
+        return cluster();
+      } catch {
+        return undefined;
+      }
+    },
+    180_000,
+    100,
+  );
+}
+
+/** What kube-controller-manager and a cluster admin would have set up for pods to be admitted. */
+export async function prepareNamespace(c: KubeClient, ns: string): Promise<void> {
+  // Without kube-controller-manager nobody creates the default ServiceAccount, and pod admission wants it.
+  await c.request({ method: "POST", path: `/api/v1/namespaces/${ns}/serviceaccounts`, body: { metadata: { name: "default" } } }).catch(() => undefined);
+  // Pods naming a RuntimeClass that does not exist are rejected at admission.
+  await c.apply(`/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`, { apiVersion: "node.k8s.io/v1", kind: "RuntimeClass", metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS }, "superfluid-test");
 }

@@ -9,7 +9,7 @@ import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
 import { isNotFound, KubeClient, paths } from "../src/kube.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
-import { bind, createXenNode, deleteNode, listPods, reapTerminatingPods, reportRunning, reportWaiting } from "./kubelet.js";
+import { bind, clusterReady, createXenNode, deleteNode, listPods, prepareNamespace, reapTerminatingPods, reportRunning, reportWaiting } from "./kubelet.js";
 
 const cluster = useCluster(test, "operator");
 let client: KubeClient;
@@ -17,15 +17,9 @@ let op: RunningOperator;
 let stopReaper: () => void;
 const node = `xen-${randomBytes(3).toString("hex")}`;
 
-export async function prepareNamespace(c: KubeClient, ns: string): Promise<void> {
-  // Without kube-controller-manager nobody creates the default ServiceAccount, and pod admission wants it.
-  await c.request({ method: "POST", path: `/api/v1/namespaces/${ns}/serviceaccounts`, body: { metadata: { name: "default" } } }).catch(() => undefined);
-  await c.apply("/apis/node.k8s.io/v1/runtimeclasses/" + RUNTIME_CLASS, { apiVersion: "node.k8s.io/v1", kind: "RuntimeClass", metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS }, "superfluid-test");
-}
-
 test.before(async () => {
   // ava runs before hooks concurrently: wait for the harness's to have made the namespace.
-  const { cp, namespace } = await waitFor("the test cluster", async () => { try { return cluster(); } catch { return undefined; } }, 180_000, 100);
+  const { cp, namespace } = await clusterReady(cluster);
   client = new KubeClient(cp.kubeConfig);
   await prepareNamespace(client, namespace);
   op = await startOperator({ kubeConfig: cp.kubeConfig, namespace, workers: 4 });
