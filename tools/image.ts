@@ -71,15 +71,16 @@ async function build(argv: string[]): Promise<void> {
   if (values.tag === undefined) throw new UsageError("build needs --tag <ref>");
   const guestType = values["guest-type"] ?? "pv";
   if (!(GUEST_TYPES as readonly string[]).includes(guestType)) throw new UsageError(`--guest-type must be one of ${GUEST_TYPES.join(", ")}`);
+  const memoryMiB = values.memory !== undefined ? parseMemoryMiB(values.memory) : undefined;
+  const opts = registryOptions(values);
   const kernel = await readFile(positionals[0]!);
   const image = buildUnikernelImage({
     kernel,
     guestType: guestType as GuestType,
     ...(values.initrd !== undefined ? { initrd: await readFile(values.initrd) } : {}),
     ...(values.cmdline !== undefined ? { cmdline: values.cmdline } : {}),
-    ...(values.memory !== undefined ? { memoryMiB: parseMemoryMiB(values.memory) } : {}),
+    ...(memoryMiB !== undefined ? { memoryMiB } : {}),
   });
-  const opts = registryOptions(values);
   const layout = values.layout ?? (await mkdtemp(join(tmpdir(), "sf-image-layout-")));
   try {
     await writeOciLayout(layout, image, values.tag);
