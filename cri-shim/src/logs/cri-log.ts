@@ -1,13 +1,14 @@
 // Guest console -> the kubelet's CRI log file. Each console line becomes
 // `<RFC3339Nano> stdout F <line>` (P for a piece of an over-long line), which is what `crictl logs`
-// and `kubectl logs` parse. The console is a pty (xenconsoled's slave side) read in raw mode through
-// libuv's tty handle, so no thread-pool thread blocks per domain.
+// and `kubectl logs` parse. The console is read either from xenconsoled's per-guest log (the default
+// in dom0) or from the pty in raw mode through libuv's tty handle (no thread-pool thread per domain).
 import { closeSync, createReadStream, createWriteStream, fstatSync, mkdirSync, openSync, constants, type WriteStream } from "node:fs";
 import { dirname } from "node:path";
 import { isatty, ReadStream as TtyReadStream } from "node:tty";
 import { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { logger } from "../../../lib/log.js";
+import { ConsoleTail } from "../hypervisor/console.js";
 
 const log = logger("cri-log");
 /** Lines longer than this are split into P records, as containerd does (16 KiB). */
@@ -33,7 +34,8 @@ export class CriLogWriter {
 
   private open(): void {
     mkdirSync(dirname(this.path), { recursive: true });
-    this.out = createWriteStream(this.path, { flags: "a", mode: 0o640 });
+    // Opened synchronously: the file exists when the call that created the writer returns.
+    this.out = createWriteStream("", { fd: openSync(this.path, "a", 0o640) });
     this.out.on("error", (err) => log.warn("log file write failed", { path: this.path, err: String(err) }));
   }
 
@@ -92,24 +94,41 @@ export function openConsole(path: string): Readable {
   }
 }
 
+/** Where a domain's console output is read from. */
+export type ConsoleSource =
+  /** The console pty (libxl_console_get_tty), read in raw mode. */
+  | { kind: "pty"; path: string }
+  /** xenconsoled's per-guest log (--log=guest), tailed from its current end: it buffers what the
+   * guest prints even while nobody reads, so nothing is lost before the first read. */
+  | { kind: "xenconsoled-log"; path: string };
+
 /** Copies one domain's console into its container's CRI log until stopped. */
 export class ConsolePump {
   private source: Readable | undefined;
+  private tail: ConsoleTail | undefined;
   readonly writer: CriLogWriter;
 
-  constructor(consolePath: string, logPath: string) {
+  constructor(console: ConsoleSource, logPath: string) {
     this.writer = new CriLogWriter(logPath);
+    if (console.kind === "xenconsoled-log") {
+      this.tail = new ConsoleTail(console.path, { fromEnd: true, pollMs: 100 });
+      this.tail.on("line", (line) => this.writer.write(`${line}\n`));
+      this.tail.on("error", (err) => log.debug("console log read failed", { path: console.path, err: String(err) }));
+      void this.tail.start().catch((err: unknown) => log.warn("cannot tail console log", { path: console.path, err: String(err) }));
+      return;
+    }
     try {
-      this.source = openConsole(consolePath);
+      this.source = openConsole(console.path);
       this.source.on("data", (d: Buffer) => this.writer.write(d));
       // A pty reports EIO once the domain is gone: that is the end of the console, not a failure.
-      this.source.on("error", (err) => log.debug("console closed", { consolePath, err: String(err) }));
+      this.source.on("error", (err) => log.debug("console closed", { path: console.path, err: String(err) }));
     } catch (err) {
-      log.warn("cannot open console; the log stays empty", { consolePath, err: String(err) });
+      log.warn("cannot open console; the log stays empty", { path: console.path, err: String(err) });
     }
   }
 
   async stop(): Promise<void> {
+    this.tail?.stop();
     this.source?.destroy();
     this.source = undefined;
     await this.writer.close();

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import { CriError, invalid, notFound } from "../errors.js";
 import type { DomainInfo, ShutdownReason } from "../hypervisor/types.js";
-import { ConsolePump } from "../logs/cri-log.js";
+import { ConsolePump, type ConsoleSource } from "../logs/cri-log.js";
+import { guestConsoleLogPath } from "../hypervisor/console.js";
 import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerResources } from "../proto.js";
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
@@ -135,7 +136,7 @@ export class ContainerService {
       if (cur.status.state !== "created" || cur.status.domid === undefined)
         throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${cur.status.state}, only a created container can start`);
       const domid = cur.status.domid;
-      if (cur.meta.logPath) this.attachConsole(cur.meta.id, domid, cur.meta.logPath, await this.rt.hypervisor.consolePath(domid));
+      if (cur.meta.logPath) await this.attachConsole(cur.meta.id, domid, cur.meta.domainName, cur.meta.logPath);
       // runPolicy Paused: the domain is built and stays paused until the node agent resumes it.
       const sb = this.rt.sandboxes.get(cur.meta.sandboxId);
       if (sb?.meta.config.runPolicy !== "Paused") await this.rt.hypervisor.unpause(domid);
@@ -144,10 +145,12 @@ export class ContainerService {
     });
   }
 
-  attachConsole(id: string, domid: number, logPath: string, consolePath: string): void {
+  async attachConsole(id: string, domid: number, domainName: string, logPath: string): Promise<void> {
     if (this.rt.pumps.has(id)) return;
-    this.rt.pumps.set(id, new ConsolePump(consolePath, logPath));
-    log.debug("console attached", { id, domid, consolePath, logPath });
+    const dir = this.rt.options.consoleLogDir;
+    const source: ConsoleSource = dir ? { kind: "xenconsoled-log", path: guestConsoleLogPath(domainName, dir) } : { kind: "pty", path: await this.rt.hypervisor.consolePath(domid) };
+    this.rt.pumps.set(id, new ConsolePump(source, logPath));
+    log.debug("console attached", { id, domid, source, logPath });
   }
 
   private async detachConsole(id: string): Promise<void> {
@@ -204,6 +207,10 @@ export class ContainerService {
     if (!c) return; // CRI: idempotent
     await this.stop(c.meta.id, 0);
     if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
+    // xenconsoled's copy of this domain's console, unless a newer container of the sandbox uses it.
+    const dir = this.rt.options.consoleLogDir;
+    const sameDomainName = this.rt.containers.list().some((o) => o.meta.id !== c.meta.id && o.meta.domainName === c.meta.domainName);
+    if (dir && !sameDomainName) await rm(guestConsoleLogPath(c.meta.domainName, dir), { force: true });
     await this.rt.containers.delete(c.meta.id);
     log.info("container removed", { id: c.meta.id });
   }

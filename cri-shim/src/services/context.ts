@@ -15,6 +15,8 @@ export interface RuntimeOptions {
   kernelCacheDir: string;
   /** How often running domains are checked for an exit (ms). */
   monitorIntervalMs: number;
+  /** xenconsoled's --log-dir (guest-<name>.log files): read consoles there; undefined reads the pty. */
+  consoleLogDir?: string;
   /** RuntimeClass handlers accepted besides "" (the default handler). */
   runtimeHandlers: string[];
 }

@@ -46,7 +46,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     // Adopt: the domain id may differ (a restore while we were down gives a new one).
     if (domain.domid !== c.status.domid) await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
     if (c.status.state === "running" && c.meta.logPath)
-      containers.attachConsole(c.meta.id, domain.domid, c.meta.logPath, await rt.hypervisor.consolePath(domain.domid));
+      await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
     report.adopted++;
   }
 

@@ -1,0 +1,73 @@
+// Entry point of the CRI shim in dom0: `node dist/cri-shim/src/main.js [flags]`. Every flag has an
+// environment variable twin (SUPERFLUID_<FLAG>) so a systemd unit or a chart can set either.
+import { parseArgs } from "node:util";
+
+const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) on a unix socket, runs pods as Xen domains.
+  --socket PATH            CRI socket (default /run/superfluid/cri.sock)
+  --state-dir DIR          sandbox/container records (default /var/lib/superfluid/state)
+  --image-dir DIR          image store (default /var/lib/superfluid/images)
+  --kernel-cache DIR       tmpfs dir the kernels are served to Xen from (default /run/superfluid/kernels)
+  --cni-conf FILE          bridge + host-local .conf/.conflist (default: built in, bridge sfbr0, 10.89.0.0/24)
+  --cni-plugin-dir DIR     CNI plugins (default /usr/lib/cni:/opt/cni/bin)
+  --console-log-dir DIR    xenconsoled --log-dir with guest-<name>.log (default /var/log/xen/console; "" reads the pty)
+  --plain-http-registries  comma list of registry hosts reached without TLS (default localhost,127.0.0.1)
+  --registry-ca FILE       extra CA for TLS registries
+  --default-memory-mib N   guest memory when neither pod nor image says (default 64)
+  --log-level LEVEL        error|warn|info|debug (default info)`;
+
+const FLAGS = {
+  socket: "/run/superfluid/cri.sock",
+  "state-dir": "/var/lib/superfluid/state",
+  "image-dir": "/var/lib/superfluid/images",
+  "kernel-cache": "/run/superfluid/kernels",
+  "cni-conf": "",
+  "cni-plugin-dir": "/usr/lib/cni:/opt/cni/bin",
+  "console-log-dir": "/var/log/xen/console",
+  "plain-http-registries": "localhost,127.0.0.1",
+  "registry-ca": "",
+  "default-memory-mib": "64",
+  "log-level": "info",
+} as const;
+type Flag = keyof typeof FLAGS;
+
+function parse(): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ options: { ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }])), help: { type: "boolean" } }, strict: true });
+  } catch (err) {
+    console.error(`${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
+    process.exit(2);
+  }
+}
+const { values } = parse();
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const flag = (name: Flag): string => {
+  const v = (values as Record<string, string | undefined>)[name] ?? process.env[`SUPERFLUID_${name.toUpperCase().replace(/-/g, "_")}`];
+  return v ?? FLAGS[name];
+};
+
+// The logger reads LOG_LEVEL when first imported: set it before anything else loads.
+process.env.LOG_LEVEL = flag("log-level");
+const { runShim } = await import("./shim.js");
+const memory = Number(flag("default-memory-mib"));
+if (!Number.isInteger(memory) || memory < 1) {
+  console.error(`--default-memory-mib: not a positive integer: ${flag("default-memory-mib")}`);
+  process.exit(2);
+}
+await runShim({
+  socketPath: flag("socket"),
+  stateDir: flag("state-dir"),
+  imageDir: flag("image-dir"),
+  kernelCacheDir: flag("kernel-cache"),
+  cniConf: flag("cni-conf") || undefined,
+  cniPluginDirs: flag("cni-plugin-dir").split(":").filter(Boolean),
+  consoleLogDir: flag("console-log-dir") || undefined,
+  plainHttpRegistries: flag("plain-http-registries").split(",").map((s) => s.trim()).filter(Boolean),
+  registryCa: flag("registry-ca") || undefined,
+  defaultMemoryMiB: memory,
+}).catch((err: unknown) => {
+  console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

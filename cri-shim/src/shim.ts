@@ -1,0 +1,60 @@
+// Assembles the shim from its flags: libxl, the image store, CNI, the runtime (which recovers state
+// before the socket opens, so the kubelet never sees a half-known node), and the gRPC server. SIGTERM
+// and SIGINT stop it gracefully; domains keep running and are adopted by the next start.
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { logger } from "../../lib/log.js";
+import { ImageStore } from "../../lib/oci/index.js";
+import { RUNTIME_CLASS } from "../../api/annotations.js";
+import { openXenLibxl } from "./hypervisor/xen-libxl.js";
+import { CniNetwork } from "./network/cni.js";
+import { CriRuntime } from "./runtime.js";
+import { CriServer } from "./server.js";
+import { OciImages } from "./services/oci-images.js";
+
+const log = logger("cri-shim");
+
+export interface ShimConfig {
+  socketPath: string;
+  stateDir: string;
+  imageDir: string;
+  kernelCacheDir: string;
+  cniConf?: string;
+  cniPluginDirs: string[];
+  consoleLogDir?: string;
+  plainHttpRegistries: string[];
+  registryCa?: string;
+  defaultMemoryMiB: number;
+}
+
+export async function runShim(config: ShimConfig): Promise<void> {
+  const started = Date.now();
+  const hypervisor = openXenLibxl(); // first: outside dom0 this fails before anything is created
+  await mkdir(config.kernelCacheDir, { recursive: true, mode: 0o700 });
+  const images = new OciImages(new ImageStore(config.imageDir), { plainHttpRegistries: config.plainHttpRegistries, ...(config.registryCa ? { caFile: config.registryCa } : {}) });
+  const network = new CniNetwork({ confPath: config.cniConf, pluginDirs: config.cniPluginDirs, ipamDataDir: join(config.stateDir, "..", "cni"), manageBridge: true });
+  const runtime = new CriRuntime({
+    hypervisor, images, network, stateDir: config.stateDir,
+    options: {
+      defaultMemoryMiB: config.defaultMemoryMiB, defaultVcpus: 1, kernelCacheDir: config.kernelCacheDir, monitorIntervalMs: 500,
+      runtimeHandlers: [RUNTIME_CLASS], ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
+    },
+  });
+  const report = await runtime.start();
+  const server = new CriServer(runtime, config.socketPath);
+  await server.listen();
+  log.info("shim ready", { ms: Date.now() - started, hypervisor: hypervisor.name, ...report });
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stopping", { signal });
+    await server.close();
+    await runtime.stop();
+    await hypervisor.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
