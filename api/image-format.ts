@@ -94,7 +94,8 @@ const SUPPORTED_ARCHITECTURES = ["amd64", "x86_64"];
 /** A path inside the image, made relative; anything that could leave the unpack root is refused. */
 export function normalizeImagePath(key: string, raw: string): string {
   const trimmed = raw.trim();
-  if (trimmed === "") throw new ImageFormatError(key, "is missing or empty (it must name a file in the image)");
+  if (trimmed === "")
+    throw new ImageFormatError(key, "is missing or empty (it must name a file in the image)");
   if (trimmed.includes("\0")) throw new ImageFormatError(key, "contains a NUL byte");
   const parts = trimmed.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.length === 0) throw new ImageFormatError(key, `${JSON.stringify(raw)} names no file`);
@@ -103,7 +104,8 @@ export function normalizeImagePath(key: string, raw: string): string {
 }
 
 function parseMemoryMiB(key: string, raw: string): number {
-  if (!/^[0-9]+$/.test(raw.trim())) throw new ImageFormatError(key, `must be a whole number of MiB, got ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!/^[0-9]+$/.test(raw.trim()))
+    throw new ImageFormatError(key, `must be a whole number of MiB, got ${JSON.stringify(raw.slice(0, 40))}`);
   const n = Number(raw.trim());
   if (n < 1 || n > 64 * 1024) throw new ImageFormatError(key, `must be between 1 and 65536 MiB, got ${n}`);
   return n;
@@ -111,20 +113,28 @@ function parseMemoryMiB(key: string, raw: string): number {
 
 function parseGuestType(key: string, raw: string): GuestType {
   if (!(GUEST_TYPES as readonly string[]).includes(raw))
-    throw new ImageFormatError(key, `guest type must be one of ${GUEST_TYPES.join(", ")}, got ${JSON.stringify(raw.slice(0, 40))}`);
+    throw new ImageFormatError(
+      key,
+      `guest type must be one of ${GUEST_TYPES.join(", ")}, got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   return raw as GuestType;
 }
 
 function checkCmdline(key: string, cmdline: string): string {
-  if (cmdline.length > MAX_CMDLINE) throw new ImageFormatError(key, `command line is ${cmdline.length} bytes, Xen allows ${MAX_CMDLINE}`);
-  if (/[\0\n\r]/.test(cmdline)) throw new ImageFormatError(key, "command line must be one line without NUL bytes");
+  if (cmdline.length > MAX_CMDLINE)
+    throw new ImageFormatError(key, `command line is ${cmdline.length} bytes, Xen allows ${MAX_CMDLINE}`);
+  if (/[\0\n\r]/.test(cmdline))
+    throw new ImageFormatError(key, "command line must be one line without NUL bytes");
   return cmdline;
 }
 
 function requireXen(key: string, value: string | undefined, alternatives: string): void {
   if (value === undefined) return;
   if (value.toLowerCase() !== "xen")
-    throw new ImageFormatError(key, `hypervisor ${JSON.stringify(value.slice(0, 40))} is not supported: superfluid runs guests on Xen only (${alternatives})`);
+    throw new ImageFormatError(
+      key,
+      `hypervisor ${JSON.stringify(value.slice(0, 40))} is not supported: superfluid runs guests on Xen only (${alternatives})`,
+    );
 }
 
 /** Manifest annotations win over layer annotations, which win over config labels. */
@@ -169,11 +179,19 @@ function parseUrunc(a: Record<string, string>): UnikernelImageConfig {
   const K = URUNC_ANNOTATIONS;
   const hv = present(a, K.hypervisor);
   if (hv === undefined) throw new ImageFormatError(K.hypervisor, "is required by urunc's format and missing");
-  requireXen(K.hypervisor, hv, "urunc's qemu, firecracker, cloud-hypervisor, hvt and spt monitors need KVM or seccomp");
+  requireXen(
+    K.hypervisor,
+    hv,
+    "urunc's qemu, firecracker, cloud-hypervisor, hvt and spt monitors need KVM or seccomp",
+  );
   const type = present(a, K.unikernelType);
-  if (type === undefined) throw new ImageFormatError(K.unikernelType, "is required by urunc's format and missing");
+  if (type === undefined)
+    throw new ImageFormatError(K.unikernelType, "is required by urunc's format and missing");
   if (present(a, K.block) !== undefined)
-    throw new ImageFormatError(K.block, "block-device root file systems are not supported; ship the root file system as an initrd");
+    throw new ImageFormatError(
+      K.block,
+      "block-device root file systems are not supported; ship the root file system as an initrd",
+    );
   const config: UnikernelImageConfig = {
     dialect: "urunc",
     hypervisor: "xen",
@@ -192,7 +210,10 @@ function parseUnikraft(a: Record<string, string>, src: ImageAnnotationSources): 
   requireXen(K.plat, present(a, K.plat), "build the kernel with `kraft build --plat xen`");
   const arch = present(a, K.arch);
   if (arch !== undefined && !SUPPORTED_ARCHITECTURES.includes(arch))
-    throw new ImageFormatError(K.arch, `architecture ${JSON.stringify(arch.slice(0, 40))} is not supported, only x86_64`);
+    throw new ImageFormatError(
+      K.arch,
+      `architecture ${JSON.stringify(arch.slice(0, 40))} is not supported, only x86_64`,
+    );
   const config: UnikernelImageConfig = {
     dialect: "unikraft",
     hypervisor: "xen",
@@ -213,14 +234,22 @@ function parseUnikraft(a: Record<string, string>, src: ImageAnnotationSources): 
  * the other two dialects (neither can express them). Throws ImageFormatError naming the key at fault.
  */
 export function parseImageAnnotations(src: ImageAnnotationSources): UnikernelImageConfig {
-  if (src.architecture !== undefined && src.architecture !== "" && !SUPPORTED_ARCHITECTURES.includes(src.architecture))
-    throw new ImageFormatError("", `image architecture ${JSON.stringify(src.architecture)} is not supported, only amd64`);
+  if (
+    src.architecture !== undefined &&
+    src.architecture !== "" &&
+    !SUPPORTED_ARCHITECTURES.includes(src.architecture)
+  )
+    throw new ImageFormatError(
+      "",
+      `image architecture ${JSON.stringify(src.architecture)} is not supported, only amd64`,
+    );
   if (src.os !== undefined && src.os !== "" && src.os !== "linux")
     // linux is what OCI tooling writes for "no OS in particular"; anything else is somebody else's image.
     throw new ImageFormatError("", `image os ${JSON.stringify(src.os)} is not supported, only linux`);
   const a = merged(src);
   if (a[IMAGE_ANNOTATIONS.kernel] !== undefined) return parseOurs(a);
-  if (a[URUNC_ANNOTATIONS.binary] !== undefined || a[URUNC_ANNOTATIONS.unikernelType] !== undefined) return parseUrunc(a);
+  if (a[URUNC_ANNOTATIONS.binary] !== undefined || a[URUNC_ANNOTATIONS.unikernelType] !== undefined)
+    return parseUrunc(a);
   if (a[UNIKRAFT_ANNOTATIONS.kernel] !== undefined) return parseUnikraft(a, src);
   throw new ImageFormatError(
     "",
@@ -229,7 +258,9 @@ export function parseImageAnnotations(src: ImageAnnotationSources): UnikernelIma
 }
 
 /** The annotations `npm run image -- build` writes for a config (our dialect). */
-export function imageAnnotationsFor(config: Omit<UnikernelImageConfig, "dialect" | "hypervisor" | "framework">): Record<string, string> {
+export function imageAnnotationsFor(
+  config: Omit<UnikernelImageConfig, "dialect" | "hypervisor" | "framework">,
+): Record<string, string> {
   const out: Record<string, string> = {
     [IMAGE_ANNOTATIONS.kernel]: config.kernelPath,
     [IMAGE_ANNOTATIONS.guestType]: config.guestType,
@@ -244,6 +275,7 @@ export function imageAnnotationsFor(config: Omit<UnikernelImageConfig, "dialect"
 /** The key that named the kernel (or initrd) in a dialect, for errors found after unpacking. */
 export function pathAnnotationKey(dialect: ImageDialect, which: "kernel" | "initrd"): string {
   if (dialect === "urunc") return which === "kernel" ? URUNC_ANNOTATIONS.binary : URUNC_ANNOTATIONS.initrd;
-  if (dialect === "unikraft") return which === "kernel" ? UNIKRAFT_ANNOTATIONS.kernel : UNIKRAFT_ANNOTATIONS.initrd;
+  if (dialect === "unikraft")
+    return which === "kernel" ? UNIKRAFT_ANNOTATIONS.kernel : UNIKRAFT_ANNOTATIONS.initrd;
   return which === "kernel" ? IMAGE_ANNOTATIONS.kernel : IMAGE_ANNOTATIONS.initrd;
 }

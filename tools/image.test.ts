@@ -3,7 +3,7 @@
 import anyTest, { type TestFn } from "ava";
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -27,12 +27,21 @@ test.before(async (t) => {
   t.context = { plain, secure, work: await mkdtemp(join(tmpdir(), "sf-image-tool-test-")) };
 });
 test.after.always(async (t) => {
-  await Promise.all([t.context.plain?.stop(), t.context.secure?.stop(), t.context.work ? rm(t.context.work, { recursive: true, force: true }) : undefined]);
+  await Promise.all([
+    t.context.plain?.stop(),
+    t.context.secure?.stop(),
+    t.context.work ? rm(t.context.work, { recursive: true, force: true }) : undefined,
+  ]);
 });
 
-async function image(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function image(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await exec(process.execPath, [TOOL, ...args], { env: { ...process.env, LOG_LEVEL: "warn" } });
+    const r = await exec(process.execPath, [TOOL, ...args], {
+      env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -54,25 +63,72 @@ test("build writes an OCI layout skopeo can read, pushes it, and inspect reads i
   const initrd = await fakeKernel(work, "initrd-a", 5_000);
   const layout = join(work, "layout-a");
   const ref = `${plain.host}/tool/hello:v1`;
-  const built = await image(["build", kernel, "--initrd", initrd, "--cmdline", "console=hvc0 MSG=hi", "--memory", "8Mi", "--guest-type", "pvh", "--tag", ref, "--insecure", "--layout", layout]);
+  const built = await image([
+    "build",
+    kernel,
+    "--initrd",
+    initrd,
+    "--cmdline",
+    "console=hvc0 MSG=hi",
+    "--memory",
+    "8Mi",
+    "--guest-type",
+    "pvh",
+    "--tag",
+    ref,
+    "--insecure",
+    "--layout",
+    layout,
+  ]);
   t.is(built.code, 0, built.stderr);
-  const out = JSON.parse(built.stdout) as { digest: string; sizeBytes: number; pushed: boolean; config: Record<string, unknown> };
+  const out = JSON.parse(built.stdout) as {
+    digest: string;
+    sizeBytes: number;
+    pushed: boolean;
+    config: Record<string, unknown>;
+  };
   t.true(out.pushed);
-  t.like(out.config, { guestType: "pvh", memoryMiB: 8, cmdline: "console=hvc0 MSG=hi", initrdPath: "unikernel/initrd" });
+  t.like(out.config, {
+    guestType: "pvh",
+    memoryMiB: 8,
+    cmdline: "console=hvc0 MSG=hi",
+    initrdPath: "unikernel/initrd",
+  });
 
-  const fromLayout = JSON.parse((await exec("skopeo", ["inspect", `oci:${layout}:${ref}`])).stdout) as { Digest: string; Labels: Record<string, string> };
+  const fromLayout = JSON.parse((await exec("skopeo", ["inspect", `oci:${layout}:${ref}`])).stdout) as {
+    Digest: string;
+    Labels: Record<string, string>;
+  };
   t.is(fromLayout.Digest, out.digest);
   t.is(fromLayout.Labels["superfluid.dev/unikernel.memory-mib"], "8");
 
   const inspected = await image(["inspect", ref, "--insecure"]);
   t.is(inspected.code, 0, inspected.stderr);
-  const info = JSON.parse(inspected.stdout) as { digest: string; sizeBytes: number; config: Record<string, unknown> };
+  const info = JSON.parse(inspected.stdout) as {
+    digest: string;
+    sizeBytes: number;
+    config: Record<string, unknown>;
+  };
   t.is(info.digest, out.digest);
   t.is(info.sizeBytes, out.sizeBytes);
   t.deepEqual(info.config, out.config);
 
   // The same build twice gives the same digest: builds are reproducible.
-  const again = await image(["build", kernel, "--initrd", initrd, "--cmdline", "console=hvc0 MSG=hi", "--memory", "8Mi", "--guest-type", "pvh", "--tag", ref, "--no-push"]);
+  const again = await image([
+    "build",
+    kernel,
+    "--initrd",
+    initrd,
+    "--cmdline",
+    "console=hvc0 MSG=hi",
+    "--memory",
+    "8Mi",
+    "--guest-type",
+    "pvh",
+    "--tag",
+    ref,
+    "--no-push",
+  ]);
   t.is((JSON.parse(again.stdout) as { digest: string }).digest, out.digest);
 });
 
@@ -83,9 +139,21 @@ test("build pushes over TLS with --ca and --user; a wrong password fails with a 
   const user = `${secure.user!.username}:${secure.user!.password}`;
   const ok = await image(["build", kernel, "--tag", ref, "--ca", secure.caFile!, "--user", user]);
   t.is(ok.code, 0, ok.stderr);
-  const bad = await image(["build", kernel, "--tag", ref, "--ca", secure.caFile!, "--user", `${secure.user!.username}:nope`]);
+  const bad = await image([
+    "build",
+    kernel,
+    "--tag",
+    ref,
+    "--ca",
+    secure.caFile!,
+    "--user",
+    `${secure.user!.username}:nope`,
+  ]);
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /image: registry 127\.0\.0\.1:\d+ refused user "superfluid" \(HTTP 401: wrong username or password\?\)/);
+  t.regex(
+    bad.stderr,
+    /image: registry 127\.0\.0\.1:\d+ refused user "superfluid" \(HTTP 401: wrong username or password\?\)/,
+  );
   const inspected = await image(["inspect", ref, "--ca", secure.caFile!, "--user", user]);
   t.is(inspected.code, 0, inspected.stderr);
 });
@@ -106,11 +174,17 @@ test("bad usage exits 2 with the usage text; a missing kernel file exits 1 and l
   t.regex(badGuest.stderr, /--guest-type must be one of pv, pvh/);
   const unknown = await image(["frobnicate"]);
   t.is(unknown.code, 2);
-  const before = (await exec("sh", ["-c", "ls -d /tmp/sf-image-layout-* 2>/dev/null | wc -l"])).stdout.trim();
-  const unreachable = await image(["build", kernel, "--tag", "127.0.0.1:1/x:y", "--insecure"]);
+  // A private TMPDIR shows the failed push removed its temp layout.
+  const tmp = await mkdtemp(join(t.context.work, "tmp-"));
+  const unreachable = await image(["build", kernel, "--tag", "127.0.0.1:1/x:y", "--insecure"], {
+    TMPDIR: tmp,
+  });
   t.is(unreachable.code, 1);
-  t.regex(unreachable.stderr, /ECONNREFUSED/);
-  t.is((await exec("sh", ["-c", "ls -d /tmp/sf-image-layout-* 2>/dev/null | wc -l"])).stdout.trim(), before, "the temp layout was removed");
+  t.regex(
+    unreachable.stderr,
+    /image: POST http:\/\/127\.0\.0\.1:1\/v2\/x\/blobs\/uploads\/: connect ECONNREFUSED|ECONNREFUSED/,
+  );
+  t.deepEqual(await readdir(tmp), [], "the temp layout was removed");
 });
 
 test("the real hello unikernel: packed, pushed, pulled back byte for byte; sizes printed", async (t) => {
@@ -131,5 +205,7 @@ test("the real hello unikernel: packed, pushed, pulled back byte for byte; sizes
   const kernelBytes = (await stat(HELLO)).size;
   t.true(kernelBytes <= 256 * 1024, `hello is ${kernelBytes} bytes, the target is <= 256 KiB`);
   t.is(record.config.memoryMiB, 4);
-  t.log(`hello: kernel ${kernelBytes} B, image ${out.sizeBytes} B (manifest+config+gzip layer), default memory ${record.config.memoryMiB} MiB, store use ${(await store.fsInfo()).usedBytes} B`);
+  t.log(
+    `hello: kernel ${kernelBytes} B, image ${out.sizeBytes} B (manifest+config+gzip layer), default memory ${record.config.memoryMiB} MiB, store use ${(await store.fsInfo()).usedBytes} B`,
+  );
 });

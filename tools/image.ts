@@ -8,7 +8,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { GUEST_TYPES, type GuestType } from "../api/v1alpha1/unikernelvm.js";
-import { buildUnikernelImage, inspectImage, OciError, ImageFormatError, pushImage, writeOciLayout, type RegistryOptions } from "../lib/oci/index.js";
+import {
+  buildUnikernelImage,
+  inspectImage,
+  OciError,
+  ImageFormatError,
+  pushImage,
+  writeOciLayout,
+  type RegistryOptions,
+} from "../lib/oci/index.js";
 
 const USAGE = `usage:
   image build <kernel> --tag <ref> [--initrd <file>] [--cmdline "<args>"] [--memory 8Mi] [--guest-type pv|pvh]
@@ -31,7 +39,12 @@ export function parseMemoryMiB(raw: string): number {
   return n;
 }
 
-function registryOptions(values: { insecure?: boolean; ca?: string; "insecure-skip-tls-verify"?: boolean; user?: string }): RegistryOptions {
+function registryOptions(values: {
+  insecure?: boolean;
+  ca?: string;
+  "insecure-skip-tls-verify"?: boolean;
+  user?: string;
+}): RegistryOptions {
   const opts: RegistryOptions = {};
   if (values.insecure) opts.plainHttp = true;
   if (values.ca !== undefined) opts.caFile = values.ca;
@@ -70,7 +83,8 @@ async function build(argv: string[]): Promise<void> {
   if (positionals.length !== 1) throw new UsageError("build takes exactly one kernel file");
   if (values.tag === undefined) throw new UsageError("build needs --tag <ref>");
   const guestType = values["guest-type"] ?? "pv";
-  if (!(GUEST_TYPES as readonly string[]).includes(guestType)) throw new UsageError(`--guest-type must be one of ${GUEST_TYPES.join(", ")}`);
+  if (!(GUEST_TYPES as readonly string[]).includes(guestType))
+    throw new UsageError(`--guest-type must be one of ${GUEST_TYPES.join(", ")}`);
   const memoryMiB = values.memory !== undefined ? parseMemoryMiB(values.memory) : undefined;
   const opts = registryOptions(values);
   const kernel = await readFile(positionals[0]!);
@@ -84,8 +98,21 @@ async function build(argv: string[]): Promise<void> {
   const layout = values.layout ?? (await mkdtemp(join(tmpdir(), "sf-image-layout-")));
   try {
     await writeOciLayout(layout, image, values.tag);
-    const result = values["no-push"] ? { digest: image.manifestDigest, sizeBytes: image.manifest.length + [...image.blobs.values()].reduce((n, b) => n + b.length, 0) } : await pushImage(image, values.tag, opts);
-    const out = { ref: values.tag, digest: result.digest, sizeBytes: result.sizeBytes, kernelBytes: kernel.length, pushed: !values["no-push"], config: image.config, ...(values.layout !== undefined ? { layout } : {}) };
+    const result = values["no-push"]
+      ? {
+          digest: image.manifestDigest,
+          sizeBytes: image.manifest.length + [...image.blobs.values()].reduce((n, b) => n + b.length, 0),
+        }
+      : await pushImage(image, values.tag, opts);
+    const out = {
+      ref: values.tag,
+      digest: result.digest,
+      sizeBytes: result.sizeBytes,
+      kernelBytes: kernel.length,
+      pushed: !values["no-push"],
+      config: image.config,
+      ...(values.layout !== undefined ? { layout } : {}),
+    };
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");
   } finally {
     if (values.layout === undefined) await rm(layout, { recursive: true, force: true });
@@ -104,14 +131,24 @@ async function main(): Promise<number> {
   try {
     if (command === "build") await build(rest);
     else if (command === "inspect") await inspect(rest);
-    else throw new UsageError(command === undefined ? "no command" : `unknown command ${JSON.stringify(command)}`);
+    else
+      throw new UsageError(
+        command === undefined ? "no command" : `unknown command ${JSON.stringify(command)}`,
+      );
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))) {
+    if (
+      err instanceof UsageError ||
+      (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))
+    ) {
       process.stderr.write(`image: ${err.message}\n${USAGE}\n`);
       return 2;
     }
-    if (err instanceof OciError || err instanceof ImageFormatError || (err as NodeJS.ErrnoException).code === "ENOENT") {
+    if (
+      err instanceof OciError ||
+      err instanceof ImageFormatError ||
+      (err as NodeJS.ErrnoException).code === "ENOENT"
+    ) {
       process.stderr.write(`image: ${(err as Error).message}\n`);
       return 1;
     }

@@ -55,25 +55,84 @@ async function makeCertificates(dir: string): Promise<{ caFile: string; certFile
   const csr = join(dir, "server.csr");
   const certFile = join(dir, "server.pem");
   const ext = join(dir, "server.ext");
-  await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", caKey, "-out", caFile, "-days", "2", "-subj", "/CN=superfluid test CA"]);
-  await run("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", csr, "-subj", "/CN=127.0.0.1"]);
-  await writeFile(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n");
-  await run("openssl", ["x509", "-req", "-in", csr, "-CA", caFile, "-CAkey", caKey, "-CAcreateserial", "-out", certFile, "-days", "2", "-extfile", ext]);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    caKey,
+    "-out",
+    caFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=superfluid test CA",
+  ]);
+  await run("openssl", [
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    csr,
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  await writeFile(
+    ext,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+  );
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    caFile,
+    "-CAkey",
+    caKey,
+    "-CAcreateserial",
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-extfile",
+    ext,
+  ]);
   return { caFile, certFile, keyFile };
 }
 
-async function waitReady(url: string, caFile: string | undefined, child: ChildProcess, logs: () => string): Promise<void> {
+async function waitReady(
+  url: string,
+  caFile: string | undefined,
+  child: ChildProcess,
+  logs: () => string,
+): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${logs()}`);
     try {
-      const res = await httpRequest({ method: "GET", url: new URL("/v2/", url), tls: tlsSettings(caFile, false), timeoutMs: 2000 });
+      const res = await httpRequest({
+        method: "GET",
+        url: new URL("/v2/", url),
+        tls: tlsSettings(caFile, false),
+        timeoutMs: 2000,
+      });
       res.body.resume();
       if (res.status === 200 || res.status === 401) return;
     } catch {
       /* not listening yet */
     }
-    if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${url} within 20 s: ${logs()}`);
+    if (Date.now() > deadline)
+      throw new Error(`docker-registry did not answer on ${url} within 20 s: ${logs()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -95,7 +154,10 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
     const storageDir = join(dir, "storage");
     const tls = opts.tls ?? false;
     const user = opts.user ?? (tls ? { username: "superfluid", password: "s3cret-test" } : undefined);
-    const http: Record<string, unknown> = { secret: "superfluid-test-secret", headers: { "X-Content-Type-Options": ["nosniff"] } };
+    const http: Record<string, unknown> = {
+      secret: "superfluid-test-secret",
+      headers: { "X-Content-Type-Options": ["nosniff"] },
+    };
     let caFile: string | undefined;
     const config: Record<string, unknown> = {
       version: 0.1,
@@ -120,7 +182,10 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
       const configFile = join(dir, "config.yml");
       await writeFile(configFile, stringify(config));
       let output = "";
-      child = spawn(REGISTRY_BINARY, ["serve", configFile], { stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+      child = spawn(REGISTRY_BINARY, ["serve", configFile], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      });
       child.stdout?.on("data", (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
       child.stderr?.on("data", (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
       const url = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
@@ -138,7 +203,17 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
         storageDir,
         blobDataPath: (digest: string) => {
           const hex = digest.replace(/^sha256:/, "");
-          return join(storageDir, "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
+          return join(
+            storageDir,
+            "docker",
+            "registry",
+            "v2",
+            "blobs",
+            "sha256",
+            hex.slice(0, 2),
+            hex,
+            "data",
+          );
         },
         stop,
       };

@@ -4,7 +4,11 @@
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { imageAnnotationsFor, parseImageAnnotations, type UnikernelImageConfig } from "../../api/image-format.js";
+import {
+  imageAnnotationsFor,
+  parseImageAnnotations,
+  type UnikernelImageConfig,
+} from "../../api/image-format.js";
 import type { GuestType } from "../../api/v1alpha1/unikernelvm.js";
 import { digestHex, sha256Digest, verifyDigest } from "./digest.js";
 import { MEDIA_TYPES, parseJsonDocument, parseManifest, type Descriptor } from "./media-types.js";
@@ -80,12 +84,18 @@ export function buildUnikernelImage(opts: BuildOptions): BuiltImage {
 export async function writeOciLayout(dir: string, image: BuiltImage, refName: string): Promise<void> {
   const blobDir = join(dir, "blobs", "sha256");
   await mkdir(blobDir, { recursive: true });
-  for (const [digest, bytes] of [...image.blobs, [image.manifestDigest, image.manifest] as const]) await writeFile(join(blobDir, digestHex(digest)), bytes);
+  for (const [digest, bytes] of [...image.blobs, [image.manifestDigest, image.manifest] as const])
+    await writeFile(join(blobDir, digestHex(digest)), bytes);
   await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   const index = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.ociIndex,
-    manifests: [{ ...descriptor(MEDIA_TYPES.ociManifest, image.manifest), annotations: { "org.opencontainers.image.ref.name": refName } }],
+    manifests: [
+      {
+        ...descriptor(MEDIA_TYPES.ociManifest, image.manifest),
+        annotations: { "org.opencontainers.image.ref.name": refName },
+      },
+    ],
   };
   const tmp = join(dir, `index.json.${process.pid}.tmp`);
   await writeFile(tmp, JSON.stringify(index));
@@ -98,9 +108,15 @@ export async function writeOciLayout(dir: string, image: BuiltImage, refName: st
 /** Reads the first (or the `refName`d) image of an OCI layout, verifying every blob's digest. */
 export async function readOciLayout(dir: string, refName?: string): Promise<BuiltImage> {
   const index = parseJsonDocument("OCI layout index.json", await readFile(join(dir, "index.json")));
-  const entries = Array.isArray(index.manifests) ? (index.manifests as Array<{ digest?: string; annotations?: Record<string, string> }>) : [];
-  const entry = refName === undefined ? entries[0] : entries.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === refName);
-  if (entry?.digest === undefined) throw new OciError("NotFound", `OCI layout ${dir} has no image${refName ? ` named ${refName}` : ""}`);
+  const entries = Array.isArray(index.manifests)
+    ? (index.manifests as Array<{ digest?: string; annotations?: Record<string, string> }>)
+    : [];
+  const entry =
+    refName === undefined
+      ? entries[0]
+      : entries.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === refName);
+  if (entry?.digest === undefined)
+    throw new OciError("NotFound", `OCI layout ${dir} has no image${refName ? ` named ${refName}` : ""}`);
   const blob = async (digest: string) => {
     const bytes = await readFile(join(dir, "blobs", "sha256", digestHex(digest)));
     verifyDigest(`blob ${digest} in ${dir}`, bytes, digest);
@@ -108,15 +124,25 @@ export async function readOciLayout(dir: string, refName?: string): Promise<Buil
   };
   const manifestBytes = await blob(entry.digest);
   const doc = parseJsonDocument("manifest", manifestBytes);
-  const manifest = parseManifest(doc, typeof doc.mediaType === "string" ? doc.mediaType : MEDIA_TYPES.ociManifest);
+  const manifest = parseManifest(
+    doc,
+    typeof doc.mediaType === "string" ? doc.mediaType : MEDIA_TYPES.ociManifest,
+  );
   const blobs = new Map<string, Buffer>();
   for (const d of [manifest.config, ...manifest.layers]) blobs.set(d.digest, await blob(d.digest));
-  const config = parseImageAnnotations({ manifest: manifest.annotations ?? {}, layers: manifest.layers.map((l) => l.annotations) });
+  const config = parseImageAnnotations({
+    manifest: manifest.annotations ?? {},
+    layers: manifest.layers.map((l) => l.annotations),
+  });
   return { manifest: manifestBytes, manifestDigest: entry.digest, blobs, config };
 }
 
 /** Pushes every blob (skipping those the registry has), then the manifest under the reference's tag. */
-export async function pushImage(image: BuiltImage, ref: string, opts: RegistryOptions = {}): Promise<{ digest: string; sizeBytes: number }> {
+export async function pushImage(
+  image: BuiltImage,
+  ref: string,
+  opts: RegistryOptions = {},
+): Promise<{ digest: string; sizeBytes: number }> {
   const parsed = parseReference(ref);
   if (parsed.tag === undefined) throw new OciError("InvalidReference", `push needs a tag: ${ref}`);
   const client = new RegistryClient(parsed.registry, opts);
@@ -125,7 +151,9 @@ export async function pushImage(image: BuiltImage, ref: string, opts: RegistryOp
     await client.pushBlob(parsed.repository, digest, bytes.length, () => bytes);
     sizeBytes += bytes.length;
   }
-  const mediaType = (JSON.parse(image.manifest.toString("utf8")) as { mediaType?: string }).mediaType ?? MEDIA_TYPES.ociManifest;
+  const mediaType =
+    (JSON.parse(image.manifest.toString("utf8")) as { mediaType?: string }).mediaType ??
+    MEDIA_TYPES.ociManifest;
   const digest = await client.putManifest(parsed.repository, parsed.tag, image.manifest, mediaType);
   return { digest, sizeBytes };
 }

@@ -37,7 +37,11 @@ export async function readLimited(stream: Readable, maxBytes: number, what: stri
 
 export function verifyDigest(what: string, bytes: Buffer, expected: string): void {
   const actual = sha256Digest(bytes);
-  if (actual !== expected) throw new OciError("DigestMismatch", `${what}: content digest ${actual} does not match the expected ${expected}`);
+  if (actual !== expected)
+    throw new OciError(
+      "DigestMismatch",
+      `${what}: content digest ${actual} does not match the expected ${expected}`,
+    );
 }
 
 /**
@@ -47,7 +51,14 @@ export function verifyDigest(what: string, bytes: Buffer, expected: string): voi
  */
 export async function writeVerifiedBlob(
   source: Readable,
-  opts: { tmpDir: string; finalPath: string; expectedDigest: string; expectedSize: number; maxBytes: number; what: string },
+  opts: {
+    tmpDir: string;
+    finalPath: string;
+    expectedDigest: string;
+    expectedSize: number;
+    maxBytes: number;
+    what: string;
+  },
 ): Promise<void> {
   const { what, expectedDigest, expectedSize, maxBytes } = opts;
   if (expectedSize > maxBytes) {
@@ -63,14 +74,31 @@ export async function writeVerifiedBlob(
       const b = chunk as Buffer;
       total += b.length;
       if (total > expectedSize)
-        throw new OciError(total > maxBytes ? "TooLarge" : "DigestMismatch", `${what} is longer than the ${expectedSize} bytes its descriptor declares`);
+        throw new OciError(
+          total > maxBytes ? "TooLarge" : "DigestMismatch",
+          `${what} is longer than the ${expectedSize} bytes its descriptor declares`,
+        );
       hash.update(b);
-      if (!out.write(b)) await new Promise<void>((resolve, reject) => { out.once("drain", resolve); out.once("error", reject); });
+      if (!out.write(b))
+        await new Promise<void>((resolve, reject) => {
+          out.once("drain", resolve);
+          out.once("error", reject);
+        });
     }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    if (total !== expectedSize) throw new OciError("DigestMismatch", `${what} is ${total} bytes, its descriptor declares ${expectedSize}`);
+    await new Promise<void>((resolve, reject) =>
+      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
+    if (total !== expectedSize)
+      throw new OciError(
+        "DigestMismatch",
+        `${what} is ${total} bytes, its descriptor declares ${expectedSize}`,
+      );
     const actual = `sha256:${hash.digest("hex")}`;
-    if (actual !== expectedDigest) throw new OciError("DigestMismatch", `${what}: content digest ${actual} does not match the expected ${expectedDigest}`);
+    if (actual !== expectedDigest)
+      throw new OciError(
+        "DigestMismatch",
+        `${what}: content digest ${actual} does not match the expected ${expectedDigest}`,
+      );
     await rename(tmp, opts.finalPath);
   } catch (err) {
     source.destroy();

@@ -13,7 +13,10 @@ export interface TlsSettings {
   rejectUnauthorized: boolean;
 }
 
-export function tlsSettings(caFile: string | undefined, insecureSkipTLSVerify: boolean | undefined): TlsSettings {
+export function tlsSettings(
+  caFile: string | undefined,
+  insecureSkipTLSVerify: boolean | undefined,
+): TlsSettings {
   const settings: TlsSettings = { rejectUnauthorized: !insecureSkipTLSVerify };
   if (caFile !== undefined) {
     try {
@@ -47,7 +50,11 @@ const MAX_REDIRECTS = 5;
 function once(req: HttpRequest): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const isHttps = req.url.protocol === "https:";
-    const options: https.RequestOptions = { method: req.method, headers: req.headers ?? {}, timeout: req.timeoutMs ?? 60_000 };
+    const options: https.RequestOptions = {
+      method: req.method,
+      headers: req.headers ?? {},
+      timeout: req.timeoutMs ?? 60_000,
+    };
     if (isHttps) {
       options.rejectUnauthorized = req.tls.rejectUnauthorized;
       if (req.tls.ca !== undefined) options.ca = [...rootCertificates, req.tls.ca];
@@ -56,7 +63,9 @@ function once(req: HttpRequest): Promise<HttpResponse> {
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url }),
     );
     r.on("timeout", () => r.destroy(new Error(`no answer within ${options.timeout} ms`)));
-    r.on("error", (err) => reject(new OciError("Network", `${req.method} ${req.url.origin}${req.url.pathname}: ${err.message}`)));
+    r.on("error", (err) =>
+      reject(new OciError("Network", `${req.method} ${req.url.origin}${req.url.pathname}: ${err.message}`)),
+    );
     if (req.body === undefined) r.end();
     else if (Buffer.isBuffer(req.body)) r.end(req.body);
     else req.body.pipe(r);
@@ -69,7 +78,12 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
   for (let hop = 0; ; hop++) {
     const res = await once(current);
     const location = res.headers.location;
-    if (![301, 302, 303, 307, 308].includes(res.status) || location === undefined || (req.method !== "GET" && req.method !== "HEAD")) return res;
+    if (
+      ![301, 302, 303, 307, 308].includes(res.status) ||
+      location === undefined ||
+      (req.method !== "GET" && req.method !== "HEAD")
+    )
+      return res;
     res.body.resume();
     if (hop >= MAX_REDIRECTS) throw new OciError("Registry", `too many redirects from ${req.url.origin}`);
     const next = new URL(location, current.url);

@@ -9,10 +9,27 @@
 //   buildUnikernelImage(...) / writeOciLayout(...) / readOciLayout(...) / pushImage(...)   (tools)
 // Errors are OciError (with a code for gRPC mapping) or ImageFormatError (bad annotations).
 export { ImageStore, type ImageStoreOptions } from "./store.js";
-export { DEFAULT_PULL_LIMITS, OciError, type ImageFsInfo, type ImageRecord, type OciErrorCode, type PullLimits, type PullOptions, type RegistryAuth, type RegistryOptions } from "./types.js";
+export {
+  DEFAULT_PULL_LIMITS,
+  OciError,
+  type ImageFsInfo,
+  type ImageRecord,
+  type OciErrorCode,
+  type PullLimits,
+  type PullOptions,
+  type RegistryAuth,
+  type RegistryOptions,
+} from "./types.js";
 export { parseReference, formatReference, type ImageReference } from "./reference.js";
 export { RegistryClient } from "./registry-client.js";
 export { inspectImage, type ImageInspection } from "./resolve.js";
 export { MEDIA_TYPES } from "./media-types.js";
-export { buildUnikernelImage, writeOciLayout, readOciLayout, pushImage, type BuiltImage, type BuildOptions } from "./build.js";
+export {
+  buildUnikernelImage,
+  writeOciLayout,
+  readOciLayout,
+  pushImage,
+  type BuiltImage,
+  type BuildOptions,
+} from "./build.js";
 export { ImageFormatError, type UnikernelImageConfig } from "../../api/image-format.js";

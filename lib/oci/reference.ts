@@ -43,9 +43,11 @@ export function parseReference(raw: string): ImageReference {
     registry = first;
     rest = rest.slice(first.length + 1);
   }
-  if (!/^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$/.test(registry) && !/^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$/.test(registry)) bad(`invalid registry host ${JSON.stringify(registry)}`);
+  if (!/^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$/.test(registry) && !/^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$/.test(registry))
+    bad(`invalid registry host ${JSON.stringify(registry)}`);
   if (registry === DOCKER_HUB && !rest.includes("/")) rest = `library/${rest}`;
-  if (rest === "" || !rest.split("/").every((c) => REPO_COMPONENT.test(c))) bad("repository must be lower-case path components [a-z0-9._-]");
+  if (rest === "" || !rest.split("/").every((c) => REPO_COMPONENT.test(c)))
+    bad("repository must be lower-case path components [a-z0-9._-]");
   if (tag === undefined && digest === undefined) tag = "latest";
   const ref: ImageReference = { registry, repository: rest };
   if (tag !== undefined) ref.tag = tag;

@@ -20,16 +20,19 @@ export function parseChallenge(header: string): Challenge {
   const m = /^\s*(\w+)\s*(.*)$/.exec(header);
   const params: Record<string, string> = {};
   if (!m) return { scheme: "", params };
-  for (const p of (m[2] ?? "").matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = p[2] ?? p[3] ?? "";
+  for (const p of (m[2] ?? "").matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g))
+    params[p[1]!.toLowerCase()] = p[2] ?? p[3] ?? "";
   return { scheme: m[1]!.toLowerCase(), params };
 }
 
 function credentials(auth: RegistryAuth | undefined): { username: string; password: string } | undefined {
-  if (auth?.username !== undefined && auth.username !== "") return { username: auth.username, password: auth.password ?? "" };
+  if (auth?.username !== undefined && auth.username !== "")
+    return { username: auth.username, password: auth.password ?? "" };
   if (auth?.auth !== undefined && auth.auth !== "") {
     const decoded = Buffer.from(auth.auth, "base64").toString("utf8");
     const colon = decoded.indexOf(":");
-    if (colon < 0) throw new OciError("Unauthorized", "auth config: `auth` is not base64 of username:password");
+    if (colon < 0)
+      throw new OciError("Unauthorized", "auth config: `auth` is not base64 of username:password");
     return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
   }
   return undefined;
@@ -39,7 +42,8 @@ async function registryErrorText(res: HttpResponse): Promise<string> {
   const text = await readText(res.body);
   try {
     const doc = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
-    if (Array.isArray(doc.errors) && doc.errors.length > 0) return doc.errors.map((e) => `${e.code ?? "?"}: ${e.message ?? ""}`).join("; ");
+    if (Array.isArray(doc.errors) && doc.errors.length > 0)
+      return doc.errors.map((e) => `${e.code ?? "?"}: ${e.message ?? ""}`).join("; ");
   } catch {
     /* not JSON: the raw text says it */
   }
@@ -70,7 +74,11 @@ export class RegistryClient {
     const who = this.creds ? `user ${JSON.stringify(this.creds.username)}` : "anonymous";
     const challenge = parseChallenge(challengeHeader ?? "");
     if (challenge.scheme === "basic") {
-      if (!this.creds) throw new OciError("Unauthorized", `registry ${this.registry} requires a username and password and none were given`);
+      if (!this.creds)
+        throw new OciError(
+          "Unauthorized",
+          `registry ${this.registry} requires a username and password and none were given`,
+        );
       return `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString("base64")}`;
     }
     if (challenge.scheme === "bearer" && challenge.params.realm) {
@@ -78,35 +86,61 @@ export class RegistryClient {
       if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
       realm.searchParams.set("scope", challenge.params.scope ?? scope);
       const headers: Record<string, string> = {};
-      if (this.creds) headers.Authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString("base64")}`;
+      if (this.creds)
+        headers.Authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString("base64")}`;
       const res = await httpRequest({ method: "GET", url: realm, headers, tls: this.tls });
       if (res.status !== 200)
-        throw new OciError("Unauthorized", `token service ${realm.origin} refused ${who} for ${scope} (HTTP ${res.status}): ${await registryErrorText(res)}`);
+        throw new OciError(
+          "Unauthorized",
+          `token service ${realm.origin} refused ${who} for ${scope} (HTTP ${res.status}): ${await registryErrorText(res)}`,
+        );
       const doc = JSON.parse(await readText(res.body)) as { token?: string; access_token?: string };
       const token = doc.token ?? doc.access_token;
-      if (!token) throw new OciError("Unauthorized", `token service ${realm.origin} answered without a token`);
+      if (!token)
+        throw new OciError("Unauthorized", `token service ${realm.origin} answered without a token`);
       return `Bearer ${token}`;
     }
-    throw new OciError("Unauthorized", `registry ${this.registry} asks for unsupported authentication ${JSON.stringify(challengeHeader ?? "")}`);
+    throw new OciError(
+      "Unauthorized",
+      `registry ${this.registry} asks for unsupported authentication ${JSON.stringify(challengeHeader ?? "")}`,
+    );
   }
 
   /** One API call; on 401 it authenticates for `scope` and retries once. */
-  private async call(method: "GET" | "HEAD" | "POST" | "PUT", pathOrUrl: string | URL, scope: string, headers: Record<string, string> = {}, body?: Body): Promise<HttpResponse> {
+  private async call(
+    method: "GET" | "HEAD" | "POST" | "PUT",
+    pathOrUrl: string | URL,
+    scope: string,
+    headers: Record<string, string> = {},
+    body?: Body,
+  ): Promise<HttpResponse> {
     const url = typeof pathOrUrl === "string" ? new URL(pathOrUrl, this.base) : pathOrUrl;
     const send = (auth: string | undefined) =>
-      httpRequest({ method, url, headers: auth ? { ...headers, Authorization: auth } : headers, tls: this.tls, ...(body ? { body: body() } : {}) });
+      httpRequest({
+        method,
+        url,
+        headers: auth ? { ...headers, Authorization: auth } : headers,
+        tls: this.tls,
+        ...(body ? { body: body() } : {}),
+      });
     const cached = this.authHeaders.get(scope) ?? this.authHeaders.get("*");
     let res = await send(cached);
     if (res.status !== 401) return res;
     const challenge = res.headers["www-authenticate"];
     const firstError = await registryErrorText(res);
     if (cached !== undefined && this.authHeaders.get(scope) !== undefined)
-      throw new OciError("Unauthorized", `registry ${this.registry} refused the credentials (HTTP 401): ${firstError}`);
+      throw new OciError(
+        "Unauthorized",
+        `registry ${this.registry} refused the credentials (HTTP 401): ${firstError}`,
+      );
     const auth = await this.authorize(challenge, scope);
     res = await send(auth);
     if (res.status === 401) {
       const who = this.creds ? `user ${JSON.stringify(this.creds.username)}` : "the token";
-      throw new OciError("Unauthorized", `registry ${this.registry} refused ${who} (HTTP 401: wrong username or password?): ${await registryErrorText(res)}`);
+      throw new OciError(
+        "Unauthorized",
+        `registry ${this.registry} refused ${who} (HTTP 401: wrong username or password?): ${await registryErrorText(res)}`,
+      );
     }
     this.authHeaders.set(scope, auth);
     return res;
@@ -114,8 +148,10 @@ export class RegistryClient {
 
   private async fail(res: HttpResponse, what: string): Promise<never> {
     const text = await registryErrorText(res);
-    if (res.status === 404) throw new OciError("NotFound", `${what}: not found in ${this.registry} (${text})`);
-    if (res.status === 403) throw new OciError("Unauthorized", `${what}: forbidden by ${this.registry} (${text})`);
+    if (res.status === 404)
+      throw new OciError("NotFound", `${what}: not found in ${this.registry} (${text})`);
+    if (res.status === 403)
+      throw new OciError("Unauthorized", `${what}: forbidden by ${this.registry} (${text})`);
     throw new OciError("Registry", `${what}: registry ${this.registry} answered HTTP ${res.status}: ${text}`);
   }
 
@@ -126,9 +162,18 @@ export class RegistryClient {
     res.body.resume();
   }
 
-  async getManifest(repository: string, reference: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string | undefined; digest: string }> {
+  async getManifest(
+    repository: string,
+    reference: string,
+    maxBytes: number,
+  ): Promise<{ bytes: Buffer; contentType: string | undefined; digest: string }> {
     const what = `manifest ${repository}:${reference}`;
-    const res = await this.call("GET", `${repository}/manifests/${reference}`, `repository:${repository}:pull`, { Accept: MANIFEST_ACCEPT });
+    const res = await this.call(
+      "GET",
+      `${repository}/manifests/${reference}`,
+      `repository:${repository}:pull`,
+      { Accept: MANIFEST_ACCEPT },
+    );
     if (res.status !== 200) await this.fail(res, what);
     const declared = Number(res.headers["content-length"] ?? "0");
     if (declared > maxBytes) {
@@ -147,7 +192,11 @@ export class RegistryClient {
   }
 
   async hasBlob(repository: string, digest: string): Promise<boolean> {
-    const res = await this.call("HEAD", `${repository}/blobs/${digest}`, `repository:${repository}:pull,push`);
+    const res = await this.call(
+      "HEAD",
+      `${repository}/blobs/${digest}`,
+      `repository:${repository}:pull,push`,
+    );
     res.body.resume();
     if (res.status === 200) return true;
     if (res.status === 404) return false;
@@ -162,10 +211,17 @@ export class RegistryClient {
     if (start.status !== 202) await this.fail(start, `upload of ${digest}`);
     start.body.resume();
     const location = start.headers.location;
-    if (!location) throw new OciError("Registry", `registry ${this.registry} opened an upload without a Location`);
+    if (!location)
+      throw new OciError("Registry", `registry ${this.registry} opened an upload without a Location`);
     const url = new URL(location, this.base);
     url.searchParams.set("digest", digest);
-    const put = await this.call("PUT", url, scope, { "Content-Type": "application/octet-stream", "Content-Length": String(size) }, body);
+    const put = await this.call(
+      "PUT",
+      url,
+      scope,
+      { "Content-Type": "application/octet-stream", "Content-Length": String(size) },
+      body,
+    );
     if (put.status !== 201) await this.fail(put, `upload of ${digest}`);
     put.body.resume();
   }
@@ -173,12 +229,21 @@ export class RegistryClient {
   /** PUT a manifest under a tag; returns the digest the registry computed, checked against ours. */
   async putManifest(repository: string, tag: string, bytes: Buffer, mediaType: string): Promise<string> {
     const digest = sha256Digest(bytes);
-    const res = await this.call("PUT", `${repository}/manifests/${tag}`, `repository:${repository}:pull,push`, { "Content-Type": mediaType, "Content-Length": String(bytes.length) }, () => bytes);
+    const res = await this.call(
+      "PUT",
+      `${repository}/manifests/${tag}`,
+      `repository:${repository}:pull,push`,
+      { "Content-Type": mediaType, "Content-Length": String(bytes.length) },
+      () => bytes,
+    );
     if (res.status !== 201) await this.fail(res, `manifest ${repository}:${tag}`);
     res.body.resume();
     const theirs = res.headers["docker-content-digest"];
     if (typeof theirs === "string" && theirs !== digest)
-      throw new OciError("DigestMismatch", `registry stored manifest ${repository}:${tag} as ${theirs}, we sent ${digest}`);
+      throw new OciError(
+        "DigestMismatch",
+        `registry stored manifest ${repository}:${tag} as ${theirs}, we sent ${digest}`,
+      );
     return digest;
   }
 }

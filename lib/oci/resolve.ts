@@ -24,20 +24,35 @@ export interface ResolvedManifest {
   manifestDigest: string;
 }
 
-export async function resolveManifest(client: RegistryClient, ref: ImageReference, limits: Pick<PullLimits, "maxManifestBytes">): Promise<ResolvedManifest> {
-  const first = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest", limits.maxManifestBytes);
+export async function resolveManifest(
+  client: RegistryClient,
+  ref: ImageReference,
+  limits: Pick<PullLimits, "maxManifestBytes">,
+): Promise<ResolvedManifest> {
+  const first = await client.getManifest(
+    ref.repository,
+    ref.digest ?? ref.tag ?? "latest",
+    limits.maxManifestBytes,
+  );
   if (ref.digest !== undefined) verifyDigest(`manifest ${formatReference(ref)}`, first.bytes, ref.digest);
   const doc = parseJsonDocument("manifest", first.bytes);
   const type = manifestMediaType(first.contentType, doc);
-  if (!INDEX_MEDIA_TYPES.includes(type)) return { manifest: parseManifest(doc, type), manifestBytes: first.bytes, manifestDigest: first.digest };
+  if (!INDEX_MEDIA_TYPES.includes(type))
+    return { manifest: parseManifest(doc, type), manifestBytes: first.bytes, manifestDigest: first.digest };
   const chosen = pickPlatform(parseIndex(doc, type));
-  if (chosen.size > limits.maxManifestBytes) throw new OciError("TooLarge", `manifest ${chosen.digest} is ${chosen.size} bytes, over the limit`);
+  if (chosen.size > limits.maxManifestBytes)
+    throw new OciError("TooLarge", `manifest ${chosen.digest} is ${chosen.size} bytes, over the limit`);
   const child = await client.getManifest(ref.repository, chosen.digest, limits.maxManifestBytes);
   verifyDigest(`manifest ${chosen.digest} from the index`, child.bytes, chosen.digest);
   const childDoc = parseJsonDocument("manifest", child.bytes);
   const childType = manifestMediaType(child.contentType, childDoc);
-  if (INDEX_MEDIA_TYPES.includes(childType)) throw new OciError("UnsupportedMediaType", "an image index nested in an image index is not supported");
-  return { manifest: parseManifest(childDoc, childType), manifestBytes: child.bytes, manifestDigest: child.digest };
+  if (INDEX_MEDIA_TYPES.includes(childType))
+    throw new OciError("UnsupportedMediaType", "an image index nested in an image index is not supported");
+  return {
+    manifest: parseManifest(childDoc, childType),
+    manifestBytes: child.bytes,
+    manifestDigest: child.digest,
+  };
 }
 
 export interface ImageInspection {
@@ -55,8 +70,16 @@ export interface ImageInspection {
 export async function inspectImage(ref: string, opts: RegistryOptions = {}): Promise<ImageInspection> {
   const parsed = parseReference(ref);
   const client = new RegistryClient(parsed.registry, opts);
-  const { manifest, manifestBytes, manifestDigest } = await resolveManifest(client, parsed, DEFAULT_PULL_LIMITS);
-  const configBytes = await readLimited(await client.getBlob(parsed.repository, manifest.config.digest), DEFAULT_PULL_LIMITS.maxConfigBytes, "image config");
+  const { manifest, manifestBytes, manifestDigest } = await resolveManifest(
+    client,
+    parsed,
+    DEFAULT_PULL_LIMITS,
+  );
+  const configBytes = await readLimited(
+    await client.getBlob(parsed.repository, manifest.config.digest),
+    DEFAULT_PULL_LIMITS.maxConfigBytes,
+    "image config",
+  );
   verifyDigest("image config", configBytes, manifest.config.digest);
   const blob = parseImageConfigBlob(configBytes);
   const config = parseImageAnnotations({

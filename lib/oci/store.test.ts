@@ -11,7 +11,16 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { ImageFormatError, URUNC_ANNOTATIONS } from "../../api/image-format.js";
 import { startRegistry, type TestRegistry } from "../../e2e/harness/registry.js";
-import { buildUnikernelImage, ImageStore, MEDIA_TYPES, OciError, pushImage, RegistryClient, type ImageStoreOptions, type OciErrorCode } from "./index.js";
+import {
+  buildUnikernelImage,
+  ImageStore,
+  MEDIA_TYPES,
+  OciError,
+  pushImage,
+  RegistryClient,
+  type ImageStoreOptions,
+  type OciErrorCode,
+} from "./index.js";
 import { kernelLayer, ourAnnotations, pushRawImage, snapshotTree } from "./testing.js";
 import { writeTar } from "./tar.js";
 
@@ -39,7 +48,10 @@ function fakeKernel(bytes = 64 * 1024): Buffer {
 
 const sha256 = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
-async function newStore(t: { teardown: (fn: () => Promise<void>) => void }, opts?: ImageStoreOptions): Promise<ImageStore> {
+async function newStore(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  opts?: ImageStoreOptions,
+): Promise<ImageStore> {
   const root = await mkdtemp(join(tmpdir(), "sf-store-test-"));
   t.teardown(() => rm(root, { recursive: true, force: true }));
   const store = new ImageStore(root, opts);
@@ -74,7 +86,13 @@ test("push -> pull round trip: digests verified, kernel bytes intact, skopeo see
   const { plain } = t.context;
   const kernel = fakeKernel();
   const initrd = randomBytes(10_000);
-  const image = buildUnikernelImage({ kernel, initrd, cmdline: "console=hvc0 hello", memoryMiB: 8, guestType: "pv" });
+  const image = buildUnikernelImage({
+    kernel,
+    initrd,
+    cmdline: "console=hvc0 hello",
+    memoryMiB: 8,
+    guestType: "pv",
+  });
   const ref = `${plain.host}/roundtrip/hello:v1`;
   const pushed = await pushImage(image, ref, { plainHttp: true });
   t.is(pushed.digest, image.manifestDigest);
@@ -82,7 +100,9 @@ test("push -> pull round trip: digests verified, kernel bytes intact, skopeo see
   // Independent check: skopeo reads the registry and must find exactly our manifest.
   const raw = await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`]);
   t.is(sha256(Buffer.from(raw.stdout)), pushed.digest);
-  const info = JSON.parse((await run("skopeo", ["inspect", "--tls-verify=false", `docker://${ref}`])).stdout) as { Digest: string; Labels: Record<string, string> };
+  const info = JSON.parse(
+    (await run("skopeo", ["inspect", "--tls-verify=false", `docker://${ref}`])).stdout,
+  ) as { Digest: string; Labels: Record<string, string> };
   t.is(info.Digest, pushed.digest);
   t.is(info.Labels["superfluid.dev/unikernel.kernel"], "unikernel/kernel");
 
@@ -93,13 +113,21 @@ test("push -> pull round trip: digests verified, kernel bytes intact, skopeo see
   t.deepEqual(record.repoDigests, [`${plain.host}/roundtrip/hello@${pushed.digest}`]);
   t.deepEqual(await readFile(record.kernelPath), kernel);
   t.deepEqual(await readFile(record.initrdPath!), initrd);
-  t.like(record.config, { dialect: "superfluid", guestType: "pv", cmdline: "console=hvc0 hello", memoryMiB: 8, hypervisor: "xen" });
+  t.like(record.config, {
+    dialect: "superfluid",
+    guestType: "pv",
+    cmdline: "console=hvc0 hello",
+    memoryMiB: 8,
+    hypervisor: "xen",
+  });
   t.is(record.sizeBytes, pushed.sizeBytes);
 
   // Every stored blob is named by its content's digest.
-  for (const digest of [record.digest, record.id]) t.is(sha256(await readFile(join(store.root, "blobs", "sha256", digest.slice(7)))), digest);
+  for (const digest of [record.digest, record.id])
+    t.is(sha256(await readFile(join(store.root, "blobs", "sha256", digest.slice(7)))), digest);
 
-  for (const key of [ref, record.digest, record.id, record.repoDigests[0]!]) t.is((await store.get(key))?.digest, record.digest, `get(${key})`);
+  for (const key of [ref, record.digest, record.id, record.repoDigests[0]!])
+    t.is((await store.get(key))?.digest, record.digest, `get(${key})`);
   const again = await store.pull(`${plain.host}/roundtrip/hello@${pushed.digest}`, { plainHttp: true });
   t.is(again.digest, record.digest);
   t.is((await store.list()).length, 1);
@@ -120,14 +148,29 @@ test("TLS + basic auth: the right password pulls; a wrong one, none, or an unkno
   await pushImage(buildUnikernelImage({ kernel: fakeKernel(4096) }), ref, { caFile: secure.caFile!, auth });
 
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, ref, { caFile: secure.caFile!, auth: { username: user.username, password: "wrong" } }, {
-    code: "Unauthorized",
-    message: /refused user "superfluid" \(HTTP 401: wrong username or password\?\)/,
-  });
-  await refusedLeavingNothing(t, store, ref, { caFile: secure.caFile! }, { code: "Unauthorized", message: /requires a username and password and none were given/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { caFile: secure.caFile!, auth: { username: user.username, password: "wrong" } },
+    {
+      code: "Unauthorized",
+      message: /refused user "superfluid" \(HTTP 401: wrong username or password\?\)/,
+    },
+  );
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { caFile: secure.caFile! },
+    { code: "Unauthorized", message: /requires a username and password and none were given/ },
+  );
   await refusedLeavingNothing(t, store, ref, { auth }, { code: "Network", message: /certificate/ });
   // CRI's AuthConfig.auth form: base64("user:password").
-  const record = await store.pull(ref, { caFile: secure.caFile!, auth: { auth: Buffer.from(`${user.username}:${user.password}`).toString("base64") } });
+  const record = await store.pull(ref, {
+    caFile: secure.caFile!,
+    auth: { auth: Buffer.from(`${user.username}:${user.password}`).toString("base64") },
+  });
   t.is((await readFile(record.kernelPath)).length, 4096);
 });
 
@@ -142,26 +185,69 @@ test("a tampered blob in the registry's storage is refused by digest and leaves 
   bytes.writeUInt8(bytes[bytes.length - 100]! ^ 0xff, bytes.length - 100); // same length, one byte flipped
   await writeFile(path, bytes);
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, ref, { plainHttp: true }, { code: "DigestMismatch", message: new RegExp(`layer ${layerDigest}: content digest sha256:[0-9a-f]{64} does not match`) });
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { plainHttp: true },
+    {
+      code: "DigestMismatch",
+      message: new RegExp(`layer ${layerDigest}: content digest sha256:[0-9a-f]{64} does not match`),
+    },
+  );
 });
 
 test("a layer longer than its descriptor declares is refused while streaming", async (t) => {
   const client = new RegistryClient(t.context.plain.host, { plainHttp: true });
   const layer = kernelLayer([{ path: "unikernel/kernel", data: fakeKernel() }]);
-  await pushRawImage(client, "liar", "v1", { layers: [{ bytes: layer, declaredSize: 1000 }], annotations: ourAnnotations() });
+  await pushRawImage(client, "liar", "v1", {
+    layers: [{ bytes: layer, declaredSize: 1000 }],
+    annotations: ourAnnotations(),
+  });
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, `${t.context.plain.host}/liar:v1`, { plainHttp: true }, { code: "DigestMismatch", message: /longer than the 1000 bytes its descriptor declares/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${t.context.plain.host}/liar:v1`,
+    { plainHttp: true },
+    { code: "DigestMismatch", message: /longer than the 1000 bytes its descriptor declares/ },
+  );
 });
 
 test("wrong media types are refused before any layer is fetched", async (t) => {
   const { plain } = t.context;
   const client = new RegistryClient(plain.host, { plainHttp: true });
   const layer = kernelLayer([{ path: "unikernel/kernel", data: fakeKernel(1024) }]);
-  await pushRawImage(client, "mediatype", "zstd", { layers: [{ bytes: layer, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd" }], annotations: ourAnnotations() });
-  await pushRawImage(client, "mediatype", "config", { layers: [{ bytes: layer }], configMediaType: "application/vnd.example.unknown+json", annotations: ourAnnotations() });
+  await pushRawImage(client, "mediatype", "zstd", {
+    layers: [{ bytes: layer, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd" }],
+    annotations: ourAnnotations(),
+  });
+  await pushRawImage(client, "mediatype", "config", {
+    layers: [{ bytes: layer }],
+    configMediaType: "application/vnd.example.unknown+json",
+    annotations: ourAnnotations(),
+  });
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, `${plain.host}/mediatype:zstd`, { plainHttp: true }, { code: "UnsupportedMediaType", message: /has media type "application\/vnd\.oci\.image\.layer\.v1\.tar\+zstd"/ });
-  await refusedLeavingNothing(t, store, `${plain.host}/mediatype:config`, { plainHttp: true }, { code: "UnsupportedMediaType", message: /config media type "application\/vnd\.example\.unknown\+json" is not an image config/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${plain.host}/mediatype:zstd`,
+    { plainHttp: true },
+    {
+      code: "UnsupportedMediaType",
+      message: /has media type "application\/vnd\.oci\.image\.layer\.v1\.tar\+zstd"/,
+    },
+  );
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${plain.host}/mediatype:config`,
+    { plainHttp: true },
+    {
+      code: "UnsupportedMediaType",
+      message: /config media type "application\/vnd\.example\.unknown\+json" is not an image config/,
+    },
+  );
 });
 
 test("a layer with path traversal is refused, nothing escapes and nothing is left", async (t) => {
@@ -170,50 +256,110 @@ test("a layer with path traversal is refused, nothing escapes and nothing is lef
     { path: "unikernel/kernel", data: fakeKernel(1024) },
     { path: "../../escaped-by-layer", data: Buffer.from("pwned") },
   ]);
-  await pushRawImage(client, "traversal", "v1", { layers: [{ bytes: layer }], annotations: ourAnnotations() });
+  await pushRawImage(client, "traversal", "v1", {
+    layers: [{ bytes: layer }],
+    annotations: ourAnnotations(),
+  });
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, `${t.context.plain.host}/traversal:v1`, { plainHttp: true }, { code: "UnsafeLayer", message: /"\.\.\/\.\.\/escaped-by-layer" contains '\.\.' \(path traversal\); refused/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${t.context.plain.host}/traversal:v1`,
+    { plainHttp: true },
+    {
+      code: "UnsafeLayer",
+      message: /"\.\.\/\.\.\/escaped-by-layer" contains '\.\.' \(path traversal\); refused/,
+    },
+  );
   await t.throwsAsync(readFile(join(store.root, "..", "escaped-by-layer")));
   await t.throwsAsync(readFile(join(store.root, "escaped-by-layer")));
 });
 
 test("oversized layers are refused: by descriptor before download, and by unpacked size (gzip bomb)", async (t) => {
   const { plain } = t.context;
-  await pushImage(buildUnikernelImage({ kernel: fakeKernel(256 * 1024) }), `${plain.host}/big:v1`, { plainHttp: true });
+  await pushImage(buildUnikernelImage({ kernel: fakeKernel(256 * 1024) }), `${plain.host}/big:v1`, {
+    plainHttp: true,
+  });
   const store = await newStore(t, { limits: { maxLayerBytes: 64 * 1024 } });
-  await refusedLeavingNothing(t, store, `${plain.host}/big:v1`, { plainHttp: true }, { code: "TooLarge", message: /layer sha256:[0-9a-f]{64} is \d+ bytes, over the 65536-byte limit; refused/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${plain.host}/big:v1`,
+    { plainHttp: true },
+    {
+      code: "TooLarge",
+      message: /layer sha256:[0-9a-f]{64} is \d+ bytes, over the 65536-byte limit; refused/,
+    },
+  );
 
   const client = new RegistryClient(plain.host, { plainHttp: true });
   const bomb = gzipSync(writeTar([{ path: "unikernel/kernel", data: Buffer.alloc(8 << 20) }]));
   await pushRawImage(client, "bomb", "v1", { layers: [{ bytes: bomb }], annotations: ourAnnotations() });
   const store2 = await newStore(t, { limits: { maxUnpackedBytes: 1 << 20 } });
-  await refusedLeavingNothing(t, store2, `${plain.host}/bomb:v1`, { plainHttp: true }, { code: "TooLarge", message: /unpacked content exceeds the 1048576-byte limit/ });
+  await refusedLeavingNothing(
+    t,
+    store2,
+    `${plain.host}/bomb:v1`,
+    { plainHttp: true },
+    { code: "TooLarge", message: /unpacked content exceeds the 1048576-byte limit/ },
+  );
 });
 
 test("a kernel path missing from the layer is refused naming the key", async (t) => {
   const client = new RegistryClient(t.context.plain.host, { plainHttp: true });
   const layer = kernelLayer([{ path: "boot/vmlinuz", data: fakeKernel(1024) }]);
-  await pushRawImage(client, "nokernel", "v1", { layers: [{ bytes: layer }], annotations: ourAnnotations("unikernel/kernel") });
-  const store = await newStore(t);
-  await refusedLeavingNothing(t, store, `${t.context.plain.host}/nokernel:v1`, { plainHttp: true }, {
-    formatKey: "superfluid.dev/unikernel.kernel",
-    message: /superfluid\.dev\/unikernel\.kernel: names "unikernel\/kernel", which is not in the image's layers/,
+  await pushRawImage(client, "nokernel", "v1", {
+    layers: [{ bytes: layer }],
+    annotations: ourAnnotations("unikernel/kernel"),
   });
+  const store = await newStore(t);
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${t.context.plain.host}/nokernel:v1`,
+    { plainHttp: true },
+    {
+      formatKey: "superfluid.dev/unikernel.kernel",
+      message:
+        /superfluid\.dev\/unikernel\.kernel: names "unikernel\/kernel", which is not in the image's layers/,
+    },
+  );
 });
 
 test("a urunc-format image (keys as config labels) pulls to the same kind of record", async (t) => {
   const client = new RegistryClient(t.context.plain.host, { plainHttp: true });
   const kernel = fakeKernel(2048);
-  const labels = { [URUNC_ANNOTATIONS.binary]: "/unikernel/app.xen", [URUNC_ANNOTATIONS.hypervisor]: "xen", [URUNC_ANNOTATIONS.unikernelType]: "mirage", [URUNC_ANNOTATIONS.cmdline]: "--ipv4=10.0.0.2/24" };
+  const labels = {
+    [URUNC_ANNOTATIONS.binary]: "/unikernel/app.xen",
+    [URUNC_ANNOTATIONS.hypervisor]: "xen",
+    [URUNC_ANNOTATIONS.unikernelType]: "mirage",
+    [URUNC_ANNOTATIONS.cmdline]: "--ipv4=10.0.0.2/24",
+  };
   await pushRawImage(client, "urunc", "v1", {
-    layers: [{ bytes: gzipSync(writeTar([{ path: "unikernel/app.xen", data: kernel }])), mediaType: MEDIA_TYPES.dockerLayerGzip }],
-    config: { architecture: "amd64", os: "linux", config: { Labels: labels }, rootfs: { type: "layers", diff_ids: [] } },
+    layers: [
+      {
+        bytes: gzipSync(writeTar([{ path: "unikernel/app.xen", data: kernel }])),
+        mediaType: MEDIA_TYPES.dockerLayerGzip,
+      },
+    ],
+    config: {
+      architecture: "amd64",
+      os: "linux",
+      config: { Labels: labels },
+      rootfs: { type: "layers", diff_ids: [] },
+    },
     configMediaType: MEDIA_TYPES.dockerConfig,
     manifestMediaType: MEDIA_TYPES.dockerManifest,
   });
   const store = await newStore(t);
   const record = await store.pull(`${t.context.plain.host}/urunc:v1`, { plainHttp: true });
-  t.like(record.config, { dialect: "urunc", framework: "mirage", kernelPath: "unikernel/app.xen", cmdline: "--ipv4=10.0.0.2/24", guestType: "pv" });
+  t.like(record.config, {
+    dialect: "urunc",
+    framework: "mirage",
+    kernelPath: "unikernel/app.xen",
+    cmdline: "--ipv4=10.0.0.2/24",
+    guestType: "pv",
+  });
   t.deepEqual(await readFile(record.kernelPath), kernel);
 });
 
@@ -224,20 +370,55 @@ test("an image index resolves to its linux/amd64 manifest; concurrent pulls shar
   const arm = buildUnikernelImage({ kernel: fakeKernel(3001) });
   await pushImage(amd, `${plain.host}/multi:amd64`, { plainHttp: true });
   await pushImage(arm, `${plain.host}/multi:arm64`, { plainHttp: true });
-  const entry = (img: typeof amd, architecture: string) => ({ mediaType: MEDIA_TYPES.ociManifest, digest: img.manifestDigest, size: img.manifest.length, platform: { os: "linux", architecture } });
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [entry(arm, "arm64"), entry(amd, "amd64")] }));
+  const entry = (img: typeof amd, architecture: string) => ({
+    mediaType: MEDIA_TYPES.ociManifest,
+    digest: img.manifestDigest,
+    size: img.manifest.length,
+    platform: { os: "linux", architecture },
+  });
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      manifests: [entry(arm, "arm64"), entry(amd, "amd64")],
+    }),
+  );
   await client.putManifest("multi", "latest", index, MEDIA_TYPES.ociIndex);
   const store = await newStore(t);
-  const [a, b] = await Promise.all([store.pull(`${plain.host}/multi`, { plainHttp: true }), store.pull(`${plain.host}/multi:latest`, { plainHttp: true })]);
+  const [a, b] = await Promise.all([
+    store.pull(`${plain.host}/multi`, { plainHttp: true }),
+    store.pull(`${plain.host}/multi:latest`, { plainHttp: true }),
+  ]);
   t.is(a.digest, amd.manifestDigest);
   t.is(b.digest, amd.manifestDigest);
-  t.deepEqual((await store.list()).map((r) => r.refs), [[`${plain.host}/multi:latest`]]);
+  t.deepEqual(
+    (await store.list()).map((r) => r.refs),
+    [[`${plain.host}/multi:latest`]],
+  );
 });
 
 test("bad references and unreachable registries fail fast with clear errors", async (t) => {
   const store = await newStore(t);
-  await refusedLeavingNothing(t, store, "Not A Ref", {}, { code: "InvalidReference", message: /image reference "Not A Ref"/ });
-  await refusedLeavingNothing(t, store, `${t.context.plain.host}/nothing-here:v1`, { plainHttp: true }, { code: "NotFound", message: /not found/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    "Not A Ref",
+    {},
+    { code: "InvalidReference", message: /image reference "Not A Ref"/ },
+  );
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${t.context.plain.host}/nothing-here:v1`,
+    { plainHttp: true },
+    { code: "NotFound", message: /not found/ },
+  );
   // A closed port on loopback.
-  await refusedLeavingNothing(t, store, "127.0.0.1:1/x:v1", { plainHttp: true }, { code: "Network", message: /ECONNREFUSED/ });
+  await refusedLeavingNothing(
+    t,
+    store,
+    "127.0.0.1:1/x:v1",
+    { plainHttp: true },
+    { code: "Network", message: /ECONNREFUSED/ },
+  );
 });

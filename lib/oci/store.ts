@@ -4,14 +4,32 @@
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseImageAnnotations, pathAnnotationKey, ImageFormatError, type UnikernelImageConfig } from "../../api/image-format.js";
+import {
+  parseImageAnnotations,
+  pathAnnotationKey,
+  ImageFormatError,
+  type UnikernelImageConfig,
+} from "../../api/image-format.js";
 import { logger } from "../log.js";
 import { digestHex, tempName, writeVerifiedBlob } from "./digest.js";
 import { parseImageConfigBlob } from "./media-types.js";
 import { resolveManifest } from "./resolve.js";
-import { DIGEST_PATTERN, formatReference, parseReference, repositoryName, type ImageReference } from "./reference.js";
+import {
+  DIGEST_PATTERN,
+  formatReference,
+  parseReference,
+  repositoryName,
+  type ImageReference,
+} from "./reference.js";
 import { RegistryClient } from "./registry-client.js";
-import { DEFAULT_PULL_LIMITS, OciError, type ImageFsInfo, type ImageRecord, type PullLimits, type PullOptions } from "./types.js";
+import {
+  DEFAULT_PULL_LIMITS,
+  OciError,
+  type ImageFsInfo,
+  type ImageRecord,
+  type PullLimits,
+  type PullOptions,
+} from "./types.js";
 import { unpackBudget, unpackLayer } from "./unpack.js";
 
 const log = logger("oci-store");
@@ -59,8 +77,11 @@ export class ImageStore {
       await mkdir(this.tmpDir, { recursive: true });
       // Leftovers of a process that died mid-pull: temp names carry the writer's pid.
       for (const name of await readdir(this.tmpDir)) {
-        const pid = Number(/\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1] ?? /^unpack-(\d+)-/.exec(name)?.[1] ?? NaN);
-        if (Number.isFinite(pid) && pid !== process.pid && !processAlive(pid)) await rm(join(this.tmpDir, name), { recursive: true, force: true });
+        const pid = Number(
+          /\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1] ?? /^unpack-(\d+)-/.exec(name)?.[1] ?? NaN,
+        );
+        if (Number.isFinite(pid) && pid !== process.pid && !processAlive(pid))
+          await rm(join(this.tmpDir, name), { recursive: true, force: true });
       }
     })();
     return this.ready;
@@ -121,7 +142,8 @@ export class ImageStore {
       const index = await this.readIndex();
       const found = findImage(index.images, refOrDigest);
       if (!found) return false;
-      const tag = DIGEST_PATTERN.test(refOrDigest) || refOrDigest.includes("@") ? undefined : safeFormat(refOrDigest);
+      const tag =
+        DIGEST_PATTERN.test(refOrDigest) || refOrDigest.includes("@") ? undefined : safeFormat(refOrDigest);
       if (tag !== undefined && found.refs.length > 1) found.refs = found.refs.filter((r) => r !== tag);
       else index.images = index.images.filter((s) => s !== found);
       await this.writeIndex(index);
@@ -151,18 +173,39 @@ export class ImageStore {
     const keep = new Set(index.images.flatMap((s) => s.blobs.map(digestHex)));
     for (const set of this.inFlight.values()) for (const d of set) keep.add(digestHex(d));
     const keepDirs = new Set(index.images.map((s) => digestHex(s.digest)));
-    for (const name of await readdir(this.blobDir)) if (!keep.has(name)) await rm(join(this.blobDir, name), { force: true });
-    for (const name of await readdir(this.unpackedDir)) if (!keepDirs.has(name)) await rm(join(this.unpackedDir, name), { recursive: true, force: true });
+    for (const name of await readdir(this.blobDir))
+      if (!keep.has(name)) await rm(join(this.blobDir, name), { force: true });
+    for (const name of await readdir(this.unpackedDir))
+      if (!keepDirs.has(name)) await rm(join(this.unpackedDir, name), { recursive: true, force: true });
   }
 
   /** Downloads one blob into the store unless it is already there (blobs are verified on write). */
-  private async fetchBlob(client: RegistryClient, ref: ImageReference, digest: string, size: number, maxBytes: number, what: string, mine: Set<string>): Promise<string> {
+  private async fetchBlob(
+    client: RegistryClient,
+    ref: ImageReference,
+    digest: string,
+    size: number,
+    maxBytes: number,
+    what: string,
+    mine: Set<string>,
+  ): Promise<string> {
     const path = this.blobPath(digest);
     mine.add(digest);
     if (await exists(path)) return path;
-    if (size > maxBytes) throw new OciError("TooLarge", `${what} ${digest} is ${size} bytes, over the ${maxBytes}-byte limit; refused`);
+    if (size > maxBytes)
+      throw new OciError(
+        "TooLarge",
+        `${what} ${digest} is ${size} bytes, over the ${maxBytes}-byte limit; refused`,
+      );
     const body = await client.getBlob(ref.repository, digest);
-    await writeVerifiedBlob(body, { tmpDir: this.tmpDir, finalPath: path, expectedDigest: digest, expectedSize: size, maxBytes, what: `${what} ${digest}` });
+    await writeVerifiedBlob(body, {
+      tmpDir: this.tmpDir,
+      finalPath: path,
+      expectedDigest: digest,
+      expectedSize: size,
+      maxBytes,
+      what: `${what} ${digest}`,
+    });
     return path;
   }
 
@@ -192,24 +235,53 @@ export class ImageStore {
     const started = Date.now();
     try {
       const { manifest, manifestBytes, manifestDigest } = await resolveManifest(client, parsed, limits);
-      if (manifest.layers.length > limits.maxLayers) throw new OciError("TooLarge", `image has ${manifest.layers.length} layers, the limit is ${limits.maxLayers}; refused`);
+      if (manifest.layers.length > limits.maxLayers)
+        throw new OciError(
+          "TooLarge",
+          `image has ${manifest.layers.length} layers, the limit is ${limits.maxLayers}; refused`,
+        );
       for (const l of manifest.layers)
-        if (l.size > limits.maxLayerBytes) throw new OciError("TooLarge", `layer ${l.digest} is ${l.size} bytes, over the ${limits.maxLayerBytes}-byte limit; refused`);
+        if (l.size > limits.maxLayerBytes)
+          throw new OciError(
+            "TooLarge",
+            `layer ${l.digest} is ${l.size} bytes, over the ${limits.maxLayerBytes}-byte limit; refused`,
+          );
       await this.storeBytes(manifestDigest, manifestBytes, mine);
 
-      const configPath = await this.fetchBlob(client, parsed, manifest.config.digest, manifest.config.size, limits.maxConfigBytes, "image config", mine);
+      const configPath = await this.fetchBlob(
+        client,
+        parsed,
+        manifest.config.digest,
+        manifest.config.size,
+        limits.maxConfigBytes,
+        "image config",
+        mine,
+      );
       const configBlob = parseImageConfigBlob(await readFile(configPath));
-      const src = { manifest: manifest.annotations ?? {}, layers: manifest.layers.map((l) => l.annotations), labels: configBlob.config?.Labels ?? {} };
-      const config = parseImageAnnotations({ ...src, cmd: configBlob.config?.Cmd ?? [], architecture: configBlob.architecture ?? "", os: configBlob.os ?? "" });
+      const src = {
+        manifest: manifest.annotations ?? {},
+        layers: manifest.layers.map((l) => l.annotations),
+        labels: configBlob.config?.Labels ?? {},
+      };
+      const config = parseImageAnnotations({
+        ...src,
+        cmd: configBlob.config?.Cmd ?? [],
+        architecture: configBlob.architecture ?? "",
+        os: configBlob.os ?? "",
+      });
 
       const layerPaths: string[] = [];
-      for (const l of manifest.layers) layerPaths.push(await this.fetchBlob(client, parsed, l.digest, l.size, limits.maxLayerBytes, "layer", mine));
+      for (const l of manifest.layers)
+        layerPaths.push(
+          await this.fetchBlob(client, parsed, l.digest, l.size, limits.maxLayerBytes, "layer", mine),
+        );
 
       const finalDir = join(this.unpackedDir, digestHex(manifestDigest));
       if (!(await exists(finalDir))) {
         await mkdir(unpackTmp, { mode: 0o755 });
         const budget = unpackBudget(limits);
-        for (const [i, l] of manifest.layers.entries()) await unpackLayer(layerPaths[i]!, l.digest, unpackTmp, budget);
+        for (const [i, l] of manifest.layers.entries())
+          await unpackLayer(layerPaths[i]!, l.digest, unpackTmp, budget);
         await checkBootFiles(unpackTmp, config);
         await rename(unpackTmp, finalDir).catch(async (err: NodeJS.ErrnoException) => {
           if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
@@ -217,15 +289,28 @@ export class ImageStore {
         });
       }
 
-      const tag = parsed.tag !== undefined ? formatReference({ registry: parsed.registry, repository: parsed.repository, tag: parsed.tag }) : undefined;
+      const tag =
+        parsed.tag !== undefined
+          ? formatReference({ registry: parsed.registry, repository: parsed.repository, tag: parsed.tag })
+          : undefined;
       const repoDigest = `${repositoryName(parsed)}@${manifestDigest}`;
-      const sizeBytes = manifestBytes.length + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
+      const sizeBytes =
+        manifestBytes.length + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       const stored = await this.withLock(async () => {
         const index = await this.readIndex();
         if (tag !== undefined) for (const s of index.images) s.refs = s.refs.filter((r) => r !== tag); // tags move
         let s = index.images.find((x) => x.digest === manifestDigest);
         if (!s) {
-          s = { id: manifest.config.digest, digest: manifestDigest, refs: [], repoDigests: [], sizeBytes, config, pulledAt: new Date().toISOString(), blobs: [manifestDigest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)] };
+          s = {
+            id: manifest.config.digest,
+            digest: manifestDigest,
+            refs: [],
+            repoDigests: [],
+            sizeBytes,
+            config,
+            pulledAt: new Date().toISOString(),
+            blobs: [manifestDigest, manifest.config.digest, ...manifest.layers.map((l) => l.digest)],
+          };
           index.images.push(s);
         }
         if (tag !== undefined && !s.refs.includes(tag)) s.refs.push(tag);
@@ -255,10 +340,21 @@ async function checkBootFiles(dir: string, config: UnikernelImageConfig): Promis
     for (const part of rel.split("/")) {
       cur = join(cur, part);
       const st = await lstat(cur).catch(() => undefined);
-      if (st === undefined) throw new ImageFormatError(pathAnnotationKey(config.dialect, which), `names ${JSON.stringify(rel)}, which is not in the image's layers`);
-      if (st.isSymbolicLink()) throw new ImageFormatError(pathAnnotationKey(config.dialect, which), `names ${JSON.stringify(rel)}, which goes through a symlink; name the file itself`);
+      if (st === undefined)
+        throw new ImageFormatError(
+          pathAnnotationKey(config.dialect, which),
+          `names ${JSON.stringify(rel)}, which is not in the image's layers`,
+        );
+      if (st.isSymbolicLink())
+        throw new ImageFormatError(
+          pathAnnotationKey(config.dialect, which),
+          `names ${JSON.stringify(rel)}, which goes through a symlink; name the file itself`,
+        );
       if (cur !== join(dir, rel) ? !st.isDirectory() : !st.isFile())
-        throw new ImageFormatError(pathAnnotationKey(config.dialect, which), `names ${JSON.stringify(rel)}, which is not a regular file`);
+        throw new ImageFormatError(
+          pathAnnotationKey(config.dialect, which),
+          `names ${JSON.stringify(rel)}, which is not a regular file`,
+        );
     }
   };
   await check(config.kernelPath, "kernel");
@@ -266,7 +362,8 @@ async function checkBootFiles(dir: string, config: UnikernelImageConfig): Promis
 }
 
 function findImage(images: StoredImage[], refOrDigest: string): StoredImage | undefined {
-  if (DIGEST_PATTERN.test(refOrDigest)) return images.find((s) => s.digest === refOrDigest) ?? images.find((s) => s.id === refOrDigest);
+  if (DIGEST_PATTERN.test(refOrDigest))
+    return images.find((s) => s.digest === refOrDigest) ?? images.find((s) => s.id === refOrDigest);
   if (/^[a-f0-9]{64}$/.test(refOrDigest)) return findImage(images, `sha256:${refOrDigest}`);
   const name = safeFormat(refOrDigest);
   if (name === undefined) return undefined;

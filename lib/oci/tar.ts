@@ -4,7 +4,8 @@
 import type { Readable } from "node:stream";
 import { OciError } from "./types.js";
 
-export type TarEntryType = "file" | "directory" | "symlink" | "hardlink" | "char-device" | "block-device" | "fifo";
+export type TarEntryType =
+  "file" | "directory" | "symlink" | "hardlink" | "char-device" | "block-device" | "fifo";
 
 export interface TarHeader {
   path: string;
@@ -92,11 +93,22 @@ function octal(b: Buffer, what: string): number {
   }
   const s = cstring(b).trim();
   if (s === "") return 0;
-  if (!/^[0-7]+$/.test(s)) throw new OciError("InvalidImage", `layer tar: bad ${what} field ${JSON.stringify(s)}`);
+  if (!/^[0-7]+$/.test(s))
+    throw new OciError("InvalidImage", `layer tar: bad ${what} field ${JSON.stringify(s)}`);
   return parseInt(s, 8);
 }
 
-const TYPES: Record<string, TarEntryType> = { "0": "file", "\0": "file", "7": "file", "1": "hardlink", "2": "symlink", "3": "char-device", "4": "block-device", "5": "directory", "6": "fifo" };
+const TYPES: Record<string, TarEntryType> = {
+  "0": "file",
+  "\0": "file",
+  "7": "file",
+  "1": "hardlink",
+  "2": "symlink",
+  "3": "char-device",
+  "4": "block-device",
+  "5": "directory",
+  "6": "fifo",
+};
 
 function parsePax(body: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
@@ -105,7 +117,8 @@ function parsePax(body: Buffer): Record<string, string> {
     const space = body.indexOf(0x20, pos);
     if (space < 0) break;
     const len = Number(body.subarray(pos, space).toString("ascii"));
-    if (!Number.isSafeInteger(len) || len <= 0 || pos + len > body.length) throw new OciError("InvalidImage", "layer tar: malformed pax record");
+    if (!Number.isSafeInteger(len) || len <= 0 || pos + len > body.length)
+      throw new OciError("InvalidImage", "layer tar: malformed pax record");
     const record = body.subarray(space + 1, pos + len - 1).toString("utf8");
     const eq = record.indexOf("=");
     if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
@@ -118,7 +131,10 @@ function parsePax(body: Buffer): Record<string, string> {
  * Calls `onEntry` for each entry in order; `body` yields the entry's bytes and must be consumed or
  * ignored (the reader skips what is left). Throws OciError on malformed input.
  */
-export async function readTar(stream: Readable, onEntry: (header: TarHeader, body: AsyncGenerator<Buffer>) => Promise<void>): Promise<void> {
+export async function readTar(
+  stream: Readable,
+  onEntry: (header: TarHeader, body: AsyncGenerator<Buffer>) => Promise<void>,
+): Promise<void> {
   const reader = new ByteReader(stream);
   let pax: Record<string, string> = {};
   let longName: string | undefined;
@@ -130,12 +146,14 @@ export async function readTar(stream: Readable, onEntry: (header: TarHeader, bod
       if (block.every((x) => x === 0)) return;
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!;
-      if (sum !== octal(block.subarray(148, 156), "checksum")) throw new OciError("InvalidImage", "layer tar: header checksum mismatch (not a tar, or corrupt)");
+      if (sum !== octal(block.subarray(148, 156), "checksum"))
+        throw new OciError("InvalidImage", "layer tar: header checksum mismatch (not a tar, or corrupt)");
       const flag = String.fromCharCode(block[156]!);
       const size = octal(block.subarray(124, 136), "size");
       const padded = Math.ceil(size / BLOCK) * BLOCK;
       if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
-        if (size > MAX_META_BYTES) throw new OciError("TooLarge", `layer tar: metadata entry of ${size} bytes`);
+        if (size > MAX_META_BYTES)
+          throw new OciError("TooLarge", `layer tar: metadata entry of ${size} bytes`);
         const body = (await reader.exact(padded)) ?? Buffer.alloc(0);
         const content = body.subarray(0, size);
         if (flag === "x") pax = parsePax(content);
@@ -145,19 +163,29 @@ export async function readTar(stream: Readable, onEntry: (header: TarHeader, bod
       }
       const type = TYPES[flag];
       const ustarName = cstring(block.subarray(0, 100));
-      const prefix = block.subarray(257, 262).toString("ascii") === "ustar" ? cstring(block.subarray(345, 500)) : "";
+      const prefix =
+        block.subarray(257, 262).toString("ascii") === "ustar" ? cstring(block.subarray(345, 500)) : "";
       const path = pax.path ?? longName ?? (prefix ? `${prefix}/${ustarName}` : ustarName);
       const linkTarget = pax.linkpath ?? longLink ?? cstring(block.subarray(157, 257));
       const realSize = pax.size !== undefined ? Number(pax.size) : size;
       pax = {};
       longName = longLink = undefined;
-      if (type === undefined) throw new OciError("UnsafeLayer", `layer tar: entry ${JSON.stringify(path)} has unsupported type ${JSON.stringify(flag)}`);
+      if (type === undefined)
+        throw new OciError(
+          "UnsafeLayer",
+          `layer tar: entry ${JSON.stringify(path)} has unsupported type ${JSON.stringify(flag)}`,
+        );
       const dataSize = type === "file" ? realSize : 0;
       const body = reader.pieces(dataSize);
-      await onEntry({ path, type, size: dataSize, mode: octal(block.subarray(100, 108), "mode") & 0o7777, linkTarget }, body);
+      await onEntry(
+        { path, type, size: dataSize, mode: octal(block.subarray(100, 108), "mode") & 0o7777, linkTarget },
+        body,
+      );
       for await (const rest of body) void rest; // whatever the callback left
       const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK;
-      await reader.skip(dataPadded - dataSize + (padded > dataPadded && type !== "file" ? padded - dataPadded : 0));
+      await reader.skip(
+        dataPadded - dataSize + (padded > dataPadded && type !== "file" ? padded - dataPadded : 0),
+      );
     }
   } finally {
     await reader.close();
@@ -176,7 +204,14 @@ function writeOctal(block: Buffer, offset: number, length: number, value: number
   block.write(value.toString(8).padStart(length - 1, "0") + "\0", offset, length, "ascii");
 }
 
-const FLAGS: Record<NonNullable<TarWriteEntry["type"]>, string> = { file: "0", hardlink: "1", symlink: "2", "char-device": "3", directory: "5", fifo: "6" };
+const FLAGS: Record<NonNullable<TarWriteEntry["type"]>, string> = {
+  file: "0",
+  hardlink: "1",
+  symlink: "2",
+  "char-device": "3",
+  directory: "5",
+  fifo: "6",
+};
 
 /** A deterministic ustar archive (uid/gid 0, mtime 0), for images and for tests' crafted layers. */
 export function writeTar(entries: TarWriteEntry[]): Buffer {
@@ -189,7 +224,8 @@ export function writeTar(entries: TarWriteEntry[]): Buffer {
     let prefix = "";
     if (Buffer.byteLength(name) > 100) {
       const cut = name.lastIndexOf("/", 155);
-      if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100) throw new Error(`tar path too long for ustar: ${name}`);
+      if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100)
+        throw new Error(`tar path too long for ustar: ${name}`);
       prefix = name.slice(0, cut);
       name = name.slice(cut + 1);
     }

@@ -28,8 +28,17 @@ export interface RawImage {
 }
 
 /** Pushes blobs and a manifest exactly as described; returns the manifest digest. */
-export async function pushRawImage(client: RegistryClient, repository: string, tag: string, image: RawImage): Promise<string> {
-  const configBytes = Buffer.from(JSON.stringify(image.config ?? { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }));
+export async function pushRawImage(
+  client: RegistryClient,
+  repository: string,
+  tag: string,
+  image: RawImage,
+): Promise<string> {
+  const configBytes = Buffer.from(
+    JSON.stringify(
+      image.config ?? { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } },
+    ),
+  );
   const configDigest = sha256Digest(configBytes);
   await client.pushBlob(repository, configDigest, configBytes.length, () => configBytes);
   const layers = [];
@@ -48,7 +57,11 @@ export async function pushRawImage(client: RegistryClient, repository: string, t
     JSON.stringify({
       schemaVersion: 2,
       mediaType,
-      config: { mediaType: image.configMediaType ?? MEDIA_TYPES.ociConfig, digest: configDigest, size: configBytes.length },
+      config: {
+        mediaType: image.configMediaType ?? MEDIA_TYPES.ociConfig,
+        digest: configDigest,
+        size: configBytes.length,
+      },
       layers,
       ...(image.annotations ? { annotations: image.annotations } : {}),
     }),

@@ -42,7 +42,10 @@ test("a plain tar and a gzipped tar both unpack, with files, dirs, symlinks and 
   t.is(await readFile(join(root, "unikernel/kernel"), "utf8"), "\x7fELF kernel");
   t.is(await readlink(join(root, "unikernel/current")), "kernel");
   t.is(await readFile(join(root, "unikernel/copy"), "utf8"), "\x7fELF kernel");
-  t.is(await readFile(join(root, "deep", "d".repeat(90), "f".repeat(90)), "utf8"), "long path via ustar prefix");
+  t.is(
+    await readFile(join(root, "deep", "d".repeat(90), "f".repeat(90)), "utf8"),
+    "long path via ustar prefix",
+  );
   const root2 = join(base, "root2");
   await mkdir(root2);
   await unpack(base, root2, writeTar(entries));
@@ -50,13 +53,41 @@ test("a plain tar and a gzipped tar both unpack, with files, dirs, symlinks and 
 });
 
 const hostile: Array<[string, TarWriteEntry[], RegExp]> = [
-  ["../ path traversal", [{ path: "../outside/escaped", data: Buffer.from("x") }], /contains '\.\.' \(path traversal\)/],
-  ["nested ../ traversal", [{ path: "a/b/../../../outside/escaped", data: Buffer.from("x") }], /path traversal/],
+  [
+    "../ path traversal",
+    [{ path: "../outside/escaped", data: Buffer.from("x") }],
+    /contains '\.\.' \(path traversal\)/,
+  ],
+  [
+    "nested ../ traversal",
+    [{ path: "a/b/../../../outside/escaped", data: Buffer.from("x") }],
+    /path traversal/,
+  ],
   ["absolute path", [{ path: "/tmp/escaped", data: Buffer.from("x") }], /absolute path/],
-  ["symlink pointing outside", [{ path: "link", type: "symlink", linkTarget: "../outside" }], /symlink to "\.\.\/outside", outside the image/],
-  ["write through an in-image symlink", [{ path: "dir", type: "symlink", linkTarget: "sub" }, { path: "sub/", type: "directory" }, { path: "dir/file", data: Buffer.from("x") }], /goes through a symlink/],
-  ["hard link to a file outside", [{ path: "h", type: "hardlink", linkTarget: "../outside/secret" }], /path traversal/],
-  ["hard link to a missing file", [{ path: "h", type: "hardlink", linkTarget: "nope" }], /not a file in the image/],
+  [
+    "symlink pointing outside",
+    [{ path: "link", type: "symlink", linkTarget: "../outside" }],
+    /symlink to "\.\.\/outside", outside the image/,
+  ],
+  [
+    "write through an in-image symlink",
+    [
+      { path: "dir", type: "symlink", linkTarget: "sub" },
+      { path: "sub/", type: "directory" },
+      { path: "dir/file", data: Buffer.from("x") },
+    ],
+    /goes through a symlink/,
+  ],
+  [
+    "hard link to a file outside",
+    [{ path: "h", type: "hardlink", linkTarget: "../outside/secret" }],
+    /path traversal/,
+  ],
+  [
+    "hard link to a missing file",
+    [{ path: "h", type: "hardlink", linkTarget: "nope" }],
+    /not a file in the image/,
+  ],
   ["character device", [{ path: "dev/null", type: "char-device" }], /is a char-device/],
   ["fifo", [{ path: "pipe", type: "fifo" }], /is a fifo/],
 ];
@@ -66,7 +97,9 @@ for (const [name, entries, message] of hostile) {
     const { base, root } = await sandbox(t);
     await mkdir(join(base, "outside"));
     await writeFile(join(base, "outside", "secret"), "host file");
-    const err = await t.throwsAsync(unpack(base, root, gzipSync(writeTar(entries))), { instanceOf: OciError });
+    const err = await t.throwsAsync(unpack(base, root, gzipSync(writeTar(entries))), {
+      instanceOf: OciError,
+    });
     t.is(err?.code, "UnsafeLayer");
     t.regex(err?.message ?? "", message);
     t.deepEqual(await filesIn(join(base, "outside")), ["secret"], "nothing was written outside the root");
@@ -107,8 +140,24 @@ test("refused: corrupt gzip and a header with a bad checksum", async (t) => {
 test("whiteouts from a later layer delete what an earlier layer put there", async (t) => {
   const { base, root } = await sandbox(t);
   const budget = unpackBudget(limits);
-  await unpack(base, root, writeTar([{ path: "a", data: Buffer.from("1") }, { path: "b", data: Buffer.from("2") }]), budget);
-  await unpack(base, root, writeTar([{ path: ".wh.a", data: Buffer.alloc(0) }, { path: "b", data: Buffer.from("3") }]), budget);
+  await unpack(
+    base,
+    root,
+    writeTar([
+      { path: "a", data: Buffer.from("1") },
+      { path: "b", data: Buffer.from("2") },
+    ]),
+    budget,
+  );
+  await unpack(
+    base,
+    root,
+    writeTar([
+      { path: ".wh.a", data: Buffer.alloc(0) },
+      { path: "b", data: Buffer.from("3") },
+    ]),
+    budget,
+  );
   t.deepEqual(await filesIn(root), ["b"]);
   t.is(await readFile(join(root, "b"), "utf8"), "3");
 });

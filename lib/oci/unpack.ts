@@ -17,11 +17,19 @@ export interface UnpackBudget {
 }
 
 export function unpackBudget(limits: Pick<PullLimits, "maxUnpackedBytes" | "maxEntries">): UnpackBudget {
-  return { bytesLeft: limits.maxUnpackedBytes, entriesLeft: limits.maxEntries, maxUnpackedBytes: limits.maxUnpackedBytes, maxEntries: limits.maxEntries };
+  return {
+    bytesLeft: limits.maxUnpackedBytes,
+    entriesLeft: limits.maxEntries,
+    maxUnpackedBytes: limits.maxUnpackedBytes,
+    maxEntries: limits.maxEntries,
+  };
 }
 
 function unsafe(layer: string, path: string, why: string): never {
-  throw new OciError("UnsafeLayer", `layer ${layer}: entry ${JSON.stringify(path.slice(0, 200))} ${why}; refused`);
+  throw new OciError(
+    "UnsafeLayer",
+    `layer ${layer}: entry ${JSON.stringify(path.slice(0, 200))} ${why}; refused`,
+  );
 }
 
 /** The entry's path as clean relative components, or a refusal. */
@@ -62,12 +70,23 @@ async function removeExisting(path: string, keepDirectory: boolean): Promise<voi
   await rm(path, { recursive: true, force: true });
 }
 
-async function writeEntry(layer: string, root: string, header: TarHeader, body: AsyncGenerator<Buffer>, budget: UnpackBudget): Promise<void> {
-  if (--budget.entriesLeft < 0) throw new OciError("TooLarge", `layer ${layer}: more than ${budget.maxEntries} entries in the image; refused`);
+async function writeEntry(
+  layer: string,
+  root: string,
+  header: TarHeader,
+  body: AsyncGenerator<Buffer>,
+  budget: UnpackBudget,
+): Promise<void> {
+  if (--budget.entriesLeft < 0)
+    throw new OciError(
+      "TooLarge",
+      `layer ${layer}: more than ${budget.maxEntries} entries in the image; refused`,
+    );
   const rel = safeRelativePath(layer, header.path);
   if (rel === "") return; // "./" itself
   const base = posix.basename(rel);
-  if (header.type === "char-device" || header.type === "block-device" || header.type === "fifo") unsafe(layer, rel, `is a ${header.type}`);
+  if (header.type === "char-device" || header.type === "block-device" || header.type === "fifo")
+    unsafe(layer, rel, `is a ${header.type}`);
   await assertNoSymlinkParents(layer, root, rel);
   const target = join(root, rel);
   await mkdir(dirname(target), { recursive: true, mode: 0o755 });
@@ -87,11 +106,18 @@ async function writeEntry(layer: string, root: string, header: TarHeader, body: 
       return;
     case "symlink": {
       if (header.linkTarget === "") unsafe(layer, rel, "is a symlink with no target");
-      const resolved = posix.normalize(header.linkTarget.startsWith("/") ? header.linkTarget : posix.join(posix.dirname(rel), header.linkTarget));
+      const resolved = posix.normalize(
+        header.linkTarget.startsWith("/")
+          ? header.linkTarget
+          : posix.join(posix.dirname(rel), header.linkTarget),
+      );
       // Absolute targets are read relative to the image root (as a container runtime would), so
       // only the lexical result must stay inside it.
-      const inside = header.linkTarget.startsWith("/") ? !resolved.split("/").includes("..") : resolved !== ".." && !resolved.startsWith("../");
-      if (!inside) unsafe(layer, rel, `is a symlink to ${JSON.stringify(header.linkTarget)}, outside the image`);
+      const inside = header.linkTarget.startsWith("/")
+        ? !resolved.split("/").includes("..")
+        : resolved !== ".." && !resolved.startsWith("../");
+      if (!inside)
+        unsafe(layer, rel, `is a symlink to ${JSON.stringify(header.linkTarget)}, outside the image`);
       await removeExisting(target, false);
       await symlink(header.linkTarget, target);
       return;
@@ -100,22 +126,37 @@ async function writeEntry(layer: string, root: string, header: TarHeader, body: 
       const linkRel = safeRelativePath(layer, header.linkTarget);
       await assertNoSymlinkParents(layer, root, linkRel);
       const st = await lstatOrUndefined(join(root, linkRel));
-      if (st === undefined || !st.isFile()) unsafe(layer, rel, `is a hard link to ${JSON.stringify(header.linkTarget)}, which is not a file in the image`);
+      if (st === undefined || !st.isFile())
+        unsafe(
+          layer,
+          rel,
+          `is a hard link to ${JSON.stringify(header.linkTarget)}, which is not a file in the image`,
+        );
       await removeExisting(target, false);
       await link(join(root, linkRel), target);
       return;
     }
     case "file": {
       budget.bytesLeft -= header.size;
-      if (budget.bytesLeft < 0) throw new OciError("TooLarge", `layer ${layer}: unpacked content exceeds the ${budget.maxUnpackedBytes}-byte limit at ${JSON.stringify(rel)}; refused`);
+      if (budget.bytesLeft < 0)
+        throw new OciError(
+          "TooLarge",
+          `layer ${layer}: unpacked content exceeds the ${budget.maxUnpackedBytes}-byte limit at ${JSON.stringify(rel)}; refused`,
+        );
       await removeExisting(target, false);
       // setuid/setgid/sticky bits are dropped: nothing in a unikernel image needs them.
       const out = createWriteStream(target, { flags: "wx", mode: header.mode & 0o777 });
       try {
         for await (const piece of body) {
-          if (!out.write(piece)) await new Promise<void>((resolve, reject) => { out.once("drain", resolve); out.once("error", reject); });
+          if (!out.write(piece))
+            await new Promise<void>((resolve, reject) => {
+              out.once("drain", resolve);
+              out.once("error", reject);
+            });
         }
-        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+        );
       } catch (err) {
         out.destroy();
         throw err;
@@ -128,7 +169,12 @@ async function writeEntry(layer: string, root: string, header: TarHeader, body: 
 }
 
 /** Unpacks one layer blob (tar, or gzip-compressed tar by its magic bytes) into `root`. */
-export async function unpackLayer(blobPath: string, layerName: string, root: string, budget: UnpackBudget): Promise<void> {
+export async function unpackLayer(
+  blobPath: string,
+  layerName: string,
+  root: string,
+  budget: UnpackBudget,
+): Promise<void> {
   const magic = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     createReadStream(blobPath, { start: 0, end: 1 })
@@ -148,7 +194,8 @@ export async function unpackLayer(blobPath: string, layerName: string, root: str
   } catch (err) {
     if (err instanceof OciError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "Z_DATA_ERROR" || code === "Z_BUF_ERROR") throw new OciError("InvalidImage", `layer ${layerName}: gzip stream is corrupt`);
+    if (code === "Z_DATA_ERROR" || code === "Z_BUF_ERROR")
+      throw new OciError("InvalidImage", `layer ${layerName}: gzip stream is corrupt`);
     throw err;
   } finally {
     source.destroy();
