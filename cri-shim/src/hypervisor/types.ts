@@ -48,6 +48,29 @@ export interface DomainInfo {
   cpuTimeNs: bigint;
 }
 
+/** Usage counters of one domain (libxenstat), for the CRI's stats calls. */
+export interface DomainStats {
+  domid: number;
+  /** When the snapshot was taken (ms since the epoch). */
+  timestampMs: number;
+  cpuTimeNs: bigint;
+  memoryBytes: number;
+  maxMemoryBytes: number;
+  vcpus: number;
+  /** One per vif, counted from dom0's side of the vif (rx = what the guest sent). */
+  networks: {
+    devid: number;
+    rxBytes: number;
+    rxPackets: number;
+    rxErrors: number;
+    rxDrops: number;
+    txBytes: number;
+    txPackets: number;
+    txErrors: number;
+    txDrops: number;
+  }[];
+}
+
 export interface HostInfo {
   totalMemoryKiB: number;
   freeMemoryKiB: number;
@@ -75,6 +98,8 @@ export interface Hypervisor {
   save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void>;
   /** Restores a domain from `fd`; `paused` leaves it paused. Returns the new domain id. */
   restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number>;
+  /** Usage counters; undefined when no such domain exists. Optional: not every backend has them. */
+  stats?(domid: number): Promise<DomainStats | undefined>;
   /** The pty of the domain's console, for reading its output. */
   consolePath(domid: number): Promise<string>;
   close(): Promise<void>;

@@ -47,7 +47,8 @@ import {
   toNumber,
 } from "./libxl-ffi.js";
 import { LibxlLogCapture } from "./libxl-log.js";
-import { type DomainInfo, type DomainSpec, type DomainState, type HostInfo, type Hypervisor, HypervisorError, type ShutdownReason } from "./types.js";
+import { XenStat } from "./xenstat.js";
+import { type DomainInfo, type DomainSpec, type DomainStats, type DomainState, type HostInfo, type Hypervisor, HypervisorError, type ShutdownReason } from "./types.js";
 
 const log = logger("xen-libxl");
 const PAGE_KIB = 4;
@@ -87,6 +88,7 @@ function checkGuestDomid(domid: number, op: string): void {
 export class XenLibxl implements Hypervisor {
   readonly name = "xen-libxl";
   private closed = false;
+  private xenstat: XenStat | undefined;
   private readonly onSigchld = (): void => {
     // A worker thread, because libxl may hold its ctx lock for a while inside a domain build.
     if (!this.closed) void this.lib.childprocSigchldOccurred.async(this.ctx).catch((err: unknown) => log.error("sigchld dispatch failed", { err: String(err) }));
@@ -395,6 +397,13 @@ export class XenLibxl implements Hypervisor {
     }
   }
 
+  async stats(domid: number): Promise<DomainStats | undefined> {
+    this.assertOpen();
+    checkDomid(domid);
+    this.xenstat ??= XenStat.open();
+    return this.xenstat.domain(domid);
+  }
+
   async consolePath(domid: number): Promise<string> {
     checkDomid(domid);
     const out = cAlloc(8);
@@ -412,6 +421,7 @@ export class XenLibxl implements Hypervisor {
     if (this.closed) return;
     this.closed = true;
     process.off("SIGCHLD", this.onSigchld);
+    this.xenstat?.close();
     await this.lib.ctxFree.async(this.ctx);
     cFree(this.hooks);
     this.libxlLog.close();
