@@ -8,6 +8,8 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --image-dir DIR          image store (default /var/lib/superfluid/images)
   --kernel-cache DIR       tmpfs dir the kernels are served to Xen from (default /run/superfluid/kernels)
   --cni-conf FILE          bridge + host-local .conf/.conflist (default: built in, bridge sfbr0, 10.89.0.0/24)
+  --bridge NAME            with --pod-cidr: a bridge + host-local config without a file (e.g. xenbr0)
+  --pod-cidr CIDR          the node's pod subnet for --bridge (gateway: its first address)
   --cni-plugin-dir DIR     CNI plugins (default /usr/lib/cni:/opt/cni/bin)
   --console-log-dir DIR    xenconsoled --log-dir with guest-<name>.log (default /var/log/xen/console; "" reads the pty)
   --plain-http-registries  comma list of registry hosts reached without TLS (default localhost,127.0.0.1)
@@ -21,6 +23,8 @@ const FLAGS = {
   "image-dir": "/var/lib/superfluid/images",
   "kernel-cache": "/run/superfluid/kernels",
   "cni-conf": "",
+  bridge: "",
+  "pod-cidr": "",
   "cni-plugin-dir": "/usr/lib/cni:/opt/cni/bin",
   "console-log-dir": "/var/log/xen/console",
   "plain-http-registries": "localhost,127.0.0.1",
@@ -62,6 +66,8 @@ await runShim({
   imageDir: flag("image-dir"),
   kernelCacheDir: flag("kernel-cache"),
   cniConf: flag("cni-conf") || undefined,
+  bridge: flag("bridge") || undefined,
+  podCidr: flag("pod-cidr") || undefined,
   cniPluginDirs: flag("cni-plugin-dir").split(":").filter(Boolean),
   consoleLogDir: flag("console-log-dir") || undefined,
   plainHttpRegistries: flag("plain-http-registries").split(",").map((s) => s.trim()).filter(Boolean),

@@ -7,7 +7,7 @@ import { logger } from "../../lib/log.js";
 import { ImageStore } from "../../lib/oci/index.js";
 import { RUNTIME_CLASS } from "../../api/annotations.js";
 import { openXenLibxl } from "./hypervisor/xen-libxl.js";
-import { CniNetwork } from "./network/cni.js";
+import { bridgeNetworkConfig, CniNetwork, firstCniConf } from "./network/cni.js";
 import { CriRuntime } from "./runtime.js";
 import { CriServer } from "./server.js";
 import { OciImages } from "./services/oci-images.js";
@@ -20,6 +20,8 @@ export interface ShimConfig {
   imageDir: string;
   kernelCacheDir: string;
   cniConf?: string;
+  bridge?: string;
+  podCidr?: string;
   cniPluginDirs: string[];
   consoleLogDir?: string;
   plainHttpRegistries: string[];
@@ -32,7 +34,9 @@ export async function runShim(config: ShimConfig): Promise<void> {
   const hypervisor = openXenLibxl(); // first: outside dom0 this fails before anything is created
   await mkdir(config.kernelCacheDir, { recursive: true, mode: 0o700 });
   const images = new OciImages(new ImageStore(config.imageDir), { plainHttpRegistries: config.plainHttpRegistries, ...(config.registryCa ? { caFile: config.registryCa } : {}) });
-  const network = new CniNetwork({ confPath: config.cniConf, pluginDirs: config.cniPluginDirs, ipamDataDir: join(config.stateDir, "..", "cni"), manageBridge: true });
+  const ipamDataDir = join(config.stateDir, "..", "cni");
+  const inline = config.bridge || config.podCidr ? bridgeNetworkConfig(config.bridge ?? "sfbr0", config.podCidr ?? "10.89.0.0/24", ipamDataDir) : undefined;
+  const network = new CniNetwork({ confPath: config.cniConf ?? (inline ? undefined : firstCniConf()), config: inline, pluginDirs: config.cniPluginDirs, ipamDataDir, manageBridge: true });
   const runtime = new CriRuntime({
     hypervisor, images, network, stateDir: config.stateDir,
     options: {

@@ -8,7 +8,7 @@
 //    command line (`ip=<addr>/<prefix> gw=<addr>`), so dom0 can route to it through the bridge.
 // Teardown is CNI DEL, which host-local treats as idempotent.
 import { execFile, spawn } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { logger } from "../../../lib/log.js";
@@ -27,8 +27,9 @@ export interface NetworkConfigJson {
 }
 
 export interface CniOptions {
-  /** A .conf or .conflist; undefined uses defaultNetworkConfig(). */
+  /** A .conf or .conflist; undefined uses `config`, then defaultNetworkConfig(). */
   confPath?: string;
+  config?: NetworkConfigJson;
   pluginDirs?: string[];
   /** host-local's lease directory when the config does not name one. */
   ipamDataDir: string;
@@ -37,14 +38,26 @@ export interface CniOptions {
 }
 
 export function defaultNetworkConfig(ipamDataDir: string): NetworkConfigJson {
-  return {
-    cniVersion: "1.0.0",
-    name: "superfluid",
-    type: "bridge",
-    bridge: "sfbr0",
-    isGateway: true,
-    ipam: { type: "host-local", ranges: [[{ subnet: "10.89.0.0/24", gateway: "10.89.0.1" }]], dataDir: ipamDataDir },
-  };
+  return bridgeNetworkConfig("sfbr0", "10.89.0.0/24", ipamDataDir);
+}
+
+/** bridge + host-local for one subnet; the gateway (dom0 on the bridge) is the subnet's first address. */
+export function bridgeNetworkConfig(bridge: string, subnet: string, ipamDataDir: string): NetworkConfigJson {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(subnet);
+  if (!m || Number(m[5]) < 8 || Number(m[5]) > 30) throw new Error(`pod CIDR ${JSON.stringify(subnet)}: expected an IPv4 a.b.c.d/8..30`);
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new Error(`bridge name ${JSON.stringify(bridge)} is not a valid interface name`);
+  const gateway = `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
+  return { cniVersion: "1.0.0", name: "superfluid", type: "bridge", bridge, isGateway: true, ipam: { type: "host-local", ranges: [[{ subnet, gateway }]], dataDir: ipamDataDir } };
+}
+
+/** containerd's rule: the first .conf/.conflist in /etc/cni/net.d in lexical order, if any. */
+export function firstCniConf(dir = "/etc/cni/net.d"): string | undefined {
+  try {
+    const name = readdirSync(dir).filter((n) => n.endsWith(".conflist") || n.endsWith(".conf")).sort()[0];
+    return name ? `${dir}/${name}` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 interface CniResult { ips?: { address: string; gateway?: string }[] }
@@ -86,7 +99,7 @@ export class CniNetwork {
   }
 
   private async loadConfig(): Promise<NetworkConfigJson> {
-    if (!this.opts.confPath) return defaultNetworkConfig(this.opts.ipamDataDir);
+    if (!this.opts.confPath) return this.opts.config ?? defaultNetworkConfig(this.opts.ipamDataDir);
     const doc = JSON.parse(await readFile(this.opts.confPath, "utf8")) as Record<string, unknown>;
     // A conflist: take its bridge plugin; a single .conf is the plugin config itself.
     const plugins = Array.isArray(doc.plugins) ? (doc.plugins as Record<string, unknown>[]) : [doc];
