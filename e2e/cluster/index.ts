@@ -86,7 +86,8 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, m
       `setsid socat TCP-LISTEN:${REGISTRY_PORT_IN_DOM0},bind=127.0.0.1,fork,reuseaddr TCP:${xen.hostIpFromDom0}:${registryPort} </dev/null >/dev/null 2>&1 & echo $! >/run/superfluid/registry-forward.pid`,
     );
     if (fwd.code !== 0) throw new Error(`registry forward in ${name} failed: ${fwd.stderr}`);
-    const shim = await startShim(xen);
+    // The pod network is the node's xenbr0 and subnet, so pods on different nodes route to each other.
+    const shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr] });
     try {
       const kubelet = await startKubelet(cp, xen);
       const kubeProxy = existsSync(join(K8S_BIN_DIR, "kube-proxy")) ? await startKubeProxy(cp, xen).catch(async (err: Error) => {
