@@ -18,8 +18,12 @@ const log = logger("xen-node");
 
 export const XEN_CACHE_DIR = join(CACHE_DIR, "xen");
 const XEN_GZ = process.env.SUPERFLUID_XEN_GZ ?? "/boot/xen-4.17-amd64.gz";
-/** Modules the initrd loads to reach the 9p root; the rest come from the host's /lib/modules later. */
-const INITRD_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"];
+/**
+ * Modules the initrd loads to reach the 9p root; the rest come from the host's /lib/modules later.
+ * virtio-rng first: without a hardware RNG the emulated kernel's crng takes ~a minute to initialize
+ * and the first getrandom() in stage 2 blocks until then.
+ */
+const INITRD_MODULES = ["virtio_pci", "virtio-rng", "9pnet_virtio", "9p", "overlay"];
 
 /** Source files read in dom0 at boot. They live in the repo (not dist/) because tsc does not copy .sh. */
 export const SOURCE_DIR = join(REPO_ROOT, "e2e", "xen-node");

@@ -34,37 +34,46 @@ mkdir -p /mnt/host
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none hostdir /mnt/host || fatal "cannot mount the host share"
 
 # Network. eth0: QEMU user networking (host loopback is 10.0.2.2, forwards from host ports land on
-# 10.0.2.15). eth1: the segment shared by the nodes of one test process (10.99.0.<index>/24).
-# xenbr0: the bridge for guest vifs, this node's pod subnet 10.244.<index>.0/24, dom0 is .1.
-modprobe -a virtio_net bridge xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback xenfs
+# 10.0.2.15). eth1: the segment shared by the nodes of one test process (10.99.0.<index>/24; routes
+# to the other nodes' pod subnets are added by the harness as nodes come and go). xenbr0: the bridge
+# for guest vifs, this node's pod subnet 10.244.<index>.0/24, dom0 is .1.
+modprobe virtio_net || fatal "cannot load virtio_net"
 ip link set lo up
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || fatal "eth0 setup failed"
 echo "nameserver 10.0.2.3" >/run/superfluid/resolv.conf
 mount --bind /run/superfluid/resolv.conf /etc/resolv.conf 2>/dev/null || true
 
 # The exec agent: host connections arrive through a QEMU hostfwd on 10.0.2.15:${sf[agent_port]}.
+# It starts in the background (node needs a few seconds under emulation) while the rest comes up.
 if [ -n "${sf[node]:-}" ] && [ -n "${sf[agent]:-}" ]; then
   "${sf[node]}" "${sf[agent]}" --port "${sf[agent_port]:-7000}" >/var/log/superfluid-agent.log 2>&1 &
 else
   fatal "no exec agent given (sf.node / sf.agent)"
 fi
+say "eth0 up, agent starting"
 
-if ip link show eth1 >/dev/null 2>&1; then
-  ip link set eth1 up && ip addr add "10.99.0.$index/24" dev eth1
-  # Pod subnets of the other nodes on the segment: 10.244.M.0/24 via 10.99.0.M.
-  for m in $(seq 1 254); do [ "$m" != "$index" ] && echo "route add 10.244.$m.0/24 via 10.99.0.$m"; done | ip -batch - || say "peer routes failed"
-fi
-ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add "10.244.$index.1/24" dev xenbr0 || fatal "xenbr0 setup failed"
-echo 1 >/proc/sys/net/ipv4/ip_forward
-# Pods reach the host (10.0.2.2) and the outside of QEMU's user net through dom0's eth0.
-iptables -t nat -A POSTROUTING -s "10.244.$index.0/24" -o eth0 -j MASQUERADE 2>/dev/null || say "iptables MASQUERADE failed (no NAT for pods)"
+setup_bridges() {
+  modprobe bridge || fatal "cannot load bridge"
+  if ip link show eth1 >/dev/null 2>&1; then
+    ip link set eth1 up && ip addr add "10.99.0.$index/24" dev eth1 || fatal "eth1 setup failed"
+  fi
+  ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add "10.244.$index.1/24" dev xenbr0 || fatal "xenbr0 setup failed"
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  # Pods reach the host (10.0.2.2) through dom0's eth0.
+  iptables -t nat -A POSTROUTING -s "10.244.$index.0/24" -o eth0 -j MASQUERADE || fatal "iptables MASQUERADE for pods failed"
+  say "bridges up"
+}
+setup_bridges &
+bridges=$!
 
 # The Xen toolstack.
+modprobe -a xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-netback xen-blkback xenfs || fatal "cannot load the Xen modules"
 mount -t xenfs xenfs /proc/xen || fatal "cannot mount xenfs"
-say "network up, starting the toolstack"
 xenstored --pid-file /run/xenstored.pid || fatal "xenstored failed"
 xen-init-dom0 || fatal "xen-init-dom0 failed"
 xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || fatal "xenconsoled failed"
+say "toolstack up"
+wait "$bridges"
 
 if [ ! -f /run/superfluid/failed ]; then
   touch /run/superfluid/toolstack-ready

@@ -17,7 +17,7 @@
 // dom0 eth1 = a segment joining the nodes of this process (10.99.0.<index>); xenbr0 = the bridge for
 // guest vifs, pod subnet 10.244.<index>.0/24 with dom0 at 10.244.<index>.1.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -76,6 +76,8 @@ export interface XenNode {
   readonly hostIpFromDom0: "10.0.2.2";
   /** Milliseconds from QEMU start to a ready toolstack + exec agent. */
   readonly bootMs: number;
+  /** Host port (127.0.0.1) of the dom0 exec agent; see agent.ts for the protocol. */
+  readonly agentPort: number;
   /** QEMU's pid (for tests that check it is gone after stop()). */
   readonly qemuPid: number;
   /** The per-node temp dir (QMP socket, default hostDir); removed by stop(). */
@@ -89,9 +91,19 @@ export interface XenNode {
 }
 
 const segment = new Segment();
+/** Booted nodes of this process: each routes the others' pod subnets over the segment. */
+const liveNodes = new Set<XenNode>();
 const usedIndexes = new Set<number>();
 const CONSOLE_LIMIT = 4 * 1024 * 1024;
 const FATAL_CONSOLE = [/Panic on CPU/, /Kernel panic/, /superfluid-dom0: FATAL/, /\(XEN\) Reboot in/];
+
+/**
+ * Under emulation every page-table switch flushes QEMU's soft TLB: Xen's PV isolation (XPTI) and
+ * speculation mitigations make each dom0 syscall several times slower and protect nothing in a
+ * throw-away test VM. bootscrub=0: do not zero free RAM at boot.
+ */
+const XEN_SPEED_FLAGS = "bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false";
+const DOM0_SPEED_FLAGS = ["mitigations=off"];
 
 function allocateIndex(): number {
   for (let i = 1; i < 255; i++) {
@@ -119,7 +131,9 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
     "console=hvc0",
     "earlyprintk=xen",
     "panic=-1",
-    "quiet",
+    ...DOM0_SPEED_FLAGS,
+    // Kernel messages over the emulated serial line cost boot time; SUPERFLUID_XEN_VERBOSE=1 keeps them.
+    ...(process.env.SUPERFLUID_XEN_VERBOSE === "1" ? [] : ["quiet"]),
     `sf.stage2=${STAGE2_SCRIPT}`,
     `sf.name=${o.name}`,
     `sf.index=${index}`,
@@ -135,8 +149,9 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
     "-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
     "-qmp", `unix:${join(stateDir, "qmp.sock")},server=on,wait=off`,
     "-kernel", a.xen,
-    "-append", `console=com1 com1=115200,8n1 dom0_mem=${o.dom0MemoryMiB}M,max:${o.dom0MemoryMiB}M dom0_max_vcpus=${o.cpus}`,
+    "-append", `console=com1 com1=115200,8n1 dom0_mem=${o.dom0MemoryMiB}M,max:${o.dom0MemoryMiB}M dom0_max_vcpus=${o.cpus} ${XEN_SPEED_FLAGS}`,
     "-initrd", `${dom0Cmdline},${a.initrd}`,
+    "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
     "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
     "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
     "-fsdev", `local,id=hostdir,path=${hostDir},security_model=none,multidevs=remap`,
@@ -151,7 +166,11 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
 function launch(args: string[], name: string): Launch {
   const child = spawn("setpriv", args, { stdio: ["ignore", "pipe", "pipe"] });
   const console = { text: "" };
+  // For debugging slow or failed boots live: SUPERFLUID_XEN_CONSOLE_DIR=/some/dir tees each console.
+  const teeDir = process.env.SUPERFLUID_XEN_CONSOLE_DIR;
+  const tee = teeDir ? join(teeDir, `${name}-${child.pid ?? 0}.log`) : undefined;
   const append = (d: Buffer): void => {
+    if (tee) appendFileSync(tee, d);
     console.text += d.toString("utf8");
     if (console.text.length > CONSOLE_LIMIT) console.text = console.text.slice(-CONSOLE_LIMIT / 2);
   };
@@ -242,7 +261,6 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     }
   }
   const bootMs = Date.now() - started;
-  log.info("emulated Xen node ready", { name: o.name, bootMs });
 
   const launched = l;
   let nextForwardPort = 20000;
@@ -258,6 +276,7 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     segmentIp: `10.99.0.${index}`,
     hostIpFromDom0: "10.0.2.2",
     bootMs,
+    agentPort,
     qemuPid: launched.child.pid ?? -1,
     stateDir,
     async exec(cmd, execOpts = {}) {
@@ -290,10 +309,30 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      liveNodes.delete(node);
+      await Promise.all([...liveNodes].map((peer) => peer.exec(`ip route del ${node.podCidr}`).catch(() => undefined)));
       await stopLaunch(launched);
       release();
       log.info("emulated Xen node stopped", { name: o.name });
     },
   };
+  // Joined before the awaits below, so that of two nodes finishing together one sees the other.
+  const peers = [...liveNodes];
+  liveNodes.add(node);
+  try {
+    await Promise.all(peers.map((peer) => linkPods(node, peer)));
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+  log.info("emulated Xen node ready", { name: o.name, bootMs });
   return node;
+}
+
+/** Routes each node's pod subnet via the other's segment address (both directions). */
+async function linkPods(a: XenNode, b: XenNode): Promise<void> {
+  for (const [from, to] of [[a, b], [b, a]] as const) {
+    const r = await from.exec(`ip route replace ${to.podCidr} via ${to.segmentIp} dev eth1`);
+    if (r.code !== 0) throw new Error(`route from node '${from.name}' to pods of '${to.name}' failed: ${r.stderr.trim()}`);
+  }
 }

@@ -1,0 +1,23 @@
+// Bad input to startXenNode: a clear error before anything is started, and nothing left behind.
+import test from "ava";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { startXenNode } from "./index.js";
+
+const leftovers = (prefix: string): string[] => readdirSync(tmpdir()).filter((e) => e.startsWith(prefix));
+
+test("rejects a name that is not a DNS-label-like word", async (t) => {
+  await t.throwsAsync(startXenNode({ name: "Bad Name" }), { message: /invalid Xen node name 'Bad Name'/ });
+  t.deepEqual(leftovers("superfluid-xen-Bad"), []);
+});
+
+test("rejects QEMU memory that leaves no room next to dom0", async (t) => {
+  await t.throwsAsync(startXenNode({ name: "in-mem", memoryMiB: 1024, dom0MemoryMiB: 1024 }), { message: /memoryMiB \(1024\) must exceed dom0MemoryMiB \(1024\)/ });
+  t.deepEqual(leftovers("superfluid-xen-in-mem-"), []);
+});
+
+test("rejects a CPU count QEMU/Xen would not boot with", async (t) => {
+  await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 0 }), { message: /cpus must be an integer 1..8, got 0/ });
+  await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 1.5 }), { message: /cpus must be an integer/ });
+  t.deepEqual(leftovers("superfluid-xen-in-cpu-"), []);
+});
