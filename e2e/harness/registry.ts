@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { httpRequest, tlsSettings } from "../../lib/oci/http.js";
+import { startTokenServer, type TokenServer } from "./token-server.js";
 
 const run = promisify(execFile);
 export const REGISTRY_BINARY = process.env.SUPERFLUID_REGISTRY_BIN ?? "/usr/bin/docker-registry";
@@ -17,6 +18,8 @@ export interface RegistryStartOptions {
   /** Serve TLS with a fresh CA and require basic auth for `user`. */
   tls?: boolean;
   user?: { username: string; password: string };
+  /** Bearer-token auth (a token service started here) instead of htpasswd basic auth. */
+  tokenAuth?: boolean;
 }
 
 export interface TestRegistry {
@@ -29,6 +32,8 @@ export interface TestRegistry {
   /** PEM of the CA that signed the registry's certificate (TLS variant). */
   caFile?: string;
   user?: { username: string; password: string };
+  /** The token service, when started with tokenAuth. */
+  tokenServer?: TokenServer;
   /** The registry's storage root: blobs live under docker/registry/v2/blobs/sha256/<2>/<64>/data. */
   storageDir: string;
   /** Where a blob's bytes sit in storage (for tamper tests). */
@@ -140,7 +145,9 @@ async function waitReady(
 export async function startRegistry(opts: RegistryStartOptions = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "sf-registry-"));
   let child: ChildProcess | undefined;
+  let tokenServer: TokenServer | undefined;
   const stop = async () => {
+    await tokenServer?.close();
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child!.once("exit", r));
       child.kill("SIGTERM");
@@ -153,7 +160,8 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
   try {
     const storageDir = join(dir, "storage");
     const tls = opts.tls ?? false;
-    const user = opts.user ?? (tls ? { username: "superfluid", password: "s3cret-test" } : undefined);
+    const user =
+      opts.user ?? (tls || opts.tokenAuth ? { username: "superfluid", password: "s3cret-test" } : undefined);
     const http: Record<string, unknown> = {
       secret: "superfluid-test-secret",
       headers: { "X-Content-Type-Options": ["nosniff"] },
@@ -170,7 +178,36 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
       caFile = certs.caFile;
       http.tls = { certificate: certs.certFile, key: certs.keyFile };
     }
-    if (user) {
+    if (user && opts.tokenAuth) {
+      const keyFile = join(dir, "token.key");
+      const certFile = join(dir, "token.pem");
+      await run("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=superfluid test token signer",
+      ]);
+      tokenServer = await startTokenServer({ keyFile, certFile, user });
+      config.auth = {
+        token: {
+          realm: tokenServer.realm,
+          service: tokenServer.service,
+          issuer: tokenServer.issuer,
+          rootcertbundle: certFile,
+        },
+      };
+    } else if (user) {
       const { stdout } = await run("htpasswd", ["-Bbn", user.username, user.password]);
       await writeFile(join(dir, "htpasswd"), stdout.trim() + "\n");
       config.auth = { htpasswd: { realm: "superfluid-test", path: join(dir, "htpasswd") } };
@@ -219,6 +256,7 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
       };
       if (caFile !== undefined) registry.caFile = caFile;
       if (user !== undefined) registry.user = user;
+      if (tokenServer !== undefined) registry.tokenServer = tokenServer;
       return registry;
     }
   } catch (err) {

@@ -84,7 +84,11 @@ export class RegistryClient {
     if (challenge.scheme === "bearer" && challenge.params.realm) {
       const realm = new URL(challenge.params.realm);
       if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
-      realm.searchParams.set("scope", challenge.params.scope ?? scope);
+      // Ask for what this call needs and what the registry named (a HEAD's challenge says "pull"
+      // only, but the token is cached for the push that follows).
+      if (scope !== "") realm.searchParams.append("scope", scope);
+      const named = challenge.params.scope;
+      if (named !== undefined && named !== "" && named !== scope) realm.searchParams.append("scope", named);
       const headers: Record<string, string> = {};
       if (this.creds)
         headers.Authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString("base64")}`;
@@ -126,13 +130,9 @@ export class RegistryClient {
     const cached = this.authHeaders.get(scope) ?? this.authHeaders.get("*");
     let res = await send(cached);
     if (res.status !== 401) return res;
+    // A cached token may have expired or cover less than this call needs: authenticate afresh.
     const challenge = res.headers["www-authenticate"];
-    const firstError = await registryErrorText(res);
-    if (cached !== undefined && this.authHeaders.get(scope) !== undefined)
-      throw new OciError(
-        "Unauthorized",
-        `registry ${this.registry} refused the credentials (HTTP 401): ${firstError}`,
-      );
+    res.body.resume();
     const auth = await this.authorize(challenge, scope);
     res = await send(auth);
     if (res.status === 401) {
@@ -157,7 +157,7 @@ export class RegistryClient {
 
   /** GET /v2/ — a reachability and credentials check. */
   async ping(): Promise<void> {
-    const res = await this.call("GET", "", "registry:catalog:*");
+    const res = await this.call("GET", "", "");
     if (res.status !== 200) await this.fail(res, "ping");
     res.body.resume();
   }
@@ -181,7 +181,15 @@ export class RegistryClient {
       throw new OciError("TooLarge", `${what} is ${declared} bytes, over the ${maxBytes}-byte limit`);
     }
     const bytes = await readLimited(res.body, maxBytes, what);
-    return { bytes, contentType: res.headers["content-type"], digest: sha256Digest(bytes) };
+    const digest = sha256Digest(bytes);
+    // A tag has nothing to verify against but the digest the registry says it stored.
+    const claimed = res.headers["docker-content-digest"];
+    if (typeof claimed === "string" && claimed.startsWith("sha256:") && claimed !== digest)
+      throw new OciError(
+        "DigestMismatch",
+        `${what}: content digest ${digest} does not match the registry's Docker-Content-Digest ${claimed}`,
+      );
+    return { bytes, contentType: res.headers["content-type"], digest };
   }
 
   /** The blob's bytes as a stream; the caller verifies digest and size while consuming it. */

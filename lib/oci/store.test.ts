@@ -197,6 +197,38 @@ test("a tampered blob in the registry's storage is refused by digest and leaves 
   );
 });
 
+test("a tampered manifest in the registry's storage is refused against the registry's digest", async (t) => {
+  const { plain } = t.context;
+  const ref = `${plain.host}/tamper/manifest:v1`;
+  const image = buildUnikernelImage({ kernel: fakeKernel(2000), cmdline: "abc" });
+  await pushImage(image, ref, { plainHttp: true });
+  const path = plain.blobDataPath(image.manifestDigest);
+  const text = (await readFile(path, "utf8")).replace('"abc"', '"xyz"'); // still valid JSON, same length
+  await writeFile(path, text);
+  const store = await newStore(t);
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { plainHttp: true },
+    {
+      code: "DigestMismatch",
+      message: /does not match the registry's Docker-Content-Digest/,
+    },
+  );
+  // By digest, the reference itself is what the content is checked against.
+  await refusedLeavingNothing(
+    t,
+    store,
+    `${plain.host}/tamper/manifest@${image.manifestDigest}`,
+    { plainHttp: true },
+    {
+      code: "DigestMismatch",
+      message: /does not match/,
+    },
+  );
+});
+
 test("a layer longer than its descriptor declares is refused while streaming", async (t) => {
   const client = new RegistryClient(t.context.plain.host, { plainHttp: true });
   const layer = kernelLayer([{ path: "unikernel/kernel", data: fakeKernel() }]);
