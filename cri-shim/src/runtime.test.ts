@@ -103,6 +103,8 @@ test("a pod runs through the whole CRI lifecycle and leaves nothing behind", asy
   t.deepEqual(leases(shim), []);
   await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb });
   await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb }); // idempotent
+  await cri.runtime("StopPodSandbox", { pod_sandbox_id: sb }); // idempotent after removal too
+  await cri.runtime("StopContainer", { container_id: ctr, timeout: "1" });
   t.deepEqual((await cri.runtime<{ items: unknown[] }>("ListPodSandbox")).items, []);
   t.deepEqual(readdirSync(join(shim.stateDir, "sandboxes")), []);
   t.deepEqual(readdirSync(join(shim.stateDir, "containers")), []);

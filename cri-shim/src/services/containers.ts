@@ -161,8 +161,9 @@ export class ContainerService {
 
   /** Poweroff, wait up to timeoutSec for the guest, then destroy. Stopping a stopped container is a no-op. */
   async stop(id: string, timeoutSec: number): Promise<void> {
-    const c = this.mustGet(id);
-    if (c.status.state === "exited") return;
+    checkName("container_id", id);
+    const c = this.rt.containers.resolve(id);
+    if (!c || c.status.state === "exited") return; // CRI: stopping a gone or stopped container is not an error
     const domid = c.status.domid;
     let ended: { exitCode: number; reason: string; message: string } = { exitCode: 0, reason: "Stopped", message: "stopped before it started" };
     if (domid !== undefined) {

@@ -90,7 +90,9 @@ export class SandboxService {
 
   /** Stops every container (no grace: the kubelet stopped them already when it cared) and frees the IP. */
   async stop(id: string): Promise<void> {
-    const sb = this.mustGet(id);
+    checkName("pod_sandbox_id", id);
+    const sb = this.rt.sandboxes.resolve(id);
+    if (!sb) return; // CRI: must not fail when everything is already reclaimed
     await this.rt.locks.run(sb.meta.id, async () => {
       for (const c of this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id)) await this.containers.stop(c.meta.id, 0);
       await this.rt.network.tearDown(sb.meta.id);
