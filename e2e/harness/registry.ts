@@ -32,6 +32,10 @@ export interface TestRegistry {
   /** PEM of the CA that signed the registry's certificate (TLS variant). */
   caFile?: string;
   user?: { username: string; password: string };
+  /** The docker-registry process. */
+  pid: number;
+  /** The temp dir holding config, certificates and storage; removed by stop(). */
+  dir: string;
   /** The token service, when started with tokenAuth. */
   tokenServer?: TokenServer;
   /** The registry's storage root: blobs live under docker/registry/v2/blobs/sha256/<2>/<64>/data. */
@@ -238,6 +242,8 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
         url,
         tls,
         storageDir,
+        pid: child.pid ?? -1,
+        dir,
         blobDataPath: (digest: string) => {
           const hex = digest.replace(/^sha256:/, "");
           return join(
