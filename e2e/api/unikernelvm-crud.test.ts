@@ -107,20 +107,22 @@ test("create, get, list, update status, delete", async (t) => {
 
 test("watch sees ADDED, MODIFIED and DELETED", async (t) => {
   const { cp, custom, namespace } = cluster();
+  const base = { group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL };
+  // Watch from the list's resourceVersion so no event is lost however slowly the watch connects.
+  const list = (await custom.listNamespacedCustomObject(base)) as { metadata: { resourceVersion: string } };
   const events: string[] = [];
-  const watch = new Watch(cp.kubeConfig);
+  let watchError: unknown;
   let sawDeleted!: () => void;
   const deleted = new Promise<void>((r) => (sawDeleted = r));
-  const req = await watch.watch(
+  const req = await new Watch(cp.kubeConfig).watch(
     `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${UNIKERNELVM_PLURAL}`,
-    { fieldSelector: "metadata.name=watched" },
+    { fieldSelector: "metadata.name=watched", resourceVersion: list.metadata.resourceVersion },
     (type, obj: UnikernelVM) => {
       events.push(`${type}:${obj.spec.runPolicy}`);
       if (type === "DELETED") sawDeleted();
     },
-    () => undefined,
+    (err) => (watchError = err),
   );
-  const base = { group: GROUP, version: VERSION, namespace, plural: UNIKERNELVM_PLURAL };
   await custom.createNamespacedCustomObject({ ...base, body: vm("watched") });
   await custom.patchNamespacedCustomObject(
     { ...base, name: "watched", body: [{ op: "replace", path: "/spec/runPolicy", value: "Paused" }] },
@@ -129,7 +131,13 @@ test("watch sees ADDED, MODIFIED and DELETED", async (t) => {
   await custom.deleteNamespacedCustomObject({ ...base, name: "watched" });
   await Promise.race([
     deleted,
-    new Promise((_, rej) => setTimeout(() => rej(new Error(`no DELETED event; saw ${events}`)), 20_000)),
+    new Promise((_, rej) =>
+      setTimeout(
+        () =>
+          rej(new Error(`no DELETED event within 60 s; saw [${events}], watch error: ${String(watchError)}`)),
+        60_000,
+      ),
+    ),
   ]);
   req.abort();
   t.deepEqual(events, ["ADDED:Running", "MODIFIED:Paused", "DELETED:Paused"]);
