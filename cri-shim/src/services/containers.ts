@@ -78,7 +78,9 @@ export class ContainerService {
         ...config.args.map((w) => checkCmdlineWord("args", w)),
         ...sb.meta.config.args,
         ...Object.entries(sb.meta.config.env).map(([k, v]) => `${k}=${v}`),
-        ...config.envs.map((e) => checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`)),
+        // The kubelet adds the API server's service variables to every container; a unikernel has no
+        // use for them and they would take a quarter of Xen's 1024-byte command line.
+        ...config.envs.filter((e) => !e.key.startsWith("KUBERNETES_")).map((e) => checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`)),
         `ip=${net.ip}/${net.prefixLength}`,
         `gw=${net.gateway}`,
         ...(sb.meta.hostname ? [`hostname=${sb.meta.hostname}`] : []),
