@@ -68,6 +68,7 @@ int evtchn_take_pending(evtchn_port_t port);
 void wait_for_events(evtchn_port_t *ports, unsigned int nr_ports, uint64_t deadline_ns);
 void hello_crash(void) __attribute__((noreturn));
 unsigned long virt_to_mfn(const void *va);
+unsigned long pfn_to_mfn(unsigned long pfn);
 void *mfn_to_virt(unsigned long mfn);
 
 /* ---- console.c ---- */

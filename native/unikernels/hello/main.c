@@ -92,11 +92,20 @@ static void print_command_line(int *nargs, int *nenv) {
 static void suspend(void) {
   printk("hello: suspending at tick %lu\n", tick);
   unsigned long start_info_mfn = virt_to_mfn(si);
+  /* The save stream carries start_info as a page of our memory: its store and console frames must
+   * be pfns there, which the restore turns into the new domain's MFNs. */
+  si->store_mfn = MACHINE_TO_PHYS[si->store_mfn];
+  si->console.domU.mfn = MACHINE_TO_PHYS[si->console.domU.mfn];
   unmap_shared_info();
   struct sched_shutdown request = {.reason = SHUTDOWN_suspend};
   /* PV: the third argument is start_info's MFN, which the toolstack rewrites on restore. 0 means we
    * now run in a restored domain, 1 that the suspend was cancelled and this is the same domain. */
   long rc = hc_sched_op(SCHEDOP_shutdown, (unsigned long)&request, start_info_mfn);
+  if (rc != 0) {
+    /* Cancelled: nobody rewrote start_info, so turn the pfns back into our MFNs. */
+    si->store_mfn = pfn_to_mfn(si->store_mfn);
+    si->console.domU.mfn = pfn_to_mfn(si->console.domU.mfn);
+  }
   map_shared_info();
   console_init(si);
   hc_vcpu_op(VCPUOP_stop_periodic_timer, 0, 0);

@@ -26,6 +26,8 @@ void p2m_init(start_info_t *si) {
 }
 
 /* Pages are mapped linearly from VIRT_BASE 0, so a virtual page number is a pfn. */
+unsigned long pfn_to_mfn(unsigned long pfn) { return p2m[pfn]; }
+
 unsigned long virt_to_mfn(const void *va) { return p2m[(unsigned long)va >> PAGE_SHIFT]; }
 
 void *mfn_to_virt(unsigned long mfn) { return (void *)(MACHINE_TO_PHYS[mfn] << PAGE_SHIFT); }
