@@ -2,7 +2,8 @@
 // free port, plain HTTP or TLS (a CA made here with openssl) + htpasswd basic auth. stop() leaves no
 // process and no temp dir behind.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,6 +44,33 @@ export interface TestRegistry {
   /** Where a blob's bytes sit in storage (for tamper tests). */
   blobDataPath(digest: string): string;
   stop(): Promise<void>;
+}
+
+const DIR_PREFIX = "sf-registry-";
+const OWNER_FILE = "owner.pid";
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  // A zombie answers kill(0) but is dead.
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false; // gone since kill(0)
+  }
+}
+
+/** Removes temp dirs of harness registries whose owning test process died without stop(). */
+async function sweepStaleDirs(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const owner = Number(await readFile(join(tmpdir(), name, OWNER_FILE), "utf8").catch(() => "NaN"));
+    if (Number.isInteger(owner) && owner > 0 && !processAlive(owner))
+      await rm(join(tmpdir(), name), { recursive: true, force: true });
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -147,7 +175,9 @@ async function waitReady(
 }
 
 export async function startRegistry(opts: RegistryStartOptions = {}): Promise<TestRegistry> {
-  const dir = await mkdtemp(join(tmpdir(), "sf-registry-"));
+  await sweepStaleDirs();
+  const dir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+  await writeFile(join(dir, OWNER_FILE), String(process.pid));
   let child: ChildProcess | undefined;
   let tokenServer: TokenServer | undefined;
   const stop = async () => {
@@ -223,7 +253,9 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
       const configFile = join(dir, "config.yml");
       await writeFile(configFile, stringify(config));
       let output = "";
-      child = spawn(REGISTRY_BINARY, ["serve", configFile], {
+      // setpriv --pdeathsig: the registry dies with the test process even when that is killed
+      // before it can call stop().
+      child = spawn("setpriv", ["--pdeathsig", "SIGKILL", REGISTRY_BINARY, "serve", configFile], {
         stdio: ["ignore", "pipe", "pipe"],
         env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
       });
