@@ -90,6 +90,16 @@ const hostile: Array<[string, TarWriteEntry[], RegExp]> = [
   ],
   ["character device", [{ path: "dev/null", type: "char-device" }], /is a char-device/],
   ["fifo", [{ path: "pipe", type: "fifo" }], /is a fifo/],
+  [
+    "whiteout of the parent directory",
+    [{ path: ".wh...", data: Buffer.alloc(0) }],
+    /whiteout of its own directory or parent/,
+  ],
+  [
+    "whiteout of its own directory",
+    [{ path: "a/.wh..", data: Buffer.alloc(0) }],
+    /whiteout of its own directory or parent/,
+  ],
 ];
 
 for (const [name, entries, message] of hostile) {
@@ -160,4 +170,15 @@ test("whiteouts from a later layer delete what an earlier layer put there", asyn
   );
   t.deepEqual(await filesIn(root), ["b"]);
   t.is(await readFile(join(root, "b"), "utf8"), "3");
+  // An opaque whiteout at the top empties the root but keeps it.
+  await unpack(
+    base,
+    root,
+    writeTar([
+      { path: ".wh..wh..opq", data: Buffer.alloc(0) },
+      { path: "c", data: Buffer.from("4") },
+    ]),
+    budget,
+  );
+  t.deepEqual(await filesIn(root), ["c"]);
 });

@@ -2,7 +2,7 @@
 // paths through symlinks, links that point out, and device files are refused; sizes and entry
 // counts are bounded while the bytes stream. The caller owns `root` and removes it on failure.
 import { createReadStream, createWriteStream } from "node:fs";
-import { link, lstat, mkdir, rm, symlink } from "node:fs/promises";
+import { link, lstat, mkdir, readdir, rm, symlink } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
 import { createGunzip } from "node:zlib";
 import type { Readable } from "node:stream";
@@ -94,9 +94,16 @@ async function writeEntry(
   if (base.startsWith(".wh.")) {
     // OCI whiteouts: delete what earlier layers put there (opaque markers clear a directory).
     if (base === ".wh..wh..opq") {
-      await rm(dirname(target), { recursive: true, force: true });
-      await mkdir(dirname(target), { recursive: true, mode: 0o755 });
-    } else await rm(join(dirname(target), base.slice(4)), { recursive: true, force: true });
+      // Empties the directory, never removes it (it may be the root).
+      for (const name of await readdir(dirname(target)))
+        await rm(join(dirname(target), name), { recursive: true, force: true });
+      return;
+    }
+    const victim = base.slice(".wh.".length);
+    // ".wh.." or ".wh..." would name the directory itself or its parent.
+    if (victim === "" || victim === "." || victim === "..")
+      unsafe(layer, rel, "is a whiteout of its own directory or parent");
+    await rm(join(dirname(target), victim), { recursive: true, force: true });
     return;
   }
   switch (header.type) {
