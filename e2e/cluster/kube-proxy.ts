@@ -62,7 +62,8 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);
   };
   // Healthy once it has synced its rules the first time.
-  for (let i = 0; i < 120; i++) {
+  const deadline = Date.now() + 600_000; // a 71 MB Go binary starting in a loaded emulated dom0
+  while (Date.now() < deadline) {
     const h = await node.exec("busybox wget -qO- http://127.0.0.1:10256/healthz");
     if (h.code === 0) return { log, stop };
     const alive = await node.exec(`kill -0 $(cat ${dom0Dir}/pid)`);

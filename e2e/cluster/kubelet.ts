@@ -34,7 +34,7 @@ export const SHIM_SOCKET = "/run/superfluid/cri.sock";
 export interface KubeletOptions {
   /** Kubelet verbosity (default 2: pod lifecycle lines, not every HTTP call). */
   verbosity?: number;
-  /** How long to wait for the Node to become Ready (default 240 s: TCG emulation on shared cores). */
+  /** How long to wait for the Node to become Ready (default 900 s: a loaded 2-core machine under TCG emulation). */
   readyTimeoutMs?: number;
 }
 
@@ -184,7 +184,7 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
     await cp.kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);
   };
   try {
-    const timeoutMs = opts.readyTimeoutMs ?? 240_000;
+    const timeoutMs = opts.readyTimeoutMs ?? 900_000;
     await waitForNode(cp, nodeName, "{.metadata.name}", (v) => v === nodeName, timeoutMs, kubeletLog);
     // Our stand-in for a cloud controller's node-address loop (see the header comment).
     const addresses = { status: { addresses: [{ type: "InternalIP", address: "127.0.0.1" }, { type: "Hostname", address: nodeName }] } };
