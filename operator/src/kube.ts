@@ -32,6 +32,7 @@ export interface RequestSpec {
 export class KubeClient {
   private readonly url: URL;
   private agent?: HttpAgent | HttpsAgent;
+  private auth?: { opts: RequestOptions; at: number };
 
   constructor(readonly kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
@@ -40,9 +41,14 @@ export class KubeClient {
   }
 
   async request<T>(spec: RequestSpec): Promise<T> {
-    const opts: RequestOptions = {};
-    // Re-read per request: in a pod the projected service-account token rotates.
-    await this.kc.applyToHTTPSOptions(opts);
+    // Credentials are re-read every few seconds, not per request: in a pod the projected
+    // service-account token rotates (hourly), and reading files per request costs at 1000 VMs.
+    if (!this.auth || Date.now() - this.auth.at > 10_000) {
+      const fresh: RequestOptions = {};
+      await this.kc.applyToHTTPSOptions(fresh);
+      this.auth = { opts: fresh, at: Date.now() };
+    }
+    const opts = this.auth.opts;
     const secure = this.url.protocol === "https:";
     this.agent ??= secure
       ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized, servername: opts.servername })

@@ -12,18 +12,19 @@ const { values } = parseArgs({
     kubeconfig: { type: "string", default: process.env.KUBECONFIG },
     namespace: { type: "string", default: process.env.WATCH_NAMESPACE },
     "http-port": { type: "string", default: process.env.HTTP_PORT ?? "8080" },
-    "leader-elect": { type: "boolean", default: (process.env.LEADER_ELECT ?? "true") !== "false" },
+    // A string, not a boolean: the chart passes --leader-elect=true|false, which parseArgs refuses for booleans.
+    "leader-elect": { type: "string", default: process.env.LEADER_ELECT ?? "true" },
     "lease-namespace": { type: "string", default: process.env.POD_NAMESPACE },
     "lease-name": { type: "string", default: "superfluid-operator" },
     "lease-duration-seconds": { type: "string", default: "15" },
-    workers: { type: "string", default: process.env.WORKERS ?? "8" },
+    workers: { type: "string", default: process.env.WORKERS ?? "16" },
     help: { type: "boolean", default: false },
   },
 });
 
 if (values.help) {
   process.stdout.write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
-  [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 8]
+  [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 16]
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);
 }
@@ -37,6 +38,10 @@ function positiveInt(flag: string, raw: string | undefined, allowZero = false): 
   return n;
 }
 
+if (values["leader-elect"] !== "true" && values["leader-elect"] !== "false") {
+  log.error(`--leader-elect must be true or false, got ${JSON.stringify(values["leader-elect"])}`);
+  process.exit(2);
+}
 const httpPort = positiveInt("http-port", values["http-port"], true);
 const workers = positiveInt("workers", values.workers);
 const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease-duration-seconds"]);
@@ -52,7 +57,7 @@ try {
     namespace: values.namespace || undefined,
     httpPort,
     workers,
-    leaderElection: values["leader-elect"]
+    leaderElection: values["leader-elect"] === "true"
       ? { namespace: leaseNamespace, name: values["lease-name"]!, leaseDurationSeconds, renewDeadlineMs: (leaseDurationSeconds * 2000) / 3, retryPeriodMs: Math.max(500, (leaseDurationSeconds * 1000) / 7) }
       : undefined,
     onLostLeadership: () => process.exit(1),

@@ -100,13 +100,14 @@ test("status mirrors the pod and the node agent's annotations", (t) => {
 
 test("lastTransitionTime moves only when a condition's status changes, and events follow transitions", (t) => {
   const first = computeStatus({ vm: vm(), xenNodeCount: 1 }, T0);
-  t.deepEqual(transitionEvents(undefined, first).map((e) => e.reason), ["Creating", "Creating"]);
+  // Creating is expected progress: no event.
+  t.deepEqual(transitionEvents(undefined, first), []);
   const again = computeStatus({ vm: vm({}, first), pod: pod({}), xenNodeCount: 1 }, T1);
   t.is(findCondition(again.conditions, "Ready")!.lastTransitionTime, "2026-01-01T00:00:00Z");
   const running = computeStatus({ vm: vm({}, again), pod: pod({ node: "xen-1", phase: "Running", ready: true }), node: readyNode, xenNodeCount: 1 }, T1);
   t.is(findCondition(running.conditions, "Ready")!.lastTransitionTime, "2026-01-01T00:01:00Z");
   const events = transitionEvents(again, running);
-  t.deepEqual(events.map((e) => [e.type, e.reason]), [["Normal", "Running"], ["Normal", "Scheduled"]]);
+  t.deepEqual(events.map((e) => [e.type, e.reason]), [["Normal", "Scheduled"], ["Normal", "Running"]]);
   t.true(statusEqual(running, computeStatus({ vm: vm({}, running), pod: pod({ node: "xen-1", phase: "Running", ready: true }), node: readyNode, xenNodeCount: 1 }, T1)));
   t.false(statusEqual(again, running));
 });
@@ -115,4 +116,9 @@ test("a stuck pod is a Warning event", (t) => {
   const before = computeStatus({ vm: vm(), xenNodeCount: 1 }, T0);
   const after = computeStatus({ vm: vm({}, before), pod: pod({ node: "xen-1", waiting: { reason: "ErrImagePull", message: "not found" } }), node: readyNode, xenNodeCount: 1 }, T1);
   t.deepEqual(transitionEvents(before, after).find((e) => e.reason === "ErrImagePull")?.type, "Warning");
+});
+
+test("Ready failing for the same reason as Scheduled is one event, not two", (t) => {
+  const s = computeStatus({ vm: vm(), pod: pod({}), xenNodeCount: 0 }, T0);
+  t.deepEqual(transitionEvents(undefined, s).map((e) => [e.type, e.reason]), [["Warning", "NoXenNode"]]);
 });

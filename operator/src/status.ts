@@ -195,14 +195,25 @@ export interface StatusEvent {
 
 const WARNING_REASONS = new Set([...STUCK_WAITING, "InvalidSpec", "NoXenNode", "Unschedulable", "NodeNotReady", "Failed", "DomainNotReady", "Evicted"]);
 
-/** One event per condition whose status or reason changed, so `kubectl describe` tells the story. */
+/** Progress that is expected and short-lived: not worth an event of its own. */
+const QUIET_REASONS = new Set(["Creating", "Scheduling"]);
+
+/**
+ * One event per condition whose status or reason changed, so `kubectl describe` tells the story.
+ * When Ready changes for the same reason as another condition (Unschedulable, say), one event says it.
+ */
 export function transitionEvents(before: UnikernelVMStatus | undefined, after: UnikernelVMStatus): StatusEvent[] {
   const events: StatusEvent[] = [];
-  for (const c of after.conditions ?? []) {
+  const told = new Set<string>();
+  const ordered = [...(after.conditions ?? [])].sort((a, b) => (a.type === "Ready" ? 1 : 0) - (b.type === "Ready" ? 1 : 0));
+  for (const c of ordered) {
     const old = before?.conditions?.find((x) => x.type === c.type);
     if (old && old.status === c.status && old.reason === c.reason) continue;
     // Quiet defaults on a fresh VM (NotPaused, NotSuspended, NotMigrating) are not news.
     if (!old && c.status === "False" && c.type !== "Ready" && c.type !== "Scheduled") continue;
+    if (c.status === "False" && QUIET_REASONS.has(c.reason)) continue;
+    if (c.type === "Ready" && c.status === "False" && told.has(c.reason)) continue;
+    told.add(c.reason);
     const type = c.status === "False" && WARNING_REASONS.has(c.reason) ? "Warning" : "Normal";
     events.push({ type, reason: c.reason, message: `${c.type}=${c.status}: ${c.message}` });
   }
