@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { OciError } from "./types.js";
 
 export function sha256Digest(data: Buffer | string): string {
@@ -17,6 +17,22 @@ export function digestHex(digest: string): string {
 
 export function tempName(dir: string, hint: string): string {
   return join(dir, `${hint}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+}
+
+/** Waits for a stream's "drain" (or its error) without leaving a listener behind. */
+export function drained(out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = () => {
+      out.off("error", onError);
+      resolve();
+    };
+    const onError = (err: Error) => {
+      out.off("drain", onDrain);
+      reject(err);
+    };
+    out.once("drain", onDrain);
+    out.once("error", onError);
+  });
 }
 
 /** Reads a stream into memory, refusing it as soon as it passes `maxBytes`. */
@@ -79,11 +95,7 @@ export async function writeVerifiedBlob(
           `${what} is longer than the ${expectedSize} bytes its descriptor declares`,
         );
       hash.update(b);
-      if (!out.write(b))
-        await new Promise<void>((resolve, reject) => {
-          out.once("drain", resolve);
-          out.once("error", reject);
-        });
+      if (!out.write(b)) await drained(out);
     }
     await new Promise<void>((resolve, reject) =>
       out.end((err?: Error | null) => (err ? reject(err) : resolve())),

@@ -6,6 +6,7 @@ import { link, lstat, mkdir, readdir, rm, symlink } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
 import { createGunzip } from "node:zlib";
 import type { Readable } from "node:stream";
+import { drained } from "./digest.js";
 import { readTar, type TarHeader } from "./tar.js";
 import { OciError, type PullLimits } from "./types.js";
 
@@ -155,11 +156,7 @@ async function writeEntry(
       const out = createWriteStream(target, { flags: "wx", mode: header.mode & 0o777 });
       try {
         for await (const piece of body) {
-          if (!out.write(piece))
-            await new Promise<void>((resolve, reject) => {
-              out.once("drain", resolve);
-              out.once("error", reject);
-            });
+          if (!out.write(piece)) await drained(out);
         }
         await new Promise<void>((resolve, reject) =>
           out.end((err?: Error | null) => (err ? reject(err) : resolve())),
