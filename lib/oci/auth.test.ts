@@ -1,5 +1,6 @@
-// Bearer-token auth against a real registry in token mode (docker-registry + a token service that
-// signs ES256 JWTs the registry verifies): the flow Docker Hub, ghcr.io and Harbor use.
+// Auth against real registries: TLS with our CA + htpasswd basic auth, and Bearer tokens (registry
+// in token mode + a token service that signs ES256 JWTs the registry verifies: the flow Docker Hub,
+// ghcr.io and Harbor use).
 import anyTest, { type TestFn } from "ava";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -8,15 +9,19 @@ import { join } from "node:path";
 import { startRegistry, type TestRegistry } from "../../e2e/harness/registry.js";
 import { httpRequest, readText } from "./http.js";
 import { buildUnikernelImage, ImageStore, OciError, pushImage } from "./index.js";
-import { snapshotTree } from "./testing.js";
+import { fakeKernel, refusedLeavingNothing, snapshotTree } from "./testing.js";
 
-const test = anyTest as TestFn<{ registry: TestRegistry }>;
+const test = anyTest as TestFn<{ registry: TestRegistry; secure: TestRegistry }>;
 
 test.before(async (t) => {
-  t.context = { registry: await startRegistry({ tokenAuth: true }) };
+  const [registry, secure] = await Promise.all([
+    startRegistry({ tokenAuth: true }),
+    startRegistry({ tls: true }),
+  ]);
+  t.context = { registry, secure };
 });
 test.after.always(async (t) => {
-  await t.context.registry?.stop();
+  await Promise.all([t.context.registry?.stop(), t.context.secure?.stop()]);
 });
 
 async function newStore(t: { teardown: (fn: () => Promise<void>) => void }): Promise<ImageStore> {
@@ -87,4 +92,38 @@ test("wrong credentials are refused by the token service, clearly, leaving nothi
   const anon = await t.throwsAsync(store.pull(ref, { plainHttp: true }), { instanceOf: OciError });
   t.regex(anon?.message ?? "", /refused anonymous/);
   t.deepEqual(await snapshotTree(store.root), before);
+});
+
+test("TLS + basic auth: the right password pulls; a wrong one, none, or an unknown CA is refused clearly", async (t) => {
+  const { secure } = t.context;
+  const user = secure.user!;
+  const ref = `${secure.host}/private/hello:v1`;
+  const auth = { username: user.username, password: user.password };
+  await pushImage(buildUnikernelImage({ kernel: fakeKernel(4096) }), ref, { caFile: secure.caFile!, auth });
+
+  const store = await newStore(t);
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { caFile: secure.caFile!, auth: { username: user.username, password: "wrong" } },
+    {
+      code: "Unauthorized",
+      message: /refused user "superfluid" \(HTTP 401: wrong username or password\?\)/,
+    },
+  );
+  await refusedLeavingNothing(
+    t,
+    store,
+    ref,
+    { caFile: secure.caFile! },
+    { code: "Unauthorized", message: /requires a username and password and none were given/ },
+  );
+  await refusedLeavingNothing(t, store, ref, { auth }, { code: "Network", message: /certificate/ });
+  // CRI's AuthConfig.auth form: base64("user:password").
+  const record = await store.pull(ref, {
+    caFile: secure.caFile!,
+    auth: { auth: Buffer.from(`${user.username}:${user.password}`).toString("base64") },
+  });
+  t.is((await readFile(record.kernelPath)).length, 4096);
 });

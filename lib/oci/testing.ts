@@ -1,13 +1,18 @@
 // Test helpers: push hand-made (also deliberately broken) images straight to a registry, and
 // snapshot a store's files to show a failed pull left nothing behind.
-import { lstat, readdir } from "node:fs/promises";
+import type { ExecutionContext } from "ava";
+import { createHash, randomBytes } from "node:crypto";
+import { lstat, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { IMAGE_ANNOTATIONS } from "../../api/image-format.js";
+import { IMAGE_ANNOTATIONS, ImageFormatError } from "../../api/image-format.js";
 import { sha256Digest } from "./digest.js";
 import { MEDIA_TYPES } from "./media-types.js";
 import { RegistryClient } from "./registry-client.js";
+import { ImageStore, type ImageStoreOptions } from "./store.js";
 import { writeTar, type TarWriteEntry } from "./tar.js";
+import { OciError, type OciErrorCode } from "./types.js";
 
 export interface RawLayer {
   bytes: Buffer;
@@ -86,4 +91,47 @@ export async function snapshotTree(root: string): Promise<string[]> {
     out.push(`${rel} ${st.isDirectory() ? -1 : st.size}`);
   }
   return out.sort();
+}
+
+/** A fake kernel: an ELF header and random bytes (incompressible, so sizes mean something). */
+export function fakeKernel(bytes = 64 * 1024): Buffer {
+  const k = randomBytes(bytes);
+  Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]).copy(k);
+  return k;
+}
+
+export const sha256 = (b: Buffer) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+export async function newStore(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  opts?: ImageStoreOptions,
+): Promise<ImageStore> {
+  const root = await mkdtemp(join(tmpdir(), "sf-store-test-"));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const store = new ImageStore(root, opts);
+  await store.list(); // creates the layout, so snapshots compare like with like
+  return store;
+}
+
+/** Pulls expecting a refusal; asserts the error and that the store's files did not change. */
+export async function refusedLeavingNothing(
+  t: ExecutionContext<unknown>,
+  store: ImageStore,
+  ref: string,
+  opts: Parameters<ImageStore["pull"]>[1],
+  expect: { code?: OciErrorCode; message: RegExp; formatKey?: string },
+): Promise<void> {
+  const before = await snapshotTree(store.root);
+  const err = await t.throwsAsync(store.pull(ref, opts));
+  if (expect.code !== undefined) {
+    t.true(err instanceof OciError, `an OciError, got ${String(err)}`);
+    t.is((err as OciError).code, expect.code);
+  }
+  if (expect.formatKey !== undefined) {
+    t.true(err instanceof ImageFormatError);
+    t.is((err as ImageFormatError).key, expect.formatKey);
+  }
+  t.regex(err?.message ?? "", expect.message);
+  t.deepEqual(await snapshotTree(store.root), before, "the failed pull left nothing on disk");
+  t.is(await store.get(ref), undefined);
 }
