@@ -1,6 +1,21 @@
 import test from "ava";
-import { ANNOTATIONS, API_VERSION, LABELS, parseSandboxAnnotations, RUNTIME_CLASS, type UnikernelVM, type UnikernelVMSpec } from "../../api/index.js";
-import { desiredPod, desiredService, domainHash, InvalidSpecError, podName, quantityToBytes } from "./desired.js";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  LABELS,
+  parseSandboxAnnotations,
+  RUNTIME_CLASS,
+  type UnikernelVM,
+  type UnikernelVMSpec,
+} from "../../api/index.js";
+import {
+  desiredPod,
+  desiredService,
+  domainHash,
+  InvalidSpecError,
+  podName,
+  quantityToBytes,
+} from "./desired.js";
 
 function vm(spec: Partial<UnikernelVMSpec> = {}, name = "hello"): UnikernelVM {
   return {
@@ -19,7 +34,8 @@ const quantities: [string | number, number][] = [
   [1048576, 1048576],
   ["0.5Gi", 2 ** 29],
 ];
-for (const [q, bytes] of quantities) test(`quantity ${q} is ${bytes} bytes`, (t) => t.is(quantityToBytes(q), bytes));
+for (const [q, bytes] of quantities)
+  test(`quantity ${q} is ${bytes} bytes`, (t) => t.is(quantityToBytes(q), bytes));
 
 test("a full spec becomes a pod the shim parses back to the same config", (t) => {
   const v = vm({
@@ -43,7 +59,14 @@ test("a full spec becomes a pod the shim parses back to the same config", (t) =>
   t.deepEqual(pod.spec!.tolerations, [{ key: "xen", operator: "Exists", effect: "NoSchedule" }]);
   t.deepEqual(pod.metadata!.labels![LABELS.vm], "hello");
   t.deepEqual(pod.metadata!.ownerReferences, [
-    { apiVersion: API_VERSION, kind: "UnikernelVM", name: "hello", uid: "uid-1", controller: true, blockOwnerDeletion: true },
+    {
+      apiVersion: API_VERSION,
+      kind: "UnikernelVM",
+      name: "hello",
+      uid: "uid-1",
+      controller: true,
+      blockOwnerDeletion: true,
+    },
   ]);
   const c = pod.spec!.containers[0]!;
   t.is(c.image, "registry.local/hello:1");
@@ -99,7 +122,11 @@ test("the pod name does not depend on the order of object keys", (t) => {
 
 const invalid: [string, Partial<UnikernelVMSpec>, RegExp][] = [
   ["an env value with a space", { env: [{ name: "X", value: "a b" }] }, /must not contain white space/],
-  ["a command line over Xen's limit", { args: Array.from({ length: 20 }, () => "x".repeat(60)) }, /Xen allows 1024/],
+  [
+    "a command line over Xen's limit",
+    { args: Array.from({ length: 20 }, () => "x".repeat(60)) },
+    /Xen allows 1024/,
+  ],
   ["memory beyond 64Gi", { memory: "65Gi" }, /between 1 and 65536/],
 ];
 for (const [what, spec, message] of invalid) {
@@ -110,7 +137,12 @@ for (const [what, spec, message] of invalid) {
 }
 
 test("the service selects the VM by label and names its ports", (t) => {
-  const svc = desiredService(vm({ service: { type: "NodePort" }, ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP", name: "dns" }] }))!;
+  const svc = desiredService(
+    vm({
+      service: { type: "NodePort" },
+      ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP", name: "dns" }],
+    }),
+  )!;
   t.is(svc.metadata!.name, "hello");
   t.deepEqual(svc.spec!.selector, { [LABELS.vm]: "hello" });
   t.is(svc.spec!.type, "NodePort");
@@ -119,5 +151,8 @@ test("the service selects the VM by label and names its ports", (t) => {
     { name: "dns", port: 53, targetPort: 53, protocol: "UDP" },
   ]);
   t.is(desiredService(vm()), undefined);
-  t.is(desiredService(vm({ service: { name: "front" }, ports: [{ containerPort: 1 }] }))!.metadata!.name, "front");
+  t.is(
+    desiredService(vm({ service: { name: "front" }, ports: [{ containerPort: 1 }] }))!.metadata!.name,
+    "front",
+  );
 });

@@ -29,14 +29,31 @@ export class InvalidSpecError extends TerminalError {
 }
 
 const SUFFIX: Record<string, number> = {
-  "": 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, m: 1e-3, n: 1e-9, u: 1e-6,
+  "": 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+  m: 1e-3,
+  n: 1e-9,
+  u: 1e-6,
 };
 
 /** Bytes in a resource.Quantity ("64Mi", "100M", "1e9", 1048576). */
 export function quantityToBytes(q: string | number): number {
   if (typeof q === "number") return q;
-  const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$/.exec(q.trim());
+  const m =
+    /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$/.exec(
+      q.trim(),
+    );
   if (!m) throw new InvalidSpecError(`memory ${JSON.stringify(q)} is not a quantity`);
   const base = Number(m[1]);
   if (m[2]) return base * 10 ** Number(m[2].slice(1));
@@ -81,7 +98,8 @@ function domainAnnotations(vm: UnikernelVM): Record<string, string> {
   const a: Record<string, string> = { [ANNOTATIONS.vm]: `${vm.metadata.namespace}/${vm.metadata.name}` };
   const spec = vm.spec;
   if (spec.args?.length) a[ANNOTATIONS.args] = JSON.stringify(spec.args);
-  if (spec.env?.length) a[ANNOTATIONS.env] = JSON.stringify(Object.fromEntries(spec.env.map((e) => [e.name, e.value ?? ""])));
+  if (spec.env?.length)
+    a[ANNOTATIONS.env] = JSON.stringify(Object.fromEntries(spec.env.map((e) => [e.name, e.value ?? ""])));
   const mib = memoryMiB(vm);
   if (mib !== undefined) a[ANNOTATIONS.memoryMiB] = String(mib);
   a[ANNOTATIONS.vcpus] = String(spec.vcpus ?? 1);
@@ -191,7 +209,12 @@ export function desiredService(vm: UnikernelVM): V1Service | undefined {
       selector: { [LABELS.vm]: vm.metadata.name! },
       ports: ports.map((p) => {
         const protocol = p.protocol ?? "TCP";
-        return { name: p.name ?? `${protocol.toLowerCase()}-${p.containerPort}`, port: p.containerPort, targetPort: p.containerPort, protocol };
+        return {
+          name: p.name ?? `${protocol.toLowerCase()}-${p.containerPort}`,
+          port: p.containerPort,
+          targetPort: p.containerPort,
+          protocol,
+        };
       }),
     },
   };

@@ -42,7 +42,11 @@ export class EventRecorder {
       count: 1,
     };
     this.client.request({ method: "POST", path: paths.events(ns), body }).catch((err: unknown) => {
-      log.warn("could not record event", { reason, object: `${ns}/${target.metadata.name}`, error: err instanceof Error ? err.message : String(err) });
+      log.warn("could not record event", {
+        reason,
+        object: `${ns}/${target.metadata.name}`,
+        error: err instanceof Error ? err.message : String(err),
+      });
     });
   }
 }

@@ -1,6 +1,13 @@
 // Informer caches over the REST client: list, then watch from the list's resourceVersion; restarted
 // after a watch error (client-node's informer stops on one), so the cache never silently freezes.
-import { type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, makeInformer, type ObjectCache } from "@kubernetes/client-node";
+import {
+  type Informer,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  makeInformer,
+  type ObjectCache,
+} from "@kubernetes/client-node";
 import { logger } from "../../lib/log.js";
 import type { KubeClient } from "./kube.js";
 
@@ -15,14 +22,29 @@ export interface Watched<T> extends ObjectCache<T> {
 }
 
 /** T is the object as the apiserver sends it; our CRD types keep timestamps as strings, hence no KubernetesObject bound. */
-export function watchResource<T>(kc: KubeConfig, client: KubeClient, path: string, labelSelector?: string): Watched<T> {
+export function watchResource<T>(
+  kc: KubeConfig,
+  client: KubeClient,
+  path: string,
+  labelSelector?: string,
+): Watched<T> {
   let listed = false;
   const list = async () => {
-    const result = await client.request<KubernetesListObject<KubernetesObject>>({ method: "GET", path, query: { labelSelector } });
+    const result = await client.request<KubernetesListObject<KubernetesObject>>({
+      method: "GET",
+      path,
+      query: { labelSelector },
+    });
     listed = true;
     return result;
   };
-  const informer = makeInformer<KubernetesObject>(kc, path, list, labelSelector) as unknown as Informer<KubernetesObject> & ObjectCache<T> & { on(verb: "add" | "update" | "delete", cb: (obj: T) => void): void };
+  const informer = makeInformer<KubernetesObject>(
+    kc,
+    path,
+    list,
+    labelSelector,
+  ) as unknown as Informer<KubernetesObject> &
+    ObjectCache<T> & { on(verb: "add" | "update" | "delete", cb: (obj: T) => void): void };
   let stopped = false;
   let synced = false;
   let restartTimer: NodeJS.Timeout | undefined;
@@ -30,7 +52,8 @@ export function watchResource<T>(kc: KubeConfig, client: KubeClient, path: strin
     if (stopped) return;
     log.warn("watch failed; relisting", { path, error: err instanceof Error ? err.message : String(err) });
     restartTimer = setTimeout(() => {
-      if (!stopped) informer.start().catch((e: unknown) => log.warn("relist failed", { path, error: String(e) }));
+      if (!stopped)
+        informer.start().catch((e: unknown) => log.warn("relist failed", { path, error: String(e) }));
     }, 1000);
   });
   return {

@@ -19,7 +19,11 @@ export class ApiError extends Error {
 export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.status === 404;
 export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.status === 409;
 
-export type ContentType = "application/json" | "application/merge-patch+json" | "application/apply-patch+yaml" | "application/json-patch+json";
+export type ContentType =
+  | "application/json"
+  | "application/merge-patch+json"
+  | "application/apply-patch+yaml"
+  | "application/json-patch+json";
 
 export interface RequestSpec {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -51,13 +55,24 @@ export class KubeClient {
     const opts = this.auth.opts;
     const secure = this.url.protocol === "https:";
     this.agent ??= secure
-      ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized, servername: opts.servername })
+      ? new HttpsAgent({
+          keepAlive: true,
+          maxSockets: 64,
+          ca: opts.ca,
+          cert: opts.cert,
+          key: opts.key,
+          rejectUnauthorized: opts.rejectUnauthorized,
+          servername: opts.servername,
+        })
       : new HttpAgent({ keepAlive: true, maxSockets: 64 });
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) query.set(k, String(v));
     const qs = query.toString();
     const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
-    const headers: Record<string, string> = { Accept: "application/json", ...(opts.headers as Record<string, string> | undefined) };
+    const headers: Record<string, string> = {
+      Accept: "application/json",
+      ...(opts.headers as Record<string, string> | undefined),
+    };
     if (payload !== undefined) {
       headers["Content-Type"] = spec.contentType ?? "application/json";
       headers["Content-Length"] = String(Buffer.byteLength(payload));
@@ -86,7 +101,9 @@ export class KubeClient {
               try {
                 resolve((text ? JSON.parse(text) : {}) as T);
               } catch {
-                reject(new ApiError(status, "BadResponse", `${spec.method} ${spec.path}: response is not JSON`));
+                reject(
+                  new ApiError(status, "BadResponse", `${spec.method} ${spec.path}: response is not JSON`),
+                );
               }
               return;
             }
@@ -134,8 +151,12 @@ export const paths = {
   service: (ns: string, name: string) => `/api/v1/namespaces/${ns}/services/${name}`,
   nodes: () => "/api/v1/nodes",
   events: (ns: string) => `/api/v1/namespaces/${ns}/events`,
-  custom: (plural: string, ns?: string) => (ns ? `/apis/superfluid.dev/v1alpha1/namespaces/${ns}/${plural}` : `/apis/superfluid.dev/v1alpha1/${plural}`),
-  customObject: (plural: string, ns: string, name: string) => `/apis/superfluid.dev/v1alpha1/namespaces/${ns}/${plural}/${name}`,
+  custom: (plural: string, ns?: string) =>
+    ns
+      ? `/apis/superfluid.dev/v1alpha1/namespaces/${ns}/${plural}`
+      : `/apis/superfluid.dev/v1alpha1/${plural}`,
+  customObject: (plural: string, ns: string, name: string) =>
+    `/apis/superfluid.dev/v1alpha1/namespaces/${ns}/${plural}/${name}`,
   leases: (ns: string) => `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
   lease: (ns: string, name: string) => `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${name}`,
 };

@@ -70,7 +70,10 @@ export class LeaderElector {
         this.lastRenew = now;
         if (!this.leading) {
           this.leading = true;
-          log.info("became leader", { lease: `${this.opts.namespace}/${this.opts.name}`, identity: this.opts.identity });
+          log.info("became leader", {
+            lease: `${this.opts.namespace}/${this.opts.name}`,
+            identity: this.opts.identity,
+          });
           onStartedLeading();
         }
       } else if (this.leading && now - this.lastRenew > this.renewDeadlineMs) {
@@ -96,7 +99,13 @@ export class LeaderElector {
         apiVersion: "coordination.k8s.io/v1",
         kind: "Lease",
         metadata: { name, namespace },
-        spec: { holderIdentity: identity, leaseDurationSeconds: this.duration, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
+        spec: {
+          holderIdentity: identity,
+          leaseDurationSeconds: this.duration,
+          acquireTime: microTime(now),
+          renewTime: microTime(now),
+          leaseTransitions: 0,
+        },
       };
       try {
         await this.client.request({ method: "POST", path: paths.leases(namespace), body: fresh });
@@ -110,14 +119,23 @@ export class LeaderElector {
     const renewed = lease.spec.renewTime ? Date.parse(lease.spec.renewTime) : 0;
     const expired = renewed + (lease.spec.leaseDurationSeconds ?? this.duration) * 1000 < now.getTime();
     if (holder !== identity && holder !== "" && !expired) return false;
-    const spec: Lease["spec"] = { ...lease.spec, holderIdentity: identity, leaseDurationSeconds: this.duration, renewTime: microTime(now) };
+    const spec: Lease["spec"] = {
+      ...lease.spec,
+      holderIdentity: identity,
+      leaseDurationSeconds: this.duration,
+      renewTime: microTime(now),
+    };
     if (holder !== identity) {
       spec.acquireTime = microTime(now);
       spec.leaseTransitions = (lease.spec.leaseTransitions ?? 0) + 1;
     }
     try {
       // PUT with the resourceVersion we read: if another replica wrote in between, we lose this round.
-      await this.client.request({ method: "PUT", path: paths.lease(namespace, name), body: { ...lease, spec } });
+      await this.client.request({
+        method: "PUT",
+        path: paths.lease(namespace, name),
+        body: { ...lease, spec },
+      });
       return true;
     } catch (e) {
       if (isConflict(e)) return false;
@@ -135,7 +153,19 @@ export class LeaderElector {
     try {
       const lease = await this.client.request<Lease>({ method: "GET", path: paths.lease(namespace, name) });
       if (lease.spec.holderIdentity !== identity) return;
-      await this.client.request({ method: "PUT", path: paths.lease(namespace, name), body: { ...lease, spec: { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: microTime(new Date()) } } });
+      await this.client.request({
+        method: "PUT",
+        path: paths.lease(namespace, name),
+        body: {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: null,
+            leaseDurationSeconds: 1,
+            renewTime: microTime(new Date()),
+          },
+        },
+      });
     } catch (err) {
       log.warn("could not release the lease", { error: err instanceof Error ? err.message : String(err) });
     }

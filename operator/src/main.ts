@@ -23,7 +23,8 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
+  process.stdout
+    .write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
   [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 16]
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);
@@ -32,7 +33,9 @@ Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
 function positiveInt(flag: string, raw: string | undefined, allowZero = false): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) {
-    log.error(`--${flag} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${JSON.stringify(raw)}`);
+    log.error(
+      `--${flag} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${JSON.stringify(raw)}`,
+    );
     process.exit(2);
   }
   return n;
@@ -49,7 +52,11 @@ const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease
 const kc = new KubeConfig();
 if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
 else kc.loadFromDefault();
-const leaseNamespace = values["lease-namespace"] ?? values.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+const leaseNamespace =
+  values["lease-namespace"] ??
+  values.namespace ??
+  kc.getContextObject(kc.getCurrentContext())?.namespace ??
+  "default";
 
 try {
   const op = await startOperator({
@@ -57,9 +64,16 @@ try {
     namespace: values.namespace || undefined,
     httpPort,
     workers,
-    leaderElection: values["leader-elect"] === "true"
-      ? { namespace: leaseNamespace, name: values["lease-name"]!, leaseDurationSeconds, renewDeadlineMs: (leaseDurationSeconds * 2000) / 3, retryPeriodMs: Math.max(500, (leaseDurationSeconds * 1000) / 7) }
-      : undefined,
+    leaderElection:
+      values["leader-elect"] === "true"
+        ? {
+            namespace: leaseNamespace,
+            name: values["lease-name"]!,
+            leaseDurationSeconds,
+            renewDeadlineMs: (leaseDurationSeconds * 2000) / 3,
+            retryPeriodMs: Math.max(500, (leaseDurationSeconds * 1000) / 7),
+          }
+        : undefined,
     onLostLeadership: () => process.exit(1),
   });
   log.info("serving /healthz /readyz /metrics", { port: op.port });

@@ -29,14 +29,33 @@ export interface Verdict {
 }
 
 /** Pure: what the operator can say about a migration request today. */
-export function judgeMigration(m: UnikernelVMMigration, vm: UnikernelVM | undefined, target: V1Node | undefined): Verdict {
-  if (!vm) return { phase: "Failed", reason: "VMNotFound", message: `UnikernelVM ${m.spec.vmName} does not exist in namespace ${m.metadata.namespace}` };
+export function judgeMigration(
+  m: UnikernelVMMigration,
+  vm: UnikernelVM | undefined,
+  target: V1Node | undefined,
+): Verdict {
+  if (!vm)
+    return {
+      phase: "Failed",
+      reason: "VMNotFound",
+      message: `UnikernelVM ${m.spec.vmName} does not exist in namespace ${m.metadata.namespace}`,
+    };
   const source = vm.status?.nodeName;
   if (m.spec.targetNode) {
-    if (!target) return { phase: "Failed", reason: "TargetNodeNotFound", message: `node ${m.spec.targetNode} does not exist` };
+    if (!target)
+      return {
+        phase: "Failed",
+        reason: "TargetNodeNotFound",
+        message: `node ${m.spec.targetNode} does not exist`,
+      };
     if (target.metadata?.labels?.[LABELS.xenNode] !== "true")
-      return { phase: "Failed", reason: "TargetNotXenNode", message: `node ${m.spec.targetNode} is not labelled ${LABELS.xenNode}=true` };
-    if (source === m.spec.targetNode) return { phase: "Failed", reason: "SameNode", message: `${m.spec.vmName} already runs on ${source}` };
+      return {
+        phase: "Failed",
+        reason: "TargetNotXenNode",
+        message: `node ${m.spec.targetNode} is not labelled ${LABELS.xenNode}=true`,
+      };
+    if (source === m.spec.targetNode)
+      return { phase: "Failed", reason: "SameNode", message: `${m.spec.vmName} already runs on ${source}` };
   }
   return {
     phase: "Pending",
@@ -50,11 +69,21 @@ export class MigrationController {
   readonly queue: WorkQueue;
 
   constructor(
-    private readonly deps: { kc: KubeConfig; client: KubeClient; events: EventRecorder; metrics: OperatorMetrics; namespace?: string },
+    private readonly deps: {
+      kc: KubeConfig;
+      client: KubeClient;
+      events: EventRecorder;
+      metrics: OperatorMetrics;
+      namespace?: string;
+    },
     private readonly vms: Watched<UnikernelVM>,
     private readonly nodes: Watched<V1Node>,
   ) {
-    this.migrations = watchResource<UnikernelVMMigration>(deps.kc, deps.client, paths.custom(MIGRATION_PLURAL, deps.namespace));
+    this.migrations = watchResource<UnikernelVMMigration>(
+      deps.kc,
+      deps.client,
+      paths.custom(MIGRATION_PLURAL, deps.namespace),
+    );
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       name: CONTROLLER,
       workers: 2,
@@ -68,7 +97,8 @@ export class MigrationController {
     // A VM appearing or moving changes the verdict on the migrations that name it.
     for (const verb of ["add", "update", "delete"] as const)
       this.vms.on(verb, (vm) => {
-        for (const m of this.migrations.list(vm.metadata.namespace)) if (m.spec.vmName === vm.metadata.name) enqueue(m);
+        for (const m of this.migrations.list(vm.metadata.namespace))
+          if (m.spec.vmName === vm.metadata.name) enqueue(m);
       });
     await this.migrations.start();
   }
@@ -83,13 +113,23 @@ export class MigrationController {
     const m = this.migrations.get(name, ns);
     if (!m) return;
     // Finished migrations are history: never rewrite them.
-    if (m.status?.phase === "Succeeded" || (m.status?.phase === "Failed" && m.status.observedGeneration === m.metadata.generation)) return;
+    if (
+      m.status?.phase === "Succeeded" ||
+      (m.status?.phase === "Failed" && m.status.observedGeneration === m.metadata.generation)
+    )
+      return;
     const vm = this.vms.get(m.spec.vmName, ns);
     const target = m.spec.targetNode ? this.nodes.get(m.spec.targetNode) : undefined;
     const v = judgeMigration(m, vm, target);
     let conditions: Condition[] | undefined = m.status?.conditions;
     const gen = m.metadata.generation;
-    conditions = setCondition(conditions, { type: "Succeeded", status: v.phase === "Failed" ? "False" : "Unknown", reason: v.reason, message: v.message, ...(gen !== undefined ? { observedGeneration: gen } : {}) });
+    conditions = setCondition(conditions, {
+      type: "Succeeded",
+      status: v.phase === "Failed" ? "False" : "Unknown",
+      reason: v.reason,
+      message: v.message,
+      ...(gen !== undefined ? { observedGeneration: gen } : {}),
+    });
     const status: MigrationStatus = {
       phase: v.phase,
       message: v.message,
@@ -99,9 +139,18 @@ export class MigrationController {
       conditions,
     };
     if (statusEqual(m.status, status)) return;
-    await this.deps.client.apply(paths.customObject(MIGRATION_PLURAL, ns, name), { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name, namespace: ns }, status }, FIELD_MANAGER, "status");
+    await this.deps.client.apply(
+      paths.customObject(MIGRATION_PLURAL, ns, name),
+      { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name, namespace: ns }, status },
+      FIELD_MANAGER,
+      "status",
+    );
     if (m.status?.conditions?.find((c) => c.type === "Succeeded")?.reason !== v.reason)
-      this.deps.events.record({ apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: m.metadata }, v.phase === "Failed" ? "Warning" : "Normal", v.reason, v.message);
+      this.deps.events.record(
+        { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: m.metadata },
+        v.phase === "Failed" ? "Warning" : "Normal",
+        v.reason,
+        v.message,
+      );
   }
 }
-

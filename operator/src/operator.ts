@@ -22,7 +22,14 @@ export interface OperatorOptions {
   httpPort?: number;
   httpHost?: string;
   /** Lease for leader election; undefined runs without (a single replica, or tests). */
-  leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationSeconds?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  leaderElection?: {
+    namespace: string;
+    name: string;
+    identity?: string;
+    leaseDurationSeconds?: number;
+    renewDeadlineMs?: number;
+    retryPeriodMs?: number;
+  };
   workers?: number;
   /** Called when leadership is lost after being held: the process should exit. */
   onLostLeadership?: () => void;
@@ -41,7 +48,14 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const client = new KubeClient(opts.kubeConfig);
   const metrics = new OperatorMetrics(opts.httpPort !== undefined);
   const events = new EventRecorder(client);
-  const deps = { kc: opts.kubeConfig, client, events, metrics, namespace: opts.namespace, workers: opts.workers };
+  const deps = {
+    kc: opts.kubeConfig,
+    client,
+    events,
+    metrics,
+    namespace: opts.namespace,
+    workers: opts.workers,
+  };
   const vms = new UnikernelVMController(deps);
   const migrations = new MigrationController(deps, vms.vms, vms.nodes);
   let controllersStarted = false;
@@ -102,7 +116,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   } else {
     leading = startControllers();
   }
-  leading.catch((err: unknown) => log.error("controllers failed to start", { error: err instanceof Error ? err.message : String(err) }));
+  leading.catch((err: unknown) =>
+    log.error("controllers failed to start", { error: err instanceof Error ? err.message : String(err) }),
+  );
 
   return {
     port: server ? (server.address() as AddressInfo).port : undefined,

@@ -69,9 +69,8 @@ test("failures retry with exponential backoff until success, then the backoff re
   await q.idle();
   t.is(times.length, 4);
   const gaps = times.slice(1).map((x, i) => x - times[i]!);
-  // 20, 40, 80 ms: each gap at least the scheduled delay and growing.
-  t.true(gaps[0]! >= 18 && gaps[1]! >= 38 && gaps[2]! >= 78, `gaps ${gaps.join(",")}`);
-  t.true(gaps[2]! > gaps[0]!);
+  // 20, 40, 80 ms scheduled: a timer never fires early (1 ms of clock slack); late is fine on a busy machine.
+  t.true(gaps[0]! >= 19 && gaps[1]! >= 39 && gaps[2]! >= 79, `gaps ${gaps.join(",")}`);
   t.is(q.backoffFor("ns/x"), 20);
 });
 

@@ -139,7 +139,11 @@ export class WorkQueue {
       if (err instanceof TerminalError) {
         outcome = "terminal";
         this.failures.delete(key);
-        log.warn("reconcile failed terminally; not retrying until the object changes", { queue: this.options.name, key, error: err.message });
+        log.warn("reconcile failed terminally; not retrying until the object changes", {
+          queue: this.options.name,
+          key,
+          error: err.message,
+        });
       } else {
         outcome = "error";
         log.info("reconcile failed; retrying with backoff", {

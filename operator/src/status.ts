@@ -63,7 +63,11 @@ function nodeReady(node: V1Node | undefined): Reason | undefined {
   if (!node) return undefined;
   const ready = node.status?.conditions?.find((c) => c.type === "Ready");
   if (ready?.status === "True") return undefined;
-  return { status: "False", reason: "NodeNotReady", message: `node ${node.metadata?.name} is not Ready: ${ready?.message ?? "no Ready condition reported"}` };
+  return {
+    status: "False",
+    reason: "NodeNotReady",
+    message: `node ${node.metadata?.name} is not Ready: ${ready?.message ?? "no Ready condition reported"}`,
+  };
 }
 
 export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMStatus {
@@ -87,12 +91,18 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
     scheduled = { status: "False", reason: "Stopped", message: "runPolicy is Stopped" };
   } else if (!pod) {
     phase = "Pending";
-    const why = o.replacing ? "waiting for the previous pod to terminate before the new spec starts" : "the pod is being created";
+    const why = o.replacing
+      ? "waiting for the previous pod to terminate before the new spec starts"
+      : "the pod is being created";
     ready = { status: "False", reason: o.replacing ? "Recreating" : "Creating", message: why };
     scheduled = { status: "False", reason: o.replacing ? "Recreating" : "Creating", message: why };
   } else if (pod.metadata?.deletionTimestamp) {
     phase = "Pending";
-    ready = { status: "False", reason: runPolicy === "Stopped" ? "Stopping" : "Recreating", message: `pod ${podName} is terminating` };
+    ready = {
+      status: "False",
+      reason: runPolicy === "Stopped" ? "Stopping" : "Recreating",
+      message: `pod ${podName} is terminating`,
+    };
     scheduled = nodeName
       ? { status: "True", reason: "Scheduled", message: `pod ${podName} is on node ${nodeName}` }
       : { status: "False", reason: "Terminating", message: `pod ${podName} is terminating` };
@@ -106,9 +116,17 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
         message: `no node is labelled ${LABELS.xenNode}=true; the pod cannot be placed until one joins${podScheduled?.message ? ` (scheduler: ${podScheduled.message})` : ""}`,
       };
     } else if (podScheduled?.status === "False") {
-      scheduled = { status: "False", reason: podScheduled.reason ?? "Unschedulable", message: podScheduled.message ?? "the scheduler could not place the pod" };
+      scheduled = {
+        status: "False",
+        reason: podScheduled.reason ?? "Unschedulable",
+        message: podScheduled.message ?? "the scheduler could not place the pod",
+      };
     } else {
-      scheduled = { status: "False", reason: "Scheduling", message: `pod ${podName} is waiting for the scheduler` };
+      scheduled = {
+        status: "False",
+        reason: "Scheduling",
+        message: `pod ${podName} is waiting for the scheduler`,
+      };
     }
     ready = { ...scheduled };
   } else {
@@ -120,20 +138,35 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
     const nodeProblem = nodeReady(o.node);
     if (podPhase === "Succeeded") {
       phase = "Succeeded";
-      ready = { status: "False", reason: "Completed", message: `the unikernel exited with code ${terminated?.exitCode ?? 0}` };
+      ready = {
+        status: "False",
+        reason: "Completed",
+        message: `the unikernel exited with code ${terminated?.exitCode ?? 0}`,
+      };
     } else if (podPhase === "Failed") {
       phase = "Failed";
       ready = {
         status: "False",
         reason: pod.status?.reason ?? terminated?.reason ?? "Failed",
-        message: pod.status?.message ?? terminated?.message ?? `the unikernel exited with code ${terminated?.exitCode ?? "unknown"}`,
+        message:
+          pod.status?.message ??
+          terminated?.message ??
+          `the unikernel exited with code ${terminated?.exitCode ?? "unknown"}`,
       };
     } else if (waiting?.reason && STUCK_WAITING.has(waiting.reason)) {
       phase = podPhase === "Running" ? "Running" : "Creating";
-      ready = { status: "False", reason: waiting.reason, message: waiting.message ?? `container is waiting: ${waiting.reason}` };
+      ready = {
+        status: "False",
+        reason: waiting.reason,
+        message: waiting.message ?? `container is waiting: ${waiting.reason}`,
+      };
     } else if (podPhase === "Pending") {
       phase = cs ? "Creating" : "Scheduled";
-      ready = { status: "False", reason: "Creating", message: waiting?.message ?? `the domain is being created on node ${nodeName}` };
+      ready = {
+        status: "False",
+        reason: "Creating",
+        message: waiting?.message ?? `the domain is being created on node ${nodeName}`,
+      };
     } else if (nodeProblem) {
       phase = "Running";
       ready = nodeProblem;
@@ -141,8 +174,14 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
       const state = domainState(pod);
       phase = state === "paused" ? "Paused" : state === "suspended" ? "Suspended" : "Running";
       const podReady = podCondition(pod, "Ready");
-      if (podReady?.status !== "True") ready = { status: "False", reason: "DomainNotReady", message: podReady?.message ?? `pod ${podName} is not Ready yet` };
-      else if (phase !== "Running") ready = { status: "False", reason: phase, message: `the domain is ${state}` };
+      if (podReady?.status !== "True")
+        ready = {
+          status: "False",
+          reason: "DomainNotReady",
+          message: podReady?.message ?? `pod ${podName} is not Ready yet`,
+        };
+      else if (phase !== "Running")
+        ready = { status: "False", reason: phase, message: `the domain is ${state}` };
       else ready = { status: "True", reason: "Running", message: `pod ${podName} runs on node ${nodeName}` };
     }
     status.nodeName = nodeName;
@@ -163,20 +202,32 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
     state === "paused"
       ? { status: "True", reason: "Paused", message: "the domain is paused" }
       : runPolicy === "Paused" && pod
-        ? { status: "False", reason: "Pausing", message: "runPolicy is Paused; waiting for the node to report the domain paused" }
+        ? {
+            status: "False",
+            reason: "Pausing",
+            message: "runPolicy is Paused; waiting for the node to report the domain paused",
+          }
         : { status: "False", reason: "NotPaused", message: "the domain is not paused" };
   const suspended: Reason =
     state === "suspended"
       ? { status: "True", reason: "Suspended", message: "the domain is suspended to disk" }
       : runPolicy === "Suspended" && pod
-        ? { status: "False", reason: "Suspending", message: "runPolicy is Suspended; waiting for the node to report the domain suspended" }
+        ? {
+            status: "False",
+            reason: "Suspending",
+            message: "runPolicy is Suspended; waiting for the node to report the domain suspended",
+          }
         : { status: "False", reason: "NotSuspended", message: "the domain is not suspended" };
   // Live migration is a later issue: until a migration runs, this is honestly False.
   const migrating: Reason = { status: "False", reason: "NotMigrating", message: "no migration in progress" };
 
   let conditions: Condition[] | undefined = vm.status?.conditions;
   const set = (type: VMConditionType, r: Reason) => {
-    conditions = setCondition(conditions, { type, ...r, ...(generation !== undefined ? { observedGeneration: generation } : {}) }, now);
+    conditions = setCondition(
+      conditions,
+      { type, ...r, ...(generation !== undefined ? { observedGeneration: generation } : {}) },
+      now,
+    );
   };
   set("Ready", ready);
   set("Scheduled", scheduled);
@@ -193,7 +244,16 @@ export interface StatusEvent {
   message: string;
 }
 
-const WARNING_REASONS = new Set([...STUCK_WAITING, "InvalidSpec", "NoXenNode", "Unschedulable", "NodeNotReady", "Failed", "DomainNotReady", "Evicted"]);
+const WARNING_REASONS = new Set([
+  ...STUCK_WAITING,
+  "InvalidSpec",
+  "NoXenNode",
+  "Unschedulable",
+  "NodeNotReady",
+  "Failed",
+  "DomainNotReady",
+  "Evicted",
+]);
 
 /** Progress that is expected and short-lived: not worth an event of its own. */
 const QUIET_REASONS = new Set(["Creating", "Scheduling"]);
@@ -202,10 +262,15 @@ const QUIET_REASONS = new Set(["Creating", "Scheduling"]);
  * One event per condition whose status or reason changed, so `kubectl describe` tells the story.
  * When Ready changes for the same reason as another condition (Unschedulable, say), one event says it.
  */
-export function transitionEvents(before: UnikernelVMStatus | undefined, after: UnikernelVMStatus): StatusEvent[] {
+export function transitionEvents(
+  before: UnikernelVMStatus | undefined,
+  after: UnikernelVMStatus,
+): StatusEvent[] {
   const events: StatusEvent[] = [];
   const told = new Set<string>();
-  const ordered = [...(after.conditions ?? [])].sort((a, b) => (a.type === "Ready" ? 1 : 0) - (b.type === "Ready" ? 1 : 0));
+  const ordered = [...(after.conditions ?? [])].sort(
+    (a, b) => (a.type === "Ready" ? 1 : 0) - (b.type === "Ready" ? 1 : 0),
+  );
   for (const c of ordered) {
     const old = before?.conditions?.find((x) => x.type === c.type);
     if (old && old.status === c.status && old.reason === c.reason) continue;

@@ -21,6 +21,7 @@ import { isNotFound, type KubeClient, paths } from "./kube.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { type ReconcileResult, WorkQueue } from "./queue.js";
 import { computeStatus, statusEqual, transitionEvents } from "./status.js";
+import { Expectations } from "./expectations.js";
 
 const log = logger("unikernelvm-controller");
 const CONTROLLER = "unikernelvm";
@@ -44,6 +45,7 @@ export class UnikernelVMController {
   readonly services: Watched<V1Service>;
   readonly nodes: Watched<V1Node>;
   readonly queue: WorkQueue;
+  private readonly expectations = new Expectations();
 
   constructor(private readonly deps: ControllerDeps) {
     const { kc, client, namespace } = deps;
@@ -60,21 +62,46 @@ export class UnikernelVMController {
 
   async start(): Promise<void> {
     const enqueueVM = (vm: UnikernelVM) => this.queue.add(keyOf(vm.metadata.namespace, vm.metadata.name));
-    const enqueueOwner = (o: V1Pod | V1Service) => {
+    const observeVM = (vm: UnikernelVM) => {
+      const key = keyOf(vm.metadata.namespace, vm.metadata.name);
+      this.expectations.observeVM(
+        key,
+        vm.metadata.resourceVersion,
+        !!vm.metadata.finalizers?.includes(FINALIZER),
+      );
+      this.queue.add(key);
+    };
+    const ownerKey = (o: V1Pod | V1Service) => {
       const vm = o.metadata?.labels?.[LABELS.vm];
-      if (vm) this.queue.add(keyOf(o.metadata?.namespace, vm));
+      return vm ? keyOf(o.metadata?.namespace, vm) : undefined;
+    };
+    const enqueueForPod = (pod: V1Pod) => {
+      const key = ownerKey(pod);
+      if (!key) return;
+      this.expectations.observePod(key, pod.metadata?.name);
+      this.queue.add(key);
+    };
+    const enqueueForService = (svc: V1Service) => {
+      const key = ownerKey(svc);
+      if (key) this.queue.add(key);
     };
     // A node change matters to the VMs on it and to the ones waiting for a Xen node to appear.
     const enqueueForNode = (node: V1Node) => {
       for (const vm of this.vms.list()) {
         const s = vm.status;
-        if (s?.nodeName === node.metadata?.name || s?.phase === "Pending" || s?.phase === undefined) enqueueVM(vm);
+        if (s?.nodeName === node.metadata?.name || s?.phase === "Pending" || s?.phase === undefined)
+          enqueueVM(vm);
       }
     };
     for (const verb of ["add", "update", "delete"] as const) {
-      this.vms.on(verb, enqueueVM);
-      this.pods.on(verb, enqueueOwner);
-      this.services.on(verb, enqueueOwner);
+      this.vms.on(
+        verb,
+        verb === "delete"
+          ? (vm) => (this.expectations.forget(keyOf(vm.metadata.namespace, vm.metadata.name)), enqueueVM(vm))
+          : observeVM,
+      );
+      this.pods.on(verb, enqueueForPod);
+      this.services.on(verb, enqueueForService);
       this.nodes.on(verb, enqueueForNode);
     }
     // Children and nodes first, so that the first reconciles see them.
@@ -104,13 +131,21 @@ export class UnikernelVMController {
   private ownedPods(vm: UnikernelVM): V1Pod[] {
     return this.pods
       .list(vm.metadata.namespace)
-      .filter((p) => p.metadata?.labels?.[LABELS.vm] === vm.metadata.name && p.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid));
+      .filter(
+        (p) =>
+          p.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
+          p.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
+      );
   }
 
   private ownedServices(vm: UnikernelVM): V1Service[] {
     return this.services
       .list(vm.metadata.namespace)
-      .filter((s) => s.metadata?.labels?.[LABELS.vm] === vm.metadata.name && s.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid));
+      .filter(
+        (s) =>
+          s.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
+          s.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
+      );
   }
 
   private xenNodeCount(): number {
@@ -125,7 +160,10 @@ export class UnikernelVMController {
     const vm: UnikernelVM = { ...cached, apiVersion: API_VERSION, kind: UNIKERNELVM_KIND };
     const pods = this.ownedPods(vm);
     if (vm.metadata.deletionTimestamp) return this.finalize(vm, pods);
-    if (!vm.metadata.finalizers?.includes(FINALIZER)) await this.addFinalizer(vm);
+    if (!vm.metadata.finalizers?.includes(FINALIZER) && !this.expectations.expectsFinalizer(key)) {
+      await this.addFinalizer(vm);
+      this.expectations.finalizerAdded(key);
+    }
 
     let wantPod: V1Pod | undefined;
     let wantService: V1Service | undefined;
@@ -142,31 +180,59 @@ export class UnikernelVMController {
     let replacing = false;
     if (invalidSpec === undefined) {
       const wantName = wantPod?.metadata?.name;
-      current = pods.find((p) => p.metadata?.name === wantName);
+      current =
+        pods.find((p) => p.metadata?.name === wantName) ?? this.expectations.expectedPod(key, wantName);
       // Pods for an older spec (or any pod once the VM is Stopped) go first: one domain per VM.
       for (const old of pods.filter((p) => p.metadata?.name !== wantName)) {
         replacing = true;
         if (old.metadata?.deletionTimestamp) continue;
         await this.deletePod(old);
-        this.deps.events.record(vm, "Normal", wantPod ? "Recreating" : "Stopping", `deleted pod ${old.metadata?.name}${wantPod ? " to start the new spec" : ""}`);
+        this.deps.events.record(
+          vm,
+          "Normal",
+          wantPod ? "Recreating" : "Stopping",
+          `deleted pod ${old.metadata?.name}${wantPod ? " to start the new spec" : ""}`,
+        );
       }
       if (current && this.mustRestart(vm, current)) {
         await this.deletePod(current);
-        this.deps.events.record(vm, "Warning", "Restarting", `pod ${current.metadata?.name} ${current.status?.reason ?? "failed"}: ${current.status?.message ?? "restarting it (restartPolicy Always)"}`);
+        this.deps.events.record(
+          vm,
+          "Warning",
+          "Restarting",
+          `pod ${current.metadata?.name} ${current.status?.reason ?? "failed"}: ${current.status?.message ?? "restarting it (restartPolicy Always)"}`,
+        );
         current = { ...current, metadata: { ...current.metadata, deletionTimestamp: new Date() } };
       } else if (wantPod && !replacing && (!current || this.podDrifted(current, wantPod))) {
         const created = !current;
-        current = await this.deps.client.apply<V1Pod>(paths.pod(ns, wantPod.metadata!.name!), wantPod, FIELD_MANAGER);
-        if (created) this.deps.events.record(vm, "Normal", "PodCreated", `created pod ${current.metadata?.name}`);
+        current = await this.deps.client.apply<V1Pod>(
+          paths.pod(ns, wantPod.metadata!.name!),
+          wantPod,
+          FIELD_MANAGER,
+        );
+        this.expectations.podApplied(key, current);
+        if (created)
+          this.deps.events.record(vm, "Normal", "PodCreated", `created pod ${current.metadata?.name}`);
       }
       await this.reconcileService(vm, wantService);
     }
 
     const node = current?.spec?.nodeName ? this.nodes.get(current.spec.nodeName) : undefined;
-    const status = computeStatus({ vm, pod: current ?? pods[0], node, xenNodeCount: this.xenNodeCount(), replacing, invalidSpec });
-    if (!statusEqual(vm.status, status)) {
-      await this.writeStatus(vm, status);
-      for (const e of transitionEvents(vm.status, status)) this.deps.events.record(vm, e.type, e.reason, e.message);
+    // Compare with what we last wrote when the cache has not caught up with it yet.
+    const before = this.expectations.expectedStatus(key) ?? vm.status;
+    const status = computeStatus({
+      vm: { ...vm, ...(before ? { status: before } : {}) },
+      pod: current ?? pods[0],
+      node,
+      xenNodeCount: this.xenNodeCount(),
+      replacing,
+      invalidSpec,
+    });
+    if (!statusEqual(before, status)) {
+      const written = await this.writeStatus(vm, before, status);
+      this.expectations.statusWritten(key, status, written.metadata.resourceVersion);
+      for (const e of transitionEvents(before, status))
+        this.deps.events.record(vm, e.type, e.reason, e.message);
     }
     if (invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${invalidSpec}`);
     // A terminating pod with no kubelet behind it never sends another event: look again later.
@@ -177,10 +243,14 @@ export class UnikernelVMController {
    * A JSON merge patch of the status subresource: cheaper on the apiserver than an apply of a custom
    * resource (no managed-fields merge), and fields that went away are sent as null so none go stale.
    */
-  private async writeStatus(vm: UnikernelVM, status: UnikernelVMStatus): Promise<void> {
+  private async writeStatus(
+    vm: UnikernelVM,
+    before: UnikernelVMStatus | undefined,
+    status: UnikernelVMStatus,
+  ): Promise<UnikernelVM> {
     const patch: Record<string, unknown> = { ...status };
-    for (const k of Object.keys(vm.status ?? {})) if (!(k in status)) patch[k] = null;
-    await this.deps.client.request({
+    for (const k of Object.keys(before ?? {})) if (!(k in status)) patch[k] = null;
+    return this.deps.client.request<UnikernelVM>({
       method: "PATCH",
       path: `${paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!)}/status`,
       query: { fieldManager: FIELD_MANAGER },
@@ -200,16 +270,21 @@ export class UnikernelVMController {
   private podDrifted(pod: V1Pod, want: V1Pod): boolean {
     const differs = (have: Record<string, string> | undefined, wanted: Record<string, string> | undefined) =>
       Object.entries(wanted ?? {}).some(([k, v]) => have?.[k] !== v);
-    return differs(pod.metadata?.labels, want.metadata?.labels) || differs(pod.metadata?.annotations, want.metadata?.annotations);
+    return (
+      differs(pod.metadata?.labels, want.metadata?.labels) ||
+      differs(pod.metadata?.annotations, want.metadata?.annotations)
+    );
   }
 
   private async reconcileService(vm: UnikernelVM, want: V1Service | undefined): Promise<void> {
     const ns = vm.metadata.namespace!;
     const owned = this.ownedServices(vm);
     for (const svc of owned.filter((s) => s.metadata?.name !== want?.metadata?.name)) {
-      await this.deps.client.request({ method: "DELETE", path: paths.service(ns, svc.metadata!.name!) }).catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+      await this.deps.client
+        .request({ method: "DELETE", path: paths.service(ns, svc.metadata!.name!) })
+        .catch((e: unknown) => {
+          if (!isNotFound(e)) throw e;
+        });
       this.deps.events.record(vm, "Normal", "ServiceDeleted", `deleted service ${svc.metadata?.name}`);
     }
     if (!want) return;
@@ -222,13 +297,22 @@ export class UnikernelVMController {
         JSON.stringify(want.spec?.ports?.map((p) => [p.name, p.port, p.protocol, p.targetPort]));
     if (same) return;
     await this.deps.client.apply(paths.service(ns, want.metadata!.name!), want, FIELD_MANAGER);
-    this.deps.events.record(vm, "Normal", have ? "ServiceUpdated" : "ServiceCreated", `${have ? "updated" : "created"} service ${want.metadata?.name}`);
+    this.deps.events.record(
+      vm,
+      "Normal",
+      have ? "ServiceUpdated" : "ServiceCreated",
+      `${have ? "updated" : "created"} service ${want.metadata?.name}`,
+    );
   }
 
   private async deletePod(pod: V1Pod): Promise<void> {
     const ns = pod.metadata!.namespace!;
     await this.deps.client
-      .request({ method: "DELETE", path: paths.pod(ns, pod.metadata!.name!), body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: pod.metadata!.uid } } })
+      .request({
+        method: "DELETE",
+        path: paths.pod(ns, pod.metadata!.name!),
+        body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: pod.metadata!.uid } },
+      })
       .catch((e: unknown) => {
         if (!isNotFound(e)) throw e;
       });
@@ -252,12 +336,17 @@ export class UnikernelVMController {
     const ns = vm.metadata.namespace!;
     for (const p of pods) if (!p.metadata?.deletionTimestamp) await this.deletePod(p);
     for (const s of this.ownedServices(vm)) {
-      await this.deps.client.request({ method: "DELETE", path: paths.service(ns, s.metadata!.name!) }).catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+      await this.deps.client
+        .request({ method: "DELETE", path: paths.service(ns, s.metadata!.name!) })
+        .catch((e: unknown) => {
+          if (!isNotFound(e)) throw e;
+        });
     }
     if (pods.length > 0) {
-      log.debug("waiting for pods to terminate before removing the finalizer", { vm: `${ns}/${vm.metadata.name}`, pods: pods.length });
+      log.debug("waiting for pods to terminate before removing the finalizer", {
+        vm: `${ns}/${vm.metadata.name}`,
+        pods: pods.length,
+      });
       return { requeueAfterMs: 2000 };
     }
     const finalizers = vm.metadata.finalizers.filter((f) => f !== FINALIZER);

@@ -14,7 +14,9 @@ function toLua(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v);
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (Array.isArray(v)) return `{${v.map(toLua).join(", ")}}`;
-  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`).join(", ")}}`;
+  return `{${Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`)
+    .join(", ")}}`;
 }
 
 function health(obj: unknown): { status: string; message: string } {
@@ -25,10 +27,20 @@ function health(obj: unknown): { status: string; message: string } {
   return { status: status!, message: rest.join("\n") };
 }
 
-const vm = (ready: { status: string; reason: string } | undefined, extra: { generation?: number; observed?: number; phase?: string } = {}) => ({
+const vm = (
+  ready: { status: string; reason: string } | undefined,
+  extra: { generation?: number; observed?: number; phase?: string } = {},
+) => ({
   metadata: { name: "x", generation: extra.generation ?? 2 },
   status: ready
-    ? { phase: extra.phase ?? "Pending", observedGeneration: extra.observed ?? 2, conditions: [{ type: "Scheduled", status: "True", reason: "Scheduled", message: "" }, { type: "Ready", ...ready, message: "details" }] }
+    ? {
+        phase: extra.phase ?? "Pending",
+        observedGeneration: extra.observed ?? 2,
+        conditions: [
+          { type: "Scheduled", status: "True", reason: "Scheduled", message: "" },
+          { type: "Ready", ...ready, message: "details" },
+        ],
+      }
     : undefined,
 });
 
@@ -41,7 +53,11 @@ const cases: [string, ReturnType<typeof vm>, string][] = [
   ["invalid spec", vm({ status: "False", reason: "InvalidSpec" }, { phase: "Failed" }), "Degraded"],
   ["stopped", vm({ status: "False", reason: "Stopped" }, { phase: "Stopped" }), "Suspended"],
   ["paused", vm({ status: "False", reason: "Paused" }, { phase: "Paused" }), "Suspended"],
-  ["status of an older generation", vm({ status: "True", reason: "Running" }, { generation: 3, observed: 2 }), "Progressing"],
+  [
+    "status of an older generation",
+    vm({ status: "True", reason: "Running" }, { generation: 3, observed: 2 }),
+    "Progressing",
+  ],
 ];
 
 for (const [name, obj, want] of cases) {

@@ -11,7 +11,12 @@ import { waitFor } from "../../lib/net.js";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { managedTempDir } from "../../lib/process.js";
 import { API_VERSION, FINALIZER, UNIKERNELVM_PLURAL, type UnikernelVM } from "../../api/index.js";
-import { type ControlPlane, runCommand, startControlPlane, writeUserKubeconfig } from "../../e2e/harness/control-plane.js";
+import {
+  type ControlPlane,
+  runCommand,
+  startControlPlane,
+  writeUserKubeconfig,
+} from "../../e2e/harness/control-plane.js";
 import { KubeClient, paths } from "../src/kube.js";
 import { startOperator } from "../src/operator.js";
 import { writeKubeconformSchemas } from "./openapi-schemas.js";
@@ -42,7 +47,12 @@ interface Manifest {
 async function render(extra: string[] = []): Promise<{ text: string; objects: Manifest[] }> {
   const r = await helm(["template", RELEASE, CHART, "--namespace", NS, "--include-crds", ...extra]);
   if (r.code !== 0) throw new Error(`helm template: ${r.stderr}`);
-  return { text: r.stdout, objects: parseAllDocuments(r.stdout).map((d) => d.toJS() as Manifest).filter(Boolean) };
+  return {
+    text: r.stdout,
+    objects: parseAllDocuments(r.stdout)
+      .map((d) => d.toJS() as Manifest)
+      .filter(Boolean),
+  };
 }
 
 test.serial("helm lint is clean", async (t) => {
@@ -57,95 +67,211 @@ test.serial("values.schema.json rejects a bad value with a clear error", async (
   t.regex(r.stderr, /replicas/);
 });
 
-test.serial("helm template | kubeconform -strict is clean with schemas from the apiserver and our CRDs", async (t) => {
-  // Our CRDs first, so /openapi/v2 publishes their schemas too.
-  const crds = await cp.kubectl(["apply", "--server-side", "-f", join(CHART, "crds")]);
-  t.is(crds.code, 0, crds.stderr);
-  await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-  const openapi = await waitFor("UnikernelVM in /openapi/v2", async () => {
-    const raw = await cp.kubectl(["get", "--raw", "/openapi/v2"]);
-    return raw.code === 0 && raw.stdout.includes("dev.superfluid.v1alpha1.UnikernelVM") ? JSON.parse(raw.stdout) : undefined;
-  }, 60_000, 500);
-  const schemas = join(dir, "schemas");
-  const kinds = new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "DaemonSet", "RuntimeClass", "CustomResourceDefinition", "UnikernelVM", "UnikernelVMMigration"]);
-  t.true(writeKubeconformSchemas(openapi, schemas, kinds).length >= kinds.size);
-  const kubeconform = (input: string) =>
-    runCommand(k8sBinary("kubeconform"), ["-strict", "-summary", "-schema-location", join(schemas, "{{ .ResourceKind }}{{ .KindSuffix }}.json"), "-"], input);
+test.serial(
+  "helm template | kubeconform -strict is clean with schemas from the apiserver and our CRDs",
+  async (t) => {
+    // Our CRDs first, so /openapi/v2 publishes their schemas too.
+    const crds = await cp.kubectl(["apply", "--server-side", "-f", join(CHART, "crds")]);
+    t.is(crds.code, 0, crds.stderr);
+    await cp.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    const openapi = await waitFor(
+      "UnikernelVM in /openapi/v2",
+      async () => {
+        const raw = await cp.kubectl(["get", "--raw", "/openapi/v2"]);
+        return raw.code === 0 && raw.stdout.includes("dev.superfluid.v1alpha1.UnikernelVM")
+          ? JSON.parse(raw.stdout)
+          : undefined;
+      },
+      60_000,
+      500,
+    );
+    const schemas = join(dir, "schemas");
+    const kinds = new Set([
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Role",
+      "RoleBinding",
+      "Deployment",
+      "DaemonSet",
+      "RuntimeClass",
+      "CustomResourceDefinition",
+      "UnikernelVM",
+      "UnikernelVMMigration",
+    ]);
+    t.true(writeKubeconformSchemas(openapi, schemas, kinds).length >= kinds.size);
+    const kubeconform = (input: string) =>
+      runCommand(
+        k8sBinary("kubeconform"),
+        [
+          "-strict",
+          "-summary",
+          "-schema-location",
+          join(schemas, "{{ .ResourceKind }}{{ .KindSuffix }}.json"),
+          "-",
+        ],
+        input,
+      );
 
-  for (const values of [[], ["--set", "operator.watchNamespace=apps"], ["--set", "shim.enabled=false", "--set", "operator.leaderElection=false"]]) {
-    const { text } = await render(values);
-    const r = await kubeconform(text);
-    t.is(r.code, 0, `${values.join(" ")}: ${r.stdout}${r.stderr}`);
-    t.regex(r.stdout, /Invalid: 0, Errors: 0, Skipped: 0/);
-  }
-  const examples = readdirSync(join(REPO_ROOT, "examples")).filter((f) => f.endsWith(".yaml"));
-  for (const f of examples) {
-    const r = await runCommand(k8sBinary("kubeconform"), ["-strict", "-summary", "-schema-location", join(schemas, "{{ .ResourceKind }}{{ .KindSuffix }}.json"), join(REPO_ROOT, "examples", f)]);
-    t.is(r.code, 0, `${f}: ${r.stdout}`);
-  }
-  // The check can fail: an unknown field is refused, in a built-in kind and in ours.
-  const typo = await kubeconform("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicaz: 1\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n");
-  t.not(typo.code, 0);
-  const badVM = await kubeconform(`apiVersion: ${API_VERSION}\nkind: UnikernelVM\nmetadata: {name: x}\nspec: {image: r/x:1, memroy: 8Mi}\n`);
-  t.not(badVM.code, 0);
-});
+    for (const values of [
+      [],
+      ["--set", "operator.watchNamespace=apps"],
+      ["--set", "shim.enabled=false", "--set", "operator.leaderElection=false"],
+    ]) {
+      const { text } = await render(values);
+      const r = await kubeconform(text);
+      t.is(r.code, 0, `${values.join(" ")}: ${r.stdout}${r.stderr}`);
+      t.regex(r.stdout, /Invalid: 0, Errors: 0, Skipped: 0/);
+    }
+    const examples = readdirSync(join(REPO_ROOT, "examples")).filter((f) => f.endsWith(".yaml"));
+    for (const f of examples) {
+      const r = await runCommand(k8sBinary("kubeconform"), [
+        "-strict",
+        "-summary",
+        "-schema-location",
+        join(schemas, "{{ .ResourceKind }}{{ .KindSuffix }}.json"),
+        join(REPO_ROOT, "examples", f),
+      ]);
+      t.is(r.code, 0, `${f}: ${r.stdout}`);
+    }
+    // The check can fail: an unknown field is refused, in a built-in kind and in ours.
+    const typo = await kubeconform(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicaz: 1\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n",
+    );
+    t.not(typo.code, 0);
+    const badVM = await kubeconform(
+      `apiVersion: ${API_VERSION}\nkind: UnikernelVM\nmetadata: {name: x}\nspec: {image: r/x:1, memroy: 8Mi}\n`,
+    );
+    t.not(badVM.code, 0);
+  },
+);
 
 test.serial("the RBAC has no wildcards", async (t) => {
   const { objects } = await render();
   const roles = objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role");
   t.true(roles.length >= 3);
-  for (const r of roles) for (const rule of r.rules ?? []) for (const v of [...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...(rule.verbs ?? [])]) t.false(v.includes("*"), `${r.metadata.name}: ${v}`);
+  for (const r of roles)
+    for (const rule of r.rules ?? [])
+      for (const v of [...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...(rule.verbs ?? [])])
+        t.false(v.includes("*"), `${r.metadata.name}: ${v}`);
 });
 
-test.serial("helm install creates every object; the operator runs with the chart's ServiceAccount and is refused the rest", async (t) => {
-  const r = await helm(["install", RELEASE, CHART, "--namespace", NS, "--create-namespace", "--kubeconfig", cp.kubeconfigPath, "--wait=false"]);
-  t.is(r.code, 0, r.stderr);
-  const { objects } = await render();
-  for (const o of objects) {
-    const got = await cp.kubectl(["get", `${o.kind}.${o.apiVersion.includes("/") ? o.apiVersion.split("/")[0] : ""}`.replace(/\.$/, ""), o.metadata.name, ...(o.metadata.namespace ? ["-n", o.metadata.namespace] : []), "-o", "name"]);
-    t.is(got.code, 0, `${o.kind} ${o.metadata.name}: ${got.stderr}`);
-  }
+test.serial(
+  "helm install creates every object; the operator runs with the chart's ServiceAccount and is refused the rest",
+  async (t) => {
+    const r = await helm([
+      "install",
+      RELEASE,
+      CHART,
+      "--namespace",
+      NS,
+      "--create-namespace",
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--wait=false",
+    ]);
+    t.is(r.code, 0, r.stderr);
+    const { objects } = await render();
+    for (const o of objects) {
+      const got = await cp.kubectl([
+        "get",
+        `${o.kind}.${o.apiVersion.includes("/") ? o.apiVersion.split("/")[0] : ""}`.replace(/\.$/, ""),
+        o.metadata.name,
+        ...(o.metadata.namespace ? ["-n", o.metadata.namespace] : []),
+        "-o",
+        "name",
+      ]);
+      t.is(got.code, 0, `${o.kind} ${o.metadata.name}: ${got.stderr}`);
+    }
 
-  // A token for the operator's ServiceAccount, as the kubelet would mount it (TokenRequest).
-  const token = await cp.kubectl(["create", "token", `${RELEASE}-operator`, "-n", NS, "--duration=1h"]);
-  t.is(token.code, 0, token.stderr);
-  const saKubeconfig = join(dir, "operator-sa.kubeconfig");
-  writeUserKubeconfig(cp, saKubeconfig, { token: token.stdout.trim() });
-  const kc = new KubeConfig();
-  kc.loadFromFile(saKubeconfig);
+    // A token for the operator's ServiceAccount, as the kubelet would mount it (TokenRequest).
+    const token = await cp.kubectl(["create", "token", `${RELEASE}-operator`, "-n", NS, "--duration=1h"]);
+    t.is(token.code, 0, token.stderr);
+    const saKubeconfig = join(dir, "operator-sa.kubeconfig");
+    writeUserKubeconfig(cp, saKubeconfig, { token: token.stdout.trim() });
+    const kc = new KubeConfig();
+    kc.loadFromFile(saKubeconfig);
 
-  const admin = new KubeClient(cp.kubeConfig);
-  await cp.kubectl(["create", "namespace", "apps"]);
-  await admin.request({ method: "POST", path: "/api/v1/namespaces/apps/serviceaccounts", body: { metadata: { name: "default" } } });
-  const op = await startOperator({ kubeConfig: kc, leaderElection: { namespace: NS, name: "superfluid-operator", leaseDurationSeconds: 5 } });
-  try {
-    await op.leading;
+    const admin = new KubeClient(cp.kubeConfig);
+    await cp.kubectl(["create", "namespace", "apps"]);
     await admin.request({
       method: "POST",
-      path: paths.custom(UNIKERNELVM_PLURAL, "apps"),
-      body: { apiVersion: API_VERSION, kind: "UnikernelVM", metadata: { name: "rbac" }, spec: { image: "r/hello:1", ports: [{ containerPort: 80 }], service: {} } },
+      path: "/api/v1/namespaces/apps/serviceaccounts",
+      body: { metadata: { name: "default" } },
     });
-    const vm = await waitFor("the VM reconciled by the ServiceAccount", async () => {
-      const v = await admin.request<UnikernelVM>({ method: "GET", path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac") });
-      return v.status?.podName && v.metadata.finalizers?.includes(FINALIZER) ? v : undefined;
-    }, 60_000, 200);
-    const pod = await admin.request({ method: "GET", path: paths.pod("apps", vm.status!.podName!) }).then(() => true, () => false);
-    t.true(pod, "pod created");
-    t.true(await admin.request({ method: "GET", path: paths.service("apps", "rbac") }).then(() => true, () => false), "service created");
-    const lease = await admin.request<{ spec: { holderIdentity?: string } }>({ method: "GET", path: paths.lease(NS, "superfluid-operator") });
-    t.truthy(lease.spec.holderIdentity);
-    await admin.request({ method: "DELETE", path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac") });
-    await waitFor("finalizer ran", () => admin.request({ method: "GET", path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac") }).then(() => undefined, () => true), 60_000, 200);
-  } finally {
-    await op.stop();
-  }
-  // Outside its RBAC: secrets, deployments, deleting nodes, other leases.
-  const sa = (args: string[]) => runCommand(k8sBinary("kubectl"), ["--kubeconfig", saKubeconfig, ...args]);
-  for (const args of [["get", "secrets", "-A"], ["get", "deployments", "-n", NS], ["delete", "node", "nothing"], ["get", "lease", "kube-scheduler", "-n", NS], ["create", "configmap", "x", "-n", "apps"]]) {
-    const res = await sa(args);
-    t.not(res.code, 0, args.join(" "));
-    t.regex(res.stderr, /forbidden/i, args.join(" "));
-  }
-  const can = await sa(["auth", "can-i", "create", "pods", "-n", "apps"]);
-  t.is(can.stdout.trim(), "yes");
-});
+    const op = await startOperator({
+      kubeConfig: kc,
+      leaderElection: { namespace: NS, name: "superfluid-operator", leaseDurationSeconds: 5 },
+    });
+    try {
+      await op.leading;
+      await admin.request({
+        method: "POST",
+        path: paths.custom(UNIKERNELVM_PLURAL, "apps"),
+        body: {
+          apiVersion: API_VERSION,
+          kind: "UnikernelVM",
+          metadata: { name: "rbac" },
+          spec: { image: "r/hello:1", ports: [{ containerPort: 80 }], service: {} },
+        },
+      });
+      const vm = await waitFor(
+        "the VM reconciled by the ServiceAccount",
+        async () => {
+          const v = await admin.request<UnikernelVM>({
+            method: "GET",
+            path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac"),
+          });
+          return v.status?.podName && v.metadata.finalizers?.includes(FINALIZER) ? v : undefined;
+        },
+        60_000,
+        200,
+      );
+      const pod = await admin.request({ method: "GET", path: paths.pod("apps", vm.status!.podName!) }).then(
+        () => true,
+        () => false,
+      );
+      t.true(pod, "pod created");
+      t.true(
+        await admin.request({ method: "GET", path: paths.service("apps", "rbac") }).then(
+          () => true,
+          () => false,
+        ),
+        "service created",
+      );
+      const lease = await admin.request<{ spec: { holderIdentity?: string } }>({
+        method: "GET",
+        path: paths.lease(NS, "superfluid-operator"),
+      });
+      t.truthy(lease.spec.holderIdentity);
+      await admin.request({ method: "DELETE", path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac") });
+      await waitFor(
+        "finalizer ran",
+        () =>
+          admin.request({ method: "GET", path: paths.customObject(UNIKERNELVM_PLURAL, "apps", "rbac") }).then(
+            () => undefined,
+            () => true,
+          ),
+        60_000,
+        200,
+      );
+    } finally {
+      await op.stop();
+    }
+    // Outside its RBAC: secrets, deployments, deleting nodes, other leases.
+    const sa = (args: string[]) => runCommand(k8sBinary("kubectl"), ["--kubeconfig", saKubeconfig, ...args]);
+    for (const args of [
+      ["get", "secrets", "-A"],
+      ["get", "deployments", "-n", NS],
+      ["delete", "node", "nothing"],
+      ["get", "lease", "kube-scheduler", "-n", NS],
+      ["create", "configmap", "x", "-n", "apps"],
+    ]) {
+      const res = await sa(args);
+      t.not(res.code, 0, args.join(" "));
+      t.regex(res.stderr, /forbidden/i, args.join(" "));
+    }
+    const can = await sa(["auth", "can-i", "create", "pods", "-n", "apps"]);
+    t.is(can.stdout.trim(), "yes");
+  },
+);

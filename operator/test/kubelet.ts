@@ -7,15 +7,32 @@ import type { Cluster } from "../../e2e/harness/ava.js";
 import { waitFor } from "../../lib/net.js";
 import { isNotFound, type KubeClient, paths } from "../src/kube.js";
 
-export async function createXenNode(client: KubeClient, name: string, labels: Record<string, string> = { [LABELS.xenNode]: "true" }): Promise<void> {
-  await client.request({ method: "POST", path: paths.nodes(), body: { apiVersion: "v1", kind: "Node", metadata: { name, labels } } });
+export async function createXenNode(
+  client: KubeClient,
+  name: string,
+  labels: Record<string, string> = { [LABELS.xenNode]: "true" },
+): Promise<void> {
+  await client.request({
+    method: "POST",
+    path: paths.nodes(),
+    body: { apiVersion: "v1", kind: "Node", metadata: { name, labels } },
+  });
   await client.request({
     method: "PATCH",
     path: `/api/v1/nodes/${name}/status`,
     contentType: "application/merge-patch+json",
     body: {
       status: {
-        conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "test kubelet", lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() }],
+        conditions: [
+          {
+            type: "Ready",
+            status: "True",
+            reason: "KubeletReady",
+            message: "test kubelet",
+            lastHeartbeatTime: new Date().toISOString(),
+            lastTransitionTime: new Date().toISOString(),
+          },
+        ],
         capacity: { cpu: "4", memory: "8Gi", pods: "110" },
         allocatable: { cpu: "4", memory: "8Gi", pods: "110" },
       },
@@ -30,7 +47,11 @@ export async function deleteNode(client: KubeClient, name: string): Promise<void
 }
 
 export async function listPods(client: KubeClient, ns: string, selector?: string): Promise<V1Pod[]> {
-  const list = await client.request<{ items: V1Pod[] }>({ method: "GET", path: paths.pods(ns), query: { labelSelector: selector } });
+  const list = await client.request<{ items: V1Pod[] }>({
+    method: "GET",
+    path: paths.pods(ns),
+    query: { labelSelector: selector },
+  });
   return list.items;
 }
 
@@ -39,19 +60,36 @@ export async function bind(client: KubeClient, pod: V1Pod, node: string): Promis
   await client.request({
     method: "POST",
     path: `${paths.pod(ns, pod.metadata!.name!)}/binding`,
-    body: { apiVersion: "v1", kind: "Binding", metadata: { name: pod.metadata!.name }, target: { apiVersion: "v1", kind: "Node", name: node } },
+    body: {
+      apiVersion: "v1",
+      kind: "Binding",
+      metadata: { name: pod.metadata!.name },
+      target: { apiVersion: "v1", kind: "Node", name: node },
+    },
   });
 }
 
 /** The node agent's annotations and the kubelet's status for a domain that booted. */
-export async function reportRunning(client: KubeClient, pod: V1Pod, o: { ip: string; domainId: number; bootMs: number; ready?: boolean; domainState?: string }): Promise<void> {
+export async function reportRunning(
+  client: KubeClient,
+  pod: V1Pod,
+  o: { ip: string; domainId: number; bootMs: number; ready?: boolean; domainState?: string },
+): Promise<void> {
   const ns = pod.metadata!.namespace!;
   const path = paths.pod(ns, pod.metadata!.name!);
   await client.request({
     method: "PATCH",
     path,
     contentType: "application/merge-patch+json",
-    body: { metadata: { annotations: { [ANNOTATIONS.domainId]: String(o.domainId), [ANNOTATIONS.bootTimeMs]: String(o.bootMs), ...(o.domainState ? { [ANNOTATIONS.domainState]: o.domainState } : {}) } } },
+    body: {
+      metadata: {
+        annotations: {
+          [ANNOTATIONS.domainId]: String(o.domainId),
+          [ANNOTATIONS.bootTimeMs]: String(o.bootMs),
+          ...(o.domainState ? { [ANNOTATIONS.domainState]: o.domainState } : {}),
+        },
+      },
+    },
   });
   const now = new Date().toISOString();
   const ready = o.ready ?? true;
@@ -71,13 +109,28 @@ export async function reportRunning(client: KubeClient, pod: V1Pod, o: { ip: str
           { type: "ContainersReady", status: ready ? "True" : "False", lastTransitionTime: now },
           { type: "Ready", status: ready ? "True" : "False", lastTransitionTime: now },
         ],
-        containerStatuses: [{ name: "unikernel", image: pod.spec!.containers[0]!.image, imageID: "", ready, restartCount: 0, started: true, state: { running: { startedAt: now } } }],
+        containerStatuses: [
+          {
+            name: "unikernel",
+            image: pod.spec!.containers[0]!.image,
+            imageID: "",
+            ready,
+            restartCount: 0,
+            started: true,
+            state: { running: { startedAt: now } },
+          },
+        ],
       },
     },
   });
 }
 
-export async function reportWaiting(client: KubeClient, pod: V1Pod, reason: string, message: string): Promise<void> {
+export async function reportWaiting(
+  client: KubeClient,
+  pod: V1Pod,
+  reason: string,
+  message: string,
+): Promise<void> {
   await client.request({
     method: "PATCH",
     path: `${paths.pod(pod.metadata!.namespace!, pod.metadata!.name!)}/status`,
@@ -85,7 +138,16 @@ export async function reportWaiting(client: KubeClient, pod: V1Pod, reason: stri
     body: {
       status: {
         phase: "Pending",
-        containerStatuses: [{ name: "unikernel", image: pod.spec!.containers[0]!.image, imageID: "", ready: false, restartCount: 0, state: { waiting: { reason, message } } }],
+        containerStatuses: [
+          {
+            name: "unikernel",
+            image: pod.spec!.containers[0]!.image,
+            imageID: "",
+            ready: false,
+            restartCount: 0,
+            state: { waiting: { reason, message } },
+          },
+        ],
       },
     },
   });
@@ -100,7 +162,11 @@ export function reapTerminatingPods(client: KubeClient, ns: string): () => void 
         for (const p of await listPods(client, ns)) {
           if (!p.metadata?.deletionTimestamp) continue;
           await client
-            .request({ method: "DELETE", path: paths.pod(ns, p.metadata.name!), body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 } })
+            .request({
+              method: "DELETE",
+              path: paths.pod(ns, p.metadata.name!),
+              body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
+            })
             .catch(() => undefined);
         }
       } catch {
@@ -134,7 +200,22 @@ export function clusterReady(cluster: () => Cluster): Promise<Cluster> {
 /** What kube-controller-manager and a cluster admin would have set up for pods to be admitted. */
 export async function prepareNamespace(c: KubeClient, ns: string): Promise<void> {
   // Without kube-controller-manager nobody creates the default ServiceAccount, and pod admission wants it.
-  await c.request({ method: "POST", path: `/api/v1/namespaces/${ns}/serviceaccounts`, body: { metadata: { name: "default" } } }).catch(() => undefined);
+  await c
+    .request({
+      method: "POST",
+      path: `/api/v1/namespaces/${ns}/serviceaccounts`,
+      body: { metadata: { name: "default" } },
+    })
+    .catch(() => undefined);
   // Pods naming a RuntimeClass that does not exist are rejected at admission.
-  await c.apply(`/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`, { apiVersion: "node.k8s.io/v1", kind: "RuntimeClass", metadata: { name: RUNTIME_CLASS }, handler: RUNTIME_CLASS }, "superfluid-test");
+  await c.apply(
+    `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
+    {
+      apiVersion: "node.k8s.io/v1",
+      kind: "RuntimeClass",
+      metadata: { name: RUNTIME_CLASS },
+      handler: RUNTIME_CLASS,
+    },
+    "superfluid-test",
+  );
 }

@@ -8,7 +8,10 @@ import { join } from "node:path";
 type Schema = Record<string, unknown>;
 
 interface OpenAPIv2 {
-  definitions: Record<string, Schema & { "x-kubernetes-group-version-kind"?: { group: string; version: string; kind: string }[] }>;
+  definitions: Record<
+    string,
+    Schema & { "x-kubernetes-group-version-kind"?: { group: string; version: string; kind: string }[] }
+  >;
 }
 
 function strictify(node: unknown): unknown {
@@ -21,7 +24,12 @@ function strictify(node: unknown): unknown {
     delete s.format;
     s.oneOf = [{ type: "string" }, { type: "integer" }];
   }
-  if (s.properties && s.additionalProperties === undefined && s["x-kubernetes-preserve-unknown-fields"] !== true) s.additionalProperties = false;
+  if (
+    s.properties &&
+    s.additionalProperties === undefined &&
+    s["x-kubernetes-preserve-unknown-fields"] !== true
+  )
+    s.additionalProperties = false;
   return s;
 }
 

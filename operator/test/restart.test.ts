@@ -58,11 +58,24 @@ test.serial("killed mid-reconcile and restarted, the operator converges to one p
   const { namespace } = cluster();
   const port1 = await freePort();
   const first = startOperatorProcess("operator-1", port1);
-  await waitFor("operator-1 /readyz", async () => ((await http(port1, "/readyz").catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 60_000, 100);
-  await waitFor("operator-1 leads", async () => {
-    const lease = await client.request<Lease>({ method: "GET", path: paths.lease(namespace, "superfluid-operator") }).catch(() => undefined);
-    return lease?.spec.holderIdentity ? lease : undefined;
-  }, 30_000, 100);
+  await waitFor(
+    "operator-1 /readyz",
+    async () =>
+      (await http(port1, "/readyz").catch(() => ({ status: 0 }))).status === 200 ? true : undefined,
+    60_000,
+    100,
+  );
+  await waitFor(
+    "operator-1 leads",
+    async () => {
+      const lease = await client
+        .request<Lease>({ method: "GET", path: paths.lease(namespace, "superfluid-operator") })
+        .catch(() => undefined);
+      return lease?.spec.holderIdentity ? lease : undefined;
+    },
+    30_000,
+    100,
+  );
   t.is((await http(port1, "/healthz")).status, 200);
 
   const vms: UnikernelVM[] = await Promise.all(
@@ -70,14 +83,24 @@ test.serial("killed mid-reconcile and restarted, the operator converges to one p
       client.request<UnikernelVM>({
         method: "POST",
         path: paths.custom(UNIKERNELVM_PLURAL, namespace),
-        body: { apiVersion: API_VERSION, kind: "UnikernelVM", metadata: { name: `vm-${i}` }, spec: { image: "registry.local:5000/hello:1", memory: "8Mi" } },
+        body: {
+          apiVersion: API_VERSION,
+          kind: "UnikernelVM",
+          metadata: { name: `vm-${i}` },
+          spec: { image: "registry.local:5000/hello:1", memory: "8Mi" },
+        },
       }),
     ),
   );
-  const atKill = await waitFor("some but not all pods", async () => {
-    const n = (await listPods(client, namespace)).length;
-    return n >= 3 ? n : undefined;
-  }, 60_000, 20);
+  const atKill = await waitFor(
+    "some but not all pods",
+    async () => {
+      const n = (await listPods(client, namespace)).length;
+      return n >= 3 ? n : undefined;
+    },
+    60_000,
+    20,
+  );
   first.child.kill("SIGKILL");
   await first.exited;
   t.true(atKill < VMS, `the kill came after all ${atKill} pods existed: not mid-reconcile`);
@@ -85,15 +108,28 @@ test.serial("killed mid-reconcile and restarted, the operator converges to one p
   const port2 = await freePort();
   const second = startOperatorProcess("operator-2", port2);
   try {
-    const pods = await waitFor("one pod per VM", async () => {
-      const p = await listPods(client, namespace);
-      return p.length >= VMS ? p : undefined;
-    }, 120_000, 200);
+    const pods = await waitFor(
+      "one pod per VM",
+      async () => {
+        const p = await listPods(client, namespace);
+        return p.length >= VMS ? p : undefined;
+      },
+      120_000,
+      200,
+    );
     // Let the restarted operator settle, then look again: still exactly one pod per VM.
-    await waitFor("every VM's status names its pod", async () => {
-      const list = await client.request<{ items: UnikernelVM[] }>({ method: "GET", path: paths.custom(UNIKERNELVM_PLURAL, namespace) });
-      return list.items.every((v) => v.status?.podName === podName(v)) ? true : undefined;
-    }, 120_000, 200);
+    await waitFor(
+      "every VM's status names its pod",
+      async () => {
+        const list = await client.request<{ items: UnikernelVM[] }>({
+          method: "GET",
+          path: paths.custom(UNIKERNELVM_PLURAL, namespace),
+        });
+        return list.items.every((v) => v.status?.podName === podName(v)) ? true : undefined;
+      },
+      120_000,
+      200,
+    );
     const final: V1Pod[] = await listPods(client, namespace);
     t.is(final.length, VMS);
     t.is(pods.length, VMS);
@@ -109,9 +145,15 @@ test.serial("killed mid-reconcile and restarted, the operator converges to one p
     // SIGTERM: a clean exit that hands the lease back.
     second.child.kill("SIGTERM");
     t.is(await second.exited, 0);
-    const lease = await client.request<Lease>({ method: "GET", path: paths.lease(namespace, "superfluid-operator") });
+    const lease = await client.request<Lease>({
+      method: "GET",
+      path: paths.lease(namespace, "superfluid-operator"),
+    });
     t.falsy(lease.spec.holderIdentity);
-    t.true((lease.spec.leaseTransitions ?? 0) >= 1, "the second process took the lease over from the killed one");
+    t.true(
+      (lease.spec.leaseTransitions ?? 0) >= 1,
+      "the second process took the lease over from the killed one",
+    );
   } finally {
     await second.stop();
   }

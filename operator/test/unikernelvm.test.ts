@@ -4,12 +4,32 @@ import test from "ava";
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
 import { waitFor } from "../../lib/net.js";
-import { API_VERSION, FINALIZER, findCondition, LABELS, parseSandboxAnnotations, RUNTIME_CLASS, UNIKERNELVM_PLURAL, type UnikernelVM, type UnikernelVMSpec } from "../../api/index.js";
+import {
+  API_VERSION,
+  FINALIZER,
+  findCondition,
+  LABELS,
+  parseSandboxAnnotations,
+  RUNTIME_CLASS,
+  UNIKERNELVM_PLURAL,
+  type UnikernelVM,
+  type UnikernelVMSpec,
+} from "../../api/index.js";
 import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
 import { isNotFound, KubeClient, paths } from "../src/kube.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
-import { bind, clusterReady, createXenNode, deleteNode, listPods, prepareNamespace, reapTerminatingPods, reportRunning, reportWaiting } from "./kubelet.js";
+import {
+  bind,
+  clusterReady,
+  createXenNode,
+  deleteNode,
+  listPods,
+  prepareNamespace,
+  reapTerminatingPods,
+  reportRunning,
+  reportWaiting,
+} from "./kubelet.js";
 
 const cluster = useCluster(test, "operator");
 let client: KubeClient;
@@ -38,10 +58,22 @@ test.after.always(async () => {
 const vmPath = (name: string) => paths.customObject(UNIKERNELVM_PLURAL, cluster().namespace, name);
 
 async function applyVM(name: string, spec: Partial<UnikernelVMSpec>): Promise<UnikernelVM> {
-  return client.apply<UnikernelVM>(vmPath(name), { apiVersion: API_VERSION, kind: "UnikernelVM", metadata: { name }, spec: { image: "registry.local:5000/hello:1", ...spec } }, "superfluid-test");
+  return client.apply<UnikernelVM>(
+    vmPath(name),
+    {
+      apiVersion: API_VERSION,
+      kind: "UnikernelVM",
+      metadata: { name },
+      spec: { image: "registry.local:5000/hello:1", ...spec },
+    },
+    "superfluid-test",
+  );
 }
 const getVM = (name: string) => client.request<UnikernelVM>({ method: "GET", path: vmPath(name) });
-const vmPods = async (name: string) => (await listPods(client, cluster().namespace, `${LABELS.vm}=${name}`)).filter((p) => !p.metadata?.deletionTimestamp);
+const vmPods = async (name: string) =>
+  (await listPods(client, cluster().namespace, `${LABELS.vm}=${name}`)).filter(
+    (p) => !p.metadata?.deletionTimestamp,
+  );
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
   return waitFor(what, async () => (await probe()) || undefined, ms, 100);
@@ -51,86 +83,163 @@ async function condition(name: string, type: string) {
   return findCondition((await getVM(name)).status?.conditions, type);
 }
 
-test.serial("a UnikernelVM gets one pod shaped for the shim, a finalizer, and an honest Pending status", async (t) => {
-  const vm = await applyVM("alpha", { memory: "32Mi", vcpus: 2, args: ["-v"], env: [{ name: "MODE", value: "fast" }] });
-  const [pod] = await until("alpha's pod", async () => (await vmPods("alpha")).length === 1 && vmPods("alpha"));
-  t.is(pod!.metadata!.name, podName(vm));
-  t.is(pod!.spec!.runtimeClassName, RUNTIME_CLASS);
-  t.deepEqual(pod!.spec!.nodeSelector, { [LABELS.xenNode]: "true" });
-  t.deepEqual(pod!.spec!.containers[0]!.resources, { requests: { memory: "32Mi", cpu: "2" }, limits: { memory: "32Mi", cpu: "2" } });
-  t.is(pod!.metadata!.ownerReferences?.[0]?.uid, vm.metadata.uid);
-  t.like(parseSandboxAnnotations(pod!.metadata!.annotations), { args: ["-v"], env: { MODE: "fast" }, memoryMiB: 32, vcpus: 2, runPolicy: "Running" });
-  const withStatus = await until("alpha's status", async () => {
-    const v = await getVM("alpha");
-    return v.status?.podName === pod!.metadata!.name && v;
-  });
-  t.true(withStatus.metadata.finalizers?.includes(FINALIZER));
-  t.is(withStatus.status?.phase, "Pending");
-  const scheduled = findCondition(withStatus.status?.conditions, "Scheduled")!;
-  t.is(scheduled.status, "False");
-  t.true(["NoXenNode", "Scheduling"].includes(scheduled.reason), scheduled.reason);
-  t.is(scheduled.observedGeneration, withStatus.metadata.generation);
-});
+test.serial(
+  "a UnikernelVM gets one pod shaped for the shim, a finalizer, and an honest Pending status",
+  async (t) => {
+    const vm = await applyVM("alpha", {
+      memory: "32Mi",
+      vcpus: 2,
+      args: ["-v"],
+      env: [{ name: "MODE", value: "fast" }],
+    });
+    const [pod] = await until(
+      "alpha's pod",
+      async () => (await vmPods("alpha")).length === 1 && vmPods("alpha"),
+    );
+    t.is(pod!.metadata!.name, podName(vm));
+    t.is(pod!.spec!.runtimeClassName, RUNTIME_CLASS);
+    t.deepEqual(pod!.spec!.nodeSelector, { [LABELS.xenNode]: "true" });
+    t.deepEqual(pod!.spec!.containers[0]!.resources, {
+      requests: { memory: "32Mi", cpu: "2" },
+      limits: { memory: "32Mi", cpu: "2" },
+    });
+    t.is(pod!.metadata!.ownerReferences?.[0]?.uid, vm.metadata.uid);
+    t.like(parseSandboxAnnotations(pod!.metadata!.annotations), {
+      args: ["-v"],
+      env: { MODE: "fast" },
+      memoryMiB: 32,
+      vcpus: 2,
+      runPolicy: "Running",
+    });
+    const withStatus = await until("alpha's status", async () => {
+      const v = await getVM("alpha");
+      return v.status?.podName === pod!.metadata!.name && v;
+    });
+    t.true(withStatus.metadata.finalizers?.includes(FINALIZER));
+    t.is(withStatus.status?.phase, "Pending");
+    const scheduled = findCondition(withStatus.status?.conditions, "Scheduled")!;
+    t.is(scheduled.status, "False");
+    t.true(["NoXenNode", "Scheduling"].includes(scheduled.reason), scheduled.reason);
+    t.is(scheduled.observedGeneration, withStatus.metadata.generation);
+  },
+);
 
-test.serial("with the pod bound and running, status follows and kubectl wait --for=condition=Ready returns", async (t) => {
-  await createXenNode(client, node);
-  const [pod] = await vmPods("alpha");
-  await bind(client, pod!, node);
-  await until("Scheduled=True", async () => (await condition("alpha", "Scheduled"))?.status === "True");
-  t.is((await getVM("alpha")).status?.phase, "Scheduled");
-  const waiter = cluster().kubectl(["wait", "--for=condition=Ready", "--timeout=60s", "uvm/alpha"]);
-  await reportRunning(client, pod!, { ip: "10.244.0.7", domainId: 12, bootMs: 41 });
-  const waited = await waiter;
-  t.is(waited.code, 0, waited.stderr);
-  const vm = await getVM("alpha");
-  t.like(vm.status, { phase: "Running", nodeName: node, ip: "10.244.0.7", domainId: 12, bootTimeMilliseconds: 41, podName: pod!.metadata!.name });
-  const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({ method: "GET", path: paths.events(cluster().namespace) });
-  const reasons = events.items.filter((e) => e.involvedObject.name === "alpha").map((e) => e.reason);
-  t.true(reasons.includes("PodCreated") && reasons.includes("Running"), reasons.join(","));
-});
+test.serial(
+  "with the pod bound and running, status follows and kubectl wait --for=condition=Ready returns",
+  async (t) => {
+    await createXenNode(client, node);
+    const [pod] = await vmPods("alpha");
+    await bind(client, pod!, node);
+    await until("Scheduled=True", async () => (await condition("alpha", "Scheduled"))?.status === "True");
+    t.is((await getVM("alpha")).status?.phase, "Scheduled");
+    const waiter = cluster().kubectl(["wait", "--for=condition=Ready", "--timeout=60s", "uvm/alpha"]);
+    await reportRunning(client, pod!, { ip: "10.244.0.7", domainId: 12, bootMs: 41 });
+    const waited = await waiter;
+    t.is(waited.code, 0, waited.stderr);
+    const vm = await getVM("alpha");
+    t.like(vm.status, {
+      phase: "Running",
+      nodeName: node,
+      ip: "10.244.0.7",
+      domainId: 12,
+      bootTimeMilliseconds: 41,
+      podName: pod!.metadata!.name,
+    });
+    const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({
+      method: "GET",
+      path: paths.events(cluster().namespace),
+    });
+    const reasons = events.items.filter((e) => e.involvedObject.name === "alpha").map((e) => e.reason);
+    t.true(reasons.includes("PodCreated") && reasons.includes("Running"), reasons.join(","));
+  },
+);
 
 test.serial("a spec change that needs a new domain replaces the pod; a Service follows the VM", async (t) => {
   const before = (await vmPods("alpha"))[0]!.metadata!.name!;
-  const vm = await applyVM("alpha", { memory: "64Mi", vcpus: 2, args: ["-v"], env: [{ name: "MODE", value: "fast" }], ports: [{ containerPort: 8080 }], service: { type: "ClusterIP" } });
+  const vm = await applyVM("alpha", {
+    memory: "64Mi",
+    vcpus: 2,
+    args: ["-v"],
+    env: [{ name: "MODE", value: "fast" }],
+    ports: [{ containerPort: 8080 }],
+    service: { type: "ClusterIP" },
+  });
   const pods = await until("the new pod alone", async () => {
     const p = await vmPods("alpha");
     return p.length === 1 && p[0]!.metadata!.name === podName(vm) && p;
   });
   t.not(pods[0]!.metadata!.name, before);
   t.is(pods[0]!.spec!.containers[0]!.resources!.limits!.memory, "64Mi");
-  const svc = await until("the service", () => client.request<V1Service>({ method: "GET", path: paths.service(cluster().namespace, "alpha") }).catch(() => undefined));
+  const svc = await until("the service", () =>
+    client
+      .request<V1Service>({ method: "GET", path: paths.service(cluster().namespace, "alpha") })
+      .catch(() => undefined),
+  );
   t.deepEqual(svc.spec!.selector, { [LABELS.vm]: "alpha" });
-  t.deepEqual(svc.spec!.ports?.map((p) => [p.port, p.protocol]), [[8080, "TCP"]]);
+  t.deepEqual(
+    svc.spec!.ports?.map((p) => [p.port, p.protocol]),
+    [[8080, "TCP"]],
+  );
   const ready = await condition("alpha", "Ready");
   t.is(ready?.status, "False");
   // Dropping the service from the spec deletes it.
-  await applyVM("alpha", { memory: "64Mi", vcpus: 2, args: ["-v"], env: [{ name: "MODE", value: "fast" }], ports: [{ containerPort: 8080 }] });
-  await until("service gone", async () => client.request({ method: "GET", path: paths.service(cluster().namespace, "alpha") }).then(() => false, (e: unknown) => isNotFound(e)));
+  await applyVM("alpha", {
+    memory: "64Mi",
+    vcpus: 2,
+    args: ["-v"],
+    env: [{ name: "MODE", value: "fast" }],
+    ports: [{ containerPort: 8080 }],
+  });
+  await until("service gone", async () =>
+    client.request({ method: "GET", path: paths.service(cluster().namespace, "alpha") }).then(
+      () => false,
+      (e: unknown) => isNotFound(e),
+    ),
+  );
   t.pass();
 });
 
 test.serial("runPolicy Stopped removes the pod and says Stopped; Running brings it back", async (t) => {
   await applyVM("alpha", { memory: "64Mi", runPolicy: "Stopped" });
-  await until("no pods", async () => (await vmPods("alpha")).length === 0 && (await listPods(client, cluster().namespace, `${LABELS.vm}=alpha`)).length === 0);
+  await until(
+    "no pods",
+    async () =>
+      (await vmPods("alpha")).length === 0 &&
+      (await listPods(client, cluster().namespace, `${LABELS.vm}=alpha`)).length === 0,
+  );
   await until("phase Stopped", async () => (await getVM("alpha")).status?.phase === "Stopped");
   t.is((await condition("alpha", "Ready"))?.reason, "Stopped");
   await applyVM("alpha", { memory: "64Mi", runPolicy: "Running" });
-  const pods = await until("a pod again", async () => (await vmPods("alpha")).length === 1 && vmPods("alpha"));
+  const pods = await until(
+    "a pod again",
+    async () => (await vmPods("alpha")).length === 1 && vmPods("alpha"),
+  );
   t.is(pods.length, 1);
 });
 
-test.serial("an image that cannot be pulled shows Ready=False with the kubelet's reason and message", async (t) => {
-  await applyVM("badimage", { image: "registry.local:5000/nope:1" });
-  const [pod] = await until("pod", async () => (await vmPods("badimage")).length === 1 && vmPods("badimage"));
-  await bind(client, pod!, node);
-  await reportWaiting(client, pod!, "ImagePullBackOff", 'Back-off pulling image "registry.local:5000/nope:1"');
-  const ready = await until("ImagePullBackOff", async () => {
-    const c = await condition("badimage", "Ready");
-    return c?.reason === "ImagePullBackOff" && c;
-  });
-  t.is(ready.status, "False");
-  t.regex(ready.message, /nope:1/);
-});
+test.serial(
+  "an image that cannot be pulled shows Ready=False with the kubelet's reason and message",
+  async (t) => {
+    await applyVM("badimage", { image: "registry.local:5000/nope:1" });
+    const [pod] = await until(
+      "pod",
+      async () => (await vmPods("badimage")).length === 1 && vmPods("badimage"),
+    );
+    await bind(client, pod!, node);
+    await reportWaiting(
+      client,
+      pod!,
+      "ImagePullBackOff",
+      'Back-off pulling image "registry.local:5000/nope:1"',
+    );
+    const ready = await until("ImagePullBackOff", async () => {
+      const c = await condition("badimage", "Ready");
+      return c?.reason === "ImagePullBackOff" && c;
+    });
+    t.is(ready.status, "False");
+    t.regex(ready.message, /nope:1/);
+  },
+);
 
 test.serial("a spec the schema accepts but the shim would refuse gets InvalidSpec and no pod", async (t) => {
   await applyVM("invalid", { env: [{ name: "GREETING", value: "hello world" }] });
@@ -153,11 +262,29 @@ test.serial("a spec the schema accepts but the shim would refuse gets InvalidSpe
 
 test.serial("deleting a VM runs the finalizer: pods and service go, then the VM", async (t) => {
   await applyVM("gone", { ports: [{ containerPort: 80 }], service: {} });
-  await until("pod and service", async () => (await vmPods("gone")).length === 1 && client.request({ method: "GET", path: paths.service(cluster().namespace, "gone") }).then(() => true, () => false));
+  await until(
+    "pod and service",
+    async () =>
+      (await vmPods("gone")).length === 1 &&
+      client.request({ method: "GET", path: paths.service(cluster().namespace, "gone") }).then(
+        () => true,
+        () => false,
+      ),
+  );
   await client.request({ method: "DELETE", path: vmPath("gone") });
-  await until("vm gone", () => getVM("gone").then(() => false, (e: unknown) => isNotFound(e)));
+  await until("vm gone", () =>
+    getVM("gone").then(
+      () => false,
+      (e: unknown) => isNotFound(e),
+    ),
+  );
   t.deepEqual(await listPods(client, cluster().namespace, `${LABELS.vm}=gone`), []);
-  const svc = await client.request<V1Service>({ method: "GET", path: paths.service(cluster().namespace, "gone") }).then(() => "exists", (e: unknown) => (isNotFound(e) ? "gone" : String(e)));
+  const svc = await client
+    .request<V1Service>({ method: "GET", path: paths.service(cluster().namespace, "gone") })
+    .then(
+      () => "exists",
+      (e: unknown) => (isNotFound(e) ? "gone" : String(e)),
+    );
   t.is(svc, "gone");
 });
 
