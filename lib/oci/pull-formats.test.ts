@@ -1,13 +1,20 @@
 // Pulling images written in other shapes than ours, from a real registry: urunc's dialect in Docker
-// v2 schema 2 media types, and an image index with several platforms.
+// v2 schema 2 media types, an image index with several platforms, and images made by independent
+// tools (umoci + skopeo).
 import anyTest, { type TestFn } from "ava";
-import { readFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
-import { URUNC_ANNOTATIONS } from "../../api/image-format.js";
+import { ImageFormatError, URUNC_ANNOTATIONS } from "../../api/image-format.js";
 import { startRegistry, type TestRegistry } from "../../e2e/harness/registry.js";
 import { buildUnikernelImage, MEDIA_TYPES, pushImage, RegistryClient } from "./index.js";
 import { writeTar } from "./tar.js";
-import { fakeKernel, newStore, pushRawImage } from "./testing.js";
+import { fakeKernel, newStore, pushRawImage, snapshotTree } from "./testing.js";
+
+const run = promisify(execFile);
 
 const test = anyTest as TestFn<{ plain: TestRegistry }>;
 
@@ -87,4 +94,81 @@ test("an image index resolves to its linux/amd64 manifest; concurrent pulls shar
     (await store.list()).map((r) => r.refs),
     [[`${plain.host}/multi:latest`]],
   );
+});
+
+/** Runs the umoci/skopeo steps that make and push an image, failing with their stderr. */
+async function sh(cmd: string, args: string[]): Promise<void> {
+  await run(cmd, args).catch((err: { stderr?: string }) => {
+    throw new Error(`${cmd} ${args.join(" ")}: ${err.stderr ?? String(err)}`);
+  });
+}
+
+/** An image made and pushed by umoci + skopeo (independent OCI tooling), with `files` in its layer. */
+async function pushWithUmoci(
+  host: string,
+  work: string,
+  name: string,
+  files: Record<string, Buffer>,
+  labels: Record<string, string>,
+): Promise<string> {
+  const layout = join(work, `${name}-layout`);
+  const bundle = join(work, `${name}-bundle`);
+  await sh("umoci", ["init", "--layout", layout]);
+  await sh("umoci", ["new", "--image", `${layout}:latest`]);
+  await sh("umoci", ["unpack", "--image", `${layout}:latest`, bundle]);
+  for (const [path, data] of Object.entries(files)) {
+    await mkdir(dirname(join(bundle, "rootfs", path)), { recursive: true });
+    await writeFile(join(bundle, "rootfs", path), data);
+  }
+  await sh("umoci", ["repack", "--image", `${layout}:latest`, bundle]);
+  const labelArgs = Object.entries(labels).flatMap(([k, v]) => ["--config.label", `${k}=${v}`]);
+  if (labelArgs.length) await sh("umoci", ["config", "--image", `${layout}:latest`, ...labelArgs]);
+  const ref = `${host}/umoci/${name}:latest`;
+  await sh("skopeo", [
+    "copy",
+    "--quiet",
+    "--dest-tls-verify=false",
+    `oci:${layout}:latest`,
+    `docker://${ref}`,
+  ]);
+  return ref;
+}
+
+test("images made by umoci and pushed by skopeo: a urunc one pulls; a Linux container image is refused", async (t) => {
+  const work = await mkdtemp(join(tmpdir(), "sf-umoci-test-"));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const kernel = fakeKernel(12_000);
+  const uruncRef = await pushWithUmoci(
+    t.context.plain.host,
+    work,
+    "urunc",
+    { "unikernel/app.xen": kernel },
+    {
+      [URUNC_ANNOTATIONS.binary]: "/unikernel/app.xen",
+      [URUNC_ANNOTATIONS.hypervisor]: "xen",
+      [URUNC_ANNOTATIONS.unikernelType]: "rumprun",
+      [URUNC_ANNOTATIONS.cmdline]: "app --port 80",
+    },
+  );
+  const store = await newStore(t);
+  const record = await store.pull(uruncRef, { plainHttp: true });
+  t.like(record.config, { dialect: "urunc", kernelPath: "unikernel/app.xen", cmdline: "app --port 80" });
+  t.deepEqual(await readFile(record.kernelPath), kernel);
+
+  const linuxRef = await pushWithUmoci(
+    t.context.plain.host,
+    work,
+    "busybox",
+    { "bin/busybox": await readFile("/bin/busybox") },
+    {},
+  );
+  const before = await snapshotTree(store.root);
+  const err = await t.throwsAsync(store.pull(linuxRef, { plainHttp: true }), {
+    instanceOf: ImageFormatError,
+  });
+  t.regex(
+    err?.message ?? "",
+    /not a unikernel image: none of superfluid\.dev\/unikernel\.kernel, com\.urunc\.unikernel\.binary or org\.unikraft\.kernel\.image is set/,
+  );
+  t.deepEqual(await snapshotTree(store.root), before, "nothing left on disk");
 });
