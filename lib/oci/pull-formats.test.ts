@@ -172,3 +172,43 @@ test("images made by umoci and pushed by skopeo: a urunc one pulls; a Linux cont
   );
   t.deepEqual(await snapshotTree(store.root), before, "nothing left on disk");
 });
+
+test("a KraftKit-shaped image (kernel and initrd in separate annotated layers, args in Cmd) pulls", async (t) => {
+  const client = new RegistryClient(t.context.plain.host, { plainHttp: true });
+  const kernel = fakeKernel(6000);
+  const initrd = fakeKernel(3000);
+  await pushRawImage(client, "unikraft/nginx", "xen", {
+    layers: [
+      {
+        bytes: writeTar([{ path: "unikraft/bin/kernel", data: kernel }]),
+        mediaType: MEDIA_TYPES.ociLayerTar,
+        annotations: {
+          "org.unikraft.kernel.image": "/unikraft/bin/kernel",
+          "org.unikraft.kernel.plat": "xen",
+          "org.unikraft.kernel.arch": "x86_64",
+        },
+      },
+      {
+        bytes: writeTar([{ path: "unikraft/bin/initrd", data: initrd }]),
+        mediaType: MEDIA_TYPES.ociLayerTar,
+        annotations: { "org.unikraft.kernel.initrd": "/unikraft/bin/initrd" },
+      },
+    ],
+    config: {
+      architecture: "amd64",
+      os: "linux",
+      config: { Cmd: ["/usr/bin/nginx", "-c", "/etc/nginx.conf"] },
+      rootfs: { type: "layers", diff_ids: [] },
+    },
+  });
+  const store = await newStore(t);
+  const record = await store.pull(`${t.context.plain.host}/unikraft/nginx:xen`, { plainHttp: true });
+  t.like(record.config, {
+    dialect: "unikraft",
+    kernelPath: "unikraft/bin/kernel",
+    initrdPath: "unikraft/bin/initrd",
+    cmdline: "/usr/bin/nginx -c /etc/nginx.conf",
+  });
+  t.deepEqual(await readFile(record.kernelPath), kernel);
+  t.deepEqual(await readFile(record.initrdPath!), initrd);
+});
