@@ -10,6 +10,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { logger } from "../../lib/log.js";
+import { waitFor } from "../../lib/net.js";
 import { K8S_BIN_DIR } from "../../lib/paths.js";
 import { type CommandResult, type ControlPlane, startControlPlane } from "../harness/control-plane.js";
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
@@ -87,16 +88,22 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, m
     );
     if (fwd.code !== 0) throw new Error(`registry forward in ${name} failed: ${fwd.stderr}`);
     // The pod network is the node's xenbr0 and subnet, so pods on different nodes route to each other.
-    const shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr] });
+    // kube-proxy needs only the apiserver: it starts alongside the shim and the kubelet (each Go
+    // binary takes minutes to start in a loaded emulated dom0).
+    const kubeProxyPromise = existsSync(join(K8S_BIN_DIR, "kube-proxy"))
+      ? startKubeProxy(cp, xen).catch((err: Error) => {
+          log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", { node: name, error: err.message });
+          return undefined;
+        })
+      : Promise.resolve(undefined);
+    let shim: Shim | undefined;
     try {
+      shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr] });
       const kubelet = await startKubelet(cp, xen);
-      const kubeProxy = existsSync(join(K8S_BIN_DIR, "kube-proxy")) ? await startKubeProxy(cp, xen).catch(async (err: Error) => {
-        log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", { node: name, error: err.message });
-        return undefined;
-      }) : undefined;
-      return { xen, shim, kubelet, kubeProxy };
+      return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
     } catch (err) {
-      await shim.stop();
+      await (await kubeProxyPromise)?.stop();
+      await shim?.stop();
       throw err;
     }
   } catch (err) {
@@ -126,9 +133,22 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     const { cp, ms: controlPlaneMs } = await cpPromise;
     await cp.startScheduler();
     // Service endpoints (EndpointSlices), namespace and garbage collection of the operator's pods.
-    await cp.startControllerManager({ controllers: ["endpointslice", "endpointslice-mirroring", "namespace", "garbage-collector", "serviceaccount", "serviceaccount-token", "nodelifecycle"] });
+    await cp.startControllerManager({
+      controllers: ["endpointslice-controller", "namespace-controller", "garbage-collector-controller", "serviceaccount-controller", "node-lifecycle-controller"],
+    });
     const rc = await cp.kubectl(["apply", "-f", "-"], { input: runtimeClassManifest() });
     if (rc.code !== 0) throw new Error(`RuntimeClass: ${rc.stderr}`);
+    // Pods are refused until their namespace's `default` ServiceAccount exists: proof that the
+    // controller-manager runs, before anything depends on it.
+    await waitFor("the default ServiceAccount (kube-controller-manager)", async () => ((await cp.kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0 ? true : undefined), 180_000, 1000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${cp.logs(20)}`);
+    });
+    // The operator needs only the apiserver: it watches while the nodes come up.
+    let operator: Operator | undefined;
+    if (opts.operator ?? true) {
+      operator = await startOperator(cp);
+      cleanups.push(() => operator!.stop());
+    }
     const { registry, images, ms: registryAndImagesMs } = await registryPromise;
 
     const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
@@ -148,11 +168,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) throw failed.reason;
 
-    let operator: Operator | undefined;
-    if (opts.operator ?? true) {
-      operator = await startOperator(cp);
-      cleanups.push(() => operator!.stop());
-    }
     const timings: BringUpTimings = {
       controlPlaneMs,
       registryAndImagesMs,
