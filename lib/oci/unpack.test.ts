@@ -1,15 +1,18 @@
 // The layer unpacker on crafted archives, on the real file system: every hostile entry is refused
 // and nothing is written outside the unpack root.
 import test from "ava";
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { writeTar, type TarWriteEntry } from "./tar.js";
 import { OciError } from "./types.js";
 import { unpackBudget, unpackLayer } from "./unpack.js";
 
 const limits = { maxUnpackedBytes: 1 << 20, maxEntries: 100 };
+const execFileAsync = promisify(execFile);
 
 /** A sandbox: <base>/outside (must stay empty) and <base>/root (the unpack root). */
 async function sandbox(t: { teardown: (fn: () => Promise<void>) => void }) {
@@ -182,3 +185,18 @@ test("whiteouts from a later layer delete what an earlier layer put there", asyn
   );
   t.deepEqual(await filesIn(root), ["c"]);
 });
+
+for (const format of ["gnu", "pax"]) {
+  test(`archives written by GNU tar (--format=${format}) with long names and links unpack`, async (t) => {
+    const { base, root } = await sandbox(t);
+    const src = join(base, "src");
+    const long = `${"n".repeat(120)}/${"m".repeat(120)}`;
+    await mkdir(join(src, long), { recursive: true });
+    await writeFile(join(src, long, "kernel"), "long-named kernel");
+    await symlink(`${long}/kernel`, join(src, "kernel-link"));
+    await execFileAsync("tar", [`--format=${format}`, "-czf", join(base, "layer.tgz"), "-C", src, "."]);
+    await unpackLayer(join(base, "layer.tgz"), "sha256:gnu", root, unpackBudget(limits));
+    t.is(await readFile(join(root, long, "kernel"), "utf8"), "long-named kernel");
+    t.is(await readlink(join(root, "kernel-link")), `${long}/kernel`);
+  });
+}
