@@ -4,6 +4,7 @@
 # the NIC driver modules of <kernel-version> listed in modules.txt with their dependencies, and
 # /etc/modules.order saying what to load for each driver. No device nodes, so no root needed.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin" # modprobe, for users whose PATH lacks sbin
 here=$(cd "$(dirname "$0")" && pwd)
 kver=$1 init=$2 out=$3
 [ -x "$init" ] || { echo "build-initramfs: $init is not an executable" >&2; exit 1; }
