@@ -5,8 +5,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { startRegistry, type TestRegistry } from "../../e2e/harness/registry.js";
 import { buildUnikernelImage, ImageStore, pushImage, RegistryClient } from "./index.js";
+import { writeTar } from "./tar.js";
 import { ourAnnotations, pushRawImage } from "./testing.js";
 
 const test = anyTest as TestFn<{ registry: TestRegistry }>;
@@ -80,4 +82,29 @@ test("a failed pull that shares a layer with a stored image leaves that image wh
   );
   t.deepEqual(await readFile(record.kernelPath), kernel);
   t.is((await store.list()).length, 1);
+});
+
+test("failing pulls running alongside a good one do not collect what it is writing", async (t) => {
+  const host = t.context.registry.host;
+  const client = new RegistryClient(host, { plainHttp: true });
+  await pushRawImage(client, "gc/evil", "v1", {
+    layers: [{ bytes: gzipSync(writeTar([{ path: "../evil", data: Buffer.from("x") }])) }],
+    annotations: ourAnnotations(),
+  });
+  for (let round = 0; round < 3; round++) {
+    const kernel = randomBytes(512 * 1024);
+    const ref = `${host}/gc/busy:r${round}`;
+    await pushImage(buildUnikernelImage({ kernel }), ref, { plainHttp: true });
+    const store = await newStore(t);
+    const failing = Array.from({ length: 6 }, (_, i) =>
+      new Promise((r) => setTimeout(r, i * 15)).then(() =>
+        store.pull(`${host}/gc/evil:v1`, { plainHttp: true }),
+      ),
+    );
+    const [good, ...bad] = await Promise.allSettled([store.pull(ref, { plainHttp: true }), ...failing]);
+    t.is(good?.status, "fulfilled");
+    t.true(bad.every((r) => r.status === "rejected"));
+    const record = await store.get(ref);
+    t.deepEqual(await readFile(record!.kernelPath), kernel, `round ${round}: the good image is whole`);
+  }
 });

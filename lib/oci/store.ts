@@ -172,11 +172,12 @@ export class ImageStore {
   private async collectGarbage(index: IndexFile): Promise<void> {
     const keep = new Set(index.images.flatMap((s) => s.blobs.map(digestHex)));
     for (const set of this.inFlight.values()) for (const d of set) keep.add(digestHex(d));
-    const keepDirs = new Set(index.images.map((s) => digestHex(s.digest)));
     for (const name of await readdir(this.blobDir))
       if (!keep.has(name)) await rm(join(this.blobDir, name), { force: true });
+    // Unpacked dirs are named by manifest digest, so the same set keeps them — including the dir a
+    // concurrent pull has unpacked but not yet recorded in the index.
     for (const name of await readdir(this.unpackedDir))
-      if (!keepDirs.has(name)) await rm(join(this.unpackedDir, name), { recursive: true, force: true });
+      if (!keep.has(name)) await rm(join(this.unpackedDir, name), { recursive: true, force: true });
   }
 
   /** Downloads one blob into the store unless it is already there (blobs are verified on write). */
