@@ -192,7 +192,10 @@ test.serial("kill -9 of the shim in the middle of 20 cycles: nothing leaked or l
   const script = Array.from({ length: 20 }, (_, i) => `( ${cycle(i)} ) >>/mnt/host/cycles.log 2>&1 || echo "cycle ${i} failed" >>/mnt/host/cycles.log`).join("\n");
   writeFileSync(join(ctx.node.hostDir, "cycles.sh"), script);
   await sh("setsid sh /mnt/host/cycles.sh </dev/null >/dev/null 2>&1 & echo $! > /mnt/host/cycles.pid");
-  await waitFor("a few cycles to pass", async () => (await sh("grep -c . /mnt/host/cycles.log 2>/dev/null || echo 0")).length > 0 && Number(await sh("ls /var/log/pods 2>/dev/null | grep -c ^cyc || true")) >= 6, 600_000);
+  // Kill once eight cycles have begun (counted in the shim's own log, on the host side of the share).
+  const begun = () => (ctx.shim.log(100_000).match(/"method":"RunPodSandbox"/g) ?? []).length;
+  const before = begun();
+  await waitFor("eight cycles to begin", async () => begun() - before >= 8, 900_000);
   await sh(`kill -9 $(cat ${ctx.node.dom0HostDir}/shim/shim.pid)`);
   t.log("shim killed with SIGKILL mid-cycle");
   await new Promise((r) => setTimeout(r, 3000));

@@ -7,7 +7,7 @@ import { logger } from "../../lib/log.js";
 import { ImageStore } from "../../lib/oci/index.js";
 import { RUNTIME_CLASS } from "../../api/annotations.js";
 import { openXenLibxl } from "./hypervisor/xen-libxl.js";
-import { bridgeNetworkConfig, CniNetwork, firstCniConf } from "./network/cni.js";
+import { bridgeNetworkConfig, CniNetwork, detectXenBridge, firstCniConf } from "./network/cni.js";
 import { CriRuntime } from "./runtime.js";
 import { CriServer } from "./server.js";
 import { OciImages } from "./services/oci-images.js";
@@ -36,7 +36,8 @@ export async function runShim(config: ShimConfig): Promise<void> {
   const images = new OciImages(new ImageStore(config.imageDir), { plainHttpRegistries: config.plainHttpRegistries, ...(config.registryCa ? { caFile: config.registryCa } : {}) });
   const ipamDataDir = join(config.stateDir, "..", "cni");
   const inline = config.bridge || config.podCidr ? bridgeNetworkConfig(config.bridge ?? "sfbr0", config.podCidr ?? "10.89.0.0/24", ipamDataDir) : undefined;
-  const network = new CniNetwork({ confPath: config.cniConf ?? (inline ? undefined : firstCniConf()), config: inline, pluginDirs: config.cniPluginDirs, ipamDataDir, manageBridge: true });
+  const confPath = config.cniConf ?? (inline ? undefined : firstCniConf());
+  const network = new CniNetwork({ confPath, config: inline ?? (confPath ? undefined : detectXenBridge(ipamDataDir)), pluginDirs: config.cniPluginDirs, ipamDataDir, manageBridge: true });
   const runtime = new CriRuntime({
     hypervisor, images, network, stateDir: config.stateDir,
     options: {

@@ -7,7 +7,7 @@
 //  - the guest's vif joins the bridge (libxl's vif hotplug) and the address reaches the guest on its
 //    command line (`ip=<addr>/<prefix> gw=<addr>`), so dom0 can route to it through the bridge.
 // Teardown is CNI DEL, which host-local treats as idempotent.
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { accessSync, constants, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { promisify } from "node:util";
@@ -48,6 +48,29 @@ export function bridgeNetworkConfig(bridge: string, subnet: string, ipamDataDir:
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new Error(`bridge name ${JSON.stringify(bridge)} is not a valid interface name`);
   const gateway = `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
   return { cniVersion: "1.0.0", name: "superfluid", type: "bridge", bridge, isGateway: true, ipam: { type: "host-local", ranges: [[{ subnet, gateway }]], dataDir: ipamDataDir } };
+}
+
+/**
+ * A dom0 that already has a Xen bridge with an address (xenbr0, as Xen's docs and our emulated node
+ * set it up) needs no CNI file: its subnet is the pod network and its address the pods' gateway.
+ */
+export function detectXenBridge(ipamDataDir: string, bridge = "xenbr0"): NetworkConfigJson | undefined {
+  let out: string;
+  try {
+    out = execFileSync("ip", ["-o", "-4", "addr", "show", "dev", bridge], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  } catch {
+    return undefined;
+  }
+  const m = /inet (\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)/.exec(out);
+  if (!m) return undefined;
+  const prefix = Number(m[5]);
+  const addr = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
+  const net = prefix === 0 ? 0 : (addr & (~0 << (32 - prefix))) >>> 0;
+  const dotted = (n: number) => [24, 16, 8, 0].map((sh) => (n >>> sh) & 255).join(".");
+  const config = bridgeNetworkConfig(bridge, `${dotted(net)}/${prefix}`, ipamDataDir);
+  const range = (config.ipam.ranges as { subnet: string; gateway: string }[][])[0]![0]!;
+  range.gateway = dotted(addr); // dom0's own address on the bridge is the gateway, whatever it is
+  return config;
 }
 
 /** containerd's rule: the first .conf/.conflist in /etc/cni/net.d in lexical order, if any. */
