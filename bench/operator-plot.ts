@@ -14,7 +14,12 @@ function niceStep(max: number, ticks: number): number {
 }
 
 export function plotSvg(title: string, xLabel: string, yLabel: string, series: Series[]): string {
-  const W = 720, H = 420, L = 70, R = 20, T = 40, B = 90;
+  const W = 720,
+    H = 420,
+    L = 70,
+    R = 20,
+    T = 40,
+    B = 90;
   const xMax = Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p[0])));
   const yMax = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[1])));
   const x = (v: number) => L + (v / xMax) * (W - L - R);
@@ -26,18 +31,34 @@ export function plotSvg(title: string, xLabel: string, yLabel: string, series: S
   ];
   const xs = niceStep(xMax, 8);
   for (let v = 0; v <= xMax + 1e-9; v += xs)
-    out.push(`<line x1="${x(v)}" y1="${T}" x2="${x(v)}" y2="${H - B}" stroke="#eee"/>`, `<text x="${x(v)}" y="${H - B + 16}" text-anchor="middle">${Number(v.toFixed(3))}</text>`);
+    out.push(
+      `<line x1="${x(v)}" y1="${T}" x2="${x(v)}" y2="${H - B}" stroke="#eee"/>`,
+      `<text x="${x(v)}" y="${H - B + 16}" text-anchor="middle">${Number(v.toFixed(3))}</text>`,
+    );
   const ys = niceStep(yMax, 6);
   for (let v = 0; v <= yMax + 1e-9; v += ys)
-    out.push(`<line x1="${L}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#eee"/>`, `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`);
-  out.push(`<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`, `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`);
+    out.push(
+      `<line x1="${L}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#eee"/>`,
+      `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`,
+    );
+  out.push(
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`,
+    `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
+  );
   out.push(`<text x="${(L + W - R) / 2}" y="${H - B + 36}" text-anchor="middle">${esc(xLabel)}</text>`);
-  out.push(`<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
+  out.push(
+    `<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
+  );
   series.forEach((s, i) => {
-    const pts = [[0, 0] as [number, number], ...s.points].map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" ");
+    const pts = [[0, 0] as [number, number], ...s.points]
+      .map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`)
+      .join(" ");
     out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts}"/>`);
     const ly = H - 30 + i * 16 - (series.length - 1) * 8;
-    out.push(`<line x1="${L}" y1="${ly}" x2="${L + 24}" y2="${ly}" stroke="${s.color}" stroke-width="3"/>`, `<text x="${L + 30}" y="${ly + 4}">${esc(s.name)}</text>`);
+    out.push(
+      `<line x1="${L}" y1="${ly}" x2="${L + 24}" y2="${ly}" stroke="${s.color}" stroke-width="3"/>`,
+      `<text x="${L + 30}" y="${ly + 4}">${esc(s.name)}</text>`,
+    );
   });
   out.push("</svg>");
   return out.join("\n") + "\n";

@@ -9,10 +9,13 @@ import {
   FINALIZER,
   findCondition,
   LABELS,
+  MIGRATION_KIND,
+  MIGRATION_PLURAL,
   parseSandboxAnnotations,
   RUNTIME_CLASS,
   UNIKERNELVM_PLURAL,
   type UnikernelVM,
+  type UnikernelVMMigration,
   type UnikernelVMSpec,
 } from "../../api/index.js";
 import { useCluster } from "../../e2e/harness/ava.js";
@@ -258,6 +261,40 @@ test.serial("a spec the schema accepts but the shim would refuse gets InvalidSpe
     return c?.reason !== "InvalidSpec" && c;
   });
   t.is(cleared.status, "False");
+});
+
+test.serial("a migration is validated and honestly reported as not yet supported", async (t) => {
+  const ns = cluster().namespace;
+  const create = (name: string, vmName: string) =>
+    client.request({
+      method: "POST",
+      path: paths.custom(MIGRATION_PLURAL, ns),
+      body: { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name }, spec: { vmName } },
+    });
+  await create("to-nowhere", "no-such-vm");
+  await create("move-alpha", "alpha");
+  const get = (name: string) =>
+    client.request<UnikernelVMMigration>({
+      method: "GET",
+      path: paths.customObject(MIGRATION_PLURAL, ns, name),
+    });
+  const missing = await until("VMNotFound", async () => {
+    const m = await get("to-nowhere");
+    return m.status?.phase && m;
+  });
+  t.is(missing.status?.phase, "Failed");
+  t.is(findCondition(missing.status?.conditions, "Succeeded")?.reason, "VMNotFound");
+  const valid = await until("a verdict", async () => {
+    const m = await get("move-alpha");
+    return m.status?.phase && m;
+  });
+  t.is(valid.status?.phase, "Pending");
+  const c = findCondition(valid.status?.conditions, "Succeeded")!;
+  t.deepEqual([c.status, c.reason], ["Unknown", "NotYetSupported"]);
+  t.regex(c.message, /not implemented/);
+  // The VM is untouched: still one pod, not migrating.
+  t.is((await vmPods("alpha")).length, 1);
+  t.is((await condition("alpha", "Migrating"))?.status, "False");
 });
 
 test.serial("deleting a VM runs the finalizer: pods and service go, then the VM", async (t) => {
