@@ -39,7 +39,7 @@ export interface XenNodeOptions {
   memoryMiB?: number;
   /** dom0_mem (MiB). Default 1024. */
   dom0MemoryMiB?: number;
-  /** QEMU vCPUs (= dom0 vCPUs). Default 2. */
+  /** QEMU vCPUs (= dom0 vCPUs). Default 1: under emulation a second vCPU costs more than it gives. */
   cpus?: number;
   /** Default 300 s (2 shared cores can be slow); env SUPERFLUID_XEN_BOOT_TIMEOUT_MS overrides. */
   bootTimeoutMs?: number;
@@ -102,6 +102,13 @@ const FATAL_CONSOLE = [/Panic on CPU/, /Kernel panic/, /superfluid-dom0: FATAL/,
  * speculation mitigations make each dom0 syscall several times slower and protect nothing in a
  * throw-away test VM. bootscrub=0: do not zero free RAM at boot.
  */
+/**
+ * One host thread for all vCPUs. With multi-threaded TCG every guest TLB flush that must reach all
+ * vCPUs waits until each vCPU thread gets a host core: on a busy 2-core machine (several nodes, a
+ * build) that made dom0 5-10x slower (boot 250 s -> 120 s, fork+exec seconds each, `xl create`
+ * hitting libxl's 40 s hotplug-script timeout). SUPERFLUID_XEN_TCG_THREAD=multi restores it.
+ */
+const TCG_THREAD = process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single";
 const XEN_SPEED_FLAGS = "bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false";
 const DOM0_SPEED_FLAGS = ["mitigations=off"];
 
@@ -135,6 +142,7 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
     // Kernel messages over the emulated serial line cost boot time; SUPERFLUID_XEN_VERBOSE=1 keeps them.
     ...(process.env.SUPERFLUID_XEN_VERBOSE === "1" ? [] : ["quiet"]),
     `sf.stage2=${STAGE2_SCRIPT}`,
+    ...(process.env.SUPERFLUID_XEN_ROOT_CACHE ? [`sf.rootcache=${process.env.SUPERFLUID_XEN_ROOT_CACHE}`] : []),
     `sf.name=${o.name}`,
     `sf.index=${index}`,
     `sf.agent_port=7000`,
@@ -144,7 +152,7 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
   if (dom0Cmdline.includes(",")) throw new Error(`a dom0 boot path contains a comma, which QEMU's -initrd cannot pass: ${dom0Cmdline}`);
   return [
     "--pdeathsig", "KILL", "--", "qemu-system-x86_64",
-    "-accel", "tcg", "-machine", "pc", "-m", String(o.memoryMiB), "-smp", String(o.cpus),
+    "-accel", `tcg,thread=${TCG_THREAD}`, "-machine", "pc", "-m", String(o.memoryMiB), "-smp", String(o.cpus),
     "-nodefaults", "-vga", "none", "-display", "none", "-no-reboot",
     "-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
     "-qmp", `unix:${join(stateDir, "qmp.sock")},server=on,wait=off`,
@@ -215,7 +223,7 @@ async function stopLaunch(l: Launch): Promise<void> {
 
 export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
   if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(opts.name)) throw new Error(`invalid Xen node name '${opts.name}': use lowercase letters, digits and '-' (max 41)`);
-  const o = { name: opts.name, memoryMiB: opts.memoryMiB ?? 2048, dom0MemoryMiB: opts.dom0MemoryMiB ?? 1024, cpus: opts.cpus ?? 2 };
+  const o = { name: opts.name, memoryMiB: opts.memoryMiB ?? 2048, dom0MemoryMiB: opts.dom0MemoryMiB ?? 1024, cpus: opts.cpus ?? 1 };
   if (o.dom0MemoryMiB + 256 > o.memoryMiB) throw new Error(`memoryMiB (${o.memoryMiB}) must exceed dom0MemoryMiB (${o.dom0MemoryMiB}) by at least 256 (Xen's own memory)`);
   if (!Number.isInteger(o.cpus) || o.cpus < 1 || o.cpus > 8) throw new Error(`cpus must be an integer 1..8, got ${o.cpus}`);
   const bootTimeoutMs = opts.bootTimeoutMs ?? Number(process.env.SUPERFLUID_XEN_BOOT_TIMEOUT_MS ?? 300_000);

@@ -8,15 +8,24 @@
 mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
 exec >/dev/console 2>&1
-echo "superfluid-dom0: stage 1"
+say() { read -r up _ </proc/uptime; echo "superfluid-dom0: [${up}s] $*"; }
+say "stage 1"
 for m in $(cat /modules.order); do
   insmod "/modules/$m" || echo "superfluid-dom0: insmod $m failed"
 done
+say "modules loaded"
 stage2=""
+# cache=loose: the root is read-only and dom0 starts many programs from it (node's module resolution
+# alone stats hundreds of paths); without a cache every lookup is a round trip to QEMU's 9p server.
+# A node does not see host files that change after it read them (sf.rootcache=none turns it off).
+rootcache=loose
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in sf.stage2=*) stage2="${arg#sf.stage2=}" ;; esac
+  case "$arg" in
+    sf.stage2=*) stage2="${arg#sf.stage2=}" ;;
+    sf.rootcache=*) rootcache="${arg#sf.rootcache=}" ;;
+  esac
 done
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /lower; then
+if ! mount -t 9p -o "trans=virtio,version=9p2000.L,ro,msize=512000,cache=$rootcache" hostroot /lower; then
   echo "superfluid-dom0: FATAL cannot mount the host root over 9p"; sleep 5; poweroff -f
 fi
 mount -t tmpfs -o size=75% tmpfs /rw
@@ -24,7 +33,7 @@ mkdir -p /rw/upper /rw/work
 if ! mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot; then
   echo "superfluid-dom0: FATAL overlay mount failed"; sleep 5; poweroff -f
 fi
-mkdir -p /newroot/run/superfluid-lower
+say "root mounted"
 umount /proc
 if [ -z "$stage2" ] || [ ! -f "/newroot$stage2" ]; then
   echo "superfluid-dom0: FATAL stage 2 script '$stage2' not found in the host root"; sleep 5; poweroff -f

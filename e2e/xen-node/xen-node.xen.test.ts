@@ -12,6 +12,9 @@ import { testGuestConfig, testGuestImage } from "./guest-image.js";
 import { startXenNode, type XenNode } from "./index.js";
 
 const nodes: XenNode[] = [];
+// Boots and guest creation under CPU emulation on 2 shared cores: minutes, not seconds, when the
+// machine is busy. t.timeout() also lifts ava's global inactivity timeout for that long.
+const SLOW = 25 * 60_000;
 
 function alive(pid: number): boolean {
   try {
@@ -37,6 +40,7 @@ test.after.always(async () => {
 });
 
 test.serial("two nodes boot at once; dom0 runs the Xen toolstack and sees the repo and the host share", async (t) => {
+  t.timeout(SLOW);
   const started = Date.now();
   const [a, b] = await Promise.all([startXenNode({ name: "xt-a" }), startXenNode({ name: "xt-b" })]);
   nodes.push(a, b);
@@ -66,6 +70,7 @@ test.serial("two nodes boot at once; dom0 runs the Xen toolstack and sees the re
 });
 
 test.serial("xl create of a PV guest on the pod bridge: console line, host -> guest HTTP, node -> node TCP", async (t) => {
+  t.timeout(SLOW);
   const [a, b] = nodes;
   if (!a || !b) return t.fail("nodes did not boot");
   const image = await testGuestImage();
@@ -102,9 +107,8 @@ test.serial("xl create of a PV guest on the pod bridge: console line, host -> gu
 
   // dom0 b -> dom0 a over TCP on the segment, payload checked on the far side.
   const payload = `segment-${process.pid}`;
-  const listen = a.exec("busybox nc -l -p 9100 > /mnt/host/received.txt", { timeoutMs: 60_000 });
-  await sleep(1000);
-  const sent = await b.exec(`for i in 1 2 3 4 5; do echo ${payload} | busybox nc ${a.segmentIp} 9100 && exit 0; sleep 1; done; exit 1`);
+  const listen = a.exec("socat -u TCP-LISTEN:9100,reuseaddr OPEN:/mnt/host/received.txt,creat", { timeoutMs: 120_000 });
+  const sent = await b.exec(`for i in $(seq 30); do echo ${payload} | socat -u STDIN TCP:${a.segmentIp}:9100 && exit 0; sleep 1; done; exit 1`, { timeoutMs: 120_000 });
   t.is(sent.code, 0, sent.stderr);
   await listen;
   t.is(readFileSync(join(a.hostDir, "received.txt"), "utf8").trim(), payload);
@@ -115,6 +119,7 @@ test.serial("xl create of a PV guest on the pod bridge: console line, host -> gu
 });
 
 test.serial("stop() leaves no QEMU process and no temp dir", async (t) => {
+  t.timeout(SLOW);
   t.true(nodes.length === 2, "nodes booted");
   for (const n of nodes.splice(0)) {
     t.true(alive(n.qemuPid));
@@ -127,6 +132,7 @@ test.serial("stop() leaves no QEMU process and no temp dir", async (t) => {
 });
 
 test.serial("a boot that does not finish in time fails with the console tail and leaves nothing", async (t) => {
+  t.timeout(SLOW);
   const before = new Set(listQemuPids());
   const err = await t.throwsAsync(startXenNode({ name: "xt-timeout", bootTimeoutMs: 2000 }));
   t.regex(err?.message ?? "", /boot timed out after 2000 ms\n--- last console lines ---/);
