@@ -3,7 +3,9 @@
 // "creating": its domain, if one got built, is destroyed), running domains are adopted (console copy
 // resumed), containers whose domain is gone are marked exited, and `sf-*` domains that no container
 // owns are destroyed.
+import { rm } from "node:fs/promises";
 import { logger } from "../../../lib/log.js";
+import { guestConsoleLogPath } from "../hypervisor/console.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerService } from "./containers.js";
 import { exitFromShutdown } from "./containers.js";
@@ -32,6 +34,8 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     const domain = domains.find((d) => d.name === c.meta.domainName);
     if (c.status.state === "creating" || !sandbox || sandbox.status.state === "creating") {
       if (domain) await rt.hypervisor.destroy(domain.domid);
+      if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
+      if (rt.options.consoleLogDir) await rm(guestConsoleLogPath(c.meta.domainName, rt.options.consoleLogDir), { force: true });
       await rt.containers.delete(c.meta.id);
       report.removedHalfMadeContainers++;
       continue;
