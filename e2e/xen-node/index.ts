@@ -41,6 +41,11 @@ export interface XenNodeOptions {
   dom0MemoryMiB?: number;
   /** QEMU vCPUs (= dom0 vCPUs). Default 1: under emulation a second vCPU costs more than it gives. */
   cpus?: number;
+  /**
+   * "fast" (default) or "untuned": the plain recipe (multi-threaded TCG, Xen/kernel mitigations on,
+   * uncached 9p root, no RNG device), kept only as the baseline of bench/xen-node.ts.
+   */
+  tuning?: "fast" | "untuned";
   /** Default 300 s (2 shared cores can be slow); env SUPERFLUID_XEN_BOOT_TIMEOUT_MS overrides. */
   bootTimeoutMs?: number;
 }
@@ -108,7 +113,7 @@ const FATAL_CONSOLE = [/Panic on CPU/, /Kernel panic/, /superfluid-dom0: FATAL/,
  * build) that made dom0 5-10x slower (boot 250 s -> 120 s, fork+exec seconds each, `xl create`
  * hitting libxl's 40 s hotplug-script timeout). SUPERFLUID_XEN_TCG_THREAD=multi restores it.
  */
-const TCG_THREAD = process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single";
+const tcgThread = (): string => (process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single");
 const XEN_SPEED_FLAGS = "bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false";
 const DOM0_SPEED_FLAGS = ["mitigations=off"];
 
@@ -133,16 +138,17 @@ interface Launch {
 }
 
 function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeoutMs">>, index: number, ports: { agent: number; nic: number; hub: number }, stateDir: string, hostDir: string): string[] {
+  const fast = o.tuning === "fast";
   const dom0Cmdline = [
     a.kernel,
     "console=hvc0",
     "earlyprintk=xen",
     "panic=-1",
-    ...DOM0_SPEED_FLAGS,
+    ...(fast ? DOM0_SPEED_FLAGS : []),
     // Kernel messages over the emulated serial line cost boot time; SUPERFLUID_XEN_VERBOSE=1 keeps them.
     ...(process.env.SUPERFLUID_XEN_VERBOSE === "1" ? [] : ["quiet"]),
     `sf.stage2=${STAGE2_SCRIPT}`,
-    ...(process.env.SUPERFLUID_XEN_ROOT_CACHE ? [`sf.rootcache=${process.env.SUPERFLUID_XEN_ROOT_CACHE}`] : []),
+    ...(!fast ? ["sf.rootcache=none"] : process.env.SUPERFLUID_XEN_ROOT_CACHE ? [`sf.rootcache=${process.env.SUPERFLUID_XEN_ROOT_CACHE}`] : []),
     `sf.name=${o.name}`,
     `sf.index=${index}`,
     `sf.agent_port=7000`,
@@ -152,14 +158,14 @@ function qemuArgs(a: BootArtifacts, o: Required<Omit<XenNodeOptions, "bootTimeou
   if (dom0Cmdline.includes(",")) throw new Error(`a dom0 boot path contains a comma, which QEMU's -initrd cannot pass: ${dom0Cmdline}`);
   return [
     "--pdeathsig", "KILL", "--", "qemu-system-x86_64",
-    "-accel", `tcg,thread=${TCG_THREAD}`, "-machine", "pc", "-m", String(o.memoryMiB), "-smp", String(o.cpus),
+    "-accel", `tcg,thread=${fast ? tcgThread() : "multi"}`, "-machine", "pc", "-m", String(o.memoryMiB), "-smp", String(o.cpus),
     "-nodefaults", "-vga", "none", "-display", "none", "-no-reboot",
     "-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0",
     "-qmp", `unix:${join(stateDir, "qmp.sock")},server=on,wait=off`,
     "-kernel", a.xen,
-    "-append", `console=com1 com1=115200,8n1 dom0_mem=${o.dom0MemoryMiB}M,max:${o.dom0MemoryMiB}M dom0_max_vcpus=${o.cpus} ${XEN_SPEED_FLAGS}`,
+    "-append", `console=com1 com1=115200,8n1 dom0_mem=${o.dom0MemoryMiB}M,max:${o.dom0MemoryMiB}M dom0_max_vcpus=${o.cpus}${fast ? " " + XEN_SPEED_FLAGS : ""}`,
     "-initrd", `${dom0Cmdline},${a.initrd}`,
-    "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
+    ...(fast ? ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"] : []),
     "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
     "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
     "-fsdev", `local,id=hostdir,path=${hostDir},security_model=none,multidevs=remap`,
@@ -223,7 +229,7 @@ async function stopLaunch(l: Launch): Promise<void> {
 
 export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
   if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(opts.name)) throw new Error(`invalid Xen node name '${opts.name}': use lowercase letters, digits and '-' (max 41)`);
-  const o = { name: opts.name, memoryMiB: opts.memoryMiB ?? 2048, dom0MemoryMiB: opts.dom0MemoryMiB ?? 1024, cpus: opts.cpus ?? 1 };
+  const o = { name: opts.name, memoryMiB: opts.memoryMiB ?? 2048, dom0MemoryMiB: opts.dom0MemoryMiB ?? 1024, cpus: opts.cpus ?? 1, tuning: opts.tuning ?? "fast" };
   if (o.dom0MemoryMiB + 256 > o.memoryMiB) throw new Error(`memoryMiB (${o.memoryMiB}) must exceed dom0MemoryMiB (${o.dom0MemoryMiB}) by at least 256 (Xen's own memory)`);
   if (!Number.isInteger(o.cpus) || o.cpus < 1 || o.cpus > 8) throw new Error(`cpus must be an integer 1..8, got ${o.cpus}`);
   const bootTimeoutMs = opts.bootTimeoutMs ?? Number(process.env.SUPERFLUID_XEN_BOOT_TIMEOUT_MS ?? 300_000);
