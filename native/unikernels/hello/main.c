@@ -123,6 +123,7 @@ static void suspend(void) {
 static void handle_control_shutdown(void) {
   char request[32];
   if (xenstore_read("control/shutdown", request, sizeof(request)) < 0 || request[0] == 0) return;
+  printk("hello: control/shutdown request \"%s\"\n", request);
   xenstore_write("control/shutdown", "");
   if (!strcmp(request, "poweroff") || !strcmp(request, "halt")) {
     printk("hello: poweroff at tick %lu\n", tick);

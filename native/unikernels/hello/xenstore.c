@@ -35,7 +35,8 @@ static void ring_write(const void *data, size_t len) {
     size_t space = XENSTORE_RING_SIZE - (prod - cons);
     if (space == 0) {
       evtchn_take_pending(store_port);
-      if (*(volatile XENSTORE_RING_IDX *)&ring->req_cons == cons) wait_for_events(&store_port, 1, 0);
+      if (*(volatile XENSTORE_RING_IDX *)&ring->req_cons == cons)
+        wait_for_events(&store_port, 1, monotonic_ns() + 1000000000ULL);
       continue;
     }
     size_t chunk = len < space ? len : space;
@@ -75,16 +76,14 @@ static int ring_read_some(void) {
   return msg_have >= sizeof(msg.hdr) && msg_have == sizeof(msg.hdr) + msg.hdr.len;
 }
 
-/* Takes one complete message if there is one (watch events only set watch_fired). Returns 1 when
- * the message is a reply the caller should look at. */
+/* Takes one complete message if there is one: returns 1 and leaves it in msg. A watch event also
+ * sets watch_fired. Callers loop until 0, so that a reply queued behind a watch event is not left
+ * in the ring with its notification already consumed. */
 static int take_message(void) {
   if (!ring_read_some()) return 0;
   msg.body[msg.hdr.len] = 0;
   msg_have = 0;
-  if (msg.hdr.type == XS_WATCH_EVENT) {
-    watch_fired = 1;
-    return 0;
-  }
+  if (msg.hdr.type == XS_WATCH_EVENT) watch_fired = 1;
   return 1;
 }
 
@@ -99,9 +98,10 @@ static uint32_t request(uint32_t type, const char *const *parts, const int *with
     /* Clear the pending bit before looking, so a reply landing after the look still wakes us. */
     evtchn_take_pending(store_port);
     while (take_message()) {
-      if (msg.hdr.req_id == hdr.req_id) return msg.hdr.type;
+      if (msg.hdr.type != XS_WATCH_EVENT && msg.hdr.req_id == hdr.req_id) return msg.hdr.type;
     }
-    wait_for_events(&store_port, 1, 0);
+    /* Re-check every second even without a notification: a lost wakeup must not hang us. */
+    wait_for_events(&store_port, 1, monotonic_ns() + 1000000000ULL);
   }
 }
 
@@ -138,7 +138,8 @@ int xenstore_watch(const char *path, const char *token) {
 int xenstore_poll_watch(void) {
   evtchn_take_pending(store_port);
   while (take_message()) {
-    /* A reply nobody waits for (cannot happen with one request at a time): drop it. */
+    /* Watch events set watch_fired; a reply nobody waits for cannot happen (one request at a
+     * time) and would be dropped. */
   }
   int fired = watch_fired;
   watch_fired = 0;
