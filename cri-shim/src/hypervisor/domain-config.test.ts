@@ -14,7 +14,8 @@ const base: DomainSpec = {
 };
 
 const valid: [string, Partial<DomainSpec>, (cfg: ReturnType<typeof domainConfig>) => unknown, unknown][] = [
-  ["pv guest sets c_info.type and the pv union key", {}, (c) => [c.c_info, "type.pv" in c.b_info, "type.pvh" in c.b_info], [{ type: "pv", name: "sf-0123abcd" }, true, false]],
+  ["pv guest sets c_info.type and the pv union key", {}, (c) => [c.c_info.type, c.c_info.name, "type.pv" in c.b_info, "type.pvh" in c.b_info], ["pv", "sf-0123abcd", true, false]],
+  ["a given uuid is used, lower-cased", { uuid: "0A0B0C0D-0000-4000-8000-000000000001" }, (c) => c.c_info.uuid, "0a0b0c0d-0000-4000-8000-000000000001"],
   ["pvh guest", { guestType: "pvh" }, (c) => [c.c_info.type, "type.pvh" in c.b_info, "type.pv" in c.b_info], ["pvh", true, false]],
   ["memory in KiB, max = target by default", { memoryMiB: 160 }, (c) => [c.b_info.max_memkb, c.b_info.target_memkb], [163840, 163840]],
   ["maxMemoryMiB raises the ceiling only", { memoryMiB: 64, maxMemoryMiB: 256 }, (c) => [c.b_info.max_memkb, c.b_info.target_memkb], [262144, 65536]],
@@ -43,11 +44,21 @@ for (const [title, patch, pick, expected] of valid) {
 }
 
 test("config JSON is exactly the config object", (t) => {
-  t.deepEqual(JSON.parse(domainConfigJSON(base)), domainConfig(base));
+  const spec = { ...base, uuid: "0a0b0c0d-0000-4000-8000-000000000001" };
+  t.deepEqual(JSON.parse(domainConfigJSON(spec)), domainConfig(spec));
+});
+
+test("without a uuid every domain gets a fresh random one", (t) => {
+  const a = domainConfig(base).c_info.uuid;
+  const b = domainConfig(base).c_info.uuid;
+  t.regex(a, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.not(a, b);
 });
 
 const invalid: [string, Partial<DomainSpec> | Record<string, unknown>, RegExp][] = [
   ["empty name", { name: "" }, /name is empty/],
+  ["malformed uuid", { uuid: "1234" }, /bad uuid/],
+  ["nil uuid", { uuid: "00000000-0000-0000-0000-000000000000" }, /bad uuid/],
   ["name with a slash", { name: "a/b" }, /letters, digits/],
   ["name with a space", { name: "a b" }, /letters, digits/],
   ["name with a newline", { name: "a\nb" }, /letters, digits/],

@@ -2,6 +2,7 @@
 // Building the config as JSON instead of laying out libxl_domain_config in memory keeps us free of
 // the large, version-specific struct: libxl's own generated parser fills it, defaults included.
 // Pure functions, so the mapping and the validation are table-tested on any host.
+import { randomUUID } from "node:crypto";
 import { isIPv4 } from "node:net";
 import { isAbsolute } from "node:path";
 import { HypervisorError, type DomainSpec, type VifSpec } from "./types.js";
@@ -17,6 +18,7 @@ export const MAX_MEMORY_MIB = 1 << 20;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function invalid(message: string): never {
   throw new HypervisorError(message, "InvalidArgument");
@@ -52,6 +54,7 @@ export function validateDomainSpec(spec: DomainSpec): void {
   // Tools treat an all-digit argument as a domid, so such a name could never be addressed by name.
   if (/^\d+$/.test(spec.name)) invalid(`domain name must not be all digits: ${spec.name}`);
   if (spec.name === "Domain-0") invalid("domain name Domain-0 is reserved");
+  if (spec.uuid !== undefined && (!UUID_RE.test(spec.uuid) || /^[0-]+$/.test(spec.uuid))) invalid(`bad uuid ${JSON.stringify(spec.uuid)}`);
   checkPath("kernel", spec.kernelPath);
   if (spec.initrdPath !== undefined) checkPath("initrd", spec.initrdPath);
   if (typeof spec.cmdline !== "string") invalid("cmdline must be a string");
@@ -71,7 +74,7 @@ export function validateDomainSpec(spec: DomainSpec): void {
 
 /** The subset of libxl_domain_config's JSON schema (libxl_types.idl) that we set. */
 export interface LibxlDomainConfigJson {
-  c_info: { type: "pv" | "pvh"; name: string };
+  c_info: { type: "pv" | "pvh"; name: string; uuid: string };
   b_info: {
     max_vcpus: number;
     /** A libxl_bitmap in JSON is the list of its set bits. */
@@ -103,7 +106,8 @@ export function domainConfig(spec: DomainSpec): LibxlDomainConfigJson {
   // The keyed union u is written "type.<key>"; its presence is what sets b_info.type.
   b_info[spec.guestType === "pv" ? "type.pv" : "type.pvh"] = {};
   return {
-    c_info: { type: spec.guestType, name: spec.name },
+    // libxl does not make up a uuid (xl does): without one every domain would be all zeros.
+    c_info: { type: spec.guestType, name: spec.name, uuid: (spec.uuid ?? randomUUID()).toLowerCase() },
     b_info,
     nics: spec.vifs.map((vif, devid) => ({
       devid,

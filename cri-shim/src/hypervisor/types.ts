@@ -19,6 +19,8 @@ export interface VifSpec {
 export interface DomainSpec {
   /** Unique Xen domain name; the shim uses `sf-<sandbox id prefix>`. */
   name: string;
+  /** Xen's handle for the domain; a random one when absent. */
+  uuid?: string;
   kernelPath: string;
   initrdPath?: string;
   cmdline: string;
@@ -45,6 +47,8 @@ export interface DomainInfo {
   memoryKiB: number;
   maxMemoryKiB: number;
   vcpus: number;
+  /** The most vcpus setVcpus() can bring online (Xen's max_vcpus). */
+  maxVcpus?: number;
   cpuTimeNs: bigint;
 }
 

@@ -48,41 +48,14 @@ import {
 } from "./libxl-ffi.js";
 import { LibxlLogCapture } from "./libxl-log.js";
 import { XenStat } from "./xenstat.js";
-import { type DomainInfo, type DomainSpec, type DomainStats, type DomainState, type HostInfo, type Hypervisor, HypervisorError, type ShutdownReason } from "./types.js";
+import { checkDomid, checkGuestDomid, formatUuid, stateOf } from "./domain-state.js";
+import { type DomainInfo, type DomainSpec, type DomainStats, type HostInfo, type Hypervisor, HypervisorError } from "./types.js";
 
 const log = logger("xen-libxl");
 const PAGE_KIB = 4;
-const SHUTDOWN_REASONS: Record<number, ShutdownReason> = { 0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset" };
-
 export interface XenLibxlOptions {
   /** libxl's own log level (its lines go to our logger); default from LIBXL_LOG_LEVEL or "warn". */
   libxlLogLevel?: XtlLevel;
-}
-
-function stateOf(d: Dominfo): { state: DomainState; shutdownReason?: ShutdownReason } {
-  if (d.dying) return { state: "dying" };
-  if (d.shutdown) {
-    const reason = SHUTDOWN_REASONS[d.shutdown_reason];
-    return { state: reason === "crash" ? "crashed" : "shutdown", ...(reason ? { shutdownReason: reason } : {}) };
-  }
-  if (d.paused) return { state: "paused" };
-  if (d.blocked) return { state: "blocked" };
-  return { state: "running" };
-}
-
-function formatUuid(bytes: number[]): string {
-  const hex = bytes.map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-function checkDomid(domid: number): void {
-  if (!Number.isInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new HypervisorError(`not a domain id: ${JSON.stringify(domid)}`, "InvalidArgument");
-}
-
-/** Guards the calls that would take dom0 (and the shim with it) down. */
-function checkGuestDomid(domid: number, op: string): void {
-  checkDomid(domid);
-  if (domid === 0) throw new HypervisorError(`refusing to ${op} domain 0`, "InvalidArgument");
 }
 
 export class XenLibxl implements Hypervisor {
@@ -184,6 +157,7 @@ export class XenLibxl implements Hypervisor {
       memoryKiB: toNumber(d.current_memkb),
       maxMemoryKiB: toNumber(d.max_memkb),
       vcpus: d.vcpu_online,
+      maxVcpus: d.vcpu_max_id + 1,
       cpuTimeNs: toBigInt(d.cpu_time),
     };
   }
@@ -350,6 +324,11 @@ export class XenLibxl implements Hypervisor {
   async setVcpus(domid: number, vcpus: number): Promise<void> {
     checkGuestDomid(domid, "set vcpus of");
     if (!Number.isInteger(vcpus) || vcpus < 1) throw new HypervisorError(`vcpus must be a positive integer, got ${JSON.stringify(vcpus)}`, "InvalidArgument");
+    const d = await this.info(domid);
+    if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
+    if (d.maxVcpus !== undefined && vcpus > d.maxVcpus) {
+      throw new HypervisorError(`domain ${domid}: ${vcpus} vcpus is above its maximum of ${d.maxVcpus} (set maxVcpus at create)`, "InvalidArgument");
+    }
     const bytes = Math.ceil(vcpus / 8);
     const map = cAlloc(bytes);
     const bitmap = cAlloc(koffi.sizeof(BitmapType));

@@ -1,0 +1,31 @@
+// Pure mappings from libxl's view of a domain to ours, and the domid guards; table-tested.
+import type { Dominfo } from "./libxl-ffi.js";
+import { type DomainState, HypervisorError, type ShutdownReason } from "./types.js";
+
+const SHUTDOWN_REASONS: Record<number, ShutdownReason> = { 0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog", 5: "soft_reset" };
+
+export function stateOf(d: Dominfo): { state: DomainState; shutdownReason?: ShutdownReason } {
+  if (d.dying) return { state: "dying" };
+  if (d.shutdown) {
+    const reason = SHUTDOWN_REASONS[d.shutdown_reason];
+    return { state: reason === "crash" ? "crashed" : "shutdown", ...(reason ? { shutdownReason: reason } : {}) };
+  }
+  if (d.paused) return { state: "paused" };
+  if (d.blocked) return { state: "blocked" };
+  return { state: "running" };
+}
+
+export function formatUuid(bytes: number[]): string {
+  const hex = bytes.map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function checkDomid(domid: number): void {
+  if (!Number.isInteger(domid) || domid < 0 || domid >= 0x7ff0) throw new HypervisorError(`not a domain id: ${JSON.stringify(domid)}`, "InvalidArgument");
+}
+
+/** Guards the calls that would take dom0 (and the shim with it) down. */
+export function checkGuestDomid(domid: number, op: string): void {
+  checkDomid(domid);
+  if (domid === 0) throw new HypervisorError(`refusing to ${op} domain 0`, "InvalidArgument");
+}
