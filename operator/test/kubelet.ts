@@ -38,6 +38,14 @@ export async function createXenNode(
       },
     },
   });
+  // Admission taints a new node not-ready; kube-controller-manager's node lifecycle controller
+  // lifts the taint once the node reports Ready. That controller does not run here.
+  await client.request({
+    method: "PATCH",
+    path: `/api/v1/nodes/${name}`,
+    contentType: "application/merge-patch+json",
+    body: { spec: { taints: null } },
+  });
 }
 
 export async function deleteNode(client: KubeClient, name: string): Promise<void> {
