@@ -197,27 +197,8 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
   if (generation !== undefined) status.observedGeneration = generation;
   if (vm.status?.lastMigration) status.lastMigration = vm.status.lastMigration;
 
-  const state = domainState(pod);
-  const paused: Reason =
-    state === "paused"
-      ? { status: "True", reason: "Paused", message: "the domain is paused" }
-      : runPolicy === "Paused" && pod
-        ? {
-            status: "False",
-            reason: "Pausing",
-            message: "runPolicy is Paused; waiting for the node to report the domain paused",
-          }
-        : { status: "False", reason: "NotPaused", message: "the domain is not paused" };
-  const suspended: Reason =
-    state === "suspended"
-      ? { status: "True", reason: "Suspended", message: "the domain is suspended to disk" }
-      : runPolicy === "Suspended" && pod
-        ? {
-            status: "False",
-            reason: "Suspending",
-            message: "runPolicy is Suspended; waiting for the node to report the domain suspended",
-          }
-        : { status: "False", reason: "NotSuspended", message: "the domain is not suspended" };
+  // Paused and Suspended are the node agent's (cri-shim/src/agent): it sees the domain, we see only
+  // the pod. Exactly one writer per condition; the ones already on the VM are carried over untouched.
   // Live migration is a later issue: until a migration runs, this is honestly False.
   const migrating: Reason = { status: "False", reason: "NotMigrating", message: "no migration in progress" };
 
@@ -231,8 +212,6 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
   };
   set("Ready", ready);
   set("Scheduled", scheduled);
-  set("Paused", paused);
-  set("Suspended", suspended);
   set("Migrating", migrating);
   status.conditions = conditions;
   return status;
