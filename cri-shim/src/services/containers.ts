@@ -168,6 +168,11 @@ export class ContainerService {
     if (!c || c.status.state === "exited") return; // CRI: stopping a gone or stopped container is not an error
     const domid = c.status.domid;
     let ended: { exitCode: number; reason: string; message: string } = { exitCode: 0, reason: "Stopped", message: "stopped before it started" };
+    // Suspended by the node agent: no domain to stop; the checkpoint is the VM's only state, dropped with it.
+    if (c.status.suspended) {
+      ended = { exitCode: 0, reason: "Stopped", message: "stopped while suspended to disk" };
+      await rm(c.status.suspended.checkpoint, { force: true });
+    }
     if (domid !== undefined) {
       let info = await this.rt.hypervisor.info(domid);
       if (info && c.status.state === "running" && timeoutSec > 0 && info.state !== "shutdown" && info.state !== "crashed") {

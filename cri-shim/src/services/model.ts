@@ -67,6 +67,12 @@ export interface ContainerStatusRecord {
   message: string;
   memoryMiB: number;
   vcpus: number;
+  /**
+   * Set by the node agent while the domain is saved to disk (runPolicy Suspended): the container
+   * stays "running" for the CRI (the pod is kept), domid is unset, and the exit monitor and recovery
+   * leave it alone. Cleared when the domain is restored under a new domid.
+   */
+  suspended?: { checkpoint: string; since: string };
 }
 
 export type SandboxStore = Store<SandboxMeta, SandboxStatus>;

@@ -41,6 +41,8 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
       continue;
     }
     if (c.status.state === "exited") continue;
+    // Saved to disk by the node agent: no domain is expected; the agent restores it when asked.
+    if (c.status.suspended && !domain) { report.adopted++; continue; }
     if (!domain || domain.state === "shutdown" || domain.state === "crashed") {
       if (domain) await rt.hypervisor.destroy(domain.domid);
       await containers.markExited(c.meta.id, domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"));
