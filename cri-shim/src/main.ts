@@ -16,6 +16,9 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --plain-http-registries  comma list of registry hosts reached without TLS (default localhost,127.0.0.1)
   --registry-ca FILE       extra CA for TLS registries
   --default-memory-mib N   guest memory when neither pod nor image says (default 64)
+  --kubeconfig FILE        with --node-name: run the node agent (runPolicy pause/suspend/resume) against this apiserver
+  --node-name NAME         the Kubernetes node this shim serves (the agent acts on VMs whose status.nodeName is it)
+  --checkpoint-dir DIR     where suspended domains are saved (default /var/lib/superfluid/checkpoints)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {
@@ -32,6 +35,9 @@ const FLAGS = {
   "registry-ca": "",
   "default-memory-mib": "64",
   "log-level": "info",
+  kubeconfig: "",
+  "node-name": "",
+  "checkpoint-dir": "/var/lib/superfluid/checkpoints",
 } as const;
 type Flag = keyof typeof FLAGS;
 
@@ -74,6 +80,9 @@ await runShim({
   plainHttpRegistries: flag("plain-http-registries").split(",").map((s) => s.trim()).filter(Boolean),
   registryCa: flag("registry-ca") || undefined,
   defaultMemoryMiB: memory,
+  kubeconfig: flag("kubeconfig") || undefined,
+  nodeName: flag("node-name") || undefined,
+  checkpointDir: flag("checkpoint-dir"),
 }).catch((err: unknown) => {
   console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

@@ -11,6 +11,7 @@ import { bridgeNetworkConfig, CniNetwork, detectXenBridge, firstCniConf } from "
 import { CriRuntime } from "./runtime.js";
 import { CriServer } from "./server.js";
 import { OciImages } from "./services/oci-images.js";
+import { startNodeAgent } from "./agent/index.js";
 
 const log = logger("cri-shim");
 
@@ -27,6 +28,10 @@ export interface ShimConfig {
   plainHttpRegistries: string[];
   registryCa?: string;
   defaultMemoryMiB: number;
+  /** With nodeName: run the node agent (runPolicy: pause, suspend, resume) against this apiserver. */
+  kubeconfig?: string;
+  nodeName?: string;
+  checkpointDir?: string;
 }
 
 export async function runShim(config: ShimConfig): Promise<void> {
@@ -49,6 +54,8 @@ export async function runShim(config: ShimConfig): Promise<void> {
   const server = new CriServer(runtime, config.socketPath);
   await server.listen();
   log.info("shim ready", { ms: Date.now() - started, hypervisor: hypervisor.name, ...report });
+  // Optional: without an apiserver the shim is a plain CRI runtime.
+  const agent = config.kubeconfig && config.nodeName ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir) : undefined;
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -56,6 +63,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
     stopping = true;
     log.info("stopping", { signal });
     await server.close();
+    await agent?.stop();
     await runtime.stop();
     await hypervisor.close();
     process.exit(0);
