@@ -220,6 +220,36 @@ test.serial("runPolicy Stopped removes the pod and says Stopped; Running brings 
   t.is(pods.length, 1);
 });
 
+test.serial("restartPolicy Always: a pod that failed (evicted) is replaced by a new one", async (t) => {
+  const [pod] = await until(
+    "alpha's pod",
+    async () => (await vmPods("alpha")).length === 1 && vmPods("alpha"),
+  );
+  await bind(client, pod!, node);
+  await client.request({
+    method: "PATCH",
+    path: `${paths.pod(cluster().namespace, pod!.metadata!.name!)}/status`,
+    contentType: "application/merge-patch+json",
+    body: {
+      status: { phase: "Failed", reason: "Evicted", message: "The node was low on resource: memory." },
+    },
+  });
+  const replacement = await until("a new pod", async () => {
+    const p = await vmPods("alpha");
+    return p.length === 1 && p[0]!.metadata!.uid !== pod!.metadata!.uid && p[0];
+  });
+  // Same spec, same name: a new pod object, not a second pod.
+  t.is(replacement.metadata!.name, pod!.metadata!.name);
+  const events = await client.request<{
+    items: { reason: string; message: string; involvedObject: { name: string } }[];
+  }>({
+    method: "GET",
+    path: paths.events(cluster().namespace),
+  });
+  const restart = events.items.find((e) => e.involvedObject.name === "alpha" && e.reason === "Restarting");
+  t.regex(restart?.message ?? "", /Evicted/);
+});
+
 test.serial(
   "an image that cannot be pulled shows Ready=False with the kubelet's reason and message",
   async (t) => {
