@@ -109,7 +109,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         },
         () => {
           metrics.leader.set(0);
+          // Another replica may lead now: the process exits at once (main.ts); embedded, stop reconciling.
           opts.onLostLeadership?.();
+          void Promise.all([vms.stop(), migrations.stop()]);
         },
       );
     });
