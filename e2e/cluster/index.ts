@@ -11,7 +11,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { logger } from "../../lib/log.js";
 import { waitFor } from "../../lib/net.js";
-import { K8S_BIN_DIR } from "../../lib/paths.js";
+import { K8S_BIN_DIR, k8sBinary } from "../../lib/paths.js";
+import { runAsync } from "../../lib/process.js";
 import { type CommandResult, type ControlPlane, startControlPlane } from "../harness/control-plane.js";
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
 import { startXenNode, type XenNode } from "../xen-node/index.js";
@@ -177,7 +178,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
       totalMs: Date.now() - t0,
     };
     log.info("e2e cluster up", { ...timings });
-    const kubectl = (args: string[], o?: { input?: string }) => cp.kubectl(args, o);
+    // Not cp.kubectl: that one kills kubectl after 3 min, and `kubectl wait` on an emulated node may
+    // legitimately take longer (its own --timeout bounds it).
+    const kubectl = (args: string[], o?: { input?: string }) =>
+      runAsync(k8sBinary("kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], { ...(o?.input !== undefined ? { input: o.input } : {}), timeoutMs: 30 * 60_000 });
     return {
       cp,
       kubeconfigPath: cp.kubeconfigPath,

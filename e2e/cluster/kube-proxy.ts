@@ -2,7 +2,6 @@
 // the node and from other pods. Runs only when setup built the binary (K8S_BIN_DIR/kube-proxy).
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
 import { K8S_BIN_DIR } from "../../lib/paths.js";
 import type { ControlPlane } from "../harness/control-plane.js";
@@ -61,15 +60,12 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
   const stop = async () => {
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);
   };
-  // Healthy once it has synced its rules the first time.
-  const deadline = Date.now() + 600_000; // a 71 MB Go binary starting in a loaded emulated dom0
-  while (Date.now() < deadline) {
-    const h = await node.exec("busybox wget -qO- http://127.0.0.1:10256/healthz");
-    if (h.code === 0) return { log, stop };
-    const alive = await node.exec(`kill -0 $(cat ${dom0Dir}/pid)`);
-    if (alive.code !== 0) break;
-    await sleep(1000);
-  }
+  // Healthy once it has synced its rules the first time. One loop in dom0 (see shim.ts for why).
+  const h = await node.exec(
+    `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; busybox wget -qO- http://127.0.0.1:10256/healthz >/dev/null 2>&1 && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
+    { timeoutMs: 660_000 },
+  );
+  if (h.code === 0) return { log, stop };
   await stop();
   throw new Error(`kube-proxy in ${node.name} did not become healthy:\n${log()}`);
 }

@@ -108,8 +108,6 @@ function kubeletConfig(port: number, dom0Dir: string): string {
     imageGCLowThresholdPercent: 99,
     registerWithTaints: [XEN_TAINT],
     resolvConf: "",
-    // Faster pod status turnaround than the 1 m default; the API calls are cheap.
-    syncFrequency: "10s",
     nodeStatusUpdateFrequency: "10s",
     shutdownGracePeriod: "0s",
     serializeImagePulls: false,
@@ -172,6 +170,8 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
     "set -e",
     "mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup",
     "mkdir -p /var/lib/kubelet /var/log/pods",
+    // As for the shim's image store: a filesystem cAdvisor can size (dom0's root is an overlay).
+    "mountpoint -q /var/lib/kubelet || mount -t tmpfs -o size=256m tmpfs /var/lib/kubelet",
     `setsid ${k8sBinary("kubelet")} ${flags.join(" ")} </dev/null >${dom0Dir}/kubelet.log 2>&1 & echo $! >${dom0Dir}/kubelet.pid`,
   ].join("\n");
   const started = Date.now();

@@ -2,7 +2,6 @@
 // Xen node, serving SHIM_SOCKET. Its log goes to the host share so a failing test can print it.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { logger } from "../../lib/log.js";
 import { REPO_ROOT } from "../../lib/paths.js";
 import type { XenNode } from "../xen-node/index.js";
@@ -46,7 +45,10 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
   const launched = await node.exec(
     [
       "set -e",
-      `mkdir -p ${dom0Dir} /run/superfluid`,
+      `mkdir -p ${dom0Dir} /run/superfluid /var/lib/superfluid`,
+      // Its own filesystem, as on a real node: the kubelet's cAdvisor cannot size dom0's overlay root
+      // (the image filesystem stats and the eviction manager would fail on every sync).
+      "mountpoint -q /var/lib/superfluid || mount -t tmpfs -o size=512m tmpfs /var/lib/superfluid",
       `${env} setsid ${process.execPath} ${SHIM_MAIN} ${args} </dev/null >${dom0Dir}/shim.log 2>&1 & echo $! >${dom0Dir}/shim.pid`,
     ].join("\n"),
   );
@@ -59,16 +61,17 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
       .exec(`kill ${pid} 2>/dev/null; for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || exit 0; sleep 0.2; done; kill -9 ${pid}`)
       .catch(() => undefined);
   };
-  for (;;) {
-    // The shim binds the socket once its runtime has recovered state and is ready to serve. (Not
-    // `crictl version`: a 40 MB Go binary takes minutes to start in a loaded emulated dom0.)
-    const r = await node.exec(`kill -0 $(cat ${dom0Dir}/shim.pid) || exit 9; test -S ${SHIM_SOCKET}`, { timeoutMs: 300_000 });
-    if (r.code === 0) break;
-    if (r.code === 9 || Date.now() > deadline) {
-      await stop();
-      throw new Error(`the CRI shim in ${node.name} ${r.code === 9 ? "exited" : "did not answer on " + SHIM_SOCKET}:\n${shimLog()}`);
-    }
-    await sleep(1000);
+  // One waiting loop inside dom0 rather than a round trip per check: under TCG every process the
+  // exec agent spawns costs seconds of emulated CPU. The shim binds its socket once its runtime has
+  // recovered state (not `crictl version`: a 40 MB Go binary takes minutes to start here).
+  const waitSeconds = Math.ceil((deadline - Date.now()) / 1000);
+  const r = await node.exec(
+    `pid=$(cat ${dom0Dir}/shim.pid); i=0; while [ $i -lt ${Math.ceil(waitSeconds / 2)} ]; do kill -0 $pid 2>/dev/null || exit 9; [ -S ${SHIM_SOCKET} ] && exit 0; sleep 2; i=$((i+1)); done; exit 1`,
+    { timeoutMs: waitSeconds * 2000 + 60_000 },
+  );
+  if (r.code !== 0) {
+    await stop();
+    throw new Error(`the CRI shim in ${node.name} ${r.code === 9 ? "exited" : "did not open " + SHIM_SOCKET}:\n${shimLog()}`);
   }
   const startMs = Date.now() - started;
   log.info("CRI shim serving", { node: node.name, startMs });
