@@ -15,6 +15,7 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --console-log-dir DIR    xenconsoled --log-dir with guest-<name>.log (default /var/log/xen/console; "" reads the pty)
   --plain-http-registries  comma list of registry hosts reached without TLS (default localhost,127.0.0.1)
   --registry-ca FILE       extra CA for TLS registries
+  --vif-antispoof true     give the guest's IP to vif-bridge (iptables anti-spoofing; slow hotplug)
   --default-memory-mib N   guest memory when neither pod nor image says (default 64)
   --kubeconfig FILE        with --node-name: run the node agent (runPolicy pause/suspend/resume) against this apiserver
   --node-name NAME         the Kubernetes node this shim serves (the agent acts on VMs whose status.nodeName is it)
@@ -34,6 +35,7 @@ const FLAGS = {
   "plain-http-registries": "localhost,127.0.0.1",
   "registry-ca": "",
   "default-memory-mib": "64",
+  "vif-antispoof": "false",
   "log-level": "info",
   kubeconfig: "",
   "node-name": "",
@@ -80,6 +82,7 @@ await runShim({
   plainHttpRegistries: flag("plain-http-registries").split(",").map((s) => s.trim()).filter(Boolean),
   registryCa: flag("registry-ca") || undefined,
   defaultMemoryMiB: memory,
+  vifAntiSpoof: flag("vif-antispoof") === "true",
   kubeconfig: flag("kubeconfig") || undefined,
   nodeName: flag("node-name") || undefined,
   checkpointDir: flag("checkpoint-dir"),

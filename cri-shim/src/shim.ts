@@ -28,6 +28,7 @@ export interface ShimConfig {
   plainHttpRegistries: string[];
   registryCa?: string;
   defaultMemoryMiB: number;
+  vifAntiSpoof: boolean;
   /** With nodeName: run the node agent (runPolicy: pause, suspend, resume) against this apiserver. */
   kubeconfig?: string;
   nodeName?: string;
@@ -47,7 +48,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
     hypervisor, images, network, stateDir: config.stateDir,
     options: {
       defaultMemoryMiB: config.defaultMemoryMiB, defaultVcpus: 1, kernelCacheDir: config.kernelCacheDir, monitorIntervalMs: 500,
-      runtimeHandlers: [RUNTIME_CLASS], ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
+      runtimeHandlers: [RUNTIME_CLASS], vifAntiSpoof: config.vifAntiSpoof, ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
     },
   });
   const report = await runtime.start();

@@ -105,7 +105,7 @@ export class ContainerService {
       try {
         const domid = await this.rt.hypervisor.createPaused({
           name: meta.domainName, kernelPath, initrdPath, cmdline, memoryMiB, vcpus, guestType: meta.guestType,
-          vifs: [{ bridge: net.bridge, mac: net.mac, ip: net.ip }],
+          vifs: [{ bridge: net.bridge, mac: net.mac, ...(this.rt.options.vifAntiSpoof ? { ip: net.ip } : {}) }],
         });
         await this.rt.containers.update(id, (s) => ({ ...s, state: "created", domid }));
         log.info("container created", { id, sandbox: sb.meta.id, domid, memoryMiB, image: imageRef });
