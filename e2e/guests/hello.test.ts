@@ -58,5 +58,6 @@ test("the hello image is at most 256 KiB and carries the Xen ELF notes a PV doma
   // FEATURES, SUSPEND_CANCEL.
   t.is(xenNotes.length, 10, stdout);
   const strings = image.toString("latin1");
-  for (const s of ["superfluid-hello\0", "xen-3.0\0", "generic\0", "!writable_page_tables\0"]) t.true(strings.includes(s), s);
+  for (const s of ["superfluid-hello\0", "xen-3.0\0", "generic\0", "!writable_page_tables\0"])
+    t.true(strings.includes(s), s);
 });

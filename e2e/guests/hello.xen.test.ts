@@ -52,12 +52,18 @@ async function consoleLog(domain: string): Promise<HelloLog> {
 }
 
 /** Polls the guest's console log until `ready(log)` holds. */
-async function waitForLog(domain: string, what: string, ready: (log: HelloLog) => boolean, timeoutMs = 90_000): Promise<HelloLog> {
+async function waitForLog(
+  domain: string,
+  what: string,
+  ready: (log: HelloLog) => boolean,
+  timeoutMs = 90_000,
+): Promise<HelloLog> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const log = await consoleLog(domain);
     if (ready(log)) return log;
-    if (Date.now() > deadline) throw new Error(`${domain}: no ${what} within ${timeoutMs} ms; console:\n${log.text.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${domain}: no ${what} within ${timeoutMs} ms; console:\n${log.text.slice(-3000)}`);
     await sleep(500);
   }
 }
@@ -68,52 +74,65 @@ async function domainExists(domain: string): Promise<boolean> {
 
 /** Writes an xl config into dom0 and creates the domain. Returns the `xl create` wall time. */
 async function create(domain: string, cmdline: string): Promise<number> {
-  const config = [`name="${domain}"`, `kernel="${KERNEL}"`, "memory=4", `cmdline="${cmdline}"`, 'on_crash="preserve"'].join("\n");
+  const config = [
+    `name="${domain}"`,
+    `kernel="${KERNEL}"`,
+    "memory=4",
+    `cmdline="${cmdline}"`,
+    'on_crash="preserve"',
+  ].join("\n");
   const r = await xen().exec(`cat > /run/${domain}.cfg`, { stdin: config + "\n" });
   if (r.code !== 0) throw new Error(`cannot write the xl config: ${r.stderr}`);
   const [, ms] = await timed(() => sh(`xl create /run/${domain}.cfg`));
   return ms;
 }
 
-test.serial("hello boots in 4 MiB, prints its command line and a ready line, ticks, reboots and powers off on request", async (t) => {
-  const imageBytes = statSync(KERNEL).size;
-  t.log(`image ${KERNEL}: ${imageBytes} bytes (${(imageBytes / 1024).toFixed(1)} KiB)`);
-  t.true(imageBytes <= IMAGE_LIMIT_BYTES, `image is ${imageBytes} bytes, over the 256 KiB target`);
+test.serial(
+  "hello boots in 4 MiB, prints its command line and a ready line, ticks, reboots and powers off on request",
+  async (t) => {
+    const imageBytes = statSync(KERNEL).size;
+    t.log(`image ${KERNEL}: ${imageBytes} bytes (${(imageBytes / 1024).toFixed(1)} KiB)`);
+    t.true(imageBytes <= IMAGE_LIMIT_BYTES, `image is ${imageBytes} bytes, over the 256 KiB target`);
 
-  const domain = `hello-boot-${randomBytes(2).toString("hex")}`;
-  const createMs = await create(domain, "serve fast GREETING=hi LEVEL=3");
-  let log = await waitForLog(domain, "second tick", (l) => l.ticks.length >= 2);
-  t.log(`xl create ${createMs} ms; guest reports ready in ${log.readyMs} ms; ${log.memoryLine}`);
-  t.deepEqual(log.args, ["serve", "fast"]);
-  t.deepEqual(log.env, ["GREETING=hi", "LEVEL=3"]);
-  t.is(log.readyCount, 1);
-  t.deepEqual(log.ticks.slice(0, 2), [1, 2]);
+    const domain = `hello-boot-${randomBytes(2).toString("hex")}`;
+    const createMs = await create(domain, "serve fast GREETING=hi LEVEL=3");
+    let log = await waitForLog(domain, "second tick", (l) => l.ticks.length >= 2);
+    t.log(`xl create ${createMs} ms; guest reports ready in ${log.readyMs} ms; ${log.memoryLine}`);
+    t.deepEqual(log.args, ["serve", "fast"]);
+    t.deepEqual(log.env, ["GREETING=hi", "LEVEL=3"]);
+    t.is(log.readyCount, 1);
+    t.deepEqual(log.ticks.slice(0, 2), [1, 2]);
 
-  const listed = await sh(`xl list ${domain}`);
-  const memMiB = Number(listed.trim().split("\n")[1]?.trim().split(/\s+/)[2]);
-  t.log(`xl list: ${memMiB} MiB for the domain`);
-  t.true(memMiB <= 4, `domain has ${memMiB} MiB`);
+    const listed = await sh(`xl list ${domain}`);
+    const memMiB = Number(listed.trim().split("\n")[1]?.trim().split(/\s+/)[2]);
+    t.log(`xl list: ${memMiB} MiB for the domain`);
+    t.true(memMiB <= 4, `domain has ${memMiB} MiB`);
 
-  // Reboot: the toolstack rebuilds the domain, which boots again from scratch (a second ready line,
-  // ticks from 1 again).
-  const domidBefore = (await sh(`xl domid ${domain}`)).trim();
-  await sh(`xl reboot ${domain}`);
-  log = await waitForLog(domain, "ready line after reboot", (l) => l.readyCount === 2 && l.ticksAfterLastReady.length >= 1);
-  t.regex(log.text, /hello: reboot at tick \d+/);
-  t.deepEqual(log.ticksAfterLastReady.slice(0, 1), [1]);
-  t.not((await sh(`xl domid ${domain}`)).trim(), domidBefore, "reboot should build a new domain");
+    // Reboot: the toolstack rebuilds the domain, which boots again from scratch (a second ready line,
+    // ticks from 1 again).
+    const domidBefore = (await sh(`xl domid ${domain}`)).trim();
+    await sh(`xl reboot ${domain}`);
+    log = await waitForLog(
+      domain,
+      "ready line after reboot",
+      (l) => l.readyCount === 2 && l.ticksAfterLastReady.length >= 1,
+    );
+    t.regex(log.text, /hello: reboot at tick \d+/);
+    t.deepEqual(log.ticksAfterLastReady.slice(0, 1), [1]);
+    t.not((await sh(`xl domid ${domain}`)).trim(), domidBefore, "reboot should build a new domain");
 
-  // Poweroff: the guest acknowledges control/shutdown and shuts down with reason poweroff (0).
-  const shutdownOut = await sh(`xl shutdown -w ${domain}`);
-  t.regex(shutdownOut, /shut down, reason code 0|has been destroyed/);
-  log = await consoleLog(domain);
-  t.regex(log.text, /hello: poweroff at tick \d+/);
-  // The xl process that watched the domain logged the reasons Xen reported: reboot (1), then poweroff (0).
-  const xlLog = await sh(`cat /var/log/xen/xl-${domain}.log`);
-  t.regex(xlLog, /has shut down, reason code 1 /);
-  t.regex(xlLog, /has shut down, reason code 0 /);
-  t.false(await domainExists(domain), "domain still listed after xl shutdown -w");
-});
+    // Poweroff: the guest acknowledges control/shutdown and shuts down with reason poweroff (0).
+    const shutdownOut = await sh(`xl shutdown -w ${domain}`);
+    t.regex(shutdownOut, /shut down, reason code 0|has been destroyed/);
+    log = await consoleLog(domain);
+    t.regex(log.text, /hello: poweroff at tick \d+/);
+    // The xl process that watched the domain logged the reasons Xen reported: reboot (1), then poweroff (0).
+    const xlLog = await sh(`cat /var/log/xen/xl-${domain}.log`);
+    t.regex(xlLog, /has shut down, reason code 1 /);
+    t.regex(xlLog, /has shut down, reason code 0 /);
+    t.false(await domainExists(domain), "domain still listed after xl shutdown -w");
+  },
+);
 
 test.serial("hello keeps counting across xl pause/unpause and xl save + xl restore", async (t) => {
   const domain = `hello-save-${randomBytes(2).toString("hex")}`;
@@ -133,7 +152,9 @@ test.serial("hello keeps counting across xl pause/unpause and xl save + xl resto
   for (let round = 1; round <= 2; round++) {
     const [, saveMs] = await timed(() =>
       sh(`xl save ${domain} ${saveFile}`).catch(async (err: Error) => {
-        const diag = await xen().exec(`xl list; tail -c 2000 /var/log/xen/console/guest-${domain}.log; xl dmesg | tail -30`);
+        const diag = await xen().exec(
+          `xl list; tail -c 2000 /var/log/xen/console/guest-${domain}.log; xl dmesg | tail -30`,
+        );
         throw new Error(`${err.message}\n--- dom0 state ---\n${diag.stdout}${diag.stderr}`);
       }),
     );
@@ -143,7 +164,11 @@ test.serial("hello keeps counting across xl pause/unpause and xl save + xl resto
     await sh(`rm -f ${saveFile}`);
     t.true(await domainExists(domain), "xl restore should bring the domain back");
     const before = (await consoleLog(domain)).ticks.length;
-    await waitForLog(domain, `ticks after restore ${round}`, (l) => l.resumedCount === round && l.ticks.length >= before + 2);
+    await waitForLog(
+      domain,
+      `ticks after restore ${round}`,
+      (l) => l.resumedCount === round && l.ticks.length >= before + 2,
+    );
     rounds.push(`save ${saveMs} ms (${saveBytes} bytes), restore ${restoreMs} ms`);
   }
   const log = await consoleLog(domain);
@@ -151,7 +176,10 @@ test.serial("hello keeps counting across xl pause/unpause and xl save + xl resto
 
   // One boot only, and the ticks are 1, 2, 3, ... with no restart and no repeat.
   t.is(log.readyCount, 1, "the guest booted again instead of resuming");
-  t.deepEqual(log.ticks, log.ticks.map((_, i) => i + 1));
+  t.deepEqual(
+    log.ticks,
+    log.ticks.map((_, i) => i + 1),
+  );
   t.true(afterPause.ticks.length >= 4);
   t.is(log.resumedCount, 2);
   // Each resume continues at the tick where its suspend happened, and ticks follow it.
