@@ -121,12 +121,12 @@ test("httpGuestCmdline builds the guest's command line and rejects what the gues
 
 /** Boots the image under QEMU with a virtio NIC; the guest's port 8080 is reachable at 127.0.0.1:hostPort. */
 async function bootUnderQemu(cmdline: string): Promise<{ r: Running; hostPort: number }> {
-  const { kernel, initrd } = await ensureHttpGuestImage();
+  const { bzImage, initrd } = await ensureHttpGuestImage();
   const hostPort = await freeLoopbackPort();
   const r = start("setpriv", [
     "--pdeathsig", "KILL", "--", "qemu-system-x86_64",
     "-accel", "tcg", "-m", "128", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
-    "-serial", "stdio", "-kernel", kernel, "-initrd", initrd, "-append", `console=ttyS0 panic=-1 quiet ${cmdline}`,
+    "-serial", "stdio", "-kernel", bzImage, "-initrd", initrd, "-append", `console=ttyS0 panic=-1 quiet ${cmdline}`,
     // restrict=on: the guest reaches nothing outside QEMU; only the forward below reaches it.
     "-netdev", `user,id=n0,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${hostPort}-10.0.2.15:8080`,
     "-device", "virtio-net-pci,netdev=n0",

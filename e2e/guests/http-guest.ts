@@ -16,7 +16,10 @@ import { REPO_ROOT } from "../../lib/paths.js";
 const run = promisify(execFile);
 
 export const HTTP_GUEST_DIR = join(REPO_ROOT, "native", "build", "http");
+/** For Xen: the ELF kernel, gzipped (xl builds a domain from it 2-3x faster than from the bzImage). */
 export const HTTP_GUEST_KERNEL = join(HTTP_GUEST_DIR, "kernel");
+/** The same kernel as a bzImage, for boots outside Xen (QEMU's -kernel). */
+export const HTTP_GUEST_BZIMAGE = join(HTTP_GUEST_DIR, "vmlinuz");
 export const HTTP_GUEST_INITRD = join(HTTP_GUEST_DIR, "initrd.cpio.gz");
 /** The guest's init, also runnable on a host (not as PID 1 it reads $HTTP_GUEST_CMDLINE instead). */
 export const HTTP_GUEST_INIT = join(HTTP_GUEST_DIR, "init");
@@ -92,12 +95,12 @@ export function parseFatalLine(consoleText: string): string | undefined {
 }
 
 /** Builds the image if needed (incremental: a no-op when nothing changed) and returns its paths. */
-export async function ensureHttpGuestImage(): Promise<{ kernel: string; initrd: string; init: string }> {
+export async function ensureHttpGuestImage(): Promise<{ kernel: string; bzImage: string; initrd: string; init: string }> {
   await run("make", ["-s", "-C", join(REPO_ROOT, "native", "guests", "http")], { timeout: 300_000 });
-  for (const p of [HTTP_GUEST_KERNEL, HTTP_GUEST_INITRD, HTTP_GUEST_INIT]) {
+  for (const p of [HTTP_GUEST_KERNEL, HTTP_GUEST_BZIMAGE, HTTP_GUEST_INITRD, HTTP_GUEST_INIT]) {
     if (!existsSync(p)) throw new Error(`http guest: ${p} missing after make -C native/guests/http`);
   }
-  return { kernel: HTTP_GUEST_KERNEL, initrd: HTTP_GUEST_INITRD, init: HTTP_GUEST_INIT };
+  return { kernel: HTTP_GUEST_KERNEL, bzImage: HTTP_GUEST_BZIMAGE, initrd: HTTP_GUEST_INITRD, init: HTTP_GUEST_INIT };
 }
 
 export interface XlGuestOptions {
