@@ -8,6 +8,7 @@
 // emulation, where every module loaded costs boot time. Its stderr goes to
 // /var/log/superfluid-agent.log in dom0.
 import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 
 export interface AgentRequest {
@@ -16,6 +17,11 @@ export interface AgentRequest {
   timeoutMs: number;
   /** Written to the command's stdin (closed afterwards). */
   stdin?: string;
+  /**
+   * Answer the boot probe without running a command: a fork of the agent (node) is costly under
+   * emulation and the host probes every second while dom0 is still booting.
+   */
+  status?: boolean;
 }
 
 export interface AgentResponse {
@@ -28,7 +34,25 @@ export interface AgentResponse {
 function isAgentRequest(value: unknown): value is AgentRequest {
   if (typeof value !== "object" || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.cmd === "string" && typeof v.timeoutMs === "number" && (v.stdin === undefined || typeof v.stdin === "string");
+  return (
+    typeof v.cmd === "string" &&
+    typeof v.timeoutMs === "number" &&
+    (v.stdin === undefined || typeof v.stdin === "string") &&
+    (v.status === undefined || typeof v.status === "boolean")
+  );
+}
+
+/** 0: toolstack ready, 3: dom0 setup failed (stdout says why), 1: still booting. */
+function bootStatus(): AgentResponse {
+  const failed = "/run/superfluid/failed";
+  if (existsSync(failed))
+    return { code: 3, stdout: readFileSync(failed, "utf8"), stderr: "", timedOut: false };
+  return {
+    code: existsSync("/run/superfluid/toolstack-ready") ? 0 : 1,
+    stdout: "",
+    stderr: "",
+    timedOut: false,
+  };
 }
 
 function runCommand(request: AgentRequest): Promise<AgentResponse> {
@@ -67,7 +91,16 @@ function runCommand(request: AgentRequest): Promise<AgentResponse> {
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
-  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+  const numbers: Partial<Record<NodeJS.Signals, number>> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGABRT: 6,
+    SIGKILL: 9,
+    SIGSEGV: 11,
+    SIGPIPE: 13,
+    SIGTERM: 15,
+  };
   return numbers[signal] ?? 0;
 }
 
@@ -87,7 +120,18 @@ function handle(socket: Socket): void {
       parsed = undefined;
     }
     if (!isAgentRequest(parsed)) {
-      socket.end(JSON.stringify({ code: 2, stdout: "", stderr: "superfluid agent: malformed request", timedOut: false }) + "\n");
+      socket.end(
+        JSON.stringify({
+          code: 2,
+          stdout: "",
+          stderr: "superfluid agent: malformed request",
+          timedOut: false,
+        }) + "\n",
+      );
+      return;
+    }
+    if (parsed.status) {
+      socket.end(JSON.stringify(bootStatus()) + "\n");
       return;
     }
     void runCommand(parsed).then((response) => socket.end(JSON.stringify(response) + "\n"));

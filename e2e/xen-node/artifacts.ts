@@ -3,7 +3,14 @@
 // ~/.cache/superfluid/xen/, keyed so that a kernel update or an edit of initrd-init.sh rebuilds them.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+} from "node:fs";
 import { copyFile, mkdir, mkdtemp, rename, rm, symlink, writeFile, chmod } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -56,8 +63,10 @@ const REQUIRED: ReadonlyArray<{ path: string; pkg: string }> = [
 /** Throws one error naming every missing Debian package (what `npm run setup` would install). */
 export function checkPrerequisites(): void {
   const missing = REQUIRED.filter((r) => !existsSync(r.path));
-  if (!existsSync("/bin/busybox") || !isStaticBusybox()) missing.push({ path: "/bin/busybox (static)", pkg: "busybox-static" });
-  if (findDom0Kernel() === undefined) missing.push({ path: "/boot/vmlinuz-<v> with /lib/modules/<v>", pkg: "linux-image-amd64" });
+  if (!existsSync("/bin/busybox") || !isStaticBusybox())
+    missing.push({ path: "/bin/busybox (static)", pkg: "busybox-static" });
+  if (findDom0Kernel() === undefined)
+    missing.push({ path: "/boot/vmlinuz-<v> with /lib/modules/<v>", pkg: "linux-image-amd64" });
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map((m) => m.pkg))];
   throw new Error(

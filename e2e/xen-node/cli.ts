@@ -21,7 +21,12 @@ async function main(): Promise<void> {
     return;
   }
   const { values } = parseArgs({
-    options: { name: { type: "string", default: "dev" }, memory: { type: "string" }, "dom0-memory": { type: "string" }, cpus: { type: "string" } },
+    options: {
+      name: { type: "string", default: "dev" },
+      memory: { type: "string" },
+      "dom0-memory": { type: "string" },
+      cpus: { type: "string" },
+    },
   });
   const node = await startXenNode({
     name: values.name ?? "dev",

@@ -5,7 +5,11 @@ import type { AgentRequest, AgentResponse } from "./agent.js";
 export class AgentUnreachable extends Error {}
 
 /** channelTimeoutMs: give up on a channel that never answers (default: the command's timeout + 15 s). */
-export async function agentExec(port: number, request: AgentRequest, channelTimeoutMs = request.timeoutMs + 15_000): Promise<AgentResponse> {
+export async function agentExec(
+  port: number,
+  request: AgentRequest,
+  channelTimeoutMs = request.timeoutMs + 15_000,
+): Promise<AgentResponse> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: "127.0.0.1", port });
     const chunks: Buffer[] = [];
@@ -20,7 +24,10 @@ export async function agentExec(port: number, request: AgentRequest, channelTime
     };
     // The agent enforces the command's timeout; this one only catches a dead channel.
     // Before dom0's network is up, QEMU's user net holds the connection open without an answer.
-    const timer = setTimeout(() => settle(new AgentUnreachable(`exec channel: no answer within ${channelTimeoutMs} ms`)), channelTimeoutMs);
+    const timer = setTimeout(
+      () => settle(new AgentUnreachable(`exec channel: no answer within ${channelTimeoutMs} ms`)),
+      channelTimeoutMs,
+    );
     sock.on("connect", () => sock.write(JSON.stringify(request) + "\n"));
     sock.on("data", (d: Buffer) => chunks.push(d));
     sock.on("error", (err) => settle(new AgentUnreachable(`exec channel: ${err.message}`)));

@@ -23,7 +23,11 @@ export async function testGuestImage(): Promise<TestGuestImage> {
   const version = findDom0Kernel() ?? "";
   const { stdout } = await run("modprobe", ["-S", version, "--show-depends", "xen-netfront"]);
   const modules = stdout.split("\n").flatMap((l) => /^insmod (\S+)/.exec(l.trim())?.[1] ?? []);
-  const hash = createHash("sha256").update(readFileSync(GUEST_INIT)).update(modules.join("\n")).digest("hex").slice(0, 16);
+  const hash = createHash("sha256")
+    .update(readFileSync(GUEST_INIT))
+    .update(modules.join("\n"))
+    .digest("hex")
+    .slice(0, 16);
   const ramdisk = join(XEN_CACHE_DIR, `test-guest-${version}-${hash}.cpio`);
   if (!existsSync(ramdisk)) {
     await mkdir(XEN_CACHE_DIR, { recursive: true });
@@ -54,8 +58,17 @@ export async function testGuestImage(): Promise<TestGuestImage> {
 }
 
 /** An xl config for the test guest on `bridge`, with `ip` (CIDR form) and gateway `gw`. */
-export function testGuestConfig(image: TestGuestImage, o: { name: string; word: string; bridge?: string; ip?: string; gw?: string; memoryMiB?: number }): string {
-  const extra = ["console=hvc0", "quiet", `sf.word=${o.word}`, ...(o.ip ? [`sf.ip=${o.ip}`] : []), ...(o.gw ? [`sf.gw=${o.gw}`] : [])];
+export function testGuestConfig(
+  image: TestGuestImage,
+  o: { name: string; word: string; bridge?: string; ip?: string; gw?: string; memoryMiB?: number },
+): string {
+  const extra = [
+    "console=hvc0",
+    "quiet",
+    `sf.word=${o.word}`,
+    ...(o.ip ? [`sf.ip=${o.ip}`] : []),
+    ...(o.gw ? [`sf.gw=${o.gw}`] : []),
+  ];
   return [
     `name = "${o.name}"`,
     `kernel = "${image.kernel}"`,

@@ -12,12 +12,16 @@ test("rejects a name that is not a DNS-label-like word", async (t) => {
 });
 
 test("rejects QEMU memory that leaves no room next to dom0", async (t) => {
-  await t.throwsAsync(startXenNode({ name: "in-mem", memoryMiB: 1024, dom0MemoryMiB: 1024 }), { message: /memoryMiB \(1024\) must exceed dom0MemoryMiB \(1024\)/ });
+  await t.throwsAsync(startXenNode({ name: "in-mem", memoryMiB: 1024, dom0MemoryMiB: 1024 }), {
+    message: /memoryMiB \(1024\) must exceed dom0MemoryMiB \(1024\)/,
+  });
   t.deepEqual(leftovers("superfluid-xen-in-mem-"), []);
 });
 
 test("rejects a CPU count QEMU/Xen would not boot with", async (t) => {
-  await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 0 }), { message: /cpus must be an integer 1..8, got 0/ });
+  await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 0 }), {
+    message: /cpus must be an integer 1..8, got 0/,
+  });
   await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 1.5 }), { message: /cpus must be an integer/ });
   t.deepEqual(leftovers("superfluid-xen-in-cpu-"), []);
 });

@@ -2,7 +2,11 @@
 // running node. One connection per command: forwards are rare, and it keeps the state trivial.
 import { connect } from "node:net";
 
-export async function qmpHumanCommand(socketPath: string, commandLine: string, timeoutMs = 10_000): Promise<string> {
+export async function qmpHumanCommand(
+  socketPath: string,
+  commandLine: string,
+  timeoutMs = 10_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     let buffered = "";
@@ -26,7 +30,12 @@ export async function qmpHumanCommand(socketPath: string, commandLine: string, t
         const line = buffered.slice(0, newline).trim();
         buffered = buffered.slice(newline + 1);
         if (!line) continue;
-        const msg = JSON.parse(line) as { QMP?: unknown; return?: unknown; error?: { desc?: string }; event?: string };
+        const msg = JSON.parse(line) as {
+          QMP?: unknown;
+          return?: unknown;
+          error?: { desc?: string };
+          event?: string;
+        };
         if (msg.event) continue;
         if (msg.error) return finish(new Error(`QMP '${commandLine}': ${msg.error.desc ?? "error"}`));
         if (step === 0 && msg.QMP) {
@@ -34,7 +43,10 @@ export async function qmpHumanCommand(socketPath: string, commandLine: string, t
           sock.write(JSON.stringify({ execute: "qmp_capabilities" }) + "\n");
         } else if (step === 1 && "return" in msg) {
           step = 2;
-          sock.write(JSON.stringify({ execute: "human-monitor-command", arguments: { "command-line": commandLine } }) + "\n");
+          sock.write(
+            JSON.stringify({ execute: "human-monitor-command", arguments: { "command-line": commandLine } }) +
+              "\n",
+          );
         } else if (step === 2 && "return" in msg) {
           // HMP errors come back as text in a successful QMP answer.
           return finish(undefined, typeof msg.return === "string" ? msg.return : "");

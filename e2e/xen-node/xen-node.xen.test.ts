@@ -39,84 +39,102 @@ test.after.always(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
 });
 
-test.serial("two nodes boot at once; dom0 runs the Xen toolstack and sees the repo and the host share", async (t) => {
-  t.timeout(SLOW);
-  const started = Date.now();
-  const [a, b] = await Promise.all([startXenNode({ name: "xt-a" }), startXenNode({ name: "xt-b" })]);
-  nodes.push(a, b);
-  t.log(`boot: ${a.name} ${(a.bootMs / 1000).toFixed(1)} s, ${b.name} ${(b.bootMs / 1000).toFixed(1)} s (both ready after ${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  t.not(a.index, b.index);
-  t.not(a.podCidr, b.podCidr);
+test.serial(
+  "two nodes boot at once; dom0 runs the Xen toolstack and sees the repo and the host share",
+  async (t) => {
+    t.timeout(SLOW);
+    const started = Date.now();
+    const [a, b] = await Promise.all([startXenNode({ name: "xt-a" }), startXenNode({ name: "xt-b" })]);
+    nodes.push(a, b);
+    t.log(
+      `boot: ${a.name} ${(a.bootMs / 1000).toFixed(1)} s, ${b.name} ${(b.bootMs / 1000).toFixed(1)} s (both ready after ${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    );
+    t.not(a.index, b.index);
+    t.not(a.podCidr, b.podCidr);
 
-  const list = await a.exec("xl list");
-  t.is(list.code, 0, list.stderr);
-  t.regex(list.stdout, /^Domain-0\s+0\s+\d+\s+\d+/m);
+    const list = await a.exec("xl list");
+    t.is(list.code, 0, list.stderr);
+    t.regex(list.stdout, /^Domain-0\s+0\s+\d+\s+\d+/m);
 
-  // The repo is at the same path in dom0 (the 9p root), so node code from dist/ runs there.
-  const pkg = await a.exec(`node -e 'process.stdout.write(require("${REPO_ROOT}/package.json").name)'`);
-  t.is(pkg.stdout, "superfluid", pkg.stderr);
+    // The repo is at the same path in dom0 (the 9p root), so node code from dist/ runs there.
+    const pkg = await a.exec(`node -e 'process.stdout.write(require("${REPO_ROOT}/package.json").name)'`);
+    t.is(pkg.stdout, "superfluid", pkg.stderr);
 
-  // The share works both ways.
-  writeFileSync(join(a.hostDir, "from-host.txt"), "host->dom0");
-  const copy = await a.exec("cat /mnt/host/from-host.txt > /mnt/host/from-dom0.txt && echo -n ' dom0->host' >> /mnt/host/from-dom0.txt");
-  t.is(copy.code, 0, copy.stderr);
-  t.is(readFileSync(join(a.hostDir, "from-dom0.txt"), "utf8"), "host->dom0 dom0->host");
+    // The share works both ways.
+    writeFileSync(join(a.hostDir, "from-host.txt"), "host->dom0");
+    const copy = await a.exec(
+      "cat /mnt/host/from-host.txt > /mnt/host/from-dom0.txt && echo -n ' dom0->host' >> /mnt/host/from-dom0.txt",
+    );
+    t.is(copy.code, 0, copy.stderr);
+    t.is(readFileSync(join(a.hostDir, "from-dom0.txt"), "utf8"), "host->dom0 dom0->host");
 
-  // exec reports exit codes, stderr and stdin faithfully.
-  const failing = await a.exec("echo out; echo err >&2; exit 7");
-  t.deepEqual(failing, { code: 7, stdout: "out\n", stderr: "err\n" });
-  t.is((await a.exec("tr a-z A-Z", { stdin: "piped" })).stdout, "PIPED");
-  await t.throwsAsync(a.exec("sleep 30", { timeoutMs: 1000 }), { message: /timed out after 1000 ms/ });
-});
+    // exec reports exit codes, stderr and stdin faithfully.
+    const failing = await a.exec("echo out; echo err >&2; exit 7");
+    t.deepEqual(failing, { code: 7, stdout: "out\n", stderr: "err\n" });
+    t.is((await a.exec("tr a-z A-Z", { stdin: "piped" })).stdout, "PIPED");
+    await t.throwsAsync(a.exec("sleep 30", { timeoutMs: 1000 }), { message: /timed out after 1000 ms/ });
+  },
+);
 
-test.serial("xl create of a PV guest on the pod bridge: console line, host -> guest HTTP, node -> node TCP", async (t) => {
-  t.timeout(SLOW);
-  const [a, b] = nodes;
-  if (!a || !b) return t.fail("nodes did not boot");
-  const image = await testGuestImage();
-  const guestIp = a.podCidr.replace(/0\/24$/, "10");
-  const word = `w${process.pid}`;
-  writeFileSync(join(a.hostDir, "g1.cfg"), testGuestConfig(image, { name: "g1", word, bridge: a.bridge, ip: `${guestIp}/24`, gw: a.dom0Ip }));
-  const createdAt = Date.now();
-  const created = await a.exec("xl create /mnt/host/g1.cfg", { timeoutMs: 300_000 });
-  t.is(created.code, 0, created.stderr);
-  t.log(`xl create: ${((Date.now() - createdAt) / 1000).toFixed(1)} s`);
+test.serial(
+  "xl create of a PV guest on the pod bridge: console line, host -> guest HTTP, node -> node TCP",
+  async (t) => {
+    t.timeout(SLOW);
+    const [a, b] = nodes;
+    if (!a || !b) return t.fail("nodes did not boot");
+    const image = await testGuestImage();
+    const guestIp = a.podCidr.replace(/0\/24$/, "10");
+    const word = `w${process.pid}`;
+    writeFileSync(
+      join(a.hostDir, "g1.cfg"),
+      testGuestConfig(image, { name: "g1", word, bridge: a.bridge, ip: `${guestIp}/24`, gw: a.dom0Ip }),
+    );
+    const createdAt = Date.now();
+    const created = await a.exec("xl create /mnt/host/g1.cfg", { timeoutMs: 300_000 });
+    t.is(created.code, 0, created.stderr);
+    t.log(`xl create: ${((Date.now() - createdAt) / 1000).toFixed(1)} s`);
 
-  const consoleLog = await waitFor(
-    "the guest's network line in the xenconsoled log",
-    async () => {
-      const r = await a.exec("cat /var/log/xen/console/guest-g1.log");
-      return r.stdout.includes("SUPERFLUID-GUEST-NET-UP") ? r.stdout : undefined;
-    },
-    180_000,
-  );
-  t.true(consoleLog.includes(`SUPERFLUID-GUEST-UP ${word}`), consoleLog);
+    const consoleLog = await waitFor(
+      "the guest's network line in the xenconsoled log",
+      async () => {
+        const r = await a.exec("cat /var/log/xen/console/guest-g1.log");
+        return r.stdout.includes("SUPERFLUID-GUEST-NET-UP") ? r.stdout : undefined;
+      },
+      180_000,
+    );
+    t.true(consoleLog.includes(`SUPERFLUID-GUEST-UP ${word}`), consoleLog);
 
-  // vif-bridge put the guest's vif on xenbr0.
-  const bridged = await a.exec("ls /sys/class/net/xenbr0/brif/");
-  t.regex(bridged.stdout, /^vif\d+\.0$/m);
+    // vif-bridge put the guest's vif on xenbr0.
+    const bridged = await a.exec("ls /sys/class/net/xenbr0/brif/");
+    t.regex(bridged.stdout, /^vif\d+\.0$/m);
 
-  // Host -> guest: a forward to the pod address.
-  const port = await a.forward(8080, { toAddress: guestIp });
-  const res = await fetch(`http://127.0.0.1:${port}/`);
-  t.is((await res.text()).trim(), `hello from ${word} at ${guestIp}`);
+    // Host -> guest: a forward to the pod address.
+    const port = await a.forward(8080, { toAddress: guestIp });
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    t.is((await res.text()).trim(), `hello from ${word} at ${guestIp}`);
 
-  // Node b -> node a's pod, across the segment and a's pod bridge.
-  const crossPod = await b.exec(`wget -q -T 20 -O- http://${guestIp}:8080/`);
-  t.is(crossPod.stdout.trim(), `hello from ${word} at ${guestIp}`, crossPod.stderr);
+    // Node b -> node a's pod, across the segment and a's pod bridge.
+    const crossPod = await b.exec(`wget -q -T 20 -O- http://${guestIp}:8080/`);
+    t.is(crossPod.stdout.trim(), `hello from ${word} at ${guestIp}`, crossPod.stderr);
 
-  // dom0 b -> dom0 a over TCP on the segment, payload checked on the far side.
-  const payload = `segment-${process.pid}`;
-  const listen = a.exec("socat -u TCP-LISTEN:9100,reuseaddr OPEN:/mnt/host/received.txt,creat", { timeoutMs: 120_000 });
-  const sent = await b.exec(`for i in $(seq 30); do echo ${payload} | socat -u STDIN TCP:${a.segmentIp}:9100 && exit 0; sleep 1; done; exit 1`, { timeoutMs: 120_000 });
-  t.is(sent.code, 0, sent.stderr);
-  await listen;
-  t.is(readFileSync(join(a.hostDir, "received.txt"), "utf8").trim(), payload);
+    // dom0 b -> dom0 a over TCP on the segment, payload checked on the far side.
+    const payload = `segment-${process.pid}`;
+    const listen = a.exec("socat -u TCP-LISTEN:9100,reuseaddr OPEN:/mnt/host/received.txt,creat", {
+      timeoutMs: 120_000,
+    });
+    const sent = await b.exec(
+      `for i in $(seq 30); do echo ${payload} | socat -u STDIN TCP:${a.segmentIp}:9100 && exit 0; sleep 1; done; exit 1`,
+      { timeoutMs: 120_000 },
+    );
+    t.is(sent.code, 0, sent.stderr);
+    await listen;
+    t.is(readFileSync(join(a.hostDir, "received.txt"), "utf8").trim(), payload);
 
-  const destroyed = await a.exec("xl destroy g1 && xl list");
-  t.is(destroyed.code, 0, destroyed.stderr);
-  t.notRegex(destroyed.stdout, /^g1\s/m);
-});
+    const destroyed = await a.exec("xl destroy g1 && xl list");
+    t.is(destroyed.code, 0, destroyed.stderr);
+    t.notRegex(destroyed.stdout, /^g1\s/m);
+  },
+);
 
 test.serial("stop() leaves no QEMU process and no temp dir", async (t) => {
   t.timeout(SLOW);
@@ -131,15 +149,23 @@ test.serial("stop() leaves no QEMU process and no temp dir", async (t) => {
   }
 });
 
-test.serial("a boot that does not finish in time fails with the console tail and leaves nothing", async (t) => {
-  t.timeout(SLOW);
-  const before = new Set(listQemuPids());
-  const err = await t.throwsAsync(startXenNode({ name: "xt-timeout", bootTimeoutMs: 2000 }));
-  t.regex(err?.message ?? "", /boot timed out after 2000 ms\n--- last console lines ---/);
-  const leftover = listQemuPids().filter((pid) => !before.has(pid) && readCmdline(pid).includes("superfluid-xen-xt-timeout-"));
-  t.deepEqual(leftover, []);
-  t.deepEqual(readdirSyncSafe(tmpdir()).filter((e) => e.startsWith("superfluid-xen-xt-timeout-")), []);
-});
+test.serial(
+  "a boot that does not finish in time fails with the console tail and leaves nothing",
+  async (t) => {
+    t.timeout(SLOW);
+    const before = new Set(listQemuPids());
+    const err = await t.throwsAsync(startXenNode({ name: "xt-timeout", bootTimeoutMs: 2000 }));
+    t.regex(err?.message ?? "", /boot timed out after 2000 ms\n--- last console lines ---/);
+    const leftover = listQemuPids().filter(
+      (pid) => !before.has(pid) && readCmdline(pid).includes("superfluid-xen-xt-timeout-"),
+    );
+    t.deepEqual(leftover, []);
+    t.deepEqual(
+      readdirSyncSafe(tmpdir()).filter((e) => e.startsWith("superfluid-xen-xt-timeout-")),
+      [],
+    );
+  },
+);
 
 function listQemuPids(): number[] {
   return readdirSyncSafe("/proc")
