@@ -38,7 +38,12 @@ export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }
 
   async start(): Promise<this> {
     if (this.timer) return this;
-    this.offset = this.opts.fromEnd ? await stat(this.path).then((s) => s.size, () => 0) : 0;
+    this.offset = this.opts.fromEnd
+      ? await stat(this.path).then(
+          (s) => s.size,
+          () => 0,
+        )
+      : 0;
     this.timer = setInterval(() => void this.poll(), this.opts.pollMs ?? 100);
     await this.poll();
     return this;
@@ -73,7 +78,10 @@ export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }
     if (this.reading || !this.timer) return;
     this.reading = true;
     try {
-      const size = await stat(this.path).then((s) => s.size, (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? -1 : Promise.reject(err)));
+      const size = await stat(this.path).then(
+        (s) => s.size,
+        (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? -1 : Promise.reject(err)),
+      );
       if (size < 0) return;
       if (size < this.offset) {
         this.offset = 0;
@@ -91,7 +99,8 @@ export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }
       }
     } catch (err) {
       // An EventEmitter throws on an unheard "error"; a tail nobody watches for errors just retries.
-      if (this.listenerCount("error") > 0) this.emit("error", err instanceof Error ? err : new Error(String(err)));
+      if (this.listenerCount("error") > 0)
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.reading = false;
     }

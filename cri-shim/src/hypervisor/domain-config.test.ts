@@ -14,27 +14,84 @@ const base: DomainSpec = {
 };
 
 const valid: [string, Partial<DomainSpec>, (cfg: ReturnType<typeof domainConfig>) => unknown, unknown][] = [
-  ["pv guest sets c_info.type and the pv union key", {}, (c) => [c.c_info.type, c.c_info.name, "type.pv" in c.b_info, "type.pvh" in c.b_info], ["pv", "sf-0123abcd", true, false]],
-  ["a given uuid is used, lower-cased", { uuid: "0A0B0C0D-0000-4000-8000-000000000001" }, (c) => c.c_info.uuid, "0a0b0c0d-0000-4000-8000-000000000001"],
-  ["pvh guest", { guestType: "pvh" }, (c) => [c.c_info.type, "type.pvh" in c.b_info, "type.pv" in c.b_info], ["pvh", true, false]],
-  ["memory in KiB, max = target by default", { memoryMiB: 160 }, (c) => [c.b_info.max_memkb, c.b_info.target_memkb], [163840, 163840]],
-  ["maxMemoryMiB raises the ceiling only", { memoryMiB: 64, maxMemoryMiB: 256 }, (c) => [c.b_info.max_memkb, c.b_info.target_memkb], [262144, 65536]],
+  [
+    "pv guest sets c_info.type and the pv union key",
+    {},
+    (c) => [c.c_info.type, c.c_info.name, "type.pv" in c.b_info, "type.pvh" in c.b_info],
+    ["pv", "sf-0123abcd", true, false],
+  ],
+  [
+    "a given uuid is used, lower-cased",
+    { uuid: "0A0B0C0D-0000-4000-8000-000000000001" },
+    (c) => c.c_info.uuid,
+    "0a0b0c0d-0000-4000-8000-000000000001",
+  ],
+  [
+    "pvh guest",
+    { guestType: "pvh" },
+    (c) => [c.c_info.type, "type.pvh" in c.b_info, "type.pv" in c.b_info],
+    ["pvh", true, false],
+  ],
+  [
+    "memory in KiB, max = target by default",
+    { memoryMiB: 160 },
+    (c) => [c.b_info.max_memkb, c.b_info.target_memkb],
+    [163840, 163840],
+  ],
+  [
+    "maxMemoryMiB raises the ceiling only",
+    { memoryMiB: 64, maxMemoryMiB: 256 },
+    (c) => [c.b_info.max_memkb, c.b_info.target_memkb],
+    [262144, 65536],
+  ],
   ["vcpus: all online", { vcpus: 3 }, (c) => [c.b_info.max_vcpus, c.b_info.avail_vcpus], [3, [0, 1, 2]]],
-  ["maxVcpus: extra vcpus start offline", { vcpus: 2, maxVcpus: 4 }, (c) => [c.b_info.max_vcpus, c.b_info.avail_vcpus], [4, [0, 1]]],
-  ["kernel, cmdline, no ramdisk", {}, (c) => [c.b_info.kernel, c.b_info.cmdline, "ramdisk" in c.b_info], ["/var/lib/superfluid/kernels/hello", "console=hvc0 hello", false]],
+  [
+    "maxVcpus: extra vcpus start offline",
+    { vcpus: 2, maxVcpus: 4 },
+    (c) => [c.b_info.max_vcpus, c.b_info.avail_vcpus],
+    [4, [0, 1]],
+  ],
+  [
+    "kernel, cmdline, no ramdisk",
+    {},
+    (c) => [c.b_info.kernel, c.b_info.cmdline, "ramdisk" in c.b_info],
+    ["/var/lib/superfluid/kernels/hello", "console=hvc0 hello", false],
+  ],
   ["initrd becomes ramdisk", { initrdPath: "/tmp/initrd.cpio" }, (c) => c.b_info.ramdisk, "/tmp/initrd.cpio"],
   ["no vifs, no nics", {}, (c) => c.nics, []],
   [
     "vifs become nics with devids in order, MAC lower-cased",
-    { vifs: [{ bridge: "sfbr0", mac: "00:16:3E:AA:BB:01", ip: "10.88.0.5" }, { bridge: "sfbr1", mac: "00:16:3e:aa:bb:02" }] },
+    {
+      vifs: [
+        { bridge: "sfbr0", mac: "00:16:3E:AA:BB:01", ip: "10.88.0.5" },
+        { bridge: "sfbr1", mac: "00:16:3e:aa:bb:02" },
+      ],
+    },
     (c) => c.nics,
     [
-      { devid: 0, backend_domid: 0, nictype: "vif", bridge: "sfbr0", mac: "00:16:3e:aa:bb:01", ip: "10.88.0.5" },
+      {
+        devid: 0,
+        backend_domid: 0,
+        nictype: "vif",
+        bridge: "sfbr0",
+        mac: "00:16:3e:aa:bb:01",
+        ip: "10.88.0.5",
+      },
       { devid: 1, backend_domid: 0, nictype: "vif", bridge: "sfbr1", mac: "00:16:3e:aa:bb:02" },
     ],
   ],
-  ["cmdline with quotes and unicode survives JSON", { cmdline: 'a="b c" ünï' }, (c) => JSON.parse(JSON.stringify(c)).b_info.cmdline, 'a="b c" ünï'],
-  ["cmdline of the maximum length", { cmdline: "x".repeat(MAX_CMDLINE_BYTES - 1) }, (c) => c.b_info.cmdline.length, MAX_CMDLINE_BYTES - 1],
+  [
+    "cmdline with quotes and unicode survives JSON",
+    { cmdline: 'a="b c" ünï' },
+    (c) => JSON.parse(JSON.stringify(c)).b_info.cmdline,
+    'a="b c" ünï',
+  ],
+  [
+    "cmdline of the maximum length",
+    { cmdline: "x".repeat(MAX_CMDLINE_BYTES - 1) },
+    (c) => c.b_info.cmdline.length,
+    MAX_CMDLINE_BYTES - 1,
+  ],
 ];
 
 for (const [title, patch, pick, expected] of valid) {
@@ -85,15 +142,35 @@ const invalid: [string, Partial<DomainSpec> | Record<string, unknown>, RegExp][]
   ["vifs not an array", { vifs: "x" }, /vifs must be an array/],
   ["bad MAC", { vifs: [{ bridge: "br0", mac: "00:16:3e:zz:00:01" }] }, /bad MAC/],
   ["multicast MAC", { vifs: [{ bridge: "br0", mac: "01:16:3e:00:00:01" }] }, /multicast/],
-  ["bridge name too long for Linux", { vifs: [{ bridge: "a".repeat(16), mac: "00:16:3e:00:00:01" }] }, /bridge/],
-  ["bridge with a semicolon (goes to a hotplug script)", { vifs: [{ bridge: "br0;reboot", mac: "00:16:3e:00:00:01" }] }, /bridge/],
+  [
+    "bridge name too long for Linux",
+    { vifs: [{ bridge: "a".repeat(16), mac: "00:16:3e:00:00:01" }] },
+    /bridge/,
+  ],
+  [
+    "bridge with a semicolon (goes to a hotplug script)",
+    { vifs: [{ bridge: "br0;reboot", mac: "00:16:3e:00:00:01" }] },
+    /bridge/,
+  ],
   ["bad IP", { vifs: [{ bridge: "br0", mac: "00:16:3e:00:00:01", ip: "10.0.0.300" }] }, /IPv4/],
-  ["duplicate MAC", { vifs: [{ bridge: "br0", mac: "00:16:3e:00:00:01" }, { bridge: "br1", mac: "00:16:3E:00:00:01" }] }, /share a MAC/],
+  [
+    "duplicate MAC",
+    {
+      vifs: [
+        { bridge: "br0", mac: "00:16:3e:00:00:01" },
+        { bridge: "br1", mac: "00:16:3E:00:00:01" },
+      ],
+    },
+    /share a MAC/,
+  ],
 ];
 
 for (const [title, patch, message] of invalid) {
   test(`rejects ${title}`, (t) => {
-    const err = t.throws(() => domainConfig({ ...base, ...patch } as DomainSpec), { instanceOf: HypervisorError, message });
+    const err = t.throws(() => domainConfig({ ...base, ...patch } as DomainSpec), {
+      instanceOf: HypervisorError,
+      message,
+    });
     t.is(err?.code, "InvalidArgument");
   });
 }

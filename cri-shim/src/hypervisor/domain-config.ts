@@ -38,11 +38,13 @@ function checkCount(what: string, value: number, min: number, max: number): void
 }
 
 function checkVif(vif: VifSpec, index: number): void {
-  if (!BRIDGE_RE.test(vif.bridge ?? "")) invalid(`vif ${index}: bad bridge name ${JSON.stringify(vif.bridge)}`);
+  if (!BRIDGE_RE.test(vif.bridge ?? ""))
+    invalid(`vif ${index}: bad bridge name ${JSON.stringify(vif.bridge)}`);
   if (!MAC_RE.test(vif.mac ?? "")) invalid(`vif ${index}: bad MAC ${JSON.stringify(vif.mac)}`);
   // A multicast MAC (low bit of the first octet) would never receive unicast traffic.
   if (parseInt(vif.mac.slice(0, 2), 16) & 1) invalid(`vif ${index}: MAC ${vif.mac} is multicast`);
-  if (vif.ip !== undefined && !isIPv4(vif.ip)) invalid(`vif ${index}: bad IPv4 address ${JSON.stringify(vif.ip)}`);
+  if (vif.ip !== undefined && !isIPv4(vif.ip))
+    invalid(`vif ${index}: bad IPv4 address ${JSON.stringify(vif.ip)}`);
 }
 
 /** Throws HypervisorError("InvalidArgument") naming the first thing wrong with `spec`. */
@@ -50,22 +52,27 @@ export function validateDomainSpec(spec: DomainSpec): void {
   if (typeof spec !== "object" || spec === null) invalid("domain spec must be an object");
   if (typeof spec.name !== "string" || spec.name.length === 0) invalid("domain name is empty");
   if (spec.name.length > MAX_NAME_LENGTH) invalid(`domain name longer than ${MAX_NAME_LENGTH}: ${spec.name}`);
-  if (!NAME_RE.test(spec.name)) invalid(`domain name may hold only letters, digits, '_', '.', '-': ${JSON.stringify(spec.name)}`);
+  if (!NAME_RE.test(spec.name))
+    invalid(`domain name may hold only letters, digits, '_', '.', '-': ${JSON.stringify(spec.name)}`);
   // Tools treat an all-digit argument as a domid, so such a name could never be addressed by name.
   if (/^\d+$/.test(spec.name)) invalid(`domain name must not be all digits: ${spec.name}`);
   if (spec.name === "Domain-0") invalid("domain name Domain-0 is reserved");
-  if (spec.uuid !== undefined && (!UUID_RE.test(spec.uuid) || /^[0-]+$/.test(spec.uuid))) invalid(`bad uuid ${JSON.stringify(spec.uuid)}`);
+  if (spec.uuid !== undefined && (!UUID_RE.test(spec.uuid) || /^[0-]+$/.test(spec.uuid)))
+    invalid(`bad uuid ${JSON.stringify(spec.uuid)}`);
   checkPath("kernel", spec.kernelPath);
   if (spec.initrdPath !== undefined) checkPath("initrd", spec.initrdPath);
   if (typeof spec.cmdline !== "string") invalid("cmdline must be a string");
   if (spec.cmdline.includes("\0")) invalid("cmdline contains a NUL byte");
   const cmdlineBytes = Buffer.byteLength(spec.cmdline);
-  if (cmdlineBytes >= MAX_CMDLINE_BYTES) invalid(`cmdline is ${cmdlineBytes} bytes; Xen takes at most ${MAX_CMDLINE_BYTES - 1}`);
+  if (cmdlineBytes >= MAX_CMDLINE_BYTES)
+    invalid(`cmdline is ${cmdlineBytes} bytes; Xen takes at most ${MAX_CMDLINE_BYTES - 1}`);
   checkCount("memoryMiB", spec.memoryMiB, 1, MAX_MEMORY_MIB);
-  if (spec.maxMemoryMiB !== undefined) checkCount("maxMemoryMiB", spec.maxMemoryMiB, spec.memoryMiB, MAX_MEMORY_MIB);
+  if (spec.maxMemoryMiB !== undefined)
+    checkCount("maxMemoryMiB", spec.maxMemoryMiB, spec.memoryMiB, MAX_MEMORY_MIB);
   checkCount("vcpus", spec.vcpus, 1, MAX_VCPUS);
   if (spec.maxVcpus !== undefined) checkCount("maxVcpus", spec.maxVcpus, spec.vcpus, MAX_VCPUS);
-  if (spec.guestType !== "pv" && spec.guestType !== "pvh") invalid(`guestType must be "pv" or "pvh", got ${JSON.stringify(spec.guestType)}`);
+  if (spec.guestType !== "pv" && spec.guestType !== "pvh")
+    invalid(`guestType must be "pv" or "pvh", got ${JSON.stringify(spec.guestType)}`);
   if (!Array.isArray(spec.vifs)) invalid("vifs must be an array");
   spec.vifs.forEach(checkVif);
   const macs = new Set(spec.vifs.map((v) => v.mac.toLowerCase()));

@@ -1,6 +1,6 @@
 // libxl_dominfo flags -> DomainState, uuid formatting, domid guards: table tests.
 import test from "ava";
-import { checkDomid, checkGuestDomid, formatUuid, stateOf } from "./domain-state.js";
+import { checkDomid, checkGuestDomid, errorCodeFor, formatUuid, stateOf } from "./domain-state.js";
 import type { Dominfo } from "./libxl-ffi.js";
 import { HypervisorError } from "./types.js";
 
@@ -28,7 +28,11 @@ const cases: [string, Partial<Dominfo>, ReturnType<typeof stateOf>][] = [
   ["paused wins over blocked", { paused: true, blocked: true }, { state: "paused" }],
   ["poweroff", { shutdown: true, shutdown_reason: 0 }, { state: "shutdown", shutdownReason: "poweroff" }],
   ["reboot", { shutdown: true, shutdown_reason: 1 }, { state: "shutdown", shutdownReason: "reboot" }],
-  ["suspend (after save)", { shutdown: true, shutdown_reason: 2, paused: true }, { state: "shutdown", shutdownReason: "suspend" }],
+  [
+    "suspend (after save)",
+    { shutdown: true, shutdown_reason: 2, paused: true },
+    { state: "shutdown", shutdownReason: "suspend" },
+  ],
   ["crash", { shutdown: true, shutdown_reason: 3 }, { state: "crashed", shutdownReason: "crash" }],
   ["watchdog", { shutdown: true, shutdown_reason: 4 }, { state: "shutdown", shutdownReason: "watchdog" }],
   ["unknown reason", { shutdown: true, shutdown_reason: -1 }, { state: "shutdown" }],
@@ -53,3 +57,14 @@ test("guest operations refuse domain 0; ordinary domids pass", (t) => {
   t.notThrows(() => checkGuestDomid(1, "destroy"));
   t.notThrows(() => checkDomid(0));
 });
+
+for (const [rc, code] of [
+  [-21, "NotFound"],
+  [-23, "NotFound"],
+  [-5, "OutOfMemory"],
+  [-6, "InvalidArgument"],
+  [-3, "Failed"],
+  [-1, "Failed"],
+] as const) {
+  test(`libxl rc ${rc} -> ${code}`, (t) => t.is(errorCodeFor(rc), code));
+}

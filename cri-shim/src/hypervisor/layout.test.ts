@@ -37,7 +37,13 @@ function runProbe(): Probe {
   const dir = mkdtempSync(join(tmpdir(), "sf-layout-"));
   try {
     const exe = join(dir, "probe");
-    execFileSync("gcc", ["-Wall", "-Werror", "-o", exe, join(REPO_ROOT, "cri-shim/src/hypervisor/layout-probe.c")]);
+    execFileSync("gcc", [
+      "-Wall",
+      "-Werror",
+      "-o",
+      exe,
+      join(REPO_ROOT, "cri-shim/src/hypervisor/layout-probe.c"),
+    ]);
     return JSON.parse(execFileSync(exe, { encoding: "utf8" })) as Probe;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -62,7 +68,8 @@ for (const [name, type] of structs) {
     t.is(koffi.sizeof(type), c.size, "sizeof");
     const members = Object.keys(koffi.type(type).members ?? {});
     t.deepEqual(members, Object.keys(c.offsets), "member list and order");
-    for (const [member, offset] of Object.entries(c.offsets)) t.is(koffi.offsetof(type, member), offset, `offsetof ${member}`);
+    for (const [member, offset] of Object.entries(c.offsets))
+      t.is(koffi.offsetof(type, member), offset, `offsetof ${member}`);
   });
 }
 

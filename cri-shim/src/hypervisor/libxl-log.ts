@@ -5,7 +5,13 @@
 import { closeSync, readSync } from "node:fs";
 import koffi from "koffi";
 import type { Logger } from "../../../lib/log.js";
-import { type CPointer, type LibxlBindings, XTL_LEVELS, XTL_STDIOSTREAM_HIDE_PROGRESS, type XtlLevel } from "./libxl-ffi.js";
+import {
+  type CPointer,
+  type LibxlBindings,
+  XTL_LEVELS,
+  XTL_STDIOSTREAM_HIDE_PROGRESS,
+  type XtlLevel,
+} from "./libxl-ffi.js";
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -41,7 +47,10 @@ export class LibxlLogCapture {
 
   static open(lib: LibxlBindings, log: Logger, level: XtlLevel): LibxlLogCapture {
     const fds = new Int32Array(2);
-    const pipe2 = koffi.load("libc.so.6").func("int pipe2(_Out_ int *fds, int flags)") as unknown as (fds: Int32Array, flags: number) => number;
+    const pipe2 = koffi.load("libc.so.6").func("int pipe2(_Out_ int *fds, int flags)") as unknown as (
+      fds: Int32Array,
+      flags: number,
+    ) => number;
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error(`pipe2 failed: errno ${koffi.errno()}`);
     const [readFd, writeFd] = [fds[0] ?? -1, fds[1] ?? -1];
     const stream = lib.fdopen.sync(writeFd, "w");
@@ -50,7 +59,14 @@ export class LibxlLogCapture {
       closeSync(writeFd);
       throw new Error("fdopen of the libxl log pipe failed");
     }
-    const setvbuf = koffi.load("libc.so.6").func("int setvbuf(void *f, void *buf, int mode, size_t size)") as unknown as (f: CPointer, buf: null, mode: number, size: number) => number;
+    const setvbuf = koffi
+      .load("libc.so.6")
+      .func("int setvbuf(void *f, void *buf, int mode, size_t size)") as unknown as (
+      f: CPointer,
+      buf: null,
+      mode: number,
+      size: number,
+    ) => number;
     setvbuf(stream, null, IOLBF, 0);
     const xtl = lib.xtlCreateStdioLogger.sync(stream, XTL_LEVELS[level], XTL_STDIOSTREAM_HIDE_PROGRESS);
     if (xtl === null) {

@@ -14,7 +14,9 @@ import { XenStore } from "./xenstore.js";
 import { type DomainSpec, HypervisorError } from "./types.js";
 
 const run = promisify(execFile);
-const { values: args } = parseArgs({ options: { kernel: { type: "string" }, bridge: { type: "string" }, rounds: { type: "string" } } });
+const { values: args } = parseArgs({
+  options: { kernel: { type: "string" }, bridge: { type: "string" }, rounds: { type: "string" } },
+});
 if (!args.kernel) throw new Error("--kernel is required");
 const kernel = args.kernel;
 const rounds = Number(args.rounds ?? 3);
@@ -48,7 +50,9 @@ async function errorOf(work: () => Promise<unknown>): Promise<{ code?: string; m
     await work();
     return null;
   } catch (err) {
-    return err instanceof HypervisorError ? { code: err.code, message: err.message } : { message: String(err) };
+    return err instanceof HypervisorError
+      ? { code: err.code, message: err.message }
+      : { message: String(err) };
   }
 }
 
@@ -64,7 +68,16 @@ async function waitForState(domid: number, states: string[], timeoutMs: number):
 
 function spec(name: string, memoryMiB = 32): DomainSpec {
   const vifs = args.bridge ? [{ bridge: args.bridge, mac: "00:16:3e:5f:00:01", ip: "10.244.1.50" }] : [];
-  return { name, kernelPath: kernel, cmdline: "selftest ARG=1", memoryMiB, maxMemoryMiB: memoryMiB, vcpus: 1, guestType: "pv", vifs };
+  return {
+    name,
+    kernelPath: kernel,
+    cmdline: "selftest ARG=1",
+    memoryMiB,
+    maxMemoryMiB: memoryMiB,
+    vcpus: 1,
+    guestType: "pv",
+    vifs,
+  };
 }
 
 try {
@@ -87,7 +100,12 @@ try {
   const created = await withLoopLag(() => hv.createPaused(spec(name)));
   const domid = created.result;
   report.create = { domid, ms: ms(t0), maxLoopLagMs: created.maxLagMs };
-  report.afterCreate = { uuid: await xs.read(`/vm/${(await hv.info(domid))?.uuid ?? ""}/uuid`).catch(() => undefined), info: await hv.info(domid), byName: (await hv.findByName(name))?.domid, names: await names() };
+  report.afterCreate = {
+    uuid: await xs.read(`/vm/${(await hv.info(domid))?.uuid ?? ""}/uuid`).catch(() => undefined),
+    info: await hv.info(domid),
+    byName: (await hv.findByName(name))?.domid,
+    names: await names(),
+  };
   await sleep(500);
   report.consoleWhilePaused = [...lines];
 
@@ -110,7 +128,13 @@ try {
   const linesAtPause = lines.length;
   await sleep(2500);
   const p2 = await hv.info(domid);
-  report.pause = { ms: pauseMs, state: p1?.state, cpuTimeBefore: String(p1?.cpuTimeNs), cpuTimeAfter2s: String(p2?.cpuTimeNs), newLinesWhilePaused: lines.length - linesAtPause };
+  report.pause = {
+    ms: pauseMs,
+    state: p1?.state,
+    cpuTimeBefore: String(p1?.cpuTimeNs),
+    cpuTimeAfter2s: String(p2?.cpuTimeNs),
+    newLinesWhilePaused: lines.length - linesAtPause,
+  };
   const nextTick = tail.waitFor(/hello: tick/, 30_000);
   await hv.unpause(domid);
   await nextTick;
@@ -130,7 +154,11 @@ try {
     controlKeys: await xs.list(`/local/domain/${domid}/control`),
     missing: (await xs.read(`/local/domain/${domid}/no-such-key`)) ?? null,
   };
-  report.setVcpus = { one: await errorOf(() => hv.setVcpus(domid, 1)), vcpus: (await hv.info(domid))?.vcpus, aboveMax: await errorOf(() => hv.setVcpus(domid, 4)) };
+  report.setVcpus = {
+    one: await errorOf(() => hv.setVcpus(domid, 1)),
+    vcpus: (await hv.info(domid))?.vcpus,
+    aboveMax: await errorOf(() => hv.setVcpus(domid, 4)),
+  };
 
   // ---- save / restore through a file descriptor ----
   const savePath = join(workdir, "save.img");
@@ -138,17 +166,33 @@ try {
   t0 = performance.now();
   const saved = await withLoopLag(() => hv.save(domid, fd));
   closeSync(fd);
-  report.save = { ms: ms(t0), bytes: statSync(savePath).size, maxLoopLagMs: saved.maxLagMs, infoAfter: (await hv.info(domid)) ?? null, names: await names(), suspendLine: lines.find((l) => l.includes("suspending")) };
+  report.save = {
+    ms: ms(t0),
+    bytes: statSync(savePath).size,
+    maxLoopLagMs: saved.maxLagMs,
+    infoAfter: (await hv.info(domid)) ?? null,
+    names: await names(),
+    suspendLine: lines.find((l) => l.includes("suspending")),
+  };
   fd = openSync(savePath, "r");
   const resumedLine = tail.waitFor(/hello: resumed/, 60_000);
   t0 = performance.now();
   const restoredId = await hv.restore(spec(name), fd);
   closeSync(fd);
-  report.restore = { domid: restoredId, ms: ms(t0), resumedLine: await resumedLine, state: (await hv.info(restoredId))?.state, names: await names() };
+  report.restore = {
+    domid: restoredId,
+    ms: ms(t0),
+    resumedLine: await resumedLine,
+    state: (await hv.info(restoredId))?.state,
+    names: await names(),
+  };
 
   // ---- guest shutdown, then destroy ----
   await hv.shutdown(restoredId, "poweroff");
-  report.shutdown = { state: await waitForState(restoredId, ["shutdown:poweroff"], 30_000), poweroffLine: await seen(/hello: poweroff/, 10_000).catch(() => undefined) };
+  report.shutdown = {
+    state: await waitForState(restoredId, ["shutdown:poweroff"], 30_000),
+    poweroffLine: await seen(/hello: poweroff/, 10_000).catch(() => undefined),
+  };
   t0 = performance.now();
   await hv.destroy(restoredId);
   report.destroy = { ms: ms(t0), info: (await hv.info(restoredId)) ?? null, names: await names() };
@@ -174,7 +218,10 @@ try {
 
   // ---- timings: driver vs xl CLI, interleaved ----
   const cfgPath = join(workdir, "xl.cfg");
-  const timings: { driver: { create: number; unpause: number; destroy: number }; xl: { create: number; unpause: number; destroy: number } }[] = [];
+  const timings: {
+    driver: { create: number; unpause: number; destroy: number };
+    xl: { create: number; unpause: number; destroy: number };
+  }[] = [];
   for (let i = 0; i < rounds; i++) {
     const dn = `sf-bench-${i}`;
     let t = performance.now();
@@ -187,7 +234,10 @@ try {
     await hv.destroy(id);
     const dDestroy = ms(t);
     const xn = `sf-xl-${i}`;
-    writeFileSync(cfgPath, `name="${xn}"\ntype="pv"\nkernel="${kernel}"\ncmdline="selftest ARG=1"\nmemory=32\nvcpus=1\n${args.bridge ? `vif=['bridge=${args.bridge},mac=00:16:3e:5f:00:02']\n` : ""}`);
+    writeFileSync(
+      cfgPath,
+      `name="${xn}"\ntype="pv"\nkernel="${kernel}"\ncmdline="selftest ARG=1"\nmemory=32\nvcpus=1\n${args.bridge ? `vif=['bridge=${args.bridge},mac=00:16:3e:5f:00:02']\n` : ""}`,
+    );
     t = performance.now();
     await run("xl", ["create", "-p", cfgPath]);
     const xCreate = ms(t);
@@ -197,21 +247,38 @@ try {
     t = performance.now();
     await run("xl", ["destroy", xn]);
     const xDestroy = ms(t);
-    timings.push({ driver: { create: dCreate, unpause: dUnpause, destroy: dDestroy }, xl: { create: xCreate, unpause: xUnpause, destroy: xDestroy } });
+    timings.push({
+      driver: { create: dCreate, unpause: dUnpause, destroy: dDestroy },
+      xl: { create: xCreate, unpause: xUnpause, destroy: xDestroy },
+    });
   }
   report.timings = timings;
+
+  // close() with a call in flight: the call settles (done or refused), no crash, later calls refused.
+  const hv2 = XenLibxl.open();
+  // The handlers go on at once: the call may be refused while close() is still awaited.
+  const pending = hv2.list().then(
+    (l) => `listed ${l.length}`,
+    (err: unknown) => String(err),
+  );
+  await hv2.close();
+  report.closeWhileBusy = { pending: await pending, after: await errorOf(() => hv2.list()) };
   report.namesAtEnd = await names();
 } catch (err) {
   report.fatal = err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 } finally {
   // A failed run must not leave its domains to the next test on this node.
-  const leftovers = (await hv.list().catch(() => [])).filter((d) => /^sf-(selftest|bad|bench|xl)-/.test(d.name));
+  const leftovers = (await hv.list().catch(() => [])).filter((d) =>
+    /^sf-(selftest|bad|bench|xl)-/.test(d.name),
+  );
   for (const d of leftovers) await hv.destroy(d.domid).catch(() => undefined);
   if (leftovers.length) report.cleanedUp = leftovers.map((d) => d.name);
   await hv.close();
   xs.close();
   rmSync(workdir, { recursive: true, force: true });
 }
-process.stdout.write(JSON.stringify(report, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
+process.stdout.write(
+  JSON.stringify(report, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + "\n",
+);
 // A step that failed half-way may leave a console tail or timer behind; the report is all we owe.
 process.exit(0);

@@ -2,10 +2,7 @@
 // Every blocking libxl call runs on a koffi worker thread, so the shim's event loop stays free
 // while a domain builds or saves. One libxl ctx serves all threads (libxl locks internally).
 //
-// Child processes: libxl forks hotplug scripts (vif-bridge) and libxl-save-helper. Its default
-// SIGCHLD mode installs a handler that would fight libuv's, so the ctx runs in
-// libxl_sigchld_owner_mainloop mode: Node's own SIGCHLD listener tells libxl "a child exited" and
-// libxl reaps only its own children; Node keeps reaping the shim's (CNI plugins ...).
+// The ctx, its log pipe and child-process handling live in libxl-context.ts.
 //
 // Guest shutdown: xl's on_poweroff/on_crash handling lives in the xl process, not in libxl, so a
 // domain that powers off or crashes stays in the list with its shutdown reason until destroy():
@@ -15,18 +12,12 @@ import koffi from "koffi";
 import { logger } from "../../../lib/log.js";
 import { domainConfigJSON, validateDomainSpec } from "./domain-config.js";
 import {
-  BitmapType,
-  ChildprocHooksType,
   type CPointer,
   DOMAIN_CONFIG_BUFFER_BYTES,
   type Dominfo,
   DominfoType,
   ERROR_DOMAIN_NOTFOUND,
-  ERROR_INVAL,
-  ERROR_NOMEM,
-  ERROR_NOTFOUND,
   LIBXL_CONSOLE_TYPE_PV,
-  LIBXL_SIGCHLD_OWNER_MAINLOOP,
   LIBXL_STREAM_VERSION,
   LIBXL_SUSPEND_LIVE,
   type LibxlBindings,
@@ -36,20 +27,28 @@ import {
   type VersionInfo,
   VersionInfoType,
   type XtlLevel,
+  allocFirstBitsMap,
   cAlloc,
   cFree,
   decode,
   encode,
-  libxlBindings,
   libxlErrorName,
   takeCString,
   toBigInt,
   toNumber,
 } from "./libxl-ffi.js";
-import { LibxlLogCapture } from "./libxl-log.js";
+import { LibxlContext } from "./libxl-context.js";
+import type { LibxlLogCapture } from "./libxl-log.js";
 import { XenStat } from "./xenstat.js";
-import { checkDomid, checkGuestDomid, formatUuid, stateOf } from "./domain-state.js";
-import { type DomainInfo, type DomainSpec, type DomainStats, type HostInfo, type Hypervisor, HypervisorError } from "./types.js";
+import { checkDomid, checkGuestDomid, errorCodeFor, formatUuid, stateOf } from "./domain-state.js";
+import {
+  type DomainInfo,
+  type DomainSpec,
+  type DomainStats,
+  type HostInfo,
+  type Hypervisor,
+  HypervisorError,
+} from "./types.js";
 
 const log = logger("xen-libxl");
 const PAGE_KIB = 4;
@@ -60,44 +59,21 @@ export interface XenLibxlOptions {
 
 export class XenLibxl implements Hypervisor {
   readonly name = "xen-libxl";
-  private closed = false;
   private xenstat: XenStat | undefined;
-  private readonly onSigchld = (): void => {
-    // A worker thread, because libxl may hold its ctx lock for a while inside a domain build.
-    if (!this.closed) void this.lib.childprocSigchldOccurred.async(this.ctx).catch((err: unknown) => log.error("sigchld dispatch failed", { err: String(err) }));
-  };
+  private readonly lib: LibxlBindings;
+  private readonly ctx: CPointer;
+  private readonly libxlLog: LibxlLogCapture;
 
-  private constructor(
-    private readonly lib: LibxlBindings,
-    private readonly ctx: CPointer,
-    private readonly hooks: CPointer,
-    private readonly libxlLog: LibxlLogCapture,
-  ) {
-    process.on("SIGCHLD", this.onSigchld);
+  private constructor(private readonly context: LibxlContext) {
+    this.lib = context.lib;
+    this.ctx = context.ctx;
+    this.libxlLog = context.libxlLog;
   }
 
   /** Opens a libxl ctx; fails with a clear error outside dom0 (no /dev/xen/privcmd). */
   static open(opts: XenLibxlOptions = {}): XenLibxl {
-    const lib = libxlBindings();
     const level = opts.libxlLogLevel ?? ((process.env.LIBXL_LOG_LEVEL as XtlLevel | undefined) || "warn");
-    const libxlLog = LibxlLogCapture.open(lib, log, level);
-    const mark = libxlLog.mark();
-    const ctxOut = cAlloc(8);
-    try {
-      const rc = lib.ctxAlloc.sync(ctxOut, 0, 0, libxlLog.xtlLogger);
-      const ctx = decode<CPointer | null>(ctxOut, "void *");
-      if (rc !== 0 || ctx === null) {
-        const why = libxlLog.since(mark).join("; ");
-        libxlLog.close();
-        throw new HypervisorError(`cannot open libxl (is this dom0 with xenstored running?): ${libxlErrorName(rc)}${why ? `: ${why}` : ""}`);
-      }
-      const hooks = cAlloc(koffi.sizeof(ChildprocHooksType));
-      encode(hooks, ChildprocHooksType, { chldowner: LIBXL_SIGCHLD_OWNER_MAINLOOP, fork_replacement: null, reaped_callback: null });
-      lib.childprocSetmode.sync(ctx, hooks, null);
-      return new XenLibxl(lib, ctx, hooks, libxlLog);
-    } finally {
-      cFree(ctxOut);
-    }
+    return new XenLibxl(LibxlContext.open(log, level));
   }
 
   /** Runs a libxl call that returns an rc; turns failures into HypervisorErrors with libxl's reason. */
@@ -109,20 +85,22 @@ export class XenLibxl implements Hypervisor {
     throw await this.failure(op, domid, rc, mark);
   }
 
-  private async failure(op: string, domid: number | undefined, rc: number, mark: number): Promise<HypervisorError> {
+  private async failure(
+    op: string,
+    domid: number | undefined,
+    rc: number,
+    mark: number,
+  ): Promise<HypervisorError> {
     const detail = this.libxlLog.since(mark).filter((l) => /error|critical/i.test(l));
     const what = `${op}${domid !== undefined ? ` (domain ${domid})` : ""} failed: ${libxlErrorName(rc)}${detail.length ? `: ${detail.join("; ")}` : ""}`;
-    let code: HypervisorError["code"] = "Failed";
-    if (rc === ERROR_DOMAIN_NOTFOUND || rc === ERROR_NOTFOUND) code = "NotFound";
-    else if (rc === ERROR_NOMEM) code = "OutOfMemory";
-    else if (rc === ERROR_INVAL) code = "InvalidArgument";
+    let code = errorCodeFor(rc);
     // libxl says ERROR_FAIL for an unknown domid in most calls (the hypercall's ESRCH is flattened).
     if (code === "Failed" && domid !== undefined && (await this.info(domid)) === undefined) code = "NotFound";
     return new HypervisorError(what, code);
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new HypervisorError("hypervisor connection is closed");
+    this.context.assertOpen();
   }
 
   async host(): Promise<HostInfo> {
@@ -140,7 +118,9 @@ export class XenLibxl implements Hypervisor {
         totalMemoryKiB: toNumber(phys.total_pages) * PAGE_KIB,
         freeMemoryKiB: toNumber(phys.free_pages) * PAGE_KIB,
         cpus: phys.nr_cpus,
-        xenVersion: v ? `${v.xen_version_major}.${v.xen_version_minor}${v.xen_version_extra ?? ""}` : "unknown",
+        xenVersion: v
+          ? `${v.xen_version_major}.${v.xen_version_minor}${v.xen_version_extra ?? ""}`
+          : "unknown",
       };
     } finally {
       cFree(buf);
@@ -214,7 +194,10 @@ export class XenLibxl implements Hypervisor {
   /** Checks what libxl would only discover half-way through a build, with clearer errors. */
   private async precheck(spec: DomainSpec): Promise<void> {
     validateDomainSpec(spec);
-    for (const [what, path] of [["kernel", spec.kernelPath], ["initrd", spec.initrdPath]] as const) {
+    for (const [what, path] of [
+      ["kernel", spec.kernelPath],
+      ["initrd", spec.initrdPath],
+    ] as const) {
       if (path === undefined) continue;
       try {
         await access(path, fsConstants.R_OK);
@@ -222,11 +205,15 @@ export class XenLibxl implements Hypervisor {
         throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
       }
     }
-    if (await this.findByName(spec.name)) throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    if (await this.findByName(spec.name))
+      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
     const { freeMemoryKiB } = await this.host();
     const wantKiB = spec.memoryMiB * 1024;
     if (wantKiB > freeMemoryKiB) {
-      throw new HypervisorError(`domain ${spec.name} needs ${spec.memoryMiB} MiB but Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`, "OutOfMemory");
+      throw new HypervisorError(
+        `domain ${spec.name} needs ${spec.memoryMiB} MiB but Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`,
+        "OutOfMemory",
+      );
     }
   }
 
@@ -258,7 +245,11 @@ export class XenLibxl implements Hypervisor {
     }
   }
 
-  private async buildDomain(op: string, spec: DomainSpec, create: (config: CPointer, domidOut: CPointer) => Promise<number>): Promise<number> {
+  private async buildDomain(
+    op: string,
+    spec: DomainSpec,
+    create: (config: CPointer, domidOut: CPointer) => Promise<number>,
+  ): Promise<number> {
     this.assertOpen();
     await this.precheck(spec);
     const domidOut = cAlloc(4);
@@ -283,7 +274,9 @@ export class XenLibxl implements Hypervisor {
   }
 
   createPaused(spec: DomainSpec): Promise<number> {
-    return this.buildDomain("create", spec, (config, domidOut) => this.lib.domainCreateNew.async(this.ctx, config, domidOut, null, null));
+    return this.buildDomain("create", spec, (config, domidOut) =>
+      this.lib.domainCreateNew.async(this.ctx, config, domidOut, null, null),
+    );
   }
 
   async unpause(domid: number): Promise<void> {
@@ -298,9 +291,15 @@ export class XenLibxl implements Hypervisor {
 
   async shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void> {
     checkGuestDomid(domid, "shut down");
-    if (reason === "reboot") await this.rc("reboot", domid, () => this.lib.domainReboot.async(this.ctx, domid, null));
-    else if (reason === "poweroff") await this.rc("shutdown", domid, () => this.lib.domainShutdown.async(this.ctx, domid, null));
-    else throw new HypervisorError(`shutdown reason must be "poweroff" or "reboot", got ${JSON.stringify(reason)}`, "InvalidArgument");
+    if (reason === "reboot")
+      await this.rc("reboot", domid, () => this.lib.domainReboot.async(this.ctx, domid, null));
+    else if (reason === "poweroff")
+      await this.rc("shutdown", domid, () => this.lib.domainShutdown.async(this.ctx, domid, null));
+    else
+      throw new HypervisorError(
+        `shutdown reason must be "poweroff" or "reboot", got ${JSON.stringify(reason)}`,
+        "InvalidArgument",
+      );
   }
 
   async destroy(domid: number): Promise<void> {
@@ -310,42 +309,55 @@ export class XenLibxl implements Hypervisor {
 
   async setMemory(domid: number, memoryMiB: number): Promise<void> {
     checkGuestDomid(domid, "set memory of");
-    if (!Number.isInteger(memoryMiB) || memoryMiB < 1) throw new HypervisorError(`memoryMiB must be a positive integer, got ${JSON.stringify(memoryMiB)}`, "InvalidArgument");
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 1)
+      throw new HypervisorError(
+        `memoryMiB must be a positive integer, got ${JSON.stringify(memoryMiB)}`,
+        "InvalidArgument",
+      );
     const d = await this.info(domid);
     if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
     if (memoryMiB * 1024 > d.maxMemoryKiB) {
-      throw new HypervisorError(`domain ${domid}: ${memoryMiB} MiB is above its maximum of ${Math.floor(d.maxMemoryKiB / 1024)} MiB`, "InvalidArgument");
+      throw new HypervisorError(
+        `domain ${domid}: ${memoryMiB} MiB is above its maximum of ${Math.floor(d.maxMemoryKiB / 1024)} MiB`,
+        "InvalidArgument",
+      );
     }
     // enforce=1: also lower Xen's allocation ceiling, so a guest without a balloon driver cannot
     // take memory back beyond the new target.
-    await this.rc("set memory", domid, () => this.lib.setMemoryTarget.async(this.ctx, domid, memoryMiB * 1024, 0, 1));
+    await this.rc("set memory", domid, () =>
+      this.lib.setMemoryTarget.async(this.ctx, domid, memoryMiB * 1024, 0, 1),
+    );
   }
 
   async setVcpus(domid: number, vcpus: number): Promise<void> {
     checkGuestDomid(domid, "set vcpus of");
-    if (!Number.isInteger(vcpus) || vcpus < 1) throw new HypervisorError(`vcpus must be a positive integer, got ${JSON.stringify(vcpus)}`, "InvalidArgument");
+    if (!Number.isInteger(vcpus) || vcpus < 1)
+      throw new HypervisorError(
+        `vcpus must be a positive integer, got ${JSON.stringify(vcpus)}`,
+        "InvalidArgument",
+      );
     const d = await this.info(domid);
     if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
     if (d.maxVcpus !== undefined && vcpus > d.maxVcpus) {
-      throw new HypervisorError(`domain ${domid}: ${vcpus} vcpus is above its maximum of ${d.maxVcpus} (set maxVcpus at create)`, "InvalidArgument");
+      throw new HypervisorError(
+        `domain ${domid}: ${vcpus} vcpus is above its maximum of ${d.maxVcpus} (set maxVcpus at create)`,
+        "InvalidArgument",
+      );
     }
-    const bytes = Math.ceil(vcpus / 8);
-    const map = cAlloc(bytes);
-    const bitmap = cAlloc(koffi.sizeof(BitmapType));
+    const bitmap = allocFirstBitsMap(vcpus);
     try {
-      const bits = new Uint8Array(koffi.view(map, bytes));
-      for (let i = 0; i < vcpus; i++) bits[i >> 3] = (bits[i >> 3] ?? 0) | (1 << (i & 7));
-      encode(bitmap, BitmapType, { size: bytes, map });
-      await this.rc("set vcpus", domid, () => this.lib.setVcpuonline.async(this.ctx, domid, bitmap, null));
+      await this.rc("set vcpus", domid, () =>
+        this.lib.setVcpuonline.async(this.ctx, domid, bitmap.pointer, null),
+      );
     } finally {
-      cFree(bitmap);
-      cFree(map);
+      bitmap.free();
     }
   }
 
   async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
     checkGuestDomid(domid, "save");
-    if (!Number.isInteger(fd) || fd < 0) throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    if (!Number.isInteger(fd) || fd < 0)
+      throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
     const flags = opts.live ? LIBXL_SUSPEND_LIVE : 0;
     await this.rc("save", domid, () => this.lib.domainSuspend.async(this.ctx, domid, fd, flags, null));
     // The suspended domain stays as a shell in state "shutdown (suspend)"; its state lives in fd now.
@@ -353,7 +365,8 @@ export class XenLibxl implements Hypervisor {
   }
 
   async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
-    if (!Number.isInteger(fd) || fd < 0) throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    if (!Number.isInteger(fd) || fd < 0)
+      throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
     const params = cAlloc(koffi.sizeof(RestoreParamsType));
     try {
       this.lib.restoreParamsInit.sync(params);
@@ -387,7 +400,9 @@ export class XenLibxl implements Hypervisor {
     checkDomid(domid);
     const out = cAlloc(8);
     try {
-      await this.rc("get console tty", domid, () => this.lib.consoleGetTty.async(this.ctx, domid, 0, LIBXL_CONSOLE_TYPE_PV, out));
+      await this.rc("get console tty", domid, () =>
+        this.lib.consoleGetTty.async(this.ctx, domid, 0, LIBXL_CONSOLE_TYPE_PV, out),
+      );
       const path = takeCString(this.lib, decode<CPointer | null>(out, "void *"));
       if (!path) throw new HypervisorError(`domain ${domid} has no console tty`, "NotFound");
       return path;
@@ -396,14 +411,12 @@ export class XenLibxl implements Hypervisor {
     }
   }
 
+  /** Refuses new calls, waits for those in flight, then frees the ctx. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    process.off("SIGCHLD", this.onSigchld);
+    if (this.context.closed) return;
+    const closing = this.context.close();
     this.xenstat?.close();
-    await this.lib.ctxFree.async(this.ctx);
-    cFree(this.hooks);
-    this.libxlLog.close();
+    await closing;
   }
 }
 

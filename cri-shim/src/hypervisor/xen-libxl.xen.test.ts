@@ -24,7 +24,10 @@ interface Info {
   maxMemoryKiB: number;
   vcpus: number;
 }
-type Phase = { driver: Record<"create" | "unpause" | "destroy", number>; xl: Record<"create" | "unpause" | "destroy", number> };
+type Phase = {
+  driver: Record<"create" | "unpause" | "destroy", number>;
+  xl: Record<"create" | "unpause" | "destroy", number>;
+};
 interface Report {
   fatal?: string;
   cleanedUp?: string[];
@@ -36,19 +39,58 @@ interface Report {
   consoleWhilePaused: string[];
   unpause: { ms: number; readyAfterMs: number; readyLine: string; state: string };
   consolePath: string;
-  stats: { running: { domid: number; cpuTimeNs: string; memoryBytes: number; vcpus: number; networks: { devid: number; txBytes: number }[] }; unknown: null };
-  pause: { ms: number; state: string; cpuTimeBefore: string; cpuTimeAfter2s: string; newLinesWhilePaused: number };
+  stats: {
+    running: {
+      domid: number;
+      cpuTimeNs: string;
+      memoryBytes: number;
+      vcpus: number;
+      networks: { devid: number; txBytes: number }[];
+    };
+    unknown: null;
+  };
+  pause: {
+    ms: number;
+    state: string;
+    cpuTimeBefore: string;
+    cpuTimeAfter2s: string;
+    newLinesWhilePaused: number;
+  };
   resumed: { state: string };
-  setMemory: { maxMemoryKiBBefore: number; maxMemoryKiBAfter: number; xenstoreTarget?: string; tooBig: Err | null };
+  setMemory: {
+    maxMemoryKiBBefore: number;
+    maxMemoryKiBAfter: number;
+    xenstoreTarget?: string;
+    tooBig: Err | null;
+  };
   xenstore: { name?: string; controlKeys?: string[]; missing: string | null };
   setVcpus: { one: Err | null; vcpus: number; aboveMax: Err | null };
-  save: { ms: number; bytes: number; maxLoopLagMs: number; infoAfter: Info | null; names: string[]; suspendLine?: string };
+  save: {
+    ms: number;
+    bytes: number;
+    maxLoopLagMs: number;
+    infoAfter: Info | null;
+    names: string[];
+    suspendLine?: string;
+  };
   restore: { domid: number; ms: number; resumedLine: string; state: string; names: string[] };
   shutdown: { state: string; poweroffLine?: string };
   destroy: { ms: number; info: Info | null; names: string[] };
-  bad: Record<"missingKernel" | "tooMuchMemory" | "badName" | "notAKernel" | "pauseUnknown" | "unpauseUnknown" | "destroyUnknown" | "destroyDom0" | "duplicateName", Err | null> & { infoUnknown: Info | null };
+  bad: Record<
+    | "missingKernel"
+    | "tooMuchMemory"
+    | "badName"
+    | "notAKernel"
+    | "pauseUnknown"
+    | "unpauseUnknown"
+    | "destroyUnknown"
+    | "destroyDom0"
+    | "duplicateName",
+    Err | null
+  > & { infoUnknown: Info | null };
   namesAfterBad: string[];
   timings: Phase[];
+  closeWhileBusy: { pending: string; after: Err | null };
   namesAtEnd: string[];
 }
 
@@ -61,9 +103,13 @@ test.before(async (t) => {
   t.timeout(45 * 60_000);
   if (!existsSync(HELLO)) throw new Error(`${HELLO} is missing: run \`make -C native\` (npm run setup does)`);
   node = await startXenNode({ name: "libxl-driver" });
-  const r = await node.exec(`${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge} --rounds 3`, { timeoutMs: 600_000 });
+  const r = await node.exec(
+    `${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge} --rounds 3`,
+    { timeoutMs: 600_000 },
+  );
   const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (!last.startsWith("{")) throw new Error(`selftest printed no report (exit ${r.code}): ${r.stderr.slice(-3000)}`);
+  if (!last.startsWith("{"))
+    throw new Error(`selftest printed no report (exit ${r.code}): ${r.stderr.slice(-3000)}`);
   report = JSON.parse(last) as Report;
   xlListAfter = (await node.exec("xl list")).stdout;
 });
@@ -100,7 +146,9 @@ test.serial("createPaused: the domain exists, paused, findable by name, and has 
   t.is(r.afterCreate.info.maxMemoryKiB >= 32 * 1024, true);
   t.true(r.afterCreate.names.some((n) => n.startsWith("sf-selftest-")));
   t.deepEqual(r.consoleWhilePaused, []);
-  t.log(`create ${r.create.ms} ms; worst event-loop stall during it ${r.create.maxLoopLagMs} ms (idle machine: ${r.idleLoopLagMs} ms)`);
+  t.log(
+    `create ${r.create.ms} ms; worst event-loop stall during it ${r.create.maxLoopLagMs} ms (idle machine: ${r.idleLoopLagMs} ms)`,
+  );
   // A blocking create would stall the loop for the whole build; async, only scheduling noise remains.
   t.true(r.create.maxLoopLagMs < r.create.ms / 2, "the event loop kept running during create");
 });
@@ -119,7 +167,10 @@ test.serial("stats: xenstat sees the running domain, its vcpu, memory and vif", 
   t.true(BigInt(s.running.cpuTimeNs) > 0n);
   t.true(s.running.memoryBytes >= 16 * 1024 * 1024);
   t.is(s.running.vcpus, 1);
-  t.deepEqual(s.running.networks.map((n) => n.devid), [0]);
+  t.deepEqual(
+    s.running.networks.map((n) => n.devid),
+    [0],
+  );
   t.is(s.unknown, null);
 });
 
@@ -131,15 +182,18 @@ test.serial("pause: the domain stops consuming CPU and printing; unpause resumes
   t.true(["running", "blocked"].includes(r.resumed.state));
 });
 
-test.serial("setMemory lowers the ceiling; growing past the max and vcpus past max_vcpus are refused", (t) => {
-  const r = rep();
-  t.true(r.setMemory.maxMemoryKiBAfter < r.setMemory.maxMemoryKiBBefore, JSON.stringify(r.setMemory));
-  t.is(r.setMemory.xenstoreTarget, String(24 * 1024));
-  t.is(r.setMemory.tooBig?.code, "InvalidArgument");
-  t.is(r.setVcpus.one, null);
-  t.is(r.setVcpus.vcpus, 1);
-  t.is(r.setVcpus.aboveMax?.code, "InvalidArgument", "4 vcpus on a 1-vcpu domain");
-});
+test.serial(
+  "setMemory lowers the ceiling; growing past the max and vcpus past max_vcpus are refused",
+  (t) => {
+    const r = rep();
+    t.true(r.setMemory.maxMemoryKiBAfter < r.setMemory.maxMemoryKiBBefore, JSON.stringify(r.setMemory));
+    t.is(r.setMemory.xenstoreTarget, String(24 * 1024));
+    t.is(r.setMemory.tooBig?.code, "InvalidArgument");
+    t.is(r.setVcpus.one, null);
+    t.is(r.setVcpus.vcpus, 1);
+    t.is(r.setVcpus.aboveMax?.code, "InvalidArgument", "4 vcpus on a 1-vcpu domain");
+  },
+);
 
 test.serial("XenStore: reads the guest's keys, lists a directory, reports a missing key as absent", (t) => {
   const r = rep();
@@ -166,14 +220,17 @@ test.serial("restore from the fd: same guest continues counting in a new domain"
   t.log(`restore ${r.restore.ms} ms`);
 });
 
-test.serial("shutdown(poweroff): the guest powers off and stays listed with its reason until destroy", (t) => {
-  const r = rep();
-  t.is(r.shutdown.state, "shutdown:poweroff");
-  t.regex(r.shutdown.poweroffLine ?? "", /hello: poweroff/);
-  t.is(r.destroy.info, null);
-  t.deepEqual(r.destroy.names, r.namesBefore);
-  t.log(`destroy ${r.destroy.ms} ms`);
-});
+test.serial(
+  "shutdown(poweroff): the guest powers off and stays listed with its reason until destroy",
+  (t) => {
+    const r = rep();
+    t.is(r.shutdown.state, "shutdown:poweroff");
+    t.regex(r.shutdown.poweroffLine ?? "", /hello: poweroff/);
+    t.is(r.destroy.info, null);
+    t.deepEqual(r.destroy.names, r.namesBefore);
+    t.log(`destroy ${r.destroy.ms} ms`);
+  },
+);
 
 test.serial("bad input: clear errors with the right codes", (t) => {
   const b = rep().bad;
@@ -184,7 +241,8 @@ test.serial("bad input: clear errors with the right codes", (t) => {
   t.is(b.badName?.code, "InvalidArgument");
   t.truthy(b.notAKernel, "a text file as kernel must fail");
   t.regex(b.notAKernel?.message ?? "", /ERROR_/);
-  for (const k of ["pauseUnknown", "unpauseUnknown", "destroyUnknown"] as const) t.is(b[k]?.code, "NotFound", k);
+  for (const k of ["pauseUnknown", "unpauseUnknown", "destroyUnknown"] as const)
+    t.is(b[k]?.code, "NotFound", k);
   t.is(b.infoUnknown, null);
   t.is(b.destroyDom0?.code, "InvalidArgument");
   t.is(b.duplicateName?.code, "InvalidArgument");
@@ -194,8 +252,18 @@ test.serial("nothing is left behind: the driver's list and xl's agree on Domain-
   const r = rep();
   t.deepEqual(r.namesAfterBad, r.namesBefore);
   t.deepEqual(r.namesAtEnd, r.namesBefore);
-  const xlNames = xlListAfter.trim().split("\n").slice(1).map((l) => l.split(/\s+/)[0]);
+  const xlNames = xlListAfter
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((l) => l.split(/\s+/)[0]);
   t.deepEqual(xlNames, ["Domain-0"]);
+});
+
+test.serial("close() with a call in flight: no crash, the call settles, later calls are refused", (t) => {
+  const c = rep().closeWhileBusy;
+  t.regex(c.pending, /^listed \d+$|connection is closed/);
+  t.regex(c.after?.message ?? "", /connection is closed/);
 });
 
 test.serial("timings: driver vs xl CLI (figures only)", (t) => {

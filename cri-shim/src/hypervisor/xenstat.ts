@@ -13,8 +13,10 @@ type Getter<R> = (p: CPointer) => R;
 
 function load() {
   const x = koffi.load("libxenstat.so.4.17");
-  const u64 = (name: string): Getter<number | bigint> => x.func(`unsigned long long ${name}(void *p)`) as unknown as Getter<number | bigint>;
-  const u32 = (name: string): Getter<number> => x.func(`unsigned int ${name}(void *p)`) as unknown as Getter<number>;
+  const u64 = (name: string): Getter<number | bigint> =>
+    x.func(`unsigned long long ${name}(void *p)`) as unknown as Getter<number | bigint>;
+  const u32 = (name: string): Getter<number> =>
+    x.func(`unsigned int ${name}(void *p)`) as unknown as Getter<number>;
   const getNode = x.func("void *xenstat_get_node(void *h, unsigned int flags)") as unknown as {
     async: (h: CPointer, flags: number, cb: (err: unknown, node: CPointer | null) => void) => void;
   };
@@ -22,15 +24,25 @@ function load() {
     init: x.func("void *xenstat_init(void)") as unknown as () => CPointer | null,
     uninit: x.func("void xenstat_uninit(void *h)") as unknown as (h: CPointer) => void,
     getNode: (h: CPointer, flags: number): Promise<CPointer | null> =>
-      new Promise((resolve, reject) => getNode.async(h, flags, (err, node) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(node)))),
+      new Promise((resolve, reject) =>
+        getNode.async(h, flags, (err, node) =>
+          err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(node),
+        ),
+      ),
     freeNode: x.func("void xenstat_free_node(void *node)") as unknown as (n: CPointer) => void,
-    nodeDomain: x.func("void *xenstat_node_domain(void *node, unsigned int domid)") as unknown as (n: CPointer, domid: number) => CPointer | null,
+    nodeDomain: x.func("void *xenstat_node_domain(void *node, unsigned int domid)") as unknown as (
+      n: CPointer,
+      domid: number,
+    ) => CPointer | null,
     cpuNs: u64("xenstat_domain_cpu_ns"),
     curMem: u64("xenstat_domain_cur_mem"),
     maxMem: u64("xenstat_domain_max_mem"),
     numVcpus: u32("xenstat_domain_num_vcpus"),
     numNetworks: u32("xenstat_domain_num_networks"),
-    network: x.func("void *xenstat_domain_network(void *d, unsigned int i)") as unknown as (d: CPointer, i: number) => CPointer | null,
+    network: x.func("void *xenstat_domain_network(void *d, unsigned int i)") as unknown as (
+      d: CPointer,
+      i: number,
+    ) => CPointer | null,
     netId: u32("xenstat_network_id"),
     rbytes: u64("xenstat_network_rbytes"),
     rpackets: u64("xenstat_network_rpackets"),
@@ -67,7 +79,9 @@ export class XenStat {
     try {
       const d = this.l.nodeDomain(node, domid);
       if (d === null) return undefined;
-      const networks = Array.from({ length: this.l.numNetworks(d) }, (_, i) => this.l.network(d, i)).filter((n): n is CPointer => n !== null);
+      const networks = Array.from({ length: this.l.numNetworks(d) }, (_, i) => this.l.network(d, i)).filter(
+        (n): n is CPointer => n !== null,
+      );
       return {
         domid,
         timestampMs: Date.now(),

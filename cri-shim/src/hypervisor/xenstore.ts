@@ -14,7 +14,11 @@ interface Fn<A extends unknown[], R> {
 }
 
 function promise<A extends unknown[], R>(fn: Fn<A, R>, ...args: A): Promise<R> {
-  return new Promise((resolve, reject) => fn.async(...args, (err, res) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    fn.async(...args, (err, res) =>
+      err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(res),
+    ),
+  );
 }
 
 function load() {
@@ -23,10 +27,20 @@ function load() {
   return {
     open: xs.func("void *xs_open(unsigned long flags)") as unknown as Fn<[number], CPointer | null>,
     close: xs.func("void xs_close(void *h)") as unknown as Fn<[CPointer], void>,
-    read: xs.func("void *xs_read(void *h, uint32_t t, const char *path, void *len)") as unknown as Fn<[CPointer, number, string, CPointer], CPointer | null>,
-    write: xs.func("bool xs_write(void *h, uint32_t t, const char *path, const char *data, unsigned int len)") as unknown as Fn<[CPointer, number, string, string, number], boolean>,
-    directory: xs.func("void *xs_directory(void *h, uint32_t t, const char *path, void *num)") as unknown as Fn<[CPointer, number, string, CPointer], CPointer | null>,
-    rm: xs.func("bool xs_rm(void *h, uint32_t t, const char *path)") as unknown as Fn<[CPointer, number, string], boolean>,
+    read: xs.func("void *xs_read(void *h, uint32_t t, const char *path, void *len)") as unknown as Fn<
+      [CPointer, number, string, CPointer],
+      CPointer | null
+    >,
+    write: xs.func(
+      "bool xs_write(void *h, uint32_t t, const char *path, const char *data, unsigned int len)",
+    ) as unknown as Fn<[CPointer, number, string, string, number], boolean>,
+    directory: xs.func(
+      "void *xs_directory(void *h, uint32_t t, const char *path, void *num)",
+    ) as unknown as Fn<[CPointer, number, string, CPointer], CPointer | null>,
+    rm: xs.func("bool xs_rm(void *h, uint32_t t, const char *path)") as unknown as Fn<
+      [CPointer, number, string],
+      boolean
+    >,
     free: libc.func("void free(void *p)") as unknown as Fn<[CPointer], void>,
   };
 }
@@ -50,7 +64,10 @@ export class XenStore {
   static open(): XenStore {
     lib ??= load();
     const h = lib.open(0);
-    if (h === null) throw new HypervisorError(`cannot connect to xenstored (errno ${koffi.errno()}): not dom0, or xenstored is not running`);
+    if (h === null)
+      throw new HypervisorError(
+        `cannot connect to xenstored (errno ${koffi.errno()}): not dom0, or xenstored is not running`,
+      );
     return new XenStore(lib, h);
   }
 
@@ -105,7 +122,8 @@ export class XenStore {
 
   async remove(path: string): Promise<void> {
     checkPath(path);
-    if (!(await promise(this.l.rm, this.handle(), XBT_NULL, path))) throw new HypervisorError(`XenStore rm ${path} failed`);
+    if (!(await promise(this.l.rm, this.handle(), XBT_NULL, path)))
+      throw new HypervisorError(`XenStore rm ${path} failed`);
   }
 
   close(): void {
