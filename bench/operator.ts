@@ -4,6 +4,7 @@
 // object each), and pods are counted by polling every 100 ms. Writes bench/results/operator.json and .svg.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import os from "node:os";
 import { parseArgs } from "node:util";
 import { API_VERSION, RUNTIME_CLASS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { startControlPlane } from "../e2e/harness/control-plane.js";
@@ -84,6 +85,7 @@ async function inBatches(n: number, concurrency: number, fn: (i: number) => Prom
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = Number(os.loadavg()[0]!.toFixed(2));
   const cp = await startControlPlane();
   const client = new KubeClient(cp.kubeConfig);
   const logs = managedTempDir("sf-bench-");
@@ -236,7 +238,13 @@ async function main(): Promise<void> {
       },
       replicaSetController: { podsMs: Math.round(baseMs) },
       ratio: Number(ratio.toFixed(3)),
-      machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
+      machine: {
+        cpus: os.cpus().length,
+        node: process.version,
+        // The apiserver shares the CPUs with everything else: the load says how much it had.
+        loadAverage1mAtStart: loadAtStart,
+        loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
+      },
       date: new Date().toISOString(),
     };
     const out = join(REPO_ROOT, "bench", "results");
