@@ -42,13 +42,28 @@ async function measure(name: string, opts: Omit<XenNodeOptions, "name">): Promis
     const xlListMs = Date.now() - t;
     const image = await testGuestImage();
     const ip = node.podCidr.replace(/0\/24$/, "10");
-    writeFileSync(join(node.hostDir, "g.cfg"), testGuestConfig(image, { name: "g", word: "bench", bridge: node.bridge, ip: `${ip}/24`, gw: node.dom0Ip }));
+    writeFileSync(
+      join(node.hostDir, "g.cfg"),
+      testGuestConfig(image, {
+        name: "g",
+        word: "bench",
+        bridge: node.bridge,
+        ip: `${ip}/24`,
+        gw: node.dom0Ip,
+      }),
+    );
     t = Date.now();
     const created = await node.exec("xl create /mnt/host/g.cfg", { timeoutMs: 900_000 });
     const xlCreateMs = Date.now() - t;
     return created.code === 0
       ? { bootMs: node.bootMs, xlListMs, xlCreateMs, loadAvg }
-      : { bootMs: node.bootMs, xlListMs, xlCreateMs: null, xlCreateError: created.stderr.split("\n").filter((l) => /error/.test(l))[0] ?? "", loadAvg };
+      : {
+          bootMs: node.bootMs,
+          xlListMs,
+          xlCreateMs: null,
+          xlCreateError: created.stderr.split("\n").filter((l) => /error/.test(l))[0] ?? "",
+          loadAvg,
+        };
   } finally {
     await node.stop();
   }
@@ -59,7 +74,9 @@ for (let run = 0; run < RUNS; run++) {
   for (const v of run % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()) {
     const s = await measure(`bench-${v.key}`, v.opts);
     samples[v.key]?.push(s);
-    console.log(`${v.label}: boot ${(s.bootMs / 1000).toFixed(1)} s, xl list ${s.xlListMs} ms, xl create ${s.xlCreateMs === null ? `FAILED (${s.xlCreateError})` : `${(s.xlCreateMs / 1000).toFixed(1)} s`} (host load ${s.loadAvg.toFixed(1)})`);
+    console.log(
+      `${v.label}: boot ${(s.bootMs / 1000).toFixed(1)} s, xl list ${s.xlListMs} ms, xl create ${s.xlCreateMs === null ? `FAILED (${s.xlCreateError})` : `${(s.xlCreateMs / 1000).toFixed(1)} s`} (host load ${s.loadAvg.toFixed(1)})`,
+    );
   }
 }
 
@@ -67,15 +84,45 @@ const outDir = join(REPO_ROOT, "bench", "results");
 mkdirSync(outDir, { recursive: true });
 writeFileSync(
   join(outDir, "xen-node.json"),
-  JSON.stringify({ benchmark: "xen-node", runs: RUNS, baseline: "multi-threaded TCG, 2 vCPUs, no tuning", samples, machine: { cpus: cpus().length, node: process.version }, date: new Date().toISOString() }, null, 2) + "\n",
+  JSON.stringify(
+    {
+      benchmark: "xen-node",
+      runs: RUNS,
+      baseline: "multi-threaded TCG, 2 vCPUs, no tuning",
+      samples,
+      machine: { cpus: cpus().length, node: process.version },
+      date: new Date().toISOString(),
+    },
+    null,
+    2,
+  ) + "\n",
 );
 // One point per measurement kind (x: 1 boot, 2 xl list, 3 xl create), y in seconds; a failed
 // xl create is drawn at 0 and reported in the JSON.
 const points = (xs: Sample[]): Array<[number, number]> =>
-  xs.flatMap((s) => [[1, s.bootMs / 1000], [2, s.xlListMs / 1000], [3, (s.xlCreateMs ?? 0) / 1000]] as Array<[number, number]>);
+  xs.flatMap(
+    (s) =>
+      [
+        [1, s.bootMs / 1000],
+        [2, s.xlListMs / 1000],
+        [3, (s.xlCreateMs ?? 0) / 1000],
+      ] as Array<[number, number]>,
+  );
 const series: Series[] = [
-  { name: "tuned (default): 1 boot, 2 xl list, 3 xl create", color: "#1f77b4", points: points(samples.tuned ?? []) },
+  {
+    name: "tuned (default): 1 boot, 2 xl list, 3 xl create",
+    color: "#1f77b4",
+    points: points(samples.tuned ?? []),
+  },
   { name: "plain recipe (baseline)", color: "#ff7f0e", points: points(samples.untuned ?? []) },
 ];
-writeFileSync(join(outDir, "xen-node.svg"), plotSvg("Emulated Xen node: boot, xl list, xl create (PV guest with vif)", "1 boot / 2 xl list / 3 xl create", "seconds", series));
+writeFileSync(
+  join(outDir, "xen-node.svg"),
+  plotSvg(
+    "Emulated Xen node: boot, xl list, xl create (PV guest with vif)",
+    "1 boot / 2 xl list / 3 xl create",
+    "seconds",
+    series,
+  ),
+);
 console.log(`wrote ${join(outDir, "xen-node.json")} and .svg`);
