@@ -13,6 +13,8 @@ import { XEN_TAINT } from "../cluster/kubelet.js";
 import { eventually, guestDomains, logTiming, useE2ECluster } from "./helpers.js";
 
 const scenario = useE2ECluster(test, "ex");
+/** Per test: domain builds, pulls and probes under TCG emulation on shared cores are slow. */
+const TEST_TIMEOUT_MS = 20 * 60_000;
 const example = (name: string) => join(REPO_ROOT, "examples", `${name}.yaml`);
 
 interface PodView {
@@ -26,6 +28,7 @@ interface PodView {
 }
 
 test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes pod and domain", async (t) => {
+  t.timeout(TEST_TIMEOUT_MS);
   const s = scenario();
   const applied = Date.now();
   await s.ok(["apply", "-f", example("hello")]);
@@ -58,6 +61,7 @@ test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes
 });
 
 test.serial("http: Ready, and answers through its Service", async (t) => {
+  t.timeout(TEST_TIMEOUT_MS);
   const s = scenario();
   const applied = Date.now();
   await s.ok(["apply", "-f", example("http")]);
@@ -108,6 +112,7 @@ function probePod(name: string, path: string): string {
 }
 
 test.serial("a readiness probe against the HTTP unikernel: a good path makes the pod Ready, a bad one keeps it unready", async (t) => {
+  t.timeout(TEST_TIMEOUT_MS);
   const s = scenario();
   await s.ok(["apply", "-f", "-"], probePod("probe-good", "/healthz") + "---\n" + probePod("probe-bad", "/no-such-path"));
   try {
@@ -131,6 +136,7 @@ test.serial("a readiness probe against the HTTP unikernel: a good path makes the
 });
 
 test.serial("an ordinary Linux container image on a Xen node is refused with a clear reason", async (t) => {
+  t.timeout(TEST_TIMEOUT_MS);
   const s = scenario();
   const work = mkdtempSync(join(tmpdir(), "sf-e2e-linux-image-"));
   const domainsBefore = await guestDomains(s);
