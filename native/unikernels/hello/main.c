@@ -161,12 +161,14 @@ void hello_main(start_info_t *start_info) {
   print_command_line(&nargs, &nenv);
 
   xenstore_init(si);
-  advertise_features();
   if (xenstore_watch("control/shutdown", "hello") < 0) hello_crash();
 
+  /* Ready = the console works and shutdown requests are watched; each XenStore round trip goes
+   * through dom0, so the feature keys (informational for PV guests) are written after. */
   uint64_t boot_ns = ns_since_boot();
   printk("hello: ready in %lu.%03lu ms (args=%d env=%d)\n", (unsigned long)(boot_ns / 1000000),
          (unsigned long)(boot_ns / 1000 % 1000), nargs, nenv);
+  advertise_features();
 
   uint64_t next_tick = monotonic_ns() + 1000000000ULL;
   for (;;) {
