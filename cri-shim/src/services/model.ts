@@ -70,9 +70,10 @@ export interface ContainerStatusRecord {
   /**
    * Set by the node agent while the domain is saved to disk (runPolicy Suspended): the container
    * stays "running" for the CRI (the pod is kept), domid is unset, and the exit monitor and recovery
-   * leave it alone. Cleared when the domain is restored under a new domid.
+   * leave it alone. Cleared when the domain is restored under a new domid. sha256: the checkpoint's
+   * digest, checked before a restore (libxl does not verify the stream's memory pages).
    */
-  suspended?: { checkpoint: string; since: string };
+  suspended?: { checkpoint: string; since: string; sha256?: string };
 }
 
 export type SandboxStore = Store<SandboxMeta, SandboxStatus>;

@@ -42,7 +42,13 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     }
     if (c.status.state === "exited") continue;
     // Saved to disk by the node agent: no domain is expected; the agent restores it when asked.
-    if (c.status.suspended && !domain) { report.adopted++; continue; }
+    // A domain beside a suspended record is a restore that did not finish (the checkpoint is still
+    // there, and it is the truth): remove the domain, stay suspended.
+    if (c.status.suspended) {
+      if (domain) await rt.hypervisor.destroy(domain.domid);
+      report.adopted++;
+      continue;
+    }
     if (!domain || domain.state === "shutdown" || domain.state === "crashed") {
       if (domain) await rt.hypervisor.destroy(domain.domid);
       await containers.markExited(c.meta.id, domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"));
