@@ -2,8 +2,8 @@
 // under the sandbox's lock (the same lock the CRI calls take), so a StopContainer never races a save,
 // and each records the outcome in the container store so the CRI view stays true: a suspended
 // container is still "running" for the kubelet, without a domid, and a restored one has its new domid.
-import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { constants, createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
@@ -22,6 +22,12 @@ export function checkpointPath(dir: string, vmUid: string): string {
 
 export async function fileExists(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 export class DomainOps {
@@ -76,8 +82,9 @@ export class DomainOps {
       }
       const { size } = await fh.stat();
       await fh.close();
+      const sha256 = await sha256Of(tmp);
       await rename(tmp, path);
-      await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, domid: undefined, suspended: { checkpoint: path, since: new Date().toISOString() } }));
+      await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, domid: undefined, suspended: { checkpoint: path, since: new Date().toISOString(), sha256 } }));
       const ms = Date.now() - started;
       log.info("domain suspended to disk", { container: cur.meta.id, domid, path, bytes: size, ms });
       return { ms, bytes: size };
@@ -91,6 +98,12 @@ export class DomainOps {
       if (!record) throw new Error(`container ${cur.meta.id} is not suspended`);
       const started = Date.now();
       const spec = this.domainSpec(cur);
+      // A damaged file must never reach libxl: it trusts the stream (a corrupt one can take the
+      // shim's process down with it, and flipped memory pages would restore silently).
+      if (record.sha256) {
+        const actual = await sha256Of(record.checkpoint);
+        if (actual !== record.sha256) throw new Error(`checkpoint ${record.checkpoint} is corrupt: sha256 ${actual.slice(0, 16)}... differs from ${record.sha256.slice(0, 16)}... recorded at save`);
+      }
       const fh = await open(record.checkpoint, constants.O_RDONLY);
       let domid: number;
       try {
