@@ -60,10 +60,13 @@ const REQUIRED: ReadonlyArray<{ path: string; pkg: string }> = [
   { path: "/usr/sbin/iptables", pkg: "iptables" },
 ];
 
-/** Throws one error naming every missing Debian package (what `npm run setup` would install). */
-export function checkPrerequisites(): void {
-  const missing = REQUIRED.filter((r) => !existsSync(r.path));
-  if (!existsSync("/bin/busybox") || !isStaticBusybox())
+/**
+ * Throws one error naming every missing Debian package (what `npm run setup` would install).
+ * `exists` is replaceable so that a unit test can simulate a machine without some packages.
+ */
+export function checkPrerequisites(exists: (path: string) => boolean = existsSync): void {
+  const missing = REQUIRED.filter((r) => !exists(r.path));
+  if (!exists("/bin/busybox") || !isStaticBusybox())
     missing.push({ path: "/bin/busybox (static)", pkg: "busybox-static" });
   if (findDom0Kernel() === undefined)
     missing.push({ path: "/boot/vmlinuz-<v> with /lib/modules/<v>", pkg: "linux-image-amd64" });

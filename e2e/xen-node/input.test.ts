@@ -2,7 +2,8 @@
 import test from "ava";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { startXenNode } from "./index.js";
+import { existsSync } from "node:fs";
+import { checkPrerequisites, startXenNode } from "./index.js";
 
 const leftovers = (prefix: string): string[] => readdirSync(tmpdir()).filter((e) => e.startsWith(prefix));
 
@@ -24,4 +25,17 @@ test("rejects a CPU count QEMU/Xen would not boot with", async (t) => {
   });
   await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 1.5 }), { message: /cpus must be an integer/ });
   t.deepEqual(leftovers("superfluid-xen-in-cpu-"), []);
+});
+
+test("names every missing Debian package in one error", (t) => {
+  t.notThrows(() => checkPrerequisites());
+  const without =
+    (...gone: string[]) =>
+    (path: string) =>
+      !gone.some((g) => path.includes(g)) && existsSync(path);
+  const err = t.throws(() =>
+    checkPrerequisites(without("qemu-system-x86_64", "/usr/sbin/xl", "xen-init-dom0")),
+  );
+  t.regex(err?.message ?? "", /missing Debian package\(s\) qemu-system-x86, xen-utils-4\.17 \(not found: /);
+  t.regex(err?.message ?? "", /apt-get install qemu-system-x86 xen-utils-4\.17/);
 });
