@@ -57,14 +57,14 @@ export class KubeClient {
     this.agent ??= secure
       ? new HttpsAgent({
           keepAlive: true,
-          maxSockets: 64,
+          maxSockets: 256,
           ca: opts.ca,
           cert: opts.cert,
           key: opts.key,
           rejectUnauthorized: opts.rejectUnauthorized,
           servername: opts.servername,
         })
-      : new HttpAgent({ keepAlive: true, maxSockets: 64 });
+      : new HttpAgent({ keepAlive: true, maxSockets: 256 });
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) query.set(k, String(v));
     const qs = query.toString();
