@@ -41,6 +41,8 @@ test("parseHelloLog reads args, env, ready lines and ticks across a suspend and 
   t.deepEqual(log.ticksAfterLastReady, [1]);
   t.deepEqual(log.suspendedAt, [2]);
   t.deepEqual(log.resumedAt, [2]);
+  t.is(log.restoredCount, 1);
+  t.is(log.cancelledCount, 0);
   t.is(log.memoryLine, "memory 4096 KiB, in use at boot 96 KiB (image+bss 56 KiB)");
 });
 

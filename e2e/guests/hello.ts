@@ -17,10 +17,12 @@ export interface HelloLog {
   ticks: number[];
   /** Tick numbers after the last ready line. */
   ticksAfterLastReady: number[];
-  /** Tick numbers of each "suspending at tick N" / "resumed at tick N (restored domain)". */
+  /** Tick numbers of each "suspending at tick N" / "resumed at tick N (...)", in order. */
   suspendedAt: number[];
   resumedAt: number[];
-  resumedCount: number;
+  /** Resumes in a restored domain (xl restore) and cancelled suspends (xl save -c). */
+  restoredCount: number;
+  cancelledCount: number;
 }
 
 const READY = /^hello: ready in (\d+\.\d+) ms \(args=(\d+) env=(\d+)\)$/;
@@ -37,7 +39,8 @@ export function parseHelloLog(text: string): HelloLog {
     ticksAfterLastReady: [],
     suspendedAt: [],
     resumedAt: [],
-    resumedCount: 0,
+    restoredCount: 0,
+    cancelledCount: 0,
   };
   for (const raw of text.split("\n")) {
     const line = raw.replace(/\r$/, "");
@@ -61,9 +64,10 @@ export function parseHelloLog(text: string): HelloLog {
       log.memoryLine = line.slice("hello: ".length);
     } else if ((m = /^hello: suspending at tick (\d+)$/.exec(line))) {
       log.suspendedAt.push(Number(m[1]));
-    } else if ((m = /^hello: resumed at tick (\d+) \(restored domain\)$/.exec(line))) {
+    } else if ((m = /^hello: resumed at tick (\d+) \((restored domain|suspend cancelled)\)$/.exec(line))) {
       log.resumedAt.push(Number(m[1]));
-      log.resumedCount++;
+      if (m[2] === "restored domain") log.restoredCount++;
+      else log.cancelledCount++;
     }
   }
   return log;

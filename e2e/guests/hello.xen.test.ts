@@ -167,10 +167,24 @@ test.serial("hello keeps counting across xl pause/unpause and xl save + xl resto
     await waitForLog(
       domain,
       `ticks after restore ${round}`,
-      (l) => l.resumedCount === round && l.ticks.length >= before + 2,
+      (l) => l.restoredCount === round && l.ticks.length >= before + 2,
     );
     rounds.push(`save ${saveMs} ms (${saveBytes} bytes), restore ${restoreMs} ms`);
   }
+  // A checkpoint (`xl save -c`): the suspend is cancelled and the same domain runs on, so the guest
+  // takes the other return of SCHEDOP_shutdown (1) and must still count on.
+  const domidBefore = (await sh(`xl domid ${domain}`)).trim();
+  await sh(`xl save -c ${domain} ${saveFile}`);
+  await sh(`rm -f ${saveFile}`);
+  t.is((await sh(`xl domid ${domain}`)).trim(), domidBefore, "xl save -c should keep the domain");
+  const beforeCheckpoint = await consoleLog(domain);
+  await waitForLog(
+    domain,
+    "ticks after the checkpoint",
+    (l) =>
+      /hello: resumed at tick \d+ \(suspend cancelled\)/.test(l.text) &&
+      l.ticks.length >= beforeCheckpoint.ticks.length + 2,
+  );
   const log = await consoleLog(domain);
   t.log(`xl pause + 2 s + xl unpause: ${pauseMs} ms; ${rounds.join("; ")}`);
 
@@ -181,11 +195,25 @@ test.serial("hello keeps counting across xl pause/unpause and xl save + xl resto
     log.ticks.map((_, i) => i + 1),
   );
   t.true(afterPause.ticks.length >= 4);
-  t.is(log.resumedCount, 2);
+  t.is(log.restoredCount, 2);
+  t.is(log.cancelledCount, 1);
   // Each resume continues at the tick where its suspend happened, and ticks follow it.
   t.deepEqual(log.resumedAt, log.suspendedAt);
-  t.true(log.ticks[log.ticks.length - 1]! > log.resumedAt[1]!, "no tick after the last restore");
+  t.true(
+    log.ticks[log.ticks.length - 1]! > log.resumedAt[log.resumedAt.length - 1]!,
+    "no tick after the last resume",
+  );
 
-  await sh(`xl shutdown -w ${domain}`);
+  // Poweroff still works after all that. The xl process that watched this domain exited when it saw
+  // the checkpoint's suspend ("Domain has suspended"), so nobody reaps the domain after it shuts
+  // down: check it is shut down with reason poweroff (not running), then destroy it.
+  const shutdownOut = await sh(`xl shutdown -w ${domain}`);
+  t.regex(shutdownOut, /has been shut down, reason code 0|has been destroyed/);
+  t.regex((await consoleLog(domain)).text, /hello: poweroff at tick \d+/);
+  if (await domainExists(domain)) {
+    const state = (await sh(`xl list ${domain}`)).trim().split("\n")[1]?.trim().split(/\s+/)[4] ?? "";
+    t.true(state.includes("s"), `domain state after poweroff is ${state}`);
+    await sh(`xl destroy ${domain}`);
+  }
   t.false(await domainExists(domain));
 });
