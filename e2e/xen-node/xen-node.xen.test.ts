@@ -4,6 +4,8 @@
 // leaves no QEMU process and no temp dir.
 import test from "ava";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -67,6 +69,17 @@ test.serial(
     );
     t.is(copy.code, 0, copy.stderr);
     t.is(readFileSync(join(a.hostDir, "from-dom0.txt"), "utf8"), "host->dom0 dom0->host");
+
+    // dom0 reaches the host's loopback at 10.0.2.2 (how it reaches an apiserver or registry on the host).
+    const server = createServer((_req, res) => res.end(`host says hi to ${a.name}`));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const fromDom0 = await a.exec(`wget -q -T 20 -O- http://${a.hostIpFromDom0}:${port}/`);
+      t.is(fromDom0.stdout, `host says hi to ${a.name}`, fromDom0.stderr);
+    } finally {
+      server.close();
+    }
 
     // exec reports exit codes, stderr and stdin faithfully.
     const failing = await a.exec("echo out; echo err >&2; exit 7");
