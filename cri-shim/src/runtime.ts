@@ -42,6 +42,7 @@ export class CriRuntime {
       options: config.options,
       locks: new KeyedLock(),
       pumps: new Map(),
+      stopping: new Set(),
     };
     this.containers = new ContainerService(this.ctx);
     this.sandboxes = new SandboxService(this.ctx, this.containers);

@@ -166,6 +166,16 @@ export class ContainerService {
     checkName("container_id", id);
     const c = this.rt.containers.resolve(id);
     if (!c || c.status.state === "exited") return; // CRI: stopping a gone or stopped container is not an error
+    this.rt.stopping.add(c.meta.id);
+    try {
+      await this.stopDomain(c, timeoutSec);
+    } finally {
+      this.rt.stopping.delete(c.meta.id);
+    }
+  }
+
+  private async stopDomain(c: ContainerEntry, timeoutSec: number): Promise<void> {
+    const id = c.meta.id;
     const domid = c.status.domid;
     let ended: { exitCode: number; reason: string; message: string } = { exitCode: 0, reason: "Stopped", message: "stopped before it started" };
     // Suspended by the node agent: no domain to stop; the checkpoint is the VM's only state, dropped with it.
@@ -204,9 +214,16 @@ export class ContainerService {
     if (changed) log.info("container exited", { id, ...ended });
   }
 
+  /** Destroys the domain if it is still there and still ours; a domain that vanished meanwhile is fine. */
   async destroyDomain(domid: number, name: string): Promise<void> {
     const info = await this.rt.hypervisor.info(domid);
-    if (info && info.name === name) await this.rt.hypervisor.destroy(domid);
+    if (!info || info.name !== name) return;
+    try {
+      await this.rt.hypervisor.destroy(domid);
+    } catch (err) {
+      const after = await this.rt.hypervisor.info(domid).catch(() => info);
+      if (after && after.name === name) throw err;
+    }
   }
 
   async remove(id: string): Promise<void> {

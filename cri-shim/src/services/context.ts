@@ -46,6 +46,8 @@ export interface RuntimeContext {
   images: ImageBackend;
   options: RuntimeOptions;
   locks: KeyedLock;
+  /** Containers inside StopContainer: the exit monitor leaves their domain to that call. */
+  stopping: Set<string>;
   /** Console pumps of containers whose domain runs, by container id. */
   pumps: Map<string, ConsolePump>;
 }

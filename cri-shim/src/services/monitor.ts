@@ -28,7 +28,7 @@ export class ExitMonitor {
   /** One pass; exported for tests and for recovery. */
   async check(): Promise<void> {
     // A suspended container has no domain on purpose (the node agent saved it to disk): not an exit.
-    const live = this.rt.containers.list().filter((c) => (c.status.state === "running" || c.status.state === "created") && !c.status.suspended);
+    const live = this.rt.containers.list().filter((c) => (c.status.state === "running" || c.status.state === "created") && !c.status.suspended && !this.rt.stopping.has(c.meta.id));
     if (live.length === 0) return;
     try {
       const domains = await this.rt.hypervisor.list();
@@ -37,7 +37,7 @@ export class ExitMonitor {
         if (d && d.state !== "shutdown" && d.state !== "crashed") continue;
         await this.rt.locks.run(c.meta.sandboxId, async () => {
           const cur = this.rt.containers.get(c.meta.id);
-          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || cur.status.suspended || cur.status.domid !== c.status.domid) return;
+          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || cur.status.suspended || cur.status.domid !== c.status.domid || this.rt.stopping.has(c.meta.id)) return;
           const ended = d ? exitFromShutdown(d.shutdownReason, d.state) : exitFromShutdown(undefined, "gone");
           if (d) await this.rt.hypervisor.destroy(d.domid).catch((err: unknown) => log.warn("destroy of ended domain failed", { err: String(err) }));
           await this.containers.markExited(c.meta.id, ended);
