@@ -19,14 +19,14 @@ interface Ctx {
   http: string;
 }
 const ctx = {} as Ctx;
-const CRICTL = `${k8sBinary("crictl")} --runtime-endpoint unix://${SHIM_SOCKET} --image-endpoint unix://${SHIM_SOCKET} --timeout 120s`;
+const CRICTL = `${k8sBinary("crictl")} --runtime-endpoint unix://${SHIM_SOCKET} --image-endpoint unix://${SHIM_SOCKET} --timeout 600s`;
 const STATE = "/var/lib/superfluid";
 
 function shimArgs(node: XenNode): string[] {
   return ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--log-level", "debug"];
 }
 
-async function sh(cmd: string, timeoutMs = 180_000): Promise<string> {
+async function sh(cmd: string, timeoutMs = 700_000): Promise<string> {
   const r = await ctx.node.exec(cmd, { timeoutMs });
   if (r.code !== 0) throw new Error(`dom0: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${ctx.shim?.log(40)}`);
   return r.stdout.trim();
@@ -38,7 +38,7 @@ async function crictl(args: string, timeoutMs?: number): Promise<string> {
 
 /** crictl that is expected to fail: returns its stderr. */
 async function crictlFails(args: string): Promise<string> {
-  const r = await ctx.node.exec(`${CRICTL} ${args}`, { timeoutMs: 120_000 });
+  const r = await ctx.node.exec(`${CRICTL} ${args}`, { timeoutMs: 700_000 });
   if (r.code === 0) throw new Error(`expected failure: crictl ${args}\n${r.stdout}`);
   return r.stderr;
 }
@@ -106,7 +106,7 @@ async function createContainer(t: { log: (m: string) => void }, pod: string, ctr
   try {
     return await crictl(`create ${pod} ${ctr} ${podCfg}`);
   } catch (err) {
-    if (!/hotplug|timeout/i.test(String(err))) throw err;
+    if (!/hotplug/i.test(String(err))) throw err;
     t.log(`CreateContainer retried after: ${String(err).split("\n")[2]?.slice(0, 300)}`);
     return crictl(`create ${pod} ${ctr} ${podCfg}`);
   }
