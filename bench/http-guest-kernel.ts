@@ -31,20 +31,32 @@ try {
   for (const v of VARIANTS) {
     writeFileSync(
       join(node.hostDir, `${v.key}.cfg`),
-      [`name = "${v.key}"`, `type = "pv"`, `kernel = "${v.kernel}"`, `ramdisk = "${image.initrd}"`, `extra = "console=hvc0 quiet"`, `memory = 96`, ""].join("\n"),
+      [
+        `name = "${v.key}"`,
+        `type = "pv"`,
+        `kernel = "${v.kernel}"`,
+        `ramdisk = "${image.initrd}"`,
+        `extra = "console=hvc0 quiet"`,
+        `memory = 96`,
+        "",
+      ].join("\n"),
     );
   }
   for (let run = 0; run < RUNS; run++) {
     for (const v of run % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()) {
       const loadAvg = loadavg()[0] ?? 0;
       const t = Date.now();
-      const created = await node.exec(`xl create -p ${node.dom0HostDir}/${v.key}.cfg`, { timeoutMs: 600_000 });
+      const created = await node.exec(`xl create -p ${node.dom0HostDir}/${v.key}.cfg`, {
+        timeoutMs: 600_000,
+      });
       const xlCreateMs = Date.now() - t;
       if (created.code !== 0) throw new Error(`xl create ${v.key}: ${created.stderr}`);
       const destroyed = await node.exec(`xl destroy ${v.key}`);
       if (destroyed.code !== 0) throw new Error(`xl destroy ${v.key}: ${destroyed.stderr}`);
       samples[v.key]?.push({ xlCreateMs, loadAvg });
-      console.log(`${v.label}: xl create -p ${(xlCreateMs / 1000).toFixed(1)} s (host load ${loadAvg.toFixed(1)})`);
+      console.log(
+        `${v.label}: xl create -p ${(xlCreateMs / 1000).toFixed(1)} s (host load ${loadAvg.toFixed(1)})`,
+      );
     }
   }
 } finally {
@@ -75,7 +87,11 @@ writeFileSync(
     "http guest: xl create -p on an emulated Xen node, by kernel format",
     "run",
     "seconds",
-    VARIANTS.map((v) => ({ name: v.label, color: v.color, points: (samples[v.key] ?? []).map((s, i): [number, number] => [i + 1, s.xlCreateMs / 1000]) })),
+    VARIANTS.map((v) => ({
+      name: v.label,
+      color: v.color,
+      points: (samples[v.key] ?? []).map((s, i): [number, number] => [i + 1, s.xlCreateMs / 1000]),
+    })),
   ),
 );
 console.log(`wrote ${join(outDir, "http-guest-kernel.json")} and .svg`);

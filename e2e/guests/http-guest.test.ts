@@ -24,11 +24,17 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env
   const output = { text: "" };
   child.stdout?.on("data", (d: Buffer) => (output.text += d.toString("utf8")));
   child.stderr?.on("data", (d: Buffer) => (output.text += d.toString("utf8")));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  // "close", not "exit": only then has all of the output been read.
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
   return { child, output, exited };
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, r: Running, probe: () => T | undefined): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  r: Running,
+  probe: () => T | undefined,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void r.exited.then(() => (exited = true));
@@ -36,7 +42,8 @@ async function waitFor<T>(what: string, timeoutMs: number, r: Running, probe: ()
     const found = probe();
     if (found !== undefined) return found;
     if (exited) throw new Error(`exited before ${what}; output:\n${r.output.text.slice(-3000)}`);
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms; output:\n${r.output.text.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`no ${what} within ${timeoutMs} ms; output:\n${r.output.text.slice(-3000)}`);
     await sleep(100);
   }
 }
@@ -68,7 +75,10 @@ test.before(async () => {
 
 test("the init serves /healthz and / on a host, counts requests, and stops on SIGTERM", async (t) => {
   const { init } = await ensureHttpGuestImage();
-  const r = start(init, ["alpha", "b=c"], { ...process.env, HTTP_GUEST_CMDLINE: "console=hvc0 port=0 hostname=host-run" });
+  const r = start(init, ["alpha", "b=c"], {
+    ...process.env,
+    HTTP_GUEST_CMDLINE: "console=hvc0 port=0 hostname=host-run",
+  });
   t.teardown(() => stop(r));
   const ready = await waitFor("ready line", 10_000, r, () => parseReadyLine(r.output.text));
   const base = `http://127.0.0.1:${ready.port}`;
@@ -109,7 +119,13 @@ test("the init refuses a bad command line with a message naming the key, and exi
 
 test("httpGuestCmdline builds the guest's command line and rejects what the guest would refuse", (t) => {
   t.is(
-    httpGuestCmdline({ ip: "10.244.1.9/24", gateway: "10.244.1.1", port: 8080, hostname: "web-1", appArgs: ["--mode=x", "y"] }),
+    httpGuestCmdline({
+      ip: "10.244.1.9/24",
+      gateway: "10.244.1.1",
+      port: 8080,
+      hostname: "web-1",
+      appArgs: ["--mode=x", "y"],
+    }),
     "ip=10.244.1.9/24 gw=10.244.1.1 port=8080 hostname=web-1 -- --mode=x y",
   );
   t.throws(() => httpGuestCmdline({ ip: "10.244.1.9" }), { message: /ip must be <IPv4>\/<1\.\.32>/ });
@@ -124,18 +140,45 @@ async function bootUnderQemu(cmdline: string): Promise<{ r: Running; hostPort: n
   const { bzImage, initrd } = await ensureHttpGuestImage();
   const hostPort = await freeLoopbackPort();
   const r = start("setpriv", [
-    "--pdeathsig", "KILL", "--", "qemu-system-x86_64",
-    "-accel", "tcg", "-m", "128", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
-    "-serial", "stdio", "-kernel", bzImage, "-initrd", initrd, "-append", `console=ttyS0 panic=-1 quiet ${cmdline}`,
+    "--pdeathsig",
+    "KILL",
+    "--",
+    "qemu-system-x86_64",
+    "-accel",
+    "tcg",
+    "-m",
+    "128",
+    "-smp",
+    "1",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-serial",
+    "stdio",
+    "-kernel",
+    bzImage,
+    "-initrd",
+    initrd,
+    "-append",
+    `console=ttyS0 panic=-1 quiet ${cmdline}`,
     // restrict=on: the guest reaches nothing outside QEMU; only the forward below reaches it.
-    "-netdev", `user,id=n0,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${hostPort}-10.0.2.15:8080`,
-    "-device", "virtio-net-pci,netdev=n0",
+    "-netdev",
+    `user,id=n0,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:${hostPort}-10.0.2.15:8080`,
+    "-device",
+    "virtio-net-pci,netdev=n0",
   ]);
   return { r, hostPort };
 }
 
 test("the image boots under QEMU, configures its NIC from the command line and answers HTTP", async (t) => {
-  const cmdline = httpGuestCmdline({ ip: "10.0.2.15/24", gateway: "10.0.2.2", port: 8080, hostname: "qemu-guest", appArgs: ["one", "two"] });
+  const cmdline = httpGuestCmdline({
+    ip: "10.0.2.15/24",
+    gateway: "10.0.2.2",
+    port: 8080,
+    hostname: "qemu-guest",
+    appArgs: ["one", "two"],
+  });
   const started = Date.now();
   const { r, hostPort } = await bootUnderQemu(cmdline);
   t.teardown(() => stop(r));

@@ -62,11 +62,17 @@ export function httpGuestCmdline(cfg: HttpGuestConfig): string {
   if (!m || m[1]!.split(".").some((o) => Number(o) > 255) || Number(m[2]) < 1 || Number(m[2]) > 32) {
     throw new Error(`http guest: ip must be <IPv4>/<1..32>, got '${cfg.ip}'`);
   }
-  if (cfg.gateway !== undefined && !/^\d{1,3}(?:\.\d{1,3}){3}$/.test(cfg.gateway)) throw new Error(`http guest: gateway must be an IPv4 address, got '${cfg.gateway}'`);
-  if (cfg.port !== undefined && (!Number.isInteger(cfg.port) || cfg.port < 1 || cfg.port > 65535)) throw new Error(`http guest: port must be 1..65535, got ${cfg.port}`);
-  if (cfg.hostname !== undefined && !/^[A-Za-z0-9.-]{1,64}$/.test(cfg.hostname)) throw new Error(`http guest: hostname must be 1-64 of [A-Za-z0-9.-], got '${cfg.hostname}'`);
+  if (cfg.gateway !== undefined && !/^\d{1,3}(?:\.\d{1,3}){3}$/.test(cfg.gateway))
+    throw new Error(`http guest: gateway must be an IPv4 address, got '${cfg.gateway}'`);
+  if (cfg.port !== undefined && (!Number.isInteger(cfg.port) || cfg.port < 1 || cfg.port > 65535))
+    throw new Error(`http guest: port must be 1..65535, got ${cfg.port}`);
+  if (cfg.hostname !== undefined && !/^[A-Za-z0-9.-]{1,64}$/.test(cfg.hostname))
+    throw new Error(`http guest: hostname must be 1-64 of [A-Za-z0-9.-], got '${cfg.hostname}'`);
   for (const a of cfg.appArgs ?? []) {
-    if (a === "" || /[\s"]/.test(a)) throw new Error(`http guest: app args cannot be empty or hold spaces or quotes (kernel command line), got '${a}'`);
+    if (a === "" || /[\s"]/.test(a))
+      throw new Error(
+        `http guest: app args cannot be empty or hold spaces or quotes (kernel command line), got '${a}'`,
+      );
   }
   const words = [...(cfg.kernelArgs ?? []), `ip=${cfg.ip}`];
   if (cfg.gateway !== undefined) words.push(`gw=${cfg.gateway}`);
@@ -95,12 +101,22 @@ export function parseFatalLine(consoleText: string): string | undefined {
 }
 
 /** Builds the image if needed (incremental: a no-op when nothing changed) and returns its paths. */
-export async function ensureHttpGuestImage(): Promise<{ kernel: string; bzImage: string; initrd: string; init: string }> {
+export async function ensureHttpGuestImage(): Promise<{
+  kernel: string;
+  bzImage: string;
+  initrd: string;
+  init: string;
+}> {
   await run("make", ["-s", "-C", join(REPO_ROOT, "native", "guests", "http")], { timeout: 300_000 });
   for (const p of [HTTP_GUEST_KERNEL, HTTP_GUEST_BZIMAGE, HTTP_GUEST_INITRD, HTTP_GUEST_INIT]) {
     if (!existsSync(p)) throw new Error(`http guest: ${p} missing after make -C native/guests/http`);
   }
-  return { kernel: HTTP_GUEST_KERNEL, bzImage: HTTP_GUEST_BZIMAGE, initrd: HTTP_GUEST_INITRD, init: HTTP_GUEST_INIT };
+  return {
+    kernel: HTTP_GUEST_KERNEL,
+    bzImage: HTTP_GUEST_BZIMAGE,
+    initrd: HTTP_GUEST_INITRD,
+    init: HTTP_GUEST_INIT,
+  };
 }
 
 export interface XlGuestOptions {
@@ -119,8 +135,17 @@ export interface XlGuestOptions {
 /** An `xl create` config for the guest (dom0 sees the host's / at the same paths). */
 export function httpGuestXlConfig(o: XlGuestOptions): string {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.name)) throw new Error(`http guest: invalid domain name '${o.name}'`);
-  if (/["\\\n]/.test(o.cmdline)) throw new Error("http guest: the command line cannot hold quotes, backslashes or newlines");
-  const mac = o.mac ?? `00:16:3e:${[0, 0, 0].map(() => Math.floor(Math.random() * 256).toString(16).padStart(2, "0")).join(":")}`;
+  if (/["\\\n]/.test(o.cmdline))
+    throw new Error("http guest: the command line cannot hold quotes, backslashes or newlines");
+  const mac =
+    o.mac ??
+    `00:16:3e:${[0, 0, 0]
+      .map(() =>
+        Math.floor(Math.random() * 256)
+          .toString(16)
+          .padStart(2, "0"),
+      )
+      .join(":")}`;
   return [
     `name = "${o.name}"`,
     `type = "pv"`,

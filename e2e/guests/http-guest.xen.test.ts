@@ -38,13 +38,18 @@ async function dom0(cmd: string, timeoutMs = 120_000): Promise<string> {
   return r.stdout;
 }
 
-const consoleLog = (domain: string): Promise<string> => dom0(`cat /var/log/xen/console/guest-${domain}.log 2>/dev/null || true`);
-const domainExists = async (domain: string): Promise<boolean> => (await theNode().exec(`xl domid ${domain}`)).code === 0;
+const consoleLog = (domain: string): Promise<string> =>
+  dom0(`cat /var/log/xen/console/guest-${domain}.log 2>/dev/null || true`);
+const domainExists = async (domain: string): Promise<boolean> =>
+  (await theNode().exec(`xl domid ${domain}`)).code === 0;
 
 /** Writes the config to the share and runs `xl create`; returns how long xl took. */
 async function create(domain: string, cmdline: string): Promise<number> {
   const n = theNode();
-  writeFileSync(join(n.hostDir, `${domain}.cfg`), httpGuestXlConfig({ name: domain, cmdline, bridge: n.bridge }));
+  writeFileSync(
+    join(n.hostDir, `${domain}.cfg`),
+    httpGuestXlConfig({ name: domain, cmdline, bridge: n.bridge }),
+  );
   const started = Date.now();
   // Domain build alone (decompressing the bzImage in xl) takes 15-50 s under emulation on a busy host.
   await dom0(`xl create ${n.dom0HostDir}/${domain}.cfg`, 300_000);
@@ -61,44 +66,58 @@ async function poll<T>(what: string, timeoutMs: number, probe: () => Promise<T |
   }
 }
 
-test.serial("the guest boots with xl create, gets its IP on the pod bridge and answers HTTP from dom0", async (t) => {
-  const n = theNode();
-  const domain = "http-a";
-  const ip = n.podCidr.replace(/\.0\/24$/, ".10");
-  t.teardown(async () => {
-    if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
-  });
-  const cmdline = httpGuestCmdline({ ip: `${ip}/24`, gateway: n.dom0Ip, port: 8080, hostname: domain, appArgs: ["mode=demo"] });
-  const started = Date.now();
-  const createMs = await create(domain, cmdline);
+test.serial(
+  "the guest boots with xl create, gets its IP on the pod bridge and answers HTTP from dom0",
+  async (t) => {
+    const n = theNode();
+    const domain = "http-a";
+    const ip = n.podCidr.replace(/\.0\/24$/, ".10");
+    t.teardown(async () => {
+      if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
+    });
+    const cmdline = httpGuestCmdline({
+      ip: `${ip}/24`,
+      gateway: n.dom0Ip,
+      port: 8080,
+      hostname: domain,
+      appArgs: ["mode=demo"],
+    });
+    const started = Date.now();
+    const createMs = await create(domain, cmdline);
 
-  const ready = await poll("the ready line", 240_000, async () => parseReadyLine(await consoleLog(domain)));
-  const readyWallMs = Date.now() - started;
-  t.deepEqual([ready.ip, ready.port], [ip, 8080]);
+    const ready = await poll("the ready line", 240_000, async () => parseReadyLine(await consoleLog(domain)));
+    const readyWallMs = Date.now() - started;
+    t.deepEqual([ready.ip, ready.port], [ip, 8080]);
 
-  const health = await dom0(`busybox wget -q -O - http://${ip}:8080/healthz`);
-  const answeredWallMs = Date.now() - started;
-  t.is(health, "ok\n");
-  const status = JSON.parse(await dom0(`busybox wget -q -O - http://${ip}:8080/`)) as HttpGuestStatus;
-  t.is(status.hostname, domain);
-  t.is(status.address, `${ip}:8080`);
-  t.deepEqual(status.bootArgs, ["mode=demo"]);
-  t.is(status.requests, 2);
-  // The address really is the guest's: dom0 resolved it to the guest vif's MAC on the bridge.
-  t.regex(await dom0(`ip neigh show ${ip} dev ${n.bridge}`), /lladdr 00:16:3e:/);
+    const health = await dom0(`busybox wget -q -O - http://${ip}:8080/healthz`);
+    const answeredWallMs = Date.now() - started;
+    t.is(health, "ok\n");
+    const status = JSON.parse(await dom0(`busybox wget -q -O - http://${ip}:8080/`)) as HttpGuestStatus;
+    t.is(status.hostname, domain);
+    t.is(status.address, `${ip}:8080`);
+    t.deepEqual(status.bootArgs, ["mode=demo"]);
+    t.is(status.requests, 2);
+    // The address really is the guest's: dom0 resolved it to the guest vif's MAC on the bridge.
+    t.regex(await dom0(`ip neigh show ${ip} dev ${n.bridge}`), /lladdr 00:16:3e:/);
 
-  const list = await dom0(`xl list ${domain}`);
-  t.regex(list, new RegExp(`^${domain}\\s+\\d+\\s+${HTTP_GUEST_DEFAULT_MEMORY_MIB}\\s+1\\s`, "m"));
+    const list = await dom0(`xl list ${domain}`);
+    t.regex(list, new RegExp(`^${domain}\\s+\\d+\\s+${HTTP_GUEST_DEFAULT_MEMORY_MIB}\\s+1\\s`, "m"));
 
-  const shutdownStarted = Date.now();
-  await dom0(`xl shutdown -w ${domain}`, 180_000);
-  const shutdownMs = Date.now() - shutdownStarted;
-  t.false(await domainExists(domain));
-  t.log(
-    `memory ${HTTP_GUEST_DEFAULT_MEMORY_MIB} MiB; xl create ${createMs} ms; ready ${ready.bootMs} ms after kernel start ` +
-      `(${readyWallMs} ms wall from xl create); first HTTP answer ${answeredWallMs} ms wall; xl shutdown -w ${shutdownMs} ms`,
-  );
-});
+    const shutdownStarted = Date.now();
+    // -w returns once the guest has powered off (through /sbin/poweroff = its init); the xl process
+    // that watches the domain then applies on_poweroff=destroy, a moment later.
+    await dom0(`xl shutdown -w ${domain}`, 180_000);
+    const shutdownMs = Date.now() - shutdownStarted;
+    await poll("the domain to be destroyed", 60_000, async () =>
+      (await domainExists(domain)) ? undefined : true,
+    );
+    t.false(await domainExists(domain));
+    t.log(
+      `memory ${HTTP_GUEST_DEFAULT_MEMORY_MIB} MiB; xl create ${createMs} ms; ready ${ready.bootMs} ms after kernel start ` +
+        `(${readyWallMs} ms wall from xl create); first HTTP answer ${answeredWallMs} ms wall; xl shutdown -w ${shutdownMs} ms`,
+    );
+  },
+);
 
 test.serial("a bad ip= makes the guest print why and power itself off, leaving no domain", async (t) => {
   const domain = "http-bad";
