@@ -1,5 +1,5 @@
 // The examples' images, built from native/build with `npm run image` (tools/image.ts) and pushed to
-// the cluster's registry. The examples name them localhost:5000/superfluid/<name>:latest: inside dom0
+// the cluster's registry. The examples name them localhost:5000/superfluid/<name>:v0.1: inside dom0
 // that port leads to the registry on the host (see startNode in index.ts), the way a local registry
 // is usually wired into a dev cluster.
 import { existsSync } from "node:fs";
@@ -9,6 +9,8 @@ import { REPO_ROOT } from "../../lib/paths.js";
 import type { TestRegistry } from "../harness/registry.js";
 
 export const REGISTRY_PORT_IN_DOM0 = 5000;
+/** Not `latest`: that tag makes the kubelet pull again on every container retry (pullPolicy Always). */
+export const EXAMPLE_TAG = "v0.1";
 const IMAGE_TOOL = join(REPO_ROOT, "dist", "tools", "image.js");
 
 interface ImageSource {
@@ -38,14 +40,14 @@ export interface PushedImage {
 export type ExampleImages = Record<string, PushedImage>;
 
 export function exampleImageRef(name: string): string {
-  return `localhost:${REGISTRY_PORT_IN_DOM0}/superfluid/${name}:latest`;
+  return `localhost:${REGISTRY_PORT_IN_DOM0}/superfluid/${name}:${EXAMPLE_TAG}`;
 }
 
 export async function pushExampleImages(registry: TestRegistry): Promise<ExampleImages> {
   const out: ExampleImages = {};
   for (const img of EXAMPLE_IMAGES) {
     if (!existsSync(img.kernel)) throw new Error(`${img.kernel} is missing: run \`npm run setup\` (it builds native/)`);
-    const hostRef = `${registry.host}/superfluid/${img.name}:latest`;
+    const hostRef = `${registry.host}/superfluid/${img.name}:${EXAMPLE_TAG}`;
     const r = await runAsync(process.execPath, [IMAGE_TOOL, "build", img.kernel, ...img.extra, "--tag", hostRef, "--insecure"], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`building/pushing image ${img.name} failed: ${r.stderr}`);
     const result = JSON.parse(r.stdout) as { digest: string; sizeBytes: number };
