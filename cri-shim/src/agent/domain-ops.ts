@@ -66,6 +66,8 @@ export class DomainOps {
     return this.locked(c, async (cur) => {
       const domid = this.liveDomid(cur);
       const started = Date.now();
+      // A suspend is a request the guest answers (XenStore control/shutdown): a paused guest cannot.
+      if ((await this.rt.hypervisor.info(domid))?.state === "paused") await this.rt.hypervisor.unpause(domid);
       await mkdir(this.checkpointDir, { recursive: true, mode: 0o700 });
       const tmp = `${path}.tmp-${randomBytes(4).toString("hex")}`;
       const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
