@@ -110,6 +110,9 @@ function kubeletConfig(port: number, dom0Dir: string): string {
     resolvConf: "",
     nodeStatusUpdateFrequency: "10s",
     shutdownGracePeriod: "0s",
+    // CreateContainer builds the domain; in a loaded emulated dom0 that outlasted the 2 min default
+    // ("context deadline exceeded" while the shim was still working).
+    runtimeRequestTimeout: "10m",
     serializeImagePulls: false,
   });
 }
