@@ -33,7 +33,7 @@ export class NodeAgent {
   private readonly vms: Watched<UnikernelVM>;
   private readonly ops: DomainOps;
   /** Failures by VM uid, kept for the generation they happened in (a spec change retries). */
-  private readonly failures = new Map<string, { generation: number | undefined; failure: Failure }>();
+  private readonly failures = new Map<string, { generation: number | undefined; failure: Failure; attempts: number; retryAt?: number }>();
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> | undefined;
   private again = false;
@@ -121,7 +121,7 @@ export class NodeAgent {
       domain: await this.observe(c),
       suspended: c.status.suspended !== undefined,
       checkpointExists: await fileExists(path),
-      restoreFailed: this.failures.get(uid)?.failure.op === "restore",
+      restoreFailed: this.restoreBlocked(uid),
     });
     if (action.kind !== "none") await this.act(vm, c, action, path);
 
@@ -132,6 +132,16 @@ export class NodeAgent {
     if (failure) observation.failure = failure;
     await this.publish(vm, cur, observation, key);
     return cur.status.suspended ? path : undefined;
+  }
+
+  /**
+   * A corrupt or missing checkpoint stays failed until the spec changes; anything else (a vif
+   * hotplug script that timed out on a loaded node, say) is retried with a growing delay.
+   */
+  private restoreBlocked(uid: string): boolean {
+    const f = this.failures.get(uid);
+    if (!f || f.failure.op !== "restore") return false;
+    return f.retryAt === undefined || Date.now() < f.retryAt;
   }
 
   private async observe(c: ContainerEntry): Promise<ObservedDomain> {
@@ -145,8 +155,12 @@ export class NodeAgent {
     const uid = vm.metadata.uid!;
     const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
     const fail = (op: Failure["op"], reason: string, err: unknown) => {
-      const message = `${op} failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 1000);
-      this.failures.set(uid, { generation: vm.metadata.generation, failure: { op, reason, message } });
+      const text = err instanceof Error ? err.message : String(err);
+      const message = `${op} failed: ${text}`.slice(0, 1000);
+      const attempts = (this.failures.get(uid)?.attempts ?? 0) + 1;
+      const permanent = / is corrupt: /.test(text);
+      const retryAt = permanent ? undefined : Date.now() + Math.min(60_000, 5000 * 2 ** (attempts - 1));
+      this.failures.set(uid, { generation: vm.metadata.generation, failure: { op, reason, message }, attempts, ...(retryAt ? { retryAt } : {}) });
       log.warn("domain action failed", { vm: key, op, reason, message });
     };
     log.info("domain action", { vm: key, action: action.kind, container: c.meta.id });
@@ -167,7 +181,7 @@ export class NodeAgent {
         await rm(path, { force: true });
         return;
       case "fail":
-        this.failures.set(uid, { generation: vm.metadata.generation, failure: { op: "restore", reason: action.reason, message: action.message } });
+        this.failures.set(uid, { generation: vm.metadata.generation, failure: { op: "restore", reason: action.reason, message: action.message }, attempts: 1 });
         return;
       case "none":
         return;
