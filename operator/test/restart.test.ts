@@ -11,7 +11,6 @@ import { API_VERSION, LABELS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../..
 import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
 import { KubeClient, paths } from "../src/kube.js";
-import { startOperator } from "../src/operator.js";
 import { clusterReady, listPods, prepareNamespace } from "./kubelet.js";
 
 const cluster = useCluster(test, "operator-restart");
@@ -38,7 +37,7 @@ function startOperatorProcess(name: string, port: number): ManagedProcess {
       `--namespace=${namespace}`,
       `--http-port=${port}`,
       `--lease-namespace=${namespace}`,
-      "--lease-duration-seconds=3",
+      "--lease-duration-seconds=6",
       // One worker: slow enough that the kill lands while VMs are still waiting for their pods.
       "--workers=1",
     ],
@@ -157,79 +156,5 @@ test.serial("killed mid-reconcile and restarted, the operator converges to one p
     );
   } finally {
     await second.stop();
-  }
-});
-
-test.serial("a standby waits; a leader whose lease is taken stops, and the standby takes over", async (t) => {
-  const { cp, namespace } = cluster();
-  const lease = {
-    namespace,
-    name: "le-test",
-    leaseDurationSeconds: 2,
-    retryPeriodMs: 300,
-    renewDeadlineMs: 1200,
-  };
-  const a = await startOperator({
-    kubeConfig: cp.kubeConfig,
-    namespace,
-    leaderElection: { ...lease, identity: "replica-a" },
-  });
-  const b = await startOperator({
-    kubeConfig: cp.kubeConfig,
-    namespace,
-    leaderElection: { ...lease, identity: "replica-b" },
-  });
-  try {
-    await a.leading;
-    const bLeads = await Promise.race([
-      b.leading.then(() => true),
-      new Promise((r) => setTimeout(() => r(false), 3000)),
-    ]);
-    t.false(bLeads, "the standby must not lead while the leader renews");
-    // Someone else grabs the lease (a partition, as the leader sees it): A cannot renew and steps down.
-    const path = paths.lease(namespace, "le-test");
-    const current = await client.request<{ spec: Record<string, unknown> }>({ method: "GET", path });
-    await client.request({
-      method: "PUT",
-      path,
-      body: {
-        ...current,
-        spec: {
-          ...current.spec,
-          holderIdentity: "intruder",
-          renewTime: new Date().toISOString().replace("Z", "000Z"),
-        },
-      },
-    });
-    await waitFor(
-      "A steps down",
-      async () => (/superfluid_leader 0/.test(await a.metrics.registry.metrics()) ? true : undefined),
-      15_000,
-      100,
-    );
-    // The intruder never renews: once its lease expires, B takes over and reconciles.
-    await b.leading;
-    await client.request({
-      method: "POST",
-      path: paths.custom(UNIKERNELVM_PLURAL, namespace),
-      body: {
-        apiVersion: API_VERSION,
-        kind: "UnikernelVM",
-        metadata: { name: "after-failover" },
-        spec: { image: "registry.local:5000/hello:1" },
-      },
-    });
-    await waitFor(
-      "B creates the pod",
-      async () =>
-        (await listPods(client, namespace, `${LABELS.vm}=after-failover`)).length === 1 ? true : undefined,
-      30_000,
-      100,
-    );
-    const held = await client.request<Lease>({ method: "GET", path });
-    t.is(held.spec.holderIdentity, "replica-b");
-  } finally {
-    await a.stop();
-    await b.stop();
   }
 });
