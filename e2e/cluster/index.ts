@@ -7,7 +7,7 @@
 //   await cluster.kubectl(["apply", "-f", "examples/hello.yaml"]);
 //   ...
 //   await cluster.stop();
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { logger } from "../../lib/log.js";
 import { waitFor } from "../../lib/net.js";
@@ -17,7 +17,7 @@ import { type CommandResult, type ControlPlane, startControlPlane } from "../har
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
 import { startXenNode, type XenNode } from "../xen-node/index.js";
 import { pushExampleImages, REGISTRY_PORT_IN_DOM0, type ExampleImages } from "./images.js";
-import { type Kubelet, runtimeClassManifest, startKubelet } from "./kubelet.js";
+import { dom0Kubeconfig, type Kubelet, runtimeClassManifest, startKubelet } from "./kubelet.js";
 import { startKubeProxy, type KubeProxy } from "./kube-proxy.js";
 import { startOperator, type Operator } from "./operator.js";
 import { type Shim, startShim } from "./shim.js";
@@ -99,7 +99,12 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, m
       : Promise.resolve(undefined);
     let shim: Shim | undefined;
     try {
-      shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr] });
+      // The shim's node agent writes domain id, state and boot time onto its pods (and acts on
+      // runPolicy). A test cluster: it gets the admin identity; the chart gives it a ServiceAccount.
+      mkdirSync(join(xen.hostDir, "shim"), { recursive: true });
+      writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, cp.pki.adminCert, cp.pki.adminKey), { mode: 0o600 });
+      const agentArgs = ["--kubeconfig", `${xen.dom0HostDir}/shim/kubeconfig`, "--node-name", name];
+      shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs] });
       const kubelet = await startKubelet(cp, xen);
       return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
     } catch (err) {

@@ -63,6 +63,11 @@ export function runtimeClassManifest(): string {
   });
 }
 
+/** A kubeconfig that works from inside dom0 (the apiserver via the host's loopback, 10.0.2.2). */
+export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, cert: string, key: string): string {
+  return kubeconfigFor(cp, `https://${node.hostIpFromDom0}:${cp.port}`, cert, key);
+}
+
 function kubeconfigFor(cp: ControlPlane, apiserverFromDom0: string, cert: string, key: string): string {
   const b64 = (path: string) => readFileSync(path).toString("base64");
   return stringify({
