@@ -80,7 +80,9 @@ async function stopAll(steps: Array<() => Promise<void>>): Promise<void> {
 }
 
 async function startNode(name: string, cp: ControlPlane, registryPort: number, memoryMiB: number | undefined): Promise<ClusterNode> {
-  const xen = await startXenNode({ name, ...(memoryMiB ? { memoryMiB } : {}) });
+  // The kubelet advertises dom0's CPUs as the node's, and the operator requests one CPU per guest
+  // vCPU: 4 dom0 vCPUs let four one-vCPU VMs be scheduled (idle vCPUs cost little under TCG).
+  const xen = await startXenNode({ name, cpus: 4, ...(memoryMiB ? { memoryMiB } : {}) });
   try {
     // The examples name images as localhost:5000/...: dom0's loopback port 5000 leads to the host's
     // registry (10.0.2.2 is the host's loopback through QEMU's user network).
