@@ -8,6 +8,16 @@ import type { UnikernelVMStatus } from "../../api/index.js";
 
 const TTL_MS = 30_000;
 
+/**
+ * Whether resourceVersion a is older than b. Kubernetes calls them opaque, but they are etcd
+ * revisions; anything unparsable counts as not older, which ends the expectation (safe: the cache is
+ * then trusted, at worst one extra write).
+ */
+function olderThan(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined || !/^[0-9]+$/.test(a) || !/^[0-9]+$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
+}
+
 interface Written {
   finalizerAt?: number;
   pod?: { pod: V1Pod; at: number };
@@ -43,8 +53,18 @@ export class Expectations {
     return p && this.fresh(p.at) && p.pod.metadata?.name === name ? p.pod : undefined;
   }
 
-  statusWritten(key: string, status: UnikernelVMStatus, resourceVersion: string | undefined): void {
-    this.entry(key).status = { status, resourceVersion, at: Date.now() };
+  /** cachedResourceVersion: what the cache shows right now (its watch may already have passed our write). */
+  statusWritten(
+    key: string,
+    status: UnikernelVMStatus,
+    resourceVersion: string | undefined,
+    cachedResourceVersion: string | undefined,
+  ): void {
+    const w = this.entry(key);
+    w.status = olderThan(cachedResourceVersion, resourceVersion)
+      ? { status, resourceVersion, at: Date.now() }
+      : undefined;
+    this.prune(key, w);
   }
   /** The status we last wrote, while the cache still shows an older one. */
   expectedStatus(key: string): UnikernelVMStatus | undefined {
@@ -52,12 +72,18 @@ export class Expectations {
     return s && this.fresh(s.at) ? s.status : undefined;
   }
 
+  /** The resourceVersion our last status write produced, while the cache has not caught up. */
+  expectedResourceVersion(key: string): string | undefined {
+    const s = this.byKey.get(key)?.status;
+    return s && this.fresh(s.at) ? s.resourceVersion : undefined;
+  }
+
   /** The cache saw the VM at this resourceVersion with these finalizers. */
   observeVM(key: string, resourceVersion: string | undefined, hasFinalizer: boolean): void {
     const w = this.byKey.get(key);
     if (!w) return;
     if (hasFinalizer) w.finalizerAt = undefined;
-    if (w.status && w.status.resourceVersion === resourceVersion) w.status = undefined;
+    if (w.status && !olderThan(resourceVersion, w.status.resourceVersion)) w.status = undefined;
     this.prune(key, w);
   }
 

@@ -229,8 +229,16 @@ export class UnikernelVMController {
       invalidSpec,
     });
     if (!statusEqual(before, status)) {
-      const written = await this.writeStatus(vm, before, status);
-      this.expectations.statusWritten(key, status, written.metadata.resourceVersion);
+      // Guarded by the resourceVersion the status was computed from: the node agent writes its own
+      // conditions (Paused, Suspended) into the same list, and a stale base must not erase them.
+      const rv = this.expectations.expectedResourceVersion(key) ?? vm.metadata.resourceVersion;
+      const written = await this.writeStatus(vm, before, status, rv);
+      this.expectations.statusWritten(
+        key,
+        status,
+        written.metadata.resourceVersion,
+        this.vms.get(name, ns)?.metadata.resourceVersion,
+      );
       for (const e of transitionEvents(before, status))
         this.deps.events.record(vm, e.type, e.reason, e.message);
     }
@@ -247,6 +255,7 @@ export class UnikernelVMController {
     vm: UnikernelVM,
     before: UnikernelVMStatus | undefined,
     status: UnikernelVMStatus,
+    resourceVersion: string | undefined,
   ): Promise<UnikernelVM> {
     const patch: Record<string, unknown> = { ...status };
     for (const k of Object.keys(before ?? {})) if (!(k in status)) patch[k] = null;
@@ -254,7 +263,7 @@ export class UnikernelVMController {
       method: "PATCH",
       path: `${paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!)}/status`,
       query: { fieldManager: FIELD_MANAGER },
-      body: { status: patch },
+      body: { metadata: { resourceVersion }, status: patch },
       contentType: "application/merge-patch+json",
     });
   }
