@@ -36,7 +36,15 @@ test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes
   logTiming(t, "hello: kubectl apply -> Ready", Date.now() - applied);
   t.log(await s.ok(["get", "uvm", "hello", "-o", "wide"]));
 
-  const vm = JSON.parse(await s.ok(["get", "uvm", "hello", "-o", "json"])) as { status: { nodeName?: string; domainId?: number; podName?: string } };
+  // The domain id reaches the VM's status through the shim's node agent, a moment after Ready.
+  const vm = await eventually(
+    "uvm/hello status.domainId",
+    async () => {
+      const v = JSON.parse(await s.ok(["get", "uvm", "hello", "-o", "json"])) as { status: { nodeName?: string; domainId?: number } };
+      return (v.status.domainId ?? 0) > 0 ? v : undefined;
+    },
+    120_000,
+  );
   t.is(vm.status.nodeName, s.cluster.nodes[0]!.xen.name);
   t.true((vm.status.domainId ?? 0) > 0, `domainId ${vm.status.domainId}`);
   const domains = await guestDomains(s);
