@@ -84,12 +84,12 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
 
   const clusterIp = (await kubectlOk(cluster, ["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])).trim();
   const node = cluster.nodes[0]!;
-  say(`\n$ wget -qO- http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
+  say(`\n$ curl http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
   if (!node.kubeProxy) {
     say("    (skipped: kube-proxy is not built, so ClusterIPs lead nowhere; see docs/e2e.md)");
     return;
   }
-  const r = await node.xen.exec(`busybox wget -qO- -T 20 http://${clusterIp}:8080/`);
+  const r = await node.xen.exec(`curl -sf -m 20 http://${clusterIp}:8080/`);
   say(indent(r.code === 0 ? r.stdout : `request failed (${r.code}): ${r.stderr}`));
 }
 

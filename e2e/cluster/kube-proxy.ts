@@ -62,7 +62,7 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
   };
   // Healthy once it has synced its rules the first time. One loop in dom0 (see shim.ts for why).
   const h = await node.exec(
-    `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; busybox wget -qO- http://127.0.0.1:10256/healthz >/dev/null 2>&1 && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
+    `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; curl -sf -m 5 -o /dev/null http://127.0.0.1:10256/healthz && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
     { timeoutMs: 660_000 },
   );
   if (h.code === 0) return { log, stop };

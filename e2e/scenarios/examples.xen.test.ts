@@ -85,7 +85,7 @@ test.serial("http: Ready, and answers through its Service", async (t) => {
   const answer = await eventually(
     `GET http://${clusterIp}:8080/ from the node`,
     async () => {
-      const r = await node.xen.exec(`busybox wget -qO- -T 10 http://${clusterIp}:8080/`);
+      const r = await node.xen.exec(`curl -sf -m 10 http://${clusterIp}:8080/`);
       return r.code === 0 ? r.stdout : undefined;
     },
     90_000,
