@@ -128,6 +128,25 @@ test.serial("Suspended: saved to a checkpoint, no domain, memory freed, the CRI 
   t.regex(await ctx.bed.sh(`cat /var/log/pods/hello/main/0.log`), /hello: resumed at tick \d+ \(restored domain\)/);
 });
 
+test.serial("Paused -> Suspended -> Paused -> Running: a paused domain is saved too, restored paused, then runs on", async (t) => {
+  ready(t);
+  const lastBefore = (await waitForTicks(1)).at(-1)!.n;
+  await setRunPolicy(ctx.bed, "hello", "Paused");
+  await waitForVm(ctx.bed, "hello", "Paused=True", (v) => condition(v, "Paused")?.status === "True");
+  await setRunPolicy(ctx.bed, "hello", "Suspended");
+  await waitForVm(ctx.bed, "hello", "Suspended=True", (v) => condition(v, "Suspended")?.reason === "Suspended" && condition(v, "Paused")?.status === "False");
+  t.deepEqual(await xlDomains(), [], "saved although it was paused");
+  await setRunPolicy(ctx.bed, "hello", "Paused");
+  const back = await waitForVm(ctx.bed, "hello", "restored paused", (v) => condition(v, "Suspended")?.status === "False" && condition(v, "Paused")?.status === "True");
+  t.is(back.status?.phase, "Paused");
+  const [dom] = await xlDomains();
+  t.regex(dom?.state ?? "", /p/, "restored, left paused");
+  t.is(await ctx.bed.sh(`ls ${CHECKPOINT_DIR} | wc -l`), "0");
+  await setRunPolicy(ctx.bed, "hello", "Running");
+  await waitForVm(ctx.bed, "hello", "Running", (v) => v.status?.phase === "Running" && condition(v, "Paused")?.status === "False");
+  assertContinuous(t, await waitForTicks(2, lastBefore + 1));
+});
+
 test.serial("bad input: a corrupt checkpoint fails the restore with reason RestoreFailed and leaks nothing", async (t) => {
   ready(t);
   await setRunPolicy(ctx.bed, "hello", "Suspended");
