@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lib/paths.js";
 import { EXAMPLE_IMAGES } from "../e2e/cluster/images.js";
-import { KubeClient, paths } from "../operator/src/kube.js";
+import { KubeClient, paths } from "../lib/kube/client.js";
 import { UNIKERNELVM_PLURAL, type RunPolicy, type UnikernelVM } from "../api/index.js";
 import { condition, runVmPod, startAgentBed } from "../cri-shim/src/agent/harness.js";
 import { plotSvg } from "./operator-plot.js";

@@ -12,7 +12,7 @@ import { freePort, waitFor } from "../lib/net.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { managedTempDir, releaseTempDir, startProcess } from "../lib/process.js";
 import { desiredPod } from "../operator/src/desired.js";
-import { KubeClient, paths } from "../operator/src/kube.js";
+import { KubeClient, paths } from "../lib/kube/client.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({

@@ -3,7 +3,7 @@
 import { hostname } from "node:os";
 import { logger } from "../../lib/log.js";
 import { FIELD_MANAGER, type ObjectMeta } from "../../api/index.js";
-import { type KubeClient, paths } from "./kube.js";
+import { type KubeClient, paths } from "../../lib/kube/client.js";
 
 const log = logger("events");
 

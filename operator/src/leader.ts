@@ -3,7 +3,7 @@
 // renewal has not succeeded within the renew deadline (the process then exits, so that two replicas
 // never reconcile at once), release it on a clean shutdown so the standby takes over at once.
 import { logger } from "../../lib/log.js";
-import { isConflict, isNotFound, type KubeClient, paths } from "./kube.js";
+import { isConflict, isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 
 const log = logger("leader");
 

@@ -14,8 +14,8 @@ import {
   type UnikernelVMMigration,
 } from "../../api/index.js";
 import type { EventRecorder } from "./events.js";
-import { type Watched, watchResource } from "./informers.js";
-import { type KubeClient, paths } from "./kube.js";
+import { type Watched, watchResource } from "../../lib/kube/informers.js";
+import { type KubeClient, paths } from "../../lib/kube/client.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { WorkQueue } from "./queue.js";
 import { statusEqual } from "./status.js";

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { logger } from "../../lib/log.js";
 import { EventRecorder } from "./events.js";
-import { KubeClient } from "./kube.js";
+import { KubeClient } from "../../lib/kube/client.js";
 import { LeaderElector } from "./leader.js";
 import { OperatorMetrics } from "./metrics.js";
 import { MigrationController } from "./migration-controller.js";

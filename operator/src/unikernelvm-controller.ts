@@ -16,8 +16,8 @@ import {
 } from "../../api/index.js";
 import { desiredPod, desiredService, InvalidSpecError } from "./desired.js";
 import type { EventRecorder } from "./events.js";
-import { type Watched, watchResource } from "./informers.js";
-import { isNotFound, type KubeClient, paths } from "./kube.js";
+import { type Watched, watchResource } from "../../lib/kube/informers.js";
+import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { type ReconcileResult, WorkQueue } from "./queue.js";
 import { computeStatus, statusEqual, transitionEvents } from "./status.js";

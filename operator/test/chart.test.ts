@@ -17,7 +17,7 @@ import {
   startControlPlane,
   writeUserKubeconfig,
 } from "../../e2e/harness/control-plane.js";
-import { KubeClient, paths } from "../src/kube.js";
+import { KubeClient, paths } from "../../lib/kube/client.js";
 import { startOperator } from "../src/operator.js";
 import { writeKubeconformSchemas } from "./openapi-schemas.js";
 

@@ -5,7 +5,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { ANNOTATIONS, LABELS, RUNTIME_CLASS } from "../../api/index.js";
 import type { Cluster } from "../../e2e/harness/ava.js";
 import { waitFor } from "../../lib/net.js";
-import { isNotFound, type KubeClient, paths } from "../src/kube.js";
+import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 
 export async function createXenNode(
   client: KubeClient,

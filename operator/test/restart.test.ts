@@ -10,7 +10,7 @@ import { managedTempDir, type ManagedProcess, startProcess } from "../../lib/pro
 import { API_VERSION, LABELS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../../api/index.js";
 import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
-import { KubeClient, paths } from "../src/kube.js";
+import { KubeClient, paths } from "../../lib/kube/client.js";
 import { clusterReady, listPods, prepareNamespace } from "./kubelet.js";
 
 const cluster = useCluster(test, "operator-restart");

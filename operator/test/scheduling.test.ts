@@ -11,7 +11,7 @@ import {
 } from "../../api/index.js";
 import { type ControlPlane, startControlPlane } from "../../e2e/harness/control-plane.js";
 import { waitFor } from "../../lib/net.js";
-import { KubeClient, paths } from "../src/kube.js";
+import { KubeClient, paths } from "../../lib/kube/client.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
 import { createXenNode, prepareNamespace } from "./kubelet.js";
 

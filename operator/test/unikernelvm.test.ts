@@ -20,7 +20,7 @@ import {
 } from "../../api/index.js";
 import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
-import { isNotFound, KubeClient, paths } from "../src/kube.js";
+import { isNotFound, KubeClient, paths } from "../../lib/kube/client.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
 import {
   bind,

@@ -8,8 +8,8 @@ import {
   makeInformer,
   type ObjectCache,
 } from "@kubernetes/client-node";
-import { logger } from "../../lib/log.js";
-import type { KubeClient } from "./kube.js";
+import { logger } from "../log.js";
+import type { KubeClient } from "./client.js";
 
 const log = logger("informer");
 
