@@ -17,8 +17,8 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --registry-ca FILE       extra CA for TLS registries
   --vif-antispoof true     give the guest's IP to vif-bridge (iptables anti-spoofing; slow hotplug)
   --default-memory-mib N   guest memory when neither pod nor image says (default 64)
-  --kubeconfig FILE        with --node-name: run the node agent (runPolicy pause/suspend/resume) against this apiserver
-  --node-name NAME         the Kubernetes node this shim serves (the agent acts on VMs whose status.nodeName is it)
+  --kubeconfig FILE        the apiserver the node agent talks to (default: in-cluster service account)
+  --node-name NAME         run the node agent (runPolicy pause/suspend/resume) for the VMs on this node
   --checkpoint-dir DIR     where suspended domains are saved (default /var/lib/superfluid/checkpoints)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 

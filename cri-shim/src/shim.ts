@@ -39,16 +39,36 @@ export async function runShim(config: ShimConfig): Promise<void> {
   const started = Date.now();
   const hypervisor = openXenLibxl(); // first: outside dom0 this fails before anything is created
   await mkdir(config.kernelCacheDir, { recursive: true, mode: 0o700 });
-  const images = new OciImages(new ImageStore(config.imageDir), { plainHttpRegistries: config.plainHttpRegistries, ...(config.registryCa ? { caFile: config.registryCa } : {}) });
+  const images = new OciImages(new ImageStore(config.imageDir), {
+    plainHttpRegistries: config.plainHttpRegistries,
+    ...(config.registryCa ? { caFile: config.registryCa } : {}),
+  });
   const ipamDataDir = join(config.stateDir, "..", "cni");
-  const inline = config.bridge || config.podCidr ? bridgeNetworkConfig(config.bridge ?? "sfbr0", config.podCidr ?? "10.89.0.0/24", ipamDataDir) : undefined;
+  const inline =
+    config.bridge || config.podCidr
+      ? bridgeNetworkConfig(config.bridge ?? "sfbr0", config.podCidr ?? "10.89.0.0/24", ipamDataDir)
+      : undefined;
   const confPath = config.cniConf ?? (inline ? undefined : firstCniConf());
-  const network = new CniNetwork({ confPath, config: inline ?? (confPath ? undefined : detectXenBridge(ipamDataDir)), pluginDirs: config.cniPluginDirs, ipamDataDir, manageBridge: true });
+  const network = new CniNetwork({
+    confPath,
+    config: inline ?? (confPath ? undefined : detectXenBridge(ipamDataDir)),
+    pluginDirs: config.cniPluginDirs,
+    ipamDataDir,
+    manageBridge: true,
+  });
   const runtime = new CriRuntime({
-    hypervisor, images, network, stateDir: config.stateDir,
+    hypervisor,
+    images,
+    network,
+    stateDir: config.stateDir,
     options: {
-      defaultMemoryMiB: config.defaultMemoryMiB, defaultVcpus: 1, kernelCacheDir: config.kernelCacheDir, monitorIntervalMs: 500,
-      runtimeHandlers: [RUNTIME_CLASS], vifAntiSpoof: config.vifAntiSpoof, ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
+      defaultMemoryMiB: config.defaultMemoryMiB,
+      defaultVcpus: 1,
+      kernelCacheDir: config.kernelCacheDir,
+      monitorIntervalMs: 500,
+      runtimeHandlers: [RUNTIME_CLASS],
+      vifAntiSpoof: config.vifAntiSpoof,
+      ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
     },
   });
   const report = await runtime.start();
@@ -56,7 +76,10 @@ export async function runShim(config: ShimConfig): Promise<void> {
   await server.listen();
   log.info("shim ready", { ms: Date.now() - started, hypervisor: hypervisor.name, ...report });
   // Optional: without an apiserver the shim is a plain CRI runtime.
-  const agent = config.kubeconfig && config.nodeName ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir) : undefined;
+  // --node-name alone (in a pod) uses the in-cluster service account; --kubeconfig names a file.
+  const agent = config.nodeName
+    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir)
+    : undefined;
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

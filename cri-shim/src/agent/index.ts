@@ -1,4 +1,5 @@
-// Entry for the shim: builds the node agent from a kubeconfig file and starts it.
+// Entry for the shim: builds the node agent from a kubeconfig file (or, in a pod, the mounted
+// service-account token) and starts it.
 import { KubeConfig } from "@kubernetes/client-node";
 import type { CriRuntime } from "../runtime.js";
 import { logger } from "../../../lib/log.js";
@@ -13,9 +14,15 @@ export { decide } from "./decide.js";
  * Reads the kubeconfig (a bad file fails here, at start) and starts the agent in the background: the
  * CRI socket serves whether or not the apiserver answers yet (the watch retries until it does).
  */
-export function startNodeAgent(runtime: CriRuntime, kubeconfigPath: string, nodeName: string, checkpointDir?: string): NodeAgent {
+export function startNodeAgent(
+  runtime: CriRuntime,
+  kubeconfigPath: string | undefined,
+  nodeName: string,
+  checkpointDir?: string,
+): NodeAgent {
   const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(kubeconfigPath);
+  if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
+  else kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
   const agent = new NodeAgent({ kubeConfig, nodeName, runtime, ...(checkpointDir ? { checkpointDir } : {}) });
   void agent.start().catch((err: unknown) => log.error("node agent did not start", { err: String(err) }));
   return agent;
