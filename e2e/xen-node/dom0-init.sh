@@ -14,7 +14,9 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
 mkdir -p /run/superfluid /run/lock /run/xen /run/xenstored
-for d in /var/lib/xen /var/lib/xenstored /var/log/xen /var/log/xen/console /tmp; do
+# Not /tmp: the host's /tmp shows through the overlay, and a checkout under /tmp (CI clones one
+# there) must stay visible to dom0. Writes to /tmp land in the overlay's RAM upper layer anyway.
+for d in /var/lib/xen /var/lib/xenstored /var/log/xen /var/log/xen/console; do
   mkdir -p "$d" && mount -t tmpfs tmpfs "$d"
 done
 mkdir -p /var/log/xen/console
