@@ -13,7 +13,7 @@ import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerRe
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
-import { checkCmdlineWord, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
+import { checkCmdlineWord, checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
 
 const log = logger("cri-container");
 export type ContainerEntry = Entry<ContainerMeta, ContainerStatusRecord>;
@@ -55,7 +55,7 @@ export class ContainerService {
     checkName("metadata.name", config.metadata.name);
     const imageRef = checkName("image.image", config.image?.image);
     const logRel = checkRelativeLogPath(config.log_path);
-    for (const [k, v] of Object.entries({ ...config.labels, ...config.annotations })) { checkName("label/annotation key", k); checkName(`value of ${k}`, v, false); }
+    checkMetadata(config.labels, config.annotations);
     const sb = this.rt.sandboxes.resolve(sandboxId);
     if (!sb) throw notFound("pod sandbox", sandboxId);
 

@@ -10,7 +10,7 @@ import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import type { SandboxMeta, SandboxStatus } from "./model.js";
 import type { ContainerService } from "./containers.js";
-import { checkAbsoluteDir, checkHostname, checkName, matchesLabels } from "./validate.js";
+import { checkAbsoluteDir, checkHostname, checkMetadata, checkName, matchesLabels } from "./validate.js";
 
 const log = logger("cri-sandbox");
 export type SandboxEntry = Entry<SandboxMeta, SandboxStatus>;
@@ -45,7 +45,7 @@ export class SandboxService {
     checkName("runtime_handler", runtimeHandler, false);
     if (runtimeHandler && !this.rt.options.runtimeHandlers.includes(runtimeHandler))
       throw invalid(`runtime handler ${JSON.stringify(runtimeHandler.slice(0, 80))} is not served here (known: ${[RUNTIME_CLASS, ...this.rt.options.runtimeHandlers].filter((v, i, a) => a.indexOf(v) === i).join(", ")})`);
-    for (const [k, v] of Object.entries({ ...config.labels, ...config.annotations })) { checkName("label/annotation key", k); checkName(`value of ${k}`, v, false); }
+    checkMetadata(config.labels, config.annotations);
     const parsed = parseSandboxAnnotations(config.annotations);
     const nameKey = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
 

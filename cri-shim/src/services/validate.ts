@@ -21,14 +21,15 @@ export function checkName(field: string, value: string | undefined, required = t
 /** RFC 1123 host name, as it goes on the guest's command line. */
 export function checkHostname(value: string): string {
   if (!value) return value;
-  if (value.length > 63 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/i.test(value)) throw invalid(`hostname ${JSON.stringify(value.slice(0, 80))} is not a valid host name`);
+  if (value.length > 63 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/i.test(value))
+    throw invalid(`hostname ${JSON.stringify(value.slice(0, 80))} is not a valid host name`);
   return value;
 }
 
 export function checkAbsoluteDir(field: string, value: string): string {
   if (!value) return value;
   checkName(field, value);
-  if (!isAbsolute(value) || normalize(value) !== value.replace(/\/+$/, "") && normalize(value) !== value)
+  if (!isAbsolute(value) || (normalize(value) !== value.replace(/\/+$/, "") && normalize(value) !== value))
     throw invalid(`${field} must be a normalised absolute path, got ${JSON.stringify(value.slice(0, 120))}`);
   return value;
 }
@@ -38,16 +39,51 @@ export function checkRelativeLogPath(value: string): string {
   if (!value) return value;
   checkName("log_path", value);
   const n = normalize(value);
-  if (isAbsolute(value) || n.startsWith("..")) throw invalid(`log_path must be relative to the sandbox log directory, got ${JSON.stringify(value.slice(0, 120))}`);
+  if (isAbsolute(value) || n.startsWith(".."))
+    throw invalid(
+      `log_path must be relative to the sandbox log directory, got ${JSON.stringify(value.slice(0, 120))}`,
+    );
   return n;
 }
 
 /** Words that travel on the kernel command line must not contain white space or quotes. */
 export function checkCmdlineWord(field: string, value: string): string {
-  if (/[\s"'\\]/.test(value) || !value) throw invalid(`${field} ${JSON.stringify(value.slice(0, 80))} cannot go on a kernel command line (empty, white space or quotes)`);
+  if (/[\s"'\\]/.test(value) || !value)
+    throw invalid(
+      `${field} ${JSON.stringify(value.slice(0, 80))} cannot go on a kernel command line (empty, white space or quotes)`,
+    );
   return value;
 }
 
-export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+export function matchesLabels(
+  labels: Record<string, string>,
+  selector: Record<string, string> | undefined,
+): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/** Kubernetes' own limit on a pod's annotations, all keys and values together. */
+const MAX_ANNOTATIONS_BYTES = 256 * 1024;
+
+/**
+ * Labels and annotations as the apiserver allows them: names for keys and label values, but any
+ * text for annotation values (kubectl apply's last-applied-configuration is a JSON document with a
+ * newline), bounded in total; only NUL is refused, since it cannot travel in our JSON records.
+ */
+export function checkMetadata(
+  labels: Record<string, string> | undefined,
+  annotations: Record<string, string> | undefined,
+): void {
+  for (const [k, v] of Object.entries(labels ?? {})) {
+    checkName("label key", k);
+    checkName(`value of label ${k}`, v, false);
+  }
+  let total = 0;
+  for (const [k, v] of Object.entries(annotations ?? {})) {
+    checkName("annotation key", k);
+    if (v.includes("\0")) throw invalid(`value of annotation ${k} contains a NUL byte`);
+    total += k.length + v.length;
+  }
+  if (total > MAX_ANNOTATIONS_BYTES)
+    throw invalid(`annotations are ${total} bytes, at most ${MAX_ANNOTATIONS_BYTES} allowed`);
 }
