@@ -56,6 +56,7 @@ process.once("SIGINT", async () => { await stopControlPlane(); process.exit(130)
 process.once("SIGTERM", async () => { await stopControlPlane(); process.exit(143); });
 
 let passed = 0, failed = 0, skipped = 0, exit = 0;
+const failures = [];
 for (const stage of stages) {
   if (stage.files.length === 0) continue;
   console.log(`\n=== stage ${stage.name}: ${stage.files.length} test files ===`);
@@ -63,8 +64,11 @@ for (const stage of stages) {
   // ava prints "N tests passed" only when nothing failed, so count the per-test marks instead.
   const p = (out.match(/^\s*✔/gm) ?? []).length, f = count(out, "failed"), s = count(out, "skipped") + count(out, "todo");
   passed += p; failed += f; skipped += s;
+  // CI shows only the tail of the log: name what failed next to the summary.
+  for (const line of out.split("\n")) if (/^\s*✘/.test(line)) failures.push(`[${stage.name}] ${line.trim()}`);
   if (code !== 0) { exit = code; if (f === 0) failed += 1; }
 }
 await stopControlPlane();
+if (failures.length > 0) console.log(`\nfailed:\n${failures.map((f) => `  ${f}`).join("\n")}`);
 console.log(`\nava: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(exit);

@@ -228,6 +228,19 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       await cp.stop();
       throw new Error(`CRDs not established: ${established.stderr}`);
     }
+    // Established is not served: the apiserver answers 429 "storage is (re)initializing" until the
+    // watch cache of a new resource has synced (seen in CI on a list right after this returned).
+    for (const resource of ["unikernelvms.superfluid.dev", "unikernelvmmigrations.superfluid.dev"]) {
+      let served = await cp.kubectl(["get", resource, "-A", "--request-timeout=10s", "-o", "name"]);
+      for (let i = 0; served.code !== 0 && i < 60; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        served = await cp.kubectl(["get", resource, "-A", "--request-timeout=10s", "-o", "name"]);
+      }
+      if (served.code !== 0) {
+        await cp.stop();
+        throw new Error(`${resource} is established but not served: ${served.stderr}`);
+      }
+    }
   }
   return cp;
 }
