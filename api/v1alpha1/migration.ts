@@ -27,11 +27,45 @@ export const migrationSpecSchema = withRules(
 );
 export type MigrationSpec = Infer<typeof migrationSpecSchema>;
 
+// Who writes what in a migration's status. Every writer uses server-side apply of the status
+// subresource with its own field manager and force, and applies ONLY its own fields and its own
+// condition types (conditions are a list-map keyed by type, so entries of different managers merge):
+//   operator (FIELD_MANAGER): phase, sourceNode, targetNode, sourcePod, targetPod, startTime,
+//     completionTime, totalMilliseconds, message, observedGeneration, condition Succeeded.
+//   target node agent (nodeAgentFieldManager(target)): targetEndpoint, targetCertificateSHA256,
+//     conditions TargetReady and TargetRunning.
+//   source node agent (nodeAgentFieldManager(source)): sourceCertificateSHA256, transferredBytes,
+//     switchTime, downtimeMilliseconds, condition Transferred.
+// The stream runs over mutual TLS between the two agents with a fresh key pair each per migration;
+// only the certificates' SHA-256 fingerprints travel through the API, so no secret is ever stored.
+export const MIGRATION_CONDITIONS = {
+  /** Operator: Unknown while in flight, True when done, False with the reason when failed. */
+  succeeded: "Succeeded",
+  /** Target agent: True when it listens at targetEndpoint; False with a reason when it cannot receive. */
+  targetReady: "TargetReady",
+  /** Source agent: Unknown while streaming; True once the target confirmed its domain runs (the source
+   *  domain is destroyed then); False with a reason when the stream failed and the source domain was resumed. */
+  transferred: "Transferred",
+  /** Target agent: True once the restored domain was unpaused; False with a reason when the restore failed. */
+  targetRunning: "TargetRunning",
+} as const;
+
+/** The field manager of one node's agent: one per node, so two agents' entries never collide. */
+export function nodeAgentFieldManager(node: string): string {
+  return `superfluid-node-agent-${node}`.slice(0, 128);
+}
+
 export const migrationStatusSchema = s.object({
   phase: s.enum(MIGRATION_PHASES),
   sourceNode: s.string(),
   targetNode: s.string(),
+  sourcePod: s.string(),
   targetPod: s.string(),
+  /** host:port where the target agent accepts the stream (one connection, mutual TLS). */
+  targetEndpoint: s.string({ maxLength: 300 }),
+  /** Lower-case hex SHA-256 of the DER certificate each agent presents; the peer pins it. */
+  targetCertificateSHA256: s.string({ pattern: "^[0-9a-f]{64}$" }),
+  sourceCertificateSHA256: s.string({ pattern: "^[0-9a-f]{64}$" }),
   startTime: s.string({ format: "date-time" }),
   switchTime: s.string({ format: "date-time" }),
   completionTime: s.string({ format: "date-time" }),
