@@ -307,6 +307,10 @@ function loadBindings() {
       xl,
       "int libxl_domain_suspend(void *ctx, uint32_t domid, int fd, int flags, void *ao_how)",
     ),
+    domainResume: bind<[Ctx, number, number, null], number>(
+      xl,
+      "int libxl_domain_resume(void *ctx, uint32_t domid, int suspend_cancel, void *ao_how)",
+    ),
     setMemoryTarget: bind<[Ctx, number, number, number, number], number>(
       xl,
       "int libxl_set_memory_target(void *ctx, uint32_t domid, int64_t target_memkb, int relative, int enforce)",

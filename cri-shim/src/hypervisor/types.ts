@@ -102,6 +102,13 @@ export interface Hypervisor {
   save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void>;
   /** Restores a domain from `fd`; `paused` leaves it paused. Returns the new domain id. */
   restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number>;
+  /** Live migration's source half: writes the domain's state to `fd` (with live, libxl's pre-copy
+   *  while the guest runs, then the final suspended round) and leaves the domain SUSPENDED, not
+   *  destroyed, so resumeSuspended() can bring it back if the target fails. */
+  migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void>;
+  /** Resumes a domain that migrateOut() left suspended (libxl_domain_resume, suspend_cancel=1: the
+   *  guest continues as the same domain). A domain that is not suspended is left as it is. */
+  resumeSuspended(domid: number): Promise<void>;
   /** Usage counters; undefined when no such domain exists. Optional: not every backend has them. */
   stats?(domid: number): Promise<DomainStats | undefined>;
   /** The pty of the domain's console, for reading its output. */

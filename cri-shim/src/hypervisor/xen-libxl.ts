@@ -355,13 +355,29 @@ export class XenLibxl implements Hypervisor {
   }
 
   async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
+    await this.migrateOut(domid, fd, { live: opts.live ?? false });
+    // The suspended domain stays as a shell in state "shutdown (suspend)"; its state lives in fd now.
+    await this.rc("destroy after save", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+  }
+
+  async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
     checkGuestDomid(domid, "save");
     if (!Number.isInteger(fd) || fd < 0)
       throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    // libxl-save-helper gets the fd through fork+exec: libxl clears its CLOEXEC in the child
+    // (dup_cloexec in libxl_save_callout.c), so our CLOEXEC socketpairs and files work.
     const flags = opts.live ? LIBXL_SUSPEND_LIVE : 0;
     await this.rc("save", domid, () => this.lib.domainSuspend.async(this.ctx, domid, fd, flags, null));
-    // The suspended domain stays as a shell in state "shutdown (suspend)"; its state lives in fd now.
-    await this.rc("destroy after save", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+  }
+
+  async resumeSuspended(domid: number): Promise<void> {
+    checkGuestDomid(domid, "resume");
+    const d = await this.info(domid);
+    if (!d) throw new HypervisorError(`no domain ${domid}`, "NotFound");
+    // A stream that failed during pre-copy never suspended the guest: nothing to undo. (Xen refuses
+    // a suspend-cancel of a domain that is not shut down for suspend.)
+    if (d.state !== "shutdown" || d.shutdownReason !== "suspend") return;
+    await this.rc("resume", domid, () => this.lib.domainResume.async(this.ctx, domid, 1, null));
   }
 
   async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {

@@ -94,6 +94,20 @@ export class MemoryHypervisorDouble implements Hypervisor {
   async restore(): Promise<number> {
     throw new HypervisorError("restore is not modelled by the test double");
   }
+  /** Models the source half only: the domain is left suspended, and a marker (not a real Xen
+   *  stream) is written to fd so a reader sees bytes. */
+  async migrateOut(domid: number, fd: number): Promise<void> {
+    const d = this.must(domid);
+    writeSync(fd, JSON.stringify({ testDouble: true, spec: d.spec }));
+    d.info.state = "shutdown";
+    d.info.shutdownReason = "suspend";
+  }
+  async resumeSuspended(domid: number): Promise<void> {
+    const d = this.must(domid);
+    if (d.info.state !== "shutdown" || d.info.shutdownReason !== "suspend") return;
+    d.info.state = "running";
+    delete d.info.shutdownReason;
+  }
   async consolePath(domid: number): Promise<string> {
     return this.must(domid).consolePath;
   }
