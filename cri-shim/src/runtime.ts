@@ -43,6 +43,7 @@ export class CriRuntime {
       locks: new KeyedLock(),
       pumps: new Map(),
       stopping: new Set(),
+      receiving: new Map(),
     };
     this.containers = new ContainerService(this.ctx);
     this.sandboxes = new SandboxService(this.ctx, this.containers);

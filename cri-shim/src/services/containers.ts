@@ -45,7 +45,8 @@ export class ContainerService {
 
   /** True while the sandbox's domain exists (then its memory is taken, not merely promised). */
   hasLiveDomain(sandboxId: string): boolean {
-    return this.rt.containers.list().some((c) => c.meta.sandboxId === sandboxId && (c.status.state === "created" || c.status.state === "running"));
+    // A container still receiving its domain by migration has none yet: its memory stays promised.
+    return this.rt.containers.list().some((c) => c.meta.sandboxId === sandboxId && (c.status.state === "created" || c.status.state === "running") && !c.status.incoming);
   }
 
   async create(sandboxId: string, config: ContainerConfig | null): Promise<string> {
@@ -101,6 +102,13 @@ export class ContainerService {
         createdAt: nowNs(), domainName: sb.meta.domainName, kernelPath, initrdPath, cmdline, guestType: sb.meta.config.guestType ?? image.config.guestType,
       };
       const status: ContainerStatusRecord = { state: "creating", startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", memoryMiB, vcpus };
+      // A migration's target pod: the domain comes over the wire (the node agent receives it), not from the kernel.
+      const migration = sb.meta.config.migrationTarget;
+      if (migration) {
+        await this.rt.containers.create(meta, { ...status, state: "created", incoming: { migration } });
+        log.info("container created to receive a migration", { id, sandbox: sb.meta.id, migration, memoryMiB });
+        return id;
+      }
       await this.rt.containers.create(meta, status);
       try {
         const domid = await this.rt.hypervisor.createPaused({
@@ -135,6 +143,12 @@ export class ContainerService {
     const c = this.mustGet(id);
     await this.rt.locks.run(c.meta.sandboxId, async () => {
       const cur = this.mustGet(c.meta.id);
+      if (cur.status.state === "created" && cur.status.incoming) {
+        // Running for the kubelet while the node agent receives the domain; no domain to unpause yet.
+        await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, state: "running", startedAt: nowNs() }));
+        log.info("container started, waiting for its migration", { id: cur.meta.id, migration: cur.status.incoming.migration });
+        return;
+      }
       if (cur.status.state !== "created" || cur.status.domid === undefined)
         throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${cur.status.state}, only a created container can start`);
       const domid = cur.status.domid;
@@ -183,6 +197,12 @@ export class ContainerService {
       ended = { exitCode: 0, reason: "Stopped", message: "stopped while suspended to disk" };
       await rm(c.status.suspended.checkpoint, { force: true });
     }
+    if (c.status.incoming) {
+      ended = { exitCode: 0, reason: "Stopped", message: `stopped while receiving migration ${c.status.incoming.migration}` };
+      await this.cancelReceive(c);
+    }
+    // The domain runs on another node now: nothing here to stop, and nothing to destroy.
+    if (c.status.migratedAway) ended = { exitCode: 0, reason: "MigratedAway", message: `the VM moved to another node (migration ${c.status.migratedAway.migration})` };
     if (domid !== undefined) {
       let info = await this.rt.hypervisor.info(domid);
       if (info && c.status.state === "running" && timeoutSec > 0 && info.state !== "shutdown" && info.state !== "crashed") {
@@ -200,6 +220,15 @@ export class ContainerService {
       await this.destroyDomain(domid, c.meta.domainName);
     }
     await this.markExited(c.meta.id, ended);
+  }
+
+  /** Aborts a receive in flight and destroys whatever domain it built (by name: it has no domid yet). */
+  private async cancelReceive(c: ContainerEntry): Promise<void> {
+    const receive = this.rt.receiving.get(c.meta.id);
+    this.rt.receiving.delete(c.meta.id);
+    await receive?.cancel("the target pod's container was stopped").catch((err: unknown) => log.warn("cancel of the receive failed", { id: c.meta.id, err: String(err) }));
+    const leftover = await this.rt.hypervisor.findByName(c.meta.domainName).catch(() => undefined);
+    if (leftover) await this.destroyDomain(leftover.domid, c.meta.domainName);
   }
 
   /** Records the exit, stops the console copy. Also used by the exit monitor and recovery. */

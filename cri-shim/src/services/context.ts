@@ -50,4 +50,9 @@ export interface RuntimeContext {
   stopping: Set<string>;
   /** Console pumps of containers whose domain runs, by container id. */
   pumps: Map<string, ConsolePump>;
+  /**
+   * Migrations this node receives, by container id (the node agent registers them): StopContainer and
+   * RemovePodSandbox cancel the one of their container, which destroys any half-received domain.
+   */
+  receiving: Map<string, { cancel(reason: string): Promise<void> }>;
 }

@@ -1,7 +1,7 @@
 // What the shim remembers about sandboxes and containers, split per the store's rule: metadata is
 // fixed at creation, status is what changes. Everything here is plain JSON (it is persisted).
 import type { SandboxConfig } from "../../../api/annotations.js";
-import type { GuestType } from "../hypervisor/types.js";
+import type { DomainInfo, GuestType } from "../hypervisor/types.js";
 import type { PodSandboxMetadata, StringMap, Int64, ContainerMetadata, ImageSpec } from "../proto.js";
 import type { Store } from "../store/store.js";
 
@@ -74,7 +74,35 @@ export interface ContainerStatusRecord {
    * digest, checked before a restore (libxl does not verify the stream's memory pages).
    */
   suspended?: { checkpoint: string; since: string; sha256?: string };
+  /**
+   * A migration's target pod (sandbox annotation superfluid.dev/migration-target): CreateContainer
+   * built no domain, the node agent receives one from the source node. The container is "created"
+   * then "running" without a domid until the stream ends; the exit monitor and recovery leave it alone.
+   * Cleared (and domid set) once the received domain runs here.
+   */
+  incoming?: { migration: string };
+  /**
+   * Set on the source after a successful send: the domain runs on another node now. The container stays
+   * "running" without a domain until the operator deletes the pod (the kubelet must not restart it:
+   * a second domain would appear here); its StopContainer touches no domain.
+   */
+  migratedAway?: { migration: string; at: string };
+  /**
+   * The vif the guest really uses when it differs from the sandbox's (a domain received by migration
+   * keeps the source's MAC and the IP it booted with): a later save/restore rebuilds with these.
+   */
+  guestNetwork?: { mac: string; ip: string };
+}
+
+/** True for records that have no domain on purpose: suspended to disk, not received yet, or moved away. */
+export function isDomainless(s: ContainerStatusRecord): boolean {
+  return s.suspended !== undefined || s.incoming !== undefined || s.migratedAway !== undefined;
 }
 
 export type SandboxStore = Store<SandboxMeta, SandboxStatus>;
 export type ContainerStore = Store<ContainerMeta, ContainerStatusRecord>;
+
+/** A domain that a save or a migration's send suspended and nobody resumed or destroyed: not an exit. */
+export function isLeftSuspended(d: Pick<DomainInfo, "state" | "shutdownReason">): boolean {
+  return d.state === "shutdown" && d.shutdownReason === "suspend";
+}

@@ -3,6 +3,7 @@
 import { logger } from "../../../lib/log.js";
 import type { RuntimeContext } from "./context.js";
 import { exitFromShutdown, type ContainerService } from "./containers.js";
+import { isDomainless, isLeftSuspended } from "./model.js";
 
 const log = logger("cri-monitor");
 
@@ -27,17 +28,24 @@ export class ExitMonitor {
 
   /** One pass; exported for tests and for recovery. */
   async check(): Promise<void> {
-    // A suspended container has no domain on purpose (the node agent saved it to disk): not an exit.
-    const live = this.rt.containers.list().filter((c) => (c.status.state === "running" || c.status.state === "created") && !c.status.suspended && !this.rt.stopping.has(c.meta.id));
+    // No domain on purpose (saved to disk, still being received, or moved to another node): not an exit.
+    const live = this.rt.containers.list().filter((c) => (c.status.state === "running" || c.status.state === "created") && !isDomainless(c.status) && !this.rt.stopping.has(c.meta.id));
     if (live.length === 0) return;
     try {
       const domains = await this.rt.hypervisor.list();
       for (const c of live) {
         const d = domains.find((x) => x.domid === c.status.domid && x.name === c.meta.domainName);
         if (d && d.state !== "shutdown" && d.state !== "crashed") continue;
+        // Suspended by a save or a migration's send (in flight, or cut off by a shim restart: the node
+        // agent resumes it): the guest did not end.
+        if (d && isLeftSuspended(d)) continue;
         await this.rt.locks.run(c.meta.sandboxId, async () => {
           const cur = this.rt.containers.get(c.meta.id);
-          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || cur.status.suspended || cur.status.domid !== c.status.domid || this.rt.stopping.has(c.meta.id)) return;
+          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || isDomainless(cur.status) || cur.status.domid !== c.status.domid || this.rt.stopping.has(c.meta.id)) return;
+          // Seen again under the lock: a migration's send holds it while the domain is suspended
+          // for the last round, and resumes it when the stream fails; that is no exit.
+          const now = cur.status.domid === undefined ? undefined : await this.rt.hypervisor.info(cur.status.domid);
+          if (now && now.name === c.meta.domainName && now.state !== "shutdown" && now.state !== "crashed") return;
           const ended = d ? exitFromShutdown(d.shutdownReason, d.state) : exitFromShutdown(undefined, "gone");
           if (d) await this.rt.hypervisor.destroy(d.domid).catch((err: unknown) => log.warn("destroy of ended domain failed", { err: String(err) }));
           await this.containers.markExited(c.meta.id, ended);

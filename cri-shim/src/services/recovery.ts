@@ -9,6 +9,7 @@ import { guestConsoleLogPath } from "../hypervisor/console.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerService } from "./containers.js";
 import { exitFromShutdown } from "./containers.js";
+import { isLeftSuspended } from "./model.js";
 
 const log = logger("cri-recovery");
 export const DOMAIN_PREFIX = "sf-";
@@ -46,6 +47,23 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     // there, and it is the truth): remove the domain, stay suspended.
     if (c.status.suspended) {
       if (domain) await rt.hypervisor.destroy(domain.domid);
+      report.adopted++;
+      continue;
+    }
+    // A migration's target that had not received its domain: a domain by its name is a restore cut off
+    // by the restart (the stream is gone with the old process), so it goes; the record waits for the
+    // node agent, which reports the receive failed. Moved to another node: a leftover domain here is
+    // stale (the target runs the VM since the source gave "go").
+    if (c.status.incoming || c.status.migratedAway) {
+      if (domain) await rt.hypervisor.destroy(domain.domid);
+      report.adopted++;
+      continue;
+    }
+    // Suspended by a migration's send when the shim went down: the VM is still in that domain, and
+    // the node agent resumes it (the migration fails with SourceRestarted).
+    if (domain && isLeftSuspended(domain) && c.status.state === "running") {
+      if (domain.domid !== c.status.domid) await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
+      if (c.meta.logPath) await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
       report.adopted++;
       continue;
     }

@@ -70,6 +70,12 @@ export class MemoryHypervisorDouble implements Hypervisor {
     d.info.state = "crashed";
     d.info.shutdownReason = "crash";
   }
+  /** Test control: the domain is left suspended, as a save or a migration's send cut off half-way leaves it. */
+  leaveSuspended(domid: number): void {
+    const d = this.must(domid);
+    d.info.state = "shutdown";
+    d.info.shutdownReason = "suspend";
+  }
   /** Test control: the guest prints on its console. */
   console(domid: number, text: string): void {
     writeSync(this.must(domid).consoleFd, text);

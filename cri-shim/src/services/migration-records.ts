@@ -1,0 +1,34 @@
+// What a live migration changes in the CRI's records, in one place so the node agent and the CRI
+// calls agree: a target container becomes an ordinary running one once its domain was received, and a
+// source container is marked as moved away (running for the kubelet, no domain) once the target runs.
+import { logger } from "../../../lib/log.js";
+import type { RuntimeContext } from "./context.js";
+import type { ContainerService, ContainerEntry } from "./containers.js";
+
+const log = logger("cri-migration");
+
+/** Target side: the received domain runs here; the record gets its domid and the guest's real vif. */
+export async function adoptReceivedDomain(
+  rt: RuntimeContext,
+  containers: ContainerService,
+  c: ContainerEntry,
+  domid: number,
+  guestNetwork: { mac: string; ip: string },
+): Promise<void> {
+  await rt.containers.update(c.meta.id, (s) => {
+    const { incoming: _done, ...rest } = s;
+    return { ...rest, domid, guestNetwork };
+  });
+  rt.receiving.delete(c.meta.id);
+  if (c.meta.logPath) await containers.attachConsole(c.meta.id, domid, c.meta.domainName, c.meta.logPath);
+  log.info("received domain adopted", { id: c.meta.id, domid, migration: c.status.incoming?.migration });
+}
+
+/** Source side: the target runs the VM and the source domain is gone; the pod waits for its deletion. */
+export async function markMigratedAway(rt: RuntimeContext, c: ContainerEntry, migration: string, at: Date): Promise<void> {
+  const pump = rt.pumps.get(c.meta.id);
+  rt.pumps.delete(c.meta.id);
+  await pump?.stop();
+  await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: undefined, migratedAway: { migration, at: at.toISOString() } }));
+  log.info("container migrated away", { id: c.meta.id, migration });
+}
