@@ -20,6 +20,7 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --kubeconfig FILE        the apiserver the node agent talks to (default: in-cluster service account)
   --node-name NAME         run the node agent (runPolicy pause/suspend/resume) for the VMs on this node
   --checkpoint-dir DIR     where suspended domains are saved (default /var/lib/superfluid/checkpoints)
+  --node-address IP        where this node receives live migrations (default: the Node's first InternalIP)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {
@@ -40,6 +41,7 @@ const FLAGS = {
   kubeconfig: "",
   "node-name": "",
   "checkpoint-dir": "/var/lib/superfluid/checkpoints",
+  "node-address": "",
 } as const;
 type Flag = keyof typeof FLAGS;
 
@@ -86,6 +88,7 @@ await runShim({
   kubeconfig: flag("kubeconfig") || undefined,
   nodeName: flag("node-name") || undefined,
   checkpointDir: flag("checkpoint-dir"),
+  nodeAddress: flag("node-address") || undefined,
 }).catch((err: unknown) => {
   console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

@@ -33,6 +33,8 @@ export interface ShimConfig {
   kubeconfig?: string;
   nodeName?: string;
   checkpointDir?: string;
+  /** Where this node receives live migrations; default: the Node object's first InternalIP. */
+  nodeAddress?: string;
 }
 
 export async function runShim(config: ShimConfig): Promise<void> {
@@ -78,7 +80,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
   // Optional: without an apiserver the shim is a plain CRI runtime.
   // --node-name alone (in a pod) uses the in-cluster service account; --kubeconfig names a file.
   const agent = config.nodeName
-    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir)
+    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir, config.nodeAddress)
     : undefined;
 
   let stopping = false;

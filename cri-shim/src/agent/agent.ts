@@ -14,6 +14,7 @@ import type { ContainerEntry } from "../services/containers.js";
 import { AGENT_FIELD_MANAGER, type AgentObservation, agentStatus, agentStatusDiffers } from "./conditions.js";
 import { type AgentAction, decide, type ObservedDomain } from "./decide.js";
 import { checkpointPath, DEFAULT_CHECKPOINT_DIR, DomainOps, fileExists } from "./domain-ops.js";
+import { MigrationAgent } from "./migration-agent.js";
 
 const log = logger("node-agent");
 
@@ -24,6 +25,8 @@ export interface NodeAgentConfig {
   checkpointDir?: string;
   /** A full pass over every VM even without watch events (ms); catches domains changed behind our back. */
   resyncMs?: number;
+  /** Where this node receives migrations (host part of targetEndpoint); default: the Node's first InternalIP. */
+  nodeAddress?: string;
 }
 
 type Failure = NonNullable<AgentObservation["failure"]>;
@@ -32,6 +35,7 @@ export class NodeAgent {
   private readonly client: KubeClient;
   private readonly vms: Watched<UnikernelVM>;
   private readonly ops: DomainOps;
+  private readonly migration: MigrationAgent;
   /** Failures by VM uid, kept for the generation they happened in (a spec change retries). */
   private readonly failures = new Map<string, { generation: number | undefined; failure: Failure; attempts: number; retryAt?: number }>();
   private timer: NodeJS.Timeout | undefined;
@@ -43,10 +47,15 @@ export class NodeAgent {
     this.client = new KubeClient(config.kubeConfig);
     this.vms = watchResource<UnikernelVM>(config.kubeConfig, this.client, paths.custom(UNIKERNELVM_PLURAL));
     this.ops = new DomainOps(config.runtime.ctx, config.runtime.containers, config.checkpointDir ?? DEFAULT_CHECKPOINT_DIR);
+    this.migration = new MigrationAgent({
+      kubeConfig: config.kubeConfig, client: this.client, nodeName: config.nodeName, runtime: config.runtime, ops: this.ops,
+      ...(config.nodeAddress ? { nodeAddress: config.nodeAddress } : {}),
+    });
   }
 
   async start(): Promise<void> {
     for (const verb of ["add", "update", "delete"] as const) this.vms.on(verb, () => this.kick());
+    await this.migration.start(() => this.kick());
     await this.vms.start();
     this.timer = setInterval(() => this.kick(), this.config.resyncMs ?? 5000);
     this.timer.unref();
@@ -58,6 +67,7 @@ export class NodeAgent {
     this.stopped = true;
     clearInterval(this.timer);
     await this.vms.stop();
+    await this.migration.stop();
     await this.pass;
     this.client.close();
   }
@@ -89,10 +99,12 @@ export class NodeAgent {
       .list()
       .filter((s) => s.status.state === "ready" && s.meta.config.vm?.namespace === vm.metadata.namespace && s.meta.config.vm?.name === vm.metadata.name);
     const ids = new Set(sandboxes.map((s) => s.meta.id));
-    return rt.containers.list().find((c) => ids.has(c.meta.sandboxId) && (c.status.state === "running" || c.status.state === "created"));
+    // A migration's target (still receiving) or a source whose domain moved away is not the VM's domain here.
+    return rt.containers.list().find((c) => ids.has(c.meta.sandboxId) && (c.status.state === "running" || c.status.state === "created") && !c.status.incoming && !c.status.migratedAway);
   }
 
   private async reconcileAll(): Promise<void> {
+    await this.migration.reconcile();
     const mine = this.vms.list().filter((vm) => vm.status?.nodeName === this.config.nodeName);
     const referenced = new Set<string>();
     for (const vm of mine) {

@@ -136,7 +136,7 @@ export class DomainOps {
   }
 
   /** The same domain the CRI built at CreateContainer (name, kernel, command line, vif, sizes). */
-  private domainSpec(cur: ContainerEntry): DomainSpec {
+  domainSpec(cur: ContainerEntry): DomainSpec {
     const sb = this.rt.sandboxes.get(cur.meta.sandboxId);
     const net = sb?.status.network;
     if (!net) throw new Error(`pod sandbox ${cur.meta.sandboxId} has no network`);
@@ -148,7 +148,8 @@ export class DomainOps {
       memoryMiB: cur.status.memoryMiB,
       vcpus: cur.status.vcpus,
       guestType: cur.meta.guestType,
-      vifs: [{ bridge: net.bridge, mac: net.mac, ip: net.ip }],
+      // A domain received by migration keeps the source's MAC and the address it booted with.
+      vifs: [{ bridge: net.bridge, mac: cur.status.guestNetwork?.mac ?? net.mac, ip: cur.status.guestNetwork?.ip ?? net.ip }],
     };
   }
 }

@@ -19,11 +19,12 @@ export function startNodeAgent(
   kubeconfigPath: string | undefined,
   nodeName: string,
   checkpointDir?: string,
+  nodeAddress?: string,
 ): NodeAgent {
   const kubeConfig = new KubeConfig();
   if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
   else kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
-  const agent = new NodeAgent({ kubeConfig, nodeName, runtime, ...(checkpointDir ? { checkpointDir } : {}) });
+  const agent = new NodeAgent({ kubeConfig, nodeName, runtime, ...(checkpointDir ? { checkpointDir } : {}), ...(nodeAddress ? { nodeAddress } : {}) });
   void agent.start().catch((err: unknown) => log.error("node agent did not start", { err: String(err) }));
   return agent;
 }

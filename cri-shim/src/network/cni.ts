@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import { logger } from "../../../lib/log.js";
 import { CriError } from "../errors.js";
 import type { SandboxNetwork } from "../services/model.js";
+import { removeReaddressing } from "./readdress.js";
 
 const log = logger("cri-cni");
 
@@ -164,10 +165,17 @@ export class CniNetwork {
     return { ip: ip!, prefixLength: Number(prefix), gateway: first.gateway ?? this.gatewayOf().gateway, bridge: this.bridge, mac: macFor(sandboxId) };
   }
 
-  /** Releases the sandbox's address (CNI DEL); a second call is a no-op. */
+  /** Releases the sandbox's address (CNI DEL) and any NAT of a guest received by migration; a second call is a no-op. */
   async tearDown(sandboxId: string): Promise<void> {
     if (!this.config) return;
+    // Only where the shim owns dom0's network (not in unit tests, which must not touch the host's iptables).
+    if (this.opts.manageBridge) await removeReaddressing(sandboxId);
     await this.runIpam("DEL", sandboxId);
+  }
+
+  /** Whether this network may change dom0's routes and NAT (readdressing a migrated guest). */
+  get managesHostNetwork(): boolean {
+    return this.opts.manageBridge;
   }
 
   private runIpam(command: "ADD" | "DEL", sandboxId: string): Promise<unknown> {
