@@ -1,12 +1,27 @@
-// Target side of a migration (see docs/migration-stream.md).
-import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
+// Target side of a migration (docs/migration-stream.md): one pinned mutual-TLS connection, the
+// source's spec, a paused restore fed from DATA frames through a socketpair, then the switch-over.
+// Whatever fails or is cancelled, no half-restored domain and no listener is left behind.
+import { once } from "node:events";
+import tls from "node:tls";
+import { logger } from "../../../lib/log.js";
+import { type DomainSpec, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
+import { FrameChannel } from "./channel.js";
 import { MigrationError } from "./errors.js";
-import type { MigrationIdentity } from "./identity.js";
+import { type MigrationIdentity, certificateFingerprint, normalizeFingerprint } from "./identity.js";
+import { DEFAULT_TIMEOUT_MS } from "./send.js";
+import { streamSocketpair } from "./socketpair.js";
+
+const log = logger("migration-receive");
+/** How long the target waits for the source to connect at all (the source agent may be slow to see
+ *  the endpoint in the API); cancel() ends the wait sooner. */
+export const DEFAULT_ACCEPT_TIMEOUT_MS = 10 * 60_000;
+
+export interface ReceivedDomain { domid: number; bytes: number; /** stream end -> domain unpaused here (the target's share of the downtime) */ restoreMs: number; sourceSpec: DomainSpec }
 
 export interface IncomingMigration {
   readonly port: number;
   /** Resolves once the domain runs here (unpaused); rejects with MigrationError. The listener is closed either way. */
-  readonly result: Promise<{ domid: number; bytes: number; restoreMs: number; sourceSpec: DomainSpec }>;
+  readonly result: Promise<ReceivedDomain>;
   /** Stops listening / aborts the stream and destroys any half-restored domain. */
   cancel(reason: string): Promise<void>;
 }
@@ -16,6 +31,8 @@ export interface ReceiveOptions {
   sourceFingerprint: () => Promise<string | undefined>;
   targetSpec: (sourceSpec: DomainSpec) => DomainSpec | Promise<DomainSpec>;
   timeoutMs?: number; onProgress?: (bytes: number) => void;
+  /** Give up when no source connected within this long (default 10 min). */
+  acceptTimeoutMs?: number;
 }
 
 /** Target side: listens on host:0 for ONE mutual-TLS connection whose client certificate's fingerprint
@@ -23,6 +40,194 @@ export interface ReceiveOptions {
  *  API then). `targetSpec(sourceSpec)` gives the DomainSpec to restore with (same MAC, this node's
  *  bridge, a new name if wanted). */
 export async function receiveDomain(opts: ReceiveOptions): Promise<IncomingMigration> {
-  void opts;
-  throw new MigrationError("RestoreFailed", "receiveDomain: being implemented (signature committed first)");
+  const { identity } = opts;
+  if (!identity || typeof identity.certPem !== "string" || typeof identity.keyPem !== "string")
+    throw new MigrationError("InvalidArgument", "identity must come from createIdentity()");
+  if (typeof opts.host !== "string" || opts.host.length === 0)
+    throw new MigrationError("InvalidArgument", `host must be an address to listen on, got ${JSON.stringify(opts.host)}`);
+  for (const [name, v] of [["timeoutMs", opts.timeoutMs], ["acceptTimeoutMs", opts.acceptTimeoutMs]] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v > 0))
+      throw new MigrationError("InvalidArgument", `${name} must be positive, got ${JSON.stringify(v)}`);
+
+  const server = tls.createServer({
+    key: identity.keyPem, cert: identity.certPem, minVersion: "TLSv1.3",
+    // Ask for the source's certificate but judge it ourselves, against the pinned fingerprint.
+    requestCert: true, rejectUnauthorized: false,
+  });
+  let settle!: { resolve: (r: ReceivedDomain) => void; reject: (e: MigrationError) => void };
+  const result = new Promise<ReceivedDomain>((resolve, reject) => (settle = { resolve, reject }));
+  result.catch(() => undefined); // the caller may only look at it later
+  let session: ReceiveSession | undefined;
+  let checking = false;
+  let done = false;
+  const finish = (outcome: { ok: ReceivedDomain } | { err: MigrationError }): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(acceptTimer);
+    server.close();
+    if ("ok" in outcome) settle.resolve(outcome.ok);
+    else settle.reject(outcome.err);
+  };
+
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    socket.on("error", () => undefined); // reported through the session's channel, or irrelevant
+    if (session || checking || done) return void socket.destroy();
+    checking = true;
+    void (async () => {
+      const peer = socket.getPeerX509Certificate();
+      const got = peer ? certificateFingerprint(peer) : undefined;
+      let want: string | undefined;
+      try {
+        const pinned = await opts.sourceFingerprint();
+        want = pinned === undefined ? undefined : normalizeFingerprint(pinned, "sourceFingerprint");
+      } catch (err) {
+        log.warn("cannot get the source's fingerprint", { err: String(err) });
+      }
+      checking = false;
+      if (done) return void socket.destroy();
+      if (!got || got !== want) {
+        // Not our source: drop it without a byte and keep waiting for the right one.
+        log.warn("refused a migration connection with an unpinned certificate", { remote: socket.remoteAddress, got, want });
+        return void socket.destroy();
+      }
+      server.close(); // ONE connection: no one else gets in now.
+      session = new ReceiveSession(opts, socket);
+      session.run().then((ok) => finish({ ok }), (err: MigrationError) => finish({ err }));
+    })();
+  });
+  server.on("tlsClientError", (err) => log.warn("migration TLS handshake failed", { err: err.message }));
+
+  server.listen(0, opts.host);
+  await once(server, "listening").catch((err: unknown) => {
+    throw new MigrationError("InvalidArgument", `cannot listen on ${opts.host}: ${String(err)}`);
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  const acceptTimeoutMs = opts.acceptTimeoutMs ?? DEFAULT_ACCEPT_TIMEOUT_MS;
+  const acceptTimer = setTimeout(() => {
+    if (!session) finish({ err: new MigrationError("StreamTimeout", `no source connected within ${acceptTimeoutMs} ms`) });
+  }, acceptTimeoutMs);
+  acceptTimer.unref();
+  log.info("waiting for a migration stream", { host: opts.host, port });
+
+  return {
+    port,
+    result,
+    async cancel(reason: string) {
+      const err = new MigrationError("Cancelled", `migration cancelled on the target: ${reason}`);
+      if (session) await session.abort(err);
+      finish({ err });
+      await result.catch(() => undefined);
+    },
+  };
+}
+
+/** One accepted connection, from the header to "running". */
+class ReceiveSession {
+  private readonly ch: FrameChannel;
+  private restoring: Promise<number> | undefined;
+  private domid: number | undefined;
+  private running = false;
+  private pair: ReturnType<typeof streamSocketpair> | undefined;
+  private readonly finished: Promise<void>;
+  private markFinished!: () => void;
+
+  constructor(private readonly opts: ReceiveOptions, socket: tls.TLSSocket) {
+    this.ch = new FrameChannel(socket, `source ${socket.remoteAddress ?? "?"}`, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.finished = new Promise((resolve) => (this.markFinished = resolve));
+  }
+
+  async run(): Promise<ReceivedDomain> {
+    try {
+      return await this.receive();
+    } catch (err) {
+      const failure = err instanceof MigrationError ? err : new MigrationError("RestoreFailed", String(err), { cause: err });
+      this.ch.fail(failure);
+      await this.cleanUp();
+      throw failure;
+    } finally {
+      this.markFinished();
+    }
+  }
+
+  /** Fails the session (the source hears why) and waits until its domain and fds are gone. */
+  async abort(err: MigrationError): Promise<void> {
+    this.ch.fail(err);
+    await this.finished;
+  }
+
+  private async receive(): Promise<ReceivedDomain> {
+    const { hv } = this.opts;
+    this.ch.sendControl({ type: "accept" });
+    const first = await this.ch.next();
+    if (first.kind !== "header") throw new MigrationError("ProtocolError", `expected the stream header, got ${first.kind}`);
+    const sourceSpec = first.header.spec;
+    const spec = await this.opts.targetSpec(sourceSpec);
+    // Refuse before the source stops its domain, not after the stream is over.
+    const { freeMemoryKiB } = await hv.host();
+    if (spec.memoryMiB * 1024 > freeMemoryKiB)
+      throw new MigrationError("TargetOutOfMemory", `domain ${spec.name} needs ${spec.memoryMiB} MiB, this node's Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`);
+
+    const pair = (this.pair = streamSocketpair());
+    pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
+    let bytes = 0;
+    this.ch.onData = (payload) => {
+      bytes += payload.length;
+      this.opts.onProgress?.(bytes);
+      if (!pair.socket.write(payload)) {
+        this.ch.socket.pause();
+        pair.socket.once("drain", () => this.ch.socket.resume());
+      }
+    };
+    // A dead connection must stop libxl: closing our end gives its read EOF, and it gives up.
+    this.ch.onFailure(() => pair.socket.destroy());
+    const restoring = (this.restoring = hv.restore(spec, pair.libxlFd, { paused: true }));
+    restoring.then((domid) => (this.domid = domid), () => undefined);
+    const restoreFailed = restoring.then(
+      () => new Promise<never>(() => undefined),
+      (err: unknown) => {
+        throw this.ch.failed ?? restoreError(err);
+      },
+    );
+    restoreFailed.catch(() => undefined); // only raced while the stream flows
+    this.ch.sendControl({ type: "ready" });
+
+    const end = await Promise.race([this.ch.next(), restoreFailed]);
+    if (end.kind !== "end") throw new MigrationError("ProtocolError", `expected the end of the stream, got ${end.kind}`);
+    const endedAt = performance.now();
+    pair.socket.end(); // libxl stops at the stream's END record; EOF only matters for a truncated stream
+    const domid = await Promise.race([restoring.catch((err: unknown) => { throw this.ch.failed ?? restoreError(err); }), this.ch.failure$()]);
+    this.ch.sendControl({ type: "restored", domid });
+    await this.ch.expect("go");
+    // Point of no return: the source has given its domain up; this one is the VM now.
+    await hv.unpause(domid).catch((err: unknown) => {
+      throw new MigrationError("RestoreFailed", `unpausing restored domain ${domid}: ${String(err)}`);
+    });
+    this.running = true;
+    const restoreMs = Math.round(performance.now() - endedAt);
+    this.ch.sendControl({ type: "running", domid });
+    this.ch.finish();
+    this.pair.closeLibxlEnd();
+    log.info("migration received", { domid, bytes, restoreMs, name: spec.name });
+    return { domid, bytes, restoreMs, sourceSpec };
+  }
+
+  /** After a failure: stop libxl, wait for it, destroy whatever it built, close the fds. */
+  private async cleanUp(): Promise<void> {
+    this.pair?.socket.destroy();
+    if (this.restoring) await this.restoring.catch(() => undefined);
+    this.pair?.closeLibxlEnd();
+    if (this.domid !== undefined && !this.running) {
+      const domid = this.domid;
+      await this.opts.hv.destroy(domid).then(
+        () => log.info("destroyed the half-migrated domain", { domid }),
+        (err: unknown) => log.error("cannot destroy the half-migrated domain", { domid, err: String(err) }),
+      );
+    }
+  }
+}
+
+function restoreError(err: unknown): MigrationError {
+  if (err instanceof HypervisorError && err.code === "OutOfMemory") return new MigrationError("TargetOutOfMemory", err.message, { cause: err });
+  return new MigrationError("RestoreFailed", `restoring the stream failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

@@ -1,7 +1,20 @@
-// Source side of a migration (see docs/migration-stream.md).
+// Source side of a migration (docs/migration-stream.md): pin the target, send the domain's spec,
+// stream libxl's save records through a socketpair pump, then the switch-over handshake. Until "go"
+// the source domain can always be resumed; after it, it is destroyed.
+import tls from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import { logger } from "../../../lib/log.js";
 import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
+import { FrameChannel } from "./channel.js";
 import { MigrationError } from "./errors.js";
-import type { MigrationIdentity } from "./identity.js";
+import { encodeFrame, encodeHeader, PROTOCOL_VERSION } from "./framing.js";
+import { type MigrationIdentity, certificateFingerprint, normalizeFingerprint } from "./identity.js";
+import { streamSocketpair } from "./socketpair.js";
+
+const log = logger("migration-send");
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** How often the source polls its domain's state to catch the moment it stopped running. */
+const SUSPEND_POLL_MS = 10;
 
 export interface SendResult { bytes: number; totalMs: number; /** source domain suspended -> target says running, on the source's clock */ downtimeMs: number; switchedAt: Date }
 
@@ -11,12 +24,187 @@ export interface SendOptions {
   timeoutMs?: number /* inactivity timeout, default 30 s */; onProgress?: (bytes: number) => void;
 }
 
+export function parseEndpoint(endpoint: string): { host: string; port: number } {
+  const m = typeof endpoint === "string" ? /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(endpoint) : null;
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535)
+    throw new MigrationError("InvalidArgument", `endpoint must be host:port, got ${JSON.stringify(endpoint)}`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Connects and pins the target's certificate; nothing is written before the pin matched. */
+function connectPinned(endpoint: string, identity: MigrationIdentity, fingerprint: string, timeoutMs: number): Promise<tls.TLSSocket> {
+  const { host, port } = parseEndpoint(endpoint);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host, port, key: identity.keyPem, cert: identity.certPem, minVersion: "TLSv1.3",
+      // No CA: the certificate is self-signed and trusted only through the pinned fingerprint below.
+      rejectUnauthorized: false,
+    });
+    const unreachable = (why: string): void => {
+      socket.destroy();
+      reject(new MigrationError("TargetUnreachable", `cannot reach the target at ${endpoint}: ${why}`));
+    };
+    socket.setTimeout(timeoutMs, () => unreachable(`no TLS handshake within ${timeoutMs} ms`));
+    socket.once("error", (err) => unreachable(err.message));
+    socket.once("secureConnect", () => {
+      socket.removeAllListeners("error");
+      socket.setTimeout(0);
+      const peer = socket.getPeerX509Certificate();
+      const got = peer ? certificateFingerprint(peer) : "none";
+      if (got !== fingerprint) {
+        socket.destroy();
+        reject(new MigrationError("PeerRejected", `the target at ${endpoint} presented certificate ${got}, not the pinned ${fingerprint}`));
+        return;
+      }
+      resolve(socket);
+    });
+  });
+}
+
+/** Watches the domain while libxl saves it; remembers the last moment it was seen running. */
+function watchSuspend(hv: Hypervisor, domid: number): { stop(): Promise<number | undefined> } {
+  let lastRunning = performance.now();
+  let suspendedAfter: number | undefined;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped && suspendedAfter === undefined) {
+      const d = await hv.info(domid).catch(() => undefined);
+      if (d && (d.state === "shutdown" || d.state === "paused" || d.state === "dying")) suspendedAfter = lastRunning;
+      else {
+        // The guest stopped after this moment at the earliest: downtime measured from here is never short.
+        lastRunning = performance.now();
+        await sleep(SUSPEND_POLL_MS);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return suspendedAfter;
+    },
+  };
+}
+
+async function validate(opts: SendOptions): Promise<void> {
+  const { hv, domid, spec, identity } = opts;
+  if (!Number.isInteger(domid) || domid < 1)
+    throw new MigrationError("InvalidArgument", `domid must be a guest domain id, got ${JSON.stringify(domid)}`);
+  if (typeof spec !== "object" || spec === null || typeof spec.name !== "string")
+    throw new MigrationError("InvalidArgument", "spec must be the source domain's DomainSpec");
+  if (!identity || typeof identity.certPem !== "string" || typeof identity.keyPem !== "string")
+    throw new MigrationError("InvalidArgument", "identity must come from createIdentity()");
+  if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0))
+    throw new MigrationError("InvalidArgument", `timeoutMs must be positive, got ${JSON.stringify(opts.timeoutMs)}`);
+  parseEndpoint(opts.endpoint);
+  const d = await hv.info(domid);
+  if (!d || !["running", "blocked", "paused"].includes(d.state))
+    throw new MigrationError("InvalidArgument", `domain ${domid} ${d ? `is ${d.state}` : "does not exist"}; only a live domain can migrate`);
+}
+
 /** Source side. Sends `spec` (the source domain's DomainSpec) first, then libxl's live (or, live=false,
  *  stop-and-copy) stream over mutual TLS pinned to targetFingerprint. Protocol after the stream, as xl's:
  *  target "restored (paused)" -> source "go" (point of no return: the source domain is destroyed) ->
  *  target unpauses -> "running". Any failure before "go": the source domain is resumed and MigrationError
  *  (sourceResumed: true) is thrown. */
 export async function sendDomain(opts: SendOptions): Promise<SendResult> {
-  void opts;
-  throw new MigrationError("SourceFailed", "sendDomain: being implemented (signature committed first)", { sourceResumed: true });
+  await validate(opts);
+  const { hv, domid, endpoint, live } = opts;
+  const targetFingerprint = normalizeFingerprint(opts.targetFingerprint, "targetFingerprint");
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const started = performance.now();
+  // Nothing has touched the domain yet: a failure to connect leaves it running as it was.
+  const socket = await connectPinned(endpoint, opts.identity, targetFingerprint, timeoutMs).catch((err: unknown) => {
+    throw err instanceof MigrationError ? err.withSourceResumed(true) : err;
+  });
+  const ch = new FrameChannel(socket, `target ${endpoint}`, timeoutMs);
+  let bytes = 0;
+  let pastNoReturn = false;
+  try {
+    await ch.expect("accept").catch((err: MigrationError) => {
+      // The target closes without a word when our certificate is not the one it pinned.
+      throw err.reason === "StreamFailed" ? new MigrationError("PeerRejected", `the target refused this source's certificate (${err.message})`) : err;
+    });
+    ch.write(encodeHeader({ version: PROTOCOL_VERSION, live, spec: opts.spec }));
+    await ch.expect("ready");
+
+    const { suspendedAt, streamEnded } = await streamOut(opts, ch, (n) => {
+      bytes += n;
+      opts.onProgress?.(bytes);
+    });
+    ch.write(encodeFrame("end"));
+    await ch.expect("restored");
+    ch.sendControl({ type: "go" });
+    pastNoReturn = true;
+    // The target unpauses while this side frees the suspended shell; neither waits for the other.
+    const destroyed = hv.destroy(domid).catch((err: unknown) => log.error("destroying the migrated source domain failed", { domid, err: String(err) }));
+    await ch.expect("running");
+    const runningAt = performance.now();
+    ch.finish();
+    await destroyed;
+    const result: SendResult = {
+      bytes,
+      totalMs: Math.round(runningAt - started),
+      downtimeMs: Math.round(runningAt - (suspendedAt ?? streamEnded)),
+      switchedAt: new Date(),
+    };
+    log.info("migrated", { domid, endpoint, live, ...result, suspendSeen: suspendedAt !== undefined });
+    return result;
+  } catch (err) {
+    const failure = err instanceof MigrationError ? err : new MigrationError("StreamFailed", String(err), { cause: err });
+    ch.fail(failure);
+    if (pastNoReturn)
+      throw new MigrationError(failure.reason, `after the point of no return (source domain ${domid} given up): ${failure.message}`, { sourceResumed: false });
+    throw await resumeAfter(hv, domid, failure);
+  }
+}
+
+/** Runs libxl's save into a socketpair and pumps it into DATA frames; resolves once every byte is sent. */
+async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: number) => void): Promise<{ suspendedAt: number | undefined; streamEnded: number }> {
+  const pair = streamSocketpair();
+  const pumped = new Promise<void>((resolve, reject) => {
+    pair.socket.on("data", (chunk: Buffer) => {
+      if (ch.failed) return;
+      counted(chunk.length);
+      if (!ch.sendData(chunk)) {
+        pair.socket.pause();
+        ch.socket.once("drain", () => pair.socket.resume());
+      }
+    });
+    pair.socket.once("end", resolve);
+    pair.socket.on("error", (err) => reject(new MigrationError("StreamFailed", `reading libxl's stream: ${err.message}`)));
+  });
+  pumped.catch(() => undefined); // awaited below only on the success path
+  // A dead connection must stop libxl: closing our end makes its next write fail (EPIPE).
+  ch.onFailure(() => pair.socket.destroy());
+  const watch = watchSuspend(opts.hv, opts.domid);
+  try {
+    try {
+      await opts.hv.migrateOut(opts.domid, pair.libxlFd, { live: opts.live });
+    } catch (err) {
+      // libxl's error is a consequence when the connection failed first: report the cause.
+      throw ch.failed ?? new MigrationError("SourceFailed", `libxl could not save domain ${opts.domid}: ${String(err)}`, { cause: err });
+    } finally {
+      pair.closeLibxlEnd();
+    }
+    const suspendedAt = await watch.stop();
+    await Promise.race([pumped, ch.failure$()]);
+    return { suspendedAt, streamEnded: performance.now() };
+  } finally {
+    await watch.stop();
+    pair.socket.destroy();
+  }
+}
+
+/** Before the point of no return: bring the source domain back and report whether that worked. */
+async function resumeAfter(hv: Hypervisor, domid: number, failure: MigrationError): Promise<MigrationError> {
+  try {
+    await hv.resumeSuspended(domid);
+    log.warn("migration failed; source domain resumed", { domid, reason: failure.reason, message: failure.message });
+    return failure.withSourceResumed(true);
+  } catch (err) {
+    log.error("migration failed and the source domain could not be resumed", { domid, err: String(err) });
+    return new MigrationError(failure.reason, `${failure.message}; resuming source domain ${domid} failed: ${String(err)}`, { sourceResumed: false });
+  }
 }

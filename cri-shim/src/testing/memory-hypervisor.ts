@@ -2,7 +2,7 @@
 // per domain standing in for the console pty. The real backend is hypervisor/xen-libxl.ts; the tests
 // that prove the shim on Xen (*.xen.test.ts) use that one inside the emulated node.
 import { execFileSync } from "node:child_process";
-import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, read, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DomainInfo, type DomainSpec, type HostInfo, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
@@ -97,8 +97,23 @@ export class MemoryHypervisorDouble implements Hypervisor {
   async save(): Promise<void> {
     throw new HypervisorError("save is not modelled by the test double");
   }
-  async restore(): Promise<number> {
-    throw new HypervisorError("restore is not modelled by the test double");
+  /** Reads what migrateOut() wrote (until EOF, off the main thread: the writer may be this process)
+   *  and builds a domain from `spec`; a stream not written by this double is refused. */
+  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const buf = Buffer.alloc(65536);
+      const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
+        read(fd, buf, 0, buf.length, null, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
+      );
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+    }
+    if (!Buffer.concat(chunks).toString("utf8").startsWith('{"testDouble":true'))
+      throw new HypervisorError("restore: not a stream this test double wrote", "InvalidArgument");
+    const domid = await this.createPaused(spec);
+    if (!opts.paused) await this.unpause(domid);
+    return domid;
   }
   /** Models the source half only: the domain is left suspended, and a marker (not a real Xen
    *  stream) is written to fd so a reader sees bytes. */

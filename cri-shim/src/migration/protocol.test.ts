@@ -1,0 +1,148 @@
+// The protocol end to end over real TLS on loopback, with the in-memory hypervisor double on both
+// sides (libxl's real stream and the faults mid-stream are in migrate.xen.test.ts).
+import net from "node:net";
+import test from "ava";
+import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
+import type { DomainSpec } from "../hypervisor/types.js";
+import { MigrationError, createIdentity, receiveDomain, sendDomain } from "./index.js";
+
+const spec: DomainSpec = { name: "sf-mig", kernelPath: "/k", cmdline: "x", memoryMiB: 8, vcpus: 1, guestType: "pv", vifs: [] };
+
+async function twoNodes(t: { teardown(fn: () => Promise<void>): void }) {
+  const a = new MemoryHypervisorDouble();
+  const b = new MemoryHypervisorDouble();
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const domid = await a.createPaused(spec);
+  await a.unpause(domid);
+  const [src, dst] = await Promise.all([createIdentity("source"), createIdentity("target")]);
+  return { a, b, domid, src, dst };
+}
+
+test("a domain moves: gone on the source, running on the target under the target's spec", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  const progress: number[] = [];
+  const incoming = await receiveDomain({
+    hv: b, host: "127.0.0.1", identity: dst,
+    sourceFingerprint: async () => src.fingerprint,
+    targetSpec: (s) => ({ ...s, name: `${s.name}-b` }),
+  });
+  const sent = await sendDomain({
+    hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src,
+    targetFingerprint: dst.fingerprint, live: true, onProgress: (n) => progress.push(n),
+  });
+  const got = await incoming.result;
+  t.deepEqual(await a.list(), [], "source domain destroyed");
+  const there = await b.info(got.domid);
+  t.is(there?.state, "running");
+  t.is(there?.name, "sf-mig-b");
+  t.deepEqual(got.sourceSpec, spec);
+  t.true(sent.bytes > 0 && sent.bytes === got.bytes, `bytes ${sent.bytes} / ${got.bytes}`);
+  t.is(progress.at(-1), sent.bytes);
+  t.true(sent.downtimeMs >= 0 && sent.downtimeMs <= sent.totalMs);
+  await t.throwsAsync(() => connectOnce(incoming.port), undefined, "the listener is closed after the migration");
+});
+
+test("source pins the wrong target: PeerRejected, domain runs on, the target got nothing", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  const impostor = await createIdentity("impostor");
+  let targetBytes = 0;
+  const incoming = await receiveDomain({
+    hv: b, host: "127.0.0.1", identity: impostor,
+    sourceFingerprint: async () => src.fingerprint, targetSpec: (s) => s, onProgress: (n) => (targetBytes = n),
+  });
+  const err = await t.throwsAsync(
+    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    { instanceOf: MigrationError },
+  );
+  t.is(err?.reason, "PeerRejected");
+  t.true(err?.sourceResumed);
+  t.is((await a.info(domid))?.state, "running");
+  await incoming.cancel("test over");
+  t.is((await t.throwsAsync(incoming.result, { instanceOf: MigrationError }))?.reason, "Cancelled");
+  t.is(targetBytes, 0);
+  t.deepEqual(await b.list(), []);
+});
+
+test("target pins another source: the connection is dropped, PeerRejected, the target keeps waiting", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  const other = await createIdentity("other-source");
+  const incoming = await receiveDomain({
+    hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => other.fingerprint, targetSpec: (s) => s,
+  });
+  const err = await t.throwsAsync(
+    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    { instanceOf: MigrationError },
+  );
+  t.is(err?.reason, "PeerRejected");
+  t.true(err?.sourceResumed);
+  t.is((await a.info(domid))?.state, "running", "the source never suspended");
+  await connectOnce(incoming.port); // still listening for the right source
+  await incoming.cancel("test over");
+  t.deepEqual(await b.list(), []);
+});
+
+test("target without memory: TargetOutOfMemory before the source stops its domain", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  b.totalMemoryKiB = 4 * 1024;
+  const incoming = await receiveDomain({
+    hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => src.fingerprint, targetSpec: (s) => s,
+  });
+  const err = await t.throwsAsync(
+    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    { instanceOf: MigrationError },
+  );
+  t.is(err?.reason, "TargetOutOfMemory");
+  t.true(err?.sourceResumed);
+  t.is((await a.info(domid))?.state, "running");
+  t.is((await t.throwsAsync(incoming.result, { instanceOf: MigrationError }))?.reason, "TargetOutOfMemory");
+  t.deepEqual(await b.list(), []);
+});
+
+test("nobody listening: TargetUnreachable, domain untouched; bad input is refused up front", async (t) => {
+  const { a, domid, src, dst } = await twoNodes(t);
+  const port = await closedPort();
+  const base = { hv: a, domid, spec, endpoint: `127.0.0.1:${port}`, identity: src, targetFingerprint: dst.fingerprint, live: true };
+  const err = await t.throwsAsync(sendDomain(base), { instanceOf: MigrationError });
+  t.is(err?.reason, "TargetUnreachable");
+  t.true(err?.sourceResumed);
+  t.is((await a.info(domid))?.state, "running");
+  for (const bad of [{ endpoint: "nohostport" }, { targetFingerprint: "abc" }, { domid: 999 }, { domid: 0 }, { timeoutMs: -1 }]) {
+    const e = await t.throwsAsync(sendDomain({ ...base, ...bad }), { instanceOf: MigrationError }, JSON.stringify(bad));
+    t.is(e?.reason, "InvalidArgument", JSON.stringify(bad));
+  }
+  await t.throwsAsync(createIdentity("bad name/../x"), { instanceOf: MigrationError });
+});
+
+test("cancel before any source came: Cancelled, listener closed", async (t) => {
+  const b = new MemoryHypervisorDouble();
+  t.teardown(() => b.close());
+  const dst = await createIdentity("target");
+  const incoming = await receiveDomain({ hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => undefined, targetSpec: (s) => s });
+  await incoming.cancel("operator gave up");
+  const err = await t.throwsAsync(incoming.result, { instanceOf: MigrationError });
+  t.is(err?.reason, "Cancelled");
+  t.regex(err!.message, /operator gave up/);
+  await t.throwsAsync(() => connectOnce(incoming.port));
+});
+
+function connectOnce(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1", () => {
+      s.destroy();
+      resolve();
+    });
+    s.once("error", reject);
+  });
+}
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
