@@ -11,6 +11,7 @@ import { SHIM_SOCKET } from "../e2e/cluster/kubelet.js";
 import { startShim } from "../e2e/cluster/shim.js";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import { plotSvg } from "./operator-plot.js";
+import type { ShimPhases } from "./create-dom0.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const MEMORY_MIB = 8;
@@ -24,14 +25,18 @@ try {
   const shim = await startShim(node, { args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0], readyTimeoutMs: 600_000 });
   try {
     const kernel = EXAMPLE_IMAGES.find((i) => i.name === "hello")!.kernel;
-    const r = await node.exec(`node ${join(REPO_ROOT, "dist/bench/create-dom0.js")} ${SHIM_SOCKET} ${image} ${kernel} ${MEMORY_MIB} ${ROUNDS}`, { timeoutMs: 3_600_000 });
+    const r = await node.exec(`node ${join(REPO_ROOT, "dist/bench/create-dom0.js")} ${SHIM_SOCKET} ${image} ${kernel} ${MEMORY_MIB} ${ROUNDS} ${node.bridge}`, { timeoutMs: 3_600_000 });
     if (r.code !== 0) throw new Error(`bench in dom0 failed: ${r.stderr}\n${shim.log(30)}`);
-    const { shim: ours, xl } = JSON.parse(r.stdout.trim().split("\n").pop()!) as { shim: number[]; xl: number[] };
+    const { shim: ours, xl, phases } = JSON.parse(r.stdout.trim().split("\n").pop()!) as { shim: number[]; xl: number[]; phases: ShimPhases[] };
+    const phaseMedians = Object.fromEntries(
+      (Object.keys(phases[0]!) as (keyof ShimPhases)[]).map((k) => [k, Math.round(median(phases.map((p) => p[k])))]),
+    );
     const result = {
-      what: "RunPodSandbox -> hello ready line (CRI shim, libxl in-process) vs `xl create` -> same line; same kernel, memory",
+      what: "RunPodSandbox -> hello ready line (CRI shim, libxl in-process) vs `xl create` -> same line; same kernel, memory, one vif on the same bridge",
       memoryMiB: MEMORY_MIB, rounds: ROUNDS, node: { cpus: 2, accel: "tcg" },
       shimMs: ours.map(Math.round), xlMs: xl.map(Math.round),
       medianShimMs: Math.round(median(ours)), medianXlMs: Math.round(median(xl)), ratio: Number((median(ours) / median(xl)).toFixed(3)),
+      medianShimPhasesMs: phaseMedians,
     };
     const out = join(REPO_ROOT, "bench", "results");
     mkdirSync(out, { recursive: true });
@@ -40,7 +45,7 @@ try {
       { name: `CRI shim (median ${result.medianShimMs} ms)`, color: "#1f77b4", points: ours.map((v, i) => [i + 1, v]) },
       { name: `xl create (median ${result.medianXlMs} ms)`, color: "#d62728", points: xl.map((v, i) => [i + 1, v]) },
     ]));
-    console.log(`median: shim ${result.medianShimMs} ms, xl create ${result.medianXlMs} ms, ratio ${result.ratio}; wrote bench/results/create.json and create.svg`);
+    console.log(`median: shim ${result.medianShimMs} ms, xl create ${result.medianXlMs} ms, ratio ${result.ratio}; shim phases ${JSON.stringify(phaseMedians)}; wrote bench/results/create.json and create.svg`);
   } finally {
     await shim.stop();
   }
