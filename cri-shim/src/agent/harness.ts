@@ -18,15 +18,19 @@ import { startXenNode, type XenNode } from "../../../e2e/xen-node/index.js";
 export const CHECKPOINT_DIR = "/var/lib/superfluid/checkpoints";
 const CRICTL = `${k8sBinary("crictl")} --runtime-endpoint unix://${SHIM_SOCKET} --image-endpoint unix://${SHIM_SOCKET} --timeout 120s`;
 
-export interface AgentBed {
-  cp: ControlPlane;
-  registry: TestRegistry;
+/** One emulated Xen node running the real shim with the node agent. */
+export interface AgentNode {
   node: XenNode;
   shim: Shim;
-  /** The hello image as dom0 names it. */
-  hello: string;
   sh(cmd: string, timeoutMs?: number): Promise<string>;
   crictl(args: string, timeoutMs?: number): Promise<string>;
+}
+
+export interface AgentBed extends AgentNode {
+  cp: ControlPlane;
+  registry: TestRegistry;
+  /** The hello image as dom0 names it. */
+  hello: string;
   kubectl(args: string[], input?: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -44,6 +48,25 @@ function dom0Kubeconfig(cp: ControlPlane, server: string): string {
   });
 }
 
+/**
+ * The shim + node agent in an already booted node, reaching the apiserver from dom0; `stops` gets its
+ * cleanup. --node-address: the node's segment address, where the other nodes of the test reach it.
+ */
+export async function startAgentOnNode(cp: ControlPlane, node: XenNode, stops: Array<() => Promise<void>>): Promise<AgentNode> {
+  writeFileSync(join(node.hostDir, "agent.kubeconfig"), dom0Kubeconfig(cp, `https://${node.hostIpFromDom0}:${cp.port}`), { mode: 0o600 });
+  const shim = await startShim(node, {
+    args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--kubeconfig", `${node.dom0HostDir}/agent.kubeconfig`, "--node-name", node.name, "--node-address", node.segmentIp, "--log-level", "debug"],
+    readyTimeoutMs: 600_000,
+  });
+  stops.push(() => shim.stop());
+  const sh = async (cmd: string, timeoutMs = 180_000) => {
+    const r = await node.exec(cmd, { timeoutMs });
+    if (r.code !== 0) throw new Error(`dom0 of ${node.name}: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${shim.log(40)}`);
+    return r.stdout.trim();
+  };
+  return { node, shim, sh, crictl: (a, t) => sh(`${CRICTL} ${a}`, t) };
+}
+
 export async function startAgentBed(name: string): Promise<AgentBed> {
   const stops: Array<() => Promise<void>> = [];
   const stop = async () => {
@@ -55,24 +78,14 @@ export async function startAgentBed(name: string): Promise<AgentBed> {
     const pushed = await pushExampleImages(registry);
     const node = await startXenNode({ name, memoryMiB: 2048, bootTimeoutMs: 1_200_000 });
     stops.push(() => node.stop());
-    writeFileSync(join(node.hostDir, "agent.kubeconfig"), dom0Kubeconfig(cp, `https://${node.hostIpFromDom0}:${cp.port}`), { mode: 0o600 });
-    const shim = await startShim(node, {
-      args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--kubeconfig", `${node.dom0HostDir}/agent.kubeconfig`, "--node-name", node.name, "--log-level", "debug"],
-      readyTimeoutMs: 600_000,
-    });
-    stops.push(() => shim.stop());
-    const sh = async (cmd: string, timeoutMs = 180_000) => {
-      const r = await node.exec(cmd, { timeoutMs });
-      if (r.code !== 0) throw new Error(`dom0: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${shim.log(40)}`);
-      return r.stdout.trim();
-    };
+    const { shim, sh, crictl } = await startAgentOnNode(cp, node, stops);
     const kubectl = async (args: string[], input?: string) => {
       const r = await cp.kubectl(args, input === undefined ? {} : { input });
       if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
       return r.stdout;
     };
     const hello = pushed.hello!.hostRef.replace(registry.host, `${node.hostIpFromDom0}:${registry.port}`);
-    return { cp, registry, node, shim, hello, sh, crictl: (a, t) => sh(`${CRICTL} ${a}`, t), kubectl, stop };
+    return { cp, registry, node, shim, hello, sh, crictl, kubectl, stop };
   } catch (err) {
     await stop();
     throw err;

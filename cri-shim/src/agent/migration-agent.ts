@@ -41,6 +41,8 @@ export interface MigrationAgentConfig {
 }
 
 const reasonOf = (err: unknown): string => (err instanceof MigrationError ? err.reason : "Failed");
+/** The certificate's common name: role, migration and node, as one DNS-like label (for logs; peers pin the fingerprint). */
+const identityName = (role: string, migration: string, node: string): string => `${role}.${migration}.${node}`.slice(0, 63).replace(/[^A-Za-z0-9]+$/, "");
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 
 export class MigrationAgent {
@@ -177,7 +179,7 @@ export class MigrationAgent {
     let fingerprint: string;
     try {
       const host = await this.nodeAddress();
-      const identity = await createIdentity(`${this.config.nodeName} ${m.metadata.name}`.slice(0, 64));
+      const identity = await createIdentity(identityName("target", m.metadata.name!, this.config.nodeName));
       fingerprint = identity.fingerprint;
       incoming = await receiveDomain({
         hv: this.rt.hypervisor,
@@ -268,7 +270,7 @@ export class MigrationAgent {
     let written = 0;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const identity = await createIdentity(`${this.config.nodeName} ${name}`.slice(0, 64));
+      const identity = await createIdentity(identityName("source", name, this.config.nodeName));
       // The fingerprint first: the target checks the connecting certificate against it.
       await w.apply({ sourceCertificateSHA256: identity.fingerprint }, { type: C.transferred, status: "Unknown", reason: "Streaming", message: `streaming to ${endpoint}` });
       timer = setInterval(() => {
