@@ -39,6 +39,7 @@ export interface RunningOperator {
   readonly port?: number;
   readonly metrics: OperatorMetrics;
   readonly vms: UnikernelVMController;
+  readonly migrations: MigrationController;
   /** Resolves once this replica leads and its caches are synced. */
   readonly leading: Promise<void>;
   stop(): Promise<void>;
@@ -57,7 +58,12 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     workers: opts.workers,
   };
   const vms = new UnikernelVMController(deps);
-  const migrations = new MigrationController(deps, vms.vms, vms.nodes);
+  const migrations = new MigrationController(deps, {
+    vms: vms.vms,
+    pods: vms.pods,
+    nodes: vms.nodes,
+    migrations: vms.migrations,
+  });
   let controllersStarted = false;
   let stopping = false;
 
@@ -92,7 +98,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const startControllers = async () => {
     controllersStarted = true;
     await vms.start();
-    await migrations.start();
+    migrations.start();
     log.info("controllers started", { namespace: opts.namespace ?? "(all)" });
   };
 
@@ -126,6 +132,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     port: server ? (server.address() as AddressInfo).port : undefined,
     metrics,
     vms,
+    migrations,
     leading,
     async stop() {
       stopping = true;

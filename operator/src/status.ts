@@ -16,6 +16,7 @@ import {
   type VMPhase,
 } from "../../api/index.js";
 import { stableStringify } from "./desired.js";
+import { lastMigrationOf, migratingCondition, type VMMigrations } from "./vm-migrations.js";
 
 export interface Observed {
   vm: UnikernelVM;
@@ -29,6 +30,8 @@ export interface Observed {
   replacing?: boolean;
   /** Why no pod can be made from the spec (InvalidSpecError's message). */
   invalidSpec?: string;
+  /** The VM's migrations: the one in flight and the last one finished. */
+  migrations?: VMMigrations;
 }
 
 type Reason = { status: ConditionInput["status"]; reason: string; message: string };
@@ -195,12 +198,13 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
   if (podName) status.podName = podName;
   status.phase = phase;
   if (generation !== undefined) status.observedGeneration = generation;
-  if (vm.status?.lastMigration) status.lastMigration = vm.status.lastMigration;
+  const lastMigration = o.migrations ? lastMigrationOf(o.migrations) : vm.status?.lastMigration;
+  if (lastMigration) status.lastMigration = lastMigration;
 
   // Paused and Suspended are the node agent's (cri-shim/src/agent): it sees the domain, we see only
   // the pod. Exactly one writer per condition; the ones already on the VM are carried over untouched.
-  // Live migration is a later issue: until a migration runs, this is honestly False.
-  const migrating: Reason = { status: "False", reason: "NotMigrating", message: "no migration in progress" };
+  // Migrating follows the UnikernelVMMigrations that name this VM (vm-migrations.ts).
+  const migrating: Reason = migratingCondition(o.migrations ?? {});
 
   let conditions: Condition[] | undefined = vm.status?.conditions;
   const set = (type: VMConditionType, r: Reason) => {
@@ -232,6 +236,7 @@ const WARNING_REASONS = new Set([
   "Failed",
   "DomainNotReady",
   "Evicted",
+  "MigrationFailed",
 ]);
 
 /** Progress that is expected and short-lived: not worth an event of its own. */

@@ -8,13 +8,15 @@ import {
   FIELD_MANAGER,
   FINALIZER,
   LABELS,
+  MIGRATION_PLURAL,
   UNIKERNELVM_KIND,
   UNIKERNELVM_PLURAL,
   type UnikernelVM,
+  type UnikernelVMMigration,
   type UnikernelVMStatus,
   VM_PHASES,
 } from "../../api/index.js";
-import { desiredPod, desiredService, InvalidSpecError } from "./desired.js";
+import { desiredPod, desiredService, domainHash, InvalidSpecError } from "./desired.js";
 import type { EventRecorder } from "./events.js";
 import { type Watched, watchResource } from "../../lib/kube/informers.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
@@ -22,6 +24,7 @@ import type { OperatorMetrics } from "./metrics.js";
 import { type ReconcileResult, WorkQueue } from "./queue.js";
 import { computeStatus, statusEqual, transitionEvents } from "./status.js";
 import { Expectations } from "./expectations.js";
+import { currentPod, migrationHoldsPods, migrationsOf, summarize } from "./vm-migrations.js";
 
 const log = logger("unikernelvm-controller");
 const CONTROLLER = "unikernelvm";
@@ -44,6 +47,8 @@ export class UnikernelVMController {
   readonly pods: Watched<V1Pod>;
   readonly services: Watched<V1Service>;
   readonly nodes: Watched<V1Node>;
+  /** Shared with the MigrationController: a VM's Migrating condition and its pods follow its migrations. */
+  readonly migrations: Watched<UnikernelVMMigration>;
   readonly queue: WorkQueue;
   private readonly expectations = new Expectations();
 
@@ -53,6 +58,11 @@ export class UnikernelVMController {
     this.pods = watchResource<V1Pod>(kc, client, paths.pods(namespace), MANAGED);
     this.services = watchResource<V1Service>(kc, client, paths.services(namespace), MANAGED);
     this.nodes = watchResource<V1Node>(kc, client, paths.nodes());
+    this.migrations = watchResource<UnikernelVMMigration>(
+      kc,
+      client,
+      paths.custom(MIGRATION_PLURAL, namespace),
+    );
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       name: CONTROLLER,
       workers: deps.workers ?? 16,
@@ -103,19 +113,37 @@ export class UnikernelVMController {
       this.pods.on(verb, enqueueForPod);
       this.services.on(verb, enqueueForService);
       this.nodes.on(verb, enqueueForNode);
+      this.migrations.on(verb, (m) => this.queue.add(keyOf(m.metadata.namespace, m.spec.vmName)));
     }
-    // Children and nodes first, so that the first reconciles see them.
-    await Promise.all([this.pods.start(), this.services.start(), this.nodes.start()]);
+    // Children, nodes and migrations first, so that the first reconciles see them.
+    await Promise.all([
+      this.pods.start(),
+      this.services.start(),
+      this.nodes.start(),
+      this.migrations.start(),
+    ]);
     await this.vms.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.vms.stop(), this.pods.stop(), this.services.stop(), this.nodes.stop()]);
+    await Promise.all([
+      this.vms.stop(),
+      this.pods.stop(),
+      this.services.stop(),
+      this.nodes.stop(),
+      this.migrations.stop(),
+    ]);
     await this.queue.shutdown();
   }
 
   get synced(): boolean {
-    return this.vms.synced && this.pods.synced && this.services.synced && this.nodes.synced;
+    return (
+      this.vms.synced &&
+      this.pods.synced &&
+      this.services.synced &&
+      this.nodes.synced &&
+      this.migrations.synced
+    );
   }
 
   /** VMs by phase, for the metrics gauge. */
@@ -128,6 +156,7 @@ export class UnikernelVMController {
     return counts;
   }
 
+  /** The VM's pods: its label and its owner reference. A migration's target pod has neither until it is adopted. */
   private ownedPods(vm: UnikernelVM): V1Pod[] {
     return this.pods
       .list(vm.metadata.namespace)
@@ -176,14 +205,22 @@ export class UnikernelVMController {
       invalidSpec = err.message;
     }
 
+    const migrations = summarize(migrationsOf(vm, this.migrations.list(ns)));
     let current: V1Pod | undefined;
     let replacing = false;
-    if (invalidSpec === undefined) {
+    if (migrationHoldsPods(migrations, pods, new Date())) {
+      // A migration is handing the VM from its source pod to its target pod: touch neither.
+      current = wantPod ? currentPod(pods, wantPod.metadata!.name!, domainHash(vm)) : undefined;
+      replacing = true;
+      await this.reconcileService(vm, wantService);
+    } else if (invalidSpec === undefined) {
       const wantName = wantPod?.metadata?.name;
+      // After a migration the VM runs in the adopted target pod, whose name is not wantName.
       current =
-        pods.find((p) => p.metadata?.name === wantName) ?? this.expectations.expectedPod(key, wantName);
+        (wantPod ? currentPod(pods, wantName!, domainHash(vm)) : undefined) ??
+        this.expectations.expectedPod(key, wantName);
       // Pods for an older spec (or any pod once the VM is Stopped) go first: one domain per VM.
-      for (const old of pods.filter((p) => p.metadata?.name !== wantName)) {
+      for (const old of pods.filter((p) => p !== current)) {
         replacing = true;
         if (old.metadata?.deletionTimestamp) continue;
         await this.deletePod(old);
@@ -205,9 +242,11 @@ export class UnikernelVMController {
         current = { ...current, metadata: { ...current.metadata, deletionTimestamp: new Date() } };
       } else if (wantPod && !replacing && (!current || this.podDrifted(current, wantPod))) {
         const created = !current;
+        // An adopted target pod keeps its own name: runPolicy changes are applied to it in place.
+        const name = current?.metadata?.name ?? wantPod.metadata!.name!;
         current = await this.deps.client.apply<V1Pod>(
-          paths.pod(ns, wantPod.metadata!.name!),
-          wantPod,
+          paths.pod(ns, name),
+          { ...wantPod, metadata: { ...wantPod.metadata, name } },
           FIELD_MANAGER,
         );
         this.expectations.podApplied(key, current);
@@ -227,6 +266,7 @@ export class UnikernelVMController {
       xenNodeCount: this.xenNodeCount(),
       replacing,
       invalidSpec,
+      migrations,
     });
     if (!statusEqual(before, status)) {
       // Guarded by the resourceVersion the status was computed from: the node agent writes its own

@@ -11,6 +11,7 @@ export async function createXenNode(
   client: KubeClient,
   name: string,
   labels: Record<string, string> = { [LABELS.xenNode]: "true" },
+  allocatableMemory = "8Gi",
 ): Promise<void> {
   await client.request({
     method: "POST",
@@ -33,8 +34,8 @@ export async function createXenNode(
             lastTransitionTime: new Date().toISOString(),
           },
         ],
-        capacity: { cpu: "4", memory: "8Gi", pods: "110" },
-        allocatable: { cpu: "4", memory: "8Gi", pods: "110" },
+        capacity: { cpu: "4", memory: allocatableMemory, pods: "110" },
+        allocatable: { cpu: "4", memory: allocatableMemory, pods: "110" },
       },
     },
   });
