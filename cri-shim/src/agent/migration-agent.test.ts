@@ -4,8 +4,6 @@
 // stream is migrate.xen.test.ts). The test plays the operator: it writes the operator's phases with
 // the operator's field manager and runs the pods through CRI as the kubelet would.
 import test from "ava";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { API_VERSION, FIELD_MANAGER, MIGRATION_KIND, MIGRATION_PLURAL, type MigrationStatus, nodeAgentFieldManager, type UnikernelVMMigration } from "../../../api/index.js";
 import { useCluster } from "../../../e2e/harness/ava.js";
@@ -25,7 +23,8 @@ interface Node {
 
 async function startNode(t: { teardown: (fn: () => Promise<void>) => void }, name: string, shim?: UnitShim): Promise<Node> {
   const s = shim ?? (await startUnitShim());
-  const agent = new NodeAgent({ kubeConfig: cluster().cp.kubeConfig, nodeName: name, runtime: s.runtime, nodeAddress: "127.0.0.1", resyncMs: 300, checkpointDir: mkdtempSync(join(tmpdir(), "sf-ckpt-")) });
+  const checkpointDir = join(s.dir, "checkpoints"); // removed with the shim's temp dir
+  const agent = new NodeAgent({ kubeConfig: cluster().cp.kubeConfig, nodeName: name, runtime: s.runtime, nodeAddress: "127.0.0.1", resyncMs: 300, checkpointDir });
   await agent.start();
   const node = { name, shim: s, agent };
   t.teardown(async () => {

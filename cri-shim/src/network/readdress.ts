@@ -2,7 +2,7 @@
 // the target node got a new one from this node's IPAM. 1:1 NAT in dom0 joins the two, so the pod IP
 // the cluster knows reaches the guest:
 //   - DNAT new -> old for traffic to the pod (PREROUTING from other hosts/pods, OUTPUT from dom0),
-//   - SNAT old -> new for connections the guest opens,
+//   - SNAT old -> new for connections the guest opens (POSTROUTING, and INPUT for dom0 itself),
 //   - a host route for the old address on the bridge (it is in another node's pod subnet, routed
 //     elsewhere), the old gateway address on the bridge (the guest ARPs for it) and proxy ARP for the
 //     new address (pods on the same bridge ARP for it; dom0 answers and NATs).
@@ -44,6 +44,8 @@ function natRules(sandboxId: string, r: Readdressing): { chain: string; rule: Ru
     { chain: "PREROUTING", rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp] },
     { chain: "OUTPUT", rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp] },
     { chain: "POSTROUTING", rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp] },
+    // Connections to dom0 itself are delivered locally and never pass POSTROUTING.
+    { chain: "INPUT", rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp] },
   ];
 }
 
