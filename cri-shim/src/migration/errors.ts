@@ -10,6 +10,7 @@ export type MigrationFailureReason =
   | "RestoreFailed"
   | "TargetOutOfMemory"
   | "SourceFailed"
+  | "LiveMigrationUnsupported"
   | "ProtocolError"
   | "Cancelled"
   | "InvalidArgument";

@@ -184,7 +184,12 @@ async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: numbe
       await opts.hv.migrateOut(opts.domid, pair.libxlFd, { live: opts.live });
     } catch (err) {
       // libxl's error is a consequence when the connection failed first: report the cause.
-      throw ch.failed ?? new MigrationError("SourceFailed", `libxl could not save domain ${opts.domid}: ${String(err)}`, { cause: err });
+      if (ch.failed) throw ch.failed;
+      // Pre-copy needs Xen's log-dirty mode, which for PV guests needs shadow paging: Debian's
+      // Xen 4.17 is built without it (CONFIG_SHADOW_PAGING unset). libxl fails before suspending.
+      if (opts.live && /enable logdirty/i.test(String(err)))
+        throw new MigrationError("LiveMigrationUnsupported", `this Xen cannot track a PV guest's dirty pages (log-dirty needs shadow paging, which this build lacks), so live pre-copy is impossible; migrate with live: false (mode: cold). libxl: ${String(err)}`, { cause: err });
+      throw new MigrationError("SourceFailed", `libxl could not save domain ${opts.domid}: ${String(err)}`, { cause: err });
     } finally {
       pair.closeLibxlEnd();
     }
