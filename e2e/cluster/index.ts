@@ -17,7 +17,9 @@ import { type CommandResult, type ControlPlane, startControlPlane } from "../har
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
 import { startXenNode, type XenNode } from "../xen-node/index.js";
 import { pushExampleImages, REGISTRY_PORT_IN_DOM0, type ExampleImages } from "./images.js";
-import { dom0Kubeconfig, type Kubelet, runtimeClassManifest, startKubelet } from "./kubelet.js";
+import { installChartObjects, nodeAgentToken } from "./chart-objects.js";
+import type { Footprint } from "./leftovers.js";
+import { dom0Kubeconfig, type Kubelet, startKubelet } from "./kubelet.js";
 import { startKubeProxy, type KubeProxy } from "./kube-proxy.js";
 import { startOperator, type Operator } from "./operator.js";
 import { type Shim, startShim } from "./shim.js";
@@ -61,6 +63,8 @@ export interface E2ECluster {
   readonly operator: Operator | undefined;
   readonly timings: BringUpTimings;
   kubectl(args: string[], opts?: { input?: string }): Promise<CommandResult>;
+  /** Its temp dirs and host loopback ports, for checking after stop() that none is left (leftovers.ts). */
+  readonly footprint: Footprint;
   /** Operator, shim and kubelet logs, events, and `kubectl describe` of pods and VMs in `namespace`. */
   diagnostics(namespace?: string): Promise<string>;
   stop(): Promise<void>;
@@ -79,7 +83,7 @@ async function stopAll(steps: Array<() => Promise<void>>): Promise<void> {
   if (errors.length) log.warn("cluster teardown had errors", { errors });
 }
 
-async function startNode(name: string, cp: ControlPlane, registryPort: number, memoryMiB: number | undefined): Promise<ClusterNode> {
+async function startNode(name: string, cp: ControlPlane, registryPort: number, agentToken: string, memoryMiB: number | undefined): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's, and the operator requests one CPU per guest
   // vCPU: 4 dom0 vCPUs let four one-vCPU VMs be scheduled (idle vCPUs cost little under TCG).
   const xen = await startXenNode({ name, cpus: 4, ...(memoryMiB ? { memoryMiB } : {}) });
@@ -101,10 +105,10 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, m
       : Promise.resolve(undefined);
     let shim: Shim | undefined;
     try {
-      // The shim's node agent writes domain id, state and boot time onto its pods (and acts on
-      // runPolicy). A test cluster: it gets the admin identity; the chart gives it a ServiceAccount.
+      // The shim's node agent writes domain id, state and boot time onto its pods and acts on
+      // runPolicy, as the chart's shim ServiceAccount (node-agent ClusterRole), not as admin.
       mkdirSync(join(xen.hostDir, "shim"), { recursive: true });
-      writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, cp.pki.adminCert, cp.pki.adminKey), { mode: 0o600 });
+      writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, { token: agentToken }), { mode: 0o600 });
       const agentArgs = ["--kubeconfig", `${xen.dom0HostDir}/shim/kubeconfig`, "--node-name", name];
       shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs] });
       const kubelet = await startKubelet(cp, xen);
@@ -144,8 +148,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     await cp.startControllerManager({
       controllers: ["endpointslice-controller", "namespace-controller", "garbage-collector-controller", "serviceaccount-controller", "node-lifecycle-controller"],
     });
-    const rc = await cp.kubectl(["apply", "-f", "-"], { input: runtimeClassManifest() });
-    if (rc.code !== 0) throw new Error(`RuntimeClass: ${rc.stderr}`);
+    // The chart's RuntimeClass (placement onto the tainted Xen nodes) and RBAC (the node agent's identity).
+    await installChartObjects(cp);
+    const agentToken = await nodeAgentToken(cp);
     // Pods are refused until their namespace's `default` ServiceAccount exists: proof that the
     // controller-manager runs, before anything depends on it.
     await waitFor("the default ServiceAccount (kube-controller-manager)", async () => ((await cp.kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0 ? true : undefined), 180_000, 1000).catch((err: Error) => {
@@ -160,7 +165,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     const { registry, images, ms: registryAndImagesMs } = await registryPromise;
 
     const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
-    const settled = await Promise.allSettled(names.map((n) => startNode(n, cp, registry.port, opts.nodeMemoryMiB)));
+    const settled = await Promise.allSettled(names.map((n) => startNode(n, cp, registry.port, agentToken, opts.nodeMemoryMiB)));
     const nodes: ClusterNode[] = [];
     for (const s of settled) {
       if (s.status === "fulfilled") {
@@ -197,6 +202,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
       images,
       operator,
       timings,
+      footprint: {
+        dirs: [cp.dir, registry.dir, ...nodes.map((n) => n.xen.stateDir)],
+        ports: [cp.port, registry.port, ...(operator ? [operator.httpPort] : []), ...nodes.flatMap((n) => [n.xen.agentPort, n.kubelet.port])],
+      },
       kubectl,
       diagnostics: (namespace = "default") => collectDiagnostics(kubectl, nodes, operator, namespace),
       stop: teardown,

@@ -7,6 +7,7 @@ import { K8S_BIN_DIR } from "../../lib/paths.js";
 import type { ControlPlane } from "../harness/control-plane.js";
 import { issueCertificate } from "../harness/pki.js";
 import type { XenNode } from "../xen-node/index.js";
+import { dom0Kubeconfig, GO_IN_DOM0 } from "./kubelet.js";
 
 export interface KubeProxy {
   log(lines?: number): string;
@@ -19,19 +20,7 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
   mkdirSync(dir, { recursive: true });
   // CN system:kube-proxy is what the default RBAC binds to the system:node-proxier role.
   const cert = issueCertificate(cp.dir, `kube-proxy-${node.name}-${process.pid}`, "/CN=system:kube-proxy", { client: true });
-  const b64 = (p: string) => readFileSync(p).toString("base64");
-  writeFileSync(
-    join(dir, "kubeconfig"),
-    stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "c", cluster: { server: `https://${node.hostIpFromDom0}:${cp.port}`, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" } }],
-      users: [{ name: "u", user: { "client-certificate-data": b64(cert.cert), "client-key-data": b64(cert.key) } }],
-      contexts: [{ name: "c", context: { cluster: "c", user: "u" } }],
-      "current-context": "c",
-    }),
-    { mode: 0o600 },
-  );
+  writeFileSync(join(dir, "kubeconfig"), dom0Kubeconfig(cp, node, cert), { mode: 0o600 });
   writeFileSync(
     join(dir, "config.yaml"),
     stringify({
@@ -55,7 +44,7 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
       return "(no kube-proxy log)";
     }
   };
-  const r = await node.exec(`setsid ${join(K8S_BIN_DIR, "kube-proxy")} --config=${dom0Dir}/config.yaml --v=1 </dev/null >${dom0Dir}/kube-proxy.log 2>&1 & echo $! >${dom0Dir}/pid`);
+  const r = await node.exec(`${GO_IN_DOM0} setsid ${join(K8S_BIN_DIR, "kube-proxy")} --config=${dom0Dir}/config.yaml --v=1 </dev/null >${dom0Dir}/kube-proxy.log 2>&1 & echo $! >${dom0Dir}/pid`);
   if (r.code !== 0) throw new Error(`starting kube-proxy failed: ${r.stderr}`);
   const stop = async () => {
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);

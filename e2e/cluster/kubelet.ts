@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
-import { LABELS, RUNTIME_CLASS } from "../../api/annotations.js";
+import { LABELS } from "../../api/annotations.js";
 import { logger } from "../../lib/log.js";
 import { freePort } from "../../lib/net.js";
 import { k8sBinary } from "../../lib/paths.js";
@@ -25,9 +25,17 @@ import { qmpHumanCommand } from "../xen-node/qmp.js";
 
 const log = logger("e2e-kubelet");
 
-/** Taint on every Xen node: ordinary pods stay off; the RuntimeClass `superfluid` tolerates it. */
+/** Taint on every Xen node: ordinary pods stay off; the chart's RuntimeClass `superfluid` tolerates it. */
 export const XEN_TAINT = { key: LABELS.xenNode, value: "true", effect: "NoSchedule" } as const;
 const CLOUD_TAINT = "node.cloudprovider.kubernetes.io/uninitialized";
+/**
+ * Environment for the Go daemons in dom0 (kubelet, kube-proxy). QEMU runs all of dom0's vCPUs on one
+ * host thread, so dom0 has at most one host core to share. A kubelet with a P per vCPU was measured
+ * at 210 % of dom0's CPU (22 CPU-minutes in 22 minutes, top in dom0) on a loaded machine, starving
+ * the shim and Xen's vif hotplug script until libxl killed it ("vif-bridge online because of
+ * timeout") and no unikernel came up. One P and a lazier GC leave the rest of dom0 to the VMs.
+ */
+export const GO_IN_DOM0 = "GOMAXPROCS=1 GOGC=400";
 /** Where the shim listens in dom0 (its default). */
 export const SHIM_SOCKET = "/run/superfluid/cri.sock";
 
@@ -49,27 +57,13 @@ export interface Kubelet {
   stop(): Promise<void>;
 }
 
-/** The RuntimeClass every Xen pod names: handler `superfluid`, placement onto tainted Xen nodes. */
-export function runtimeClassManifest(): string {
-  return stringify({
-    apiVersion: "node.k8s.io/v1",
-    kind: "RuntimeClass",
-    metadata: { name: RUNTIME_CLASS, labels: { "app.kubernetes.io/part-of": "superfluid" } },
-    handler: RUNTIME_CLASS,
-    scheduling: {
-      nodeSelector: { [LABELS.xenNode]: "true" },
-      tolerations: [{ key: XEN_TAINT.key, operator: "Equal", value: XEN_TAINT.value, effect: XEN_TAINT.effect }],
-    },
-  });
-}
+/** Who a dom0 kubeconfig authenticates as: a client certificate (files) or a bearer token. */
+export type Dom0Credentials = { cert: string; key: string } | { token: string };
 
 /** A kubeconfig that works from inside dom0 (the apiserver via the host's loopback, 10.0.2.2). */
-export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, cert: string, key: string): string {
-  return kubeconfigFor(cp, `https://${node.hostIpFromDom0}:${cp.port}`, cert, key);
-}
-
-function kubeconfigFor(cp: ControlPlane, apiserverFromDom0: string, cert: string, key: string): string {
+export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, credentials: Dom0Credentials): string {
   const b64 = (path: string) => readFileSync(path).toString("base64");
+  const user = "token" in credentials ? { token: credentials.token } : { "client-certificate-data": b64(credentials.cert), "client-key-data": b64(credentials.key) };
   return stringify({
     apiVersion: "v1",
     kind: "Config",
@@ -77,12 +71,12 @@ function kubeconfigFor(cp: ControlPlane, apiserverFromDom0: string, cert: string
       {
         name: "superfluid",
         // The apiserver's certificate names localhost, not 10.0.2.2: verify it under that name.
-        cluster: { server: apiserverFromDom0, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" },
+        cluster: { server: `https://${node.hostIpFromDom0}:${cp.port}`, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" },
       },
     ],
-    users: [{ name: "kubelet", user: { "client-certificate-data": b64(cert), "client-key-data": b64(key) } }],
-    contexts: [{ name: "kubelet", context: { cluster: "superfluid", user: "kubelet" } }],
-    "current-context": "kubelet",
+    users: [{ name: "dom0", user }],
+    contexts: [{ name: "dom0", context: { cluster: "superfluid", user: "dom0" } }],
+    "current-context": "dom0",
   });
 }
 
@@ -148,7 +142,7 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
   writeFileSync(join(dir, "ca.crt"), readFileSync(cp.pki.caCert));
   writeFileSync(join(dir, "serving.crt"), readFileSync(serving.cert));
   writeFileSync(join(dir, "serving.key"), readFileSync(serving.key), { mode: 0o600 });
-  writeFileSync(join(dir, "kubeconfig"), kubeconfigFor(cp, `https://${node.hostIpFromDom0}:${cp.port}`, client.cert, client.key), { mode: 0o600 });
+  writeFileSync(join(dir, "kubeconfig"), dom0Kubeconfig(cp, node, client), { mode: 0o600 });
 
   // The same port number on both sides: the apiserver dials the port the kubelet reports.
   const port = await freePort();
@@ -180,7 +174,7 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
     "mkdir -p /var/lib/kubelet /var/log/pods",
     // As for the shim's image store: a filesystem cAdvisor can size (dom0's root is an overlay).
     "mountpoint -q /var/lib/kubelet || mount -t tmpfs -o size=256m tmpfs /var/lib/kubelet",
-    `setsid ${k8sBinary("kubelet")} ${flags.join(" ")} </dev/null >${dom0Dir}/kubelet.log 2>&1 & echo $! >${dom0Dir}/kubelet.pid`,
+    `${GO_IN_DOM0} setsid ${k8sBinary("kubelet")} ${flags.join(" ")} </dev/null >${dom0Dir}/kubelet.log 2>&1 & echo $! >${dom0Dir}/kubelet.pid`,
   ].join("\n");
   const started = Date.now();
   const r = await node.exec(launch);

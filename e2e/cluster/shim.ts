@@ -9,6 +9,7 @@ import { SHIM_SOCKET } from "./kubelet.js";
 
 const log = logger("e2e-shim");
 export const SHIM_MAIN = join(REPO_ROOT, "dist", "cri-shim", "src", "main.js");
+const CRI_VERSION_MAIN = join(REPO_ROOT, "dist", "e2e", "cluster", "cri-version.js");
 
 export interface ShimOptions {
   /** Extra command-line arguments for the shim. */
@@ -19,7 +20,7 @@ export interface ShimOptions {
 }
 
 export interface Shim {
-  /** Milliseconds from launch to the shim's socket appearing. */
+  /** Milliseconds from launch to the shim answering CRI RuntimeService.Version. */
   readonly startMs: number;
   log(lines?: number): string;
   stop(): Promise<void>;
@@ -62,17 +63,24 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
       .catch(() => undefined);
   };
   // One waiting loop inside dom0 rather than a round trip per check: under TCG every process the
-  // exec agent spawns costs seconds of emulated CPU. The shim binds its socket once its runtime has
-  // recovered state (not `crictl version`: a 40 MB Go binary takes minutes to start here).
+  // exec agent spawns costs seconds of emulated CPU. First the socket (the shim binds it once its
+  // runtime has recovered state), then one CRI RuntimeService.Version call that must be answered.
   const waitSeconds = Math.ceil((deadline - Date.now()) / 1000);
   const r = await node.exec(
-    `pid=$(cat ${dom0Dir}/shim.pid); i=0; while [ $i -lt ${Math.ceil(waitSeconds / 2)} ]; do kill -0 $pid 2>/dev/null || exit 9; [ -S ${SHIM_SOCKET} ] && exit 0; sleep 2; i=$((i+1)); done; exit 1`,
+    [
+      `pid=$(cat ${dom0Dir}/shim.pid); i=0`,
+      `while [ ! -S ${SHIM_SOCKET} ]; do kill -0 $pid 2>/dev/null || exit 9; [ $i -ge ${Math.ceil(waitSeconds / 2)} ] && exit 1; sleep 2; i=$((i+1)); done`,
+      `${process.execPath} ${CRI_VERSION_MAIN} ${SHIM_SOCKET} $((${waitSeconds} - 2 * i + 1)) $pid && exit 0`,
+      `kill -0 $pid 2>/dev/null || exit 9; exit 1`,
+    ].join("\n"),
     { timeoutMs: waitSeconds * 2000 + 60_000 },
   );
   if (r.code !== 0) {
     await stop();
-    throw new Error(`the CRI shim in ${node.name} ${r.code === 9 ? "exited" : "did not open " + SHIM_SOCKET}:\n${shimLog()}`);
+    const why = r.code === 9 ? "exited" : `did not answer CRI RuntimeService.Version on ${SHIM_SOCKET}`;
+    throw new Error(`the CRI shim in ${node.name} ${why}:\n${r.stderr.trim()}\n--- shim log ---\n${shimLog()}`);
   }
+  log.info("CRI shim answers", { node: node.name, version: r.stdout.trim() });
   const startMs = Date.now() - started;
   log.info("CRI shim serving", { node: node.name, startMs });
   return { startMs, log: shimLog, stop };

@@ -28,8 +28,7 @@ interface PodView {
 }
 
 test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes pod and domain", async (t) => {
-  t.timeout(TEST_TIMEOUT_MS);
-  const s = scenario();
+  const s = await scenario(t, TEST_TIMEOUT_MS);
   const applied = Date.now();
   await s.ok(["apply", "-f", example("hello")]);
   await s.ok(["wait", "--for=condition=Ready", "uvm/hello", "--timeout=600s"]);
@@ -69,8 +68,7 @@ test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes
 });
 
 test.serial("http: Ready, and answers through its Service", async (t) => {
-  t.timeout(TEST_TIMEOUT_MS);
-  const s = scenario();
+  const s = await scenario(t, TEST_TIMEOUT_MS);
   const applied = Date.now();
   await s.ok(["apply", "-f", example("http")]);
   await s.ok(["wait", "--for=condition=Ready", "uvm/http", "--timeout=600s"]);
@@ -120,8 +118,7 @@ function probePod(name: string, path: string): string {
 }
 
 test.serial("a readiness probe against the HTTP unikernel: a good path makes the pod Ready, a bad one keeps it unready", async (t) => {
-  t.timeout(TEST_TIMEOUT_MS);
-  const s = scenario();
+  const s = await scenario(t, TEST_TIMEOUT_MS);
   // `create`, not `apply`: the shim refuses annotation values over 253 characters, and apply adds
   // kubectl.kubernetes.io/last-applied-configuration (reported to the shim).
   await s.ok(["create", "-f", "-"], probePod("probe-good", "/healthz") + "---\n" + probePod("probe-bad", "/no-such-path"));
@@ -146,8 +143,7 @@ test.serial("a readiness probe against the HTTP unikernel: a good path makes the
 });
 
 test.serial("an ordinary Linux container image on a Xen node is refused with a clear reason", async (t) => {
-  t.timeout(TEST_TIMEOUT_MS);
-  const s = scenario();
+  const s = await scenario(t, TEST_TIMEOUT_MS);
   const work = mkdtempSync(join(tmpdir(), "sf-e2e-linux-image-"));
   const domainsBefore = await guestDomains(s);
   try {

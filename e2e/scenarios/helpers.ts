@@ -1,9 +1,12 @@
-// What the e2e scenarios share: one cluster per test file, kubectl in the file's namespace, polling
-// the world until it looks as expected, and a failure report (operator/shim/kubelet logs, events,
-// `kubectl describe`) attached to every failed test.
+// What the e2e scenarios share: one cluster per test file (booted in the first test's body), kubectl
+// in the file's namespace, polling the world until it looks as expected, and a failure report
+// (operator/shim/kubelet logs, events, `kubectl describe`) attached to every failed test.
 import type { ExecutionContext, TestFn } from "ava";
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
+import { runAsync } from "../../lib/process.js";
 import type { CommandResult } from "../harness/control-plane.js";
 import { type ClusterOptions, type E2ECluster, startCluster } from "../cluster/index.js";
 
@@ -17,17 +20,27 @@ export interface Scenario {
   kubectl(args: string[], input?: string): Promise<CommandResult>;
   /** kubectl that must succeed; returns stdout. */
   ok(args: string[], input?: string): Promise<string>;
+  /** `kubectl superfluid ...` (the plugin in bin/, found on PATH as a user installs it); must succeed. */
+  superfluid(args: string[]): Promise<string>;
 }
 
-export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterOptions = {}): () => Scenario {
+/**
+ * One cluster per test file, booted by the first test that asks for it, inside that test's body (a
+ * before hook would hide a slow boot behind ava's hook timeout and attach no diagnostics). Every test
+ * starts with `const s = await scenario(t, TEST_TIMEOUT_MS)`: the bring-up gets its own time budget,
+ * then the test's own budget starts. A failed bring-up fails every test of the file at once.
+ */
+export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterOptions = {}): (t: ExecutionContext<C>, testTimeoutMs: number) => Promise<Scenario> {
+  let starting: Promise<Scenario> | undefined;
   let scenario: Scenario | undefined;
-  test.before(async (t) => {
-    t.timeout(BRING_UP_TIMEOUT_MS);
-    const cluster = await startCluster({ namePrefix: prefix, ...opts });
+  let cluster: E2ECluster | undefined;
+  const bringUp = async (t: ExecutionContext<C>): Promise<Scenario> => {
+    cluster = await startCluster({ namePrefix: prefix, ...opts });
+    const c = cluster;
     const namespace = `e2e-${prefix}-${randomBytes(3).toString("hex")}`;
-    const kubectl = (args: string[], input?: string) => cluster.kubectl(["--namespace", namespace, ...args], input === undefined ? {} : { input });
+    const kubectl = (args: string[], input?: string) => c.kubectl(["--namespace", namespace, ...args], input === undefined ? {} : { input });
     const s: Scenario = {
-      cluster,
+      cluster: c,
       namespace,
       kubectl,
       async ok(args, input) {
@@ -35,22 +48,36 @@ export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterO
         if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
         return r.stdout;
       },
+      async superfluid(args) {
+        // kubectl finds plugins only when the plugin name comes first: the flags go after it.
+        const full = ["superfluid", ...args, "--namespace", namespace, "--kubeconfig", c.kubeconfigPath];
+        const r = await runAsync(k8sBinary("kubectl"), full, { env: { ...process.env, PATH: `${join(REPO_ROOT, "bin")}:${process.env.PATH ?? ""}` }, timeoutMs: 120_000 });
+        if (r.code !== 0) throw new Error(`kubectl ${full.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+        return r.stdout;
+      },
     };
-    scenario = s;
-    await s.cluster.kubectl(["create", "namespace", namespace]);
+    await c.kubectl(["create", "namespace", namespace]);
     // The serviceaccount controller makes `default`; pods are refused until it exists.
     await eventually("the default ServiceAccount", async () => ((await kubectl(["get", "serviceaccount", "default"])).code === 0 ? true : undefined), 60_000);
-    t.log(`cluster up: ${JSON.stringify(cluster.timings)}`);
-  });
+    t.log(`cluster up: ${JSON.stringify(c.timings)}`);
+    scenario = s;
+    return s;
+  };
   test.afterEach.always(async (t) => {
     if (!t.passed && scenario) t.log(await scenario.cluster.diagnostics(scenario.namespace));
   });
   test.after.always(async () => {
-    await scenario?.cluster.stop();
+    await starting?.catch(() => undefined);
+    await cluster?.stop();
   });
-  return () => {
-    if (!scenario) throw new Error("the e2e cluster is only available inside tests");
-    return scenario;
+  return async (t, testTimeoutMs) => {
+    if (!starting) {
+      t.timeout(BRING_UP_TIMEOUT_MS + testTimeoutMs);
+      starting = bringUp(t);
+    }
+    const s = await starting;
+    t.timeout(testTimeoutMs);
+    return s;
   };
 }
 
