@@ -105,6 +105,12 @@ const observed = (o: Partial<MigrationObserved> & { m: UnikernelVMMigration }): 
 });
 
 const T = (type: string) => agentCondition(type, "True");
+/** Transferring, with the target ready one minute after the start; the clock at nowMs. */
+const readyAfterAMinute = (nowMs: number) =>
+  observed({
+    m: migration(inFlight("Transferring", [agentCondition("TargetReady", "True", "Listening", at(60_000))])),
+    now: at(nowMs),
+  });
 const F = (type: string, reason: string) => agentCondition(type, "False", reason);
 
 const table: [string, MigrationObserved, string, string?][] = [
@@ -221,25 +227,10 @@ const table: [string, MigrationObserved, string, string?][] = [
   ],
   [
     "Transferring counts from TargetReady, not from the start",
-    observed({
-      m: migration(
-        inFlight("Transferring", [agentCondition("TargetReady", "True", "Listening", at(60_000))]),
-      ),
-      now: at(TRANSFERRING_TIMEOUT_MS + 30_000),
-    }),
+    readyAfterAMinute(TRANSFERRING_TIMEOUT_MS + 30_000),
     "wait",
   ],
-  [
-    "Transferring past 10 minutes",
-    observed({
-      m: migration(
-        inFlight("Transferring", [agentCondition("TargetReady", "True", "Listening", at(60_000))]),
-      ),
-      now: at(TRANSFERRING_TIMEOUT_MS + 61_000),
-    }),
-    "fail",
-    "Timeout",
-  ],
+  ["Transferring past 10 minutes", readyAfterAMinute(TRANSFERRING_TIMEOUT_MS + 61_000), "fail", "Timeout"],
   [
     "past the point of no return a timeout switches instead of failing",
     observed({

@@ -4,7 +4,6 @@
 import test from "ava";
 import type { V1Pod } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
-import { waitFor } from "../../lib/net.js";
 import {
   ANNOTATIONS,
   API_VERSION,
@@ -15,31 +14,16 @@ import {
   MIGRATION_PLURAL,
   type MigrationStatus,
   nodeAgentFieldManager,
-  UNIKERNELVM_PLURAL,
-  type UnikernelVM,
   type UnikernelVMMigration,
   type UnikernelVMSpec,
 } from "../../api/index.js";
-import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
-import { isNotFound, KubeClient, paths } from "../../lib/kube/client.js";
-import { type RunningOperator, startOperator } from "../src/operator.js";
+import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
+import type { RunningOperator } from "../src/operator.js";
 import { main as kubectlSuperfluid } from "../../tools/kubectl-superfluid.js";
-import {
-  bind,
-  clusterReady,
-  createXenNode,
-  deleteNode,
-  listPods,
-  prepareNamespace,
-  reapTerminatingPods,
-  reportRunning,
-} from "./kubelet.js";
+import { bind, createXenNode, listPods, reportRunning } from "./kubelet.js";
+import { until, useOperator } from "./operator-harness.js";
 
-const cluster = useCluster(test, "migration");
-let client: KubeClient;
-let op: RunningOperator;
-let stopReaper: () => void;
 const suffix = randomBytes(3).toString("hex");
 // Other test files add Xen nodes of 8Gi to the shared apiserver: ours are bigger, so that a
 // migration without a target picks ours.
@@ -47,53 +31,29 @@ const nodeA = `xen-mig-a-${suffix}`; // 48Gi
 const nodeB = `xen-mig-b-${suffix}`; // 32Gi
 const tiny = `xen-mig-tiny-${suffix}`; // 16Mi: nothing fits
 const plain = `plain-mig-${suffix}`; // no Xen label
-const NODES = [nodeA, nodeB, tiny, plain];
-
-test.before(async () => {
-  const { cp, namespace } = await clusterReady(cluster);
-  client = new KubeClient(cp.kubeConfig);
-  await prepareNamespace(client, namespace);
-  await createXenNode(client, nodeA, undefined, "48Gi");
-  await createXenNode(client, nodeB, undefined, "32Gi");
-  await createXenNode(client, tiny, undefined, "16Mi");
-  await createXenNode(client, plain, {}, "64Gi");
-  op = await startOperator({ kubeConfig: cp.kubeConfig, namespace, workers: 4 });
-  await op.leading;
-  stopReaper = reapTerminatingPods(client, namespace);
+const operator = useOperator(test, "migration", {
+  nodes: [nodeA, nodeB, tiny, plain],
+  beforeStart: async (c) => {
+    await createXenNode(c, nodeA, undefined, "48Gi");
+    await createXenNode(c, nodeB, undefined, "32Gi");
+    await createXenNode(c, tiny, undefined, "16Mi");
+    await createXenNode(c, plain, {}, "64Gi");
+  },
 });
-
-test.after.always(async () => {
-  stopReaper?.();
-  await op?.stop();
-  if (client) for (const n of NODES) await deleteNode(client, n).catch(() => undefined);
-  client?.close();
-});
+const cluster = operator.cluster;
+let client: KubeClient;
+let op: RunningOperator;
+test.before(async () => ({ client, op } = await operator.ready()));
 
 const ns = () => cluster().namespace;
-const vmPath = (name: string) => paths.customObject(UNIKERNELVM_PLURAL, ns(), name);
+const { vmPath, applyVM, getVM } = operator;
 const mPath = (name: string) => paths.customObject(MIGRATION_PLURAL, ns(), name);
-const getVM = (name: string) => client.request<UnikernelVM>({ method: "GET", path: vmPath(name) });
 const getM = (name: string) => client.request<UnikernelVMMigration>({ method: "GET", path: mPath(name) });
 const getPod = (name: string) =>
   client.request<V1Pod>({ method: "GET", path: paths.pod(ns(), name) }).catch((e: unknown) => {
     if (isNotFound(e)) return undefined;
     throw e;
   });
-const until = <T>(what: string, probe: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> =>
-  waitFor(what, async () => (await probe()) || undefined, ms, 100);
-
-async function applyVM(name: string, spec: Partial<UnikernelVMSpec>): Promise<UnikernelVM> {
-  return client.apply<UnikernelVM>(
-    vmPath(name),
-    {
-      apiVersion: API_VERSION,
-      kind: "UnikernelVM",
-      metadata: { name },
-      spec: { image: "registry.local:5000/hello:1", ...spec },
-    },
-    "superfluid-test",
-  );
-}
 
 /** A VM whose pod the test's "kubelet" bound to the node and reported running. */
 async function runningVM(name: string, node: string, spec: Partial<UnikernelVMSpec> = {}): Promise<V1Pod> {

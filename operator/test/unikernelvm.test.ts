@@ -3,7 +3,6 @@
 import test from "ava";
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
-import { waitFor } from "../../lib/net.js";
 import {
   API_VERSION,
   FINALIZER,
@@ -13,74 +12,26 @@ import {
   MIGRATION_PLURAL,
   parseSandboxAnnotations,
   RUNTIME_CLASS,
-  UNIKERNELVM_PLURAL,
-  type UnikernelVM,
   type UnikernelVMMigration,
-  type UnikernelVMSpec,
 } from "../../api/index.js";
-import { useCluster } from "../../e2e/harness/ava.js";
 import { podName } from "../src/desired.js";
-import { isNotFound, KubeClient, paths } from "../../lib/kube/client.js";
-import { type RunningOperator, startOperator } from "../src/operator.js";
-import {
-  bind,
-  clusterReady,
-  createXenNode,
-  deleteNode,
-  listPods,
-  prepareNamespace,
-  reapTerminatingPods,
-  reportRunning,
-  reportWaiting,
-} from "./kubelet.js";
+import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
+import type { RunningOperator } from "../src/operator.js";
+import { bind, createXenNode, listPods, reportRunning, reportWaiting } from "./kubelet.js";
+import { until, useOperator } from "./operator-harness.js";
 
-const cluster = useCluster(test, "operator");
+const node = `xen-${randomBytes(3).toString("hex")}`;
+const operator = useOperator(test, "operator", { nodes: [node] });
+const cluster = operator.cluster;
 let client: KubeClient;
 let op: RunningOperator;
-let stopReaper: () => void;
-const node = `xen-${randomBytes(3).toString("hex")}`;
+test.before(async () => ({ client, op } = await operator.ready()));
 
-test.before(async () => {
-  // ava runs before hooks concurrently: wait for the harness's to have made the namespace.
-  const { cp, namespace } = await clusterReady(cluster);
-  client = new KubeClient(cp.kubeConfig);
-  await prepareNamespace(client, namespace);
-  op = await startOperator({ kubeConfig: cp.kubeConfig, namespace, workers: 4 });
-  await op.leading;
-  stopReaper = reapTerminatingPods(client, namespace);
-});
-
-test.after.always(async () => {
-  stopReaper?.();
-  await op?.stop();
-  // The harness's after hook may be stopping a private control plane at the same time.
-  if (client) await deleteNode(client, node).catch(() => undefined);
-  client?.close();
-});
-
-const vmPath = (name: string) => paths.customObject(UNIKERNELVM_PLURAL, cluster().namespace, name);
-
-async function applyVM(name: string, spec: Partial<UnikernelVMSpec>): Promise<UnikernelVM> {
-  return client.apply<UnikernelVM>(
-    vmPath(name),
-    {
-      apiVersion: API_VERSION,
-      kind: "UnikernelVM",
-      metadata: { name },
-      spec: { image: "registry.local:5000/hello:1", ...spec },
-    },
-    "superfluid-test",
-  );
-}
-const getVM = (name: string) => client.request<UnikernelVM>({ method: "GET", path: vmPath(name) });
+const { vmPath, applyVM, getVM } = operator;
 const vmPods = async (name: string) =>
   (await listPods(client, cluster().namespace, `${LABELS.vm}=${name}`)).filter(
     (p) => !p.metadata?.deletionTimestamp,
   );
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  return waitFor(what, async () => (await probe()) || undefined, ms, 100);
-}
 
 async function condition(name: string, type: string) {
   return findCondition((await getVM(name)).status?.conditions, type);
