@@ -16,14 +16,13 @@ import {
 } from "./framing.js";
 
 export type ChannelMessage =
-  | { kind: "header"; header: StreamHeader }
-  | { kind: "end" }
-  | { kind: "control"; message: ControlMessage };
+  { kind: "header"; header: StreamHeader } | { kind: "end" } | { kind: "control"; message: ControlMessage };
 
 export class FrameChannel {
   private readonly decoder = new FrameDecoder();
   private readonly queue: ChannelMessage[] = [];
-  private readonly waiters: { resolve: (m: ChannelMessage) => void; reject: (e: MigrationError) => void }[] = [];
+  private readonly waiters: { resolve: (m: ChannelMessage) => void; reject: (e: MigrationError) => void }[] =
+    [];
   private readonly failureListeners: ((err: MigrationError) => void)[] = [];
   private failure: MigrationError | undefined;
   private finished = false;
@@ -36,7 +35,9 @@ export class FrameChannel {
     timeoutMs: number,
   ) {
     socket.setTimeout(timeoutMs, () =>
-      this.fail(new MigrationError("StreamTimeout", `nothing received from or sent to ${peer} for ${timeoutMs} ms`)),
+      this.fail(
+        new MigrationError("StreamTimeout", `nothing received from or sent to ${peer} for ${timeoutMs} ms`),
+      ),
     );
     socket.on("data", (chunk: Buffer) => {
       try {
@@ -45,7 +46,9 @@ export class FrameChannel {
         this.fail(err instanceof MigrationError ? err : new MigrationError("ProtocolError", String(err)));
       }
     });
-    socket.on("error", (err) => this.fail(new MigrationError("StreamFailed", `connection with ${peer}: ${err.message}`)));
+    socket.on("error", (err) =>
+      this.fail(new MigrationError("StreamFailed", `connection with ${peer}: ${err.message}`)),
+    );
     socket.on("close", () => this.fail(new MigrationError("StreamFailed", `${peer} closed the connection`)));
   }
 
@@ -53,7 +56,8 @@ export class FrameChannel {
     if (this.failure) return;
     switch (frame.type) {
       case "data":
-        if (!this.onData) throw new MigrationError("ProtocolError", `${this.peer} sent stream data out of turn`);
+        if (!this.onData)
+          throw new MigrationError("ProtocolError", `${this.peer} sent stream data out of turn`);
         this.onData(frame.payload);
         return;
       case "header":
@@ -86,7 +90,8 @@ export class FrameChannel {
   /** The next message, which must be control message `type`. */
   async expect<T extends ControlMessage["type"]>(type: T): Promise<Extract<ControlMessage, { type: T }>> {
     const m = await this.next();
-    if (m.kind === "control" && m.message.type === type) return m.message as Extract<ControlMessage, { type: T }>;
+    if (m.kind === "control" && m.message.type === type)
+      return m.message as Extract<ControlMessage, { type: T }>;
     const got = m.kind === "control" ? m.message.type : m.kind;
     const err = new MigrationError("ProtocolError", `expected "${type}" from ${this.peer}, got "${got}"`);
     this.fail(err);

@@ -26,11 +26,24 @@ import { parseEndpoint, sendDomain } from "./send.js";
 const { positionals, values: a } = parseArgs({
   allowPositionals: true,
   options: {
-    out: { type: "string" }, kernel: { type: "string" }, name: { type: "string" }, "memory-mib": { type: "string" },
-    cmdline: { type: "string" }, bridge: { type: "string" }, mac: { type: "string" }, "spec-out": { type: "string" },
-    identity: { type: "string" }, spec: { type: "string" }, domid: { type: "string" }, endpoint: { type: "string" },
-    "target-fingerprint": { type: "string" }, cold: { type: "boolean" }, "timeout-ms": { type: "string" },
-    host: { type: "string" }, "source-fingerprint": { type: "string" }, "progress-every": { type: "string" },
+    out: { type: "string" },
+    kernel: { type: "string" },
+    name: { type: "string" },
+    "memory-mib": { type: "string" },
+    cmdline: { type: "string" },
+    bridge: { type: "string" },
+    mac: { type: "string" },
+    "spec-out": { type: "string" },
+    identity: { type: "string" },
+    spec: { type: "string" },
+    domid: { type: "string" },
+    endpoint: { type: "string" },
+    "target-fingerprint": { type: "string" },
+    cold: { type: "boolean" },
+    "timeout-ms": { type: "string" },
+    host: { type: "string" },
+    "source-fingerprint": { type: "string" },
+    "progress-every": { type: "string" },
     peer: { type: "string" },
   },
 });
@@ -48,7 +61,8 @@ function num(name: keyof typeof a): number {
   if (!Number.isFinite(v)) throw new UsageError(`--${name} must be a number`);
   return v;
 }
-const optionalNum = (name: keyof typeof a): number | undefined => (a[name] === undefined ? undefined : num(name));
+const optionalNum = (name: keyof typeof a): number | undefined =>
+  a[name] === undefined ? undefined : num(name);
 class UsageError extends Error {}
 
 async function withHv<T>(fn: (hv: Hypervisor) => Promise<T>): Promise<T> {
@@ -69,8 +83,13 @@ const commands: Record<string, () => Promise<void>> = {
   },
   async create() {
     const spec: DomainSpec = {
-      name: need("name"), kernelPath: need("kernel"), cmdline: a.cmdline ?? "", memoryMiB: num("memory-mib"),
-      vcpus: 1, guestType: "pv", vifs: a.bridge ? [{ bridge: a.bridge, mac: need("mac") }] : [],
+      name: need("name"),
+      kernelPath: need("kernel"),
+      cmdline: a.cmdline ?? "",
+      memoryMiB: num("memory-mib"),
+      vcpus: 1,
+      guestType: "pv",
+      vifs: a.bridge ? [{ bridge: a.bridge, mac: need("mac") }] : [],
     };
     await withHv(async (hv) => {
       const domid = await hv.createPaused(spec);
@@ -84,8 +103,14 @@ const commands: Record<string, () => Promise<void>> = {
     const spec = JSON.parse(readFileSync(need("spec"), "utf8")) as DomainSpec;
     await withHv(async (hv) => {
       const r = await sendDomain({
-        hv, domid: num("domid"), spec, endpoint: need("endpoint"), identity,
-        targetFingerprint: need("target-fingerprint"), live: !a.cold, timeoutMs: optionalNum("timeout-ms"),
+        hv,
+        domid: num("domid"),
+        spec,
+        endpoint: need("endpoint"),
+        identity,
+        targetFingerprint: need("target-fingerprint"),
+        live: !a.cold,
+        timeoutMs: optionalNum("timeout-ms"),
       });
       print({ event: "result", ...r, at: now() });
     });
@@ -97,7 +122,10 @@ const commands: Record<string, () => Promise<void>> = {
     await withHv(async (hv) => {
       let reported = 0;
       const incoming = await receiveDomain({
-        hv, host: need("host"), identity, timeoutMs: optionalNum("timeout-ms"),
+        hv,
+        host: need("host"),
+        identity,
+        timeoutMs: optionalNum("timeout-ms"),
         sourceFingerprint: async () => sourceFingerprint,
         targetSpec: (s) => ({ ...s, vifs: s.vifs.map((v) => ({ ...v, bridge: a.bridge ?? v.bridge })) }),
         onProgress: (bytes) => {
@@ -111,7 +139,14 @@ const commands: Record<string, () => Promise<void>> = {
       print({ event: "listening", port: incoming.port, fingerprint: identity.fingerprint });
       try {
         const r = await incoming.result;
-        print({ event: "result", domid: r.domid, bytes: r.bytes, restoreMs: r.restoreMs, name: r.sourceSpec.name, at: now() });
+        print({
+          event: "result",
+          domid: r.domid,
+          bytes: r.bytes,
+          restoreMs: r.restoreMs,
+          name: r.sourceSpec.name,
+          at: now(),
+        });
       } finally {
         process.off("SIGTERM", cancel);
       }
@@ -137,22 +172,34 @@ const commands: Record<string, () => Promise<void>> = {
       const t0 = now();
       const peer = await new Promise<number>((resolve, reject) => {
         let text = "";
-        net.connect(port, host).on("data", (d) => (text += String(d))).on("end", () => resolve(Number(text))).on("error", reject);
+        net
+          .connect(port, host)
+          .on("data", (d) => (text += String(d)))
+          .on("end", () => resolve(Number(text)))
+          .on("error", reject);
       });
       const t1 = now();
       // Half the round trip bounds the error; keep the tightest sample.
-      if ((t1 - t0) / 2 < best.uncertaintyMs) best = { offsetMs: peer - (t0 + t1) / 2, uncertaintyMs: (t1 - t0) / 2 };
+      if ((t1 - t0) / 2 < best.uncertaintyMs)
+        best = { offsetMs: peer - (t0 + t1) / 2, uncertaintyMs: (t1 - t0) / 2 };
     }
-    print({ offsetMs: Math.round(best.offsetMs * 10) / 10, uncertaintyMs: Math.round(best.uncertaintyMs * 10) / 10 });
+    print({
+      offsetMs: Math.round(best.offsetMs * 10) / 10,
+      uncertaintyMs: Math.round(best.uncertaintyMs * 10) / 10,
+    });
   },
   async list() {
-    await withHv(async (hv) => print((await hv.list()).map((d) => ({ ...d, cpuTimeNs: String(d.cpuTimeNs) }))));
+    await withHv(async (hv) =>
+      print((await hv.list()).map((d) => ({ ...d, cpuTimeNs: String(d.cpuTimeNs) }))),
+    );
   },
 };
 
 const command = commands[positionals[0] ?? ""];
 if (!command) {
-  process.stderr.write(`usage: cli.js ${Object.keys(commands).join("|")} [options] (see the head of cli.ts)\n`);
+  process.stderr.write(
+    `usage: cli.js ${Object.keys(commands).join("|")} [options] (see the head of cli.ts)\n`,
+  );
   process.exit(2);
 }
 try {
@@ -162,7 +209,10 @@ try {
     process.stderr.write(`${err.message}\n`);
     process.exit(2);
   }
-  const e = err instanceof MigrationError ? { reason: err.reason, message: err.message, sourceResumed: err.sourceResumed } : { reason: "Failed", message: String(err) };
+  const e =
+    err instanceof MigrationError
+      ? { reason: err.reason, message: err.message, sourceResumed: err.sourceResumed }
+      : { reason: "Failed", message: String(err) };
   print({ event: "error", error: e, at: now() });
   process.exit(1);
 }

@@ -22,7 +22,11 @@ export class MigrationError extends Error {
   /** Source side: true when the source domain was resumed and runs on (before the point of no return). */
   readonly sourceResumed: boolean;
 
-  constructor(reason: MigrationFailureReason | string, message: string, opts: { sourceResumed?: boolean; cause?: unknown } = {}) {
+  constructor(
+    reason: MigrationFailureReason | string,
+    message: string,
+    opts: { sourceResumed?: boolean; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "MigrationError";
     this.reason = reason;

@@ -1,9 +1,25 @@
 // Framing: any chunking of the byte stream gives the same frames; garbage is a ProtocolError.
 import test from "ava";
 import { MigrationError } from "./errors.js";
-import { FrameDecoder, MAX_PAYLOAD_BYTES, decodeControl, decodeHeader, encodeControl, encodeFrame, encodeHeader } from "./framing.js";
+import {
+  FrameDecoder,
+  MAX_PAYLOAD_BYTES,
+  decodeControl,
+  decodeHeader,
+  encodeControl,
+  encodeFrame,
+  encodeHeader,
+} from "./framing.js";
 
-const spec = { name: "vm", kernelPath: "/k", cmdline: "", memoryMiB: 4, vcpus: 1, guestType: "pv" as const, vifs: [] };
+const spec = {
+  name: "vm",
+  kernelPath: "/k",
+  cmdline: "",
+  memoryMiB: 4,
+  vcpus: 1,
+  guestType: "pv" as const,
+  vifs: [],
+};
 
 test("frames survive every split of the stream, in order", (t) => {
   const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
@@ -18,7 +34,11 @@ test("frames survive every split of the stream, in order", (t) => {
     const decoder = new FrameDecoder();
     const frames = [];
     for (let i = 0; i < wire.length; i += step) frames.push(...decoder.push(wire.subarray(i, i + step)));
-    t.deepEqual(frames.map((f) => f.type), ["header", "data", "data", "end", "control"], `step ${step}`);
+    t.deepEqual(
+      frames.map((f) => f.type),
+      ["header", "data", "data", "end", "control"],
+      `step ${step}`,
+    );
     t.deepEqual(decodeHeader(frames[0]!).spec, spec);
     t.true(frames[1]!.payload.equals(data), `step ${step}: data intact`);
     t.is(frames[2]!.payload.length, 0);
@@ -37,20 +57,30 @@ test("an incomplete frame waits for the rest", (t) => {
 
 test("garbage is a ProtocolError: unknown type, oversized length, bad JSON, wrong header version", (t) => {
   const unknownType = Buffer.from([9, 0, 0, 0, 0]);
-  t.is(t.throws(() => new FrameDecoder().push(unknownType), { instanceOf: MigrationError })!.reason, "ProtocolError");
+  t.is(
+    t.throws(() => new FrameDecoder().push(unknownType), { instanceOf: MigrationError })!.reason,
+    "ProtocolError",
+  );
   const huge = Buffer.alloc(5);
   huge.writeUInt8(2, 0);
   huge.writeUInt32BE(MAX_PAYLOAD_BYTES + 1, 1);
-  t.is(t.throws(() => new FrameDecoder().push(huge), { instanceOf: MigrationError })!.reason, "ProtocolError");
+  t.is(
+    t.throws(() => new FrameDecoder().push(huge), { instanceOf: MigrationError })!.reason,
+    "ProtocolError",
+  );
   const notJson = new FrameDecoder().push(encodeFrame("control", Buffer.from("{nope")))[0]!;
   t.is(t.throws(() => decodeControl(notJson), { instanceOf: MigrationError })!.reason, "ProtocolError");
-  const oldHeader = new FrameDecoder().push(encodeFrame("header", Buffer.from(JSON.stringify({ version: 0, live: true, spec }))))[0]!;
+  const oldHeader = new FrameDecoder().push(
+    encodeFrame("header", Buffer.from(JSON.stringify({ version: 0, live: true, spec }))),
+  )[0]!;
   t.is(t.throws(() => decodeHeader(oldHeader), { instanceOf: MigrationError })!.reason, "ProtocolError");
   const noDomid = new FrameDecoder().push(encodeFrame("control", Buffer.from('{"type":"running"}')))[0]!;
   t.throws(() => decodeControl(noDomid), { instanceOf: MigrationError });
 });
 
 test("an error control message keeps its reason", (t) => {
-  const f = new FrameDecoder().push(encodeControl({ type: "error", reason: "TargetOutOfMemory", message: "2 MiB free" }))[0]!;
+  const f = new FrameDecoder().push(
+    encodeControl({ type: "error", reason: "TargetOutOfMemory", message: "2 MiB free" }),
+  )[0]!;
   t.deepEqual(decodeControl(f), { type: "error", reason: "TargetOutOfMemory", message: "2 MiB free" });
 });

@@ -8,7 +8,9 @@ import { MigrationError } from "./errors.js";
 
 export const FrameType = { header: 1, data: 2, end: 3, control: 4 } as const;
 export type FrameTypeName = keyof typeof FrameType;
-const NAMES = new Map<number, FrameTypeName>(Object.entries(FrameType).map(([k, v]) => [v, k as FrameTypeName]));
+const NAMES = new Map<number, FrameTypeName>(
+  Object.entries(FrameType).map(([k, v]) => [v, k as FrameTypeName]),
+);
 
 const HEADER_BYTES = 5;
 /** A DATA frame carries at most one socket read; control frames are tiny. Anything larger is garbage. */
@@ -16,7 +18,11 @@ export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 export const PROTOCOL_VERSION = 1;
 
 /** First frame, source -> target. */
-export interface StreamHeader { version: number; live: boolean; spec: DomainSpec }
+export interface StreamHeader {
+  version: number;
+  live: boolean;
+  spec: DomainSpec;
+}
 
 /** Control messages, in protocol order. `accept`: the target pinned the source's certificate and
  *  waits for the header. `ready`: the target has memory and a restore waiting for the stream.
@@ -30,10 +36,14 @@ export type ControlMessage =
   | { type: "running"; domid: number }
   | { type: "error"; reason: string; message: string };
 
-export interface Frame { type: FrameTypeName; payload: Buffer }
+export interface Frame {
+  type: FrameTypeName;
+  payload: Buffer;
+}
 
 export function encodeFrame(type: FrameTypeName, payload: Buffer = Buffer.alloc(0)): Buffer {
-  if (payload.length > MAX_PAYLOAD_BYTES) throw new RangeError(`frame payload of ${payload.length} bytes is above ${MAX_PAYLOAD_BYTES}`);
+  if (payload.length > MAX_PAYLOAD_BYTES)
+    throw new RangeError(`frame payload of ${payload.length} bytes is above ${MAX_PAYLOAD_BYTES}`);
   const head = Buffer.allocUnsafe(HEADER_BYTES);
   head.writeUInt8(FrameType[type], 0);
   head.writeUInt32BE(payload.length, 1);
@@ -56,18 +66,30 @@ function parseJSON(frame: Frame): unknown {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 export function decodeHeader(frame: Frame): StreamHeader {
-  if (frame.type !== "header") throw new MigrationError("ProtocolError", `expected a header frame, got ${frame.type}`);
+  if (frame.type !== "header")
+    throw new MigrationError("ProtocolError", `expected a header frame, got ${frame.type}`);
   const h = parseJSON(frame);
-  if (!isObject(h) || h.version !== PROTOCOL_VERSION || typeof h.live !== "boolean" || !isObject(h.spec) || typeof h.spec.name !== "string")
-    throw new MigrationError("ProtocolError", `unsupported stream header (want version ${PROTOCOL_VERSION} with a domain spec)`);
+  if (
+    !isObject(h) ||
+    h.version !== PROTOCOL_VERSION ||
+    typeof h.live !== "boolean" ||
+    !isObject(h.spec) ||
+    typeof h.spec.name !== "string"
+  )
+    throw new MigrationError(
+      "ProtocolError",
+      `unsupported stream header (want version ${PROTOCOL_VERSION} with a domain spec)`,
+    );
   return h as unknown as StreamHeader;
 }
 
 export function decodeControl(frame: Frame): ControlMessage {
-  if (frame.type !== "control") throw new MigrationError("ProtocolError", `expected a control frame, got ${frame.type}`);
+  if (frame.type !== "control")
+    throw new MigrationError("ProtocolError", `expected a control frame, got ${frame.type}`);
   const m = parseJSON(frame);
   if (!isObject(m)) throw new MigrationError("ProtocolError", "control frame is not an object");
   switch (m.type) {
@@ -80,9 +102,16 @@ export function decodeControl(frame: Frame): ControlMessage {
       if (!Number.isInteger(m.domid)) break;
       return { type: m.type, domid: m.domid as number };
     case "error":
-      return { type: "error", reason: typeof m.reason === "string" ? m.reason : "StreamFailed", message: String(m.message ?? "") };
+      return {
+        type: "error",
+        reason: typeof m.reason === "string" ? m.reason : "StreamFailed",
+        message: String(m.message ?? ""),
+      };
   }
-  throw new MigrationError("ProtocolError", `malformed control message: ${frame.payload.toString("utf8").slice(0, 200)}`);
+  throw new MigrationError(
+    "ProtocolError",
+    `malformed control message: ${frame.payload.toString("utf8").slice(0, 200)}`,
+  );
 }
 
 /** Splits a byte stream into frames; bytes may arrive in any chunking. */
@@ -101,7 +130,8 @@ export class FrameDecoder {
       const type = NAMES.get(first.readUInt8(0));
       const length = first.readUInt32BE(1);
       if (!type) throw new MigrationError("ProtocolError", `unknown frame type ${first.readUInt8(0)}`);
-      if (length > MAX_PAYLOAD_BYTES) throw new MigrationError("ProtocolError", `frame of ${length} bytes is above ${MAX_PAYLOAD_BYTES}`);
+      if (length > MAX_PAYLOAD_BYTES)
+        throw new MigrationError("ProtocolError", `frame of ${length} bytes is above ${MAX_PAYLOAD_BYTES}`);
       // Join the chunks only once the whole frame is here (no quadratic copying of a big frame).
       if (this.bufferedBytes < HEADER_BYTES + length) break;
       const all = this.buffered.length === 1 ? first : Buffer.concat(this.buffered);

@@ -12,7 +12,11 @@ import { MigrationError } from "./errors.js";
 const execFileAsync = promisify(execFile);
 
 /** A fresh key pair + self-signed certificate for ONE migration; only `fingerprint` is published. */
-export interface MigrationIdentity { certPem: string; keyPem: string; /** lower-case hex SHA-256 of the DER cert */ fingerprint: string }
+export interface MigrationIdentity {
+  certPem: string;
+  keyPem: string;
+  /** lower-case hex SHA-256 of the DER cert */ fingerprint: string;
+}
 
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 
@@ -26,21 +30,40 @@ export function certificateFingerprint(cert: string | Buffer | X509Certificate):
 export function normalizeFingerprint(fingerprint: string, what: string): string {
   const normalized = typeof fingerprint === "string" ? fingerprint.replaceAll(":", "").toLowerCase() : "";
   if (!FINGERPRINT.test(normalized))
-    throw new MigrationError("InvalidArgument", `${what} must be a SHA-256 fingerprint (64 hex digits), got ${JSON.stringify(fingerprint)}`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `${what} must be a SHA-256 fingerprint (64 hex digits), got ${JSON.stringify(fingerprint)}`,
+    );
   return normalized;
 }
 
 export async function createIdentity(commonName: string): Promise<MigrationIdentity> {
   if (typeof commonName !== "string" || !/^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(commonName))
-    throw new MigrationError("InvalidArgument", `identity common name must be a DNS-like label, got ${JSON.stringify(commonName)}`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `identity common name must be a DNS-like label, got ${JSON.stringify(commonName)}`,
+    );
   // The key is only on disk for the instant openssl needs it, in a 0700 dir we delete right after.
   const dir = await mkdtemp(join(tmpdir(), "sf-migration-id-"));
   try {
     const keyPath = join(dir, "key.pem");
     const certPath = join(dir, "cert.pem");
     await execFileAsync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-      "-days", "1", "-subj", `/CN=${commonName}`, "-keyout", keyPath, "-out", certPath,
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      `/CN=${commonName}`,
+      "-keyout",
+      keyPath,
+      "-out",
+      certPath,
     ]);
     const [certPem, keyPem] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
     return { certPem, keyPem, fingerprint: certificateFingerprint(certPem) };

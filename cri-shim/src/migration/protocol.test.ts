@@ -6,7 +6,15 @@ import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
 import type { DomainSpec } from "../hypervisor/types.js";
 import { MigrationError, createIdentity, receiveDomain, sendDomain } from "./index.js";
 
-const spec: DomainSpec = { name: "sf-mig", kernelPath: "/k", cmdline: "x", memoryMiB: 8, vcpus: 1, guestType: "pv", vifs: [] };
+const spec: DomainSpec = {
+  name: "sf-mig",
+  kernelPath: "/k",
+  cmdline: "x",
+  memoryMiB: 8,
+  vcpus: 1,
+  guestType: "pv",
+  vifs: [],
+};
 
 async function twoNodes(t: { teardown(fn: () => Promise<void>): void }) {
   const a = new MemoryHypervisorDouble();
@@ -25,13 +33,21 @@ test("a domain moves: gone on the source, running on the target under the target
   const { a, b, domid, src, dst } = await twoNodes(t);
   const progress: number[] = [];
   const incoming = await receiveDomain({
-    hv: b, host: "127.0.0.1", identity: dst,
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
     sourceFingerprint: async () => src.fingerprint,
     targetSpec: (s) => ({ ...s, name: `${s.name}-b` }),
   });
   const sent = await sendDomain({
-    hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src,
-    targetFingerprint: dst.fingerprint, live: true, onProgress: (n) => progress.push(n),
+    hv: a,
+    domid,
+    spec,
+    endpoint: `127.0.0.1:${incoming.port}`,
+    identity: src,
+    targetFingerprint: dst.fingerprint,
+    live: true,
+    onProgress: (n) => progress.push(n),
   });
   const got = await incoming.result;
   t.deepEqual(await a.list(), [], "source domain destroyed");
@@ -42,7 +58,11 @@ test("a domain moves: gone on the source, running on the target under the target
   t.true(sent.bytes > 0 && sent.bytes === got.bytes, `bytes ${sent.bytes} / ${got.bytes}`);
   t.is(progress.at(-1), sent.bytes);
   t.true(sent.downtimeMs >= 0 && sent.downtimeMs <= sent.totalMs);
-  await t.throwsAsync(() => connectOnce(incoming.port), undefined, "the listener is closed after the migration");
+  await t.throwsAsync(
+    () => connectOnce(incoming.port),
+    undefined,
+    "the listener is closed after the migration",
+  );
 });
 
 test("source pins the wrong target: PeerRejected, domain runs on, the target got nothing", async (t) => {
@@ -50,11 +70,23 @@ test("source pins the wrong target: PeerRejected, domain runs on, the target got
   const impostor = await createIdentity("impostor");
   let targetBytes = 0;
   const incoming = await receiveDomain({
-    hv: b, host: "127.0.0.1", identity: impostor,
-    sourceFingerprint: async () => src.fingerprint, targetSpec: (s) => s, onProgress: (n) => (targetBytes = n),
+    hv: b,
+    host: "127.0.0.1",
+    identity: impostor,
+    sourceFingerprint: async () => src.fingerprint,
+    targetSpec: (s) => s,
+    onProgress: (n) => (targetBytes = n),
   });
   const err = await t.throwsAsync(
-    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    sendDomain({
+      hv: a,
+      domid,
+      spec,
+      endpoint: `127.0.0.1:${incoming.port}`,
+      identity: src,
+      targetFingerprint: dst.fingerprint,
+      live: true,
+    }),
     { instanceOf: MigrationError },
   );
   t.is(err?.reason, "PeerRejected");
@@ -70,10 +102,22 @@ test("target pins another source: the connection is dropped, PeerRejected, the t
   const { a, b, domid, src, dst } = await twoNodes(t);
   const other = await createIdentity("other-source");
   const incoming = await receiveDomain({
-    hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => other.fingerprint, targetSpec: (s) => s,
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => other.fingerprint,
+    targetSpec: (s) => s,
   });
   const err = await t.throwsAsync(
-    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    sendDomain({
+      hv: a,
+      domid,
+      spec,
+      endpoint: `127.0.0.1:${incoming.port}`,
+      identity: src,
+      targetFingerprint: dst.fingerprint,
+      live: true,
+    }),
     { instanceOf: MigrationError },
   );
   t.is(err?.reason, "PeerRejected");
@@ -88,10 +132,22 @@ test("target without memory: TargetOutOfMemory before the source stops its domai
   const { a, b, domid, src, dst } = await twoNodes(t);
   b.totalMemoryKiB = 4 * 1024;
   const incoming = await receiveDomain({
-    hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => src.fingerprint, targetSpec: (s) => s,
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => src.fingerprint,
+    targetSpec: (s) => s,
   });
   const err = await t.throwsAsync(
-    sendDomain({ hv: a, domid, spec, endpoint: `127.0.0.1:${incoming.port}`, identity: src, targetFingerprint: dst.fingerprint, live: true }),
+    sendDomain({
+      hv: a,
+      domid,
+      spec,
+      endpoint: `127.0.0.1:${incoming.port}`,
+      identity: src,
+      targetFingerprint: dst.fingerprint,
+      live: true,
+    }),
     { instanceOf: MigrationError },
   );
   t.is(err?.reason, "TargetOutOfMemory");
@@ -104,13 +160,31 @@ test("target without memory: TargetOutOfMemory before the source stops its domai
 test("nobody listening: TargetUnreachable, domain untouched; bad input is refused up front", async (t) => {
   const { a, domid, src, dst } = await twoNodes(t);
   const port = await closedPort();
-  const base = { hv: a, domid, spec, endpoint: `127.0.0.1:${port}`, identity: src, targetFingerprint: dst.fingerprint, live: true };
+  const base = {
+    hv: a,
+    domid,
+    spec,
+    endpoint: `127.0.0.1:${port}`,
+    identity: src,
+    targetFingerprint: dst.fingerprint,
+    live: true,
+  };
   const err = await t.throwsAsync(sendDomain(base), { instanceOf: MigrationError });
   t.is(err?.reason, "TargetUnreachable");
   t.true(err?.sourceResumed);
   t.is((await a.info(domid))?.state, "running");
-  for (const bad of [{ endpoint: "nohostport" }, { targetFingerprint: "abc" }, { domid: 999 }, { domid: 0 }, { timeoutMs: -1 }]) {
-    const e = await t.throwsAsync(sendDomain({ ...base, ...bad }), { instanceOf: MigrationError }, JSON.stringify(bad));
+  for (const bad of [
+    { endpoint: "nohostport" },
+    { targetFingerprint: "abc" },
+    { domid: 999 },
+    { domid: 0 },
+    { timeoutMs: -1 },
+  ]) {
+    const e = await t.throwsAsync(
+      sendDomain({ ...base, ...bad }),
+      { instanceOf: MigrationError },
+      JSON.stringify(bad),
+    );
     t.is(e?.reason, "InvalidArgument", JSON.stringify(bad));
   }
   await t.throwsAsync(createIdentity("bad name/../x"), { instanceOf: MigrationError });
@@ -120,7 +194,13 @@ test("cancel before any source came: Cancelled, listener closed", async (t) => {
   const b = new MemoryHypervisorDouble();
   t.teardown(() => b.close());
   const dst = await createIdentity("target");
-  const incoming = await receiveDomain({ hv: b, host: "127.0.0.1", identity: dst, sourceFingerprint: async () => undefined, targetSpec: (s) => s });
+  const incoming = await receiveDomain({
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => undefined,
+    targetSpec: (s) => s,
+  });
   await incoming.cancel("operator gave up");
   const err = await t.throwsAsync(incoming.result, { instanceOf: MigrationError });
   t.is(err?.reason, "Cancelled");

@@ -16,7 +16,12 @@ const log = logger("migration-receive");
  *  the endpoint in the API); cancel() ends the wait sooner. */
 export const DEFAULT_ACCEPT_TIMEOUT_MS = 10 * 60_000;
 
-export interface ReceivedDomain { domid: number; bytes: number; /** stream end -> domain unpaused here (the target's share of the downtime) */ restoreMs: number; sourceSpec: DomainSpec }
+export interface ReceivedDomain {
+  domid: number;
+  bytes: number;
+  /** stream end -> domain unpaused here (the target's share of the downtime) */ restoreMs: number;
+  sourceSpec: DomainSpec;
+}
 
 export interface IncomingMigration {
   readonly port: number;
@@ -27,10 +32,13 @@ export interface IncomingMigration {
 }
 
 export interface ReceiveOptions {
-  hv: Hypervisor; host: string; identity: MigrationIdentity;
+  hv: Hypervisor;
+  host: string;
+  identity: MigrationIdentity;
   sourceFingerprint: () => Promise<string | undefined>;
   targetSpec: (sourceSpec: DomainSpec) => DomainSpec | Promise<DomainSpec>;
-  timeoutMs?: number; onProgress?: (bytes: number) => void;
+  timeoutMs?: number;
+  onProgress?: (bytes: number) => void;
   /** Give up when no source connected within this long (default 10 min). */
   acceptTimeoutMs?: number;
 }
@@ -44,15 +52,24 @@ export async function receiveDomain(opts: ReceiveOptions): Promise<IncomingMigra
   if (!identity || typeof identity.certPem !== "string" || typeof identity.keyPem !== "string")
     throw new MigrationError("InvalidArgument", "identity must come from createIdentity()");
   if (typeof opts.host !== "string" || opts.host.length === 0)
-    throw new MigrationError("InvalidArgument", `host must be an address to listen on, got ${JSON.stringify(opts.host)}`);
-  for (const [name, v] of [["timeoutMs", opts.timeoutMs], ["acceptTimeoutMs", opts.acceptTimeoutMs]] as const)
+    throw new MigrationError(
+      "InvalidArgument",
+      `host must be an address to listen on, got ${JSON.stringify(opts.host)}`,
+    );
+  for (const [name, v] of [
+    ["timeoutMs", opts.timeoutMs],
+    ["acceptTimeoutMs", opts.acceptTimeoutMs],
+  ] as const)
     if (v !== undefined && !(Number.isFinite(v) && v > 0))
       throw new MigrationError("InvalidArgument", `${name} must be positive, got ${JSON.stringify(v)}`);
 
   const server = tls.createServer({
-    key: identity.keyPem, cert: identity.certPem, minVersion: "TLSv1.3",
+    key: identity.keyPem,
+    cert: identity.certPem,
+    minVersion: "TLSv1.3",
     // Ask for the source's certificate but judge it ourselves, against the pinned fingerprint.
-    requestCert: true, rejectUnauthorized: false,
+    requestCert: true,
+    rejectUnauthorized: false,
   });
   let settle!: { resolve: (r: ReceivedDomain) => void; reject: (e: MigrationError) => void };
   const result = new Promise<ReceivedDomain>((resolve, reject) => (settle = { resolve, reject }));
@@ -87,12 +104,19 @@ export async function receiveDomain(opts: ReceiveOptions): Promise<IncomingMigra
       if (done) return void socket.destroy();
       if (!got || got !== want) {
         // Not our source: drop it without a byte and keep waiting for the right one.
-        log.warn("refused a migration connection with an unpinned certificate", { remote: socket.remoteAddress, got, want });
+        log.warn("refused a migration connection with an unpinned certificate", {
+          remote: socket.remoteAddress,
+          got,
+          want,
+        });
         return void socket.destroy();
       }
       server.close(); // ONE connection: no one else gets in now.
       session = new ReceiveSession(opts, socket);
-      session.run().then((ok) => finish({ ok }), (err: MigrationError) => finish({ err }));
+      session.run().then(
+        (ok) => finish({ ok }),
+        (err: MigrationError) => finish({ err }),
+      );
     })();
   });
   server.on("tlsClientError", (err) => log.warn("migration TLS handshake failed", { err: err.message }));
@@ -105,7 +129,10 @@ export async function receiveDomain(opts: ReceiveOptions): Promise<IncomingMigra
   const port = typeof address === "object" && address ? address.port : 0;
   const acceptTimeoutMs = opts.acceptTimeoutMs ?? DEFAULT_ACCEPT_TIMEOUT_MS;
   const acceptTimer = setTimeout(() => {
-    if (!session) finish({ err: new MigrationError("StreamTimeout", `no source connected within ${acceptTimeoutMs} ms`) });
+    if (!session)
+      finish({
+        err: new MigrationError("StreamTimeout", `no source connected within ${acceptTimeoutMs} ms`),
+      });
   }, acceptTimeoutMs);
   acceptTimer.unref();
   log.info("waiting for a migration stream", { host: opts.host, port });
@@ -132,8 +159,15 @@ class ReceiveSession {
   private readonly finished: Promise<void>;
   private markFinished!: () => void;
 
-  constructor(private readonly opts: ReceiveOptions, socket: tls.TLSSocket) {
-    this.ch = new FrameChannel(socket, `source ${socket.remoteAddress ?? "?"}`, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  constructor(
+    private readonly opts: ReceiveOptions,
+    socket: tls.TLSSocket,
+  ) {
+    this.ch = new FrameChannel(
+      socket,
+      `source ${socket.remoteAddress ?? "?"}`,
+      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
     this.finished = new Promise((resolve) => (this.markFinished = resolve));
   }
 
@@ -141,7 +175,10 @@ class ReceiveSession {
     try {
       return await this.receive();
     } catch (err) {
-      const failure = err instanceof MigrationError ? err : new MigrationError("RestoreFailed", String(err), { cause: err });
+      const failure =
+        err instanceof MigrationError
+          ? err
+          : new MigrationError("RestoreFailed", String(err), { cause: err });
       this.ch.fail(failure);
       await this.cleanUp();
       throw failure;
@@ -160,13 +197,17 @@ class ReceiveSession {
     const { hv } = this.opts;
     this.ch.sendControl({ type: "accept" });
     const first = await this.ch.next();
-    if (first.kind !== "header") throw new MigrationError("ProtocolError", `expected the stream header, got ${first.kind}`);
+    if (first.kind !== "header")
+      throw new MigrationError("ProtocolError", `expected the stream header, got ${first.kind}`);
     const sourceSpec = first.header.spec;
     const spec = await this.opts.targetSpec(sourceSpec);
     // Refuse before the source stops its domain, not after the stream is over.
     const { freeMemoryKiB } = await hv.host();
     if (spec.memoryMiB * 1024 > freeMemoryKiB)
-      throw new MigrationError("TargetOutOfMemory", `domain ${spec.name} needs ${spec.memoryMiB} MiB, this node's Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`);
+      throw new MigrationError(
+        "TargetOutOfMemory",
+        `domain ${spec.name} needs ${spec.memoryMiB} MiB, this node's Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`,
+      );
 
     const pair = (this.pair = streamSocketpair());
     pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
@@ -182,7 +223,10 @@ class ReceiveSession {
     // A dead connection must stop libxl: closing our end gives its read EOF, and it gives up.
     this.ch.onFailure(() => pair.socket.destroy());
     const restoring = (this.restoring = hv.restore(spec, pair.libxlFd, { paused: true }));
-    restoring.then((domid) => (this.domid = domid), () => undefined);
+    restoring.then(
+      (domid) => (this.domid = domid),
+      () => undefined,
+    );
     const restoreFailed = restoring.then(
       () => new Promise<never>(() => undefined),
       (err: unknown) => {
@@ -193,10 +237,16 @@ class ReceiveSession {
     this.ch.sendControl({ type: "ready" });
 
     const end = await Promise.race([this.ch.next(), restoreFailed]);
-    if (end.kind !== "end") throw new MigrationError("ProtocolError", `expected the end of the stream, got ${end.kind}`);
+    if (end.kind !== "end")
+      throw new MigrationError("ProtocolError", `expected the end of the stream, got ${end.kind}`);
     const endedAt = performance.now();
     pair.socket.end(); // libxl stops at the stream's END record; EOF only matters for a truncated stream
-    const domid = await Promise.race([restoring.catch((err: unknown) => { throw this.ch.failed ?? restoreError(err); }), this.ch.failure$()]);
+    const domid = await Promise.race([
+      restoring.catch((err: unknown) => {
+        throw this.ch.failed ?? restoreError(err);
+      }),
+      this.ch.failure$(),
+    ]);
     this.ch.sendControl({ type: "restored", domid });
     await this.ch.expect("go");
     // Point of no return: the source has given its domain up; this one is the VM now.
@@ -228,6 +278,11 @@ class ReceiveSession {
 }
 
 function restoreError(err: unknown): MigrationError {
-  if (err instanceof HypervisorError && err.code === "OutOfMemory") return new MigrationError("TargetOutOfMemory", err.message, { cause: err });
-  return new MigrationError("RestoreFailed", `restoring the stream failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  if (err instanceof HypervisorError && err.code === "OutOfMemory")
+    return new MigrationError("TargetOutOfMemory", err.message, { cause: err });
+  return new MigrationError(
+    "RestoreFailed",
+    `restoring the stream failed: ${err instanceof Error ? err.message : String(err)}`,
+    { cause: err },
+  );
 }

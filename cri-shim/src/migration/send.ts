@@ -16,28 +16,52 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 /** How often the source polls its domain's state to catch the moment it stopped running. */
 const SUSPEND_POLL_MS = 10;
 
-export interface SendResult { bytes: number; totalMs: number; /** source domain suspended -> target says running, on the source's clock */ downtimeMs: number; switchedAt: Date }
+export interface SendResult {
+  bytes: number;
+  totalMs: number;
+  /** source domain suspended -> target says running, on the source's clock */ downtimeMs: number;
+  switchedAt: Date;
+}
 
 export interface SendOptions {
-  hv: Hypervisor; domid: number; spec: DomainSpec; endpoint: string /* host:port */;
-  identity: MigrationIdentity; targetFingerprint: string; live: boolean;
-  timeoutMs?: number /* inactivity timeout, default 30 s */; onProgress?: (bytes: number) => void;
+  hv: Hypervisor;
+  domid: number;
+  spec: DomainSpec;
+  endpoint: string /* host:port */;
+  identity: MigrationIdentity;
+  targetFingerprint: string;
+  live: boolean;
+  timeoutMs?: number /* inactivity timeout, default 30 s */;
+  onProgress?: (bytes: number) => void;
 }
 
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
-  const m = typeof endpoint === "string" ? /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(endpoint) : null;
+  const m =
+    typeof endpoint === "string" ? /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(endpoint) : null;
   const port = m ? Number(m[3]) : 0;
   if (!m || port < 1 || port > 65535)
-    throw new MigrationError("InvalidArgument", `endpoint must be host:port, got ${JSON.stringify(endpoint)}`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `endpoint must be host:port, got ${JSON.stringify(endpoint)}`,
+    );
   return { host: (m[1] ?? m[2])!, port };
 }
 
 /** Connects and pins the target's certificate; nothing is written before the pin matched. */
-function connectPinned(endpoint: string, identity: MigrationIdentity, fingerprint: string, timeoutMs: number): Promise<tls.TLSSocket> {
+function connectPinned(
+  endpoint: string,
+  identity: MigrationIdentity,
+  fingerprint: string,
+  timeoutMs: number,
+): Promise<tls.TLSSocket> {
   const { host, port } = parseEndpoint(endpoint);
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
-      host, port, key: identity.keyPem, cert: identity.certPem, minVersion: "TLSv1.3",
+      host,
+      port,
+      key: identity.keyPem,
+      cert: identity.certPem,
+      minVersion: "TLSv1.3",
       // No CA: the certificate is self-signed and trusted only through the pinned fingerprint below.
       rejectUnauthorized: false,
     });
@@ -54,7 +78,12 @@ function connectPinned(endpoint: string, identity: MigrationIdentity, fingerprin
       const got = peer ? certificateFingerprint(peer) : "none";
       if (got !== fingerprint) {
         socket.destroy();
-        reject(new MigrationError("PeerRejected", `the target at ${endpoint} presented certificate ${got}, not the pinned ${fingerprint}`));
+        reject(
+          new MigrationError(
+            "PeerRejected",
+            `the target at ${endpoint} presented certificate ${got}, not the pinned ${fingerprint}`,
+          ),
+        );
         return;
       }
       resolve(socket);
@@ -70,7 +99,8 @@ function watchSuspend(hv: Hypervisor, domid: number): { stop(): Promise<number |
   const loop = (async () => {
     while (!stopped && suspendedAfter === undefined) {
       const d = await hv.info(domid).catch(() => undefined);
-      if (d && (d.state === "shutdown" || d.state === "paused" || d.state === "dying")) suspendedAfter = lastRunning;
+      if (d && (d.state === "shutdown" || d.state === "paused" || d.state === "dying"))
+        suspendedAfter = lastRunning;
       else {
         // The guest stopped after this moment at the earliest: downtime measured from here is never short.
         lastRunning = performance.now();
@@ -90,17 +120,26 @@ function watchSuspend(hv: Hypervisor, domid: number): { stop(): Promise<number |
 async function validate(opts: SendOptions): Promise<void> {
   const { hv, domid, spec, identity } = opts;
   if (!Number.isInteger(domid) || domid < 1)
-    throw new MigrationError("InvalidArgument", `domid must be a guest domain id, got ${JSON.stringify(domid)}`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `domid must be a guest domain id, got ${JSON.stringify(domid)}`,
+    );
   if (typeof spec !== "object" || spec === null || typeof spec.name !== "string")
     throw new MigrationError("InvalidArgument", "spec must be the source domain's DomainSpec");
   if (!identity || typeof identity.certPem !== "string" || typeof identity.keyPem !== "string")
     throw new MigrationError("InvalidArgument", "identity must come from createIdentity()");
   if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0))
-    throw new MigrationError("InvalidArgument", `timeoutMs must be positive, got ${JSON.stringify(opts.timeoutMs)}`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `timeoutMs must be positive, got ${JSON.stringify(opts.timeoutMs)}`,
+    );
   parseEndpoint(opts.endpoint);
   const d = await hv.info(domid);
   if (!d || !["running", "blocked", "paused"].includes(d.state))
-    throw new MigrationError("InvalidArgument", `domain ${domid} ${d ? `is ${d.state}` : "does not exist"}; only a live domain can migrate`);
+    throw new MigrationError(
+      "InvalidArgument",
+      `domain ${domid} ${d ? `is ${d.state}` : "does not exist"}; only a live domain can migrate`,
+    );
 }
 
 /** Source side. Sends `spec` (the source domain's DomainSpec) first, then libxl's live (or, live=false,
@@ -115,16 +154,20 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const started = performance.now();
   // Nothing has touched the domain yet: a failure to connect leaves it running as it was.
-  const socket = await connectPinned(endpoint, opts.identity, targetFingerprint, timeoutMs).catch((err: unknown) => {
-    throw err instanceof MigrationError ? err.withSourceResumed(true) : err;
-  });
+  const socket = await connectPinned(endpoint, opts.identity, targetFingerprint, timeoutMs).catch(
+    (err: unknown) => {
+      throw err instanceof MigrationError ? err.withSourceResumed(true) : err;
+    },
+  );
   const ch = new FrameChannel(socket, `target ${endpoint}`, timeoutMs);
   let bytes = 0;
   let pastNoReturn = false;
   try {
     await ch.expect("accept").catch((err: MigrationError) => {
       // The target closes without a word when our certificate is not the one it pinned.
-      throw err.reason === "StreamFailed" ? new MigrationError("PeerRejected", `the target refused this source's certificate (${err.message})`) : err;
+      throw err.reason === "StreamFailed"
+        ? new MigrationError("PeerRejected", `the target refused this source's certificate (${err.message})`)
+        : err;
     });
     ch.write(encodeHeader({ version: PROTOCOL_VERSION, live, spec: opts.spec }));
     await ch.expect("ready");
@@ -138,7 +181,11 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
     ch.sendControl({ type: "go" });
     pastNoReturn = true;
     // The target unpauses while this side frees the suspended shell; neither waits for the other.
-    const destroyed = hv.destroy(domid).catch((err: unknown) => log.error("destroying the migrated source domain failed", { domid, err: String(err) }));
+    const destroyed = hv
+      .destroy(domid)
+      .catch((err: unknown) =>
+        log.error("destroying the migrated source domain failed", { domid, err: String(err) }),
+      );
     await ch.expect("running");
     const runningAt = performance.now();
     ch.finish();
@@ -152,16 +199,25 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
     log.info("migrated", { domid, endpoint, live, ...result, suspendSeen: suspendedAt !== undefined });
     return result;
   } catch (err) {
-    const failure = err instanceof MigrationError ? err : new MigrationError("StreamFailed", String(err), { cause: err });
+    const failure =
+      err instanceof MigrationError ? err : new MigrationError("StreamFailed", String(err), { cause: err });
     ch.fail(failure);
     if (pastNoReturn)
-      throw new MigrationError(failure.reason, `after the point of no return (source domain ${domid} given up): ${failure.message}`, { sourceResumed: false });
+      throw new MigrationError(
+        failure.reason,
+        `after the point of no return (source domain ${domid} given up): ${failure.message}`,
+        { sourceResumed: false },
+      );
     throw await resumeAfter(hv, domid, failure);
   }
 }
 
 /** Runs libxl's save into a socketpair and pumps it into DATA frames; resolves once every byte is sent. */
-async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: number) => void): Promise<{ suspendedAt: number | undefined; streamEnded: number }> {
+async function streamOut(
+  opts: SendOptions,
+  ch: FrameChannel,
+  counted: (n: number) => void,
+): Promise<{ suspendedAt: number | undefined; streamEnded: number }> {
   const pair = streamSocketpair();
   const pumped = new Promise<void>((resolve, reject) => {
     pair.socket.on("data", (chunk: Buffer) => {
@@ -173,7 +229,9 @@ async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: numbe
       }
     });
     pair.socket.once("end", resolve);
-    pair.socket.on("error", (err) => reject(new MigrationError("StreamFailed", `reading libxl's stream: ${err.message}`)));
+    pair.socket.on("error", (err) =>
+      reject(new MigrationError("StreamFailed", `reading libxl's stream: ${err.message}`)),
+    );
   });
   pumped.catch(() => undefined); // awaited below only on the success path
   // A dead connection must stop libxl: closing our end makes its next write fail (EPIPE).
@@ -188,8 +246,14 @@ async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: numbe
       // Pre-copy needs Xen's log-dirty mode, which for PV guests needs shadow paging: Debian's
       // Xen 4.17 is built without it (CONFIG_SHADOW_PAGING unset). libxl fails before suspending.
       if (opts.live && /enable logdirty/i.test(String(err)))
-        throw new MigrationError("LiveMigrationUnsupported", `this Xen cannot track a PV guest's dirty pages (log-dirty needs shadow paging, which this build lacks), so live pre-copy is impossible; migrate with live: false (mode: cold). libxl: ${String(err)}`, { cause: err });
-      throw new MigrationError("SourceFailed", `libxl could not save domain ${opts.domid}: ${String(err)}`, { cause: err });
+        throw new MigrationError(
+          "LiveMigrationUnsupported",
+          `this Xen cannot track a PV guest's dirty pages (log-dirty needs shadow paging, which this build lacks), so live pre-copy is impossible; migrate with live: false (mode: cold). libxl: ${String(err)}`,
+          { cause: err },
+        );
+      throw new MigrationError("SourceFailed", `libxl could not save domain ${opts.domid}: ${String(err)}`, {
+        cause: err,
+      });
     } finally {
       pair.closeLibxlEnd();
     }
@@ -206,10 +270,18 @@ async function streamOut(opts: SendOptions, ch: FrameChannel, counted: (n: numbe
 async function resumeAfter(hv: Hypervisor, domid: number, failure: MigrationError): Promise<MigrationError> {
   try {
     await hv.resumeSuspended(domid);
-    log.warn("migration failed; source domain resumed", { domid, reason: failure.reason, message: failure.message });
+    log.warn("migration failed; source domain resumed", {
+      domid,
+      reason: failure.reason,
+      message: failure.message,
+    });
     return failure.withSourceResumed(true);
   } catch (err) {
     log.error("migration failed and the source domain could not be resumed", { domid, err: String(err) });
-    return new MigrationError(failure.reason, `${failure.message}; resuming source domain ${domid} failed: ${String(err)}`, { sourceResumed: false });
+    return new MigrationError(
+      failure.reason,
+      `${failure.message}; resuming source domain ${domid} failed: ${String(err)}`,
+      { sourceResumed: false },
+    );
   }
 }

@@ -16,7 +16,9 @@ type SocketpairFn = (domain: number, type: number, protocol: number, sv: number[
 let socketpairFn: SocketpairFn | undefined;
 
 function libcSocketpair(): SocketpairFn {
-  socketpairFn ??= koffi.load(LIBC).func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)") as unknown as SocketpairFn;
+  socketpairFn ??= koffi
+    .load(LIBC)
+    .func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)") as unknown as SocketpairFn;
   return socketpairFn;
 }
 

@@ -18,13 +18,28 @@ export interface Dom0 {
   exec(cmd: string, opts?: { timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-export interface Tick { at: number; n: number }
-export interface CliError { reason: string; message: string; sourceResumed: boolean }
-export interface SendOutcome { ok: boolean; bytes?: number; totalMs?: number; downtimeMs?: number; error?: CliError; at: number }
+export interface Tick {
+  at: number;
+  n: number;
+}
+export interface CliError {
+  reason: string;
+  message: string;
+  sourceResumed: boolean;
+}
+export interface SendOutcome {
+  ok: boolean;
+  bytes?: number;
+  totalMs?: number;
+  downtimeMs?: number;
+  error?: CliError;
+  at: number;
+}
 
 export async function sh(node: Dom0, cmd: string, timeoutMs = 180_000): Promise<string> {
   const r = await node.exec(cmd, { timeoutMs });
-  if (r.code !== 0) throw new Error(`${node.name}: ${cmd}\nexit ${r.code}\n${r.stderr.slice(-3000)}${r.stdout.slice(-2000)}`);
+  if (r.code !== 0)
+    throw new Error(`${node.name}: ${cmd}\nexit ${r.code}\n${r.stderr.slice(-3000)}${r.stdout.slice(-2000)}`);
   return r.stdout.trim();
 }
 
@@ -32,17 +47,27 @@ export async function sh(node: Dom0, cmd: string, timeoutMs = 180_000): Promise<
 async function cli<T>(node: Dom0, args: string, timeoutMs = 300_000): Promise<{ code: number; value: T }> {
   const r = await node.exec(`${CLI} ${args}`, { timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (r.code > 1 || !last.startsWith("{") && !last.startsWith("["))
-    throw new Error(`${node.name}: cli ${args}\nexit ${r.code}\n${r.stderr.slice(-3000)}${r.stdout.slice(-1000)}`);
+  if (r.code > 1 || (!last.startsWith("{") && !last.startsWith("[")))
+    throw new Error(
+      `${node.name}: cli ${args}\nexit ${r.code}\n${r.stderr.slice(-3000)}${r.stdout.slice(-1000)}`,
+    );
   return { code: r.code, value: JSON.parse(last) as T };
 }
 
 export function readLines<T>(path: string): T[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as T);
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as T);
 }
 
-export async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 120_000, pollMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 120_000,
+  pollMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -53,9 +78,16 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | Prom
 }
 
 /** Starts `cmd` detached in dom0; its stdout lines land in <hostDir>/<tag>.out, its pid in <tag>.pid. */
-export async function background(node: Dom0, tag: string, cmd: string): Promise<{ out: string; err: string }> {
+export async function background(
+  node: Dom0,
+  tag: string,
+  cmd: string,
+): Promise<{ out: string; err: string }> {
   const d = node.dom0HostDir;
-  await sh(node, `rm -f ${d}/${tag}.out ${d}/${tag}.pid; setsid -f sh -c 'echo $$ > ${d}/${tag}.pid; exec ${cmd} > ${d}/${tag}.out 2> ${d}/${tag}.err' < /dev/null > /dev/null 2>&1`);
+  await sh(
+    node,
+    `rm -f ${d}/${tag}.out ${d}/${tag}.pid; setsid -f sh -c 'echo $$ > ${d}/${tag}.pid; exec ${cmd} > ${d}/${tag}.out 2> ${d}/${tag}.err' < /dev/null > /dev/null 2>&1`,
+  );
   return { out: join(node.hostDir, `${tag}.out`), err: join(node.hostDir, `${tag}.err`) };
 }
 
@@ -65,27 +97,47 @@ export async function signalBackground(node: Dom0, tag: string, signal: "TERM" |
 
 export async function makeIdentity(node: Dom0, tag: string): Promise<{ file: string; fingerprint: string }> {
   const file = `${node.dom0HostDir}/${tag}.identity.json`;
-  return { file, fingerprint: (await cli<{ fingerprint: string }>(node, `identity --out ${file}`)).value.fingerprint };
+  return {
+    file,
+    fingerprint: (await cli<{ fingerprint: string }>(node, `identity --out ${file}`)).value.fingerprint,
+  };
 }
 
 /** A hello domain built and unpaused by the libxl driver; its spec is kept for `send`. */
-export async function createHello(node: Dom0, name: string, memoryMiB: number): Promise<{ domid: number; specFile: string }> {
+export async function createHello(
+  node: Dom0,
+  name: string,
+  memoryMiB: number,
+): Promise<{ domid: number; specFile: string }> {
   const specFile = `${node.dom0HostDir}/${name}.spec.json`;
-  const { value } = await cli<{ domid: number }>(node, `create --kernel ${HELLO_KERNEL} --name ${name} --memory-mib ${memoryMiB} --cmdline 'interval=1' --spec-out ${specFile}`);
+  const { value } = await cli<{ domid: number }>(
+    node,
+    `create --kernel ${HELLO_KERNEL} --name ${name} --memory-mib ${memoryMiB} --cmdline 'interval=1' --spec-out ${specFile}`,
+  );
   return { domid: value.domid, specFile };
 }
 
 /** Console lines of domain `name` with this dom0's timestamps, from now on (also across a restore). */
-export async function watchConsole(node: Dom0, name: string): Promise<{ ticks(): Tick[]; lines(): string[]; stop(): Promise<void> }> {
+export async function watchConsole(
+  node: Dom0,
+  name: string,
+): Promise<{
+  ticks(): Tick[];
+  lines(): string[];
+  linesWithTime(): { at: number; line: string }[];
+  stop(): Promise<void>;
+}> {
   const tag = `console-${name}`;
   const { out } = await background(node, tag, `${CLI} watch-console --name ${name}`);
   const lines = () => readLines<{ at: number; line: string }>(out);
   return {
     lines: () => lines().map((l) => l.line),
-    ticks: () => lines().flatMap((l) => {
-      const m = /hello: tick (\d+)/.exec(l.line);
-      return m ? [{ at: l.at, n: Number(m[1]) }] : [];
-    }),
+    linesWithTime: lines,
+    ticks: () =>
+      lines().flatMap((l) => {
+        const m = /hello: tick (\d+)/.exec(l.line);
+        return m ? [{ at: l.at, n: Number(m[1]) }] : [];
+      }),
     stop: () => signalBackground(node, tag, "TERM"),
   };
 }
@@ -95,35 +147,71 @@ export interface Receiver {
   fingerprint: string;
   endpoint: string;
   events(): { event: string; bytes?: number; error?: CliError; domid?: number; restoreMs?: number }[];
-  outcome(timeoutMs?: number): Promise<{ event: string; error?: CliError; domid?: number; bytes?: number; restoreMs?: number }>;
+  outcome(
+    timeoutMs?: number,
+  ): Promise<{ event: string; error?: CliError; domid?: number; bytes?: number; restoreMs?: number }>;
 }
 
-export async function startReceiver(node: Dom0, tag: string, sourceFingerprint: string, extra = ""): Promise<Receiver> {
-  const { out, err } = await background(node, tag, `${CLI} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`);
+export async function startReceiver(
+  node: Dom0,
+  tag: string,
+  sourceFingerprint: string,
+  extra = "",
+): Promise<Receiver> {
+  const { out, err } = await background(
+    node,
+    tag,
+    `${CLI} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`,
+  );
   type Line = { event: string; port?: number; fingerprint?: string };
-  const listening = await waitFor(`${tag} to listen`, () => {
-    const l = readLines<Line>(out).find((e) => e.event === "listening" || e.event === "error");
-    if (l?.event === "error") throw new Error(`receiver failed: ${JSON.stringify(l)} ${readFileSync(err, "utf8").slice(-2000)}`);
-    return l;
-  }, 120_000);
+  const listening = await waitFor(
+    `${tag} to listen`,
+    () => {
+      const l = readLines<Line>(out).find((e) => e.event === "listening" || e.event === "error");
+      if (l?.event === "error")
+        throw new Error(`receiver failed: ${JSON.stringify(l)} ${readFileSync(err, "utf8").slice(-2000)}`);
+      return l;
+    },
+    120_000,
+  );
   const events = () => readLines<ReturnType<Receiver["events"]>[number]>(out);
   return {
     port: listening.port!,
     fingerprint: listening.fingerprint!,
     endpoint: `${node.segmentIp}:${listening.port!}`,
     events,
-    outcome: (timeoutMs = 60_000) => waitFor(`${tag}'s outcome`, () => events().find((e) => e.event === "result" || e.event === "error"), timeoutMs),
+    outcome: (timeoutMs = 60_000) =>
+      waitFor(
+        `${tag}'s outcome`,
+        () => events().find((e) => e.event === "result" || e.event === "error"),
+        timeoutMs,
+      ),
   };
 }
 
-export async function sendFrom(node: Dom0, o: { identityFile: string; specFile: string; domid: number; endpoint: string; targetFingerprint: string; live?: boolean; timeoutMs?: number }): Promise<SendOutcome> {
+export async function sendFrom(
+  node: Dom0,
+  o: {
+    identityFile: string;
+    specFile: string;
+    domid: number;
+    endpoint: string;
+    targetFingerprint: string;
+    live?: boolean;
+    timeoutMs?: number;
+  },
+): Promise<SendOutcome> {
   const args = `send --identity ${o.identityFile} --spec ${o.specFile} --domid ${o.domid} --endpoint ${o.endpoint} --target-fingerprint ${o.targetFingerprint}${o.live === false ? " --cold" : ""}${o.timeoutMs ? ` --timeout-ms ${o.timeoutMs}` : ""}`;
   const { code, value } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000);
   return { ok: code === 0, ...value };
 }
 
-export async function domains(node: Dom0): Promise<{ domid: number; name: string; state: string; shutdownReason?: string }[]> {
-  return (await cli<{ domid: number; name: string; state: string }[]>(node, "list")).value.filter((d) => d.domid !== 0);
+export async function domains(
+  node: Dom0,
+): Promise<{ domid: number; name: string; state: string; shutdownReason?: string }[]> {
+  return (await cli<{ domid: number; name: string; state: string }[]>(node, "list")).value.filter(
+    (d) => d.domid !== 0,
+  );
 }
 
 /** `b`'s clock minus `a`'s, measured over the segment from a's dom0. */
@@ -131,7 +219,9 @@ export async function clockOffset(a: Dom0, b: Dom0): Promise<{ offsetMs: number;
   const { out } = await background(b, "clock-serve", `${CLI} clock-serve --host ${b.segmentIp}`);
   try {
     const { port } = await waitFor("clock server", () => readLines<{ port: number }>(out)[0]);
-    return (await cli<{ offsetMs: number; uncertaintyMs: number }>(a, `clock-probe --peer ${b.segmentIp}:${port}`)).value;
+    return (
+      await cli<{ offsetMs: number; uncertaintyMs: number }>(a, `clock-probe --peer ${b.segmentIp}:${port}`)
+    ).value;
   } finally {
     await signalBackground(b, "clock-serve", "TERM");
   }

@@ -5,9 +5,20 @@ import { execFileSync } from "node:child_process";
 import { closeSync, constants, mkdtempSync, openSync, read, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type DomainInfo, type DomainSpec, type HostInfo, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
+import {
+  type DomainInfo,
+  type DomainSpec,
+  type HostInfo,
+  type Hypervisor,
+  HypervisorError,
+} from "../hypervisor/types.js";
 
-interface FakeDomain { info: DomainInfo; spec: DomainSpec; consoleFd: number; consolePath: string }
+interface FakeDomain {
+  info: DomainInfo;
+  spec: DomainSpec;
+  consoleFd: number;
+  consolePath: string;
+}
 
 export class MemoryHypervisorDouble implements Hypervisor {
   readonly name = "memory-test-double";
@@ -20,7 +31,12 @@ export class MemoryHypervisorDouble implements Hypervisor {
 
   async host(): Promise<HostInfo> {
     const used = [...this.domains.values()].reduce((s, d) => s + d.info.maxMemoryKiB, 0);
-    return { totalMemoryKiB: this.totalMemoryKiB, freeMemoryKiB: this.totalMemoryKiB - used, cpus: 2, xenVersion: "test-double" };
+    return {
+      totalMemoryKiB: this.totalMemoryKiB,
+      freeMemoryKiB: this.totalMemoryKiB - used,
+      cpus: 2,
+      xenVersion: "test-double",
+    };
   }
   async list(): Promise<DomainInfo[]> {
     return [...this.domains.values()].map((d) => ({ ...d.info }));
@@ -33,15 +49,28 @@ export class MemoryHypervisorDouble implements Hypervisor {
     return (await this.list()).find((d) => d.name === name);
   }
   async createPaused(spec: DomainSpec): Promise<number> {
-    if (await this.findByName(spec.name)) throw new HypervisorError(`domain ${spec.name} exists`, "InvalidArgument");
-    if ((await this.host()).freeMemoryKiB < spec.memoryMiB * 1024) throw new HypervisorError("not enough memory", "OutOfMemory");
+    if (await this.findByName(spec.name))
+      throw new HypervisorError(`domain ${spec.name} exists`, "InvalidArgument");
+    if ((await this.host()).freeMemoryKiB < spec.memoryMiB * 1024)
+      throw new HypervisorError("not enough memory", "OutOfMemory");
     const domid = this.nextDomid++;
     const consolePath = join(this.dir, `console-${domid}`);
     execFileSync("mkfifo", [consolePath]);
     const consoleFd = openSync(consolePath, constants.O_RDWR | constants.O_NONBLOCK);
     this.domains.set(domid, {
-      spec, consoleFd, consolePath,
-      info: { domid, name: spec.name, uuid: `00000000-0000-0000-0000-${String(domid).padStart(12, "0")}`, state: "paused", memoryKiB: spec.memoryMiB * 1024, maxMemoryKiB: spec.memoryMiB * 1024, vcpus: spec.vcpus, cpuTimeNs: 0n },
+      spec,
+      consoleFd,
+      consolePath,
+      info: {
+        domid,
+        name: spec.name,
+        uuid: `00000000-0000-0000-0000-${String(domid).padStart(12, "0")}`,
+        state: "paused",
+        memoryKiB: spec.memoryMiB * 1024,
+        maxMemoryKiB: spec.memoryMiB * 1024,
+        vcpus: spec.vcpus,
+        cpuTimeNs: 0n,
+      },
     });
     return domid;
   }
@@ -62,7 +91,10 @@ export class MemoryHypervisorDouble implements Hypervisor {
   async shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void> {
     const d = this.must(domid);
     if (!this.obeyShutdown) return;
-    setTimeout(() => { d.info.state = "shutdown"; d.info.shutdownReason = reason; }, 20);
+    setTimeout(() => {
+      d.info.state = "shutdown";
+      d.info.shutdownReason = reason;
+    }, 20);
   }
   /** Test control: the guest crashes. */
   crash(domid: number): void {
@@ -88,7 +120,8 @@ export class MemoryHypervisorDouble implements Hypervisor {
   }
   async setMemory(domid: number, memoryMiB: number): Promise<void> {
     const d = this.must(domid);
-    if (memoryMiB * 1024 > d.info.maxMemoryKiB) throw new HypervisorError(`${memoryMiB} MiB is above the domain's maximum`, "InvalidArgument");
+    if (memoryMiB * 1024 > d.info.maxMemoryKiB)
+      throw new HypervisorError(`${memoryMiB} MiB is above the domain's maximum`, "InvalidArgument");
     d.info.memoryKiB = memoryMiB * 1024;
   }
   async setVcpus(domid: number, vcpus: number): Promise<void> {
