@@ -24,6 +24,7 @@ import {
   checkRequest,
   decide,
   type Decision,
+  isFinished,
   type MigrationObserved,
   operatorStatus,
   type OperatorStatusChange,
@@ -111,6 +112,11 @@ export class MigrationController {
     if (wrote && olderThan(cached.metadata.resourceVersion, wrote)) return { requeueAfterMs: 1000 };
     this.written.delete(key);
     const m: UnikernelVMMigration = { ...cached, apiVersion: API_VERSION, kind: MIGRATION_KIND };
+    // History is looked at on every change of its VM: from the cache only, and never written again.
+    if (isFinished(m)) {
+      if (m.status?.phase === "Failed") await this.deleteTargetPods(m, "cached");
+      return;
+    }
 
     const vm = this.caches.vms.get(m.spec.vmName, ns);
     const sourceName = m.status?.sourcePod ?? vm?.status?.podName;
@@ -125,11 +131,7 @@ export class MigrationController {
       now: new Date(),
     };
     const d = decide(o);
-    if (d.action === "none") {
-      if (m.status?.phase === "Failed") await this.deleteTargetPods(m);
-      return;
-    }
-    return this.act(o, d);
+    return d.action === "none" ? undefined : this.act(o, d);
   }
 
   private some<K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } {
@@ -270,11 +272,12 @@ export class MigrationController {
 
   /** Failed is terminal: the target pod goes (the domain runs on in the source), then the status says why. */
   private async fail(m: UnikernelVMMigration, why: Rejection): Promise<void> {
-    await this.deleteTargetPods(m);
+    await this.deleteTargetPods(m, "thorough");
     await this.write(m, { phase: "Failed", reason: why.reason, message: why.message });
   }
 
-  private async deleteTargetPods(m: UnikernelVMMigration): Promise<void> {
+  /** The migration's target pods not handed to the VM; "cached": without asking the apiserver. */
+  private async deleteTargetPods(m: UnikernelVMMigration, lookup: "cached" | "thorough"): Promise<void> {
     const ns = m.metadata.namespace!;
     const byLabel = this.caches.pods
       .list(ns)
@@ -283,7 +286,7 @@ export class MigrationController {
       );
     for (const p of byLabel) if (!p.metadata?.deletionTimestamp) await this.deletePod(p);
     const named = m.status?.targetPod;
-    if (named && !byLabel.some((p) => p.metadata?.name === named)) {
+    if (lookup === "thorough" && named && !byLabel.some((p) => p.metadata?.name === named)) {
       const pod = await this.getPod(ns, named);
       // Never a pod that was handed to the VM already.
       if (pod && !pod.metadata?.labels?.[LABELS.vm] && !pod.metadata?.deletionTimestamp)
