@@ -21,6 +21,8 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --node-name NAME         run the node agent (runPolicy pause/suspend/resume) for the VMs on this node
   --checkpoint-dir DIR     where suspended domains are saved (default /var/lib/superfluid/checkpoints)
   --node-address IP        where this node receives live migrations (default: the Node's first InternalIP)
+  --migration-timeout S    a migration stream with no traffic this long fails (default 120; a restore
+                           under emulation was seen silent for 52 s)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {
@@ -42,6 +44,7 @@ const FLAGS = {
   "node-name": "",
   "checkpoint-dir": "/var/lib/superfluid/checkpoints",
   "node-address": "",
+  "migration-timeout": "120",
 } as const;
 type Flag = keyof typeof FLAGS;
 
@@ -67,6 +70,11 @@ const flag = (name: Flag): string => {
 process.env.LOG_LEVEL = flag("log-level");
 const { runShim } = await import("./shim.js");
 const memory = Number(flag("default-memory-mib"));
+const migrationTimeoutS = Number(flag("migration-timeout"));
+if (!Number.isInteger(migrationTimeoutS) || migrationTimeoutS < 1) {
+  console.error(`--migration-timeout: not a positive number of seconds: ${flag("migration-timeout")}`);
+  process.exit(2);
+}
 if (!Number.isInteger(memory) || memory < 1) {
   console.error(`--default-memory-mib: not a positive integer: ${flag("default-memory-mib")}`);
   process.exit(2);
@@ -89,6 +97,7 @@ await runShim({
   nodeName: flag("node-name") || undefined,
   checkpointDir: flag("checkpoint-dir"),
   nodeAddress: flag("node-address") || undefined,
+  migrationTimeoutMs: migrationTimeoutS * 1000,
 }).catch((err: unknown) => {
   console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

@@ -35,6 +35,8 @@ export interface ShimConfig {
   checkpointDir?: string;
   /** Where this node receives live migrations; default: the Node object's first InternalIP. */
   nodeAddress?: string;
+  /** Inactivity timeout of a migration stream (ms). */
+  migrationTimeoutMs?: number;
 }
 
 export async function runShim(config: ShimConfig): Promise<void> {
@@ -80,7 +82,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
   // Optional: without an apiserver the shim is a plain CRI runtime.
   // --node-name alone (in a pod) uses the in-cluster service account; --kubeconfig names a file.
   const agent = config.nodeName
-    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, config.checkpointDir, config.nodeAddress)
+    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, { checkpointDir: config.checkpointDir, nodeAddress: config.nodeAddress, streamTimeoutMs: config.migrationTimeoutMs })
     : undefined;
 
   let stopping = false;

@@ -27,6 +27,8 @@ export interface NodeAgentConfig {
   resyncMs?: number;
   /** Where this node receives migrations (host part of targetEndpoint); default: the Node's first InternalIP. */
   nodeAddress?: string;
+  /** Inactivity timeout of a migration stream (ms); the stream module's default (30 s) when unset. */
+  streamTimeoutMs?: number;
 }
 
 type Failure = NonNullable<AgentObservation["failure"]>;
@@ -50,6 +52,7 @@ export class NodeAgent {
     this.migration = new MigrationAgent({
       kubeConfig: config.kubeConfig, client: this.client, nodeName: config.nodeName, runtime: config.runtime, ops: this.ops,
       ...(config.nodeAddress ? { nodeAddress: config.nodeAddress } : {}),
+      ...(config.streamTimeoutMs ? { streamTimeoutMs: config.streamTimeoutMs } : {}),
     });
   }
 

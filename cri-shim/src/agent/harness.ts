@@ -55,7 +55,7 @@ function dom0Kubeconfig(cp: ControlPlane, server: string): string {
 export async function startAgentOnNode(cp: ControlPlane, node: XenNode, stops: Array<() => Promise<void>>): Promise<AgentNode> {
   writeFileSync(join(node.hostDir, "agent.kubeconfig"), dom0Kubeconfig(cp, `https://${node.hostIpFromDom0}:${cp.port}`), { mode: 0o600 });
   const shim = await startShim(node, {
-    args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--kubeconfig", `${node.dom0HostDir}/agent.kubeconfig`, "--node-name", node.name, "--node-address", node.segmentIp, "--log-level", "debug"],
+    args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--kubeconfig", `${node.dom0HostDir}/agent.kubeconfig`, "--node-name", node.name, "--node-address", node.segmentIp, "--migration-timeout", "300", "--log-level", "debug"],
     readyTimeoutMs: 600_000,
   });
   stops.push(() => shim.stop());

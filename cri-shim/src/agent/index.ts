@@ -18,13 +18,17 @@ export function startNodeAgent(
   runtime: CriRuntime,
   kubeconfigPath: string | undefined,
   nodeName: string,
-  checkpointDir?: string,
-  nodeAddress?: string,
+  opts: { checkpointDir?: string | undefined; nodeAddress?: string | undefined; streamTimeoutMs?: number | undefined } = {},
 ): NodeAgent {
   const kubeConfig = new KubeConfig();
   if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
   else kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
-  const agent = new NodeAgent({ kubeConfig, nodeName, runtime, ...(checkpointDir ? { checkpointDir } : {}), ...(nodeAddress ? { nodeAddress } : {}) });
+  const agent = new NodeAgent({
+    kubeConfig, nodeName, runtime,
+    ...(opts.checkpointDir ? { checkpointDir: opts.checkpointDir } : {}),
+    ...(opts.nodeAddress ? { nodeAddress: opts.nodeAddress } : {}),
+    ...(opts.streamTimeoutMs ? { streamTimeoutMs: opts.streamTimeoutMs } : {}),
+  });
   void agent.start().catch((err: unknown) => log.error("node agent did not start", { err: String(err) }));
   return agent;
 }
