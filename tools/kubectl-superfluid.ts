@@ -150,6 +150,7 @@ export async function main(
         `unikernelvmmigration/${mName} created (${migration.spec.mode}, from ${vm.status?.nodeName ?? "?"} to ${typeof to === "string" ? to : "a node the operator picks"})\n`,
       );
       if (!args.flags.has("wait")) return 0;
+      let shown: string | undefined;
       for (;;) {
         const m = (await custom.getNamespacedCustomObject({
           group: GROUP,
@@ -159,6 +160,11 @@ export async function main(
           name: mName,
         })) as UnikernelVMMigration;
         const phase = m.status?.phase;
+        // Each phase once, as the operator reports it (api/v1alpha1/migration.ts has the phases).
+        if (phase && phase !== shown && phase !== "Succeeded" && phase !== "Failed") {
+          out(`${phase}: ${m.status?.message ?? ""}\n`);
+          shown = phase;
+        }
         if (phase === "Succeeded") {
           out(
             `migrated to ${m.status?.targetNode} in ${m.status?.totalMilliseconds ?? "?"} ms, downtime ${m.status?.downtimeMilliseconds ?? "?"} ms\n`,
@@ -166,7 +172,8 @@ export async function main(
           return 0;
         }
         if (phase === "Failed") {
-          out(`migration failed: ${m.status?.message ?? "no reason given"}\n`);
+          const reason = m.status?.conditions?.find((c) => c.type === "Succeeded")?.reason;
+          out(`migration failed${reason ? ` (${reason})` : ""}: ${m.status?.message ?? "no reason given"}\n`);
           return 1;
         }
         await new Promise((r) => setTimeout(r, 500));

@@ -376,6 +376,14 @@ test.serial(
       );
       t.deepEqual(await listPods(client, ns(), `${LABELS.migration}=${name}`), [], name);
     }
+    // The plugin's --wait says the same and exits 1.
+    const output: string[] = [];
+    const code = await kubectlSuperfluid(
+      ["migrate", "web", "--to", tiny, "--wait", "--kubeconfig", cluster().cp.kubeconfigPath, "-n", ns()],
+      (s) => output.push(s),
+    );
+    t.is(code, 1);
+    t.regex(output.join(""), /migration failed \(TargetOutOfMemory\): node xen-mig-tiny-\w+ has 16Mi/);
     // The VM did not move.
     t.is((await getVM("web")).status?.nodeName, nodeB);
   },
