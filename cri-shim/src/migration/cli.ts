@@ -4,7 +4,7 @@
 //   identity --out FILE                       fresh identity into FILE (0600); prints {fingerprint}
 //   create --kernel K --name N --memory-mib M [--cmdline C] [--bridge B --mac M] --spec-out FILE
 //                                             builds + unpauses a domain with the driver; prints {domid}
-//   send --identity FILE --spec FILE --domid N --endpoint H:P --target-fingerprint FP [--cold] [--timeout-ms T]
+//   send --identity FILE --spec FILE --domid N --endpoint H:P --target-fingerprint FP [--cold] [--no-fallback] [--timeout-ms T]
 //   receive --host H --source-fingerprint FP [--bridge B] [--timeout-ms T] [--progress-every BYTES]
 //                                             lines: {event:"listening",port,fingerprint}, {event:"progress",bytes},
 //                                             then {event:"result",...} or {event:"error",...}; SIGTERM cancels
@@ -40,6 +40,7 @@ const { positionals, values: a } = parseArgs({
     endpoint: { type: "string" },
     "target-fingerprint": { type: "string" },
     cold: { type: "boolean" },
+    "no-fallback": { type: "boolean" },
     "timeout-ms": { type: "string" },
     host: { type: "string" },
     "source-fingerprint": { type: "string" },
@@ -110,6 +111,7 @@ const commands: Record<string, () => Promise<void>> = {
         identity,
         targetFingerprint: need("target-fingerprint"),
         live: !a.cold,
+        stopAndCopyFallback: !a["no-fallback"],
         timeoutMs: optionalNum("timeout-ms"),
       });
       print({ event: "result", ...r, at: now() });

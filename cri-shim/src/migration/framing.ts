@@ -26,11 +26,13 @@ export interface StreamHeader {
 
 /** Control messages, in protocol order. `accept`: the target pinned the source's certificate and
  *  waits for the header. `ready`: the target has memory and a restore waiting for the stream.
- *  `restored`: the domain is built paused. `go`: the source gave up its domain (point of no return).
+ *  `restart`: the source drops the stream so far and sends it again (live pre-copy was impossible:
+ *  stop-and-copy instead); the target answers with a new `ready`. `restored`: the domain is built paused. `go`: the source gave up its domain (point of no return).
  *  `running`: unpaused on the target. `error`: either side failed; the other side stops. */
 export type ControlMessage =
   | { type: "accept" }
   | { type: "ready" }
+  | { type: "restart" }
   | { type: "restored"; domid: number }
   | { type: "go" }
   | { type: "running"; domid: number }
@@ -95,6 +97,7 @@ export function decodeControl(frame: Frame): ControlMessage {
   switch (m.type) {
     case "accept":
     case "ready":
+    case "restart":
     case "go":
       return { type: m.type };
     case "restored":

@@ -65,6 +65,49 @@ test("a domain moves: gone on the source, running on the target under the target
   );
 });
 
+test("live asked on a Xen without log-dirty: restarted stop-and-copy on the same connection, or refused", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  a.liveMigrationUnsupported = true;
+  const receive = () =>
+    receiveDomain({
+      hv: b,
+      host: "127.0.0.1",
+      identity: dst,
+      sourceFingerprint: async () => src.fingerprint,
+      targetSpec: (s) => s,
+    });
+  const send = (port: number, stopAndCopyFallback?: boolean) =>
+    sendDomain({
+      hv: a,
+      domid,
+      spec,
+      endpoint: `127.0.0.1:${port}`,
+      identity: src,
+      targetFingerprint: dst.fingerprint,
+      live: true,
+      stopAndCopyFallback,
+    });
+
+  const refused = await receive();
+  const err = await t.throwsAsync(send(refused.port, false), { instanceOf: MigrationError });
+  t.is(err?.reason, "LiveMigrationUnsupported");
+  t.true(err?.sourceResumed);
+  t.is((await a.info(domid))?.state, "running");
+  t.is(
+    (await t.throwsAsync(refused.result, { instanceOf: MigrationError }))?.reason,
+    "LiveMigrationUnsupported",
+  );
+  t.deepEqual(await b.list(), [], "the first restore attempt left nothing");
+
+  const incoming = await receive();
+  const sent = await send(incoming.port);
+  t.false(sent.live, "the result says stop-and-copy was used");
+  const got = await incoming.result;
+  t.is((await b.info(got.domid))?.state, "running");
+  t.is((await b.list()).length, 1, "only the second attempt's domain exists on the target");
+  t.deepEqual(await a.list(), []);
+});
+
 test("source pins the wrong target: PeerRejected, domain runs on, the target got nothing", async (t) => {
   const { a, b, domid, src, dst } = await twoNodes(t);
   const impostor = await createIdentity("impostor");

@@ -155,6 +155,7 @@ class ReceiveSession {
   private restoring: Promise<number> | undefined;
   private domid: number | undefined;
   private running = false;
+  private bytes = 0;
   private pair: ReturnType<typeof streamSocketpair> | undefined;
   private readonly finished: Promise<void>;
   private markFinished!: () => void;
@@ -209,36 +210,18 @@ class ReceiveSession {
         `domain ${spec.name} needs ${spec.memoryMiB} MiB, this node's Xen has ${Math.floor(freeMemoryKiB / 1024)} MiB free`,
       );
 
-    const pair = (this.pair = streamSocketpair());
-    pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
-    let bytes = 0;
-    this.ch.onData = (payload) => {
-      bytes += payload.length;
-      this.opts.onProgress?.(bytes);
-      if (!pair.socket.write(payload)) {
-        this.ch.socket.pause();
-        pair.socket.once("drain", () => this.ch.socket.resume());
-      }
-    };
-    // A dead connection must stop libxl: closing our end gives its read EOF, and it gives up.
-    this.ch.onFailure(() => pair.socket.destroy());
-    const restoring = (this.restoring = hv.restore(spec, pair.libxlFd, { paused: true }));
-    restoring.then(
-      (domid) => (this.domid = domid),
-      () => undefined,
-    );
-    const restoreFailed = restoring.then(
-      () => new Promise<never>(() => undefined),
-      (err: unknown) => {
-        throw this.ch.failed ?? restoreError(err);
-      },
-    );
-    restoreFailed.catch(() => undefined); // only raced while the stream flows
-    this.ch.sendControl({ type: "ready" });
-
-    const end = await Promise.race([this.ch.next(), restoreFailed]);
+    let attempt = this.startRestore(spec);
+    let end = await Promise.race([this.ch.next(), attempt.failed]);
+    while (end.kind === "control" && end.message.type === "restart") {
+      // The source could not pre-copy (no log-dirty on its Xen) and starts over stop-and-copy.
+      log.warn("the source restarts its stream; dropping the restore in progress");
+      await this.abandonRestore();
+      attempt = this.startRestore(spec);
+      end = await Promise.race([this.ch.next(), attempt.failed]);
+    }
     if (end.kind !== "end")
       throw new MigrationError("ProtocolError", `expected the end of the stream, got ${end.kind}`);
+    const { pair, restoring } = attempt;
     const endedAt = performance.now();
     pair.socket.end(); // libxl stops at the stream's END record; EOF only matters for a truncated stream
     const domid = await Promise.race([
@@ -257,9 +240,61 @@ class ReceiveSession {
     const restoreMs = Math.round(performance.now() - endedAt);
     this.ch.sendControl({ type: "running", domid });
     this.ch.finish();
-    this.pair.closeLibxlEnd();
+    pair.closeLibxlEnd();
+    const bytes = this.bytes;
     log.info("migration received", { domid, bytes, restoreMs, name: spec.name });
     return { domid, bytes, restoreMs, sourceSpec };
+  }
+
+  /** A paused restore reading from a fresh socketpair that DATA frames feed; tells the source "ready". */
+  private startRestore(spec: DomainSpec): {
+    pair: ReturnType<typeof streamSocketpair>;
+    restoring: Promise<number>;
+    failed: Promise<never>;
+  } {
+    const pair = (this.pair = streamSocketpair());
+    pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
+    this.ch.onData = (payload) => {
+      this.bytes += payload.length;
+      this.opts.onProgress?.(this.bytes);
+      if (!pair.socket.write(payload)) {
+        this.ch.socket.pause();
+        pair.socket.once("drain", () => this.ch.socket.resume());
+      }
+    };
+    // A dead connection must stop libxl: closing our end gives its read EOF, and it gives up.
+    this.ch.onFailure(() => pair.socket.destroy());
+    const restoring = (this.restoring = this.opts.hv.restore(spec, pair.libxlFd, { paused: true }));
+    restoring.then(
+      (domid) => (this.domid = domid),
+      () => undefined,
+    );
+    const failed = restoring.then(
+      () => new Promise<never>(() => undefined),
+      (err: unknown) => {
+        throw this.ch.failed ?? restoreError(err);
+      },
+    );
+    failed.catch(() => undefined); // only raced while the stream flows
+    this.ch.sendControl({ type: "ready" });
+    return { pair, restoring, failed };
+  }
+
+  /** Stops the restore in progress and removes what it built, keeping the connection. */
+  private async abandonRestore(): Promise<void> {
+    this.pair?.socket.destroy();
+    await this.restoring?.catch(() => undefined);
+    this.pair?.closeLibxlEnd();
+    if (this.domid !== undefined) await this.destroyHalfRestored(this.domid);
+    this.domid = undefined;
+    this.ch.socket.resume(); // it may have been paused waiting for the old socketpair to drain
+  }
+
+  private async destroyHalfRestored(domid: number): Promise<void> {
+    await this.opts.hv.destroy(domid).then(
+      () => log.info("destroyed the half-migrated domain", { domid }),
+      (err: unknown) => log.error("cannot destroy the half-migrated domain", { domid, err: String(err) }),
+    );
   }
 
   /** After a failure: stop libxl, wait for it, destroy whatever it built, close the fds. */
@@ -267,13 +302,7 @@ class ReceiveSession {
     this.pair?.socket.destroy();
     if (this.restoring) await this.restoring.catch(() => undefined);
     this.pair?.closeLibxlEnd();
-    if (this.domid !== undefined && !this.running) {
-      const domid = this.domid;
-      await this.opts.hv.destroy(domid).then(
-        () => log.info("destroyed the half-migrated domain", { domid }),
-        (err: unknown) => log.error("cannot destroy the half-migrated domain", { domid, err: String(err) }),
-      );
-    }
+    if (this.domid !== undefined && !this.running) await this.destroyHalfRestored(this.domid);
   }
 }
 

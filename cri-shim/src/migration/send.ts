@@ -21,6 +21,9 @@ export interface SendResult {
   totalMs: number;
   /** source domain suspended -> target says running, on the source's clock */ downtimeMs: number;
   switchedAt: Date;
+  /** Whether live pre-copy was used: false for stop-and-copy, also when live was asked for but this
+   *  Xen cannot track dirty pages and `stopAndCopyFallback` allowed the restart. */
+  live: boolean;
 }
 
 export interface SendOptions {
@@ -33,6 +36,9 @@ export interface SendOptions {
   live: boolean;
   timeoutMs?: number /* inactivity timeout, default 30 s */;
   onProgress?: (bytes: number) => void;
+  /** When live pre-copy is impossible on this Xen (LiveMigrationUnsupported, found before the guest
+   *  stops), restart the stream stop-and-copy on the same connection. Default true. */
+  stopAndCopyFallback?: boolean;
 }
 
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
@@ -149,7 +155,8 @@ async function validate(opts: SendOptions): Promise<void> {
  *  (sourceResumed: true) is thrown. */
 export async function sendDomain(opts: SendOptions): Promise<SendResult> {
   await validate(opts);
-  const { hv, domid, endpoint, live } = opts;
+  const { hv, domid, endpoint } = opts;
+  let live = opts.live;
   const targetFingerprint = normalizeFingerprint(opts.targetFingerprint, "targetFingerprint");
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const started = performance.now();
@@ -172,10 +179,32 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
     ch.write(encodeHeader({ version: PROTOCOL_VERSION, live, spec: opts.spec }));
     await ch.expect("ready");
 
-    const { suspendedAt, streamEnded } = await streamOut(opts, ch, (n) => {
+    const counted = (n: number): void => {
       bytes += n;
       opts.onProgress?.(bytes);
-    });
+    };
+    let streamed: Awaited<ReturnType<typeof streamOut>>;
+    for (;;) {
+      try {
+        streamed = await streamOut({ ...opts, live }, ch, counted);
+        break;
+      } catch (err) {
+        const fallback =
+          live &&
+          opts.stopAndCopyFallback !== false &&
+          !ch.failed &&
+          err instanceof MigrationError &&
+          err.reason === "LiveMigrationUnsupported";
+        if (!fallback) throw err;
+        // libxl gave up before suspending the guest; make sure it runs, then start over without pre-copy.
+        log.warn("live pre-copy is impossible on this Xen; restarting the stream stop-and-copy", { domid });
+        await hv.resumeSuspended(domid);
+        live = false;
+        ch.sendControl({ type: "restart" });
+        await ch.expect("ready");
+      }
+    }
+    const { suspendedAt, streamEnded } = streamed;
     ch.write(encodeFrame("end"));
     await ch.expect("restored");
     ch.sendControl({ type: "go" });
@@ -195,8 +224,9 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
       totalMs: Math.round(runningAt - started),
       downtimeMs: Math.round(runningAt - (suspendedAt ?? streamEnded)),
       switchedAt: new Date(),
+      live,
     };
-    log.info("migrated", { domid, endpoint, live, ...result, suspendSeen: suspendedAt !== undefined });
+    log.info("migrated", { domid, endpoint, ...result, suspendSeen: suspendedAt !== undefined });
     return result;
   } catch (err) {
     const failure =

@@ -28,6 +28,7 @@ export interface CliError {
   sourceResumed: boolean;
 }
 export interface SendOutcome {
+  live?: boolean;
   ok: boolean;
   bytes?: number;
   totalMs?: number;
@@ -44,7 +45,7 @@ export async function sh(node: Dom0, cmd: string, timeoutMs = 180_000): Promise<
 }
 
 /** Runs cli.ts and parses the last JSON line it printed (also on exit code 1 = a reported failure). */
-async function cli<T>(node: Dom0, args: string, timeoutMs = 300_000): Promise<{ code: number; value: T }> {
+async function cli<T>(node: Dom0, args: string, timeoutMs = 900_000): Promise<{ code: number; value: T }> {
   const r = await node.exec(`${CLI} ${args}`, { timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code > 1 || (!last.startsWith("{") && !last.startsWith("[")))
@@ -172,7 +173,8 @@ export async function startReceiver(
         throw new Error(`receiver failed: ${JSON.stringify(l)} ${readFileSync(err, "utf8").slice(-2000)}`);
       return l;
     },
-    120_000,
+    900_000, // node itself can take minutes to start in a dom0 on a loaded machine
+    500,
   );
   const events = () => readLines<ReturnType<Receiver["events"]>[number]>(out);
   return {
@@ -180,7 +182,7 @@ export async function startReceiver(
     fingerprint: listening.fingerprint!,
     endpoint: `${node.segmentIp}:${listening.port!}`,
     events,
-    outcome: (timeoutMs = 60_000) =>
+    outcome: (timeoutMs = 300_000) =>
       waitFor(
         `${tag}'s outcome`,
         () => events().find((e) => e.event === "result" || e.event === "error"),
@@ -198,10 +200,12 @@ export async function sendFrom(
     endpoint: string;
     targetFingerprint: string;
     live?: boolean;
+    /** false: no stop-and-copy restart when live pre-copy is impossible (cli --no-fallback). */
+    fallback?: boolean;
     timeoutMs?: number;
   },
 ): Promise<SendOutcome> {
-  const args = `send --identity ${o.identityFile} --spec ${o.specFile} --domid ${o.domid} --endpoint ${o.endpoint} --target-fingerprint ${o.targetFingerprint}${o.live === false ? " --cold" : ""}${o.timeoutMs ? ` --timeout-ms ${o.timeoutMs}` : ""}`;
+  const args = `send --identity ${o.identityFile} --spec ${o.specFile} --domid ${o.domid} --endpoint ${o.endpoint} --target-fingerprint ${o.targetFingerprint}${o.live === false ? " --cold" : ""}${o.fallback === false ? " --no-fallback" : ""}${o.timeoutMs ? ` --timeout-ms ${o.timeoutMs}` : ""}`;
   const { code, value } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000);
   return { ok: code === 0, ...value };
 }
@@ -218,7 +222,7 @@ export async function domains(
 export async function clockOffset(a: Dom0, b: Dom0): Promise<{ offsetMs: number; uncertaintyMs: number }> {
   const { out } = await background(b, "clock-serve", `${CLI} clock-serve --host ${b.segmentIp}`);
   try {
-    const { port } = await waitFor("clock server", () => readLines<{ port: number }>(out)[0]);
+    const { port } = await waitFor("clock server", () => readLines<{ port: number }>(out)[0], 900_000, 500);
     return (
       await cli<{ offsetMs: number; uncertaintyMs: number }>(a, `clock-probe --peer ${b.segmentIp}:${port}`)
     ).value;

@@ -148,10 +148,17 @@ export class MemoryHypervisorDouble implements Hypervisor {
     if (!opts.paused) await this.unpause(domid);
     return domid;
   }
+  /** Test control: behave like Debian's Xen, which cannot put a PV guest in log-dirty mode. */
+  liveMigrationUnsupported = false;
   /** Models the source half only: the domain is left suspended, and a marker (not a real Xen
    *  stream) is written to fd so a reader sees bytes. */
-  async migrateOut(domid: number, fd: number): Promise<void> {
+  async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
     const d = this.must(domid);
+    if (opts.live && this.liveMigrationUnsupported) {
+      // libxl writes its stream header, then fails to enable log-dirty before suspending anything.
+      writeSync(fd, "XenStreamHeader");
+      throw new HypervisorError("save failed: xc: error: Failed to enable logdirty: 95,22,0");
+    }
     writeSync(fd, JSON.stringify({ testDouble: true, spec: d.spec }));
     d.info.state = "shutdown";
     d.info.shutdownReason = "suspend";
