@@ -19,7 +19,7 @@ import {
 } from "../../api/index.js";
 import { podName } from "../src/desired.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
-import type { RunningOperator } from "../src/operator.js";
+import { type RunningOperator, startOperator } from "../src/operator.js";
 import { main as kubectlSuperfluid } from "../../tools/kubectl-superfluid.js";
 import { bind, createXenNode, listPods, reportRunning } from "./kubelet.js";
 import { until, useOperator } from "./operator-harness.js";
@@ -417,3 +417,36 @@ test.serial(
     t.pass();
   },
 );
+
+test.serial("an operator restarted mid-migration carries on from what the API says", async (t) => {
+  t.timeout(90_000);
+  const source = await runningVM("mover", nodeA);
+  await createMigration("move", "mover", nodeB);
+  const preparing = await phaseIs("move", "TargetPreparing");
+  const target = (await getPod(preparing.status!.targetPod!))!;
+  // The operator goes away; meanwhile the target's kubelet and agent get ready.
+  await op.stop();
+  await reportRunning(client, target, { ip: "10.244.2.20", domainId: 5, bootMs: 0 });
+  await agentApply("move", nodeB, {
+    targetEndpoint: "10.0.0.12:7444",
+    conditions: [agentCondition("TargetReady", "True", "Listening")],
+  });
+  // The one that takes over (as after a leader change) has only the API to go by.
+  const successor = await startOperator({ kubeConfig: cluster().cp.kubeConfig, namespace: ns(), workers: 4 });
+  t.teardown(() => successor.stop());
+  await successor.leading;
+  await phaseIs("move", "Transferring");
+  await agentApply("move", nodeA, {
+    downtimeMilliseconds: 12,
+    conditions: [agentCondition("Transferred", "True", "Transferred")],
+  });
+  await phaseIs("move", "Succeeded");
+  // The same target pod (a restarted operator applies the same name, never a second pod).
+  const adopted = await until("the adopted target pod", async () => {
+    const pods = await podsOfVM("mover");
+    return pods.length === 1 && pods[0]!.metadata!.name === target.metadata!.name && pods[0]!;
+  });
+  t.is(adopted.metadata!.uid, target.metadata!.uid);
+  await until("source pod gone", async () => (await getPod(source.metadata!.name!)) === undefined);
+  t.is((await getVM("mover")).status?.nodeName, nodeB);
+});
