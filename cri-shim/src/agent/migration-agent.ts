@@ -303,7 +303,7 @@ export class MigrationAgent {
       clearInterval(timer);
       await w.apply(
         { transferredBytes: result.bytes, downtimeMilliseconds: Math.round(result.downtimeMs), switchTime: result.switchedAt.toISOString().replace(/\.\d{3}Z$/, "Z") },
-        { type: C.transferred, status: "True", reason: "Transferred", message: `${result.bytes} bytes in ${result.totalMs} ms, ${Math.round(result.downtimeMs)} ms of downtime; the source domain is destroyed` },
+        { type: C.transferred, status: "True", reason: "Transferred", message: `${result.live ? "live" : "stop-and-copy"}${result.live || m.spec.mode === "cold" ? "" : " (this Xen cannot track a PV guest's dirty pages)"}: ${result.bytes} bytes in ${result.totalMs} ms, ${Math.round(result.downtimeMs)} ms of downtime; the source domain is destroyed` },
       );
       log.info("migration sent", { migration: `${m.metadata.namespace}/${name}`, bytes: result.bytes, totalMs: result.totalMs, downtimeMs: result.downtimeMs });
     } catch (err) {

@@ -145,6 +145,9 @@ export class ContainerService {
       const cur = this.mustGet(c.meta.id);
       if (cur.status.state === "created" && cur.status.incoming) {
         // Running for the kubelet while the node agent receives the domain; no domain to unpause yet.
+        // xenconsoled's log is read from its first byte once the restore creates it, so what the guest
+        // prints right after its unpause (the ring it brought along) reaches the CRI log too.
+        if (cur.meta.logPath && this.rt.options.consoleLogDir) await this.attachConsole(cur.meta.id, -1, cur.meta.domainName, cur.meta.logPath);
         await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, state: "running", startedAt: nowNs() }));
         log.info("container started, waiting for its migration", { id: cur.meta.id, migration: cur.status.incoming.migration });
         return;

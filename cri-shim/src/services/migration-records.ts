@@ -6,6 +6,7 @@ import type { RuntimeContext } from "./context.js";
 import type { ContainerService, ContainerEntry } from "./containers.js";
 
 const log = logger("cri-migration");
+const CONSOLE_DRAIN_MS = 300;
 
 /** Target side: the received domain runs here; the record gets its domid and the guest's real vif. */
 export async function adoptReceivedDomain(
@@ -26,6 +27,8 @@ export async function adoptReceivedDomain(
 
 /** Source side: the target runs the VM and the source domain is gone; the pod waits for its deletion. */
 export async function markMigratedAway(rt: RuntimeContext, c: ContainerEntry, migration: string, at: Date): Promise<void> {
+  // The console copy polls xenconsoled's log every 100 ms: let it take the source's last lines first.
+  if (rt.pumps.has(c.meta.id)) await new Promise((r) => setTimeout(r, CONSOLE_DRAIN_MS));
   const pump = rt.pumps.get(c.meta.id);
   rt.pumps.delete(c.meta.id);
   await pump?.stop();
