@@ -5,6 +5,7 @@
 // server serves CRI. One Node process that retries rather than a process per try: under TCG a
 // process start costs seconds (crictl, a 40 MB Go binary, takes minutes).
 import * as grpc from "@grpc/grpc-js";
+import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadCriServices } from "../../cri-shim/src/proto.js";
 
@@ -22,15 +23,6 @@ function version(client: grpc.Client, deadline: Date): Promise<VersionResponse> 
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function main(): Promise<number> {
   const [socket, timeoutArg, pidArg] = process.argv.slice(2);
   const timeoutS = Number(timeoutArg);
@@ -45,7 +37,7 @@ async function main(): Promise<number> {
   let last = "";
   try {
     while (Date.now() < until) {
-      if (shimPid !== undefined && !alive(shimPid)) {
+      if (shimPid !== undefined && !existsSync(`/proc/${shimPid}`)) {
         process.stderr.write(`the shim (pid ${shimPid}) exited before answering: ${last}\n`);
         return 1;
       }

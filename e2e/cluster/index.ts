@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { logger } from "../../lib/log.js";
 import { waitFor } from "../../lib/net.js";
-import { K8S_BIN_DIR, k8sBinary } from "../../lib/paths.js";
+import { K8S_BIN_DIR, k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { runAsync } from "../../lib/process.js";
 import { type CommandResult, type ControlPlane, startControlPlane } from "../harness/control-plane.js";
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
@@ -25,6 +25,7 @@ import { startOperator, type Operator } from "./operator.js";
 import { type Shim, startShim } from "./shim.js";
 
 const log = logger("e2e-cluster");
+const VIF_BRIDGE_LEAN = join(REPO_ROOT, "e2e", "cluster", "vif-bridge-lean.sh");
 
 export interface ClusterOptions {
   /** Number of emulated Xen nodes (default 1). */
@@ -90,10 +91,11 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, a
   try {
     // The examples name images as localhost:5000/...: dom0's loopback port 5000 leads to the host's
     // registry (10.0.2.2 is the host's loopback through QEMU's user network).
+    // And Xen's vif hotplug script replaced by a lean one in this dom0 only (vif-bridge-lean.sh says why).
     const fwd = await xen.exec(
-      `setsid socat TCP-LISTEN:${REGISTRY_PORT_IN_DOM0},bind=127.0.0.1,fork,reuseaddr TCP:${xen.hostIpFromDom0}:${registryPort} </dev/null >/dev/null 2>&1 & echo $! >/run/superfluid/registry-forward.pid`,
+      `install -m 755 ${VIF_BRIDGE_LEAN} /etc/xen/scripts/vif-bridge || exit 1\nsetsid socat TCP-LISTEN:${REGISTRY_PORT_IN_DOM0},bind=127.0.0.1,fork,reuseaddr TCP:${xen.hostIpFromDom0}:${registryPort} </dev/null >/dev/null 2>&1 & echo $! >/run/superfluid/registry-forward.pid`,
     );
-    if (fwd.code !== 0) throw new Error(`registry forward in ${name} failed: ${fwd.stderr}`);
+    if (fwd.code !== 0) throw new Error(`vif hotplug script or registry forward in ${name} failed: ${fwd.stderr}`);
     // The pod network is the node's xenbr0 and subnet, so pods on different nodes route to each other.
     // kube-proxy needs only the apiserver: it starts alongside the shim and the kubelet (each Go
     // binary takes minutes to start in a loaded emulated dom0).
