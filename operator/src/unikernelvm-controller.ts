@@ -125,25 +125,17 @@ export class UnikernelVMController {
     await this.vms.start();
   }
 
+  private get caches(): { stop(): Promise<void>; readonly synced: boolean }[] {
+    return [this.vms, this.pods, this.services, this.nodes, this.migrations];
+  }
+
   async stop(): Promise<void> {
-    await Promise.all([
-      this.vms.stop(),
-      this.pods.stop(),
-      this.services.stop(),
-      this.nodes.stop(),
-      this.migrations.stop(),
-    ]);
+    await Promise.all(this.caches.map((c) => c.stop()));
     await this.queue.shutdown();
   }
 
   get synced(): boolean {
-    return (
-      this.vms.synced &&
-      this.pods.synced &&
-      this.services.synced &&
-      this.nodes.synced &&
-      this.migrations.synced
-    );
+    return this.caches.every((c) => c.synced);
   }
 
   /** VMs by phase, for the metrics gauge. */
