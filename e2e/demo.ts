@@ -119,7 +119,8 @@ async function up(): Promise<number> {
   say("(Xen runs under QEMU TCG emulation here: this takes a few minutes on 2 cores)");
   const cluster = await startCluster();
   let stopping = false;
-  const stop = async (code: number) => {
+  /** `signalled`: asked to stop (Ctrl-C, `npm run demo:down`), so someone may wait for the verdict. */
+  const stop = async (code: number, signalled = false) => {
     if (stopping) return;
     stopping = true;
     say("\ntearing down...");
@@ -131,12 +132,12 @@ async function up(): Promise<number> {
       left.length === 0
         ? `done: checked that no process, temp dir (${cluster.footprint.dirs.length}) or port (${cluster.footprint.ports.length}) of the demo is left`
         : `teardown left behind:\n${indent(left.join("\n"))}`;
-    writeFileSync(TEARDOWN_FILE, verdict + "\n");
+    if (signalled) writeFileSync(TEARDOWN_FILE, verdict + "\n");
     say(verdict);
     process.exit(left.length === 0 ? code : 1);
   };
-  process.on("SIGINT", () => void stop(0));
-  process.on("SIGTERM", () => void stop(0));
+  process.on("SIGINT", () => void stop(0, true));
+  process.on("SIGTERM", () => void stop(0, true));
   mkdirSync(CACHE_DIR, { recursive: true });
   writeFileSync(STATE_FILE, JSON.stringify({ pid: process.pid, kubeconfig: cluster.kubeconfigPath } satisfies DemoState));
   const t = cluster.timings;
