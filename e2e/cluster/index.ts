@@ -111,7 +111,9 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, a
       // runPolicy, as the chart's shim ServiceAccount (node-agent ClusterRole), not as admin.
       mkdirSync(join(xen.hostDir, "shim"), { recursive: true });
       writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, { token: agentToken }), { mode: 0o600 });
-      const agentArgs = ["--kubeconfig", `${xen.dom0HostDir}/shim/kubeconfig`, "--node-name", name];
+      // The Node's InternalIP is 127.0.0.1 here (the apiserver reaches kubelets through forwards), so
+      // tell the agent where the other node reaches it for a migration stream: the segment address.
+      const agentArgs = ["--kubeconfig", `${xen.dom0HostDir}/shim/kubeconfig`, "--node-name", name, "--node-address", xen.segmentIp];
       shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs] });
       const kubelet = await startKubelet(cp, xen);
       return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
