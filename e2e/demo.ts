@@ -94,7 +94,7 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
   const node = cluster.nodes[0]!;
   say(`\n$ curl http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
   if (!node.kubeProxy) {
-    say("    (skipped: kube-proxy is not built, so ClusterIPs lead nowhere; see docs/e2e.md)");
+    say("    (skipped: kube-proxy is not running in dom0 (not built, or not healthy in time; see the log above), so ClusterIPs lead nowhere)");
     return;
   }
   // kube-proxy programs the Service's rules a moment after its EndpointSlice appears: retry briefly.

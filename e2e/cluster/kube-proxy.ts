@@ -50,10 +50,13 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);
   };
   // Healthy once it has synced its rules the first time. One loop in dom0 (see shim.ts for why).
-  const h = await node.exec(
-    `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; curl -sf -m 5 -o /dev/null http://127.0.0.1:10256/healthz && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
-    { timeoutMs: 660_000 },
-  );
+  // A timed-out wait must still stop it: an untracked kube-proxy would go on rewriting dom0's rules.
+  const h = await node
+    .exec(
+      `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; curl -sf -m 5 -o /dev/null http://127.0.0.1:10256/healthz && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
+      { timeoutMs: 660_000 },
+    )
+    .catch((err: Error) => ({ code: 1, stdout: "", stderr: err.message }));
   if (h.code === 0) return { log, stop };
   await stop();
   throw new Error(`kube-proxy in ${node.name} did not become healthy:\n${log()}`);
