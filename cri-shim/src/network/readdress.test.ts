@@ -44,7 +44,13 @@ test("a received guest answers on the target pod's IP and its connections leave 
   servers.push(await inGuest(`socat TCP-LISTEN:8080,bind=${GUEST_IP},fork,reuseaddr SYSTEM:"echo guest-here" >/dev/null 2>&1 & echo $!`));
   // A server in dom0 that tells who connected; the guest connects to its gateway's side.
   servers.push(await inDom0(`socat TCP-LISTEN:9090,bind=10.244.2.1,fork,reuseaddr SYSTEM:"echo \\$SOCAT_PEERADDR" >/dev/null 2>&1 & echo $!`));
-  await new Promise((r) => setTimeout(r, 500));
+  // Both servers listening before anyone connects (a fixed sleep lost this race on a loaded machine).
+  for (const [inNs, port] of [[inGuest, 8080], [inDom0, 9090]] as const) {
+    for (let i = 0; !(await inNs(`ss -Hltn "sport = :${port}"`)); i++) {
+      if (i > 100) throw new Error(`socat on :${port} never listened`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   t.is(await inDom0(`socat -T 5 - TCP:${POD_IP}:8080,connect-timeout=5 </dev/null`), "guest-here", "the pod IP reaches the guest");
   t.is(await inGuest(`socat -T 5 - TCP:10.244.2.1:9090,connect-timeout=5 </dev/null`), POD_IP, "the guest's connection leaves with the pod IP");
 
