@@ -142,27 +142,10 @@ test("source pins the wrong target: PeerRejected, domain runs on, the target got
 });
 
 test("target pins another source: the connection is dropped, PeerRejected, the target keeps waiting", async (t) => {
-  const { a, b, domid, src, dst } = await twoNodes(t);
+  const nodes = await twoNodes(t);
+  const { a, b, domid } = nodes;
   const other = await createIdentity("other-source");
-  const incoming = await receiveDomain({
-    hv: b,
-    host: "127.0.0.1",
-    identity: dst,
-    sourceFingerprint: async () => other.fingerprint,
-    targetSpec: (s) => s,
-  });
-  const err = await t.throwsAsync(
-    sendDomain({
-      hv: a,
-      domid,
-      spec,
-      endpoint: `127.0.0.1:${incoming.port}`,
-      identity: src,
-      targetFingerprint: dst.fingerprint,
-      live: true,
-    }),
-    { instanceOf: MigrationError },
-  );
+  const { err, incoming } = await failedMove(nodes, other.fingerprint, t);
   t.is(err?.reason, "PeerRejected");
   t.true(err?.sourceResumed);
   t.is((await a.info(domid))?.state, "running", "the source never suspended");
@@ -172,27 +155,10 @@ test("target pins another source: the connection is dropped, PeerRejected, the t
 });
 
 test("target without memory: TargetOutOfMemory before the source stops its domain", async (t) => {
-  const { a, b, domid, src, dst } = await twoNodes(t);
+  const nodes = await twoNodes(t);
+  const { a, b, domid } = nodes;
   b.totalMemoryKiB = 4 * 1024;
-  const incoming = await receiveDomain({
-    hv: b,
-    host: "127.0.0.1",
-    identity: dst,
-    sourceFingerprint: async () => src.fingerprint,
-    targetSpec: (s) => s,
-  });
-  const err = await t.throwsAsync(
-    sendDomain({
-      hv: a,
-      domid,
-      spec,
-      endpoint: `127.0.0.1:${incoming.port}`,
-      identity: src,
-      targetFingerprint: dst.fingerprint,
-      live: true,
-    }),
-    { instanceOf: MigrationError },
-  );
+  const { err, incoming } = await failedMove(nodes, nodes.src.fingerprint, t);
   t.is(err?.reason, "TargetOutOfMemory");
   t.true(err?.sourceResumed);
   t.is((await a.info(domid))?.state, "running");
@@ -250,6 +216,33 @@ test("cancel before any source came: Cancelled, listener closed", async (t) => {
   t.regex(err!.message, /operator gave up/);
   await t.throwsAsync(() => connectOnce(incoming.port));
 });
+
+/** A target listening for `sourceFingerprint` and a live send to it that must fail: the error and the target. */
+async function failedMove(
+  nodes: Awaited<ReturnType<typeof twoNodes>>,
+  sourceFingerprint: string,
+  t: { throwsAsync: (p: Promise<unknown>, e: object) => Promise<unknown> },
+) {
+  const { a, b, domid, src, dst } = nodes;
+  const incoming = await receiveDomain({
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => sourceFingerprint,
+    targetSpec: (s) => s,
+  });
+  const send = sendDomain({
+    hv: a,
+    domid,
+    spec,
+    endpoint: `127.0.0.1:${incoming.port}`,
+    identity: src,
+    targetFingerprint: dst.fingerprint,
+    live: true,
+  });
+  const err = (await t.throwsAsync(send, { instanceOf: MigrationError })) as MigrationError | undefined;
+  return { err, incoming };
+}
 
 function connectOnce(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
