@@ -36,5 +36,8 @@ test("the CRI shim does not import the operator", (t) => {
 });
 
 test("api/ imports nothing but itself and lib/", (t) => {
-  t.deepEqual([...importsInto("api", "operator"), ...importsInto("api", "cri-shim"), ...importsInto("api", "e2e")], []);
+  t.deepEqual(
+    [...importsInto("api", "operator"), ...importsInto("api", "cri-shim"), ...importsInto("api", "e2e")],
+    [],
+  );
 });

@@ -53,7 +53,9 @@ async function down(): Promise<number> {
     try {
       process.kill(state.pid, 0);
     } catch {
-      const verdict = existsSync(TEARDOWN_FILE) ? readFileSync(TEARDOWN_FILE, "utf8").trimEnd() : "the demo exited without reporting its teardown";
+      const verdict = existsSync(TEARDOWN_FILE)
+        ? readFileSync(TEARDOWN_FILE, "utf8").trimEnd()
+        : "the demo exited without reporting its teardown";
       rmSync(TEARDOWN_FILE, { force: true });
       say(verdict);
       return verdict.startsWith("done:") ? 0 : 1;
@@ -80,7 +82,9 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
     say(indent(await kubectlOk(cluster, ["apply", "-f", join(REPO_ROOT, "examples", `${name}.yaml`)])));
     await kubectlOk(cluster, ["wait", "--for=condition=Ready", `uvm/${name}`, "--timeout=900s"]);
     readyMs.push(Date.now() - applied);
-    say(`$ kubectl wait --for=condition=Ready uvm/${name}   # Ready ${(readyMs.at(-1)! / 1000).toFixed(1)} s after apply`);
+    say(
+      `$ kubectl wait --for=condition=Ready uvm/${name}   # Ready ${(readyMs.at(-1)! / 1000).toFixed(1)} s after apply`,
+    );
   }
 
   say("\n$ kubectl get uvm -o wide");
@@ -90,11 +94,15 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
   await sleep(2000); // a few counter lines after the ready line
   say(indent(await kubectlOk(cluster, ["logs", "-l", "superfluid.dev/vm=hello", "--tail=5"])));
 
-  const clusterIp = (await kubectlOk(cluster, ["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])).trim();
+  const clusterIp = (
+    await kubectlOk(cluster, ["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])
+  ).trim();
   const node = cluster.nodes[0]!;
   say(`\n$ curl http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
   if (!node.kubeProxy) {
-    say("    (skipped: kube-proxy is not running in dom0 (not built, or not healthy in time; see the log above), so ClusterIPs lead nowhere)");
+    say(
+      "    (skipped: kube-proxy is not running in dom0 (not built, or not healthy in time; see the log above), so ClusterIPs lead nowhere)",
+    );
     return;
   }
   // kube-proxy programs the Service's rules a moment after its EndpointSlice appears: retry briefly.
@@ -103,7 +111,10 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
     await sleep(3000);
     r = await node.xen.exec(`curl -sf -m 20 http://${clusterIp}:8080/`);
   }
-  if (r.code !== 0) throw new Error(`curl http://${clusterIp}:8080/ from ${node.xen.name} failed (${r.code}): ${r.stderr.trim()}`);
+  if (r.code !== 0)
+    throw new Error(
+      `curl http://${clusterIp}:8080/ from ${node.xen.name} failed (${r.code}): ${r.stderr.trim()}`,
+    );
   say(indent(r.stdout));
 }
 
@@ -115,7 +126,9 @@ async function up(): Promise<number> {
     say(`a demo is already running (pid ${other.pid}); stop it with: npm run demo:down`);
     return 1;
   }
-  say("bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim in dom0)");
+  say(
+    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim in dom0)",
+  );
   say("(Xen runs under QEMU TCG emulation here: this takes a few minutes on 2 cores)");
   const cluster = await startCluster();
   let stopping = false;
@@ -139,9 +152,14 @@ async function up(): Promise<number> {
   process.on("SIGINT", () => void stop(0, true));
   process.on("SIGTERM", () => void stop(0, true));
   mkdirSync(CACHE_DIR, { recursive: true });
-  writeFileSync(STATE_FILE, JSON.stringify({ pid: process.pid, kubeconfig: cluster.kubeconfigPath } satisfies DemoState));
+  writeFileSync(
+    STATE_FILE,
+    JSON.stringify({ pid: process.pid, kubeconfig: cluster.kubeconfigPath } satisfies DemoState),
+  );
   const t = cluster.timings;
-  say(`cluster up in ${(t.totalMs / 1000).toFixed(1)} s (control plane ${(t.controlPlaneMs / 1000).toFixed(1)} s, Xen node boot ${(t.nodeBootMs[0]! / 1000).toFixed(1)} s, CRI shim start ${(t.shimStartMs[0]! / 1000).toFixed(1)} s, kubelet start to node Ready ${(t.kubeletStartToReadyMs[0]! / 1000).toFixed(1)} s)`);
+  say(
+    `cluster up in ${(t.totalMs / 1000).toFixed(1)} s (control plane ${(t.controlPlaneMs / 1000).toFixed(1)} s, Xen node boot ${(t.nodeBootMs[0]! / 1000).toFixed(1)} s, CRI shim start ${(t.shimStartMs[0]! / 1000).toFixed(1)} s, kubelet start to node Ready ${(t.kubeletStartToReadyMs[0]! / 1000).toFixed(1)} s)`,
+  );
   try {
     await showExamples(cluster);
   } catch (err) {

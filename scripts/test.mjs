@@ -11,7 +11,11 @@ const only = process.argv.slice(2); // optional substrings to select files
 
 function walk(dir, out = []) {
   let entries = [];
-  try { entries = readdirSync(dir); } catch { return out; }
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
   for (const e of entries) {
     if (e === "node_modules" || e === "dist") continue;
     const p = join(dir, e);
@@ -21,7 +25,10 @@ function walk(dir, out = []) {
   return out;
 }
 
-const all = dirs.flatMap((d) => walk(join(root, d))).sort().filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+const all = dirs
+  .flatMap((d) => walk(join(root, d)))
+  .sort()
+  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
 // SUPERFLUID_STAGES=host (or xen) runs one stage only, for a quick local loop; CI runs both.
 const wanted = (process.env.SUPERFLUID_STAGES ?? "host,xen").split(",");
 const stages = [
@@ -33,9 +40,15 @@ const stages = [
 
 function runAva(files, extraArgs) {
   return new Promise((resolve) => {
-    const child = spawn(join(root, "node_modules/.bin/ava"), [...extraArgs, ...files], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(join(root, "node_modules/.bin/ava"), [...extraArgs, ...files], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
-    child.stdout.on("data", (d) => { out += d; process.stdout.write(d); });
+    child.stdout.on("data", (d) => {
+      out += d;
+      process.stdout.write(d);
+    });
     child.on("close", (code) => resolve({ code: code ?? 1, out }));
   });
 }
@@ -52,21 +65,37 @@ const cp = await startControlPlane();
 console.log(`control plane up at ${cp.server} in ${Date.now() - t0} ms`);
 process.env.SUPERFLUID_TEST_CONTROL_PLANE = join(cp.dir, "control-plane.json");
 const stopControlPlane = () => cp.stop();
-process.once("SIGINT", async () => { await stopControlPlane(); process.exit(130); });
-process.once("SIGTERM", async () => { await stopControlPlane(); process.exit(143); });
+process.once("SIGINT", async () => {
+  await stopControlPlane();
+  process.exit(130);
+});
+process.once("SIGTERM", async () => {
+  await stopControlPlane();
+  process.exit(143);
+});
 
-let passed = 0, failed = 0, skipped = 0, exit = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0,
+  exit = 0;
 const failures = [];
 for (const stage of stages) {
   if (stage.files.length === 0) continue;
   console.log(`\n=== stage ${stage.name}: ${stage.files.length} test files ===`);
   const { code, out } = await runAva(stage.files, stage.args);
   // ava prints "N tests passed" only when nothing failed, so count the per-test marks instead.
-  const p = (out.match(/^\s*✔/gm) ?? []).length, f = count(out, "failed"), s = count(out, "skipped") + count(out, "todo");
-  passed += p; failed += f; skipped += s;
+  const p = (out.match(/^\s*✔/gm) ?? []).length,
+    f = count(out, "failed"),
+    s = count(out, "skipped") + count(out, "todo");
+  passed += p;
+  failed += f;
+  skipped += s;
   // CI shows only the tail of the log: name what failed next to the summary.
   for (const line of out.split("\n")) if (/^\s*✘/.test(line)) failures.push(`[${stage.name}] ${line.trim()}`);
-  if (code !== 0) { exit = code; if (f === 0) failed += 1; }
+  if (code !== 0) {
+    exit = code;
+    if (f === 0) failed += 1;
+  }
 }
 await stopControlPlane();
 if (failures.length > 0) console.log(`\nfailed:\n${failures.map((f) => `  ${f}`).join("\n")}`);

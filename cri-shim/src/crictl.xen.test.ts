@@ -25,12 +25,24 @@ const STATE = "/var/lib/superfluid";
 const CYCLES = Number(process.env.SUPERFLUID_CRI_CYCLES ?? 20);
 
 function shimArgs(node: XenNode): string[] {
-  return ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--log-level", "debug"];
+  return [
+    "--bridge",
+    node.bridge,
+    "--pod-cidr",
+    node.podCidr,
+    "--plain-http-registries",
+    node.hostIpFromDom0,
+    "--log-level",
+    "debug",
+  ];
 }
 
 async function sh(cmd: string, timeoutMs = 700_000): Promise<string> {
   const r = await ctx.node.exec(cmd, { timeoutMs });
-  if (r.code !== 0) throw new Error(`dom0: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${ctx.shim?.log(40)}`);
+  if (r.code !== 0)
+    throw new Error(
+      `dom0: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${ctx.shim?.log(40)}`,
+    );
   return r.stdout.trim();
 }
 
@@ -52,7 +64,13 @@ function file(name: string, value: unknown): string {
 }
 
 function podConfig(name: string, annotations: Record<string, string> = {}): string {
-  return file(`pod-${name}.json`, { metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 }, hostname: name, log_directory: `/var/log/pods/${name}`, annotations, labels: { test: "crictl" } });
+  return file(`pod-${name}.json`, {
+    metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 },
+    hostname: name,
+    log_directory: `/var/log/pods/${name}`,
+    annotations,
+    labels: { test: "crictl" },
+  });
 }
 
 function containerConfig(name: string, image: string): string {
@@ -62,18 +80,24 @@ function containerConfig(name: string, image: string): string {
 async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- shim log:\n${ctx.shim.log(40)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n--- shim log:\n${ctx.shim.log(40)}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
 async function sfDomains(): Promise<string[]> {
   const out = await sh("xl list | awk 'NR>1 {print $1}'");
-  return out.split("\n").filter((n) => n.startsWith("sf-")).sort();
+  return out
+    .split("\n")
+    .filter((n) => n.startsWith("sf-"))
+    .sort();
 }
 
 async function leases(): Promise<string[]> {
-  return (await sh(`ls ${STATE}/cni/superfluid 2>/dev/null | grep -E '^[0-9.]+$' || true`)).split("\n").filter(Boolean);
+  return (await sh(`ls ${STATE}/cni/superfluid 2>/dev/null | grep -E '^[0-9.]+$' || true`))
+    .split("\n")
+    .filter(Boolean);
 }
 
 // Booting under emulation on shared cores can outlast ava's 5-minute idle timeout, and hooks cannot
@@ -83,7 +107,8 @@ test.serial("setup: registry with the example images, an emulated Xen node, the 
   ctx.registry = await startRegistry();
   const pushed = await pushExampleImages(ctx.registry);
   ctx.node = await startXenNode({ name: "cri", memoryMiB: 2048, bootTimeoutMs: 1_200_000 });
-  const inDom0 = (hostRef: string) => hostRef.replace(ctx.registry.host, `${ctx.node.hostIpFromDom0}:${ctx.registry.port}`);
+  const inDom0 = (hostRef: string) =>
+    hostRef.replace(ctx.registry.host, `${ctx.node.hostIpFromDom0}:${ctx.registry.port}`);
   ctx.hello = inDom0(pushed.hello!.hostRef);
   ctx.http = inDom0(pushed.http!.hostRef);
   ctx.shim = await startShim(ctx.node, { args: shimArgs(ctx.node), readyTimeoutMs: 600_000 });
@@ -104,7 +129,12 @@ async function ready(t: { timeout: (ms: number) => void }): Promise<void> {
  * 9p root, cold caches) can outlast libxl's hotplug timeout. The kubelet retries a failed
  * CreateContainer the same way; the retry is logged so slow runs are visible.
  */
-async function createContainer(t: { log: (m: string) => void }, pod: string, ctr: string, podCfg: string): Promise<string> {
+async function createContainer(
+  t: { log: (m: string) => void },
+  pod: string,
+  ctr: string,
+  podCfg: string,
+): Promise<string> {
   try {
     return await crictl(`create ${pod} ${ctr} ${podCfg}`);
   } catch (err) {
@@ -129,16 +159,26 @@ test.serial("crictl pull/runp/create/start/ps/inspectp/logs/stats/stop/rm/rmp wi
   await crictl(`start ${ctr}`);
   const ps = JSON.parse(await crictl(`ps -o json --id ${ctr}`)) as { containers: { state: string }[] };
   t.is(ps.containers[0]?.state, "CONTAINER_RUNNING");
-  const insp = JSON.parse(await crictl(`inspectp -o json ${pod}`)) as { status: { network: { ip: string }; state: string } };
+  const insp = JSON.parse(await crictl(`inspectp -o json ${pod}`)) as {
+    status: { network: { ip: string }; state: string };
+  };
   t.is(insp.status.state, "SANDBOX_READY");
   t.true(insp.status.network.ip.startsWith(ctx.node.podCidr.replace(/0\/24$/, "")), insp.status.network.ip);
   t.deepEqual(await sfDomains(), [`sf-${pod.slice(0, 12)}`]);
-  await waitFor("hello's ready line in crictl logs", async () => (await crictl(`logs ${ctr}`)).includes("hello: ready in"), 120_000);
-  const stats = JSON.parse(await crictl(`stats -o json --id ${ctr}`)) as { stats: { memory: { workingSetBytes: { value: string } } }[] };
+  await waitFor(
+    "hello's ready line in crictl logs",
+    async () => (await crictl(`logs ${ctr}`)).includes("hello: ready in"),
+    120_000,
+  );
+  const stats = JSON.parse(await crictl(`stats -o json --id ${ctr}`)) as {
+    stats: { memory: { workingSetBytes: { value: string } } }[];
+  };
   t.true(Number(stats.stats[0]?.memory.workingSetBytes.value) >= 4 * 1024 * 1024, JSON.stringify(stats));
 
   await crictl(`stop --timeout 20 ${ctr}`);
-  const st = JSON.parse(await crictl(`inspect -o json ${ctr}`)) as { status: { state: string; exitCode: number; reason: string } };
+  const st = JSON.parse(await crictl(`inspect -o json ${ctr}`)) as {
+    status: { state: string; exitCode: number; reason: string };
+  };
   t.like(st.status, { state: "CONTAINER_EXITED", exitCode: 0, reason: "Completed" });
   t.deepEqual(await sfDomains(), []);
   await crictl(`rm ${ctr}`);
@@ -154,8 +194,13 @@ test.serial("the Linux-app image answers HTTP on its pod IP", async (t) => {
   const pod = await crictl(`runp ${podConfig("web")}`);
   const ctr = await createContainer(t, pod, containerConfig("web", ctx.http), podConfig("web"));
   await crictl(`start ${ctr}`);
-  const ip = (JSON.parse(await crictl(`inspectp -o json ${pod}`)) as { status: { network: { ip: string } } }).status.network.ip;
-  await waitFor("the HTTP guest's ready line", async () => (await crictl(`logs ${ctr}`)).includes("ready on"), 240_000);
+  const ip = (JSON.parse(await crictl(`inspectp -o json ${pod}`)) as { status: { network: { ip: string } } })
+    .status.network.ip;
+  await waitFor(
+    "the HTTP guest's ready line",
+    async () => (await crictl(`logs ${ctr}`)).includes("ready on"),
+    240_000,
+  );
   const body = await sh(`curl -sS --max-time 20 http://${ip}:8080/`);
   t.regex(body, /web|hostname|uptime/i);
   await crictl(`rmp -f ${pod}`);
@@ -165,13 +210,32 @@ test.serial("the Linux-app image answers HTTP on its pod IP", async (t) => {
 
 test.serial("bad input: each a gRPC error with the right code and message, nothing leaked", async (t) => {
   await ready(t);
-  t.regex(await crictlFails(`pull ${ctx.node.hostIpFromDom0}:${ctx.registry.port}/nope/missing:1`), /NotFound|not found|unknown/i);
-  t.regex(await crictlFails(`runp ${podConfig("badann", { "superfluid.dev/memory-mib": "lots" })}`), /InvalidArgument.*memory-mib: must be a positive integer/);
-  t.regex(await crictlFails(`runp ${podConfig("huge", { "superfluid.dev/memory-mib": "60000" })}`), /ResourceExhausted.*needs 60000 MiB/);
-  t.regex(await crictlFails(`runp ${file("pod-garbage.json", { metadata: { name: "a\u0001b", namespace: "default", uid: "u" }, log_directory: "../x" })}`), /InvalidArgument/);
+  t.regex(
+    await crictlFails(`pull ${ctx.node.hostIpFromDom0}:${ctx.registry.port}/nope/missing:1`),
+    /NotFound|not found|unknown/i,
+  );
+  t.regex(
+    await crictlFails(`runp ${podConfig("badann", { "superfluid.dev/memory-mib": "lots" })}`),
+    /InvalidArgument.*memory-mib: must be a positive integer/,
+  );
+  t.regex(
+    await crictlFails(`runp ${podConfig("huge", { "superfluid.dev/memory-mib": "60000" })}`),
+    /ResourceExhausted.*needs 60000 MiB/,
+  );
+  t.regex(
+    await crictlFails(
+      `runp ${file("pod-garbage.json", { metadata: { name: "a\u0001b", namespace: "default", uid: "u" }, log_directory: "../x" })}`,
+    ),
+    /InvalidArgument/,
+  );
   const pod = await crictl(`runp ${podConfig("dup")}`);
   t.regex(await crictlFails(`runp ${podConfig("dup")}`), /AlreadyExists.*already used/);
-  t.regex(await crictlFails(`create ${pod} ${containerConfig("dup", `${ctx.node.hostIpFromDom0}:${ctx.registry.port}/never/pulled:1`)} ${podConfig("dup")}`), /NotFound.*pull it first/);
+  t.regex(
+    await crictlFails(
+      `create ${pod} ${containerConfig("dup", `${ctx.node.hostIpFromDom0}:${ctx.registry.port}/never/pulled:1`)} ${podConfig("dup")}`,
+    ),
+    /NotFound.*pull it first/,
+  );
   t.regex(await crictlFails(`exec -s ${pod} true`), /NotFound|Unimplemented/);
   await crictl(`rmp -f ${pod}`);
   t.deepEqual(await leases(), []);
@@ -179,42 +243,58 @@ test.serial("bad input: each a gRPC error with the right code and message, nothi
   t.is(await crictl("pods -q"), "");
 });
 
-test.serial(`kill -9 of the shim in the middle of ${CYCLES} create/start/stop/remove cycles: nothing leaked or lost after restart`, async (t) => {
-  await ready(t);
-  const cycle = (i: number) =>
-    [
-      `pod=$(${CRICTL} runp ${podConfig(`cyc${i}`)})`,
-      `ctr=$(${CRICTL} create $pod ${containerConfig(`cyc${i}`, ctx.hello)} ${podConfig(`cyc${i}`)})`,
-      `${CRICTL} start $ctr`,
-      `${CRICTL} stop --timeout 10 $ctr`,
-      `${CRICTL} rm $ctr`,
-      `${CRICTL} rmp $pod`,
-    ].join(" && ");
-  // Cycles run in the background in dom0; the shim is killed with SIGKILL while they are running.
-  const script = Array.from({ length: CYCLES }, (_, i) => `( ${cycle(i)} ) >>/mnt/host/cycles.log 2>&1 || echo "cycle ${i} failed" >>/mnt/host/cycles.log`).join("\n");
-  writeFileSync(join(ctx.node.hostDir, "cycles.sh"), script);
-  await sh("setsid sh /mnt/host/cycles.sh </dev/null >/dev/null 2>&1 & echo $! > /mnt/host/cycles.pid");
-  // Kill once half the cycles have begun (counted in the shim's own log, on the host side of the share).
-  const begun = () => (ctx.shim.log(100_000).match(/"method":"RunPodSandbox"/g) ?? []).length;
-  const before = begun();
-  await waitFor("half the cycles to begin", async () => begun() - before >= CYCLES / 2, 1_800_000);
-  await sh(`kill -9 $(cat ${ctx.node.dom0HostDir}/shim/shim.pid)`);
-  t.log("shim killed with SIGKILL mid-cycle");
-  // The killed shim's socket file stays behind; without it gone, "socket exists" would not mean "restarted".
-  await sh(`rm -f ${SHIM_SOCKET}`);
-  ctx.shim = await startShim(ctx.node, { args: shimArgs(ctx.node) });
-  await waitFor("the cycles to end", async () => (await sh("kill -0 $(cat /mnt/host/cycles.pid) 2>/dev/null && echo run || echo done")) === "done", 3_600_000);
+test.serial(
+  `kill -9 of the shim in the middle of ${CYCLES} create/start/stop/remove cycles: nothing leaked or lost after restart`,
+  async (t) => {
+    await ready(t);
+    const cycle = (i: number) =>
+      [
+        `pod=$(${CRICTL} runp ${podConfig(`cyc${i}`)})`,
+        `ctr=$(${CRICTL} create $pod ${containerConfig(`cyc${i}`, ctx.hello)} ${podConfig(`cyc${i}`)})`,
+        `${CRICTL} start $ctr`,
+        `${CRICTL} stop --timeout 10 $ctr`,
+        `${CRICTL} rm $ctr`,
+        `${CRICTL} rmp $pod`,
+      ].join(" && ");
+    // Cycles run in the background in dom0; the shim is killed with SIGKILL while they are running.
+    const script = Array.from(
+      { length: CYCLES },
+      (_, i) =>
+        `( ${cycle(i)} ) >>/mnt/host/cycles.log 2>&1 || echo "cycle ${i} failed" >>/mnt/host/cycles.log`,
+    ).join("\n");
+    writeFileSync(join(ctx.node.hostDir, "cycles.sh"), script);
+    await sh("setsid sh /mnt/host/cycles.sh </dev/null >/dev/null 2>&1 & echo $! > /mnt/host/cycles.pid");
+    // Kill once half the cycles have begun (counted in the shim's own log, on the host side of the share).
+    const begun = () => (ctx.shim.log(100_000).match(/"method":"RunPodSandbox"/g) ?? []).length;
+    const before = begun();
+    await waitFor("half the cycles to begin", async () => begun() - before >= CYCLES / 2, 1_800_000);
+    await sh(`kill -9 $(cat ${ctx.node.dom0HostDir}/shim/shim.pid)`);
+    t.log("shim killed with SIGKILL mid-cycle");
+    // The killed shim's socket file stays behind; without it gone, "socket exists" would not mean "restarted".
+    await sh(`rm -f ${SHIM_SOCKET}`);
+    ctx.shim = await startShim(ctx.node, { args: shimArgs(ctx.node) });
+    await waitFor(
+      "the cycles to end",
+      async () =>
+        (await sh("kill -0 $(cat /mnt/host/cycles.pid) 2>/dev/null && echo run || echo done")) === "done",
+      3_600_000,
+    );
 
-  // Whatever the kill interrupted is either finished or cleaned: remove what is left, as the kubelet would.
-  for (const pod of (await crictl("pods -q")).split("\n").filter(Boolean)) await crictl(`rmp -f ${pod}`);
-  t.is(await crictl("pods -q"), "");
-  t.is(await crictl("ps -a -q"), "");
-  t.deepEqual(await sfDomains(), [], "xl list agrees: no domain left");
-  t.deepEqual(await leases(), [], "no IP lease left");
-  t.is(await sh(`ls ${STATE}/state/sandboxes ${STATE}/state/containers | grep -c json || true`), "0", "no state entry left");
-  t.is(await sh("find /var/log/pods -type f | wc -l"), "0", "no log file left");
-  t.log(await sh("tail -5 /mnt/host/cycles.log"));
-});
+    // Whatever the kill interrupted is either finished or cleaned: remove what is left, as the kubelet would.
+    for (const pod of (await crictl("pods -q")).split("\n").filter(Boolean)) await crictl(`rmp -f ${pod}`);
+    t.is(await crictl("pods -q"), "");
+    t.is(await crictl("ps -a -q"), "");
+    t.deepEqual(await sfDomains(), [], "xl list agrees: no domain left");
+    t.deepEqual(await leases(), [], "no IP lease left");
+    t.is(
+      await sh(`ls ${STATE}/state/sandboxes ${STATE}/state/containers | grep -c json || true`),
+      "0",
+      "no state entry left",
+    );
+    t.is(await sh("find /var/log/pods -type f | wc -l"), "0", "no log file left");
+    t.log(await sh("tail -5 /mnt/host/cycles.log"));
+  },
+);
 
 /** critest specs that apply to a VM runtime without a Linux container image (see docs/cri.md). */
 export const CRITEST_FOCUS = [

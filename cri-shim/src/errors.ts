@@ -5,7 +5,14 @@ import * as grpc from "@grpc/grpc-js";
 import { AnnotationError } from "../../api/annotations.js";
 import { HypervisorError } from "./hypervisor/types.js";
 
-export type CriErrorCode = "NotFound" | "InvalidArgument" | "AlreadyExists" | "ResourceExhausted" | "FailedPrecondition" | "Unimplemented" | "Internal";
+export type CriErrorCode =
+  | "NotFound"
+  | "InvalidArgument"
+  | "AlreadyExists"
+  | "ResourceExhausted"
+  | "FailedPrecondition"
+  | "Unimplemented"
+  | "Internal";
 
 const GRPC_CODES: Record<CriErrorCode, grpc.status> = {
   NotFound: grpc.status.NOT_FOUND,
@@ -27,18 +34,28 @@ export class CriError extends Error {
   }
 }
 
-export const notFound = (what: string, id: string): CriError => new CriError("NotFound", `${what} ${JSON.stringify(id.slice(0, 80))} not found`);
+export const notFound = (what: string, id: string): CriError =>
+  new CriError("NotFound", `${what} ${JSON.stringify(id.slice(0, 80))} not found`);
 export const invalid = (message: string): CriError => new CriError("InvalidArgument", message);
 
 export function toGrpcStatus(err: unknown): { code: grpc.status; details: string } {
   if (err instanceof CriError) return { code: GRPC_CODES[err.code], details: err.message };
   if (err instanceof AnnotationError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof HypervisorError) {
-    const code = { NotFound: grpc.status.NOT_FOUND, OutOfMemory: grpc.status.RESOURCE_EXHAUSTED, InvalidArgument: grpc.status.INVALID_ARGUMENT, Failed: grpc.status.INTERNAL }[err.code];
+    const code = {
+      NotFound: grpc.status.NOT_FOUND,
+      OutOfMemory: grpc.status.RESOURCE_EXHAUSTED,
+      InvalidArgument: grpc.status.INVALID_ARGUMENT,
+      Failed: grpc.status.INTERNAL,
+    }[err.code];
     return { code, details: `hypervisor: ${err.message}` };
   }
   const oci = ociCode(err);
-  if (oci) return { code: OCI_CODES[oci] ?? grpc.status.FAILED_PRECONDITION, details: `image: ${(err as Error).message}` };
+  if (oci)
+    return {
+      code: OCI_CODES[oci] ?? grpc.status.FAILED_PRECONDITION,
+      details: `image: ${(err as Error).message}`,
+    };
   return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
 }
 

@@ -50,7 +50,13 @@ type Flag = keyof typeof FLAGS;
 
 function parse(): ReturnType<typeof parseArgs> {
   try {
-    return parseArgs({ options: { ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }])), help: { type: "boolean" } }, strict: true });
+    return parseArgs({
+      options: {
+        ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }])),
+        help: { type: "boolean" },
+      },
+      strict: true,
+    });
   } catch (err) {
     console.error(`${err instanceof Error ? err.message : String(err)}\n\n${HELP}`);
     process.exit(2);
@@ -62,7 +68,9 @@ if (values.help) {
   process.exit(0);
 }
 const flag = (name: Flag): string => {
-  const v = (values as Record<string, string | undefined>)[name] ?? process.env[`SUPERFLUID_${name.toUpperCase().replace(/-/g, "_")}`];
+  const v =
+    (values as Record<string, string | undefined>)[name] ??
+    process.env[`SUPERFLUID_${name.toUpperCase().replace(/-/g, "_")}`];
   return v ?? FLAGS[name];
 };
 
@@ -89,7 +97,10 @@ await runShim({
   podCidr: flag("pod-cidr") || undefined,
   cniPluginDirs: flag("cni-plugin-dir").split(":").filter(Boolean),
   consoleLogDir: flag("console-log-dir") || undefined,
-  plainHttpRegistries: flag("plain-http-registries").split(",").map((s) => s.trim()).filter(Boolean),
+  plainHttpRegistries: flag("plain-http-registries")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
   registryCa: flag("registry-ca") || undefined,
   defaultMemoryMiB: memory,
   vifAntiSpoof: flag("vif-antispoof") === "true",

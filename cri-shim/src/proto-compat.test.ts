@@ -21,21 +21,49 @@ async function upstreamProtoPath(): Promise<string> {
   return join(info.Dir, "pkg/apis/runtime/v1/api.proto");
 }
 
-interface FieldDescriptor { name: string; number: number; label: string; type: string; typeName: string }
-interface MessageDescriptor { name: string; field: FieldDescriptor[]; nestedType: MessageDescriptor[]; enumType: EnumDescriptor[] }
-interface EnumDescriptor { name: string; value: { name: string; number: number }[] }
-interface MethodDefinition { requestType: { type: { name: string } }; responseType: { type: { name: string } }; requestStream: boolean; responseStream: boolean }
+interface FieldDescriptor {
+  name: string;
+  number: number;
+  label: string;
+  type: string;
+  typeName: string;
+}
+interface MessageDescriptor {
+  name: string;
+  field: FieldDescriptor[];
+  nestedType: MessageDescriptor[];
+  enumType: EnumDescriptor[];
+}
+interface EnumDescriptor {
+  name: string;
+  value: { name: string; number: number }[];
+}
+interface MethodDefinition {
+  requestType: { type: { name: string } };
+  responseType: { type: { name: string } };
+  requestStream: boolean;
+  responseStream: boolean;
+}
 
 function load(path: string): protoLoader.PackageDefinition {
   return protoLoader.loadSync(path, { keepCase: true });
 }
 
-function compareMessage(ours: MessageDescriptor, theirs: MessageDescriptor, where: string, problems: string[]): void {
+function compareMessage(
+  ours: MessageDescriptor,
+  theirs: MessageDescriptor,
+  where: string,
+  problems: string[],
+): void {
   for (const f of ours.field) {
     const t = theirs.field.find((x) => x.name === f.name);
-    if (!t) { problems.push(`${where}.${f.name}: not in upstream`); continue; }
+    if (!t) {
+      problems.push(`${where}.${f.name}: not in upstream`);
+      continue;
+    }
     for (const key of ["number", "label", "type", "typeName"] as const)
-      if (f[key] !== t[key]) problems.push(`${where}.${f.name}: ${key} ${String(f[key])} != upstream ${String(t[key])}`);
+      if (f[key] !== t[key])
+        problems.push(`${where}.${f.name}: ${key} ${String(f[key])} != upstream ${String(t[key])}`);
   }
   for (const n of ours.nestedType) {
     const t = theirs.nestedType.find((x) => x.name === n.name);
@@ -66,21 +94,36 @@ test("every message, enum, field and method we declare matches upstream k8s.io/c
   for (const [name, def] of Object.entries(ours)) {
     t.true(name.startsWith("runtime.v1."), `${name} is outside package runtime.v1`);
     const up = theirs[name];
-    if (!up) { problems.push(`${name}: not in upstream`); continue; }
+    if (!up) {
+      problems.push(`${name}: not in upstream`);
+      continue;
+    }
     if ("format" in def && def.format === "Protocol Buffer 3 DescriptorProto") {
       const m = def.type as unknown as MessageDescriptor;
       fields += m.field.length;
       compareMessage(m, (up as { type: unknown }).type as unknown as MessageDescriptor, name, problems);
     } else if ("format" in def && def.format === "Protocol Buffer 3 EnumDescriptorProto") {
-      compareEnum(def.type as unknown as EnumDescriptor, (up as { type: unknown }).type as unknown as EnumDescriptor, name, problems);
+      compareEnum(
+        def.type as unknown as EnumDescriptor,
+        (up as { type: unknown }).type as unknown as EnumDescriptor,
+        name,
+        problems,
+      );
     } else {
       // A service: same methods with the same request/response types and streaming.
       for (const [method, m] of Object.entries(def as unknown as Record<string, MethodDefinition>)) {
         const u = (up as unknown as Record<string, MethodDefinition | undefined>)[method];
-        if (!u) { problems.push(`${name}/${method}: not in upstream`); continue; }
-        if (m.requestType.type.name !== u.requestType.type.name || m.responseType.type.name !== u.responseType.type.name)
+        if (!u) {
+          problems.push(`${name}/${method}: not in upstream`);
+          continue;
+        }
+        if (
+          m.requestType.type.name !== u.requestType.type.name ||
+          m.responseType.type.name !== u.responseType.type.name
+        )
           problems.push(`${name}/${method}: types differ from upstream`);
-        if (m.requestStream !== u.requestStream || m.responseStream !== u.responseStream) problems.push(`${name}/${method}: streaming differs`);
+        if (m.requestStream !== u.requestStream || m.responseStream !== u.responseStream)
+          problems.push(`${name}/${method}: streaming differs`);
       }
     }
   }
@@ -93,7 +136,18 @@ test("every message, enum, field and method we declare matches upstream k8s.io/c
 
 test("the comparison catches a wrong field number", (t) => {
   const problems: string[] = [];
-  const f = (number: number): FieldDescriptor => ({ name: "id", number, label: "LABEL_OPTIONAL", type: "TYPE_STRING", typeName: "" });
-  compareMessage({ name: "M", field: [f(2)], nestedType: [], enumType: [] }, { name: "M", field: [f(1)], nestedType: [], enumType: [] }, "M", problems);
+  const f = (number: number): FieldDescriptor => ({
+    name: "id",
+    number,
+    label: "LABEL_OPTIONAL",
+    type: "TYPE_STRING",
+    typeName: "",
+  });
+  compareMessage(
+    { name: "M", field: [f(2)], nestedType: [], enumType: [] },
+    { name: "M", field: [f(1)], nestedType: [], enumType: [] },
+    "M",
+    problems,
+  );
   t.deepEqual(problems, ["M.id: number 2 != upstream 1"]);
 });

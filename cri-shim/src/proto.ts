@@ -7,9 +7,23 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 
 /** The proto ships in the source tree (cri-shim/proto), next to dist/cri-shim/src/../../.. */
-export const CRI_PROTO_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "cri-shim", "proto", "api.proto");
+export const CRI_PROTO_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "cri-shim",
+  "proto",
+  "api.proto",
+);
 
-export const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
 
 export interface CriServices {
   runtime: grpc.ServiceDefinition;
@@ -21,7 +35,9 @@ export interface CriServices {
 
 export function loadCriServices(): CriServices {
   const def = protoLoader.loadSync(CRI_PROTO_PATH, LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: Record<string, grpc.ServiceClientConstructor> } };
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    runtime: { v1: Record<string, grpc.ServiceClientConstructor> };
+  };
   const RuntimeClient = pkg.runtime.v1.RuntimeService!;
   const ImageClient = pkg.runtime.v1.ImageService!;
   return { runtime: RuntimeClient.service, image: ImageClient.service, RuntimeClient, ImageClient };
@@ -31,11 +47,27 @@ export type StringMap = Record<string, string>;
 /** int64 on the wire, decimal string in JS. */
 export type Int64 = string;
 
-export interface PodSandboxMetadata { name: string; uid: string; namespace: string; attempt: number }
-export interface DNSConfig { servers: string[]; searches: string[]; options: string[] }
+export interface PodSandboxMetadata {
+  name: string;
+  uid: string;
+  namespace: string;
+  attempt: number;
+}
+export interface DNSConfig {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
 export interface LinuxContainerResources {
-  cpu_period: Int64; cpu_quota: Int64; cpu_shares: Int64; memory_limit_in_bytes: Int64;
-  oom_score_adj: Int64; cpuset_cpus: string; cpuset_mems: string; unified: StringMap; memory_swap_limit_in_bytes: Int64;
+  cpu_period: Int64;
+  cpu_quota: Int64;
+  cpu_shares: Int64;
+  memory_limit_in_bytes: Int64;
+  oom_score_adj: Int64;
+  cpuset_cpus: string;
+  cpuset_mems: string;
+  unified: StringMap;
+  memory_swap_limit_in_bytes: Int64;
 }
 export interface PodSandboxConfig {
   metadata: PodSandboxMetadata | null;
@@ -48,16 +80,30 @@ export interface PodSandboxConfig {
 }
 export type PodSandboxState = "SANDBOX_READY" | "SANDBOX_NOTREADY";
 export interface PodSandbox {
-  id: string; metadata: PodSandboxMetadata; state: PodSandboxState; created_at: Int64;
-  labels: StringMap; annotations: StringMap; runtime_handler: string;
+  id: string;
+  metadata: PodSandboxMetadata;
+  state: PodSandboxState;
+  created_at: Int64;
+  labels: StringMap;
+  annotations: StringMap;
+  runtime_handler: string;
 }
 export interface PodSandboxStatus extends PodSandbox {
   network: { ip: string; additional_ips: { ip: string }[] };
   linux: { namespaces: { options: { network: string; pid: string; ipc: string } } };
 }
 
-export interface ImageSpec { image: string; annotations: StringMap; user_specified_image?: string; runtime_handler?: string; image_ref?: string }
-export interface ContainerMetadata { name: string; attempt: number }
+export interface ImageSpec {
+  image: string;
+  annotations: StringMap;
+  user_specified_image?: string;
+  runtime_handler?: string;
+  image_ref?: string;
+}
+export interface ContainerMetadata {
+  name: string;
+  attempt: number;
+}
 export interface ContainerConfig {
   metadata: ContainerMetadata | null;
   image: ImageSpec | null;
@@ -71,36 +117,89 @@ export interface ContainerConfig {
   tty: boolean;
   linux: { resources: LinuxContainerResources | null } | null;
 }
-export type ContainerState = "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";
+export type ContainerState =
+  "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";
 export interface Container {
-  id: string; pod_sandbox_id: string; metadata: ContainerMetadata; image: ImageSpec; image_ref: string; image_id: string;
-  state: ContainerState; created_at: Int64; labels: StringMap; annotations: StringMap;
+  id: string;
+  pod_sandbox_id: string;
+  metadata: ContainerMetadata;
+  image: ImageSpec;
+  image_ref: string;
+  image_id: string;
+  state: ContainerState;
+  created_at: Int64;
+  labels: StringMap;
+  annotations: StringMap;
 }
 export interface ContainerStatus {
-  id: string; metadata: ContainerMetadata; state: ContainerState; created_at: Int64; started_at: Int64; finished_at: Int64;
-  exit_code: number; image: ImageSpec; image_ref: string; image_id: string; reason: string; message: string;
-  labels: StringMap; annotations: StringMap; mounts: never[]; log_path: string;
+  id: string;
+  metadata: ContainerMetadata;
+  state: ContainerState;
+  created_at: Int64;
+  started_at: Int64;
+  finished_at: Int64;
+  exit_code: number;
+  image: ImageSpec;
+  image_ref: string;
+  image_id: string;
+  reason: string;
+  message: string;
+  labels: StringMap;
+  annotations: StringMap;
+  mounts: never[];
+  log_path: string;
   resources: { linux: Partial<LinuxContainerResources> } | null;
 }
 
-export interface UInt64Value { value: Int64 }
-export interface CpuUsage { timestamp: Int64; usage_core_nano_seconds: UInt64Value; usage_nano_cores?: UInt64Value }
-export interface MemoryUsage { timestamp: Int64; working_set_bytes: UInt64Value; available_bytes: UInt64Value; usage_bytes: UInt64Value }
+export interface UInt64Value {
+  value: Int64;
+}
+export interface CpuUsage {
+  timestamp: Int64;
+  usage_core_nano_seconds: UInt64Value;
+  usage_nano_cores?: UInt64Value;
+}
+export interface MemoryUsage {
+  timestamp: Int64;
+  working_set_bytes: UInt64Value;
+  available_bytes: UInt64Value;
+  usage_bytes: UInt64Value;
+}
 export interface ContainerStats {
   attributes: { id: string; metadata: ContainerMetadata; labels: StringMap; annotations: StringMap };
-  cpu: CpuUsage; memory: MemoryUsage; writable_layer: FilesystemUsage | null;
+  cpu: CpuUsage;
+  memory: MemoryUsage;
+  writable_layer: FilesystemUsage | null;
 }
 export interface PodSandboxStats {
   attributes: { id: string; metadata: PodSandboxMetadata; labels: StringMap; annotations: StringMap };
   linux: { cpu: CpuUsage; memory: MemoryUsage; containers: ContainerStats[] };
 }
-export interface FilesystemUsage { timestamp: Int64; fs_id: { mountpoint: string }; used_bytes: UInt64Value; inodes_used: UInt64Value }
+export interface FilesystemUsage {
+  timestamp: Int64;
+  fs_id: { mountpoint: string };
+  used_bytes: UInt64Value;
+  inodes_used: UInt64Value;
+}
 
 export interface Image {
-  id: string; repo_tags: string[]; repo_digests: string[]; size: Int64; uid: { value: Int64 } | null; username: string;
-  spec: ImageSpec | null; pinned: boolean;
+  id: string;
+  repo_tags: string[];
+  repo_digests: string[];
+  size: Int64;
+  uid: { value: Int64 } | null;
+  username: string;
+  spec: ImageSpec | null;
+  pinned: boolean;
 }
-export interface AuthConfig { username: string; password: string; auth: string; server_address: string; identity_token: string; registry_token: string }
+export interface AuthConfig {
+  username: string;
+  password: string;
+  auth: string;
+  server_address: string;
+  identity_token: string;
+  registry_token: string;
+}
 
 /** Now as CRI nanoseconds since the epoch. */
 export function nowNs(): Int64 {

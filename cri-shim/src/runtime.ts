@@ -36,7 +36,10 @@ export class CriRuntime {
     this.ctx = {
       hypervisor: config.hypervisor,
       sandboxes: new Store<SandboxMeta, SandboxStatus>(join(config.stateDir, "sandboxes"), "pod sandbox"),
-      containers: new Store<ContainerMeta, ContainerStatusRecord>(join(config.stateDir, "containers"), "container"),
+      containers: new Store<ContainerMeta, ContainerStatusRecord>(
+        join(config.stateDir, "containers"),
+        "container",
+      ),
       network: config.network,
       images: config.images,
       options: config.options,
@@ -75,7 +78,10 @@ export class CriRuntime {
       await this.ctx.hypervisor.host();
       return { ready: true, message: "" };
     } catch (err) {
-      return { ready: false, message: `hypervisor ${this.ctx.hypervisor.name}: ${err instanceof Error ? err.message : String(err)}` };
+      return {
+        ready: false,
+        message: `hypervisor ${this.ctx.hypervisor.name}: ${err instanceof Error ? err.message : String(err)}`,
+      };
     }
   }
 }

@@ -12,9 +12,28 @@ import type { CriRuntime } from "./runtime.js";
 
 const log = logger("cri-server");
 /** Calls the kubelet makes every few seconds: logged at debug so the log shows what changes. */
-const CHATTY = new Set(["Version", "Status", "ListPodSandbox", "ListContainers", "ListImages", "ImageFsInfo", "ContainerStats", "ListContainerStats", "ListPodSandboxStats", "PodSandboxStatus", "ContainerStatus", "ImageStatus", "PodSandboxStats", "RuntimeConfig"]);
+const CHATTY = new Set([
+  "Version",
+  "Status",
+  "ListPodSandbox",
+  "ListContainers",
+  "ListImages",
+  "ImageFsInfo",
+  "ContainerStats",
+  "ListContainerStats",
+  "ListPodSandboxStats",
+  "PodSandboxStatus",
+  "ContainerStatus",
+  "ImageStatus",
+  "PodSandboxStats",
+  "RuntimeConfig",
+]);
 
-function wrap(rt: CriRuntime, method: string, handler: Handler<never, unknown>): grpc.handleUnaryCall<unknown, unknown> {
+function wrap(
+  rt: CriRuntime,
+  method: string,
+  handler: Handler<never, unknown>,
+): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     handler(rt, call.request as never).then(
@@ -26,14 +45,24 @@ function wrap(rt: CriRuntime, method: string, handler: Handler<never, unknown>):
       (err: unknown) => {
         const { code, details } = toGrpcStatus(err);
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        log.log(code === grpc.status.INTERNAL ? "error" : "warn", "call failed", { method, code: grpc.status[code], details, ms: Math.round(ms * 10) / 10, ...(code === grpc.status.INTERNAL && err instanceof Error ? { stack: err.stack } : {}) });
+        log.log(code === grpc.status.INTERNAL ? "error" : "warn", "call failed", {
+          method,
+          code: grpc.status[code],
+          details,
+          ms: Math.round(ms * 10) / 10,
+          ...(code === grpc.status.INTERNAL && err instanceof Error ? { stack: err.stack } : {}),
+        });
         callback({ code, details });
       },
     );
   };
 }
 
-function implementation(rt: CriRuntime, def: grpc.ServiceDefinition, handlers: Record<string, Handler<never, unknown>>): grpc.UntypedServiceImplementation {
+function implementation(
+  rt: CriRuntime,
+  def: grpc.ServiceDefinition,
+  handlers: Record<string, Handler<never, unknown>>,
+): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(def)) {
     const h = handlers[method];
@@ -58,7 +87,9 @@ export class CriServer {
     await mkdir(dirname(this.socketPath), { recursive: true, mode: 0o755 });
     await rm(this.socketPath, { force: true }); // a stale socket of a killed shim
     await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
     await chmod(this.socketPath, 0o600);
     log.info("CRI listening", { socket: this.socketPath });
@@ -67,8 +98,14 @@ export class CriServer {
   /** Lets calls in flight finish (up to graceMs), then closes the socket. */
   async close(graceMs = 5000): Promise<void> {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { this.server.forceShutdown(); resolve(); }, graceMs);
-      this.server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     await rm(this.socketPath, { force: true });
   }

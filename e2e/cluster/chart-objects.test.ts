@@ -29,7 +29,9 @@ test("the chart's RuntimeClass and the node agent's least-privilege token", asyn
   };
   t.is(rc.handler, "superfluid");
   t.deepEqual(rc.scheduling.nodeSelector, { [XEN_TAINT.key]: "true" });
-  t.deepEqual(rc.scheduling.tolerations, [{ key: XEN_TAINT.key, operator: "Equal", value: XEN_TAINT.value, effect: XEN_TAINT.effect }]);
+  t.deepEqual(rc.scheduling.tolerations, [
+    { key: XEN_TAINT.key, operator: "Equal", value: XEN_TAINT.value, effect: XEN_TAINT.effect },
+  ]);
 
   // The token, used as the agent uses it: a kubeconfig with nothing but the bearer token.
   const token = await nodeAgentToken(cp);
@@ -46,7 +48,8 @@ test("the chart's RuntimeClass and the node agent's least-privilege token", asyn
     }),
     { mode: 0o600 },
   );
-  const asAgent = (args: string[]) => runAsync(k8sBinary("kubectl"), ["--kubeconfig", kubeconfig, ...args], { timeoutMs: 60_000 });
+  const asAgent = (args: string[]) =>
+    runAsync(k8sBinary("kubectl"), ["--kubeconfig", kubeconfig, ...args], { timeoutMs: 60_000 });
   const whoami = await asAgent(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
   t.is(whoami.stdout.trim(), NODE_AGENT_USER, whoami.stderr);
   const listed = await asAgent(["get", "unikernelvms", "-A"]);
@@ -55,7 +58,8 @@ test("the chart's RuntimeClass and the node agent's least-privilege token", asyn
   t.not(refused.code, 0);
   t.regex(refused.stderr, /forbidden/);
 
-  const can = async (verb: string, resource: string, ...more: string[]) => (await asAgent(["auth", "can-i", verb, resource, ...more, "-n", "default"])).stdout.trim();
+  const can = async (verb: string, resource: string, ...more: string[]) =>
+    (await asAgent(["auth", "can-i", verb, resource, ...more, "-n", "default"])).stdout.trim();
   t.is(await can("patch", "unikernelvms.superfluid.dev", "--subresource=status"), "yes");
   t.is(await can("patch", "pods"), "yes");
   t.is(await can("patch", "unikernelvms.superfluid.dev"), "no");

@@ -26,18 +26,33 @@ const TOKEN_DURATION = "48h";
 export async function installChartObjects(cp: ControlPlane): Promise<void> {
   const rendered = await runAsync(
     k8sBinary("helm"),
-    ["template", RELEASE, CHART_DIR, "--namespace", CHART_NAMESPACE, ...TEMPLATES.flatMap((t) => ["--show-only", t])],
+    [
+      "template",
+      RELEASE,
+      CHART_DIR,
+      "--namespace",
+      CHART_NAMESPACE,
+      ...TEMPLATES.flatMap((t) => ["--show-only", t]),
+    ],
     { timeoutMs: 60_000 },
   );
   if (rendered.code !== 0) throw new Error(`helm template ${CHART_DIR}: ${rendered.stderr.trim()}`);
   const namespace = `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${CHART_NAMESPACE} }\n---\n`;
   const applied = await cp.kubectl(["apply", "-f", "-"], { input: namespace + rendered.stdout });
-  if (applied.code !== 0) throw new Error(`applying the chart's RBAC and RuntimeClass: ${applied.stderr.trim()}`);
+  if (applied.code !== 0)
+    throw new Error(`applying the chart's RBAC and RuntimeClass: ${applied.stderr.trim()}`);
 }
 
 /** A bearer token of the node agent's ServiceAccount (TokenRequest API, as a projected token would be). */
 export async function nodeAgentToken(cp: ControlPlane): Promise<string> {
-  const r = await cp.kubectl(["create", "token", NODE_AGENT_SERVICE_ACCOUNT, "-n", CHART_NAMESPACE, `--duration=${TOKEN_DURATION}`]);
+  const r = await cp.kubectl([
+    "create",
+    "token",
+    NODE_AGENT_SERVICE_ACCOUNT,
+    "-n",
+    CHART_NAMESPACE,
+    `--duration=${TOKEN_DURATION}`,
+  ]);
   if (r.code !== 0) throw new Error(`a token for ${NODE_AGENT_USER}: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }

@@ -18,8 +18,20 @@ interface VersionResponse {
 
 function version(client: grpc.Client, deadline: Date): Promise<VersionResponse> {
   return new Promise((resolve, reject) => {
-    const call = (client as unknown as Record<string, (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: VersionResponse) => void) => void>)["Version"]!;
-    call.call(client, { version: "v1" }, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+    const call = (
+      client as unknown as Record<
+        string,
+        (
+          req: object,
+          md: grpc.Metadata,
+          opts: grpc.CallOptions,
+          cb: (err: grpc.ServiceError | null, res: VersionResponse) => void,
+        ) => void
+      >
+    )["Version"]!;
+    call.call(client, { version: "v1" }, new grpc.Metadata(), { deadline }, (err, res) =>
+      err ? reject(err) : resolve(res),
+    );
   });
 }
 
@@ -27,7 +39,12 @@ async function main(): Promise<number> {
   const [socket, timeoutArg, pidArg] = process.argv.slice(2);
   const timeoutS = Number(timeoutArg);
   const shimPid = pidArg === undefined ? undefined : Number(pidArg);
-  if (!socket || !Number.isFinite(timeoutS) || timeoutS <= 0 || (shimPid !== undefined && !Number.isInteger(shimPid))) {
+  if (
+    !socket ||
+    !Number.isFinite(timeoutS) ||
+    timeoutS <= 0 ||
+    (shimPid !== undefined && !Number.isInteger(shimPid))
+  ) {
     process.stderr.write("usage: cri-version <socket path> <timeout seconds> [shim pid]\n");
     return 2;
   }

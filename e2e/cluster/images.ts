@@ -46,12 +46,22 @@ export function exampleImageRef(name: string): string {
 export async function pushExampleImages(registry: TestRegistry): Promise<ExampleImages> {
   const out: ExampleImages = {};
   for (const img of EXAMPLE_IMAGES) {
-    if (!existsSync(img.kernel)) throw new Error(`${img.kernel} is missing: run \`npm run setup\` (it builds native/)`);
+    if (!existsSync(img.kernel))
+      throw new Error(`${img.kernel} is missing: run \`npm run setup\` (it builds native/)`);
     const hostRef = `${registry.host}/superfluid/${img.name}:${EXAMPLE_TAG}`;
-    const r = await runAsync(process.execPath, [IMAGE_TOOL, "build", img.kernel, ...img.extra, "--tag", hostRef, "--insecure"], { timeoutMs: 120_000 });
+    const r = await runAsync(
+      process.execPath,
+      [IMAGE_TOOL, "build", img.kernel, ...img.extra, "--tag", hostRef, "--insecure"],
+      { timeoutMs: 120_000 },
+    );
     if (r.code !== 0) throw new Error(`building/pushing image ${img.name} failed: ${r.stderr}`);
     const result = JSON.parse(r.stdout) as { digest: string; sizeBytes: number };
-    out[img.name] = { ref: exampleImageRef(img.name), hostRef, digest: result.digest, sizeBytes: result.sizeBytes };
+    out[img.name] = {
+      ref: exampleImageRef(img.name),
+      hostRef,
+      digest: result.digest,
+      sizeBytes: result.sizeBytes,
+    };
   }
   return out;
 }
@@ -69,8 +79,29 @@ export async function pushLinuxContainerImage(registry: TestRegistry, workDir: s
     ["umoci", ["unpack", "--image", `${layout}:latest`, bundle]],
     ["sh", ["-c", `mkdir -p ${bundle}/rootfs/bin && cp /bin/busybox ${bundle}/rootfs/bin/busybox`]],
     ["umoci", ["repack", "--image", `${layout}:latest`, bundle]],
-    ["umoci", ["config", "--image", `${layout}:latest`, "--config.cmd", "/bin/busybox", "--config.cmd", "sleep", "--config.cmd", "3600"]],
-    ["skopeo", ["copy", "--dest-tls-verify=false", `oci:${layout}:latest`, `docker://${registry.host}/library/busybox:latest`]],
+    [
+      "umoci",
+      [
+        "config",
+        "--image",
+        `${layout}:latest`,
+        "--config.cmd",
+        "/bin/busybox",
+        "--config.cmd",
+        "sleep",
+        "--config.cmd",
+        "3600",
+      ],
+    ],
+    [
+      "skopeo",
+      [
+        "copy",
+        "--dest-tls-verify=false",
+        `oci:${layout}:latest`,
+        `docker://${registry.host}/library/busybox:latest`,
+      ],
+    ],
   ];
   for (const [cmd, args] of steps) {
     const r = await runAsync(cmd, args, { timeoutMs: 120_000 });

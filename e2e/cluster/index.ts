@@ -84,7 +84,13 @@ async function stopAll(steps: Array<() => Promise<void>>): Promise<void> {
   if (errors.length) log.warn("cluster teardown had errors", { errors });
 }
 
-async function startNode(name: string, cp: ControlPlane, registryPort: number, agentToken: string, memoryMiB: number | undefined): Promise<ClusterNode> {
+async function startNode(
+  name: string,
+  cp: ControlPlane,
+  registryPort: number,
+  agentToken: string,
+  memoryMiB: number | undefined,
+): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's, and the operator requests one CPU per guest
   // vCPU: 4 dom0 vCPUs let four one-vCPU VMs be scheduled (idle vCPUs cost little under TCG).
   const xen = await startXenNode({ name, cpus: 4, ...(memoryMiB ? { memoryMiB } : {}) });
@@ -95,13 +101,17 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, a
     const fwd = await xen.exec(
       `install -m 755 ${VIF_BRIDGE_LEAN} /etc/xen/scripts/vif-bridge || exit 1\nsetsid socat TCP-LISTEN:${REGISTRY_PORT_IN_DOM0},bind=127.0.0.1,fork,reuseaddr TCP:${xen.hostIpFromDom0}:${registryPort} </dev/null >/dev/null 2>&1 & echo $! >/run/superfluid/registry-forward.pid`,
     );
-    if (fwd.code !== 0) throw new Error(`vif hotplug script or registry forward in ${name} failed: ${fwd.stderr}`);
+    if (fwd.code !== 0)
+      throw new Error(`vif hotplug script or registry forward in ${name} failed: ${fwd.stderr}`);
     // The pod network is the node's xenbr0 and subnet, so pods on different nodes route to each other.
     // kube-proxy needs only the apiserver: it starts alongside the shim and the kubelet (each Go
     // binary takes minutes to start in a loaded emulated dom0).
     const kubeProxyPromise = existsSync(join(K8S_BIN_DIR, "kube-proxy"))
       ? startKubeProxy(cp, xen).catch((err: Error) => {
-          log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", { node: name, error: err.message });
+          log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", {
+            node: name,
+            error: err.message,
+          });
           return undefined;
         })
       : Promise.resolve(undefined);
@@ -110,11 +120,22 @@ async function startNode(name: string, cp: ControlPlane, registryPort: number, a
       // The shim's node agent writes domain id, state and boot time onto its pods and acts on
       // runPolicy, as the chart's shim ServiceAccount (node-agent ClusterRole), not as admin.
       mkdirSync(join(xen.hostDir, "shim"), { recursive: true });
-      writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, { token: agentToken }), { mode: 0o600 });
+      writeFileSync(join(xen.hostDir, "shim", "kubeconfig"), dom0Kubeconfig(cp, xen, { token: agentToken }), {
+        mode: 0o600,
+      });
       // The Node's InternalIP is 127.0.0.1 here (the apiserver reaches kubelets through forwards), so
       // tell the agent where the other node reaches it for a migration stream: the segment address.
-      const agentArgs = ["--kubeconfig", `${xen.dom0HostDir}/shim/kubeconfig`, "--node-name", name, "--node-address", xen.segmentIp];
-      shim = await startShim(xen, { args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs] });
+      const agentArgs = [
+        "--kubeconfig",
+        `${xen.dom0HostDir}/shim/kubeconfig`,
+        "--node-name",
+        name,
+        "--node-address",
+        xen.segmentIp,
+      ];
+      shim = await startShim(xen, {
+        args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs],
+      });
       const kubelet = await startKubelet(cp, xen);
       return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
     } catch (err) {
@@ -150,14 +171,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     await cp.startScheduler();
     // Service endpoints (EndpointSlices), namespace and garbage collection of the operator's pods.
     await cp.startControllerManager({
-      controllers: ["endpointslice-controller", "namespace-controller", "garbage-collector-controller", "serviceaccount-controller", "node-lifecycle-controller"],
+      controllers: [
+        "endpointslice-controller",
+        "namespace-controller",
+        "garbage-collector-controller",
+        "serviceaccount-controller",
+        "node-lifecycle-controller",
+      ],
     });
     // The chart's RuntimeClass (placement onto the tainted Xen nodes) and RBAC (the node agent's identity).
     await installChartObjects(cp);
     const agentToken = await nodeAgentToken(cp);
     // Pods are refused until their namespace's `default` ServiceAccount exists: proof that the
     // controller-manager runs, before anything depends on it.
-    await waitFor("the default ServiceAccount (kube-controller-manager)", async () => ((await cp.kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0 ? true : undefined), 180_000, 1000).catch((err: Error) => {
+    await waitFor(
+      "the default ServiceAccount (kube-controller-manager)",
+      async () =>
+        (await cp.kubectl(["get", "serviceaccount", "default", "-n", "default"])).code === 0
+          ? true
+          : undefined,
+      180_000,
+      1000,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}\n${cp.logs(20)}`);
     });
     // The operator needs only the apiserver: it watches while the nodes come up.
@@ -169,7 +204,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     const { registry, images, ms: registryAndImagesMs } = await registryPromise;
 
     const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
-    const settled = await Promise.allSettled(names.map((n) => startNode(n, cp, registry.port, agentToken, opts.nodeMemoryMiB)));
+    const settled = await Promise.allSettled(
+      names.map((n) => startNode(n, cp, registry.port, agentToken, opts.nodeMemoryMiB)),
+    );
     const nodes: ClusterNode[] = [];
     for (const s of settled) {
       if (s.status === "fulfilled") {
@@ -197,7 +234,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     // Not cp.kubectl: that one kills kubectl after 3 min, and `kubectl wait` on an emulated node may
     // legitimately take longer (its own --timeout bounds it).
     const kubectl = (args: string[], o?: { input?: string }) =>
-      runAsync(k8sBinary("kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], { ...(o?.input !== undefined ? { input: o.input } : {}), timeoutMs: 30 * 60_000 });
+      runAsync(k8sBinary("kubectl"), ["--kubeconfig", cp.kubeconfigPath, ...args], {
+        ...(o?.input !== undefined ? { input: o.input } : {}),
+        timeoutMs: 30 * 60_000,
+      });
     return {
       cp,
       kubeconfigPath: cp.kubeconfigPath,
@@ -208,7 +248,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
       timings,
       footprint: {
         dirs: [cp.dir, registry.dir, ...nodes.map((n) => n.xen.stateDir)],
-        ports: [cp.port, registry.port, ...(operator ? [operator.httpPort] : []), ...nodes.flatMap((n) => [n.xen.agentPort, n.kubelet.port])],
+        ports: [
+          cp.port,
+          registry.port,
+          ...(operator ? [operator.httpPort] : []),
+          ...nodes.flatMap((n) => [n.xen.agentPort, n.kubelet.port]),
+        ],
       },
       kubectl,
       diagnostics: (namespace = "default") => collectDiagnostics(kubectl, nodes, operator, namespace),
@@ -245,4 +290,3 @@ async function collectDiagnostics(
   }
   return out.join("\n");
 }
-

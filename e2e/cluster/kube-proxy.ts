@@ -19,7 +19,9 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
   const dom0Dir = `${node.dom0HostDir}/kube-proxy`;
   mkdirSync(dir, { recursive: true });
   // CN system:kube-proxy is what the default RBAC binds to the system:node-proxier role.
-  const cert = issueCertificate(cp.dir, `kube-proxy-${node.name}-${process.pid}`, "/CN=system:kube-proxy", { client: true });
+  const cert = issueCertificate(cp.dir, `kube-proxy-${node.name}-${process.pid}`, "/CN=system:kube-proxy", {
+    client: true,
+  });
   writeFileSync(join(dir, "kubeconfig"), dom0Kubeconfig(cp, node, cert), { mode: 0o600 });
   writeFileSync(
     join(dir, "config.yaml"),
@@ -44,7 +46,9 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
       return "(no kube-proxy log)";
     }
   };
-  const r = await node.exec(`${GO_IN_DOM0} setsid ${join(K8S_BIN_DIR, "kube-proxy")} --config=${dom0Dir}/config.yaml --v=1 </dev/null >${dom0Dir}/kube-proxy.log 2>&1 & echo $! >${dom0Dir}/pid`);
+  const r = await node.exec(
+    `${GO_IN_DOM0} setsid ${join(K8S_BIN_DIR, "kube-proxy")} --config=${dom0Dir}/config.yaml --v=1 </dev/null >${dom0Dir}/kube-proxy.log 2>&1 & echo $! >${dom0Dir}/pid`,
+  );
   if (r.code !== 0) throw new Error(`starting kube-proxy failed: ${r.stderr}`);
   const stop = async () => {
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);

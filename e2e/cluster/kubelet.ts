@@ -63,7 +63,10 @@ export type Dom0Credentials = { cert: string; key: string } | { token: string };
 /** A kubeconfig that works from inside dom0 (the apiserver via the host's loopback, 10.0.2.2). */
 export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, credentials: Dom0Credentials): string {
   const b64 = (path: string) => readFileSync(path).toString("base64");
-  const user = "token" in credentials ? { token: credentials.token } : { "client-certificate-data": b64(credentials.cert), "client-key-data": b64(credentials.key) };
+  const user =
+    "token" in credentials
+      ? { token: credentials.token }
+      : { "client-certificate-data": b64(credentials.cert), "client-key-data": b64(credentials.key) };
   return stringify({
     apiVersion: "v1",
     kind: "Config",
@@ -71,7 +74,11 @@ export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, credentials: Dom
       {
         name: "superfluid",
         // The apiserver's certificate names localhost, not 10.0.2.2: verify it under that name.
-        cluster: { server: `https://${node.hostIpFromDom0}:${cp.port}`, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" },
+        cluster: {
+          server: `https://${node.hostIpFromDom0}:${cp.port}`,
+          "certificate-authority-data": b64(cp.pki.caCert),
+          "tls-server-name": "localhost",
+        },
       },
     ],
     users: [{ name: "dom0", user }],
@@ -90,7 +97,11 @@ function kubeletConfig(port: number, dom0Dir: string): string {
     healthzPort: 0,
     tlsCertFile: `${dom0Dir}/serving.crt`,
     tlsPrivateKeyFile: `${dom0Dir}/serving.key`,
-    authentication: { x509: { clientCAFile: `${dom0Dir}/ca.crt` }, webhook: { enabled: false }, anonymous: { enabled: false } },
+    authentication: {
+      x509: { clientCAFile: `${dom0Dir}/ca.crt` },
+      webhook: { enabled: false },
+      anonymous: { enabled: false },
+    },
     // The apiserver is the only client (it presents the admin certificate the CA signed).
     authorization: { mode: "AlwaysAllow" },
     containerRuntimeEndpoint: `unix://${SHIM_SOCKET}`,
@@ -116,7 +127,14 @@ function kubeletConfig(port: number, dom0Dir: string): string {
   });
 }
 
-async function waitForNode(cp: ControlPlane, name: string, jsonpath: string, want: (v: string) => boolean, timeoutMs: number, kubeletLog: () => string): Promise<string> {
+async function waitForNode(
+  cp: ControlPlane,
+  name: string,
+  jsonpath: string,
+  want: (v: string) => boolean,
+  timeoutMs: number,
+  kubeletLog: () => string,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
@@ -125,20 +143,34 @@ async function waitForNode(cp: ControlPlane, name: string, jsonpath: string, wan
     if (r.code === 0 && want(r.stdout)) return r.stdout;
     await sleep(1000);
   }
-  throw new Error(`node ${name}: timed out after ${timeoutMs} ms waiting for ${jsonpath} (last: ${last.slice(0, 200)})\n--- kubelet log ---\n${kubeletLog()}`);
+  throw new Error(
+    `node ${name}: timed out after ${timeoutMs} ms waiting for ${jsonpath} (last: ${last.slice(0, 200)})\n--- kubelet log ---\n${kubeletLog()}`,
+  );
 }
 
 /**
  * Starts a kubelet in `node`'s dom0 against `cp` and waits for its Node to be Ready. The CRI shim must
  * already be serving SHIM_SOCKET in dom0 (the kubelet exits at start without a runtime).
  */
-export async function startKubelet(cp: ControlPlane, node: XenNode, opts: KubeletOptions = {}): Promise<Kubelet> {
+export async function startKubelet(
+  cp: ControlPlane,
+  node: XenNode,
+  opts: KubeletOptions = {},
+): Promise<Kubelet> {
   const nodeName = node.name;
   const dir = join(node.hostDir, "kubelet");
   const dom0Dir = `${node.dom0HostDir}/kubelet`;
   await node.exec(`mkdir -p ${dom0Dir}`);
-  const client = issueCertificate(cp.dir, `kubelet-${nodeName}-${process.pid}`, `/O=system:nodes/CN=system:node:${nodeName}`, { client: true });
-  const serving = issueCertificate(cp.dir, `kubelet-serving-${nodeName}-${process.pid}`, `/CN=${nodeName}`, { serverNames: [nodeName, "localhost"], ips: ["127.0.0.1", "10.0.2.15"] });
+  const client = issueCertificate(
+    cp.dir,
+    `kubelet-${nodeName}-${process.pid}`,
+    `/O=system:nodes/CN=system:node:${nodeName}`,
+    { client: true },
+  );
+  const serving = issueCertificate(cp.dir, `kubelet-serving-${nodeName}-${process.pid}`, `/CN=${nodeName}`, {
+    serverNames: [nodeName, "localhost"],
+    ips: ["127.0.0.1", "10.0.2.15"],
+  });
   writeFileSync(join(dir, "ca.crt"), readFileSync(cp.pki.caCert));
   writeFileSync(join(dir, "serving.crt"), readFileSync(serving.cert));
   writeFileSync(join(dir, "serving.key"), readFileSync(serving.key), { mode: 0o600 });
@@ -147,7 +179,10 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
   // The same port number on both sides: the apiserver dials the port the kubelet reports.
   const port = await freePort();
   writeFileSync(join(dir, "config.yaml"), kubeletConfig(port, dom0Dir));
-  const fwd = await qmpHumanCommand(join(node.stateDir, "qmp.sock"), `hostfwd_add net0 tcp:127.0.0.1:${port}-10.0.2.15:${port}`);
+  const fwd = await qmpHumanCommand(
+    join(node.stateDir, "qmp.sock"),
+    `hostfwd_add net0 tcp:127.0.0.1:${port}-10.0.2.15:${port}`,
+  );
   if (fwd.trim() !== "") throw new Error(`kubelet port forward refused by QEMU: ${fwd.trim()}`);
 
   const logPath = join(dir, "kubelet.log");
@@ -182,19 +217,46 @@ export async function startKubelet(cp: ControlPlane, node: XenNode, opts: Kubele
   log.info("kubelet launched in dom0", { node: nodeName, port });
 
   const stop = async () => {
-    await node.exec(`kill $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null; for i in $(seq 50); do kill -0 $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null || exit 0; sleep 0.2; done; kill -9 $(cat ${dom0Dir}/kubelet.pid)`).catch(() => undefined);
+    await node
+      .exec(
+        `kill $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null; for i in $(seq 50); do kill -0 $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null || exit 0; sleep 0.2; done; kill -9 $(cat ${dom0Dir}/kubelet.pid)`,
+      )
+      .catch(() => undefined);
     await cp.kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);
   };
   try {
     const timeoutMs = opts.readyTimeoutMs ?? 900_000;
     await waitForNode(cp, nodeName, "{.metadata.name}", (v) => v === nodeName, timeoutMs, kubeletLog);
     // Our stand-in for a cloud controller's node-address loop (see the header comment).
-    const addresses = { status: { addresses: [{ type: "InternalIP", address: "127.0.0.1" }, { type: "Hostname", address: nodeName }] } };
-    const patched = await cp.kubectl(["patch", "node", nodeName, "--subresource=status", "--type=merge", "-p", JSON.stringify(addresses)]);
+    const addresses = {
+      status: {
+        addresses: [
+          { type: "InternalIP", address: "127.0.0.1" },
+          { type: "Hostname", address: nodeName },
+        ],
+      },
+    };
+    const patched = await cp.kubectl([
+      "patch",
+      "node",
+      nodeName,
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      JSON.stringify(addresses),
+    ]);
     if (patched.code !== 0) throw new Error(`setting node ${nodeName}'s addresses failed: ${patched.stderr}`);
     const untainted = await cp.kubectl(["taint", "node", nodeName, `${CLOUD_TAINT}-`]);
-    if (untainted.code !== 0 && !/not found/.test(untainted.stderr)) throw new Error(`removing ${CLOUD_TAINT} failed: ${untainted.stderr}`);
-    await waitForNode(cp, nodeName, '{.status.conditions[?(@.type=="Ready")].status}', (v) => v === "True", timeoutMs, kubeletLog);
+    if (untainted.code !== 0 && !/not found/.test(untainted.stderr))
+      throw new Error(`removing ${CLOUD_TAINT} failed: ${untainted.stderr}`);
+    await waitForNode(
+      cp,
+      nodeName,
+      '{.status.conditions[?(@.type=="Ready")].status}',
+      (v) => v === "True",
+      timeoutMs,
+      kubeletLog,
+    );
   } catch (err) {
     await stop();
     throw err;

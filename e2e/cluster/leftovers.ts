@@ -42,6 +42,7 @@ function processesNaming(markers: string[]): string[] {
 export async function findLeftovers(footprint: Footprint): Promise<string[]> {
   const left = footprint.dirs.filter((d) => existsSync(d)).map((d) => `directory ${d}`);
   left.push(...processesNaming(footprint.dirs));
-  for (const port of footprint.ports) if (await accepts(port)) left.push(`127.0.0.1:${port} still accepts connections`);
+  for (const port of footprint.ports)
+    if (await accepts(port)) left.push(`127.0.0.1:${port} still accepts connections`);
   return left;
 }

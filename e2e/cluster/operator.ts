@@ -19,10 +19,16 @@ export interface Operator {
 }
 
 export async function startOperator(cp: ControlPlane): Promise<Operator> {
-  if (!existsSync(OPERATOR_MAIN)) throw new Error(`the operator is not built (${OPERATOR_MAIN} missing): run \`npm run build\``);
+  if (!existsSync(OPERATOR_MAIN))
+    throw new Error(`the operator is not built (${OPERATOR_MAIN} missing): run \`npm run build\``);
   const logPath = join(cp.dir, `operator-${process.pid}.log`);
   const httpPort = await freePort();
-  const args = [OPERATOR_MAIN, `--kubeconfig=${cp.kubeconfigPath}`, `--http-port=${httpPort}`, "--leader-elect=false"];
+  const args = [
+    OPERATOR_MAIN,
+    `--kubeconfig=${cp.kubeconfigPath}`,
+    `--http-port=${httpPort}`,
+    "--leader-elect=false",
+  ];
   const proc = startProcess("superfluid-operator", process.execPath, args, {
     logPath,
     env: { ...process.env, KUBECONFIG: cp.kubeconfigPath },
@@ -35,7 +41,10 @@ export async function startOperator(cp: ControlPlane): Promise<Operator> {
     }
   };
   // A bad flag or an unreachable apiserver makes it exit at once: say so here, not as a hung test.
-  const early = await Promise.race([proc.exited.then((code) => ({ code })), sleep(3000).then(() => undefined)]);
+  const early = await Promise.race([
+    proc.exited.then((code) => ({ code })),
+    sleep(3000).then(() => undefined),
+  ]);
   if (early) throw new Error(`the operator exited (${String(early.code)}) right after start:\n${log()}`);
   return { process: proc, httpPort, log, stop: () => proc.stop() };
 }

@@ -29,7 +29,8 @@ export interface Shim {
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<Shim> {
-  if (!existsSync(SHIM_MAIN)) throw new Error(`the CRI shim is not built (${SHIM_MAIN} missing): run \`npm run build\``);
+  if (!existsSync(SHIM_MAIN))
+    throw new Error(`the CRI shim is not built (${SHIM_MAIN} missing): run \`npm run build\``);
   const dom0Dir = `${node.dom0HostDir}/shim`;
   const logPath = join(node.hostDir, "shim", "shim.log");
   const shimLog = (lines = 60) => {
@@ -59,7 +60,9 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
   const stop = async () => {
     const pid = `$(cat ${dom0Dir}/shim.pid)`;
     await node
-      .exec(`kill ${pid} 2>/dev/null; for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || exit 0; sleep 0.2; done; kill -9 ${pid}`)
+      .exec(
+        `kill ${pid} 2>/dev/null; for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || exit 0; sleep 0.2; done; kill -9 ${pid}`,
+      )
       .catch(() => undefined);
   };
   // One waiting loop inside dom0 rather than a round trip per check: under TCG every process the
@@ -78,7 +81,9 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
   if (r.code !== 0) {
     await stop();
     const why = r.code === 9 ? "exited" : `did not answer CRI RuntimeService.Version on ${SHIM_SOCKET}`;
-    throw new Error(`the CRI shim in ${node.name} ${why}:\n${r.stderr.trim()}\n--- shim log ---\n${shimLog()}`);
+    throw new Error(
+      `the CRI shim in ${node.name} ${why}:\n${r.stderr.trim()}\n--- shim log ---\n${shimLog()}`,
+    );
   }
   log.info("CRI shim answers", { node: node.name, version: r.stdout.trim() });
   const startMs = Date.now() - started;

@@ -23,49 +23,70 @@ interface PodView {
   status: {
     phase?: string;
     conditions?: Array<{ type: string; status: string }>;
-    containerStatuses?: Array<{ ready: boolean; state: { waiting?: { reason?: string; message?: string }; running?: object } }>;
+    containerStatuses?: Array<{
+      ready: boolean;
+      state: { waiting?: { reason?: string; message?: string }; running?: object };
+    }>;
   };
 }
 
-test.serial("hello: apply, Ready, kubectl logs shows the console, delete removes pod and domain", async (t) => {
-  const s = await scenario(t, TEST_TIMEOUT_MS);
-  const applied = Date.now();
-  await s.ok(["apply", "-f", example("hello")]);
-  await s.ok(["wait", "--for=condition=Ready", "uvm/hello", "--timeout=600s"]);
-  logTiming(t, "hello: kubectl apply -> Ready", Date.now() - applied);
-  t.log(await s.ok(["get", "uvm", "hello", "-o", "wide"]));
+test.serial(
+  "hello: apply, Ready, kubectl logs shows the console, delete removes pod and domain",
+  async (t) => {
+    const s = await scenario(t, TEST_TIMEOUT_MS);
+    const applied = Date.now();
+    await s.ok(["apply", "-f", example("hello")]);
+    await s.ok(["wait", "--for=condition=Ready", "uvm/hello", "--timeout=600s"]);
+    logTiming(t, "hello: kubectl apply -> Ready", Date.now() - applied);
+    t.log(await s.ok(["get", "uvm", "hello", "-o", "wide"]));
 
-  // The domain id reaches the VM's status through the shim's node agent, a moment after Ready.
-  const vm = await eventually(
-    "uvm/hello status.domainId",
-    async () => {
-      const v = JSON.parse(await s.ok(["get", "uvm", "hello", "-o", "json"])) as { status: { nodeName?: string; domainId?: number } };
-      return (v.status.domainId ?? 0) > 0 ? v : undefined;
-    },
-    120_000,
-  );
-  t.is(vm.status.nodeName, s.cluster.nodes[0]!.xen.name);
-  t.true((vm.status.domainId ?? 0) > 0, `domainId ${vm.status.domainId}`);
-  const domains = await guestDomains(s);
-  t.is(domains.length, 1, `xl list: ${domains.join(", ")}`);
+    // The domain id reaches the VM's status through the shim's node agent, a moment after Ready.
+    const vm = await eventually(
+      "uvm/hello status.domainId",
+      async () => {
+        const v = JSON.parse(await s.ok(["get", "uvm", "hello", "-o", "json"])) as {
+          status: { nodeName?: string; domainId?: number };
+        };
+        return (v.status.domainId ?? 0) > 0 ? v : undefined;
+      },
+      120_000,
+    );
+    t.is(vm.status.nodeName, s.cluster.nodes[0]!.xen.name);
+    t.true((vm.status.domainId ?? 0) > 0, `domainId ${vm.status.domainId}`);
+    const domains = await guestDomains(s);
+    t.is(domains.length, 1, `xl list: ${domains.join(", ")}`);
 
-  // The console through the whole chain: guest ring -> xenconsoled/shim -> CRI log -> kubelet -> apiserver.
-  const logs = await eventually(
-    "hello's ready line and a counter tick in kubectl logs",
-    async () => {
-      const r = await s.kubectl(["logs", "-l", `${LABELS.vm}=hello`, "--tail=-1"]);
-      return r.code === 0 && /hello: ready in/.test(r.stdout) && r.stdout.split("\n").length > 2 ? r.stdout : undefined;
-    },
-    120_000,
-  );
-  t.regex(logs, /hello: ready in [\d.]+ ms/);
-  t.log(logs.split("\n").slice(0, 4).join("\n"));
+    // The console through the whole chain: guest ring -> xenconsoled/shim -> CRI log -> kubelet -> apiserver.
+    const logs = await eventually(
+      "hello's ready line and a counter tick in kubectl logs",
+      async () => {
+        const r = await s.kubectl(["logs", "-l", `${LABELS.vm}=hello`, "--tail=-1"]);
+        return r.code === 0 && /hello: ready in/.test(r.stdout) && r.stdout.split("\n").length > 2
+          ? r.stdout
+          : undefined;
+      },
+      120_000,
+    );
+    t.regex(logs, /hello: ready in [\d.]+ ms/);
+    t.log(logs.split("\n").slice(0, 4).join("\n"));
 
-  await s.ok(["delete", "-f", example("hello"), "--wait=true", "--timeout=300s"]);
-  await eventually("hello's pod to be gone", async () => ((await s.ok(["get", "pods", "-l", `${LABELS.vm}=hello`, "-o", "name"])).trim() === "" ? true : undefined), 300_000);
-  await eventually("xl list back to Domain-0 alone", async () => ((await guestDomains(s)).length === 0 ? true : undefined), 120_000);
-  t.deepEqual(await guestDomains(s), []);
-});
+    await s.ok(["delete", "-f", example("hello"), "--wait=true", "--timeout=300s"]);
+    await eventually(
+      "hello's pod to be gone",
+      async () =>
+        (await s.ok(["get", "pods", "-l", `${LABELS.vm}=hello`, "-o", "name"])).trim() === ""
+          ? true
+          : undefined,
+      300_000,
+    );
+    await eventually(
+      "xl list back to Domain-0 alone",
+      async () => ((await guestDomains(s)).length === 0 ? true : undefined),
+      120_000,
+    );
+    t.deepEqual(await guestDomains(s), []);
+  },
+);
 
 test.serial("http: Ready, and answers through its Service", async (t) => {
   const s = await scenario(t, TEST_TIMEOUT_MS);
@@ -110,37 +131,55 @@ function probePod(name: string, path: string): string {
           image: exampleImageRef("http"),
           resources: { requests: { memory: "128Mi" }, limits: { memory: "128Mi" } },
           ports: [{ containerPort: 8080 }],
-          readinessProbe: { httpGet: { path, port: 8080 }, periodSeconds: 3, failureThreshold: 1, timeoutSeconds: 5 },
+          readinessProbe: {
+            httpGet: { path, port: 8080 },
+            periodSeconds: 3,
+            failureThreshold: 1,
+            timeoutSeconds: 5,
+          },
         },
       ],
     },
   });
 }
 
-test.serial("a readiness probe against the HTTP unikernel: a good path makes the pod Ready, a bad one keeps it unready", async (t) => {
-  const s = await scenario(t, TEST_TIMEOUT_MS);
-  // `create`, not `apply`: the shim refuses annotation values over 253 characters, and apply adds
-  // kubectl.kubernetes.io/last-applied-configuration (reported to the shim).
-  await s.ok(["create", "-f", "-"], probePod("probe-good", "/healthz") + "---\n" + probePod("probe-bad", "/no-such-path"));
-  try {
-    await s.ok(["wait", "--for=condition=Ready", "pod/probe-good", "--timeout=600s"]);
-    // probe-bad's guest is up (Running) but its probe fails: the kubelet says so in an event.
-    const failed = await eventually(
-      "a 'Readiness probe failed' event for probe-bad",
-      async () => {
-        const r = await s.ok(["get", "events", "--field-selector", "involvedObject.name=probe-bad,reason=Unhealthy", "-o", "jsonpath={.items[*].message}"]);
-        return /Readiness probe failed/.test(r) ? r : undefined;
-      },
-      300_000,
+test.serial(
+  "a readiness probe against the HTTP unikernel: a good path makes the pod Ready, a bad one keeps it unready",
+  async (t) => {
+    const s = await scenario(t, TEST_TIMEOUT_MS);
+    // `create`, not `apply`: the shim refuses annotation values over 253 characters, and apply adds
+    // kubectl.kubernetes.io/last-applied-configuration (reported to the shim).
+    await s.ok(
+      ["create", "-f", "-"],
+      probePod("probe-good", "/healthz") + "---\n" + probePod("probe-bad", "/no-such-path"),
     );
-    t.regex(failed, /404/);
-    const bad = JSON.parse(await s.ok(["get", "pod", "probe-bad", "-o", "json"])) as PodView;
-    t.is(bad.status.phase, "Running");
-    t.is(bad.status.conditions?.find((c) => c.type === "Ready")?.status, "False");
-  } finally {
-    await s.kubectl(["delete", "pod", "probe-good", "probe-bad", "--wait=true", "--timeout=300s"]);
-  }
-});
+    try {
+      await s.ok(["wait", "--for=condition=Ready", "pod/probe-good", "--timeout=600s"]);
+      // probe-bad's guest is up (Running) but its probe fails: the kubelet says so in an event.
+      const failed = await eventually(
+        "a 'Readiness probe failed' event for probe-bad",
+        async () => {
+          const r = await s.ok([
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=probe-bad,reason=Unhealthy",
+            "-o",
+            "jsonpath={.items[*].message}",
+          ]);
+          return /Readiness probe failed/.test(r) ? r : undefined;
+        },
+        300_000,
+      );
+      t.regex(failed, /404/);
+      const bad = JSON.parse(await s.ok(["get", "pod", "probe-bad", "-o", "json"])) as PodView;
+      t.is(bad.status.phase, "Running");
+      t.is(bad.status.conditions?.find((c) => c.type === "Ready")?.status, "False");
+    } finally {
+      await s.kubectl(["delete", "pod", "probe-good", "probe-bad", "--wait=true", "--timeout=300s"]);
+    }
+  },
+);
 
 test.serial("an ordinary Linux container image on a Xen node is refused with a clear reason", async (t) => {
   const s = await scenario(t, TEST_TIMEOUT_MS);
@@ -155,7 +194,9 @@ test.serial("an ordinary Linux container image on a Xen node is refused with a c
         metadata: { name },
         spec: {
           nodeSelector: { [LABELS.xenNode]: "true" },
-          ...(tolerate ? { tolerations: [{ key: XEN_TAINT.key, operator: "Exists", effect: XEN_TAINT.effect }] } : {}),
+          ...(tolerate
+            ? { tolerations: [{ key: XEN_TAINT.key, operator: "Exists", effect: XEN_TAINT.effect }] }
+            : {}),
           automountServiceAccountToken: false,
           containers: [{ name: "app", image }],
         },
@@ -165,7 +206,14 @@ test.serial("an ordinary Linux container image on a Xen node is refused with a c
     const unscheduled = await eventually(
       "FailedScheduling for linux-untolerated",
       async () => {
-        const r = await s.ok(["get", "events", "--field-selector", "involvedObject.name=linux-untolerated,reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"]);
+        const r = await s.ok([
+          "get",
+          "events",
+          "--field-selector",
+          "involvedObject.name=linux-untolerated,reason=FailedScheduling",
+          "-o",
+          "jsonpath={.items[*].message}",
+        ]);
         return r.includes("untolerated taint") ? r : undefined;
       },
       120_000,
@@ -178,8 +226,17 @@ test.serial("an ordinary Linux container image on a Xen node is refused with a c
         const p = JSON.parse(await s.ok(["get", "pod", "linux-forced", "-o", "json"])) as PodView;
         const waiting = p.status.containerStatuses?.[0]?.state.waiting;
         if (waiting?.message) return { node: p.spec.nodeName, phase: p.status.phase, ...waiting };
-        const ev = await s.ok(["get", "events", "--field-selector", "involvedObject.name=linux-forced", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
-        return /FailedCreatePodSandBox|Failed:/.test(ev) && /unikernel|runtime handler/i.test(ev) ? { node: p.spec.nodeName, phase: p.status.phase, reason: "event", message: ev } : undefined;
+        const ev = await s.ok([
+          "get",
+          "events",
+          "--field-selector",
+          "involvedObject.name=linux-forced",
+          "-o",
+          'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}',
+        ]);
+        return /FailedCreatePodSandBox|Failed:/.test(ev) && /unikernel|runtime handler/i.test(ev)
+          ? { node: p.spec.nodeName, phase: p.status.phase, reason: "event", message: ev }
+          : undefined;
       },
       300_000,
       2000,

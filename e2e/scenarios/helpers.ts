@@ -30,7 +30,11 @@ export interface Scenario {
  * starts with `const s = await scenario(t, TEST_TIMEOUT_MS)`: the bring-up gets its own time budget,
  * then the test's own budget starts. A failed bring-up fails every test of the file at once.
  */
-export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterOptions = {}): (t: ExecutionContext<C>, testTimeoutMs: number) => Promise<Scenario> {
+export function useE2ECluster<C>(
+  test: TestFn<C>,
+  prefix: string,
+  opts: ClusterOptions = {},
+): (t: ExecutionContext<C>, testTimeoutMs: number) => Promise<Scenario> {
   let starting: Promise<Scenario> | undefined;
   let scenario: Scenario | undefined;
   let cluster: E2ECluster | undefined;
@@ -38,7 +42,8 @@ export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterO
     cluster = await startCluster({ namePrefix: prefix, ...opts });
     const c = cluster;
     const namespace = `e2e-${prefix}-${randomBytes(3).toString("hex")}`;
-    const kubectl = (args: string[], input?: string) => c.kubectl(["--namespace", namespace, ...args], input === undefined ? {} : { input });
+    const kubectl = (args: string[], input?: string) =>
+      c.kubectl(["--namespace", namespace, ...args], input === undefined ? {} : { input });
     const s: Scenario = {
       cluster: c,
       namespace,
@@ -51,14 +56,21 @@ export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterO
       async superfluid(args) {
         // kubectl finds plugins only when the plugin name comes first: the flags go after it.
         const full = ["superfluid", ...args, "--namespace", namespace, "--kubeconfig", c.kubeconfigPath];
-        const r = await runAsync(k8sBinary("kubectl"), full, { env: { ...process.env, PATH: `${join(REPO_ROOT, "bin")}:${process.env.PATH ?? ""}` }, timeoutMs: 120_000 });
+        const r = await runAsync(k8sBinary("kubectl"), full, {
+          env: { ...process.env, PATH: `${join(REPO_ROOT, "bin")}:${process.env.PATH ?? ""}` },
+          timeoutMs: 120_000,
+        });
         if (r.code !== 0) throw new Error(`kubectl ${full.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
         return r.stdout;
       },
     };
     await c.kubectl(["create", "namespace", namespace]);
     // The serviceaccount controller makes `default`; pods are refused until it exists.
-    await eventually("the default ServiceAccount", async () => ((await kubectl(["get", "serviceaccount", "default"])).code === 0 ? true : undefined), 60_000);
+    await eventually(
+      "the default ServiceAccount",
+      async () => ((await kubectl(["get", "serviceaccount", "default"])).code === 0 ? true : undefined),
+      60_000,
+    );
     t.log(`cluster up: ${JSON.stringify(c.timings)}`);
     scenario = s;
     return s;
@@ -82,7 +94,12 @@ export function useE2ECluster<C>(test: TestFn<C>, prefix: string, opts: ClusterO
 }
 
 /** Polls `probe` until it returns a value (not undefined); throws with the last observation. */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 1000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  intervalMs = 1000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -92,7 +109,10 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
+      );
     await sleep(intervalMs);
   }
 }

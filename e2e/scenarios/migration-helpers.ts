@@ -34,7 +34,10 @@ export interface Tick {
 
 /** hello's `hello: tick N` lines out of `kubectl logs --timestamps` output. */
 export function parseTicks(text: string): Tick[] {
-  return [...text.matchAll(/^(\S+) hello: tick (\d+)\s*$/gm)].map((m) => ({ at: Date.parse(m[1]!), n: Number(m[2]) }));
+  return [...text.matchAll(/^(\S+) hello: tick (\d+)\s*$/gm)].map((m) => ({
+    at: Date.parse(m[1]!),
+    n: Number(m[2]),
+  }));
 }
 
 /** A `kubectl logs -f --timestamps` follower of one pod; stop() ends it and returns what it read. */
@@ -48,7 +51,16 @@ export interface LogFollower {
 export function followPodLog(s: Scenario, pod: string): LogFollower {
   const child: ChildProcess = spawn(
     k8sBinary("kubectl"),
-    ["--kubeconfig", s.cluster.kubeconfigPath, "--namespace", s.namespace, "logs", "-f", "--timestamps", `pod/${pod}`],
+    [
+      "--kubeconfig",
+      s.cluster.kubeconfigPath,
+      "--namespace",
+      s.namespace,
+      "logs",
+      "-f",
+      "--timestamps",
+      `pod/${pod}`,
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
@@ -115,7 +127,12 @@ export function summarizeProbe(lines: string): ProbeReport {
  * GETs `url` from a node's dom0 every `intervalMs` (each with a `timeoutS` limit) until stop() is
  * called; the loop runs inside dom0, so the host's load does not space the requests out.
  */
-export function probeFromDom0(node: ClusterNode, url: string, intervalMs: number, timeoutS: number): { stop(): Promise<ProbeReport> } {
+export function probeFromDom0(
+  node: ClusterNode,
+  url: string,
+  intervalMs: number,
+  timeoutS: number,
+): { stop(): Promise<ProbeReport> } {
   const stopFile = `/tmp/sf-probe-${process.pid}-${Date.now()}.stop`;
   const loop =
     `rm -f ${stopFile}; while [ ! -e ${stopFile} ]; do t=$(date +%s%3N); ` +

@@ -37,7 +37,12 @@ function nodeNamed(s: Scenario, name: string | undefined): ClusterNode {
 
 const otherNode = (s: Scenario, node: ClusterNode) => s.cluster.nodes.find((n) => n !== node)!;
 
-async function applyAndWait(t: ExecutionContext, s: Scenario, example: string, name: string): Promise<UnikernelVM> {
+async function applyAndWait(
+  t: ExecutionContext,
+  s: Scenario,
+  example: string,
+  name: string,
+): Promise<UnikernelVM> {
   const at = Date.now();
   await s.ok(["apply", "-f", join(REPO_ROOT, "examples", example)]);
   await s.ok(["wait", "--for=condition=Ready", `uvm/${name}`, "--timeout=900s"]);
@@ -46,11 +51,18 @@ async function applyAndWait(t: ExecutionContext, s: Scenario, example: string, n
 }
 
 /** `kubectl superfluid migrate <vm> --to <node> --wait`; returns the migration object and the wall time. */
-async function migrate(t: ExecutionContext, s: Scenario, vm: string, to: string): Promise<{ code: number; output: string; m: UnikernelVMMigration; ms: number }> {
+async function migrate(
+  t: ExecutionContext,
+  s: Scenario,
+  vm: string,
+  to: string,
+): Promise<{ code: number; output: string; m: UnikernelVMMigration; ms: number }> {
   const at = Date.now();
   const r = await superfluidRun(s, ["migrate", vm, "--to", to, "--wait"], MIGRATION_BUDGET_MS);
   const ms = Date.now() - at;
-  t.log(`kubectl superfluid migrate ${vm} --to ${to} --wait (exit ${r.code}, ${(ms / 1000).toFixed(1)} s):\n${r.stdout.trim()}${r.stderr.trim() ? `\nstderr: ${r.stderr.trim()}` : ""}`);
+  t.log(
+    `kubectl superfluid migrate ${vm} --to ${to} --wait (exit ${r.code}, ${(ms / 1000).toFixed(1)} s):\n${r.stdout.trim()}${r.stderr.trim() ? `\nstderr: ${r.stderr.trim()}` : ""}`,
+  );
   const name = /unikernelvmmigration\/(\S+) created/.exec(r.stdout)?.[1];
   if (!name) throw new Error(`the plugin created no migration: ${r.stdout} ${r.stderr}`);
   return { code: r.code, output: r.stdout, m: await getMigration(s, name), ms };
@@ -78,7 +90,12 @@ test.serial("hello moves to the other node and its tick counter continues where 
 
   // Follow A's pod before the move: it is deleted after the switch, and with it its log.
   const onA = followPodLog(s, sourcePod);
-  await eventually("three ticks on A", async () => (parseTicks(onA.text()).length >= 3 ? true : undefined), 180_000, 500);
+  await eventually(
+    "three ticks on A",
+    async () => (parseTicks(onA.text()).length >= 3 ? true : undefined),
+    180_000,
+    500,
+  );
 
   const { m, ms } = await migrate(t, s, "hello", b.xen.name);
   logMigration(t, m);
@@ -99,10 +116,15 @@ test.serial("hello moves to the other node and its tick counter continues where 
   await Promise.race([onA.ended, new Promise((r) => setTimeout(r, 120_000))]);
   const ticksA = parseTicks(await onA.stop());
   const lastA = ticksA.at(-1)!;
-  const ticksB = await eventually("three ticks in the target pod's log", async () => {
-    const ticks = parseTicks(await s.ok(["logs", "--timestamps", `pod/${targetPod}`]));
-    return ticks.length >= 3 ? ticks : undefined;
-  }, 180_000, 1000);
+  const ticksB = await eventually(
+    "three ticks in the target pod's log",
+    async () => {
+      const ticks = parseTicks(await s.ok(["logs", "--timestamps", `pod/${targetPod}`]));
+      return ticks.length >= 3 ? ticks : undefined;
+    },
+    180_000,
+    1000,
+  );
   const firstB = ticksB[0]!;
   t.log(
     `ticks on ${a.xen.name}: ${ticksA[0]?.n}..${lastA.n}; on ${b.xen.name}: ${firstB.n}..${ticksB.at(-1)?.n}; ` +
@@ -115,7 +137,12 @@ test.serial("hello moves to the other node and its tick counter continues where 
 
   t.deepEqual(await domainsOn(a), [], `xl list on ${a.xen.name}: Domain-0 alone`);
   t.is((await domainsOn(b)).length, 1, `xl list on ${b.xen.name}: hello's domain`);
-  await eventually(`source pod ${sourcePod} gone`, async () => ((await s.kubectl(["get", "pod", sourcePod])).code !== 0 ? true : undefined), 300_000, 2000);
+  await eventually(
+    `source pod ${sourcePod} gone`,
+    async () => ((await s.kubectl(["get", "pod", sourcePod])).code !== 0 ? true : undefined),
+    300_000,
+    2000,
+  );
 });
 
 test.serial("http keeps its Service's ClusterIP across a migration while a client requests it", async (t) => {
@@ -127,10 +154,14 @@ test.serial("http keeps its Service's ClusterIP across a migration while a clien
   const url = `http://${clusterIp}:8080/`;
   const get = async (from: ClusterNode) => {
     const r = await from.xen.exec(`curl -sf -m 10 ${url}`);
-    return r.code === 0 ? (JSON.parse(r.stdout) as { requests: number; uptimeSeconds: number; address: string }) : undefined;
+    return r.code === 0
+      ? (JSON.parse(r.stdout) as { requests: number; uptimeSeconds: number; address: string })
+      : undefined;
   };
   const first = await eventually(`GET ${url} from ${a.xen.name}`, () => get(a), 180_000, 2000);
-  t.log(`http on ${a.xen.name} (pod IP ${before.status?.ip}), ClusterIP ${clusterIp}: ${JSON.stringify(first)}`);
+  t.log(
+    `http on ${a.xen.name} (pod IP ${before.status?.ip}), ClusterIP ${clusterIp}: ${JSON.stringify(first)}`,
+  );
 
   // The client runs in A's dom0: after the move its requests cross the segment to B.
   const probe = probeFromDom0(a, `${url}healthz`, 200, 1);
@@ -143,16 +174,45 @@ test.serial("http keeps its Service's ClusterIP across a migration while a clien
     const after = await getVm(s, "http");
     t.is(after.status?.nodeName, b.xen.name);
     const newIp = after.status?.ip ?? "";
-    t.true(newIp.startsWith(b.xen.podCidr.replace(/0\/24$/, "")), `the VM's IP ${newIp} is in ${b.xen.name}'s subnet ${b.xen.podCidr}`);
-    await eventually("the Service's endpoints name the new pod IP only", async () => {
-      const ips = (await s.ok(["get", "endpointslices", "-l", "kubernetes.io/service-name=http", "-o", "jsonpath={.items[*].endpoints[*].addresses[*]}"])).trim();
-      return ips === newIp ? true : undefined;
-    }, 180_000, 2000);
-    t.is((await s.ok(["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])).trim(), clusterIp, "the ClusterIP is unchanged");
+    t.true(
+      newIp.startsWith(b.xen.podCidr.replace(/0\/24$/, "")),
+      `the VM's IP ${newIp} is in ${b.xen.name}'s subnet ${b.xen.podCidr}`,
+    );
+    await eventually(
+      "the Service's endpoints name the new pod IP only",
+      async () => {
+        const ips = (
+          await s.ok([
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=http",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].addresses[*]}",
+          ])
+        ).trim();
+        return ips === newIp ? true : undefined;
+      },
+      180_000,
+      2000,
+    );
+    t.is(
+      (await s.ok(["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])).trim(),
+      clusterIp,
+      "the ClusterIP is unchanged",
+    );
     // Same guest, not a reboot: its request counter goes on.
-    const answer = await eventually(`GET ${url} from ${a.xen.name} after the move`, () => get(a), 180_000, 2000);
+    const answer = await eventually(
+      `GET ${url} from ${a.xen.name} after the move`,
+      () => get(a),
+      180_000,
+      2000,
+    );
     t.log(`after the move, from ${a.xen.name}: ${JSON.stringify(answer)}`);
-    t.true(answer.requests > first.requests, `request counter went on (${first.requests} -> ${answer.requests})`);
+    t.true(
+      answer.requests > first.requests,
+      `request counter went on (${first.requests} -> ${answer.requests})`,
+    );
     // From the new node's own dom0 the ClusterIP did not answer in the first full run (180 s): kube-proxy's
     // DNAT (ClusterIP -> pod IP) and the readdress DNAT (pod IP -> guest IP) are both in nat OUTPUT, and a
     // connection is NATed once there. Reported to the lead as a bug; printed here, not asserted, until fixed.
@@ -162,54 +222,103 @@ test.serial("http keeps its Service's ClusterIP across a migration while a clien
   } finally {
     report = await probe.stop();
   }
-  t.log(`client in ${a.xen.name}'s dom0 (GET every 200 ms, 1 s timeout): ${report.sent} sent, ${report.failed} failed, longest failure window ${report.longestFailureMs} ms`);
+  t.log(
+    `client in ${a.xen.name}'s dom0 (GET every 200 ms, 1 s timeout): ${report.sent} sent, ${report.failed} failed, longest failure window ${report.longestFailureMs} ms`,
+  );
   t.true(report.sent > 0, "the client ran");
 });
 
-test.serial("a migration to a node that is not a Xen node fails with a reason and an Event; the VM runs on", async (t) => {
-  const s = await scenario(t, TEST_TIMEOUT_MS);
-  const vm = await getVm(s, "hello");
-  const host = nodeNamed(s, vm.status?.nodeName);
-  const other = otherNode(s, host);
-  const pod = JSON.parse(await s.ok(["get", "pod", vm.status?.podName ?? "", "-o", "json"])) as { metadata: { uid: string } };
-  const domains = await domainsOn(host); // hello's, and http's when the scheduler put it here too
-  t.true(domains.length >= 1, `xl list on ${host.xen.name}: ${JSON.stringify(domains)}`);
-  const tickBefore = parseTicks(await s.ok(["logs", "--timestamps", `pod/${vm.status?.podName}`])).at(-1)?.n ?? 0;
+test.serial(
+  "a migration to a node that is not a Xen node fails with a reason and an Event; the VM runs on",
+  async (t) => {
+    const s = await scenario(t, TEST_TIMEOUT_MS);
+    const vm = await getVm(s, "hello");
+    const host = nodeNamed(s, vm.status?.nodeName);
+    const other = otherNode(s, host);
+    const pod = JSON.parse(await s.ok(["get", "pod", vm.status?.podName ?? "", "-o", "json"])) as {
+      metadata: { uid: string };
+    };
+    const domains = await domainsOn(host); // hello's, and http's when the scheduler put it here too
+    t.true(domains.length >= 1, `xl list on ${host.xen.name}: ${JSON.stringify(domains)}`);
+    const tickBefore =
+      parseTicks(await s.ok(["logs", "--timestamps", `pod/${vm.status?.podName}`])).at(-1)?.n ?? 0;
 
-  // The other node stops being a Xen node as far as the cluster knows: an admin removed its label.
-  await s.cluster.kubectl(["label", "node", other.xen.name, `${LABELS.xenNode}-`]);
-  try {
-    const { code, output, m } = await migrate(t, s, "hello", other.xen.name);
-    logMigration(t, m);
-    t.is(code, 1, "migrate --wait exits 1");
-    t.regex(output, /migration failed \(TargetNotXenNode\): node \S+ is not labelled/);
-    t.is(m.status?.phase, "Failed");
-    const succeeded = m.status?.conditions?.find((c) => c.type === "Succeeded");
-    t.like(succeeded, { status: "False", reason: "TargetNotXenNode" });
-    const events = JSON.parse(
-      await s.ok(["get", "events", "--field-selector", `involvedObject.name=${m.metadata.name},involvedObject.kind=UnikernelVMMigration`, "-o", "json"]),
-    ) as { items: Array<{ type: string; reason: string; message: string }> };
-    t.log(`events of ${m.metadata.name}: ${events.items.map((e) => `${e.type} ${e.reason}: ${e.message}`).join(" | ")}`);
-    t.true(events.items.some((e) => e.type === "Warning" && e.reason === "TargetNotXenNode"), "a Warning Event says why");
-  } finally {
-    await s.cluster.kubectl(["label", "node", other.xen.name, `${LABELS.xenNode}=true`, "--overwrite"]);
-  }
+    // The other node stops being a Xen node as far as the cluster knows: an admin removed its label.
+    await s.cluster.kubectl(["label", "node", other.xen.name, `${LABELS.xenNode}-`]);
+    try {
+      const { code, output, m } = await migrate(t, s, "hello", other.xen.name);
+      logMigration(t, m);
+      t.is(code, 1, "migrate --wait exits 1");
+      t.regex(output, /migration failed \(TargetNotXenNode\): node \S+ is not labelled/);
+      t.is(m.status?.phase, "Failed");
+      const succeeded = m.status?.conditions?.find((c) => c.type === "Succeeded");
+      t.like(succeeded, { status: "False", reason: "TargetNotXenNode" });
+      const events = JSON.parse(
+        await s.ok([
+          "get",
+          "events",
+          "--field-selector",
+          `involvedObject.name=${m.metadata.name},involvedObject.kind=UnikernelVMMigration`,
+          "-o",
+          "json",
+        ]),
+      ) as { items: Array<{ type: string; reason: string; message: string }> };
+      t.log(
+        `events of ${m.metadata.name}: ${events.items.map((e) => `${e.type} ${e.reason}: ${e.message}`).join(" | ")}`,
+      );
+      t.true(
+        events.items.some((e) => e.type === "Warning" && e.reason === "TargetNotXenNode"),
+        "a Warning Event says why",
+      );
+    } finally {
+      await s.cluster.kubectl(["label", "node", other.xen.name, `${LABELS.xenNode}=true`, "--overwrite"]);
+    }
 
-  // Untouched: same node, same pod (uid), same domain id, and the counter still runs.
-  const now = await getVm(s, "hello");
-  t.is(now.status?.nodeName, host.xen.name);
-  t.is(now.status?.podName, vm.status?.podName);
-  t.is((JSON.parse(await s.ok(["get", "pod", now.status?.podName ?? "", "-o", "json"])) as { metadata: { uid: string } }).metadata.uid, pod.metadata.uid);
-  t.deepEqual(await domainsOn(host), domains, `xl list on ${host.xen.name}: the same domain`);
-  const httpThere = (await getVm(s, "http")).status?.nodeName === other.xen.name ? 1 : 0;
-  t.is((await domainsOn(other)).length, httpThere, `no domain was started on the rejected node (http's there: ${httpThere})`);
-  await eventually(`a tick above ${tickBefore}`, async () => {
-    const last = parseTicks(await s.ok(["logs", "--timestamps", `pod/${now.status?.podName}`])).at(-1)?.n ?? 0;
-    return last > tickBefore ? true : undefined;
-  }, 120_000, 1000);
-  t.true(now.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false, "hello is still Ready");
+    // Untouched: same node, same pod (uid), same domain id, and the counter still runs.
+    const now = await getVm(s, "hello");
+    t.is(now.status?.nodeName, host.xen.name);
+    t.is(now.status?.podName, vm.status?.podName);
+    t.is(
+      (
+        JSON.parse(await s.ok(["get", "pod", now.status?.podName ?? "", "-o", "json"])) as {
+          metadata: { uid: string };
+        }
+      ).metadata.uid,
+      pod.metadata.uid,
+    );
+    t.deepEqual(await domainsOn(host), domains, `xl list on ${host.xen.name}: the same domain`);
+    const httpThere = (await getVm(s, "http")).status?.nodeName === other.xen.name ? 1 : 0;
+    t.is(
+      (await domainsOn(other)).length,
+      httpThere,
+      `no domain was started on the rejected node (http's there: ${httpThere})`,
+    );
+    await eventually(
+      `a tick above ${tickBefore}`,
+      async () => {
+        const last =
+          parseTicks(await s.ok(["logs", "--timestamps", `pod/${now.status?.podName}`])).at(-1)?.n ?? 0;
+        return last > tickBefore ? true : undefined;
+      },
+      120_000,
+      1000,
+    );
+    t.true(
+      now.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+      "hello is still Ready",
+    );
 
-  // Nothing left behind when the VMs go.
-  await s.ok(["delete", "uvm", "hello", "http", "--wait=true", "--timeout=600s"]);
-  for (const n of s.cluster.nodes) t.deepEqual(await eventually(`no domain on ${n.xen.name}`, async () => ((await domainsOn(n)).length === 0 ? [] : undefined), 300_000, 2000), []);
-});
+    // Nothing left behind when the VMs go.
+    await s.ok(["delete", "uvm", "hello", "http", "--wait=true", "--timeout=600s"]);
+    for (const n of s.cluster.nodes)
+      t.deepEqual(
+        await eventually(
+          `no domain on ${n.xen.name}`,
+          async () => ((await domainsOn(n)).length === 0 ? [] : undefined),
+          300_000,
+          2000,
+        ),
+        [],
+      );
+  },
+);

@@ -39,7 +39,10 @@ export class NodeAgent {
   private readonly ops: DomainOps;
   private readonly migration: MigrationAgent;
   /** Failures by VM uid, kept for the generation they happened in (a spec change retries). */
-  private readonly failures = new Map<string, { generation: number | undefined; failure: Failure; attempts: number; retryAt?: number }>();
+  private readonly failures = new Map<
+    string,
+    { generation: number | undefined; failure: Failure; attempts: number; retryAt?: number }
+  >();
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> | undefined;
   private again = false;
@@ -48,9 +51,17 @@ export class NodeAgent {
   constructor(private readonly config: NodeAgentConfig) {
     this.client = new KubeClient(config.kubeConfig);
     this.vms = watchResource<UnikernelVM>(config.kubeConfig, this.client, paths.custom(UNIKERNELVM_PLURAL));
-    this.ops = new DomainOps(config.runtime.ctx, config.runtime.containers, config.checkpointDir ?? DEFAULT_CHECKPOINT_DIR);
+    this.ops = new DomainOps(
+      config.runtime.ctx,
+      config.runtime.containers,
+      config.checkpointDir ?? DEFAULT_CHECKPOINT_DIR,
+    );
     this.migration = new MigrationAgent({
-      kubeConfig: config.kubeConfig, client: this.client, nodeName: config.nodeName, runtime: config.runtime, ops: this.ops,
+      kubeConfig: config.kubeConfig,
+      client: this.client,
+      nodeName: config.nodeName,
+      runtime: config.runtime,
+      ops: this.ops,
       ...(config.nodeAddress ? { nodeAddress: config.nodeAddress } : {}),
       ...(config.streamTimeoutMs ? { streamTimeoutMs: config.streamTimeoutMs } : {}),
     });
@@ -100,10 +111,23 @@ export class NodeAgent {
     const rt = this.config.runtime.ctx;
     const sandboxes = rt.sandboxes
       .list()
-      .filter((s) => s.status.state === "ready" && s.meta.config.vm?.namespace === vm.metadata.namespace && s.meta.config.vm?.name === vm.metadata.name);
+      .filter(
+        (s) =>
+          s.status.state === "ready" &&
+          s.meta.config.vm?.namespace === vm.metadata.namespace &&
+          s.meta.config.vm?.name === vm.metadata.name,
+      );
     const ids = new Set(sandboxes.map((s) => s.meta.id));
     // A migration's target (still receiving) or a source whose domain moved away is not the VM's domain here.
-    return rt.containers.list().find((c) => ids.has(c.meta.sandboxId) && (c.status.state === "running" || c.status.state === "created") && !c.status.incoming && !c.status.migratedAway);
+    return rt.containers
+      .list()
+      .find(
+        (c) =>
+          ids.has(c.meta.sandboxId) &&
+          (c.status.state === "running" || c.status.state === "created") &&
+          !c.status.incoming &&
+          !c.status.migratedAway,
+      );
   }
 
   private async reconcileAll(): Promise<void> {
@@ -115,7 +139,10 @@ export class NodeAgent {
         const path = await this.reconcile(vm);
         if (path) referenced.add(path);
       } catch (err) {
-        log.warn("reconcile failed", { vm: `${vm.metadata.namespace}/${vm.metadata.name}`, err: String(err) });
+        log.warn("reconcile failed", {
+          vm: `${vm.metadata.namespace}/${vm.metadata.name}`,
+          err: String(err),
+        });
       }
     }
     await this.collectCheckpoints(referenced);
@@ -142,7 +169,10 @@ export class NodeAgent {
 
     const cur = this.config.runtime.ctx.containers.get(c.meta.id);
     if (!cur || cur.status.state === "exited") return undefined;
-    const observation: AgentObservation = { domain: await this.observe(cur), suspended: cur.status.suspended !== undefined };
+    const observation: AgentObservation = {
+      domain: await this.observe(cur),
+      suspended: cur.status.suspended !== undefined,
+    };
     const failure = this.failures.get(uid)?.failure;
     if (failure) observation.failure = failure;
     await this.publish(vm, cur, observation, key);
@@ -162,7 +192,14 @@ export class NodeAgent {
   private async observe(c: ContainerEntry): Promise<ObservedDomain> {
     if (c.status.suspended || c.status.domid === undefined) return "absent";
     const d = await this.config.runtime.ctx.hypervisor.info(c.status.domid);
-    if (!d || d.name !== c.meta.domainName || d.state === "shutdown" || d.state === "crashed" || d.state === "dying") return "absent";
+    if (
+      !d ||
+      d.name !== c.meta.domainName ||
+      d.state === "shutdown" ||
+      d.state === "crashed" ||
+      d.state === "dying"
+    )
+      return "absent";
     return d.state === "paused" ? "paused" : "running";
   }
 
@@ -175,28 +212,49 @@ export class NodeAgent {
       const attempts = (this.failures.get(uid)?.attempts ?? 0) + 1;
       const permanent = / is corrupt: /.test(text);
       const retryAt = permanent ? undefined : Date.now() + Math.min(60_000, 5000 * 2 ** (attempts - 1));
-      this.failures.set(uid, { generation: vm.metadata.generation, failure: { op, reason, message }, attempts, ...(retryAt ? { retryAt } : {}) });
+      this.failures.set(uid, {
+        generation: vm.metadata.generation,
+        failure: { op, reason, message },
+        attempts,
+        ...(retryAt ? { retryAt } : {}),
+      });
       log.warn("domain action failed", { vm: key, op, reason, message });
     };
     log.info("domain action", { vm: key, action: action.kind, container: c.meta.id });
     switch (action.kind) {
       case "pause":
-        await this.ops.pause(c).then(() => this.failures.delete(uid), (err: unknown) => fail("pause", "PauseFailed", err));
+        await this.ops.pause(c).then(
+          () => this.failures.delete(uid),
+          (err: unknown) => fail("pause", "PauseFailed", err),
+        );
         return;
       case "unpause":
-        await this.ops.unpause(c).then(() => this.failures.delete(uid), (err: unknown) => fail("unpause", "UnpauseFailed", err));
+        await this.ops.unpause(c).then(
+          () => this.failures.delete(uid),
+          (err: unknown) => fail("unpause", "UnpauseFailed", err),
+        );
         return;
       case "suspend":
-        await this.ops.suspend(c, path).then(() => this.failures.delete(uid), (err: unknown) => fail("suspend", "SuspendFailed", err));
+        await this.ops.suspend(c, path).then(
+          () => this.failures.delete(uid),
+          (err: unknown) => fail("suspend", "SuspendFailed", err),
+        );
         return;
       case "restore":
-        await this.ops.restore(c, action.paused).then(() => this.failures.delete(uid), (err: unknown) => fail("restore", "RestoreFailed", err));
+        await this.ops.restore(c, action.paused).then(
+          () => this.failures.delete(uid),
+          (err: unknown) => fail("restore", "RestoreFailed", err),
+        );
         return;
       case "discard-checkpoint":
         await rm(path, { force: true });
         return;
       case "fail":
-        this.failures.set(uid, { generation: vm.metadata.generation, failure: { op: "restore", reason: action.reason, message: action.message }, attempts: 1 });
+        this.failures.set(uid, {
+          generation: vm.metadata.generation,
+          failure: { op: "restore", reason: action.reason, message: action.message },
+          attempts: 1,
+        });
         return;
       case "none":
         return;
@@ -208,11 +266,26 @@ export class NodeAgent {
     const next = agentStatus(vm, o);
     if (!agentStatusDiffers(vm, next)) return;
     const sb = this.config.runtime.ctx.sandboxes.get(c.meta.sandboxId);
-    const state = o.suspended ? "suspended" : o.domain === "paused" ? "paused" : o.domain === "running" ? "running" : undefined;
+    const state = o.suspended
+      ? "suspended"
+      : o.domain === "paused"
+        ? "paused"
+        : o.domain === "running"
+          ? "running"
+          : undefined;
     if (sb && state) {
-      const annotations: Record<string, string | null> = { [ANNOTATIONS.domainState]: state, [ANNOTATIONS.domainId]: c.status.domid !== undefined ? String(c.status.domid) : null };
+      const annotations: Record<string, string | null> = {
+        [ANNOTATIONS.domainState]: state,
+        [ANNOTATIONS.domainId]: c.status.domid !== undefined ? String(c.status.domid) : null,
+      };
       await this.client
-        .request({ method: "PATCH", path: paths.pod(sb.meta.metadata.namespace, sb.meta.metadata.name), query: { fieldManager: AGENT_FIELD_MANAGER }, body: { metadata: { annotations } }, contentType: "application/merge-patch+json" })
+        .request({
+          method: "PATCH",
+          path: paths.pod(sb.meta.metadata.namespace, sb.meta.metadata.name),
+          query: { fieldManager: AGENT_FIELD_MANAGER },
+          body: { metadata: { annotations } },
+          contentType: "application/merge-patch+json",
+        })
         .catch((err: unknown) => {
           // Without a kubelet (the CRI-level harness) there is no Pod object: the VM's status still tells.
           if (!isNotFound(err)) log.warn("pod annotation patch failed", { vm: key, err: String(err) });
@@ -224,17 +297,32 @@ export class NodeAgent {
       method: "PATCH",
       path: `${paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!)}/status`,
       query: { fieldManager: AGENT_FIELD_MANAGER },
-      body: { metadata: { resourceVersion: vm.metadata.resourceVersion }, status: { phase: next.phase, conditions: next.conditions } },
+      body: {
+        metadata: { resourceVersion: vm.metadata.resourceVersion },
+        status: { phase: next.phase, conditions: next.conditions },
+      },
       contentType: "application/merge-patch+json",
     });
-    log.info("status written", { vm: key, phase: next.phase, conditions: next.conditions.filter((x) => x.type === "Paused" || x.type === "Suspended").map((x) => `${x.type}=${x.status}/${x.reason}`).join(",") });
+    log.info("status written", {
+      vm: key,
+      phase: next.phase,
+      conditions: next.conditions
+        .filter((x) => x.type === "Paused" || x.type === "Suspended")
+        .map((x) => `${x.type}=${x.status}/${x.reason}`)
+        .join(","),
+    });
   }
 
   /** Checkpoints of VMs that are no longer suspended here (stopped, deleted, moved) and stray temp files. */
   private async collectCheckpoints(keep: Set<string>): Promise<void> {
     const dir = this.ops.checkpointDir;
     const names = await readdir(dir).catch(() => [] as string[]);
-    const recorded = new Set(this.config.runtime.ctx.containers.list().filter((c) => c.status.state !== "exited" && c.status.suspended).map((c) => c.status.suspended!.checkpoint));
+    const recorded = new Set(
+      this.config.runtime.ctx.containers
+        .list()
+        .filter((c) => c.status.state !== "exited" && c.status.suspended)
+        .map((c) => c.status.suspended!.checkpoint),
+    );
     for (const name of names) {
       const path = join(dir, name);
       if (keep.has(path) || recorded.has(path)) continue;

@@ -1,7 +1,13 @@
 // The slice of a UnikernelVM's status the node agent owns: the Paused and Suspended conditions, and
 // the phase while the VM runs on this node. A pure function of what the agent observed, so the
 // operator (which owns Ready, Scheduled, Migrating) and the agent never write the same condition.
-import { type Condition, type ConditionInput, setCondition, type UnikernelVM, type VMPhase } from "../../../api/index.js";
+import {
+  type Condition,
+  type ConditionInput,
+  setCondition,
+  type UnikernelVM,
+  type VMPhase,
+} from "../../../api/index.js";
 import type { ObservedDomain } from "./decide.js";
 
 export const AGENT_FIELD_MANAGER = "superfluid-node-agent";
@@ -30,7 +36,11 @@ export function agentStatus(vm: UnikernelVM, o: AgentObservation, now: Date = ne
       : f && (f.op === "pause" || f.op === "unpause")
         ? { status: "False", reason: f.reason, message: f.message }
         : policy === "Paused" && !o.suspended
-          ? { status: "False", reason: "Pausing", message: "runPolicy is Paused; the node agent is pausing the domain" }
+          ? {
+              status: "False",
+              reason: "Pausing",
+              message: "runPolicy is Paused; the node agent is pausing the domain",
+            }
           : { status: "False", reason: "NotPaused", message: "the domain is not paused" };
   const suspended: Verdict =
     o.suspended && f?.op === "restore"
@@ -40,13 +50,30 @@ export function agentStatus(vm: UnikernelVM, o: AgentObservation, now: Date = ne
         : f?.op === "suspend"
           ? { status: "False", reason: f.reason, message: f.message }
           : policy === "Suspended"
-            ? { status: "False", reason: "Suspending", message: "runPolicy is Suspended; the node agent is saving the domain" }
+            ? {
+                status: "False",
+                reason: "Suspending",
+                message: "runPolicy is Suspended; the node agent is saving the domain",
+              }
             : { status: "False", reason: "NotSuspended", message: "the domain is not suspended" };
   const generation = vm.metadata.generation;
   let conditions = vm.status?.conditions;
-  for (const [type, v] of [["Paused", paused], ["Suspended", suspended]] as const)
-    conditions = setCondition(conditions, { type, ...v, ...(generation !== undefined ? { observedGeneration: generation } : {}) }, now);
-  const phase: VMPhase = o.suspended ? "Suspended" : o.domain === "paused" ? "Paused" : o.domain === "running" ? "Running" : (vm.status?.phase ?? "Pending");
+  for (const [type, v] of [
+    ["Paused", paused],
+    ["Suspended", suspended],
+  ] as const)
+    conditions = setCondition(
+      conditions,
+      { type, ...v, ...(generation !== undefined ? { observedGeneration: generation } : {}) },
+      now,
+    );
+  const phase: VMPhase = o.suspended
+    ? "Suspended"
+    : o.domain === "paused"
+      ? "Paused"
+      : o.domain === "running"
+        ? "Running"
+        : (vm.status?.phase ?? "Pending");
   return { phase, conditions: conditions ?? [] };
 }
 
@@ -56,7 +83,15 @@ export function agentStatusDiffers(vm: UnikernelVM, next: AgentStatus): boolean 
   for (const type of AGENT_CONDITIONS) {
     const a = vm.status?.conditions?.find((c) => c.type === type);
     const b = next.conditions.find((c) => c.type === type);
-    if (!a || !b || a.status !== b.status || a.reason !== b.reason || a.message !== b.message || a.observedGeneration !== b.observedGeneration) return true;
+    if (
+      !a ||
+      !b ||
+      a.status !== b.status ||
+      a.reason !== b.reason ||
+      a.message !== b.message ||
+      a.observedGeneration !== b.observedGeneration
+    )
+      return true;
   }
   return false;
 }

@@ -4,25 +4,62 @@ import type { UnikernelVM } from "../../../api/index.js";
 import { agentStatus, agentStatusDiffers } from "./conditions.js";
 import { type AgentAction, decide, type DecideInput } from "./decide.js";
 
-const base: DecideInput = { runPolicy: "Running", domain: "running", suspended: false, checkpointExists: false, restoreFailed: false };
+const base: DecideInput = {
+  runPolicy: "Running",
+  domain: "running",
+  suspended: false,
+  checkpointExists: false,
+  restoreFailed: false,
+};
 const cases: [string, Partial<DecideInput>, AgentAction["kind"], Partial<AgentAction>?][] = [
   ["Running, running: nothing", {}, "none"],
   ["Running, paused: unpause", { domain: "paused" }, "unpause"],
-  ["Running, suspended with checkpoint: restore running", { domain: "absent", suspended: true, checkpointExists: true }, "restore", { paused: false }],
-  ["Running, suspended, checkpoint gone: fail", { domain: "absent", suspended: true }, "fail", { reason: "CheckpointMissing" }],
-  ["Running, suspended, restore failed before: no retry loop", { domain: "absent", suspended: true, checkpointExists: true, restoreFailed: true }, "none"],
+  [
+    "Running, suspended with checkpoint: restore running",
+    { domain: "absent", suspended: true, checkpointExists: true },
+    "restore",
+    { paused: false },
+  ],
+  [
+    "Running, suspended, checkpoint gone: fail",
+    { domain: "absent", suspended: true },
+    "fail",
+    { reason: "CheckpointMissing" },
+  ],
+  [
+    "Running, suspended, restore failed before: no retry loop",
+    { domain: "absent", suspended: true, checkpointExists: true, restoreFailed: true },
+    "none",
+  ],
   ["Running, no domain, not suspended (exited): CRI's business", { domain: "absent" }, "none"],
   ["Running, running, stale checkpoint: discard it", { checkpointExists: true }, "discard-checkpoint"],
   ["Paused, running: pause", { runPolicy: "Paused" }, "pause"],
   ["Paused, paused: nothing", { runPolicy: "Paused", domain: "paused" }, "none"],
-  ["Paused, suspended: restore paused", { runPolicy: "Paused", domain: "absent", suspended: true, checkpointExists: true }, "restore", { paused: true }],
+  [
+    "Paused, suspended: restore paused",
+    { runPolicy: "Paused", domain: "absent", suspended: true, checkpointExists: true },
+    "restore",
+    { paused: true },
+  ],
   ["Suspended, running: suspend", { runPolicy: "Suspended" }, "suspend"],
   ["Suspended, paused: suspend", { runPolicy: "Suspended", domain: "paused" }, "suspend"],
-  ["Suspended, suspended: nothing", { runPolicy: "Suspended", domain: "absent", suspended: true, checkpointExists: true }, "none"],
-  ["Suspended, suspended, checkpoint gone: nothing to do until resumed", { runPolicy: "Suspended", domain: "absent", suspended: true }, "none"],
+  [
+    "Suspended, suspended: nothing",
+    { runPolicy: "Suspended", domain: "absent", suspended: true, checkpointExists: true },
+    "none",
+  ],
+  [
+    "Suspended, suspended, checkpoint gone: nothing to do until resumed",
+    { runPolicy: "Suspended", domain: "absent", suspended: true },
+    "none",
+  ],
   ["Suspended, exited: nothing", { runPolicy: "Suspended", domain: "absent" }, "none"],
   ["Stopped, running: the operator's (pod deletion)", { runPolicy: "Stopped" }, "none"],
-  ["Stopped, suspended: the operator's", { runPolicy: "Stopped", domain: "absent", suspended: true, checkpointExists: true }, "none"],
+  [
+    "Stopped, suspended: the operator's",
+    { runPolicy: "Stopped", domain: "absent", suspended: true, checkpointExists: true },
+    "none",
+  ],
 ];
 for (const [name, input, kind, extra] of cases)
   test(`decide: ${name}`, (t) => {
@@ -41,7 +78,13 @@ const vm = (runPolicy: UnikernelVM["spec"]["runPolicy"], status?: UnikernelVM["s
 const cond = (s: ReturnType<typeof agentStatus>, type: string) => s.conditions.find((c) => c.type === type)!;
 
 test("status: a paused domain is phase Paused, Paused=True; other conditions are kept", (t) => {
-  const ready = { type: "Ready", status: "False", reason: "Paused", message: "x", lastTransitionTime: "2026-01-01T00:00:00Z" } as const;
+  const ready = {
+    type: "Ready",
+    status: "False",
+    reason: "Paused",
+    message: "x",
+    lastTransitionTime: "2026-01-01T00:00:00Z",
+  } as const;
   const s = agentStatus(vm("Paused", { conditions: [ready] }), { domain: "paused", suspended: false });
   t.is(s.phase, "Paused");
   t.like(cond(s, "Paused"), { status: "True", reason: "Paused", observedGeneration: 4 });
@@ -53,8 +96,16 @@ test("status: suspended, then a failed restore keeps Suspended=True with the fai
   const s = agentStatus(vm("Suspended"), { domain: "absent", suspended: true });
   t.is(s.phase, "Suspended");
   t.like(cond(s, "Suspended"), { status: "True", reason: "Suspended" });
-  const f = agentStatus(vm("Running"), { domain: "absent", suspended: true, failure: { op: "restore", reason: "RestoreFailed", message: "restore failed: bad stream" } });
-  t.like(cond(f, "Suspended"), { status: "True", reason: "RestoreFailed", message: "restore failed: bad stream" });
+  const f = agentStatus(vm("Running"), {
+    domain: "absent",
+    suspended: true,
+    failure: { op: "restore", reason: "RestoreFailed", message: "restore failed: bad stream" },
+  });
+  t.like(cond(f, "Suspended"), {
+    status: "True",
+    reason: "RestoreFailed",
+    message: "restore failed: bad stream",
+  });
   t.is(f.phase, "Suspended");
 });
 

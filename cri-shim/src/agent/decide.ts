@@ -37,7 +37,11 @@ export function decide(input: DecideInput): AgentAction {
     if (!suspended) return NONE;
     if (runPolicy === "Suspended") return NONE;
     if (!checkpointExists)
-      return { kind: "fail", reason: "CheckpointMissing", message: "the domain was suspended but its checkpoint file is gone" };
+      return {
+        kind: "fail",
+        reason: "CheckpointMissing",
+        message: "the domain was suspended but its checkpoint file is gone",
+      };
     if (restoreFailed) return NONE;
     return { kind: "restore", paused: runPolicy === "Paused" };
   }

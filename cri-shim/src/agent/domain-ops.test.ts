@@ -33,21 +33,46 @@ class SavingHypervisorDouble extends MemoryHypervisorDouble {
 
 const IMAGE = "registry.test/hello:1";
 
-async function setup(t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ shim: UnitShim; ops: DomainOps; ctr: string; ckpt: string; dir: string }> {
+async function setup(t: {
+  teardown: (fn: () => Promise<void>) => void;
+}): Promise<{ shim: UnitShim; ops: DomainOps; ctr: string; ckpt: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), "sf-agent-"));
-  const shim = await startUnitShim({ dir, hv: new SavingHypervisorDouble(), images: new DirImagesDouble(join(dir, "images")) });
+  const shim = await startUnitShim({
+    dir,
+    hv: new SavingHypervisorDouble(),
+    images: new DirImagesDouble(join(dir, "images")),
+  });
   t.teardown(() => shim.dispose());
   shim.images.available.add(IMAGE);
   await shim.cri.image("PullImage", { image: { image: IMAGE } });
-  const config = { metadata: { name: "v", namespace: "default", uid: "uid-v", attempt: 0 }, hostname: "v", log_directory: join(dir, "logs"), annotations: { "superfluid.dev/vm": "default/v" } };
-  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", { config });
-  const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", { pod_sandbox_id: sb, config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" }, sandbox_config: config });
+  const config = {
+    metadata: { name: "v", namespace: "default", uid: "uid-v", attempt: 0 },
+    hostname: "v",
+    log_directory: join(dir, "logs"),
+    annotations: { "superfluid.dev/vm": "default/v" },
+  };
+  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+  });
+  const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
+    sandbox_config: config,
+  });
   await shim.cri.runtime("StartContainer", { container_id: ctr });
   const ckptDir = join(dir, "checkpoints");
-  return { shim, ops: new DomainOps(shim.runtime.ctx, shim.runtime.containers, ckptDir), ctr, ckpt: checkpointPath(ckptDir, "0f9e-uid"), dir };
+  return {
+    shim,
+    ops: new DomainOps(shim.runtime.ctx, shim.runtime.containers, ckptDir),
+    ctr,
+    ckpt: checkpointPath(ckptDir, "0f9e-uid"),
+    dir,
+  };
 }
 
-const criState = async (shim: UnitShim, ctr: string) => (await shim.cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ctr })).status.state;
+const criState = async (shim: UnitShim, ctr: string) =>
+  (await shim.cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ctr })).status
+    .state;
 
 test("suspend: checkpoint whole on disk, no domain, the CRI still says running across monitor passes; restore: new domid, checkpoint gone", async (t) => {
   const { shim, ops, ctr, ckpt } = await setup(t);
@@ -78,7 +103,9 @@ test("a corrupt checkpoint is refused before the hypervisor sees it; nothing is 
   const { shim, ops, ctr, ckpt } = await setup(t);
   await ops.suspend(shim.runtime.ctx.containers.get(ctr)!, ckpt);
   writeFileSync(ckpt, "SAVED sf-something-else\n");
-  await t.throwsAsync(ops.restore(shim.runtime.ctx.containers.get(ctr)!, false), { message: /is corrupt: sha256/ });
+  await t.throwsAsync(ops.restore(shim.runtime.ctx.containers.get(ctr)!, false), {
+    message: /is corrupt: sha256/,
+  });
   t.deepEqual(await shim.hv.list(), []);
   t.truthy(shim.runtime.ctx.containers.get(ctr)!.status.suspended, "still suspended");
   t.true(existsSync(ckpt), "the checkpoint is kept");
@@ -91,7 +118,9 @@ test("a shim restart keeps a suspended container (not DomainLost); StopContainer
   t.is(await criState(again, ctr), "CONTAINER_RUNNING");
   t.truthy(again.runtime.ctx.containers.get(ctr)!.status.suspended);
   await again.cri.runtime("StopContainer", { container_id: ctr, timeout: 0 });
-  const st = await again.cri.runtime<{ status: { state: string; reason: string } }>("ContainerStatus", { container_id: ctr });
+  const st = await again.cri.runtime<{ status: { state: string; reason: string } }>("ContainerStatus", {
+    container_id: ctr,
+  });
   t.like(st.status, { state: "CONTAINER_EXITED", reason: "Stopped" });
   t.false(existsSync(ckpt), "the checkpoint went with the container");
   await again.dispose();

@@ -16,12 +16,16 @@ const log = logger("node-agent-ops");
 export const DEFAULT_CHECKPOINT_DIR = "/var/lib/superfluid/checkpoints";
 
 export function checkpointPath(dir: string, vmUid: string): string {
-  if (!/^[0-9a-zA-Z-]{1,64}$/.test(vmUid)) throw new Error(`not a UID: ${JSON.stringify(vmUid.slice(0, 80))}`);
+  if (!/^[0-9a-zA-Z-]{1,64}$/.test(vmUid))
+    throw new Error(`not a UID: ${JSON.stringify(vmUid.slice(0, 80))}`);
   return join(dir, `${vmUid}.ckpt`);
 }
 
 export async function fileExists(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 async function sha256Of(path: string): Promise<string> {
@@ -46,7 +50,8 @@ export class DomainOps {
   }
 
   private liveDomid(cur: ContainerEntry): number {
-    if (cur.status.domid === undefined || cur.status.suspended) throw new Error(`container ${cur.meta.id} has no domain`);
+    if (cur.status.domid === undefined || cur.status.suspended)
+      throw new Error(`container ${cur.meta.id} has no domain`);
     return cur.status.domid;
   }
 
@@ -79,14 +84,19 @@ export class DomainOps {
         await rm(tmp, { force: true });
         // A save that failed half-way can leave the domain suspended: bring it back rather than lose it.
         const d = await this.rt.hypervisor.info(domid).catch(() => undefined);
-        if (d && d.state === "shutdown" && d.shutdownReason === "suspend") log.error("domain left suspended by a failed save", { domid });
+        if (d && d.state === "shutdown" && d.shutdownReason === "suspend")
+          log.error("domain left suspended by a failed save", { domid });
         throw err;
       }
       const { size } = await fh.stat();
       await fh.close();
       const sha256 = await sha256Of(tmp);
       await rename(tmp, path);
-      await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, domid: undefined, suspended: { checkpoint: path, since: new Date().toISOString(), sha256 } }));
+      await this.rt.containers.update(cur.meta.id, (s) => ({
+        ...s,
+        domid: undefined,
+        suspended: { checkpoint: path, since: new Date().toISOString(), sha256 },
+      }));
       const ms = Date.now() - started;
       log.info("domain suspended to disk", { container: cur.meta.id, domid, path, bytes: size, ms });
       return { ms, bytes: size };
@@ -104,7 +114,10 @@ export class DomainOps {
       // shim's process down with it, and flipped memory pages would restore silently).
       if (record.sha256) {
         const actual = await sha256Of(record.checkpoint);
-        if (actual !== record.sha256) throw new Error(`checkpoint ${record.checkpoint} is corrupt: sha256 ${actual.slice(0, 16)}... differs from ${record.sha256.slice(0, 16)}... recorded at save`);
+        if (actual !== record.sha256)
+          throw new Error(
+            `checkpoint ${record.checkpoint} is corrupt: sha256 ${actual.slice(0, 16)}... differs from ${record.sha256.slice(0, 16)}... recorded at save`,
+          );
       }
       const fh = await open(record.checkpoint, constants.O_RDONLY);
       let domid: number;
@@ -149,7 +162,13 @@ export class DomainOps {
       vcpus: cur.status.vcpus,
       guestType: cur.meta.guestType,
       // A domain received by migration keeps the source's MAC and the address it booted with.
-      vifs: [{ bridge: net.bridge, mac: cur.status.guestNetwork?.mac ?? net.mac, ip: cur.status.guestNetwork?.ip ?? net.ip }],
+      vifs: [
+        {
+          bridge: net.bridge,
+          mac: cur.status.guestNetwork?.mac ?? net.mac,
+          ip: cur.status.guestNetwork?.ip ?? net.ip,
+        },
+      ],
     };
   }
 }

@@ -41,8 +41,18 @@ function dom0Kubeconfig(cp: ControlPlane, server: string): string {
   return stringify({
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: "c", cluster: { server, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" } }],
-    users: [{ name: "agent", user: { "client-certificate-data": b64(cp.pki.adminCert), "client-key-data": b64(cp.pki.adminKey) } }],
+    clusters: [
+      {
+        name: "c",
+        cluster: { server, "certificate-authority-data": b64(cp.pki.caCert), "tls-server-name": "localhost" },
+      },
+    ],
+    users: [
+      {
+        name: "agent",
+        user: { "client-certificate-data": b64(cp.pki.adminCert), "client-key-data": b64(cp.pki.adminKey) },
+      },
+    ],
     contexts: [{ name: "agent", context: { cluster: "c", user: "agent" } }],
     "current-context": "agent",
   });
@@ -52,16 +62,44 @@ function dom0Kubeconfig(cp: ControlPlane, server: string): string {
  * The shim + node agent in an already booted node, reaching the apiserver from dom0; `stops` gets its
  * cleanup. --node-address: the node's segment address, where the other nodes of the test reach it.
  */
-export async function startAgentOnNode(cp: ControlPlane, node: XenNode, stops: Array<() => Promise<void>>): Promise<AgentNode> {
-  writeFileSync(join(node.hostDir, "agent.kubeconfig"), dom0Kubeconfig(cp, `https://${node.hostIpFromDom0}:${cp.port}`), { mode: 0o600 });
+export async function startAgentOnNode(
+  cp: ControlPlane,
+  node: XenNode,
+  stops: Array<() => Promise<void>>,
+): Promise<AgentNode> {
+  writeFileSync(
+    join(node.hostDir, "agent.kubeconfig"),
+    dom0Kubeconfig(cp, `https://${node.hostIpFromDom0}:${cp.port}`),
+    { mode: 0o600 },
+  );
   const shim = await startShim(node, {
-    args: ["--bridge", node.bridge, "--pod-cidr", node.podCidr, "--plain-http-registries", node.hostIpFromDom0, "--kubeconfig", `${node.dom0HostDir}/agent.kubeconfig`, "--node-name", node.name, "--node-address", node.segmentIp, "--migration-timeout", "300", "--log-level", "debug"],
+    args: [
+      "--bridge",
+      node.bridge,
+      "--pod-cidr",
+      node.podCidr,
+      "--plain-http-registries",
+      node.hostIpFromDom0,
+      "--kubeconfig",
+      `${node.dom0HostDir}/agent.kubeconfig`,
+      "--node-name",
+      node.name,
+      "--node-address",
+      node.segmentIp,
+      "--migration-timeout",
+      "300",
+      "--log-level",
+      "debug",
+    ],
     readyTimeoutMs: 600_000,
   });
   stops.push(() => shim.stop());
   const sh = async (cmd: string, timeoutMs = 180_000) => {
     const r = await node.exec(cmd, { timeoutMs });
-    if (r.code !== 0) throw new Error(`dom0 of ${node.name}: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${shim.log(40)}`);
+    if (r.code !== 0)
+      throw new Error(
+        `dom0 of ${node.name}: ${cmd}\nexit ${r.code}\n${r.stderr}${r.stdout}\n--- shim log:\n${shim.log(40)}`,
+      );
     return r.stdout.trim();
   };
   return { node, shim, sh, crictl: (a, t) => sh(`${CRICTL} ${a}`, t) };
@@ -74,7 +112,10 @@ export async function startAgentBed(name: string): Promise<AgentBed> {
   };
   try {
     const [cp, registry] = await Promise.all([startControlPlane(), startRegistry()]);
-    stops.push(() => cp.stop(), () => registry.stop());
+    stops.push(
+      () => cp.stop(),
+      () => registry.stop(),
+    );
     const pushed = await pushExampleImages(registry);
     const node = await startXenNode({ name, memoryMiB: 2048, bootTimeoutMs: 1_200_000 });
     stops.push(() => node.stop());
@@ -104,15 +145,40 @@ export interface VmPod {
  * its pod run through crictl with the annotations the operator puts on a pod: the kubelet's part.
  */
 export async function runVmPod(bed: AgentBed, vm: string): Promise<VmPod> {
-  await bed.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "superfluid.dev/v1alpha1", kind: "UnikernelVM", metadata: { name: vm, namespace: "default" }, spec: { image: "localhost/hello:1", runPolicy: "Running" } }));
-  await bed.kubectl(["patch", "unikernelvm", vm, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { nodeName: bed.node.name, phase: "Running" } })]);
+  await bed.kubectl(
+    ["apply", "-f", "-"],
+    JSON.stringify({
+      apiVersion: "superfluid.dev/v1alpha1",
+      kind: "UnikernelVM",
+      metadata: { name: vm, namespace: "default" },
+      spec: { image: "localhost/hello:1", runPolicy: "Running" },
+    }),
+  );
+  await bed.kubectl([
+    "patch",
+    "unikernelvm",
+    vm,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify({ status: { nodeName: bed.node.name, phase: "Running" } }),
+  ]);
   const uid = (await getVm(bed, vm)).metadata.uid!;
   const file = (n: string, v: unknown) => {
     writeFileSync(join(bed.node.hostDir, n), JSON.stringify(v));
     return `${bed.node.dom0HostDir}/${n}`;
   };
-  const podCfg = file(`pod-${vm}.json`, { metadata: { name: vm, namespace: "default", uid: `uid-${vm}`, attempt: 0 }, hostname: vm, log_directory: `/var/log/pods/${vm}`, annotations: { "superfluid.dev/vm": `default/${vm}` } });
-  const ctrCfg = file(`ctr-${vm}.json`, { metadata: { name: "main" }, image: { image: bed.hello }, log_path: "main/0.log" });
+  const podCfg = file(`pod-${vm}.json`, {
+    metadata: { name: vm, namespace: "default", uid: `uid-${vm}`, attempt: 0 },
+    hostname: vm,
+    log_directory: `/var/log/pods/${vm}`,
+    annotations: { "superfluid.dev/vm": `default/${vm}` },
+  });
+  const ctrCfg = file(`ctr-${vm}.json`, {
+    metadata: { name: "main" },
+    image: { image: bed.hello },
+    log_path: "main/0.log",
+  });
   await bed.crictl(`pull ${bed.hello}`);
   const pod = await bed.crictl(`runp ${podCfg}`);
   let ctr: string;
@@ -132,16 +198,33 @@ export async function getVm(bed: AgentBed, vm: string): Promise<UnikernelVM> {
 }
 
 export async function setRunPolicy(bed: AgentBed, vm: string, runPolicy: RunPolicy): Promise<void> {
-  await bed.kubectl(["patch", "unikernelvm", vm, "--type=merge", "-p", JSON.stringify({ spec: { runPolicy } })]);
+  await bed.kubectl([
+    "patch",
+    "unikernelvm",
+    vm,
+    "--type=merge",
+    "-p",
+    JSON.stringify({ spec: { runPolicy } }),
+  ]);
 }
 
 /** Polls the VM until `want` holds; returns the VM. Fast polling: the bench times through this. */
-export async function waitForVm(bed: AgentBed, vm: string, what: string, want: (v: UnikernelVM) => boolean, timeoutMs = 300_000, pollMs = 200): Promise<UnikernelVM> {
+export async function waitForVm(
+  bed: AgentBed,
+  vm: string,
+  what: string,
+  want: (v: UnikernelVM) => boolean,
+  timeoutMs = 300_000,
+  pollMs = 200,
+): Promise<UnikernelVM> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await getVm(bed, vm);
     if (want(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${vm}: ${what}\nstatus: ${JSON.stringify(v.status)}\n--- shim log:\n${bed.shim.log(40)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting for ${vm}: ${what}\nstatus: ${JSON.stringify(v.status)}\n--- shim log:\n${bed.shim.log(40)}`,
+      );
     await sleep(pollMs);
   }
 }

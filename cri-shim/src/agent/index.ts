@@ -18,13 +18,19 @@ export function startNodeAgent(
   runtime: CriRuntime,
   kubeconfigPath: string | undefined,
   nodeName: string,
-  opts: { checkpointDir?: string | undefined; nodeAddress?: string | undefined; streamTimeoutMs?: number | undefined } = {},
+  opts: {
+    checkpointDir?: string | undefined;
+    nodeAddress?: string | undefined;
+    streamTimeoutMs?: number | undefined;
+  } = {},
 ): NodeAgent {
   const kubeConfig = new KubeConfig();
   if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
   else kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
   const agent = new NodeAgent({
-    kubeConfig, nodeName, runtime,
+    kubeConfig,
+    nodeName,
+    runtime,
     ...(opts.checkpointDir ? { checkpointDir: opts.checkpointDir } : {}),
     ...(opts.nodeAddress ? { nodeAddress: opts.nodeAddress } : {}),
     ...(opts.streamTimeoutMs ? { streamTimeoutMs: opts.streamTimeoutMs } : {}),

@@ -14,7 +14,13 @@ import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } fro
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
 import { type KubeClient, paths } from "../../../lib/kube/client.js";
 import type { DomainSpec } from "../hypervisor/types.js";
-import { createIdentity, type IncomingMigration, MigrationError, receiveDomain, sendDomain } from "../migration/index.js";
+import {
+  createIdentity,
+  type IncomingMigration,
+  MigrationError,
+  receiveDomain,
+  sendDomain,
+} from "../migration/index.js";
 import { applyReaddressing } from "../network/readdress.js";
 import type { CriRuntime } from "../runtime.js";
 import type { ContainerEntry } from "../services/containers.js";
@@ -42,7 +48,8 @@ export interface MigrationAgentConfig {
 
 const reasonOf = (err: unknown): string => (err instanceof MigrationError ? err.reason : "Failed");
 /** The certificate's common name: role, migration and node, as one DNS-like label (for logs; peers pin the fingerprint). */
-const identityName = (role: string, migration: string, node: string): string => `${role}.${migration}.${node}`.slice(0, 63).replace(/[^A-Za-z0-9]+$/, "");
+const identityName = (role: string, migration: string, node: string): string =>
+  `${role}.${migration}.${node}`.slice(0, 63).replace(/[^A-Za-z0-9]+$/, "");
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 
 export class MigrationAgent {
@@ -53,7 +60,11 @@ export class MigrationAgent {
   private address: string | undefined;
 
   constructor(private readonly config: MigrationAgentConfig) {
-    this.migrations = watchResource<UnikernelVMMigration>(config.kubeConfig, config.client, paths.custom(MIGRATION_PLURAL));
+    this.migrations = watchResource<UnikernelVMMigration>(
+      config.kubeConfig,
+      config.client,
+      paths.custom(MIGRATION_PLURAL),
+    );
     this.address = config.nodeAddress;
   }
 
@@ -79,7 +90,10 @@ export class MigrationAgent {
       const d = await this.rt.hypervisor.info(c.status.domid);
       if (!d || d.name !== c.meta.domainName || !isLeftSuspended(d)) continue;
       await this.rt.locks.run(c.meta.sandboxId, () => this.rt.hypervisor.resumeSuspended(d.domid));
-      log.warn("resumed a domain left suspended by an interrupted migration", { container: c.meta.id, domid: d.domid });
+      log.warn("resumed a domain left suspended by an interrupted migration", {
+        container: c.meta.id,
+        domid: d.domid,
+      });
     }
   }
 
@@ -90,7 +104,10 @@ export class MigrationAgent {
         if (m.status?.targetNode === this.config.nodeName) await this.asTarget(m);
         if (m.status?.sourceNode === this.config.nodeName) await this.asSource(m);
       } catch (err) {
-        log.warn("migration reconcile failed", { migration: `${m.metadata.namespace}/${m.metadata.name}`, err: String(err) });
+        log.warn("migration reconcile failed", {
+          migration: `${m.metadata.namespace}/${m.metadata.name}`,
+          err: String(err),
+        });
       }
     }
   }
@@ -107,8 +124,25 @@ export class MigrationAgent {
 
   /** The pod's container that waits for this migration's domain (target pod: migration-target annotation). */
   private incomingContainer(m: UnikernelVMMigration): ContainerEntry | undefined {
-    const sb = this.rt.sandboxes.list().find((s) => s.status.state === "ready" && s.meta.config.migrationTarget === m.metadata.name && s.meta.metadata.namespace === m.metadata.namespace);
-    return sb && this.rt.containers.list().find((c) => c.meta.sandboxId === sb.meta.id && c.status.incoming?.migration === m.metadata.name && c.status.state !== "exited");
+    const sb = this.rt.sandboxes
+      .list()
+      .find(
+        (s) =>
+          s.status.state === "ready" &&
+          s.meta.config.migrationTarget === m.metadata.name &&
+          s.meta.metadata.namespace === m.metadata.namespace,
+      );
+    return (
+      sb &&
+      this.rt.containers
+        .list()
+        .find(
+          (c) =>
+            c.meta.sandboxId === sb.meta.id &&
+            c.status.incoming?.migration === m.metadata.name &&
+            c.status.state !== "exited",
+        )
+    );
   }
 
   /** The VM's running container on this node (not a migration's target pod). */
@@ -116,10 +150,24 @@ export class MigrationAgent {
     const ids = new Set(
       this.rt.sandboxes
         .list()
-        .filter((s) => s.status.state === "ready" && !s.meta.config.migrationTarget && s.meta.config.vm?.namespace === m.metadata.namespace && s.meta.config.vm?.name === m.spec.vmName)
+        .filter(
+          (s) =>
+            s.status.state === "ready" &&
+            !s.meta.config.migrationTarget &&
+            s.meta.config.vm?.namespace === m.metadata.namespace &&
+            s.meta.config.vm?.name === m.spec.vmName,
+        )
         .map((s) => s.meta.id),
     );
-    return this.rt.containers.list().find((c) => ids.has(c.meta.sandboxId) && c.status.state === "running" && c.status.domid !== undefined && !isDomainless(c.status));
+    return this.rt.containers
+      .list()
+      .find(
+        (c) =>
+          ids.has(c.meta.sandboxId) &&
+          c.status.state === "running" &&
+          c.status.domid !== undefined &&
+          !isDomainless(c.status),
+      );
   }
 
   private async asTarget(m: UnikernelVMMigration): Promise<void> {
@@ -133,9 +181,21 @@ export class MigrationAgent {
       return;
     }
     // Published by an earlier process of this shim: its listener died with it.
-    if ((phase === "TargetPreparing" || phase === "Transferring") && ready?.status === "True" && !conditionOf(m, C.targetRunning)) {
+    if (
+      (phase === "TargetPreparing" || phase === "Transferring") &&
+      ready?.status === "True" &&
+      !conditionOf(m, C.targetRunning)
+    ) {
       this.handled.add(key);
-      await new MigrationStatusWriter(this.config.client, this.config.nodeName, "target", m).apply({}, { type: C.targetReady, status: "False", reason: "TargetRestarted", message: "the target's shim restarted while waiting for the stream" });
+      await new MigrationStatusWriter(this.config.client, this.config.nodeName, "target", m).apply(
+        {},
+        {
+          type: C.targetReady,
+          status: "False",
+          reason: "TargetRestarted",
+          message: "the target's shim restarted while waiting for the stream",
+        },
+      );
     }
   }
 
@@ -148,7 +208,15 @@ export class MigrationAgent {
       // Streaming, said an earlier process of this shim; its send died with it and the domain was resumed at start.
       if (transferred.status === "Unknown" && st?.phase === "Transferring") {
         this.handled.add(key);
-        await new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m).apply({}, { type: C.transferred, status: "False", reason: "SourceRestarted", message: "the source's shim restarted during the stream; the VM runs on here" });
+        await new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m).apply(
+          {},
+          {
+            type: C.transferred,
+            status: "False",
+            reason: "SourceRestarted",
+            message: "the source's shim restarted during the stream; the VM runs on here",
+          },
+        );
       }
       return;
     }
@@ -156,7 +224,15 @@ export class MigrationAgent {
     const c = this.sourceContainer(m);
     if (!c) {
       this.handled.add(key);
-      await new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m).apply({}, { type: C.transferred, status: "False", reason: "SourceDomainMissing", message: `no running domain of VM ${m.spec.vmName} on ${this.config.nodeName}` });
+      await new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m).apply(
+        {},
+        {
+          type: C.transferred,
+          status: "False",
+          reason: "SourceDomainMissing",
+          message: `no running domain of VM ${m.spec.vmName} on ${this.config.nodeName}`,
+        },
+      );
       return;
     }
     this.begin(key, () => this.send(m, c, st.targetEndpoint!, st.targetCertificateSHA256!));
@@ -164,9 +240,15 @@ export class MigrationAgent {
 
   private async nodeAddress(): Promise<string> {
     if (this.address) return this.address;
-    const node = await this.config.client.request<{ status?: { addresses?: { type: string; address: string }[] } }>({ method: "GET", path: `${paths.nodes()}/${this.config.nodeName}` });
+    const node = await this.config.client.request<{
+      status?: { addresses?: { type: string; address: string }[] };
+    }>({ method: "GET", path: `${paths.nodes()}/${this.config.nodeName}` });
     const ip = node.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
-    if (!ip) throw new MigrationError("InvalidArgument", `node ${this.config.nodeName} has no InternalIP; start the shim with --node-address`);
+    if (!ip)
+      throw new MigrationError(
+        "InvalidArgument",
+        `node ${this.config.nodeName} has no InternalIP; start the shim with --node-address`,
+      );
     return (this.address = ip);
   }
 
@@ -187,7 +269,10 @@ export class MigrationAgent {
         identity,
         // Read when the source connects: it published its fingerprint before dialling.
         sourceFingerprint: async () => {
-          const fresh = await this.config.client.request<UnikernelVMMigration>({ method: "GET", path: paths.customObject(MIGRATION_PLURAL, m.metadata.namespace!, m.metadata.name!) });
+          const fresh = await this.config.client.request<UnikernelVMMigration>({
+            method: "GET",
+            path: paths.customObject(MIGRATION_PLURAL, m.metadata.namespace!, m.metadata.name!),
+          });
           return fresh.status?.sourceCertificateSHA256;
         },
         targetSpec: async (source) => {
@@ -199,17 +284,39 @@ export class MigrationAgent {
       });
       endpoint = `${host}:${incoming.port}`;
     } catch (err) {
-      await w.apply({}, { type: C.targetReady, status: "False", reason: reasonOf(err), message: messageOf(err) });
+      await w.apply(
+        {},
+        { type: C.targetReady, status: "False", reason: reasonOf(err), message: messageOf(err) },
+      );
       return;
     }
     this.rt.receiving.set(c.meta.id, incoming);
-    if (this.rt.containers.get(c.meta.id)?.status.state !== "running" && this.rt.containers.get(c.meta.id)?.status.state !== "created") {
+    if (
+      this.rt.containers.get(c.meta.id)?.status.state !== "running" &&
+      this.rt.containers.get(c.meta.id)?.status.state !== "created"
+    ) {
       this.rt.receiving.delete(c.meta.id);
       await incoming.cancel("the target pod's container is gone");
-      await w.apply({}, { type: C.targetReady, status: "False", reason: "Cancelled", message: "the target pod's container was stopped" });
+      await w.apply(
+        {},
+        {
+          type: C.targetReady,
+          status: "False",
+          reason: "Cancelled",
+          message: "the target pod's container was stopped",
+        },
+      );
       return;
     }
-    await w.apply({ targetEndpoint: endpoint, targetCertificateSHA256: fingerprint }, { type: C.targetReady, status: "True", reason: "Listening", message: `waiting for the stream at ${endpoint}` });
+    await w.apply(
+      { targetEndpoint: endpoint, targetCertificateSHA256: fingerprint },
+      {
+        type: C.targetReady,
+        status: "True",
+        reason: "Listening",
+        message: `waiting for the stream at ${endpoint}`,
+      },
+    );
     log.info("waiting for migration", { migration: name, endpoint, container: c.meta.id });
     try {
       const r = await incoming.result;
@@ -220,14 +327,32 @@ export class MigrationAgent {
           await this.config.runtime.containers.destroyDomain(r.domid, c.meta.domainName);
           return false;
         }
-        await adoptReceivedDomain(this.rt, this.config.runtime.containers, cur, r.domid, guestNetwork ?? this.sandboxGuest(c));
+        await adoptReceivedDomain(
+          this.rt,
+          this.config.runtime.containers,
+          cur,
+          r.domid,
+          guestNetwork ?? this.sandboxGuest(c),
+        );
         return true;
       });
-      if (!adopted) throw new MigrationError("Cancelled", "the target pod's container was stopped before the domain ran");
-      await w.apply({}, { type: C.targetRunning, status: "True", reason: "Running", message: `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms` });
+      if (!adopted)
+        throw new MigrationError("Cancelled", "the target pod's container was stopped before the domain ran");
+      await w.apply(
+        {},
+        {
+          type: C.targetRunning,
+          status: "True",
+          reason: "Running",
+          message: `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
+        },
+      );
     } catch (err) {
       this.rt.receiving.delete(c.meta.id);
-      await w.apply({}, { type: C.targetRunning, status: "False", reason: reasonOf(err), message: messageOf(err) });
+      await w.apply(
+        {},
+        { type: C.targetRunning, status: "False", reason: reasonOf(err), message: messageOf(err) },
+      );
     }
   }
 
@@ -242,10 +367,14 @@ export class MigrationAgent {
    * netfront knows it), this pod's domain name, kernel copy and bridge. The guest keeps the address it
    * booted with; dom0 NATs this pod's address to it.
    */
-  private async targetSpec(c: ContainerEntry, source: DomainSpec): Promise<{ spec: DomainSpec; guest: { mac: string; ip: string } }> {
+  private async targetSpec(
+    c: ContainerEntry,
+    source: DomainSpec,
+  ): Promise<{ spec: DomainSpec; guest: { mac: string; ip: string } }> {
     const sb = this.rt.sandboxes.get(c.meta.sandboxId);
     const net = sb?.status.network;
-    if (!sb || !net) throw new MigrationError("InvalidArgument", `pod sandbox ${c.meta.sandboxId} has no network`);
+    if (!sb || !net)
+      throw new MigrationError("InvalidArgument", `pod sandbox ${c.meta.sandboxId} has no network`);
     const vif = source.vifs[0];
     const guestIp = vif?.ip ?? /(?:^|\s)ip=([\d.]+)/.exec(source.cmdline)?.[1] ?? net.ip;
     const guestGateway = /(?:^|\s)gw=([\d.]+)/.exec(source.cmdline)?.[1];
@@ -257,13 +386,20 @@ export class MigrationAgent {
       name: c.meta.domainName,
       kernelPath: c.meta.kernelPath,
       ...(c.meta.initrdPath ? { initrdPath: c.meta.initrdPath } : {}),
-      vifs: vif ? [{ bridge: net.bridge, mac, ...(this.rt.options.vifAntiSpoof ? { ip: guestIp } : {}) }] : [],
+      vifs: vif
+        ? [{ bridge: net.bridge, mac, ...(this.rt.options.vifAntiSpoof ? { ip: guestIp } : {}) }]
+        : [],
     };
     if (!c.meta.initrdPath) delete spec.initrdPath;
     return { spec, guest: { mac, ip: guestIp } };
   }
 
-  private async send(m: UnikernelVMMigration, c: ContainerEntry, endpoint: string, targetFingerprint: string): Promise<void> {
+  private async send(
+    m: UnikernelVMMigration,
+    c: ContainerEntry,
+    endpoint: string,
+    targetFingerprint: string,
+  ): Promise<void> {
     const w = new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m);
     const name = m.metadata.name!;
     let bytes = 0;
@@ -272,23 +408,37 @@ export class MigrationAgent {
     try {
       const identity = await createIdentity(identityName("source", name, this.config.nodeName));
       // The fingerprint first: the target checks the connecting certificate against it.
-      await w.apply({ sourceCertificateSHA256: identity.fingerprint }, { type: C.transferred, status: "Unknown", reason: "Streaming", message: `streaming to ${endpoint}` });
+      await w.apply(
+        { sourceCertificateSHA256: identity.fingerprint },
+        { type: C.transferred, status: "Unknown", reason: "Streaming", message: `streaming to ${endpoint}` },
+      );
       timer = setInterval(() => {
         if (bytes === written) return;
         written = bytes;
-        void w.apply({ transferredBytes: bytes }).catch((err: unknown) => log.debug("progress write failed", { err: String(err) }));
+        void w
+          .apply({ transferredBytes: bytes })
+          .catch((err: unknown) => log.debug("progress write failed", { err: String(err) }));
       }, this.config.progressIntervalMs ?? 2000);
       const result = await this.rt.locks.run(c.meta.sandboxId, async () => {
         const cur = this.rt.containers.get(c.meta.id);
         const domid = cur?.status.domid;
         if (!cur || cur.status.state !== "running" || domid === undefined || isDomainless(cur.status))
-          throw new MigrationError("SourceFailed", `container ${c.meta.id} has no running domain any more`, { sourceResumed: true });
+          throw new MigrationError("SourceFailed", `container ${c.meta.id} has no running domain any more`, {
+            sourceResumed: true,
+          });
         // A suspend is a request the guest answers; a paused guest cannot (it runs on, unpaused, on the target).
-        if ((await this.rt.hypervisor.info(domid))?.state === "paused") await this.rt.hypervisor.unpause(domid);
+        if ((await this.rt.hypervisor.info(domid))?.state === "paused")
+          await this.rt.hypervisor.unpause(domid);
         try {
           const r = await sendDomain({
-            hv: this.rt.hypervisor, domid, spec: this.config.ops.domainSpec(cur), endpoint, identity, targetFingerprint,
-            live: m.spec.mode !== "cold", onProgress: (b) => (bytes = b),
+            hv: this.rt.hypervisor,
+            domid,
+            spec: this.config.ops.domainSpec(cur),
+            endpoint,
+            identity,
+            targetFingerprint,
+            live: m.spec.mode !== "cold",
+            onProgress: (b) => (bytes = b),
             ...(this.config.streamTimeoutMs ? { timeoutMs: this.config.streamTimeoutMs } : {}),
           });
           await markMigratedAway(this.rt, cur, name, r.switchedAt);
@@ -296,20 +446,40 @@ export class MigrationAgent {
         } catch (err) {
           // Past the point of no return the source domain is gone: record it so the kubelet does not restart it here.
           const still = await this.rt.hypervisor.info(domid).catch(() => undefined);
-          if (!still || still.name !== cur.meta.domainName) await markMigratedAway(this.rt, cur, name, new Date());
+          if (!still || still.name !== cur.meta.domainName)
+            await markMigratedAway(this.rt, cur, name, new Date());
           throw err;
         }
       });
       clearInterval(timer);
       await w.apply(
-        { transferredBytes: result.bytes, downtimeMilliseconds: Math.round(result.downtimeMs), switchTime: result.switchedAt.toISOString().replace(/\.\d{3}Z$/, "Z") },
-        { type: C.transferred, status: "True", reason: "Transferred", message: `${result.live ? "live" : "stop-and-copy"}${result.live || m.spec.mode === "cold" ? "" : " (this Xen cannot track a PV guest's dirty pages)"}: ${result.bytes} bytes in ${result.totalMs} ms, ${Math.round(result.downtimeMs)} ms of downtime; the source domain is destroyed` },
+        {
+          transferredBytes: result.bytes,
+          downtimeMilliseconds: Math.round(result.downtimeMs),
+          switchTime: result.switchedAt.toISOString().replace(/\.\d{3}Z$/, "Z"),
+        },
+        {
+          type: C.transferred,
+          status: "True",
+          reason: "Transferred",
+          message: `${result.live ? "live" : "stop-and-copy"}${result.live || m.spec.mode === "cold" ? "" : " (this Xen cannot track a PV guest's dirty pages)"}: ${result.bytes} bytes in ${result.totalMs} ms, ${Math.round(result.downtimeMs)} ms of downtime; the source domain is destroyed`,
+        },
       );
-      log.info("migration sent", { migration: `${m.metadata.namespace}/${name}`, bytes: result.bytes, totalMs: result.totalMs, downtimeMs: result.downtimeMs });
+      log.info("migration sent", {
+        migration: `${m.metadata.namespace}/${name}`,
+        bytes: result.bytes,
+        totalMs: result.totalMs,
+        downtimeMs: result.downtimeMs,
+      });
     } catch (err) {
       clearInterval(timer);
       const resumed = err instanceof MigrationError && err.sourceResumed;
-      await w.apply(bytes ? { transferredBytes: bytes } : {}, { type: C.transferred, status: "False", reason: reasonOf(err), message: `${messageOf(err)}${resumed ? " (the VM runs on on the source)" : ""}` });
+      await w.apply(bytes ? { transferredBytes: bytes } : {}, {
+        type: C.transferred,
+        status: "False",
+        reason: reasonOf(err),
+        message: `${messageOf(err)}${resumed ? " (the VM runs on on the source)" : ""}`,
+      });
     }
   }
 }

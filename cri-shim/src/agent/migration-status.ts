@@ -24,13 +24,33 @@ export type MigrationRole = "source" | "target";
 
 /** The status fields and condition types each role owns (the rest belongs to the operator or the peer). */
 export const ROLE_FIELDS = {
-  source: { fields: ["sourceCertificateSHA256", "transferredBytes", "switchTime", "downtimeMilliseconds"], conditions: [MIGRATION_CONDITIONS.transferred] },
-  target: { fields: ["targetEndpoint", "targetCertificateSHA256"], conditions: [MIGRATION_CONDITIONS.targetReady, MIGRATION_CONDITIONS.targetRunning] },
-} as const satisfies Record<MigrationRole, { fields: readonly (keyof MigrationStatus)[]; conditions: readonly string[] }>;
+  source: {
+    fields: ["sourceCertificateSHA256", "transferredBytes", "switchTime", "downtimeMilliseconds"],
+    conditions: [MIGRATION_CONDITIONS.transferred],
+  },
+  target: {
+    fields: ["targetEndpoint", "targetCertificateSHA256"],
+    conditions: [MIGRATION_CONDITIONS.targetReady, MIGRATION_CONDITIONS.targetRunning],
+  },
+} as const satisfies Record<
+  MigrationRole,
+  { fields: readonly (keyof MigrationStatus)[]; conditions: readonly string[] }
+>;
 
-export type RoleFields = Partial<Pick<MigrationStatus, "sourceCertificateSHA256" | "transferredBytes" | "switchTime" | "downtimeMilliseconds" | "targetEndpoint" | "targetCertificateSHA256">>;
+export type RoleFields = Partial<
+  Pick<
+    MigrationStatus,
+    | "sourceCertificateSHA256"
+    | "transferredBytes"
+    | "switchTime"
+    | "downtimeMilliseconds"
+    | "targetEndpoint"
+    | "targetCertificateSHA256"
+  >
+>;
 
-export const conditionOf = (m: UnikernelVMMigration, type: string): Condition | undefined => m.status?.conditions?.find((c) => c.type === type);
+export const conditionOf = (m: UnikernelVMMigration, type: string): Condition | undefined =>
+  m.status?.conditions?.find((c) => c.type === type);
 
 export class MigrationStatusWriter {
   private fields: Record<string, unknown> = {};
@@ -45,28 +65,45 @@ export class MigrationStatusWriter {
     const owned = ROLE_FIELDS[role];
     const status = (migration.status ?? {}) as Record<string, unknown>;
     for (const f of owned.fields) if (status[f] !== undefined) this.fields[f] = status[f];
-    this.conditions = (migration.status?.conditions ?? []).filter((c) => (owned.conditions as readonly string[]).includes(c.type));
+    this.conditions = (migration.status?.conditions ?? []).filter((c) =>
+      (owned.conditions as readonly string[]).includes(c.type),
+    );
   }
 
   /** Applies this role's whole slice with `fields` and `condition` changed. */
   async apply(fields: RoleFields, condition?: Omit<ConditionInput, "observedGeneration">): Promise<void> {
     const owned = ROLE_FIELDS[this.role];
     for (const [k, v] of Object.entries(fields)) {
-      if (!(owned.fields as readonly string[]).includes(k)) throw new Error(`${this.role} agent does not own status.${k}`);
+      if (!(owned.fields as readonly string[]).includes(k))
+        throw new Error(`${this.role} agent does not own status.${k}`);
       if (v !== undefined) this.fields[k] = v;
     }
     if (condition) {
-      if (!(owned.conditions as readonly string[]).includes(condition.type)) throw new Error(`${this.role} agent does not own condition ${condition.type}`);
+      if (!(owned.conditions as readonly string[]).includes(condition.type))
+        throw new Error(`${this.role} agent does not own condition ${condition.type}`);
       const generation = this.migration.metadata.generation;
-      this.conditions = setCondition(this.conditions, { ...condition, ...(generation !== undefined ? { observedGeneration: generation } : {}) });
+      this.conditions = setCondition(this.conditions, {
+        ...condition,
+        ...(generation !== undefined ? { observedGeneration: generation } : {}),
+      });
     }
     const { name, namespace } = this.migration.metadata;
     await this.client.apply(
       paths.customObject(MIGRATION_PLURAL, namespace!, name!),
-      { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name, namespace }, status: { ...this.fields, conditions: this.conditions } },
+      {
+        apiVersion: API_VERSION,
+        kind: MIGRATION_KIND,
+        metadata: { name, namespace },
+        status: { ...this.fields, conditions: this.conditions },
+      },
       nodeAgentFieldManager(this.node),
       "status",
     );
-    if (condition) log.info("migration status written", { migration: `${namespace}/${name}`, role: this.role, condition: `${condition.type}=${condition.status}/${condition.reason}` });
+    if (condition)
+      log.info("migration status written", {
+        migration: `${namespace}/${name}`,
+        role: this.role,
+        condition: `${condition.type}=${condition.status}/${condition.reason}`,
+      });
   }
 }

@@ -7,8 +7,18 @@ export const status: Handler<{ verbose: boolean }> = async (rt) => {
   return {
     status: {
       conditions: [
-        { type: "RuntimeReady", status: runtime.ready, reason: runtime.ready ? "" : "HypervisorUnavailable", message: runtime.message },
-        { type: "NetworkReady", status: network.ready, reason: network.ready ? "" : "NetworkPluginNotReady", message: network.message },
+        {
+          type: "RuntimeReady",
+          status: runtime.ready,
+          reason: runtime.ready ? "" : "HypervisorUnavailable",
+          message: runtime.message,
+        },
+        {
+          type: "NetworkReady",
+          status: network.ready,
+          reason: network.ready ? "" : "NetworkPluginNotReady",
+          message: network.message,
+        },
       ],
     },
     info: {},

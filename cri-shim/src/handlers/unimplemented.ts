@@ -3,12 +3,20 @@
 import { CriError } from "../errors.js";
 import type { Handler } from "./types.js";
 
-const refuse = (call: string, why: string): Handler => async () => {
-  throw new CriError("Unimplemented", `${call}: ${why}`);
-};
+const refuse =
+  (call: string, why: string): Handler =>
+  async () => {
+    throw new CriError("Unimplemented", `${call}: ${why}`);
+  };
 const NO_PROCESSES = "unikernels have no shell/process model; there is nothing to run a command in";
 
 export const execSync = refuse("ExecSync", NO_PROCESSES);
 export const exec = refuse("Exec", NO_PROCESSES);
-export const attach = refuse("Attach", "unikernels have no shell/process model; the guest console is in the container log (crictl logs)");
-export const portForward = refuse("PortForward", "a Xen guest has no network namespace to enter; reach the pod on its IP (crictl inspectp)");
+export const attach = refuse(
+  "Attach",
+  "unikernels have no shell/process model; the guest console is in the container log (crictl logs)",
+);
+export const portForward = refuse(
+  "PortForward",
+  "a Xen guest has no network namespace to enter; reach the pod on its IP (crictl inspectp)",
+);

@@ -8,8 +8,13 @@ import type { Container, ContainerStatus, Image, PodSandbox, PodSandboxStatus } 
 
 export function sandboxView(sb: SandboxEntry): PodSandbox {
   return {
-    id: sb.meta.id, metadata: sb.meta.metadata, state: criSandboxState(sb.status), created_at: sb.meta.createdAt,
-    labels: sb.meta.labels, annotations: sb.meta.annotations, runtime_handler: sb.meta.runtimeHandler,
+    id: sb.meta.id,
+    metadata: sb.meta.metadata,
+    state: criSandboxState(sb.status),
+    created_at: sb.meta.createdAt,
+    labels: sb.meta.labels,
+    annotations: sb.meta.annotations,
+    runtime_handler: sb.meta.runtimeHandler,
   };
 }
 
@@ -24,24 +29,56 @@ export function sandboxStatusView(sb: SandboxEntry): PodSandboxStatus {
 
 export function containerView(c: ContainerEntry): Container {
   return {
-    id: c.meta.id, pod_sandbox_id: c.meta.sandboxId, metadata: c.meta.metadata, image: c.meta.image, image_ref: c.meta.imageRef,
-    image_id: c.meta.imageId, state: criContainerState(c.status), created_at: c.meta.createdAt, labels: c.meta.labels, annotations: c.meta.annotations,
+    id: c.meta.id,
+    pod_sandbox_id: c.meta.sandboxId,
+    metadata: c.meta.metadata,
+    image: c.meta.image,
+    image_ref: c.meta.imageRef,
+    image_id: c.meta.imageId,
+    state: criContainerState(c.status),
+    created_at: c.meta.createdAt,
+    labels: c.meta.labels,
+    annotations: c.meta.annotations,
   };
 }
 
 export function containerStatusView(c: ContainerEntry): ContainerStatus {
   return {
-    id: c.meta.id, metadata: c.meta.metadata, state: criContainerState(c.status), created_at: c.meta.createdAt,
-    started_at: c.status.startedAt, finished_at: c.status.finishedAt, exit_code: c.status.exitCode, image: c.meta.image,
-    image_ref: c.meta.imageRef, image_id: c.meta.imageId, reason: c.status.reason, message: c.status.message,
-    labels: c.meta.labels, annotations: c.meta.annotations, mounts: [], log_path: c.meta.logPath,
-    resources: { linux: { memory_limit_in_bytes: String(c.status.memoryMiB * 1024 * 1024), cpu_period: "100000", cpu_quota: String(c.status.vcpus * 100000) } },
+    id: c.meta.id,
+    metadata: c.meta.metadata,
+    state: criContainerState(c.status),
+    created_at: c.meta.createdAt,
+    started_at: c.status.startedAt,
+    finished_at: c.status.finishedAt,
+    exit_code: c.status.exitCode,
+    image: c.meta.image,
+    image_ref: c.meta.imageRef,
+    image_id: c.meta.imageId,
+    reason: c.status.reason,
+    message: c.status.message,
+    labels: c.meta.labels,
+    annotations: c.meta.annotations,
+    mounts: [],
+    log_path: c.meta.logPath,
+    resources: {
+      linux: {
+        memory_limit_in_bytes: String(c.status.memoryMiB * 1024 * 1024),
+        cpu_period: "100000",
+        cpu_quota: String(c.status.vcpus * 100000),
+      },
+    },
   };
 }
 
 export function imageView(img: ImageInfo): Image {
   return {
-    id: img.id, repo_tags: img.refs, repo_digests: img.repoDigests, size: String(img.sizeBytes), uid: null, username: "",
-    spec: { image: img.id, annotations: {} }, pinned: false,
+    id: img.id,
+    repo_tags: img.refs,
+    repo_digests: img.repoDigests,
+    size: String(img.sizeBytes),
+    uid: null,
+    username: "",
+    spec: { image: img.id, annotations: {} },
+    pinned: false,
   };
 }

@@ -8,11 +8,14 @@ import { ConsolePump, CriLogWriter } from "./cri-log.js";
 const LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout ([FP]) (.*)$/;
 
 function records(path: string): [string, string][] {
-  return readFileSync(path, "utf8").split("\n").filter(Boolean).map((l) => {
-    const m = LINE.exec(l);
-    if (!m) throw new Error(`not a CRI log line: ${l}`);
-    return [m[1]!, m[2]!];
-  });
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => {
+      const m = LINE.exec(l);
+      if (!m) throw new Error(`not a CRI log line: ${l}`);
+      return [m[1]!, m[2]!];
+    });
 }
 
 test("console bytes become CRI log records; long lines are split; reopen follows rotation", async (t) => {
@@ -28,8 +31,16 @@ test("console bytes become CRI log records; long lines are split; reopen follows
   await w.reopen(); // ... and asks us to reopen
   w.write("after rotation\nunterminated");
   await w.close();
-  t.deepEqual(records(`${path}.1`), [["F", "hello"], ["F", "second line"], ["P", "x".repeat(16 * 1024)], ["F", "xxxxx"]]);
-  t.deepEqual(records(path), [["F", "after rotation"], ["F", "unterminated"]]);
+  t.deepEqual(records(`${path}.1`), [
+    ["F", "hello"],
+    ["F", "second line"],
+    ["P", "x".repeat(16 * 1024)],
+    ["F", "xxxxx"],
+  ]);
+  t.deepEqual(records(path), [
+    ["F", "after rotation"],
+    ["F", "unterminated"],
+  ]);
 });
 
 test("a xenconsoled guest log is tailed from its end into the CRI log", async (t) => {
@@ -41,7 +52,11 @@ test("a xenconsoled guest log is tailed from its end into the CRI log", async (t
   await new Promise((r) => setTimeout(r, 200));
   appendFileSync(consoleLog, "hello: ready\r\ncounter 1\r\n");
   const deadline = Date.now() + 5000;
-  while (!readFileSync(join(dir, "out.log"), "utf8").includes("counter 1") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (!readFileSync(join(dir, "out.log"), "utf8").includes("counter 1") && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
   await pump.stop();
-  t.deepEqual(records(join(dir, "out.log")), [["F", "hello: ready"], ["F", "counter 1"]]);
+  t.deepEqual(records(join(dir, "out.log")), [
+    ["F", "hello: ready"],
+    ["F", "counter 1"],
+  ]);
 });

@@ -2,7 +2,16 @@
 // `<RFC3339Nano> stdout F <line>` (P for a piece of an over-long line), which is what `crictl logs`
 // and `kubectl logs` parse. The console is read either from xenconsoled's per-guest log (the default
 // in dom0) or from the pty in raw mode through libuv's tty handle (no thread-pool thread per domain).
-import { closeSync, createReadStream, createWriteStream, fstatSync, mkdirSync, openSync, constants, type WriteStream } from "node:fs";
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  constants,
+  type WriteStream,
+} from "node:fs";
 import { dirname } from "node:path";
 import { isatty, ReadStream as TtyReadStream } from "node:tty";
 import { Socket } from "node:net";
@@ -89,7 +98,11 @@ export function openConsole(path: string): Readable {
     closeSync(fd);
     return createReadStream(path);
   } catch (err) {
-    try { closeSync(fd); } catch { /* already owned by a stream */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already owned by a stream */
+    }
     throw err;
   }
 }
@@ -113,8 +126,14 @@ export class ConsolePump {
     if (console.kind === "xenconsoled-log") {
       this.tail = new ConsoleTail(console.path, { fromEnd: true, pollMs: 100 });
       this.tail.on("line", (line) => this.writer.write(`${line}\n`));
-      this.tail.on("error", (err) => log.debug("console log read failed", { path: console.path, err: String(err) }));
-      void this.tail.start().catch((err: unknown) => log.warn("cannot tail console log", { path: console.path, err: String(err) }));
+      this.tail.on("error", (err) =>
+        log.debug("console log read failed", { path: console.path, err: String(err) }),
+      );
+      void this.tail
+        .start()
+        .catch((err: unknown) =>
+          log.warn("cannot tail console log", { path: console.path, err: String(err) }),
+        );
       return;
     }
     try {

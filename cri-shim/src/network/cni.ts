@@ -45,10 +45,19 @@ export function defaultNetworkConfig(ipamDataDir: string): NetworkConfigJson {
 /** bridge + host-local for one subnet; the gateway (dom0 on the bridge) is the subnet's first address. */
 export function bridgeNetworkConfig(bridge: string, subnet: string, ipamDataDir: string): NetworkConfigJson {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(subnet);
-  if (!m || Number(m[5]) < 8 || Number(m[5]) > 30) throw new Error(`pod CIDR ${JSON.stringify(subnet)}: expected an IPv4 a.b.c.d/8..30`);
-  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge)) throw new Error(`bridge name ${JSON.stringify(bridge)} is not a valid interface name`);
+  if (!m || Number(m[5]) < 8 || Number(m[5]) > 30)
+    throw new Error(`pod CIDR ${JSON.stringify(subnet)}: expected an IPv4 a.b.c.d/8..30`);
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge))
+    throw new Error(`bridge name ${JSON.stringify(bridge)} is not a valid interface name`);
   const gateway = `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
-  return { cniVersion: "1.0.0", name: "superfluid", type: "bridge", bridge, isGateway: true, ipam: { type: "host-local", ranges: [[{ subnet, gateway }]], dataDir: ipamDataDir } };
+  return {
+    cniVersion: "1.0.0",
+    name: "superfluid",
+    type: "bridge",
+    bridge,
+    isGateway: true,
+    ipam: { type: "host-local", ranges: [[{ subnet, gateway }]], dataDir: ipamDataDir },
+  };
 }
 
 /**
@@ -58,7 +67,10 @@ export function bridgeNetworkConfig(bridge: string, subnet: string, ipamDataDir:
 export function detectXenBridge(ipamDataDir: string, bridge = "xenbr0"): NetworkConfigJson | undefined {
   let out: string;
   try {
-    out = execFileSync("ip", ["-o", "-4", "addr", "show", "dev", bridge], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    out = execFileSync("ip", ["-o", "-4", "addr", "show", "dev", bridge], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
   } catch {
     return undefined;
   }
@@ -77,14 +89,18 @@ export function detectXenBridge(ipamDataDir: string, bridge = "xenbr0"): Network
 /** containerd's rule: the first .conf/.conflist in /etc/cni/net.d in lexical order, if any. */
 export function firstCniConf(dir = "/etc/cni/net.d"): string | undefined {
   try {
-    const name = readdirSync(dir).filter((n) => n.endsWith(".conflist") || n.endsWith(".conf")).sort()[0];
+    const name = readdirSync(dir)
+      .filter((n) => n.endsWith(".conflist") || n.endsWith(".conf"))
+      .sort()[0];
     return name ? `${dir}/${name}` : undefined;
   } catch {
     return undefined;
   }
 }
 
-interface CniResult { ips?: { address: string; gateway?: string }[] }
+interface CniResult {
+  ips?: { address: string; gateway?: string }[];
+}
 
 /** Xen's OUI (00:16:3e) + three bytes of the sandbox id: stable across restarts, unique per sandbox. */
 export function macFor(sandboxId: string): string {
@@ -130,13 +146,26 @@ export class CniNetwork {
     const bridge = plugins.find((p) => p.type === "bridge");
     if (!bridge || typeof bridge.ipam !== "object" || bridge.ipam === null)
       throw new Error(`${this.opts.confPath}: needs a "bridge" plugin with an "ipam" section`);
-    const ipam = { dataDir: this.opts.ipamDataDir, ...(bridge.ipam as Record<string, unknown>) } as unknown as NetworkConfigJson["ipam"];
-    return { ...bridge, cniVersion: String(doc.cniVersion ?? "1.0.0"), name: String(doc.name ?? "superfluid"), type: "bridge", ipam };
+    const ipam = {
+      dataDir: this.opts.ipamDataDir,
+      ...(bridge.ipam as Record<string, unknown>),
+    } as unknown as NetworkConfigJson["ipam"];
+    return {
+      ...bridge,
+      cniVersion: String(doc.cniVersion ?? "1.0.0"),
+      name: String(doc.name ?? "superfluid"),
+      type: "bridge",
+      ipam,
+    };
   }
 
   private gatewayOf(): { gateway: string; prefix: number } {
     const ranges = this.config.ipam.ranges as { subnet: string; gateway?: string }[][] | undefined;
-    const range = ranges?.[0]?.[0] ?? (this.config.ipam.subnet ? { subnet: String(this.config.ipam.subnet), gateway: this.config.ipam.gateway as string | undefined } : undefined);
+    const range =
+      ranges?.[0]?.[0] ??
+      (this.config.ipam.subnet
+        ? { subnet: String(this.config.ipam.subnet), gateway: this.config.ipam.gateway as string | undefined }
+        : undefined);
     if (!range) throw new Error("IPAM config has no subnet");
     const [net, prefix] = range.subnet.split("/");
     const parts = net!.split(".").map(Number);
@@ -147,22 +176,33 @@ export class CniNetwork {
   private async ensureBridge(): Promise<void> {
     const ip = promisify(execFile);
     const { gateway, prefix } = this.gatewayOf();
-    const exists = await ip("ip", ["link", "show", this.bridge]).then(() => true, () => false);
+    const exists = await ip("ip", ["link", "show", this.bridge]).then(
+      () => true,
+      () => false,
+    );
     if (!exists) await ip("ip", ["link", "add", this.bridge, "type", "bridge"]);
     const { stdout } = await ip("ip", ["-o", "-4", "addr", "show", "dev", this.bridge]);
-    if (!stdout.includes(` ${gateway}/`)) await ip("ip", ["addr", "add", `${gateway}/${prefix}`, "dev", this.bridge]);
+    if (!stdout.includes(` ${gateway}/`))
+      await ip("ip", ["addr", "add", `${gateway}/${prefix}`, "dev", this.bridge]);
     await ip("ip", ["link", "set", this.bridge, "up"]);
     log.info("pod bridge up", { bridge: this.bridge, gateway: `${gateway}/${prefix}` });
   }
 
   /** Leases an address for the sandbox (CNI ADD of the IPAM plugin). */
   async setUp(sandboxId: string): Promise<SandboxNetwork> {
-    if (!this.ready) throw new CriError("FailedPrecondition", `pod network not ready: ${this.status().message}`);
+    if (!this.ready)
+      throw new CriError("FailedPrecondition", `pod network not ready: ${this.status().message}`);
     const result = (await this.runIpam("ADD", sandboxId)) as CniResult;
     const first = result.ips?.[0];
     if (!first) throw new CriError("Internal", `IPAM plugin ${this.config.ipam.type} returned no address`);
     const [ip, prefix] = first.address.split("/");
-    return { ip: ip!, prefixLength: Number(prefix), gateway: first.gateway ?? this.gatewayOf().gateway, bridge: this.bridge, mac: macFor(sandboxId) };
+    return {
+      ip: ip!,
+      prefixLength: Number(prefix),
+      gateway: first.gateway ?? this.gatewayOf().gateway,
+      bridge: this.bridge,
+      mac: macFor(sandboxId),
+    };
   }
 
   /** Releases the sandbox's address (CNI DEL) and any NAT of a guest received by migration; a second call is a no-op. */
@@ -180,7 +220,8 @@ export class CniNetwork {
 
   private runIpam(command: "ADD" | "DEL", sandboxId: string): Promise<unknown> {
     const type = this.config.ipam.type;
-    if (!/^[a-z0-9-]+$/.test(type)) return Promise.reject(new CriError("InvalidArgument", `bad IPAM type ${type}`));
+    if (!/^[a-z0-9-]+$/.test(type))
+      return Promise.reject(new CriError("InvalidArgument", `bad IPAM type ${type}`));
     const env = {
       PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
       CNI_COMMAND: command,
@@ -203,7 +244,11 @@ export class CniNetwork {
           return;
         }
         let msg = err.trim() || out.trim();
-        try { msg = (JSON.parse(out) as { msg?: string }).msg ?? msg; } catch { /* not JSON */ }
+        try {
+          msg = (JSON.parse(out) as { msg?: string }).msg ?? msg;
+        } catch {
+          /* not JSON */
+        }
         const exhausted = /no IP addresses available|range is full/i.test(msg);
         reject(new CriError(exhausted ? "ResourceExhausted" : "Internal", `CNI ${type} ${command}: ${msg}`));
       });
@@ -221,7 +266,9 @@ export class CniNetwork {
         accessSync(p, constants.X_OK);
         this.pluginPathCache.set(type, p);
         return p;
-      } catch { /* not in this directory */ }
+      } catch {
+        /* not in this directory */
+      }
     }
     throw new CriError("FailedPrecondition", `CNI plugin ${type} not found in ${this.pluginDirs.join(":")}`);
   }

@@ -28,7 +28,8 @@ const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 function checkIp(what: string, ip: string): void {
   const m = IPV4.exec(ip);
-  if (!m || m.slice(1).some((o) => Number(o) > 255)) throw new Error(`${what}: not an IPv4 address: ${JSON.stringify(ip.slice(0, 40))}`);
+  if (!m || m.slice(1).some((o) => Number(o) > 255))
+    throw new Error(`${what}: not an IPv4 address: ${JSON.stringify(ip.slice(0, 40))}`);
 }
 
 /** The comment on every rule of one sandbox; gateway and bridge are in it so removal needs no other record. */
@@ -41,9 +42,18 @@ type Rule = string[];
 function natRules(sandboxId: string, r: Readdressing): { chain: string; rule: Rule }[] {
   const comment = ["-m", "comment", "--comment", tag(sandboxId, r)];
   return [
-    { chain: "PREROUTING", rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp] },
-    { chain: "OUTPUT", rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp] },
-    { chain: "POSTROUTING", rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp] },
+    {
+      chain: "PREROUTING",
+      rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp],
+    },
+    {
+      chain: "OUTPUT",
+      rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp],
+    },
+    {
+      chain: "POSTROUTING",
+      rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp],
+    },
     // Connections to dom0 itself are delivered locally and never pass POSTROUTING.
     { chain: "INPUT", rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp] },
   ];
@@ -53,23 +63,37 @@ async function ip(args: string[], tolerate = false): Promise<void> {
   try {
     await run("ip", args);
   } catch (err) {
-    if (!tolerate) throw new Error(`ip ${args.join(" ")}: ${err instanceof Error ? err.message : String(err)}`);
+    if (!tolerate)
+      throw new Error(`ip ${args.join(" ")}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
 
 /** Sets up the NAT and addresses for one received guest. Idempotent (rules are replaced, not stacked). */
 export async function applyReaddressing(sandboxId: string, r: Readdressing): Promise<void> {
-  for (const [what, v] of [["podIp", r.podIp], ["guestIp", r.guestIp], ["guestGateway", r.guestGateway]] as const) checkIp(what, v);
-  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(r.bridge)) throw new Error(`bridge ${JSON.stringify(r.bridge)} is not an interface name`);
+  for (const [what, v] of [
+    ["podIp", r.podIp],
+    ["guestIp", r.guestIp],
+    ["guestGateway", r.guestGateway],
+  ] as const)
+    checkIp(what, v);
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(r.bridge))
+    throw new Error(`bridge ${JSON.stringify(r.bridge)} is not an interface name`);
   if (r.podIp === r.guestIp) return; // same address on both nodes: nothing to translate
   await removeReaddressing(sandboxId);
   try {
-    for (const { chain, rule } of natRules(sandboxId, r)) await run("iptables", ["-w", "-t", "nat", "-I", chain, "1", ...rule]);
+    for (const { chain, rule } of natRules(sandboxId, r))
+      await run("iptables", ["-w", "-t", "nat", "-I", chain, "1", ...rule]);
     await ip(["route", "replace", `${r.guestIp}/32`, "dev", r.bridge]);
     // "File exists" when another received guest from the same node put it there already.
     await ip(["addr", "add", `${r.guestGateway}/32`, "dev", r.bridge], true);
     await ip(["neigh", "replace", "proxy", r.podIp, "dev", r.bridge]);
-    log.info("guest readdressed", { sandbox: sandboxId, podIp: r.podIp, guestIp: r.guestIp, gateway: r.guestGateway, bridge: r.bridge });
+    log.info("guest readdressed", {
+      sandbox: sandboxId,
+      podIp: r.podIp,
+      guestIp: r.guestIp,
+      gateway: r.guestGateway,
+      bridge: r.bridge,
+    });
   } catch (err) {
     await removeReaddressing(sandboxId);
     throw err;
@@ -94,13 +118,17 @@ export async function removeReaddressing(sandboxId: string): Promise<void> {
     const d = words.indexOf("-d");
     if (d >= 0) podIp = words[d + 1]?.replace(/\/32$/, "");
     // "-A PREROUTING ..." -> "-D PREROUTING ...": iptables deletes the rule that matches exactly.
-    await run("iptables", ["-w", "-t", "nat", "-D", ...words.slice(1)]).catch((err: unknown) => log.warn("iptables -D failed", { line, err: String(err) }));
+    await run("iptables", ["-w", "-t", "nat", "-D", ...words.slice(1)]).catch((err: unknown) =>
+      log.warn("iptables -D failed", { line, err: String(err) }),
+    );
   }
   const [gateway, bridge] = (where ?? "").split("@");
   if (guestIp) await ip(["route", "del", `${guestIp}/32`], true);
   if (podIp && bridge) await ip(["neigh", "del", "proxy", podIp, "dev", bridge], true);
   // The old gateway's address goes with the last guest that used it.
-  const othersUseGateway = lines.some((l) => !l.includes(prefix) && l.includes(`sf-readdress:`) && l.includes(`:${where}`));
+  const othersUseGateway = lines.some(
+    (l) => !l.includes(prefix) && l.includes(`sf-readdress:`) && l.includes(`:${where}`),
+  );
   if (gateway && bridge && !othersUseGateway) await ip(["addr", "del", `${gateway}/32`, "dev", bridge], true);
   log.info("guest readdressing removed", { sandbox: sandboxId, podIp, guestIp, gateway });
 }

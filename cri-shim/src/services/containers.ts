@@ -13,7 +13,13 @@ import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerRe
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
-import { checkCmdlineWord, checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
+import {
+  checkCmdlineWord,
+  checkMetadata,
+  checkName,
+  checkRelativeLogPath,
+  matchesLabels,
+} from "./validate.js";
 
 const log = logger("cri-container");
 export type ContainerEntry = Entry<ContainerMeta, ContainerStatusRecord>;
@@ -21,15 +27,33 @@ const MAX_CMDLINE = 1024;
 const STOP_POLL_MS = 200;
 
 export function criContainerState(s: ContainerStatusRecord): ContainerState {
-  return ({ creating: "CONTAINER_UNKNOWN", created: "CONTAINER_CREATED", running: "CONTAINER_RUNNING", exited: "CONTAINER_EXITED" } as const)[s.state];
+  return (
+    {
+      creating: "CONTAINER_UNKNOWN",
+      created: "CONTAINER_CREATED",
+      running: "CONTAINER_RUNNING",
+      exited: "CONTAINER_EXITED",
+    } as const
+  )[s.state];
 }
 
 /** Exit code and reason from how the domain ended: poweroff is success, a crash is not. */
-export function exitFromShutdown(reason: ShutdownReason | undefined, state: DomainInfo["state"] | "gone"): { exitCode: number; reason: string; message: string } {
-  if (state === "gone") return { exitCode: 255, reason: "DomainLost", message: "the Xen domain disappeared outside the shim" };
-  if (state === "crashed" || reason === "crash") return { exitCode: 139, reason: "Crashed", message: "the guest crashed" };
-  if (reason === "watchdog") return { exitCode: 137, reason: "Watchdog", message: "the guest's watchdog fired" };
-  if (reason === "reboot") return { exitCode: 0, reason: "Rebooted", message: "the guest asked for a reboot; the pod's restart policy decides" };
+export function exitFromShutdown(
+  reason: ShutdownReason | undefined,
+  state: DomainInfo["state"] | "gone",
+): { exitCode: number; reason: string; message: string } {
+  if (state === "gone")
+    return { exitCode: 255, reason: "DomainLost", message: "the Xen domain disappeared outside the shim" };
+  if (state === "crashed" || reason === "crash")
+    return { exitCode: 139, reason: "Crashed", message: "the guest crashed" };
+  if (reason === "watchdog")
+    return { exitCode: 137, reason: "Watchdog", message: "the guest's watchdog fired" };
+  if (reason === "reboot")
+    return {
+      exitCode: 0,
+      reason: "Rebooted",
+      message: "the guest asked for a reboot; the pod's restart policy decides",
+    };
   return { exitCode: 0, reason: "Completed", message: "the guest powered off" };
 }
 
@@ -46,7 +70,14 @@ export class ContainerService {
   /** True while the sandbox's domain exists (then its memory is taken, not merely promised). */
   hasLiveDomain(sandboxId: string): boolean {
     // A container still receiving its domain by migration has none yet: its memory stays promised.
-    return this.rt.containers.list().some((c) => c.meta.sandboxId === sandboxId && (c.status.state === "created" || c.status.state === "running") && !c.status.incoming);
+    return this.rt.containers
+      .list()
+      .some(
+        (c) =>
+          c.meta.sandboxId === sandboxId &&
+          (c.status.state === "created" || c.status.state === "running") &&
+          !c.status.incoming,
+      );
   }
 
   async create(sandboxId: string, config: ContainerConfig | null): Promise<string> {
@@ -62,16 +93,28 @@ export class ContainerService {
 
     return this.rt.locks.run(sb.meta.id, async () => {
       const current = this.rt.sandboxes.get(sb.meta.id);
-      if (current?.status.state !== "ready" || !current.status.network) throw new CriError("FailedPrecondition", `pod sandbox ${sb.meta.id} is not ready`);
+      if (current?.status.state !== "ready" || !current.status.network)
+        throw new CriError("FailedPrecondition", `pod sandbox ${sb.meta.id} is not ready`);
       const siblings = this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id);
       const md = config.metadata!;
       if (siblings.some((c) => c.meta.metadata.name === md.name && c.meta.metadata.attempt === md.attempt))
-        throw new CriError("AlreadyExists", `container ${md.name} attempt ${md.attempt} already exists in sandbox ${sb.meta.id}`);
+        throw new CriError(
+          "AlreadyExists",
+          `container ${md.name} attempt ${md.attempt} already exists in sandbox ${sb.meta.id}`,
+        );
       const live = siblings.find((c) => c.status.state !== "exited");
-      if (live) throw new CriError("FailedPrecondition", `sandbox ${sb.meta.id} already runs container ${live.meta.id}: a unikernel pod has one container`);
+      if (live)
+        throw new CriError(
+          "FailedPrecondition",
+          `sandbox ${sb.meta.id} already runs container ${live.meta.id}: a unikernel pod has one container`,
+        );
 
       const image = await this.rt.images.get(imageRef);
-      if (!image) throw new CriError("NotFound", `image ${JSON.stringify(imageRef.slice(0, 200))} is not present on this node; pull it first`);
+      if (!image)
+        throw new CriError(
+          "NotFound",
+          `image ${JSON.stringify(imageRef.slice(0, 200))} is not present on this node; pull it first`,
+        );
       const net = current.status.network;
       const words = [
         ...(image.config.cmdline ? image.config.cmdline.split(/\s+/).filter(Boolean) : []),
@@ -81,39 +124,82 @@ export class ContainerService {
         ...Object.entries(sb.meta.config.env).map(([k, v]) => `${k}=${v}`),
         // The kubelet adds the API server's service variables to every container; a unikernel has no
         // use for them and they would take a quarter of Xen's 1024-byte command line.
-        ...config.envs.filter((e) => !e.key.startsWith("KUBERNETES_")).map((e) => checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`)),
+        ...config.envs
+          .filter((e) => !e.key.startsWith("KUBERNETES_"))
+          .map((e) =>
+            checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`),
+          ),
         `ip=${net.ip}/${net.prefixLength}`,
         `gw=${net.gateway}`,
         ...(sb.meta.hostname ? [`hostname=${sb.meta.hostname}`] : []),
       ];
       const cmdline = words.join(" ");
-      if (cmdline.length > MAX_CMDLINE) throw invalid(`kernel command line is ${cmdline.length} bytes; Xen allows ${MAX_CMDLINE}`);
-      const memoryMiB = sb.meta.config.memoryMiB ?? image.config.memoryMiB ?? memoryFromResources(config.linux?.resources) ?? this.rt.options.defaultMemoryMiB;
+      if (cmdline.length > MAX_CMDLINE)
+        throw invalid(`kernel command line is ${cmdline.length} bytes; Xen allows ${MAX_CMDLINE}`);
+      const memoryMiB =
+        sb.meta.config.memoryMiB ??
+        image.config.memoryMiB ??
+        memoryFromResources(config.linux?.resources) ??
+        this.rt.options.defaultMemoryMiB;
       const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
       const kernelPath = await this.cachedKernel(image.id, image.kernelPath, "kernel");
-      const initrdPath = image.initrdPath ? await this.cachedKernel(image.id, image.initrdPath, "initrd") : undefined;
+      const initrdPath = image.initrdPath
+        ? await this.cachedKernel(image.id, image.initrdPath, "initrd")
+        : undefined;
 
       const id = randomBytes(32).toString("hex");
       const meta: ContainerMeta = {
-        id, sandboxId: sb.meta.id, metadata: { name: md.name, attempt: md.attempt },
-        image: { image: imageRef, annotations: { ...(config.image?.annotations ?? {}) } }, imageRef: image.repoDigests[0] ?? image.id, imageId: image.id,
-        labels: { ...config.labels }, annotations: { ...config.annotations },
+        id,
+        sandboxId: sb.meta.id,
+        metadata: { name: md.name, attempt: md.attempt },
+        image: { image: imageRef, annotations: { ...(config.image?.annotations ?? {}) } },
+        imageRef: image.repoDigests[0] ?? image.id,
+        imageId: image.id,
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
         logPath: logRel && sb.meta.logDirectory ? join(sb.meta.logDirectory, logRel) : "",
-        createdAt: nowNs(), domainName: sb.meta.domainName, kernelPath, initrdPath, cmdline, guestType: sb.meta.config.guestType ?? image.config.guestType,
+        createdAt: nowNs(),
+        domainName: sb.meta.domainName,
+        kernelPath,
+        initrdPath,
+        cmdline,
+        guestType: sb.meta.config.guestType ?? image.config.guestType,
       };
-      const status: ContainerStatusRecord = { state: "creating", startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", memoryMiB, vcpus };
+      const status: ContainerStatusRecord = {
+        state: "creating",
+        startedAt: "0",
+        finishedAt: "0",
+        exitCode: 0,
+        reason: "",
+        message: "",
+        memoryMiB,
+        vcpus,
+      };
       // A migration's target pod: the domain comes over the wire (the node agent receives it), not from the kernel.
       const migration = sb.meta.config.migrationTarget;
       if (migration) {
         await this.rt.containers.create(meta, { ...status, state: "created", incoming: { migration } });
-        log.info("container created to receive a migration", { id, sandbox: sb.meta.id, migration, memoryMiB });
+        log.info("container created to receive a migration", {
+          id,
+          sandbox: sb.meta.id,
+          migration,
+          memoryMiB,
+        });
         return id;
       }
       await this.rt.containers.create(meta, status);
       try {
         const domid = await this.rt.hypervisor.createPaused({
-          name: meta.domainName, kernelPath, initrdPath, cmdline, memoryMiB, vcpus, guestType: meta.guestType,
-          vifs: [{ bridge: net.bridge, mac: net.mac, ...(this.rt.options.vifAntiSpoof ? { ip: net.ip } : {}) }],
+          name: meta.domainName,
+          kernelPath,
+          initrdPath,
+          cmdline,
+          memoryMiB,
+          vcpus,
+          guestType: meta.guestType,
+          vifs: [
+            { bridge: net.bridge, mac: net.mac, ...(this.rt.options.vifAntiSpoof ? { ip: net.ip } : {}) },
+          ],
         });
         await this.rt.containers.update(id, (s) => ({ ...s, state: "created", domid }));
         log.info("container created", { id, sandbox: sb.meta.id, domid, memoryMiB, image: imageRef });
@@ -131,7 +217,13 @@ export class ContainerService {
   private async cachedKernel(imageId: string, source: string, name: string): Promise<string> {
     const dir = join(this.rt.options.kernelCacheDir, imageId.replace(/^sha256:/, ""));
     const target = join(dir, name);
-    if (await stat(target).then(() => true, () => false)) return target;
+    if (
+      await stat(target).then(
+        () => true,
+        () => false,
+      )
+    )
+      return target;
     await mkdir(dir, { recursive: true });
     const tmp = `${target}.tmp-${randomBytes(4).toString("hex")}`;
     await copyFile(source, tmp);
@@ -147,15 +239,23 @@ export class ContainerService {
         // Running for the kubelet while the node agent receives the domain; no domain to unpause yet.
         // xenconsoled's log is read from its first byte once the restore creates it, so what the guest
         // prints right after its unpause (the ring it brought along) reaches the CRI log too.
-        if (cur.meta.logPath && this.rt.options.consoleLogDir) await this.attachConsole(cur.meta.id, -1, cur.meta.domainName, cur.meta.logPath);
+        if (cur.meta.logPath && this.rt.options.consoleLogDir)
+          await this.attachConsole(cur.meta.id, -1, cur.meta.domainName, cur.meta.logPath);
         await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, state: "running", startedAt: nowNs() }));
-        log.info("container started, waiting for its migration", { id: cur.meta.id, migration: cur.status.incoming.migration });
+        log.info("container started, waiting for its migration", {
+          id: cur.meta.id,
+          migration: cur.status.incoming.migration,
+        });
         return;
       }
       if (cur.status.state !== "created" || cur.status.domid === undefined)
-        throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${cur.status.state}, only a created container can start`);
+        throw new CriError(
+          "FailedPrecondition",
+          `container ${c.meta.id} is ${cur.status.state}, only a created container can start`,
+        );
       const domid = cur.status.domid;
-      if (cur.meta.logPath) await this.attachConsole(cur.meta.id, domid, cur.meta.domainName, cur.meta.logPath);
+      if (cur.meta.logPath)
+        await this.attachConsole(cur.meta.id, domid, cur.meta.domainName, cur.meta.logPath);
       // runPolicy Paused: the domain is built and stays paused until the node agent resumes it.
       const sb = this.rt.sandboxes.get(cur.meta.sandboxId);
       if (sb?.meta.config.runPolicy !== "Paused") await this.rt.hypervisor.unpause(domid);
@@ -167,7 +267,9 @@ export class ContainerService {
   async attachConsole(id: string, domid: number, domainName: string, logPath: string): Promise<void> {
     if (this.rt.pumps.has(id)) return;
     const dir = this.rt.options.consoleLogDir;
-    const source: ConsoleSource = dir ? { kind: "xenconsoled-log", path: guestConsoleLogPath(domainName, dir) } : { kind: "pty", path: await this.rt.hypervisor.consolePath(domid) };
+    const source: ConsoleSource = dir
+      ? { kind: "xenconsoled-log", path: guestConsoleLogPath(domainName, dir) }
+      : { kind: "pty", path: await this.rt.hypervisor.consolePath(domid) };
     this.rt.pumps.set(id, new ConsolePump(source, logPath));
     log.debug("console attached", { id, domid, source, logPath });
   }
@@ -194,22 +296,43 @@ export class ContainerService {
   private async stopDomain(c: ContainerEntry, timeoutSec: number): Promise<void> {
     const id = c.meta.id;
     const domid = c.status.domid;
-    let ended: { exitCode: number; reason: string; message: string } = { exitCode: 0, reason: "Stopped", message: "stopped before it started" };
+    let ended: { exitCode: number; reason: string; message: string } = {
+      exitCode: 0,
+      reason: "Stopped",
+      message: "stopped before it started",
+    };
     // Suspended by the node agent: no domain to stop; the checkpoint is the VM's only state, dropped with it.
     if (c.status.suspended) {
       ended = { exitCode: 0, reason: "Stopped", message: "stopped while suspended to disk" };
       await rm(c.status.suspended.checkpoint, { force: true });
     }
     if (c.status.incoming) {
-      ended = { exitCode: 0, reason: "Stopped", message: `stopped while receiving migration ${c.status.incoming.migration}` };
+      ended = {
+        exitCode: 0,
+        reason: "Stopped",
+        message: `stopped while receiving migration ${c.status.incoming.migration}`,
+      };
       await this.cancelReceive(c);
     }
     // The domain runs on another node now: nothing here to stop, and nothing to destroy.
-    if (c.status.migratedAway) ended = { exitCode: 0, reason: "MigratedAway", message: `the VM moved to another node (migration ${c.status.migratedAway.migration})` };
+    if (c.status.migratedAway)
+      ended = {
+        exitCode: 0,
+        reason: "MigratedAway",
+        message: `the VM moved to another node (migration ${c.status.migratedAway.migration})`,
+      };
     if (domid !== undefined) {
       let info = await this.rt.hypervisor.info(domid);
-      if (info && c.status.state === "running" && timeoutSec > 0 && info.state !== "shutdown" && info.state !== "crashed") {
-        await this.rt.hypervisor.shutdown(domid, "poweroff").catch((err: unknown) => log.warn("shutdown request failed", { id, err: String(err) }));
+      if (
+        info &&
+        c.status.state === "running" &&
+        timeoutSec > 0 &&
+        info.state !== "shutdown" &&
+        info.state !== "crashed"
+      ) {
+        await this.rt.hypervisor
+          .shutdown(domid, "poweroff")
+          .catch((err: unknown) => log.warn("shutdown request failed", { id, err: String(err) }));
         const deadline = Date.now() + timeoutSec * 1000;
         while (info && info.state !== "shutdown" && info.state !== "crashed" && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, STOP_POLL_MS));
@@ -217,9 +340,16 @@ export class ContainerService {
         }
       }
       if (c.status.state === "running")
-        ended = info && (info.state === "shutdown" || info.state === "crashed")
-          ? exitFromShutdown(info.shutdownReason, info.state)
-          : info ? { exitCode: 137, reason: "Killed", message: `the guest did not power off within ${timeoutSec}s; domain destroyed` } : exitFromShutdown(undefined, "gone");
+        ended =
+          info && (info.state === "shutdown" || info.state === "crashed")
+            ? exitFromShutdown(info.shutdownReason, info.state)
+            : info
+              ? {
+                  exitCode: 137,
+                  reason: "Killed",
+                  message: `the guest did not power off within ${timeoutSec}s; domain destroyed`,
+                }
+              : exitFromShutdown(undefined, "gone");
       await this.destroyDomain(domid, c.meta.domainName);
     }
     await this.markExited(c.meta.id, ended);
@@ -229,7 +359,9 @@ export class ContainerService {
   private async cancelReceive(c: ContainerEntry): Promise<void> {
     const receive = this.rt.receiving.get(c.meta.id);
     this.rt.receiving.delete(c.meta.id);
-    await receive?.cancel("the target pod's container was stopped").catch((err: unknown) => log.warn("cancel of the receive failed", { id: c.meta.id, err: String(err) }));
+    await receive
+      ?.cancel("the target pod's container was stopped")
+      .catch((err: unknown) => log.warn("cancel of the receive failed", { id: c.meta.id, err: String(err) }));
     const leftover = await this.rt.hypervisor.findByName(c.meta.domainName).catch(() => undefined);
     if (leftover) await this.destroyDomain(leftover.domid, c.meta.domainName);
   }
@@ -266,13 +398,22 @@ export class ContainerService {
     if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
     // xenconsoled's copy of this domain's console, unless a newer container of the sandbox uses it.
     const dir = this.rt.options.consoleLogDir;
-    const sameDomainName = this.rt.containers.list().some((o) => o.meta.id !== c.meta.id && o.meta.domainName === c.meta.domainName);
+    const sameDomainName = this.rt.containers
+      .list()
+      .some((o) => o.meta.id !== c.meta.id && o.meta.domainName === c.meta.domainName);
     if (dir && !sameDomainName) await rm(guestConsoleLogPath(c.meta.domainName, dir), { force: true });
     await this.rt.containers.delete(c.meta.id);
     log.info("container removed", { id: c.meta.id });
   }
 
-  list(filter: { id: string; pod_sandbox_id: string; state: { state: ContainerState } | null; label_selector: Record<string, string> } | null): ContainerEntry[] {
+  list(
+    filter: {
+      id: string;
+      pod_sandbox_id: string;
+      state: { state: ContainerState } | null;
+      label_selector: Record<string, string>;
+    } | null,
+  ): ContainerEntry[] {
     return this.rt.containers.list().filter((c) => {
       if (c.status.state === "creating") return false;
       if (filter?.id && !c.meta.id.startsWith(filter.id)) return false;
@@ -287,19 +428,29 @@ export class ContainerService {
     const c = this.mustGet(id);
     if (!linux) return;
     if (c.status.domid === undefined || (c.status.state !== "created" && c.status.state !== "running"))
-      throw new CriError("FailedPrecondition", `container ${c.meta.id} is ${c.status.state}; only a live domain can be resized`);
+      throw new CriError(
+        "FailedPrecondition",
+        `container ${c.meta.id} is ${c.status.state}; only a live domain can be resized`,
+      );
     const domid = c.status.domid;
     const memoryMiB = memoryFromResources(linux);
-    const quota = Number(linux.cpu_quota), period = Number(linux.cpu_period);
+    const quota = Number(linux.cpu_quota),
+      period = Number(linux.cpu_period);
     const vcpus = quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined;
-    if (memoryMiB !== undefined && memoryMiB !== c.status.memoryMiB) await this.rt.hypervisor.setMemory(domid, memoryMiB);
+    if (memoryMiB !== undefined && memoryMiB !== c.status.memoryMiB)
+      await this.rt.hypervisor.setMemory(domid, memoryMiB);
     if (vcpus !== undefined && vcpus !== c.status.vcpus) await this.rt.hypervisor.setVcpus(domid, vcpus);
-    await this.rt.containers.update(c.meta.id, (s) => ({ ...s, memoryMiB: memoryMiB ?? s.memoryMiB, vcpus: vcpus ?? s.vcpus }));
+    await this.rt.containers.update(c.meta.id, (s) => ({
+      ...s,
+      memoryMiB: memoryMiB ?? s.memoryMiB,
+      vcpus: vcpus ?? s.vcpus,
+    }));
   }
 
   async reopenLog(id: string): Promise<void> {
     const c = this.mustGet(id);
-    if (c.status.state !== "running") throw new CriError("FailedPrecondition", `container ${c.meta.id} is not running`);
+    if (c.status.state !== "running")
+      throw new CriError("FailedPrecondition", `container ${c.meta.id} is not running`);
     const pump = this.rt.pumps.get(c.meta.id);
     if (!pump) throw new CriError("FailedPrecondition", `container ${c.meta.id} has no log file`);
     await pump.writer.reopen();

@@ -11,20 +11,38 @@ import { adoptReceivedDomain, markMigratedAway } from "./migration-records.js";
 const IMAGE = "registry.test/hello:1";
 const MONITOR_PASSES_MS = 300; // six passes at the unit shim's 50 ms
 
-async function runPod(shim: UnitShim, name: string, annotations: Record<string, string>): Promise<{ sb: string; ctr: string }> {
+async function runPod(
+  shim: UnitShim,
+  name: string,
+  annotations: Record<string, string>,
+): Promise<{ sb: string; ctr: string }> {
   shim.images.available.add(IMAGE);
   await shim.cri.image("PullImage", { image: { image: IMAGE } });
-  const config = { metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 }, hostname: name, log_directory: join(shim.dir, "logs", name), annotations };
-  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", { config });
+  const config = {
+    metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 },
+    hostname: name,
+    log_directory: join(shim.dir, "logs", name),
+    annotations,
+  };
+  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+  });
   const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
-    pod_sandbox_id: sb, config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" }, sandbox_config: config,
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
+    sandbox_config: config,
   });
   await shim.cri.runtime("StartContainer", { container_id: ctr });
   return { sb, ctr };
 }
 
 const status = async (shim: UnitShim, ctr: string) =>
-  (await shim.cri.runtime<{ status: { state: string; reason: string; message: string } }>("ContainerStatus", { container_id: ctr })).status;
+  (
+    await shim.cri.runtime<{ status: { state: string; reason: string; message: string } }>(
+      "ContainerStatus",
+      { container_id: ctr },
+    )
+  ).status;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TARGET = { "superfluid.dev/vm": "default/v", "superfluid.dev/migration-target": "move-v" };
 
@@ -38,21 +56,50 @@ test("target: a receiving container builds no domain, runs for the kubelet acros
   t.is(rec.domid, undefined);
   await sleep(MONITOR_PASSES_MS);
   t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING", "the exit monitor leaves it alone");
-  const sandbox = await shim.cri.runtime<{ status: { state: string; network: { ip: string } } }>("PodSandboxStatus", { pod_sandbox_id: sb });
+  const sandbox = await shim.cri.runtime<{ status: { state: string; network: { ip: string } } }>(
+    "PodSandboxStatus",
+    { pod_sandbox_id: sb },
+  );
   t.is(sandbox.status.state, "SANDBOX_READY");
   t.regex(sandbox.status.network.ip, /^10\.89\.0\.\d+$/, "the target pod got its own IP");
 
   // A restore cut off by a shim restart leaves a domain by the container's name: recovery removes it.
-  await shim.hv.createPaused({ name: `sf-${sb.slice(0, 12)}`, kernelPath: "/nonexistent", cmdline: "", memoryMiB: 8, vcpus: 1, guestType: "pv", vifs: [] });
+  await shim.hv.createPaused({
+    name: `sf-${sb.slice(0, 12)}`,
+    kernelPath: "/nonexistent",
+    cmdline: "",
+    memoryMiB: 8,
+    vcpus: 1,
+    guestType: "pv",
+    vifs: [],
+  });
   shim = await shim.restart();
   t.deepEqual(await shim.hv.list(), [], "the half-received domain is gone");
   t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING");
-  t.deepEqual(shim.runtime.ctx.containers.get(ctr)!.status.incoming, { migration: "move-v" }, "still waiting for its domain");
+  t.deepEqual(
+    shim.runtime.ctx.containers.get(ctr)!.status.incoming,
+    { migration: "move-v" },
+    "still waiting for its domain",
+  );
 
   // The receive completes: an ordinary running container with the domain's id and the guest's vif.
-  const domid = await shim.hv.createPaused({ name: `sf-${sb.slice(0, 12)}`, kernelPath: "/nonexistent", cmdline: "", memoryMiB: 8, vcpus: 1, guestType: "pv", vifs: [] });
+  const domid = await shim.hv.createPaused({
+    name: `sf-${sb.slice(0, 12)}`,
+    kernelPath: "/nonexistent",
+    cmdline: "",
+    memoryMiB: 8,
+    vcpus: 1,
+    guestType: "pv",
+    vifs: [],
+  });
   await shim.hv.unpause(domid);
-  await adoptReceivedDomain(shim.runtime.ctx, shim.runtime.containers, shim.runtime.ctx.containers.get(ctr)!, domid, { mac: "00:16:3e:aa:bb:cc", ip: "10.244.1.7" });
+  await adoptReceivedDomain(
+    shim.runtime.ctx,
+    shim.runtime.containers,
+    shim.runtime.ctx.containers.get(ctr)!,
+    domid,
+    { mac: "00:16:3e:aa:bb:cc", ip: "10.244.1.7" },
+  );
   const adopted = shim.runtime.ctx.containers.get(ctr)!.status;
   t.is(adopted.domid, domid);
   t.is(adopted.incoming, undefined);
@@ -60,7 +107,11 @@ test("target: a receiving container builds no domain, runs for the kubelet acros
   shim.hv.crash(domid);
   // Polled with a deadline: on a loaded machine a pass can come late.
   for (let i = 0; i < 100 && (await status(shim, ctr)).state !== "CONTAINER_EXITED"; i++) await sleep(100);
-  t.like(await status(shim, ctr), { state: "CONTAINER_EXITED", reason: "Crashed" }, "from now on the exit monitor watches it");
+  t.like(
+    await status(shim, ctr),
+    { state: "CONTAINER_EXITED", reason: "Crashed" },
+    "from now on the exit monitor watches it",
+  );
 });
 
 test("target: StopPodSandbox cancels the receive in flight and destroys what it built; nothing is left", async (t) => {
@@ -69,8 +120,20 @@ test("target: StopPodSandbox cancels the receive in flight and destroys what it 
   const { sb, ctr } = await runPod(shim, "v-target", TARGET);
   const cancelled: string[] = [];
   // The node agent registers its receive; a half-restored domain exists while the stream runs.
-  await shim.hv.createPaused({ name: `sf-${sb.slice(0, 12)}`, kernelPath: "/nonexistent", cmdline: "", memoryMiB: 8, vcpus: 1, guestType: "pv", vifs: [] });
-  shim.runtime.ctx.receiving.set(ctr, { cancel: async (reason) => { cancelled.push(reason); } });
+  await shim.hv.createPaused({
+    name: `sf-${sb.slice(0, 12)}`,
+    kernelPath: "/nonexistent",
+    cmdline: "",
+    memoryMiB: 8,
+    vcpus: 1,
+    guestType: "pv",
+    vifs: [],
+  });
+  shim.runtime.ctx.receiving.set(ctr, {
+    cancel: async (reason) => {
+      cancelled.push(reason);
+    },
+  });
   await shim.cri.runtime("StopPodSandbox", { pod_sandbox_id: sb });
   t.is(cancelled.length, 1, "the receive was cancelled once");
   t.deepEqual(await shim.hv.list(), [], "the half-restored domain is destroyed");
@@ -95,7 +158,11 @@ test("source: migrated away, the container stays running without a domain across
     await markMigratedAway(shim.runtime.ctx, shim.runtime.ctx.containers.get(ctr)!, "move-v", new Date());
   });
   await sleep(MONITOR_PASSES_MS);
-  t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING", "not DomainLost: the kubelet must not restart it here");
+  t.is(
+    (await status(shim, ctr)).state,
+    "CONTAINER_RUNNING",
+    "not DomainLost: the kubelet must not restart it here",
+  );
   shim = await shim.restart();
   t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING");
   t.is(shim.runtime.ctx.containers.get(ctr)!.status.migratedAway?.migration, "move-v");
@@ -104,7 +171,11 @@ test("source: migrated away, the container stays running without a domain across
   await shim.cri.runtime("StopContainer", { container_id: ctr, timeout: 10 });
   t.like(await status(shim, ctr), { state: "CONTAINER_EXITED", reason: "MigratedAway" });
   const left = await shim.hv.list();
-  t.deepEqual(left.map((d) => d.domid), [shim.runtime.ctx.containers.get(other.ctr)!.status.domid], "only the other VM's domain");
+  t.deepEqual(
+    left.map((d) => d.domid),
+    [shim.runtime.ctx.containers.get(other.ctr)!.status.domid],
+    "only the other VM's domain",
+  );
 });
 
 test("source: a domain left suspended by a send cut off by a restart is kept for the agent to resume, not reported exited", async (t) => {
@@ -114,7 +185,11 @@ test("source: a domain left suspended by a send cut off by a restart is kept for
   const domid = shim.runtime.ctx.containers.get(ctr)!.status.domid!;
   shim.hv.leaveSuspended(domid);
   await sleep(MONITOR_PASSES_MS);
-  t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING", "the exit monitor does not take a suspend for an exit");
+  t.is(
+    (await status(shim, ctr)).state,
+    "CONTAINER_RUNNING",
+    "the exit monitor does not take a suspend for an exit",
+  );
   shim = await shim.restart();
   t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING");
   const [d] = await shim.hv.list();

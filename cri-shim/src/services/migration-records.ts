@@ -26,12 +26,21 @@ export async function adoptReceivedDomain(
 }
 
 /** Source side: the target runs the VM and the source domain is gone; the pod waits for its deletion. */
-export async function markMigratedAway(rt: RuntimeContext, c: ContainerEntry, migration: string, at: Date): Promise<void> {
+export async function markMigratedAway(
+  rt: RuntimeContext,
+  c: ContainerEntry,
+  migration: string,
+  at: Date,
+): Promise<void> {
   // The console copy polls xenconsoled's log every 100 ms: let it take the source's last lines first.
   if (rt.pumps.has(c.meta.id)) await new Promise((r) => setTimeout(r, CONSOLE_DRAIN_MS));
   const pump = rt.pumps.get(c.meta.id);
   rt.pumps.delete(c.meta.id);
   await pump?.stop();
-  await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: undefined, migratedAway: { migration, at: at.toISOString() } }));
+  await rt.containers.update(c.meta.id, (s) => ({
+    ...s,
+    domid: undefined,
+    migratedAway: { migration, at: at.toISOString() },
+  }));
   log.info("container migrated away", { id: c.meta.id, migration });
 }

@@ -17,7 +17,9 @@ export class ExitMonitor {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => { this.running ??= this.check().finally(() => (this.running = undefined)); }, this.rt.options.monitorIntervalMs);
+    this.timer = setInterval(() => {
+      this.running ??= this.check().finally(() => (this.running = undefined));
+    }, this.rt.options.monitorIntervalMs);
     this.timer.unref();
   }
 
@@ -29,7 +31,14 @@ export class ExitMonitor {
   /** One pass; exported for tests and for recovery. */
   async check(): Promise<void> {
     // No domain on purpose (saved to disk, still being received, or moved to another node): not an exit.
-    const live = this.rt.containers.list().filter((c) => (c.status.state === "running" || c.status.state === "created") && !isDomainless(c.status) && !this.rt.stopping.has(c.meta.id));
+    const live = this.rt.containers
+      .list()
+      .filter(
+        (c) =>
+          (c.status.state === "running" || c.status.state === "created") &&
+          !isDomainless(c.status) &&
+          !this.rt.stopping.has(c.meta.id),
+      );
     if (live.length === 0) return;
     try {
       const domains = await this.rt.hypervisor.list();
@@ -41,13 +50,25 @@ export class ExitMonitor {
         if (d && isLeftSuspended(d)) continue;
         await this.rt.locks.run(c.meta.sandboxId, async () => {
           const cur = this.rt.containers.get(c.meta.id);
-          if (!cur || (cur.status.state !== "running" && cur.status.state !== "created") || isDomainless(cur.status) || cur.status.domid !== c.status.domid || this.rt.stopping.has(c.meta.id)) return;
+          if (
+            !cur ||
+            (cur.status.state !== "running" && cur.status.state !== "created") ||
+            isDomainless(cur.status) ||
+            cur.status.domid !== c.status.domid ||
+            this.rt.stopping.has(c.meta.id)
+          )
+            return;
           // Seen again under the lock: a migration's send holds it while the domain is suspended
           // for the last round, and resumes it when the stream fails; that is no exit.
-          const now = cur.status.domid === undefined ? undefined : await this.rt.hypervisor.info(cur.status.domid);
-          if (now && now.name === c.meta.domainName && now.state !== "shutdown" && now.state !== "crashed") return;
+          const now =
+            cur.status.domid === undefined ? undefined : await this.rt.hypervisor.info(cur.status.domid);
+          if (now && now.name === c.meta.domainName && now.state !== "shutdown" && now.state !== "crashed")
+            return;
           const ended = d ? exitFromShutdown(d.shutdownReason, d.state) : exitFromShutdown(undefined, "gone");
-          if (d) await this.rt.hypervisor.destroy(d.domid).catch((err: unknown) => log.warn("destroy of ended domain failed", { err: String(err) }));
+          if (d)
+            await this.rt.hypervisor
+              .destroy(d.domid)
+              .catch((err: unknown) => log.warn("destroy of ended domain failed", { err: String(err) }));
           await this.containers.markExited(c.meta.id, ended);
         });
       }

@@ -1,7 +1,12 @@
 // ImageService's backend on a node: lib/oci's content-addressed ImageStore. Which registries are
 // reached over plain HTTP (loopback ones by default, as containerd does for localhost) or with an
 // extra CA is node configuration, decided here per pull from the reference's registry host.
-import { ImageStore, parseReference, type ImageRecord, type RegistryOptions } from "../../../lib/oci/index.js";
+import {
+  ImageStore,
+  parseReference,
+  type ImageRecord,
+  type RegistryOptions,
+} from "../../../lib/oci/index.js";
 import type { ImageBackend, ImageInfo, PullAuth } from "./image-backend.js";
 
 export interface OciImagesOptions {
@@ -12,7 +17,15 @@ export interface OciImagesOptions {
 }
 
 function toInfo(r: ImageRecord): ImageInfo {
-  return { id: r.id, refs: r.refs, repoDigests: r.repoDigests, sizeBytes: r.sizeBytes, kernelPath: r.kernelPath, initrdPath: r.initrdPath, config: r.config };
+  return {
+    id: r.id,
+    refs: r.refs,
+    repoDigests: r.repoDigests,
+    sizeBytes: r.sizeBytes,
+    kernelPath: r.kernelPath,
+    initrdPath: r.initrdPath,
+    config: r.config,
+  };
 }
 
 export class OciImages implements ImageBackend {
@@ -33,7 +46,9 @@ export class OciImages implements ImageBackend {
   }
 
   async get(refOrId: string): Promise<ImageInfo | undefined> {
-    const r = await this.store.get(refOrId).catch((err: Error) => (err.name === "OciError" ? undefined : Promise.reject(err)));
+    const r = await this.store
+      .get(refOrId)
+      .catch((err: Error) => (err.name === "OciError" ? undefined : Promise.reject(err)));
     return r ? toInfo(r) : undefined;
   }
 

@@ -27,7 +27,15 @@ export interface RecoveryReport {
 export async function recover(rt: RuntimeContext, containers: ContainerService): Promise<RecoveryReport> {
   await rt.sandboxes.load();
   await rt.containers.load();
-  const report: RecoveryReport = { sandboxes: 0, containers: 0, adopted: 0, removedHalfMadeSandboxes: 0, removedHalfMadeContainers: 0, destroyedOrphanDomains: [], markedExited: 0 };
+  const report: RecoveryReport = {
+    sandboxes: 0,
+    containers: 0,
+    adopted: 0,
+    removedHalfMadeSandboxes: 0,
+    removedHalfMadeContainers: 0,
+    destroyedOrphanDomains: [],
+    markedExited: 0,
+  };
   const domains = await rt.hypervisor.list();
 
   for (const c of rt.containers.list()) {
@@ -36,7 +44,8 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     if (c.status.state === "creating" || !sandbox || sandbox.status.state === "creating") {
       if (domain) await rt.hypervisor.destroy(domain.domid);
       if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
-      if (rt.options.consoleLogDir) await rm(guestConsoleLogPath(c.meta.domainName, rt.options.consoleLogDir), { force: true });
+      if (rt.options.consoleLogDir)
+        await rm(guestConsoleLogPath(c.meta.domainName, rt.options.consoleLogDir), { force: true });
       await rt.containers.delete(c.meta.id);
       report.removedHalfMadeContainers++;
       continue;
@@ -62,19 +71,25 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     // Suspended by a migration's send when the shim went down: the VM is still in that domain, and
     // the node agent resumes it (the migration fails with SourceRestarted).
     if (domain && isLeftSuspended(domain) && c.status.state === "running") {
-      if (domain.domid !== c.status.domid) await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
-      if (c.meta.logPath) await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
+      if (domain.domid !== c.status.domid)
+        await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
+      if (c.meta.logPath)
+        await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
       report.adopted++;
       continue;
     }
     if (!domain || domain.state === "shutdown" || domain.state === "crashed") {
       if (domain) await rt.hypervisor.destroy(domain.domid);
-      await containers.markExited(c.meta.id, domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"));
+      await containers.markExited(
+        c.meta.id,
+        domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"),
+      );
       report.markedExited++;
       continue;
     }
     // Adopt: the domain id may differ (a restore while we were down gives a new one).
-    if (domain.domid !== c.status.domid) await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
+    if (domain.domid !== c.status.domid)
+      await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
     if (c.status.state === "running" && c.meta.logPath)
       await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
     report.adopted++;
@@ -90,7 +105,12 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     }
   }
 
-  const owned = new Set(rt.containers.list().filter((c) => c.status.state !== "exited").map((c) => c.meta.domainName));
+  const owned = new Set(
+    rt.containers
+      .list()
+      .filter((c) => c.status.state !== "exited")
+      .map((c) => c.meta.domainName),
+  );
   for (const d of domains) {
     if (!d.name.startsWith(DOMAIN_PREFIX) || owned.has(d.name)) continue;
     await rt.hypervisor.destroy(d.domid);

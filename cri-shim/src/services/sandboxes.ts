@@ -44,22 +44,37 @@ export class SandboxService {
     checkAbsoluteDir("log_directory", config.log_directory);
     checkName("runtime_handler", runtimeHandler, false);
     if (runtimeHandler && !this.rt.options.runtimeHandlers.includes(runtimeHandler))
-      throw invalid(`runtime handler ${JSON.stringify(runtimeHandler.slice(0, 80))} is not served here (known: ${[RUNTIME_CLASS, ...this.rt.options.runtimeHandlers].filter((v, i, a) => a.indexOf(v) === i).join(", ")})`);
+      throw invalid(
+        `runtime handler ${JSON.stringify(runtimeHandler.slice(0, 80))} is not served here (known: ${[RUNTIME_CLASS, ...this.rt.options.runtimeHandlers].filter((v, i, a) => a.indexOf(v) === i).join(", ")})`,
+      );
     checkMetadata(config.labels, config.annotations);
     const parsed = parseSandboxAnnotations(config.annotations);
     const nameKey = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
 
     return this.rt.locks.run("sandbox-names", async () => {
       const dup = this.rt.sandboxes.list().find((s) => s.meta.nameKey === nameKey);
-      if (dup) throw new CriError("AlreadyExists", `sandbox name ${nameKey} is already used by sandbox ${dup.meta.id}`);
+      if (dup)
+        throw new CriError(
+          "AlreadyExists",
+          `sandbox name ${nameKey} is already used by sandbox ${dup.meta.id}`,
+        );
       const reservedMiB = parsed.memoryMiB ?? this.rt.options.defaultMemoryMiB;
       await this.checkMemory(reservedMiB);
 
       const id = randomBytes(32).toString("hex");
       const meta: SandboxMeta = {
-        id, metadata: { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt }, nameKey,
-        labels: { ...config.labels }, annotations: { ...config.annotations }, runtimeHandler, hostname: config.hostname,
-        logDirectory: config.log_directory, createdAt: nowNs(), config: parsed, domainName: `sf-${id.slice(0, 12)}`, reservedMiB,
+        id,
+        metadata: { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt },
+        nameKey,
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        runtimeHandler,
+        hostname: config.hostname,
+        logDirectory: config.log_directory,
+        createdAt: nowNs(),
+        config: parsed,
+        domainName: `sf-${id.slice(0, 12)}`,
+        reservedMiB,
       };
       // Written first as "creating", so a crash before the end is cleaned up by recovery (CNI DEL).
       await this.rt.sandboxes.create(meta, { state: "creating" });
@@ -69,7 +84,9 @@ export class SandboxService {
         log.info("sandbox ready", { id, pod: `${md.namespace}/${md.name}`, ip: network.ip, reservedMiB });
         return id;
       } catch (err) {
-        await this.rt.network.tearDown(id).catch((e: unknown) => log.warn("CNI DEL after failed run", { id, err: String(e) }));
+        await this.rt.network
+          .tearDown(id)
+          .catch((e: unknown) => log.warn("CNI DEL after failed run", { id, err: String(e) }));
         await this.rt.sandboxes.delete(id);
         throw err;
       }
@@ -85,7 +102,10 @@ export class SandboxService {
       .filter((s) => s.status.state !== "notready" && !this.containers.hasLiveDomain(s.meta.id))
       .reduce((sum, s) => sum + s.meta.reservedMiB, 0);
     if (requestMiB + promisedMiB > freeMiB)
-      throw new CriError("ResourceExhausted", `sandbox needs ${requestMiB} MiB of guest memory; the node has ${freeMiB} MiB free and ${promisedMiB} MiB of it promised to other sandboxes`);
+      throw new CriError(
+        "ResourceExhausted",
+        `sandbox needs ${requestMiB} MiB of guest memory; the node has ${freeMiB} MiB free and ${promisedMiB} MiB of it promised to other sandboxes`,
+      );
   }
 
   /** Stops every container (no grace: the kubelet stopped them already when it cared) and frees the IP. */
@@ -94,7 +114,8 @@ export class SandboxService {
     const sb = this.rt.sandboxes.resolve(id);
     if (!sb) return; // CRI: must not fail when everything is already reclaimed
     await this.rt.locks.run(sb.meta.id, async () => {
-      for (const c of this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id)) await this.containers.stop(c.meta.id, 0);
+      for (const c of this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id))
+        await this.containers.stop(c.meta.id, 0);
       await this.rt.network.tearDown(sb.meta.id);
       await this.rt.sandboxes.update(sb.meta.id, () => ({ state: "notready" }));
     });
@@ -107,13 +128,20 @@ export class SandboxService {
     if (!sb) return; // CRI: removing a removed sandbox is not an error
     await this.stop(sb.meta.id);
     await this.rt.locks.run(sb.meta.id, async () => {
-      for (const c of this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id)) await this.containers.remove(c.meta.id);
+      for (const c of this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id))
+        await this.containers.remove(c.meta.id);
       await this.rt.sandboxes.delete(sb.meta.id);
     });
     log.info("sandbox removed", { id: sb.meta.id });
   }
 
-  list(filter: { id: string; state: { state: PodSandboxState } | null; label_selector: Record<string, string> } | null): SandboxEntry[] {
+  list(
+    filter: {
+      id: string;
+      state: { state: PodSandboxState } | null;
+      label_selector: Record<string, string>;
+    } | null,
+  ): SandboxEntry[] {
     return this.rt.sandboxes.list().filter((s) => {
       if (s.status.state === "creating") return false;
       if (filter?.id && !s.meta.id.startsWith(filter.id)) return false;

@@ -40,7 +40,10 @@ export class Store<M extends { id: string }, S> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);
-      if (name.includes(".tmp-")) { await rm(path, { force: true }); continue; }
+      if (name.includes(".tmp-")) {
+        await rm(path, { force: true });
+        continue;
+      }
       const id = name.replace(/\.json$/, "");
       if (!name.endsWith(".json") || !ID_PATTERN.test(id)) continue;
       try {
@@ -64,7 +67,8 @@ export class Store<M extends { id: string }, S> {
     const exact = this.entries.get(idOrPrefix);
     if (exact || idOrPrefix.length < 4 || !/^[0-9a-f]+$/.test(idOrPrefix)) return exact;
     const matches = [...this.entries.keys()].filter((k) => k.startsWith(idOrPrefix));
-    if (matches.length > 1) throw new CriError("InvalidArgument", `${this.kind} id prefix ${idOrPrefix} is ambiguous`);
+    if (matches.length > 1)
+      throw new CriError("InvalidArgument", `${this.kind} id prefix ${idOrPrefix} is ambiguous`);
     return matches[0] === undefined ? undefined : this.entries.get(matches[0]);
   }
 
@@ -75,7 +79,8 @@ export class Store<M extends { id: string }, S> {
   async create(meta: M, status: S): Promise<Entry<M, S>> {
     if (!ID_PATTERN.test(meta.id)) throw new CriError("Internal", `bad ${this.kind} id ${meta.id}`);
     return this.serialized(meta.id, async () => {
-      if (this.entries.has(meta.id)) throw new CriError("AlreadyExists", `${this.kind} ${meta.id} already exists`);
+      if (this.entries.has(meta.id))
+        throw new CriError("AlreadyExists", `${this.kind} ${meta.id} already exists`);
       const entry = deepFreeze({ meta: structuredClone(meta), status: structuredClone(status) });
       await this.write(entry);
       this.entries.set(meta.id, entry);
@@ -129,9 +134,14 @@ export class Store<M extends { id: string }, S> {
   private serialized<T>(id: string, work: () => Promise<T>): Promise<T> {
     const previous = this.queues.get(id) ?? Promise.resolve();
     const run = previous.then(work, work);
-    const settled = run.then(() => undefined, () => undefined);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
     this.queues.set(id, settled);
-    void settled.then(() => { if (this.queues.get(id) === settled) this.queues.delete(id); });
+    void settled.then(() => {
+      if (this.queues.get(id) === settled) this.queues.delete(id);
+    });
     return run;
   }
 }

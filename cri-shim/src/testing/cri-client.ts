@@ -2,7 +2,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { loadCriServices } from "../proto.js";
 
-export type Call = <Res = Record<string, unknown>>(method: string, req?: Record<string, unknown>) => Promise<Res>;
+export type Call = <Res = Record<string, unknown>>(
+  method: string,
+  req?: Record<string, unknown>,
+) => Promise<Res>;
 
 export interface CriClient {
   runtime: Call;
@@ -14,11 +17,28 @@ export function connectCri(socketPath: string): CriClient {
   const { RuntimeClient, ImageClient } = loadCriServices();
   const rt = new RuntimeClient(`unix://${socketPath}`, grpc.credentials.createInsecure());
   const img = new ImageClient(`unix://${socketPath}`, grpc.credentials.createInsecure());
-  const caller = (client: grpc.Client): Call => (method, req = {}) =>
-    new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, v: unknown) => void) => void>)[method];
-      if (!fn) { reject(new Error(`no method ${method}`)); return; }
-      fn.call(client, req, (err, value) => (err ? reject(err) : resolve(value as never)));
-    });
-  return { runtime: caller(rt), image: caller(img), close: () => { rt.close(); img.close(); } };
+  const caller =
+    (client: grpc.Client): Call =>
+    (method, req = {}) =>
+      new Promise((resolve, reject) => {
+        const fn = (
+          client as unknown as Record<
+            string,
+            (r: unknown, cb: (e: grpc.ServiceError | null, v: unknown) => void) => void
+          >
+        )[method];
+        if (!fn) {
+          reject(new Error(`no method ${method}`));
+          return;
+        }
+        fn.call(client, req, (err, value) => (err ? reject(err) : resolve(value as never)));
+      });
+  return {
+    runtime: caller(rt),
+    image: caller(img),
+    close: () => {
+      rt.close();
+      img.close();
+    },
+  };
 }

@@ -15,16 +15,29 @@ export class DirImagesDouble implements ImageBackend {
   }
 
   async pull(ref: string): Promise<ImageInfo> {
-    if (!this.available.has(ref)) throw Object.assign(new Error(`${ref}: manifest unknown`), { name: "OciError", code: "NotFound" });
+    if (!this.available.has(ref))
+      throw Object.assign(new Error(`${ref}: manifest unknown`), { name: "OciError", code: "NotFound" });
     const id = `sha256:${createHash("sha256").update(ref).digest("hex")}`;
     const kernelPath = join(this.dir, `${id.slice(7, 19)}.kernel`);
     writeFileSync(kernelPath, `kernel of ${ref}`);
-    const info: ImageInfo = { id, refs: [ref], repoDigests: [`${ref.split(":")[0]}@${id}`], sizeBytes: 1234, kernelPath, config: { guestType: "pv", cmdline: "console=hvc0", memoryMiB: 8 } };
+    const info: ImageInfo = {
+      id,
+      refs: [ref],
+      repoDigests: [`${ref.split(":")[0]}@${id}`],
+      sizeBytes: 1234,
+      kernelPath,
+      config: { guestType: "pv", cmdline: "console=hvc0", memoryMiB: 8 },
+    };
     this.images.set(id, info);
     return info;
   }
   async get(refOrId: string): Promise<ImageInfo | undefined> {
-    return [...this.images.values()].find((i) => i.id === refOrId || i.refs.includes(refOrId) || (refOrId.length >= 4 && i.id.slice(7).startsWith(refOrId)));
+    return [...this.images.values()].find(
+      (i) =>
+        i.id === refOrId ||
+        i.refs.includes(refOrId) ||
+        (refOrId.length >= 4 && i.id.slice(7).startsWith(refOrId)),
+    );
   }
   async list(): Promise<ImageInfo[]> {
     return [...this.images.values()];

@@ -25,7 +25,11 @@ export interface UnitShim {
   dispose(): Promise<void>;
 }
 
-export async function startUnitShim(existing?: { dir: string; hv: MemoryHypervisorDouble; images: DirImagesDouble }): Promise<UnitShim> {
+export async function startUnitShim(existing?: {
+  dir: string;
+  hv: MemoryHypervisorDouble;
+  images: DirImagesDouble;
+}): Promise<UnitShim> {
   const dir = existing?.dir ?? mkdtempSync(join(tmpdir(), "sf-cri-"));
   const hv = existing?.hv ?? new MemoryHypervisorDouble();
   const images = existing?.images ?? new DirImagesDouble(join(dir, "images"));
@@ -33,8 +37,17 @@ export async function startUnitShim(existing?: { dir: string; hv: MemoryHypervis
   const ipamDir = join(dir, "ipam");
   const network = new CniNetwork({ ipamDataDir: ipamDir, manageBridge: false });
   const runtime = new CriRuntime({
-    hypervisor: hv, images, network, stateDir,
-    options: { defaultMemoryMiB: 16, defaultVcpus: 1, kernelCacheDir: join(dir, "kernels"), monitorIntervalMs: 50, runtimeHandlers: ["superfluid"] },
+    hypervisor: hv,
+    images,
+    network,
+    stateDir,
+    options: {
+      defaultMemoryMiB: 16,
+      defaultVcpus: 1,
+      kernelCacheDir: join(dir, "kernels"),
+      monitorIntervalMs: 50,
+      runtimeHandlers: ["superfluid"],
+    },
   });
   await runtime.start();
   const socket = join(dir, "cri.sock");
@@ -42,7 +55,15 @@ export async function startUnitShim(existing?: { dir: string; hv: MemoryHypervis
   await server.listen();
   const cri = connectCri(socket);
   const shim: UnitShim = {
-    dir, stateDir, ipamDir, socket, hv, images, runtime, server, cri,
+    dir,
+    stateDir,
+    ipamDir,
+    socket,
+    hv,
+    images,
+    runtime,
+    server,
+    cri,
     async restart() {
       cri.close();
       await server.close(100);
