@@ -167,7 +167,9 @@ test.serial(
             "-o",
             "jsonpath={.items[*].message}",
           ]);
-          return /Readiness probe failed/.test(r) ? r : undefined;
+          // The first failures can be "no route to host" while the guest still boots; wait for the
+          // one that shows the guest answering the bad path.
+          return /Readiness probe failed: HTTP probe failed with statuscode: 404/.test(r) ? r : undefined;
         },
         300_000,
       );
