@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { stringify } from "yaml";
 import { httpRequest, tlsSettings } from "../../lib/oci/http.js";
+import { selfSignedCertificate } from "../../lib/x509.js";
 import { startTokenServer, type TokenServer } from "./token-server.js";
 
 const run = promisify(execFile);
@@ -92,23 +93,12 @@ async function makeCertificates(dir: string): Promise<{ caFile: string; certFile
   const csr = join(dir, "server.csr");
   const certFile = join(dir, "server.pem");
   const ext = join(dir, "server.ext");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    caKey,
-    "-out",
-    caFile,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=superfluid test CA",
-  ]);
+  await selfSignedCertificate({
+    keyPath: caKey,
+    certPath: caFile,
+    subject: "/CN=superfluid test CA",
+    days: 2,
+  });
   await run("openssl", [
     "req",
     "-newkey",
@@ -215,23 +205,12 @@ export async function startRegistry(opts: RegistryStartOptions = {}): Promise<Te
     if (user && opts.tokenAuth) {
       const keyFile = join(dir, "token.key");
       const certFile = join(dir, "token.pem");
-      await run("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        keyFile,
-        "-out",
-        certFile,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=superfluid test token signer",
-      ]);
+      await selfSignedCertificate({
+        keyPath: keyFile,
+        certPath: certFile,
+        subject: "/CN=superfluid test token signer",
+        days: 2,
+      });
       tokenServer = await startTokenServer({ keyFile, certFile, user });
       config.auth = {
         token: {

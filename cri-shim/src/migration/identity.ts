@@ -1,15 +1,12 @@
 // Per-migration TLS identities: a fresh P-256 key and a self-signed certificate for ONE migration.
 // Only the certificate's SHA-256 fingerprint is published (in the migration's status); the peer pins
 // it, so there is no CA and no secret ever leaves the process that made it.
-import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { selfSignedCertificate } from "../../../lib/x509.js";
 import { MigrationError } from "./errors.js";
-
-const execFileAsync = promisify(execFile);
 
 /** A fresh key pair + self-signed certificate for ONE migration; only `fingerprint` is published. */
 export interface MigrationIdentity {
@@ -48,23 +45,7 @@ export async function createIdentity(commonName: string): Promise<MigrationIdent
   try {
     const keyPath = join(dir, "key.pem");
     const certPath = join(dir, "cert.pem");
-    await execFileAsync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${commonName}`,
-      "-keyout",
-      keyPath,
-      "-out",
-      certPath,
-    ]);
+    await selfSignedCertificate({ keyPath, certPath, subject: `/CN=${commonName}`, days: 1 });
     const [certPem, keyPem] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
     return { certPem, keyPem, fingerprint: certificateFingerprint(certPem) };
   } finally {
