@@ -2,7 +2,8 @@
 // Half-made objects are undone (a sandbox still "creating": its IP lease is released; a container still
 // "creating": its domain, if one got built, is destroyed), running domains are adopted (console copy
 // resumed), containers whose domain is gone are marked exited, and `sf-*` domains that no container
-// owns are destroyed.
+// owns are destroyed. Every destroy here tolerates a domain that vanished after the listing: one the
+// dead shim was destroying can still be listed while Xen finishes tearing it down.
 import { rm } from "node:fs/promises";
 import { logger } from "../../../lib/log.js";
 import { guestConsoleLogPath } from "../hypervisor/console.js";
@@ -42,7 +43,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     const sandbox = rt.sandboxes.get(c.meta.sandboxId);
     const domain = domains.find((d) => d.name === c.meta.domainName);
     if (c.status.state === "creating" || !sandbox || sandbox.status.state === "creating") {
-      if (domain) await rt.hypervisor.destroy(domain.domid);
+      if (domain) await containers.destroyDomain(domain.domid, domain.name);
       if (c.meta.logPath) await rm(c.meta.logPath, { force: true });
       if (rt.options.consoleLogDir)
         await rm(guestConsoleLogPath(c.meta.domainName, rt.options.consoleLogDir), { force: true });
@@ -55,7 +56,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     // A domain beside a suspended record is a restore that did not finish (the checkpoint is still
     // there, and it is the truth): remove the domain, stay suspended.
     if (c.status.suspended) {
-      if (domain) await rt.hypervisor.destroy(domain.domid);
+      if (domain) await containers.destroyDomain(domain.domid, domain.name);
       report.adopted++;
       continue;
     }
@@ -64,7 +65,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
     // node agent, which reports the receive failed. Moved to another node: a leftover domain here is
     // stale (the target runs the VM since the source gave "go").
     if (c.status.incoming || c.status.migratedAway) {
-      if (domain) await rt.hypervisor.destroy(domain.domid);
+      if (domain) await containers.destroyDomain(domain.domid, domain.name);
       report.adopted++;
       continue;
     }
@@ -79,7 +80,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
       continue;
     }
     if (!domain || domain.state === "shutdown" || domain.state === "crashed") {
-      if (domain) await rt.hypervisor.destroy(domain.domid);
+      if (domain) await containers.destroyDomain(domain.domid, domain.name);
       await containers.markExited(
         c.meta.id,
         domain ? exitFromShutdown(domain.shutdownReason, domain.state) : exitFromShutdown(undefined, "gone"),
@@ -113,7 +114,7 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
   );
   for (const d of domains) {
     if (!d.name.startsWith(DOMAIN_PREFIX) || owned.has(d.name)) continue;
-    await rt.hypervisor.destroy(d.domid);
+    await containers.destroyDomain(d.domid, d.name);
     report.destroyedOrphanDomains.push(d.name);
   }
   report.sandboxes = rt.sandboxes.list().length;
