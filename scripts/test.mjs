@@ -74,6 +74,28 @@ process.once("SIGTERM", async () => {
   process.exit(143);
 });
 
+/** The first lines of ava's report for a failed test (its title alone on a line, then the error). */
+function failureDetail(out, markLine) {
+  const title = markLine
+    .trim()
+    .replace(/^✘\s*(\[fail\]:\s*)?/, "")
+    .trim();
+  const lines = out.split("\n");
+  let at = -1;
+  // The mark line may carry the assertion's message after the title; the report's header does not.
+  for (let i = lines.length - 1; i >= 0 && at < 0; i--) {
+    const l = lines[i].trim();
+    if (l.length > 8 && title.startsWith(l) && !/^✘/.test(l)) at = i;
+  }
+  if (at < 0) return "";
+  return lines
+    .slice(at + 1)
+    .filter((l) => l.trim() !== "")
+    .slice(0, 8)
+    .map((l) => `      ${l.trim().slice(0, 240)}`)
+    .join("\n");
+}
+
 let passed = 0,
   failed = 0,
   skipped = 0,
@@ -91,7 +113,8 @@ for (const stage of stages) {
   failed += f;
   skipped += s;
   // CI shows only the tail of the log: name what failed next to the summary.
-  for (const line of out.split("\n")) if (/^\s*✘/.test(line)) failures.push(`[${stage.name}] ${line.trim()}`);
+  for (const line of out.split("\n"))
+    if (/^\s*✘/.test(line)) failures.push(`[${stage.name}] ${line.trim()}\n${failureDetail(out, line)}`);
   if (code !== 0) {
     exit = code;
     if (f === 0) failed += 1;

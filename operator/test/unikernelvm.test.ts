@@ -134,8 +134,12 @@ test.serial("a spec change that needs a new domain replaces the pod; a Service f
     svc.spec!.ports?.map((p) => [p.port, p.protocol]),
     [[8080, "TCP"]],
   );
-  const ready = await condition("alpha", "Ready");
-  t.is(ready?.status, "False");
+  // The status write trails the pod swap: wait for a Ready condition about this generation.
+  const ready = await until("Ready observed for the new generation", async () => {
+    const c = await condition("alpha", "Ready");
+    return c?.observedGeneration === vm.metadata.generation && c;
+  });
+  t.is(ready.status, "False");
   // Dropping the service from the spec deletes it.
   await applyVM("alpha", {
     memory: "64Mi",
