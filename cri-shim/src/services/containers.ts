@@ -177,7 +177,7 @@ export class ContainerService {
       };
       // A migration's target pod: the domain comes over the wire (the node agent receives it), not from the kernel.
       const migration = sb.meta.config.migrationTarget;
-      if (migration) {
+      if (migration && !sb.status.received) {
         await this.rt.containers.create(meta, { ...status, state: "created", incoming: { migration } });
         log.info("container created to receive a migration", {
           id,
@@ -187,6 +187,9 @@ export class ContainerService {
         });
         return id;
       }
+      // A re-created container in a migrated-in pod boots with this sandbox's own address: the 1:1 NAT
+      // to the address the received guest had brought from the source node must go first.
+      if (sb.status.received) await this.rt.network.dropReaddressing(sb.meta.id);
       await this.rt.containers.create(meta, status);
       try {
         const domid = await this.rt.hypervisor.createPaused({

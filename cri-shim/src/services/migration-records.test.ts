@@ -112,6 +112,29 @@ test("target: a receiving container builds no domain, runs for the kubelet acros
     { state: "CONTAINER_EXITED", reason: "Crashed" },
     "from now on the exit monitor watches it",
   );
+
+  // The kubelet restarts the exited container in the same pod: the VM was received once, so the new
+  // container boots from its image (a fresh domain) instead of waiting for another stream.
+  const { container_id: again } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 1 }, image: { image: IMAGE }, log_path: "main/1.log" },
+    sandbox_config: {
+      metadata: { name: "v-target", namespace: "default", uid: "uid-v-target", attempt: 0 },
+      annotations: TARGET,
+    },
+  });
+  const rebooted = shim.runtime.ctx.containers.get(again)!.status;
+  t.is(rebooted.incoming, undefined, "not waiting for a stream");
+  t.is(rebooted.state, "created");
+  await shim.cri.runtime("StartContainer", { container_id: again });
+  t.is((await status(shim, again)).state, "CONTAINER_RUNNING");
+  const domains = await shim.hv.list();
+  t.deepEqual(
+    domains.map((d) => [d.name, d.state]),
+    [[`sf-${sb.slice(0, 12)}`, "running"]],
+    "one domain, built from the image; the crashed one is gone",
+  );
+  t.not(domains[0]!.domid, domid);
 });
 
 test("target: StopPodSandbox cancels the receive in flight and destroys what it built; nothing is left", async (t) => {

@@ -21,8 +21,13 @@ export async function adoptReceivedDomain(
     return { ...rest, domid, guestNetwork };
   });
   rt.receiving.delete(c.meta.id);
+  const migration = c.status.incoming?.migration ?? "";
+  await rt.sandboxes.update(c.meta.sandboxId, (s) => ({
+    ...s,
+    received: { migration, at: new Date().toISOString() },
+  }));
   if (c.meta.logPath) await containers.attachConsole(c.meta.id, domid, c.meta.domainName, c.meta.logPath);
-  log.info("received domain adopted", { id: c.meta.id, domid, migration: c.status.incoming?.migration });
+  log.info("received domain adopted", { id: c.meta.id, domid, migration });
 }
 
 /** Source side: the target runs the VM and the source domain is gone; the pod waits for its deletion. */

@@ -35,6 +35,12 @@ export interface SandboxStatus {
   /** "creating" only between the first write and the end of RunPodSandbox: recovery removes such sandboxes. */
   state: "creating" | "ready" | "notready";
   network?: SandboxNetwork;
+  /**
+   * A migration's target sandbox whose domain has been received: it is an ordinary pod from then on,
+   * so a container the kubelet re-creates here (the guest exited) boots from its image instead of
+   * waiting for another stream.
+   */
+  received?: { migration: string; at: string };
 }
 
 export interface ContainerMeta {
