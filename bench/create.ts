@@ -40,7 +40,7 @@ try {
   try {
     const kernel = EXAMPLE_IMAGES.find((i) => i.name === "hello")!.kernel;
     const r = await node.exec(
-      `node ${join(REPO_ROOT, "dist/bench/create-dom0.js")} ${SHIM_SOCKET} ${image} ${kernel} ${MEMORY_MIB} ${ROUNDS} ${node.bridge}`,
+      `node ${join(REPO_ROOT, "dist/bundle/create-dom0.mjs")} ${SHIM_SOCKET} ${image} ${kernel} ${MEMORY_MIB} ${ROUNDS} ${node.bridge}`,
       { timeoutMs: 3_600_000 },
     );
     if (r.code !== 0) throw new Error(`bench in dom0 failed: ${r.stderr}\n${shim.log(30)}`);

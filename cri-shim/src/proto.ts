@@ -1,21 +1,16 @@
 // Loads cri-shim/proto/api.proto and types the CRI messages the handlers read and write. Field names
 // keep the proto's snake_case (keepCase) so they read the same as the upstream spec; int64 travels as
 // a decimal string (nanosecond timestamps do not fit in a double); enums travel by name.
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { REPO_ROOT } from "../../lib/paths.js";
 
-/** The proto ships in the source tree (cri-shim/proto), next to dist/cri-shim/src/../../.. */
-export const CRI_PROTO_PATH = join(
-  dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "cri-shim",
-  "proto",
-  "api.proto",
-);
+/**
+ * The proto ships in the source tree (cri-shim/proto), found from REPO_ROOT rather than from this
+ * module's own URL: bundled (dist/bundle/cri-shim.mjs) this module has no directory of its own.
+ */
+export const CRI_PROTO_PATH = join(REPO_ROOT, "cri-shim", "proto", "api.proto");
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,

@@ -1,5 +1,7 @@
-// The CRI shim as the kubelet meets it: `node dist/cri-shim/src/main.js` started in dom0 of an emulated
+// The CRI shim as the kubelet meets it: `node dist/bundle/cri-shim.mjs` started in dom0 of an emulated
 // Xen node, serving SHIM_SOCKET. Its log goes to the host share so a failing test can print it.
+// Bundled (scripts/build-bundle.mjs) because dom0 reads the repo over 9p under TCG: Node loading the
+// shim's thousands of module files one by one took minutes; one file is one read.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { logger } from "../../lib/log.js";
@@ -8,8 +10,13 @@ import type { XenNode } from "../xen-node/index.js";
 import { SHIM_SOCKET } from "./kubelet.js";
 
 const log = logger("e2e-shim");
-export const SHIM_MAIN = join(REPO_ROOT, "dist", "cri-shim", "src", "main.js");
-const CRI_VERSION_MAIN = join(REPO_ROOT, "dist", "e2e", "cluster", "cri-version.js");
+export const SHIM_MAIN = join(REPO_ROOT, "dist", "bundle", "cri-shim.mjs");
+const CRI_VERSION_MAIN = join(REPO_ROOT, "dist", "bundle", "cri-version.mjs");
+/** The same programs as tsc emits them, module by module: what bench/shim-start.ts compares against. */
+export const UNBUNDLED = {
+  shim: join(REPO_ROOT, "dist", "cri-shim", "src", "main.js"),
+  criVersion: join(REPO_ROOT, "dist", "e2e", "cluster", "cri-version.js"),
+};
 
 export interface ShimOptions {
   /** Extra command-line arguments for the shim. */
@@ -17,6 +24,8 @@ export interface ShimOptions {
   /** Extra environment (NAME=value), e.g. the registries it may reach over plain HTTP. */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** false: run tsc's module-by-module output instead of the bundle (only to measure the difference). */
+  bundled?: boolean;
 }
 
 export interface Shim {
@@ -29,8 +38,11 @@ export interface Shim {
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<Shim> {
-  if (!existsSync(SHIM_MAIN))
-    throw new Error(`the CRI shim is not built (${SHIM_MAIN} missing): run \`npm run build\``);
+  const [shimMain, criVersionMain] =
+    opts.bundled === false ? [UNBUNDLED.shim, UNBUNDLED.criVersion] : [SHIM_MAIN, CRI_VERSION_MAIN];
+  for (const built of [shimMain, criVersionMain])
+    if (!existsSync(built))
+      throw new Error(`the CRI shim is not built (${built} missing): run \`npm run build\``);
   const dom0Dir = `${node.dom0HostDir}/shim`;
   const logPath = join(node.hostDir, "shim", "shim.log");
   const shimLog = (lines = 60) => {
@@ -51,7 +63,7 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
       // Its own filesystem, as on a real node: the kubelet's cAdvisor cannot size dom0's overlay root
       // (the image filesystem stats and the eviction manager would fail on every sync).
       "mountpoint -q /var/lib/superfluid || mount -t tmpfs -o size=512m tmpfs /var/lib/superfluid",
-      `${env} setsid ${process.execPath} ${SHIM_MAIN} ${args} </dev/null >${dom0Dir}/shim.log 2>&1 & echo $! >${dom0Dir}/shim.pid`,
+      `${env} setsid ${process.execPath} ${shimMain} ${args} </dev/null >${dom0Dir}/shim.log 2>&1 & echo $! >${dom0Dir}/shim.pid`,
     ].join("\n"),
   );
   if (launched.code !== 0) throw new Error(`starting the shim in ${node.name} failed: ${launched.stderr}`);
@@ -73,7 +85,7 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
     [
       `pid=$(cat ${dom0Dir}/shim.pid); i=0`,
       `while [ ! -S ${SHIM_SOCKET} ]; do kill -0 $pid 2>/dev/null || exit 9; [ $i -ge ${Math.ceil(waitSeconds / 2)} ] && exit 1; sleep 2; i=$((i+1)); done`,
-      `${process.execPath} ${CRI_VERSION_MAIN} ${SHIM_SOCKET} $((${waitSeconds} - 2 * i + 1)) $pid && exit 0`,
+      `${process.execPath} ${criVersionMain} ${SHIM_SOCKET} $((${waitSeconds} - 2 * i + 1)) $pid && exit 0`,
       `kill -0 $pid 2>/dev/null || exit 9; exit 1`,
     ].join("\n"),
     { timeoutMs: waitSeconds * 2000 + 60_000 },

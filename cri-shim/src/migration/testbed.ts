@@ -7,7 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { REPO_ROOT } from "../../../lib/paths.js";
 
 export const HELLO_KERNEL = join(REPO_ROOT, "native/build/hello/hello");
-const CLI = `${process.execPath} ${join(REPO_ROOT, "dist/cri-shim/src/migration/cli.js")}`;
+// Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
+const CLI = `${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
 
 /** The part of an emulated Xen node (e2e/xen-node) this needs. */
 export interface Dom0 {

@@ -1,0 +1,51 @@
+// `npm run build:bundle` (part of `npm run build`): bundles the programs that run in dom0 into one
+// ESM file each under dist/bundle/. Why: an emulated Xen node's dom0 reads the host's / over 9p, and
+// under TCG Node resolving and reading the thousands of module files of @kubernetes/client-node,
+// grpc, winston, ... one by one took 1-12 minutes to start the shim. One file is one read. On a real
+// node the shim ships the same way, as one artifact in the DaemonSet image.
+//
+// Left outside the bundle: koffi, whose native prebuilt (.node) it locates relative to its own
+// package, so it resolves from node_modules at run time (dist/bundle/ -> ../../node_modules).
+// Files read at run time are found through lib/paths.ts's REPO_ROOT, which is two directories above
+// both dist/lib/paths.js and dist/bundle/*.mjs, so it resolves the same bundled or not.
+import { build } from "esbuild";
+import { statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT_DIR = join(ROOT, "dist", "bundle");
+
+/** Output name (without .mjs) -> TypeScript entry. */
+export const BUNDLES = {
+  "cri-shim": "cri-shim/src/main.ts",
+  "cri-version": "e2e/cluster/cri-version.ts",
+  "migration-cli": "cri-shim/src/migration/cli.ts",
+  "create-dom0": "bench/create-dom0.ts",
+};
+
+const started = Date.now();
+const result = await build({
+  absWorkingDir: ROOT,
+  entryPoints: Object.fromEntries(Object.entries(BUNDLES).map(([name, src]) => [name, join(ROOT, src)])),
+  outdir: OUT_DIR,
+  outExtension: { ".js": ".mjs" },
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: true,
+  external: ["koffi"],
+  // The CommonJS dependencies (grpc, winston, ...) call require() for Node built-ins, which an ESM
+  // file does not have: give them one.
+  banner: {
+    js: 'import { createRequire as __sfCreateRequire } from "node:module"; const require = __sfCreateRequire(import.meta.url);',
+  },
+  logLevel: "warning",
+  metafile: true,
+});
+if (result.errors.length > 0) process.exit(1);
+const sizes = Object.keys(result.metafile.outputs)
+  .filter((f) => f.endsWith(".mjs"))
+  .map((f) => `${relative(ROOT, join(ROOT, f))} ${(statSync(join(ROOT, f)).size / 1e6).toFixed(1)} MB`);
+console.log(`[build:bundle] ${sizes.join(", ")} in ${Date.now() - started} ms`);
