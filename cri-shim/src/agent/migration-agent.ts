@@ -8,49 +8,22 @@
 //     and keeps the container "running" without a domain until the operator deletes the pod.
 // One receive or send per migration uid per process; a domain left suspended by a send that a shim
 // restart cut off is resumed at start and that migration fails with SourceRestarted.
-import type { KubeConfig } from "@kubernetes/client-node";
 import { logger } from "../../../lib/log.js";
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
-import { type KubeClient, paths } from "../../../lib/kube/client.js";
-import type { DomainSpec } from "../hypervisor/types.js";
-import {
-  createIdentity,
-  type IncomingMigration,
-  MigrationError,
-  receiveDomain,
-  sendDomain,
-} from "../migration/index.js";
-import { applyReaddressing } from "../network/readdress.js";
-import type { CriRuntime } from "../runtime.js";
+import { paths } from "../../../lib/kube/client.js";
+import { MigrationError } from "../migration/index.js";
 import type { ContainerEntry } from "../services/containers.js";
-import { adoptReceivedDomain, markMigratedAway } from "../services/migration-records.js";
 import { isDomainless, isLeftSuspended } from "../services/model.js";
-import type { DomainOps } from "./domain-ops.js";
+import { receiveAsTarget } from "./migration-receive.js";
+import type { MigrationAgentConfig, RoleContext } from "./migration-role.js";
+import { sendAsSource } from "./migration-send.js";
 import { conditionOf, MigrationStatusWriter } from "./migration-status.js";
+
+export type { MigrationAgentConfig } from "./migration-role.js";
 
 const log = logger("node-agent-migration");
 const C = MIGRATION_CONDITIONS;
-
-export interface MigrationAgentConfig {
-  kubeConfig: KubeConfig;
-  client: KubeClient;
-  nodeName: string;
-  runtime: CriRuntime;
-  ops: DomainOps;
-  /** Where the target listens; default: the first InternalIP of this node's Node object. */
-  nodeAddress?: string;
-  /** How often transferredBytes is written while streaming (ms). */
-  progressIntervalMs?: number;
-  /** Inactivity timeout of the stream, both sides (ms); the stream module's default when unset. */
-  streamTimeoutMs?: number;
-}
-
-const reasonOf = (err: unknown): string => (err instanceof MigrationError ? err.reason : "Failed");
-/** The certificate's common name: role, migration and node, as one DNS-like label (for logs; peers pin the fingerprint). */
-const identityName = (role: string, migration: string, node: string): string =>
-  `${role}.${migration}.${node}`.slice(0, 63).replace(/[^A-Za-z0-9]+$/, "");
-const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err)).slice(0, 1000);
 
 export class MigrationAgent {
   readonly migrations: Watched<UnikernelVMMigration>;
@@ -58,6 +31,7 @@ export class MigrationAgent {
   private readonly handled = new Set<string>();
   private readonly inflight = new Map<string, Promise<void>>();
   private address: string | undefined;
+  private readonly role: RoleContext;
 
   constructor(private readonly config: MigrationAgentConfig) {
     this.migrations = watchResource<UnikernelVMMigration>(
@@ -66,6 +40,7 @@ export class MigrationAgent {
       paths.custom(MIGRATION_PLURAL),
     );
     this.address = config.nodeAddress;
+    this.role = { config, nodeAddress: () => this.nodeAddress() };
   }
 
   private get rt() {
@@ -177,7 +152,7 @@ export class MigrationAgent {
     const ready = conditionOf(m, C.targetReady);
     const c = this.incomingContainer(m);
     if (phase === "TargetPreparing" && c && !ready) {
-      this.begin(key, () => this.receive(m, c));
+      this.begin(key, () => receiveAsTarget(this.role, m, c));
       return;
     }
     // Published by an earlier process of this shim: its listener died with it.
@@ -235,7 +210,7 @@ export class MigrationAgent {
       );
       return;
     }
-    this.begin(key, () => this.send(m, c, st.targetEndpoint!, st.targetCertificateSHA256!));
+    this.begin(key, () => sendAsSource(this.config, m, c, st.targetEndpoint!, st.targetCertificateSHA256!));
   }
 
   private async nodeAddress(): Promise<string> {
@@ -250,236 +225,5 @@ export class MigrationAgent {
         `node ${this.config.nodeName} has no InternalIP; start the shim with --node-address`,
       );
     return (this.address = ip);
-  }
-
-  private async receive(m: UnikernelVMMigration, c: ContainerEntry): Promise<void> {
-    const w = new MigrationStatusWriter(this.config.client, this.config.nodeName, "target", m);
-    const name = `${m.metadata.namespace}/${m.metadata.name}`;
-    let guestNetwork: { mac: string; ip: string } | undefined;
-    let incoming: IncomingMigration;
-    let endpoint: string;
-    let fingerprint: string;
-    try {
-      const host = await this.nodeAddress();
-      const identity = await createIdentity(identityName("target", m.metadata.name!, this.config.nodeName));
-      fingerprint = identity.fingerprint;
-      incoming = await receiveDomain({
-        hv: this.rt.hypervisor,
-        host,
-        identity,
-        // Read when the source connects: it published its fingerprint before dialling.
-        sourceFingerprint: async () => {
-          const fresh = await this.config.client.request<UnikernelVMMigration>({
-            method: "GET",
-            path: paths.customObject(MIGRATION_PLURAL, m.metadata.namespace!, m.metadata.name!),
-          });
-          return fresh.status?.sourceCertificateSHA256;
-        },
-        targetSpec: async (source) => {
-          const { spec, guest } = await this.targetSpec(c, source);
-          guestNetwork = guest;
-          return spec;
-        },
-        ...(this.config.streamTimeoutMs ? { timeoutMs: this.config.streamTimeoutMs } : {}),
-      });
-      endpoint = `${host}:${incoming.port}`;
-    } catch (err) {
-      await w.apply(
-        {},
-        { type: C.targetReady, status: "False", reason: reasonOf(err), message: messageOf(err) },
-      );
-      return;
-    }
-    this.rt.receiving.set(c.meta.id, incoming);
-    if (
-      this.rt.containers.get(c.meta.id)?.status.state !== "running" &&
-      this.rt.containers.get(c.meta.id)?.status.state !== "created"
-    ) {
-      this.rt.receiving.delete(c.meta.id);
-      await incoming.cancel("the target pod's container is gone");
-      await w.apply(
-        {},
-        {
-          type: C.targetReady,
-          status: "False",
-          reason: "Cancelled",
-          message: "the target pod's container was stopped",
-        },
-      );
-      return;
-    }
-    await w.apply(
-      { targetEndpoint: endpoint, targetCertificateSHA256: fingerprint },
-      {
-        type: C.targetReady,
-        status: "True",
-        reason: "Listening",
-        message: `waiting for the stream at ${endpoint}`,
-      },
-    );
-    log.info("waiting for migration", { migration: name, endpoint, container: c.meta.id });
-    try {
-      const r = await incoming.result;
-      const adopted = await this.rt.locks.run(c.meta.sandboxId, async () => {
-        const cur = this.rt.containers.get(c.meta.id);
-        if (!cur?.status.incoming || cur.status.state === "exited") {
-          // Stopped while the last bytes came in: the domain has no pod to belong to.
-          await this.config.runtime.containers.destroyDomain(r.domid, c.meta.domainName);
-          return false;
-        }
-        await adoptReceivedDomain(
-          this.rt,
-          this.config.runtime.containers,
-          cur,
-          r.domid,
-          guestNetwork ?? this.sandboxGuest(c),
-        );
-        return true;
-      });
-      if (!adopted)
-        throw new MigrationError("Cancelled", "the target pod's container was stopped before the domain ran");
-      await w.apply(
-        {},
-        {
-          type: C.targetRunning,
-          status: "True",
-          reason: "Running",
-          message: `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
-        },
-      );
-    } catch (err) {
-      this.rt.receiving.delete(c.meta.id);
-      await w.apply(
-        {},
-        { type: C.targetRunning, status: "False", reason: reasonOf(err), message: messageOf(err) },
-      );
-    }
-  }
-
-  private sandboxGuest(c: ContainerEntry): { mac: string; ip: string } {
-    const net = this.rt.sandboxes.get(c.meta.sandboxId)?.status.network;
-    if (!net) throw new Error(`pod sandbox ${c.meta.sandboxId} has no network`);
-    return { mac: net.mac, ip: net.ip };
-  }
-
-  /**
-   * The domain as it is restored here: the source's memory size and the source vif's MAC (the guest's
-   * netfront knows it), this pod's domain name, kernel copy and bridge. The guest keeps the address it
-   * booted with; dom0 NATs this pod's address to it.
-   */
-  private async targetSpec(
-    c: ContainerEntry,
-    source: DomainSpec,
-  ): Promise<{ spec: DomainSpec; guest: { mac: string; ip: string } }> {
-    const sb = this.rt.sandboxes.get(c.meta.sandboxId);
-    const net = sb?.status.network;
-    if (!sb || !net)
-      throw new MigrationError("InvalidArgument", `pod sandbox ${c.meta.sandboxId} has no network`);
-    const vif = source.vifs[0];
-    const guestIp = vif?.ip ?? /(?:^|\s)ip=([\d.]+)/.exec(source.cmdline)?.[1] ?? net.ip;
-    const guestGateway = /(?:^|\s)gw=([\d.]+)/.exec(source.cmdline)?.[1];
-    if (guestIp !== net.ip && guestGateway && this.rt.network.managesHostNetwork)
-      await applyReaddressing(sb.meta.id, { podIp: net.ip, guestIp, guestGateway, bridge: net.bridge });
-    const mac = vif?.mac ?? net.mac;
-    const spec: DomainSpec = {
-      ...source,
-      name: c.meta.domainName,
-      kernelPath: c.meta.kernelPath,
-      ...(c.meta.initrdPath ? { initrdPath: c.meta.initrdPath } : {}),
-      vifs: vif
-        ? [{ bridge: net.bridge, mac, ...(this.rt.options.vifAntiSpoof ? { ip: guestIp } : {}) }]
-        : [],
-    };
-    if (!c.meta.initrdPath) delete spec.initrdPath;
-    return { spec, guest: { mac, ip: guestIp } };
-  }
-
-  private async send(
-    m: UnikernelVMMigration,
-    c: ContainerEntry,
-    endpoint: string,
-    targetFingerprint: string,
-  ): Promise<void> {
-    const w = new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m);
-    const name = m.metadata.name!;
-    let bytes = 0;
-    let written = 0;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const identity = await createIdentity(identityName("source", name, this.config.nodeName));
-      // The fingerprint first: the target checks the connecting certificate against it.
-      await w.apply(
-        { sourceCertificateSHA256: identity.fingerprint },
-        { type: C.transferred, status: "Unknown", reason: "Streaming", message: `streaming to ${endpoint}` },
-      );
-      timer = setInterval(() => {
-        if (bytes === written) return;
-        written = bytes;
-        void w
-          .apply({ transferredBytes: bytes })
-          .catch((err: unknown) => log.debug("progress write failed", { err: String(err) }));
-      }, this.config.progressIntervalMs ?? 2000);
-      const result = await this.rt.locks.run(c.meta.sandboxId, async () => {
-        const cur = this.rt.containers.get(c.meta.id);
-        const domid = cur?.status.domid;
-        if (!cur || cur.status.state !== "running" || domid === undefined || isDomainless(cur.status))
-          throw new MigrationError("SourceFailed", `container ${c.meta.id} has no running domain any more`, {
-            sourceResumed: true,
-          });
-        // A suspend is a request the guest answers; a paused guest cannot (it runs on, unpaused, on the target).
-        if ((await this.rt.hypervisor.info(domid))?.state === "paused")
-          await this.rt.hypervisor.unpause(domid);
-        try {
-          const r = await sendDomain({
-            hv: this.rt.hypervisor,
-            domid,
-            spec: this.config.ops.domainSpec(cur),
-            endpoint,
-            identity,
-            targetFingerprint,
-            live: m.spec.mode !== "cold",
-            onProgress: (b) => (bytes = b),
-            ...(this.config.streamTimeoutMs ? { timeoutMs: this.config.streamTimeoutMs } : {}),
-          });
-          await markMigratedAway(this.rt, cur, name, r.switchedAt);
-          return r;
-        } catch (err) {
-          // Past the point of no return the source domain is gone: record it so the kubelet does not restart it here.
-          const still = await this.rt.hypervisor.info(domid).catch(() => undefined);
-          if (!still || still.name !== cur.meta.domainName)
-            await markMigratedAway(this.rt, cur, name, new Date());
-          throw err;
-        }
-      });
-      clearInterval(timer);
-      await w.apply(
-        {
-          transferredBytes: result.bytes,
-          downtimeMilliseconds: Math.round(result.downtimeMs),
-          switchTime: result.switchedAt.toISOString().replace(/\.\d{3}Z$/, "Z"),
-        },
-        {
-          type: C.transferred,
-          status: "True",
-          reason: "Transferred",
-          message: `${result.live ? "live" : "stop-and-copy"}${result.live || m.spec.mode === "cold" ? "" : " (this Xen cannot track a PV guest's dirty pages)"}: ${result.bytes} bytes in ${result.totalMs} ms, ${Math.round(result.downtimeMs)} ms of downtime; the source domain is destroyed`,
-        },
-      );
-      log.info("migration sent", {
-        migration: `${m.metadata.namespace}/${name}`,
-        bytes: result.bytes,
-        totalMs: result.totalMs,
-        downtimeMs: result.downtimeMs,
-      });
-    } catch (err) {
-      clearInterval(timer);
-      const resumed = err instanceof MigrationError && err.sourceResumed;
-      await w.apply(bytes ? { transferredBytes: bytes } : {}, {
-        type: C.transferred,
-        status: "False",
-        reason: reasonOf(err),
-        message: `${messageOf(err)}${resumed ? " (the VM runs on on the source)" : ""}`,
-      });
-    }
   }
 }

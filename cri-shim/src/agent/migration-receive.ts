@@ -1,0 +1,164 @@
+// The target's role in a live migration: listen with a fresh identity, publish endpoint, fingerprint
+// and TargetReady, restore the stream into the pod's waiting container, readdress the guest when it
+// keeps an address from the source node, then TargetRunning (api/v1alpha1/migration.ts).
+import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
+import { logger } from "../../../lib/log.js";
+import { paths } from "../../../lib/kube/client.js";
+import type { DomainSpec } from "../hypervisor/types.js";
+import { createIdentity, type IncomingMigration, MigrationError, receiveDomain } from "../migration/index.js";
+import { applyReaddressing } from "../network/readdress.js";
+import type { ContainerEntry } from "../services/containers.js";
+import type { RuntimeContext } from "../services/context.js";
+import { adoptReceivedDomain } from "../services/migration-records.js";
+import { identityName, messageOf, reasonOf, type RoleContext } from "./migration-role.js";
+import { MigrationStatusWriter } from "./migration-status.js";
+
+const log = logger("node-agent-migration");
+const C = MIGRATION_CONDITIONS;
+
+export async function receiveAsTarget(
+  role: RoleContext,
+  m: UnikernelVMMigration,
+  c: ContainerEntry,
+): Promise<void> {
+  const { config } = role;
+  const rt = config.runtime.ctx;
+  const w = new MigrationStatusWriter(config.client, config.nodeName, "target", m);
+  const name = `${m.metadata.namespace}/${m.metadata.name}`;
+  let guestNetwork: { mac: string; ip: string } | undefined;
+  let incoming: IncomingMigration;
+  let endpoint: string;
+  let fingerprint: string;
+  try {
+    const host = await role.nodeAddress();
+    const identity = await createIdentity(identityName("target", m.metadata.name!, config.nodeName));
+    fingerprint = identity.fingerprint;
+    incoming = await receiveDomain({
+      hv: rt.hypervisor,
+      host,
+      identity,
+      // Read when the source connects: it published its fingerprint before dialling.
+      sourceFingerprint: async () => {
+        const fresh = await config.client.request<UnikernelVMMigration>({
+          method: "GET",
+          path: paths.customObject(MIGRATION_PLURAL, m.metadata.namespace!, m.metadata.name!),
+        });
+        return fresh.status?.sourceCertificateSHA256;
+      },
+      targetSpec: async (source) => {
+        const { spec, guest } = await targetSpec(rt, c, source);
+        guestNetwork = guest;
+        return spec;
+      },
+      ...(config.streamTimeoutMs ? { timeoutMs: config.streamTimeoutMs } : {}),
+    });
+    endpoint = `${host}:${incoming.port}`;
+  } catch (err) {
+    await w.apply(
+      {},
+      { type: C.targetReady, status: "False", reason: reasonOf(err), message: messageOf(err) },
+    );
+    return;
+  }
+  rt.receiving.set(c.meta.id, incoming);
+  if (
+    rt.containers.get(c.meta.id)?.status.state !== "running" &&
+    rt.containers.get(c.meta.id)?.status.state !== "created"
+  ) {
+    rt.receiving.delete(c.meta.id);
+    await incoming.cancel("the target pod's container is gone");
+    await w.apply(
+      {},
+      {
+        type: C.targetReady,
+        status: "False",
+        reason: "Cancelled",
+        message: "the target pod's container was stopped",
+      },
+    );
+    return;
+  }
+  await w.apply(
+    { targetEndpoint: endpoint, targetCertificateSHA256: fingerprint },
+    {
+      type: C.targetReady,
+      status: "True",
+      reason: "Listening",
+      message: `waiting for the stream at ${endpoint}`,
+    },
+  );
+  log.info("waiting for migration", { migration: name, endpoint, container: c.meta.id });
+  try {
+    const r = await incoming.result;
+    const adopted = await rt.locks.run(c.meta.sandboxId, async () => {
+      const cur = rt.containers.get(c.meta.id);
+      if (!cur?.status.incoming || cur.status.state === "exited") {
+        // Stopped while the last bytes came in: the domain has no pod to belong to.
+        await config.runtime.containers.destroyDomain(r.domid, c.meta.domainName);
+        return false;
+      }
+      await adoptReceivedDomain(
+        rt,
+        config.runtime.containers,
+        cur,
+        r.domid,
+        guestNetwork ?? sandboxGuest(rt, c),
+      );
+      return true;
+    });
+    if (!adopted)
+      throw new MigrationError("Cancelled", "the target pod's container was stopped before the domain ran");
+    await w.apply(
+      {},
+      {
+        type: C.targetRunning,
+        status: "True",
+        reason: "Running",
+        message: `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
+      },
+    );
+  } catch (err) {
+    rt.receiving.delete(c.meta.id);
+    await w.apply(
+      {},
+      { type: C.targetRunning, status: "False", reason: reasonOf(err), message: messageOf(err) },
+    );
+  }
+}
+
+function sandboxGuest(rt: RuntimeContext, c: ContainerEntry): { mac: string; ip: string } {
+  const net = rt.sandboxes.get(c.meta.sandboxId)?.status.network;
+  if (!net) throw new Error(`pod sandbox ${c.meta.sandboxId} has no network`);
+  return { mac: net.mac, ip: net.ip };
+}
+
+/**
+ * The domain as it is restored here: the source's memory size and the source vif's MAC (the guest's
+ * netfront knows it), this pod's domain name, kernel copy and bridge. The guest keeps the address it
+ * booted with; dom0 NATs this pod's address to it.
+ */
+async function targetSpec(
+  rt: RuntimeContext,
+  c: ContainerEntry,
+  source: DomainSpec,
+): Promise<{ spec: DomainSpec; guest: { mac: string; ip: string } }> {
+  const sb = rt.sandboxes.get(c.meta.sandboxId);
+  const net = sb?.status.network;
+  if (!sb || !net)
+    throw new MigrationError("InvalidArgument", `pod sandbox ${c.meta.sandboxId} has no network`);
+  const vif = source.vifs[0];
+  const guestIp = vif?.ip ?? /(?:^|\s)ip=([\d.]+)/.exec(source.cmdline)?.[1] ?? net.ip;
+  const guestGateway = /(?:^|\s)gw=([\d.]+)/.exec(source.cmdline)?.[1];
+  if (guestIp !== net.ip && guestGateway && rt.network.managesHostNetwork)
+    await applyReaddressing(sb.meta.id, { podIp: net.ip, guestIp, guestGateway, bridge: net.bridge });
+  const mac = vif?.mac ?? net.mac;
+  const spec: DomainSpec = {
+    ...source,
+    name: c.meta.domainName,
+    kernelPath: c.meta.kernelPath,
+    ...(c.meta.initrdPath ? { initrdPath: c.meta.initrdPath } : {}),
+    vifs: vif ? [{ bridge: net.bridge, mac, ...(rt.options.vifAntiSpoof ? { ip: guestIp } : {}) }] : [],
+  };
+  if (!c.meta.initrdPath) delete spec.initrdPath;
+  return { spec, guest: { mac, ip: guestIp } };
+}
