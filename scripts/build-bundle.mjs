@@ -10,7 +10,7 @@
 // both dist/lib/paths.js and dist/bundle/*.mjs, so it resolves the same bundled or not.
 import { build } from "esbuild";
 import { statSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -24,10 +24,21 @@ export const BUNDLES = {
   "create-dom0": "bench/create-dom0.ts",
 };
 
+// `node scripts/build-bundle.mjs cri-shim` builds only the named bundles (the shim's image has no e2e/).
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in BUNDLES));
+if (unknown.length > 0) {
+  console.error(
+    `[build:bundle] unknown bundle ${unknown.join(", ")}; known: ${Object.keys(BUNDLES).join(", ")}`,
+  );
+  process.exit(2);
+}
+const entries = Object.entries(BUNDLES).filter(([name]) => wanted.length === 0 || wanted.includes(name));
+
 const started = Date.now();
 const result = await build({
   absWorkingDir: ROOT,
-  entryPoints: Object.fromEntries(Object.entries(BUNDLES).map(([name, src]) => [name, join(ROOT, src)])),
+  entryPoints: Object.fromEntries(entries.map(([name, src]) => [name, join(ROOT, src)])),
   outdir: OUT_DIR,
   outExtension: { ".js": ".mjs" },
   bundle: true,
@@ -47,5 +58,5 @@ const result = await build({
 if (result.errors.length > 0) process.exit(1);
 const sizes = Object.keys(result.metafile.outputs)
   .filter((f) => f.endsWith(".mjs"))
-  .map((f) => `${relative(ROOT, join(ROOT, f))} ${(statSync(join(ROOT, f)).size / 1e6).toFixed(1)} MB`);
+  .map((f) => `${f} ${(statSync(join(ROOT, f)).size / 1e6).toFixed(1)} MB`);
 console.log(`[build:bundle] ${sizes.join(", ")} in ${Date.now() - started} ms`);
