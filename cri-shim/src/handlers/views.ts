@@ -1,6 +1,6 @@
 // Store entries -> CRI messages. Kept apart from the handlers so List and Status agree field by field.
 import type { ContainerEntry } from "../services/containers.js";
-import { criContainerState } from "../services/containers.js";
+import { criContainerState } from "../services/container-state.js";
 import type { ImageInfo } from "../services/image-backend.js";
 import type { SandboxEntry } from "../services/sandboxes.js";
 import { criSandboxState } from "../services/sandboxes.js";

@@ -6,56 +6,19 @@ import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import { CriError, invalid, notFound } from "../errors.js";
-import type { DomainInfo, ShutdownReason } from "../hypervisor/types.js";
 import { ConsolePump, type ConsoleSource } from "../logs/cri-log.js";
 import { guestConsoleLogPath } from "../hypervisor/console.js";
 import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerResources } from "../proto.js";
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
+import { criContainerState, exitFromShutdown } from "./container-state.js";
+import { guestCmdline, memoryFromResources } from "./guest-config.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
-import {
-  checkCmdlineWord,
-  checkMetadata,
-  checkName,
-  checkRelativeLogPath,
-  matchesLabels,
-} from "./validate.js";
+import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
 
 const log = logger("cri-container");
 export type ContainerEntry = Entry<ContainerMeta, ContainerStatusRecord>;
-const MAX_CMDLINE = 1024;
 const STOP_POLL_MS = 200;
-
-export function criContainerState(s: ContainerStatusRecord): ContainerState {
-  return (
-    {
-      creating: "CONTAINER_UNKNOWN",
-      created: "CONTAINER_CREATED",
-      running: "CONTAINER_RUNNING",
-      exited: "CONTAINER_EXITED",
-    } as const
-  )[s.state];
-}
-
-/** Exit code and reason from how the domain ended: poweroff is success, a crash is not. */
-export function exitFromShutdown(
-  reason: ShutdownReason | undefined,
-  state: DomainInfo["state"] | "gone",
-): { exitCode: number; reason: string; message: string } {
-  if (state === "gone")
-    return { exitCode: 255, reason: "DomainLost", message: "the Xen domain disappeared outside the shim" };
-  if (state === "crashed" || reason === "crash")
-    return { exitCode: 139, reason: "Crashed", message: "the guest crashed" };
-  if (reason === "watchdog")
-    return { exitCode: 137, reason: "Watchdog", message: "the guest's watchdog fired" };
-  if (reason === "reboot")
-    return {
-      exitCode: 0,
-      reason: "Rebooted",
-      message: "the guest asked for a reboot; the pod's restart policy decides",
-    };
-  return { exitCode: 0, reason: "Completed", message: "the guest powered off" };
-}
 
 export class ContainerService {
   constructor(private readonly rt: RuntimeContext) {}
@@ -116,26 +79,7 @@ export class ContainerService {
           `image ${JSON.stringify(imageRef.slice(0, 200))} is not present on this node; pull it first`,
         );
       const net = current.status.network;
-      const words = [
-        ...(image.config.cmdline ? image.config.cmdline.split(/\s+/).filter(Boolean) : []),
-        ...config.command.map((w) => checkCmdlineWord("command", w)),
-        ...config.args.map((w) => checkCmdlineWord("args", w)),
-        ...sb.meta.config.args,
-        ...Object.entries(sb.meta.config.env).map(([k, v]) => `${k}=${v}`),
-        // The kubelet adds the API server's service variables to every container; a unikernel has no
-        // use for them and they would take a quarter of Xen's 1024-byte command line.
-        ...config.envs
-          .filter((e) => !e.key.startsWith("KUBERNETES_"))
-          .map((e) =>
-            checkCmdlineWord("env", `${checkCmdlineWord("env name", e.key)}=${e.value.toString()}`),
-          ),
-        `ip=${net.ip}/${net.prefixLength}`,
-        `gw=${net.gateway}`,
-        ...(sb.meta.hostname ? [`hostname=${sb.meta.hostname}`] : []),
-      ];
-      const cmdline = words.join(" ");
-      if (cmdline.length > MAX_CMDLINE)
-        throw invalid(`kernel command line is ${cmdline.length} bytes; Xen allows ${MAX_CMDLINE}`);
+      const cmdline = guestCmdline(image.config.cmdline, config, sb.meta, net);
       const memoryMiB =
         sb.meta.config.memoryMiB ??
         image.config.memoryMiB ??
@@ -458,9 +402,4 @@ export class ContainerService {
     if (!pump) throw new CriError("FailedPrecondition", `container ${c.meta.id} has no log file`);
     await pump.writer.reopen();
   }
-}
-
-export function memoryFromResources(r: LinuxContainerResources | null | undefined): number | undefined {
-  const bytes = Number(r?.memory_limit_in_bytes ?? 0);
-  return bytes > 0 ? Math.ceil(bytes / (1024 * 1024)) : undefined;
 }

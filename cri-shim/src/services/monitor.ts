@@ -2,7 +2,8 @@
 // records the exit code and reason, destroys the dead domain so its memory returns, stops the log copy.
 import { logger } from "../../../lib/log.js";
 import type { RuntimeContext } from "./context.js";
-import { exitFromShutdown, type ContainerService } from "./containers.js";
+import { exitFromShutdown } from "./container-state.js";
+import type { ContainerService } from "./containers.js";
 import { isDomainless, isLeftSuspended } from "./model.js";
 
 const log = logger("cri-monitor");

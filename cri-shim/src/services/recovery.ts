@@ -9,7 +9,7 @@ import { logger } from "../../../lib/log.js";
 import { guestConsoleLogPath } from "../hypervisor/console.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerService } from "./containers.js";
-import { exitFromShutdown } from "./containers.js";
+import { exitFromShutdown } from "./container-state.js";
 import { isLeftSuspended } from "./model.js";
 
 const log = logger("cri-recovery");

@@ -1,0 +1,91 @@
+// The guest's command line and memory from its pod: a table of what goes in and what comes out.
+import test from "ava";
+import { CriError } from "../errors.js";
+import type { ContainerConfig } from "../proto.js";
+import { guestCmdline, MAX_CMDLINE, memoryFromResources } from "./guest-config.js";
+
+const net = { ip: "10.244.1.5", prefixLength: 24, gateway: "10.244.1.1" };
+const sandbox = (args: string[] = [], env: Record<string, string> = {}, hostname = "") => ({
+  config: { args, env, runPolicy: "Running" as const },
+  hostname,
+});
+type CriWords = Pick<ContainerConfig, "command" | "args" | "envs">;
+const noCri: CriWords = { command: [], args: [], envs: [] };
+/** The CRI carries env values as bytes. */
+const env = (key: string, value: string) => ({ key, value: Buffer.from(value) });
+
+const cases: {
+  name: string;
+  image?: string;
+  cri?: CriWords;
+  sb?: ReturnType<typeof sandbox>;
+  want: string;
+}[] = [
+  { name: "network only", want: "ip=10.244.1.5/24 gw=10.244.1.1" },
+  {
+    name: "image words first, then CRI command and args, the VM's args and env, the network, the hostname",
+    image: "  console=hvc0   quiet ",
+    cri: { command: ["/app"], args: ["-v"], envs: [] },
+    sb: sandbox(["--ticks=3"], { MODE: "fast" }, "hello"),
+    want: "console=hvc0 quiet /app -v --ticks=3 MODE=fast ip=10.244.1.5/24 gw=10.244.1.1 hostname=hello",
+  },
+  {
+    name: "the kubelet's service variables stay off; the pod's own env goes on",
+    cri: {
+      command: [],
+      args: [],
+      envs: [env("KUBERNETES_SERVICE_HOST", "10.96.0.1"), env("LEVEL", "debug")],
+    },
+    want: "LEVEL=debug ip=10.244.1.5/24 gw=10.244.1.1",
+  },
+];
+
+for (const c of cases)
+  test(`cmdline: ${c.name}`, (t) => {
+    t.is(guestCmdline(c.image, c.cri ?? noCri, c.sb ?? sandbox(), net), c.want);
+  });
+
+const refused: {
+  name: string;
+  cri: CriWords;
+  sb?: ReturnType<typeof sandbox>;
+  message: RegExp;
+}[] = [
+  {
+    name: "an arg with a space",
+    cri: { command: [], args: ["a b"], envs: [] },
+    message: /args "a b" cannot go on a kernel command line/,
+  },
+  {
+    name: "an empty command word",
+    cri: { command: [""], args: [], envs: [] },
+    message: /command "" cannot go/,
+  },
+  {
+    name: "an env value with a quote",
+    cri: { command: [], args: [], envs: [env("X", 'a"b')] },
+    message: /env "X=a\\"b"/,
+  },
+  {
+    name: "more than Xen's limit",
+    cri: noCri,
+    sb: sandbox(["x".repeat(MAX_CMDLINE)]),
+    message: new RegExp(`kernel command line is \\d+ bytes; Xen allows ${MAX_CMDLINE}`),
+  },
+];
+
+for (const r of refused)
+  test(`cmdline refused: ${r.name}`, (t) => {
+    const err = t.throws(() => guestCmdline(undefined, r.cri, r.sb ?? sandbox(), net), {
+      instanceOf: CriError,
+    });
+    t.is(err?.code, "InvalidArgument");
+    t.regex(err?.message ?? "", r.message);
+  });
+
+test("memory from the CRI's limit, rounded up to MiB; no limit is no answer", (t) => {
+  t.is(memoryFromResources({ memory_limit_in_bytes: String(64 * 1024 * 1024) }), 64);
+  t.is(memoryFromResources({ memory_limit_in_bytes: String(64 * 1024 * 1024 + 1) }), 65);
+  t.is(memoryFromResources({ memory_limit_in_bytes: "0" }), undefined);
+  t.is(memoryFromResources(null), undefined);
+});
