@@ -22,6 +22,7 @@ export const BUNDLES = {
   "cri-version": "e2e/cluster/cri-version.ts",
   "migration-cli": "cri-shim/src/migration/cli.ts",
   "create-dom0": "bench/create-dom0.ts",
+  "libxl-selftest": "cri-shim/src/hypervisor/selftest.ts",
 };
 
 // `node scripts/build-bundle.mjs cri-shim` builds only the named bundles (the shim's image has no e2e/).

@@ -9,7 +9,8 @@ import { REPO_ROOT } from "../../../lib/paths.js";
 import { startXenNode, type XenNode } from "../../../e2e/xen-node/index.js";
 
 const HELLO = join(REPO_ROOT, "native/build/hello/hello");
-const SELFTEST = join(REPO_ROOT, "dist/cri-shim/src/hypervisor/selftest.js");
+// Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
+const SELFTEST = join(REPO_ROOT, "dist/bundle/libxl-selftest.mjs");
 
 interface Err {
   code?: string;
