@@ -2,7 +2,10 @@
 // Every blocking libxl call runs on a koffi worker thread, so the shim's event loop stays free
 // while a domain builds or saves. One libxl ctx serves all threads (libxl locks internally).
 //
-// The ctx, its log pipe and child-process handling live in libxl-context.ts.
+// The ctx, its log pipe and child-process handling live in libxl-context.ts; the C declarations in
+// libxl-ffi.ts; the domain config JSON in domain-config.ts. What is left is one method per libxl call
+// the Hypervisor interface needs, over one private ctx: a little over 400 lines, kept in one class
+// rather than handing the ctx around.
 //
 // Guest shutdown: xl's on_poweroff/on_crash handling lives in the xl process, not in libxl, so a
 // domain that powers off or crashes stays in the list with its shutdown reason until destroy():
