@@ -43,6 +43,12 @@ export const LABELS = {
 
 export const RUNTIME_CLASS = "superfluid";
 export const FINALIZER = `${P}cleanup`;
+/**
+ * On an in-flight UnikernelVMMigration: a deletion before the stream starts cancels it (Failed,
+ * reason Cancelled); once the stream runs, deletion waits for it to succeed or fail, so that the
+ * garbage collector never takes the target pod that may by then hold the only copy of the domain.
+ */
+export const MIGRATION_FINALIZER = `${P}migration-protection`;
 export const FIELD_MANAGER = "superfluid-operator";
 
 export interface SandboxConfig {

@@ -152,13 +152,25 @@ export async function main(
       if (!args.flags.has("wait")) return 0;
       let shown: string | undefined;
       for (;;) {
-        const m = (await custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: MIGRATION_PLURAL,
-          name: mName,
-        })) as UnikernelVMMigration;
+        const m = (await custom
+          .getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural: MIGRATION_PLURAL,
+            name: mName,
+          })
+          .catch((e: unknown) => {
+            if ((e as { code?: number }).code === 404) return undefined;
+            throw e;
+          })) as UnikernelVMMigration | undefined;
+        // Deleted: the operator releases its finalizer as soon as a cancelled migration is Failed.
+        if (!m) {
+          out(
+            `unikernelvmmigration/${mName} was deleted (last phase seen: ${shown ?? "none"}); deleted before the transfer it is Cancelled and the VM stays where it was\n`,
+          );
+          return 1;
+        }
         const phase = m.status?.phase;
         // Each phase once, as the operator reports it (api/v1alpha1/migration.ts has the phases).
         if (phase && phase !== shown && phase !== "Succeeded" && phase !== "Failed") {

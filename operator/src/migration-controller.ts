@@ -4,12 +4,14 @@
 // migration-decide.ts and migration-target.ts; this file observes and acts. The status is written
 // with server-side apply of the status subresource under FIELD_MANAGER, carrying only the
 // operator's fields and its one condition (Succeeded), so the agents' entries stay beside it.
+// MIGRATION_FINALIZER guards deletion while in flight (see migration-protection.ts).
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { logger } from "../../lib/log.js";
 import {
   API_VERSION,
   FIELD_MANAGER,
   LABELS,
+  MIGRATION_FINALIZER,
   MIGRATION_KIND,
   MIGRATION_PLURAL,
   type UnikernelVM,
@@ -31,6 +33,7 @@ import {
 } from "./migration-decide.js";
 import { checkTarget, pickTarget, type Rejection, type TargetQuery } from "./migration-target.js";
 import { adoptionPatch, desiredTargetPod, isAdopted, MIGRATION_POD_MANAGER } from "./migration-pods.js";
+import { protection } from "./migration-protection.js";
 
 const log = logger("migration-controller");
 const CONTROLLER = "migration";
@@ -54,6 +57,8 @@ export class MigrationController {
   readonly queue: WorkQueue;
   /** The resourceVersion of our last status write per key, until the cache shows it. */
   private readonly written = new Map<string, string>();
+  /** The uids of deleted migrations whose deferral was announced (one Event each per process). */
+  private readonly deferralAnnounced = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -79,7 +84,10 @@ export class MigrationController {
     for (const verb of ["add", "update", "delete"] as const) {
       // The others of the same VM wait for an older one to be decided: they look again.
       migrations.on(verb, (m) => {
-        if (verb === "delete") this.written.delete(`${m.metadata.namespace}/${m.metadata.name}`);
+        if (verb === "delete") {
+          this.written.delete(`${m.metadata.namespace}/${m.metadata.name}`);
+          this.deferralAnnounced.delete(m.metadata.uid ?? "");
+        }
         enqueueVM(m.metadata.namespace, m.spec.vmName);
       });
       vms.on(verb, (vm) => enqueueVM(vm.metadata.namespace, vm.metadata.name));
@@ -112,13 +120,20 @@ export class MigrationController {
     if (wrote && olderThan(cached.metadata.resourceVersion, wrote)) return { requeueAfterMs: 1000 };
     this.written.delete(key);
     const m: UnikernelVMMigration = { ...cached, apiVersion: API_VERSION, kind: MIGRATION_KIND };
+    const vm = this.caches.vms.get(m.spec.vmName, ns);
+    const guard = protection(m, !!vm && !vm.metadata.deletionTimestamp);
     // History is looked at on every change of its VM: from the cache only, and never written again.
     if (isFinished(m)) {
       if (m.status?.phase === "Failed") await this.deleteTargetPods(m, "cached");
+      if (guard.action === "release") await this.release(m);
       return;
     }
-
-    const vm = this.caches.vms.get(m.spec.vmName, ns);
+    if (guard.action === "protect") await this.protect(m);
+    if (guard.action === "cancel") return this.fail(m, guard);
+    if (guard.action === "hold" && !this.deferralAnnounced.has(m.metadata.uid ?? "")) {
+      this.deferralAnnounced.add(m.metadata.uid ?? "");
+      this.deps.events.record(m, "Warning", guard.reason, guard.message);
+    }
     const sourceName = m.status?.sourcePod ?? vm?.status?.podName;
     const o: MigrationObserved = {
       m,
@@ -329,5 +344,56 @@ export class MigrationController {
     log.info("migration", { migration: `${ns}/${name}`, phase: change.phase, reason: change.reason });
     const warning = change.phase === "Failed";
     this.deps.events.record(m, warning ? "Warning" : "Normal", change.reason, change.message);
+    // Finished: the target pod is the VM's (Succeeded) or deleted (Failed); nothing left to guard.
+    if (change.phase === "Succeeded" || change.phase === "Failed") await this.release(written);
+  }
+
+  /** Adds the finalizer: a merge patch guarded by the resourceVersion, so no one's finalizers are lost. */
+  private async protect(m: UnikernelVMMigration): Promise<void> {
+    const ns = m.metadata.namespace!;
+    const updated = await this.deps.client.request<UnikernelVMMigration>({
+      method: "PATCH",
+      path: paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
+      body: {
+        metadata: {
+          finalizers: [...(m.metadata.finalizers ?? []), MIGRATION_FINALIZER],
+          resourceVersion: m.metadata.resourceVersion,
+        },
+      },
+      contentType: "application/merge-patch+json",
+    });
+    // Later writes of this reconcile are guarded by the new resourceVersion.
+    m.metadata = updated.metadata;
+    if (updated.metadata.resourceVersion)
+      this.written.set(`${ns}/${m.metadata.name}`, updated.metadata.resourceVersion);
+  }
+
+  /**
+   * Removes the finalizer: a JSON patch that tests the entry it removes, so an agent's concurrent
+   * status write does not make it conflict, and a concurrent change of the list makes it fail (and retry).
+   */
+  private async release(m: UnikernelVMMigration): Promise<void> {
+    const at = m.metadata.finalizers?.indexOf(MIGRATION_FINALIZER) ?? -1;
+    if (at < 0) return;
+    const ns = m.metadata.namespace!;
+    const entry = `/metadata/finalizers/${at}`;
+    const updated = await this.deps.client
+      .request<UnikernelVMMigration>({
+        method: "PATCH",
+        path: paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
+        body: [
+          { op: "test", path: entry, value: MIGRATION_FINALIZER },
+          { op: "remove", path: entry },
+        ],
+        contentType: "application/json-patch+json",
+      })
+      .catch((e: unknown) => {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      });
+    // A deleted object goes with its last finalizer: then there is no newer write to wait for.
+    if (updated?.metadata.resourceVersion && !updated.metadata.deletionTimestamp)
+      this.written.set(`${ns}/${m.metadata.name}`, updated.metadata.resourceVersion);
+    log.info("migration finalizer released", { migration: `${ns}/${m.metadata.name}` });
   }
 }

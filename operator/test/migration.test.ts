@@ -2,26 +2,14 @@
 // plays the nodes' part as the kubelets and node agents would (pod status, the agents' migration
 // conditions applied with their own field managers) and checks the state of the world.
 import test from "ava";
-import type { V1Pod } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
-import {
-  ANNOTATIONS,
-  API_VERSION,
-  type Condition,
-  findCondition,
-  LABELS,
-  MIGRATION_KIND,
-  MIGRATION_PLURAL,
-  type MigrationStatus,
-  nodeAgentFieldManager,
-  type UnikernelVMMigration,
-  type UnikernelVMSpec,
-} from "../../api/index.js";
+import { ANNOTATIONS, findCondition, LABELS, MIGRATION_KIND } from "../../api/index.js";
 import { podName } from "../src/desired.js";
-import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
+import { isNotFound, type KubeClient } from "../../lib/kube/client.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
 import { main as kubectlSuperfluid } from "../../tools/kubectl-superfluid.js";
-import { bind, createXenNode, listPods, reportRunning } from "./kubelet.js";
+import { createXenNode, listPods, reportRunning } from "./kubelet.js";
+import { agentCondition, migrationWorld } from "./migration-world.js";
 import { until, useOperator } from "./operator-harness.js";
 
 const suffix = randomBytes(3).toString("hex");
@@ -45,84 +33,10 @@ let client: KubeClient;
 let op: RunningOperator;
 test.before(async () => ({ client, op } = await operator.ready()));
 
-const ns = () => cluster().namespace;
 const { vmPath, applyVM, getVM } = operator;
-const mPath = (name: string) => paths.customObject(MIGRATION_PLURAL, ns(), name);
-const getM = (name: string) => client.request<UnikernelVMMigration>({ method: "GET", path: mPath(name) });
-const getPod = (name: string) =>
-  client.request<V1Pod>({ method: "GET", path: paths.pod(ns(), name) }).catch((e: unknown) => {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  });
+const { ns, getM, getPod, runningVM, createMigration, phaseIs, agentApply, events, podsOfVM, pluginMigrate } =
+  migrationWorld(operator, () => client);
 
-/** A VM whose pod the test's "kubelet" bound to the node and reported running. */
-async function runningVM(name: string, node: string, spec: Partial<UnikernelVMSpec> = {}): Promise<V1Pod> {
-  const vm = await applyVM(name, { memory: "32Mi", ...spec });
-  const pod = await until(`${name}'s pod`, () => getPod(podName(vm)));
-  await bind(client, pod, node);
-  await reportRunning(client, pod, { ip: "10.244.1.5", domainId: 7, bootMs: 30 });
-  await until(`${name} Running`, async () => (await getVM(name)).status?.phase === "Running");
-  return (await getPod(podName(vm)))!;
-}
-
-async function createMigration(
-  name: string,
-  vmName: string,
-  targetNode?: string,
-): Promise<UnikernelVMMigration> {
-  return client.request<UnikernelVMMigration>({
-    method: "POST",
-    path: paths.custom(MIGRATION_PLURAL, ns()),
-    body: {
-      apiVersion: API_VERSION,
-      kind: MIGRATION_KIND,
-      metadata: { name },
-      spec: { vmName, ...(targetNode ? { targetNode } : {}) },
-    },
-  });
-}
-
-const phaseIs = (name: string, phase: MigrationStatus["phase"]) =>
-  until(`${name} ${phase}`, async () => {
-    const m = await getM(name);
-    return m.status?.phase === phase && m;
-  });
-
-const agentCondition = (
-  type: string,
-  status: Condition["status"],
-  reason: string,
-  message = reason,
-): Condition => ({
-  type,
-  status,
-  reason,
-  message,
-  lastTransitionTime: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
-});
-
-/** What a node agent writes: server-side apply of the status with its own field manager. */
-function agentApply(migration: string, node: string, status: MigrationStatus): Promise<unknown> {
-  return client.apply(
-    mPath(migration),
-    { apiVersion: API_VERSION, kind: MIGRATION_KIND, metadata: { name: migration }, status },
-    nodeAgentFieldManager(node),
-    "status",
-  );
-}
-
-async function events(name: string): Promise<{ reason: string; type: string; message: string }[]> {
-  const list = await client.request<{
-    items: { reason: string; type: string; message: string; involvedObject: { name: string } }[];
-  }>({
-    method: "GET",
-    path: paths.events(ns()),
-  });
-  return list.items.filter((e) => e.involvedObject.name === name);
-}
-
-const podsOfVM = async (vm: string) =>
-  (await listPods(client, ns(), `${LABELS.vm}=${vm}`)).filter((p) => !p.metadata?.deletionTimestamp);
 /** Reconciles the migration controller has finished so far, from its metrics. */
 async function migrationReconciles(): Promise<number> {
   const text = await op.metrics.registry.metrics();
@@ -147,18 +61,7 @@ test.serial(
     const source = await runningVM("web", nodeA, { ports: [{ containerPort: 8080 }], service: {} });
     const vm = await getVM("web");
     // kubectl superfluid migrate --wait, as a user runs it, while the test plays the nodes.
-    const output: string[] = [];
-    const plugin = kubectlSuperfluid(
-      ["migrate", "web", "--to", nodeB, "--wait", "--kubeconfig", cluster().cp.kubeconfigPath, "-n", ns()],
-      (s) => output.push(s),
-    );
-    const m = await until("the plugin's migration", async () => {
-      const list = await client.request<{ items: UnikernelVMMigration[] }>({
-        method: "GET",
-        path: paths.custom(MIGRATION_PLURAL, ns()),
-      });
-      return list.items.find((x) => x.spec.vmName === "web");
-    });
+    const { m, exit: plugin, output } = await pluginMigrate("web", nodeB);
     const name = m.metadata.name!;
     const preparing = await phaseIs(name, "TargetPreparing");
     t.like(preparing.status, { sourceNode: nodeA, targetNode: nodeB, sourcePod: source.metadata!.name });
