@@ -273,5 +273,14 @@ test.serial(
     }
     const can = await sa(["auth", "can-i", "create", "pods", "-n", "apps"]);
     t.is(can.stdout.trim(), "yes");
+    // The migration-protection finalizer is a patch of the migration itself; nothing more is granted.
+    for (const [verb, resource, want] of [
+      ["patch", "unikernelvmmigrations.superfluid.dev", "yes"],
+      ["delete", "unikernelvmmigrations.superfluid.dev", "no"],
+      ["update", "unikernelvmmigrations.superfluid.dev/finalizers", "no"],
+    ] as const) {
+      const r = await sa(["auth", "can-i", verb, resource, "-n", "apps"]);
+      t.is(r.stdout.trim(), want, `${verb} ${resource}`);
+    }
   },
 );
