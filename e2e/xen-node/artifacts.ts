@@ -58,6 +58,8 @@ const REQUIRED: ReadonlyArray<{ path: string; pkg: string }> = [
   { path: "/usr/sbin/modprobe", pkg: "kmod" },
   { path: "/usr/sbin/ip", pkg: "iproute2" },
   { path: "/usr/sbin/iptables", pkg: "iptables" },
+  // The readdressing of a guest received by migration (cri-shim/src/network/readdress.ts).
+  { path: "/usr/sbin/nft", pkg: "nftables" },
 ];
 
 /**

@@ -135,7 +135,7 @@ function sandboxGuest(rt: RuntimeContext, c: ContainerEntry): { mac: string; ip:
 /**
  * The domain as it is restored here: the source's memory size and the source vif's MAC (the guest's
  * netfront knows it), this pod's domain name, kernel copy and bridge. The guest keeps the address it
- * booted with; dom0 NATs this pod's address to it.
+ * booted with; dom0's bridge translates this pod's address to it (readdress.ts).
  */
 async function targetSpec(
   rt: RuntimeContext,
@@ -149,9 +149,15 @@ async function targetSpec(
   const vif = source.vifs[0];
   const guestIp = vif?.ip ?? /(?:^|\s)ip=([\d.]+)/.exec(source.cmdline)?.[1] ?? net.ip;
   const guestGateway = /(?:^|\s)gw=([\d.]+)/.exec(source.cmdline)?.[1];
-  if (guestIp !== net.ip && guestGateway && rt.network.managesHostNetwork)
-    await applyReaddressing(sb.meta.id, { podIp: net.ip, guestIp, guestGateway, bridge: net.bridge });
   const mac = vif?.mac ?? net.mac;
+  if (guestIp !== net.ip && guestGateway && rt.network.managesHostNetwork)
+    await applyReaddressing(sb.meta.id, {
+      podIp: net.ip,
+      guestIp,
+      guestGateway,
+      guestMac: mac,
+      bridge: net.bridge,
+    });
   const spec: DomainSpec = {
     ...source,
     name: c.meta.domainName,

@@ -1,13 +1,24 @@
 // A migrated guest keeps the address it booted with (it lives in the guest's memory), but its pod on
-// the target node got a new one from this node's IPAM. 1:1 NAT in dom0 joins the two, so the pod IP
-// the cluster knows reaches the guest:
-//   - DNAT new -> old for traffic to the pod (PREROUTING from other hosts/pods, OUTPUT from dom0),
-//   - SNAT old -> new for connections the guest opens (POSTROUTING, and INPUT for dom0 itself),
-//   - a host route for the old address on the bridge (it is in another node's pod subnet, routed
-//     elsewhere), the old gateway address on the bridge (the guest ARPs for it) and proxy ARP for the
-//     new address (pods on the same bridge ARP for it; dom0 answers and NATs).
-// Every rule carries a comment naming the sandbox, so removal finds them after a shim restart too.
-import { execFile } from "node:child_process";
+// the target node got a new one from this node's IPAM. dom0 joins the two with a stateless 1:1
+// translation IN THE BRIDGE (nftables, family bridge), below the IP stack, so conntrack, kube-proxy and
+// every iptables rule only ever see the pod IP:
+//   - frames into the bridge for the guest (from dom0's own stack: hook output; from other ports:
+//     hook prerouting): IPv4 destination pod IP -> guest IP, and the target IP of ARP packets for
+//     the pod IP, so the guest answers ARP for the pod IP with its own MAC;
+//   - frames the guest sends (hook prerouting, matched by its MAC, which the migration keeps): IPv4
+//     source guest IP -> pod IP, and the sender IP of its ARP packets;
+//   - the source node's gateway address as a /32 on the bridge (the guest ARPs for it and routes
+//     everything through it).
+// Why not iptables DNAT/SNAT in dom0: kube-proxy's ClusterIP DNAT and a pod-IP DNAT both sit in nat
+// OUTPUT, and netfilter NATs a connection once per hook, so dom0's own ClusterIP traffic never reached
+// the guest. Why the bridge family and not tc or a netdev hook on the bridge device: the priority -300
+// prerouting hook runs before br_netfilter's conntrack (bridge-nf-call-iptables), the rules follow the
+// guest's MAC instead of its vif (whose name changes with the domid on every restore), frames between
+// two ports of the bridge (another pod on this node) are translated too, and the host kernel the tests
+// run on has no act_nat. nft updates the IP and TCP/UDP checksums of the addresses it rewrites.
+// Each sandbox gets its own table `sf-readdress-<first 12 chars of the sandbox id>`; a comment on its
+// first rule records pod IP, guest IP, gateway and bridge, so removal needs no other record.
+import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { logger } from "../../../lib/log.js";
 
@@ -21,10 +32,14 @@ export interface Readdressing {
   guestIp: string;
   /** The guest's default gateway (the source node's bridge address). */
   guestGateway: string;
+  /** The guest's MAC (its vif's, unchanged by the migration): the translation follows it. */
+  guestMac: string;
   bridge: string;
 }
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const TABLE_PREFIX = "sf-readdress-";
 
 function checkIp(what: string, ip: string): void {
   const m = IPV4.exec(ip);
@@ -32,31 +47,76 @@ function checkIp(what: string, ip: string): void {
     throw new Error(`${what}: not an IPv4 address: ${JSON.stringify(ip.slice(0, 40))}`);
 }
 
-/** The comment on every rule of one sandbox; gateway and bridge are in it so removal needs no other record. */
-function tag(sandboxId: string, r: Readdressing): string {
-  return `sf-readdress:${sandboxId.slice(0, 12)}:${r.guestGateway}@${r.bridge}`;
+function tableOf(sandboxId: string): string {
+  const short = sandboxId.slice(0, 12);
+  if (!/^[a-zA-Z0-9_]{1,12}$/.test(short))
+    throw new Error(
+      `sandbox id ${JSON.stringify(sandboxId.slice(0, 40))} does not start with a name-safe prefix`,
+    );
+  return `${TABLE_PREFIX}${short}`;
 }
 
-type Rule = string[];
+function validate(r: Readdressing): void {
+  for (const [what, v] of [
+    ["podIp", r.podIp],
+    ["guestIp", r.guestIp],
+    ["guestGateway", r.guestGateway],
+  ] as const)
+    checkIp(what, v);
+  if (!MAC.test(r.guestMac))
+    throw new Error(`guestMac: not a MAC address: ${JSON.stringify(String(r.guestMac).slice(0, 40))}`);
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(r.bridge))
+    throw new Error(`bridge ${JSON.stringify(r.bridge)} is not an interface name`);
+}
 
-function natRules(sandboxId: string, r: Readdressing): { chain: string; rule: Rule }[] {
-  const comment = ["-m", "comment", "--comment", tag(sandboxId, r)];
-  return [
-    {
-      chain: "PREROUTING",
-      rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp],
-    },
-    {
-      chain: "OUTPUT",
-      rule: ["-d", `${r.podIp}/32`, ...comment, "-j", "DNAT", "--to-destination", r.guestIp],
-    },
-    {
-      chain: "POSTROUTING",
-      rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp],
-    },
-    // Connections to dom0 itself are delivered locally and never pass POSTROUTING.
-    { chain: "INPUT", rule: ["-s", `${r.guestIp}/32`, ...comment, "-j", "SNAT", "--to-source", r.podIp] },
+/** What the first rule's comment records; parsed back by `recorded`. */
+function record(r: Readdressing): string {
+  return `pod=${r.podIp} guest=${r.guestIp} gw=${r.guestGateway} bridge=${r.bridge}`;
+}
+
+interface Recorded {
+  table: string;
+  podIp: string;
+  guestIp: string;
+  gateway: string;
+  bridge: string;
+}
+
+function ruleset(table: string, r: Readdressing): string {
+  const { podIp, guestIp, guestMac: mac } = r;
+  // Addresses and names are validated above; nothing here comes from elsewhere unchecked.
+  const toGuest = [
+    `ether daddr ${mac} ip daddr ${podIp} ip daddr set ${guestIp}`,
+    `arp daddr ip ${podIp} arp daddr ip set ${guestIp}`,
   ];
+  return `table bridge ${table} {
+  chain into-bridge {
+    type filter hook prerouting priority -300; policy accept;
+    ether saddr ${mac} ip saddr ${guestIp} ip saddr set ${podIp} comment "${record(r)}"
+    ether saddr ${mac} arp saddr ip ${guestIp} arp saddr ip set ${podIp}
+    ${toGuest.join("\n    ")}
+  }
+  chain from-dom0 {
+    type filter hook output priority -300; policy accept;
+    ${toGuest.join("\n    ")}
+  }
+}
+`;
+}
+
+async function nft(args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("nft", args, { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", (e) => reject(new Error(`nft ${args.join(" ")}: ${e.message}`)));
+    child.on("close", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(" ")}: exit ${code}: ${err.trim()}`)),
+    );
+    child.stdin.end(input ?? "");
+  });
 }
 
 async function ip(args: string[], tolerate = false): Promise<void> {
@@ -68,67 +128,69 @@ async function ip(args: string[], tolerate = false): Promise<void> {
   }
 }
 
-/** Sets up the NAT and addresses for one received guest. Idempotent (rules are replaced, not stacked). */
+/** Every readdressing table in dom0 with what its comment recorded. */
+async function listRecorded(): Promise<Recorded[]> {
+  const out = await nft(["-j", "list", "tables", "bridge"]).catch(() => "");
+  const tables = parseNftJson(out).flatMap((o) =>
+    o.table?.name?.startsWith(TABLE_PREFIX) ? [o.table.name] : [],
+  );
+  const found: Recorded[] = [];
+  for (const table of tables) {
+    const listing = await nft(["-j", "list", "table", "bridge", table]).catch(() => "");
+    const comment = parseNftJson(listing).find((o) => o.rule?.comment)?.rule?.comment ?? "";
+    const m = /pod=([\d.]+) guest=([\d.]+) gw=([\d.]+) bridge=(\S+)/.exec(comment);
+    if (m) found.push({ table, podIp: m[1]!, guestIp: m[2]!, gateway: m[3]!, bridge: m[4]! });
+    else found.push({ table, podIp: "", guestIp: "", gateway: "", bridge: "" });
+  }
+  return found;
+}
+
+interface NftObject {
+  table?: { name?: string };
+  rule?: { comment?: string };
+}
+
+function parseNftJson(text: string): NftObject[] {
+  if (!text.trim()) return [];
+  try {
+    const doc = JSON.parse(text) as { nftables?: NftObject[] };
+    return doc.nftables ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/** Sets up the translation for one received guest. Idempotent (the sandbox's table is replaced). */
 export async function applyReaddressing(sandboxId: string, r: Readdressing): Promise<void> {
-  for (const [what, v] of [
-    ["podIp", r.podIp],
-    ["guestIp", r.guestIp],
-    ["guestGateway", r.guestGateway],
-  ] as const)
-    checkIp(what, v);
-  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(r.bridge))
-    throw new Error(`bridge ${JSON.stringify(r.bridge)} is not an interface name`);
+  const table = tableOf(sandboxId);
+  validate(r);
   if (r.podIp === r.guestIp) return; // same address on both nodes: nothing to translate
   await removeReaddressing(sandboxId);
   try {
-    for (const { chain, rule } of natRules(sandboxId, r))
-      await run("iptables", ["-w", "-t", "nat", "-I", chain, "1", ...rule]);
-    await ip(["route", "replace", `${r.guestIp}/32`, "dev", r.bridge]);
+    await nft(["-f", "-"], ruleset(table, r));
     // "File exists" when another received guest from the same node put it there already.
     await ip(["addr", "add", `${r.guestGateway}/32`, "dev", r.bridge], true);
-    await ip(["neigh", "replace", "proxy", r.podIp, "dev", r.bridge]);
-    log.info("guest readdressed", {
-      sandbox: sandboxId,
-      podIp: r.podIp,
-      guestIp: r.guestIp,
-      gateway: r.guestGateway,
-      bridge: r.bridge,
-    });
+    // dom0 may have cached the pod IP's MAC from an earlier pod; the next ARP finds the guest.
+    await ip(["neigh", "del", r.podIp, "dev", r.bridge], true);
+    log.info("guest readdressed", { sandbox: sandboxId, table, ...r });
   } catch (err) {
     await removeReaddressing(sandboxId);
     throw err;
   }
 }
 
-/** Removes every rule, route and address of the sandbox's readdressing; a no-op when there is none. */
+/** Removes the sandbox's table, neighbour entry and (with its last user) gateway address; a no-op when there is none. */
 export async function removeReaddressing(sandboxId: string): Promise<void> {
-  const prefix = `sf-readdress:${sandboxId.slice(0, 12)}:`;
-  const { stdout } = await run("iptables", ["-w", "-t", "nat", "-S"]).catch(() => ({ stdout: "" }));
-  const lines = stdout.split("\n");
-  const mine = lines.filter((l) => l.includes(prefix));
-  if (mine.length === 0) return;
-  let where: string | undefined; // "<gateway>@<bridge>"
-  let guestIp: string | undefined;
-  let podIp: string | undefined;
-  for (const line of mine) {
-    const words = line.split(/\s+/).map((w) => w.replace(/^"|"$/g, ""));
-    where ??= words.find((w) => w.startsWith(prefix))?.slice(prefix.length);
-    const to = words.indexOf("--to-destination");
-    if (to >= 0) guestIp = words[to + 1];
-    const d = words.indexOf("-d");
-    if (d >= 0) podIp = words[d + 1]?.replace(/\/32$/, "");
-    // "-A PREROUTING ..." -> "-D PREROUTING ...": iptables deletes the rule that matches exactly.
-    await run("iptables", ["-w", "-t", "nat", "-D", ...words.slice(1)]).catch((err: unknown) =>
-      log.warn("iptables -D failed", { line, err: String(err) }),
-    );
-  }
-  const [gateway, bridge] = (where ?? "").split("@");
-  if (guestIp) await ip(["route", "del", `${guestIp}/32`], true);
-  if (podIp && bridge) await ip(["neigh", "del", "proxy", podIp, "dev", bridge], true);
-  // The old gateway's address goes with the last guest that used it.
-  const othersUseGateway = lines.some(
-    (l) => !l.includes(prefix) && l.includes(`sf-readdress:`) && l.includes(`:${where}`),
+  const table = tableOf(sandboxId);
+  const all = await listRecorded();
+  const mine = all.find((t) => t.table === table);
+  if (!mine) return;
+  await nft(["delete", "table", "bridge", table]);
+  if (mine.bridge && mine.podIp) await ip(["neigh", "del", mine.podIp, "dev", mine.bridge], true);
+  const othersUseGateway = all.some(
+    (t) => t.table !== table && t.gateway === mine.gateway && t.bridge === mine.bridge,
   );
-  if (gateway && bridge && !othersUseGateway) await ip(["addr", "del", `${gateway}/32`, "dev", bridge], true);
-  log.info("guest readdressing removed", { sandbox: sandboxId, podIp, guestIp, gateway });
+  if (mine.gateway && mine.bridge && !othersUseGateway)
+    await ip(["addr", "del", `${mine.gateway}/32`, "dev", mine.bridge], true);
+  log.info("guest readdressing removed", { sandbox: sandboxId, ...mine });
 }
