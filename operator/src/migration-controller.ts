@@ -121,8 +121,10 @@ export class MigrationController {
     this.written.delete(key);
     const m: UnikernelVMMigration = { ...cached, apiVersion: API_VERSION, kind: MIGRATION_KIND };
     const vm = this.caches.vms.get(m.spec.vmName, ns);
-    const guard = protection(m, !!vm && !vm.metadata.deletionTimestamp);
-    // History is looked at on every change of its VM: from the cache only, and never written again.
+    const target = m.status?.targetPod && this.caches.pods.get(m.status.targetPod, ns);
+    const vmPresent = !!vm && !vm.metadata.deletionTimestamp;
+    const guard = protection(m, { vmPresent, ...(target ? { cachedTargetPod: target } : {}) });
+    // History is looked at on every change of its VM: from the cache only; its status is never written again.
     if (isFinished(m)) {
       if (m.status?.phase === "Failed") await this.deleteTargetPods(m, "cached");
       if (guard.action === "release") await this.release(m);
@@ -130,8 +132,8 @@ export class MigrationController {
     }
     if (guard.action === "protect") await this.protect(m);
     if (guard.action === "cancel") return this.fail(m, guard);
-    if (guard.action === "hold" && !this.deferralAnnounced.has(m.metadata.uid ?? "")) {
-      this.deferralAnnounced.add(m.metadata.uid ?? "");
+    if (guard.action === "hold" && !this.deferralAnnounced.has(m.metadata.uid!)) {
+      this.deferralAnnounced.add(m.metadata.uid!);
       this.deps.events.record(m, "Warning", guard.reason, guard.message);
     }
     const sourceName = m.status?.sourcePod ?? vm?.status?.podName;
@@ -344,8 +346,9 @@ export class MigrationController {
     log.info("migration", { migration: `${ns}/${name}`, phase: change.phase, reason: change.reason });
     const warning = change.phase === "Failed";
     this.deps.events.record(m, warning ? "Warning" : "Normal", change.reason, change.message);
-    // Finished: the target pod is the VM's (Succeeded) or deleted (Failed); nothing left to guard.
-    if (change.phase === "Succeeded" || change.phase === "Failed") await this.release(written);
+    // Failed: the target pod is deleted, nothing is left to guard. Succeeded waits for the cache to
+    // show the hand-over (see migration-protection.ts); the adoption's pod event brings it back here.
+    if (change.phase === "Failed") await this.release(written);
   }
 
   /** Adds the finalizer: a merge patch guarded by the resourceVersion, so no one's finalizers are lost. */
@@ -392,7 +395,8 @@ export class MigrationController {
         throw e;
       });
     // A deleted object goes with its last finalizer: then there is no newer write to wait for.
-    if (updated?.metadata.resourceVersion && !updated.metadata.deletionTimestamp)
+    const remains = !updated?.metadata.deletionTimestamp || !!updated.metadata.finalizers?.length;
+    if (updated?.metadata.resourceVersion && remains)
       this.written.set(`${ns}/${m.metadata.name}`, updated.metadata.resourceVersion);
     log.info("migration finalizer released", { migration: `${ns}/${m.metadata.name}` });
   }

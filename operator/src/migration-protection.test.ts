@@ -1,7 +1,9 @@
 import test from "ava";
+import type { V1Pod } from "@kubernetes/client-node";
 import {
   API_VERSION,
   FINALIZER,
+  LABELS,
   MIGRATION_FINALIZER,
   MIGRATION_PHASES,
   type MigrationPhase,
@@ -86,7 +88,7 @@ const rows: Row[] = [
 
 for (const [label, phase, o, vmPresent, want] of rows)
   test(`protection: ${label} -> ${want}`, (t) => {
-    t.is(protection(migration(phase, o), vmPresent).action, want);
+    t.is(protection(migration(phase, o), { vmPresent }).action, want);
   });
 
 test("every phase is either before the stream, under way, or finished", (t) => {
@@ -96,7 +98,9 @@ test("every phase is either before the stream, under way, or finished", (t) => {
 });
 
 test("a cancel says who ended it, before what, and where the VM stays", (t) => {
-  const p = protection(migration("TargetPreparing", { finalizers: mine, deleting: true }), true);
+  const p = protection(migration("TargetPreparing", { finalizers: mine, deleting: true }), {
+    vmPresent: true,
+  });
   t.deepEqual(p, {
     action: "cancel",
     reason: "Cancelled",
@@ -105,7 +109,9 @@ test("a cancel says who ended it, before what, and where the VM stays", (t) => {
 });
 
 test("a hold says that deletion waits for the transfer and what releases it", (t) => {
-  const p = protection(migration("Transferring", { finalizers: mine, deleting: true }), true);
+  const p = protection(migration("Transferring", { finalizers: mine, deleting: true }), {
+    vmPresent: true,
+  });
   t.is(p.action, "hold");
   t.is(p.action === "hold" && p.reason, "DeletionDeferred");
   t.regex(
@@ -116,15 +122,35 @@ test("a hold says that deletion waits for the transfer and what releases it", (t
 
 test("a deleted mid-stream migration whose VM is gone is failed by decide(), then released", (t) => {
   const m = migration("Transferring", { finalizers: mine, deleting: true });
-  t.is(protection(m, false).action, "none");
+  t.is(protection(m, { vmPresent: false }).action, "none");
   const d = decide({ m, siblings: [], now: T0 });
   t.like(d, { action: "fail", reason: "VMDeleted" });
   const failed = { ...m, status: { ...m.status, phase: "Failed" as const } };
-  t.is(protection(failed, false).action, "release");
+  t.is(protection(failed, { vmPresent: false }).action, "release");
 });
 
 test("isProtected looks for our finalizer only", (t) => {
   t.true(isProtected(migration("Scheduling", { finalizers: [FINALIZER, MIGRATION_FINALIZER] })));
   t.false(isProtected(migration("Scheduling", { finalizers: [FINALIZER] })));
   t.false(isProtected(migration("Scheduling")));
+});
+
+test("after a success the finalizer stays until the pod cache shows the target pod as the VM's", (t) => {
+  const done = migration("Succeeded", { finalizers: mine, deleting: true });
+  const pod = (labels: Record<string, string>): V1Pod => ({ metadata: { name: "web-x", labels } });
+  const cases: [string, V1Pod | undefined, Protection["action"]][] = [
+    ["still labelled for the migration", pod({ [LABELS.migration]: "m1" }), "none"],
+    ["labelled for another VM", pod({ [LABELS.vm]: "other" }), "none"],
+    ["adopted", pod({ [LABELS.vm]: "web" }), "release"],
+    ["not in the cache (deleted since)", undefined, "release"],
+  ];
+  for (const [label, cachedTargetPod, want] of cases)
+    t.is(
+      protection(done, { vmPresent: true, ...(cachedTargetPod ? { cachedTargetPod } : {}) }).action,
+      want,
+      label,
+    );
+  // A failed migration's target pod is never handed over: nothing to wait for.
+  const failed = migration("Failed", { finalizers: mine, deleting: true });
+  t.is(protection(failed, { vmPresent: true, cachedTargetPod: pod({}) }).action, "release");
 });

@@ -5,7 +5,17 @@
 // flight: a deletion before the stream starts cancels the migration; one after it waits for the
 // agents to finish. The finalizer is released as soon as the migration is finished, so a finished
 // migration (or one whose VM went away, which fails as VMDeleted) never holds up its namespace.
-import { MIGRATION_FINALIZER, type MigrationPhase, type UnikernelVMMigration } from "../../api/index.js";
+// After a success it waits until the operator's pod cache shows the hand-over: the VM controller
+// keeps its hands off the VM's pods while it sees a just-succeeded migration (migrationHoldsPods),
+// and a deleted migration must not vanish from its view before the adopted pod appears in it, or it
+// would see the VM without a pod and start a second domain.
+import type { V1Pod } from "@kubernetes/client-node";
+import {
+  LABELS,
+  MIGRATION_FINALIZER,
+  type MigrationPhase,
+  type UnikernelVMMigration,
+} from "../../api/index.js";
 import { IN_FLIGHT_PHASES, isFinished } from "./migration-decide.js";
 
 /** Before these the source agent has not begun to stream: the domain still runs only on the source. */
@@ -29,13 +39,23 @@ export type Protection =
 export const isProtected = (m: UnikernelVMMigration): boolean =>
   m.metadata.finalizers?.includes(MIGRATION_FINALIZER) ?? false;
 
-/**
- * The finalizer's next step. vmPresent: the migration's UnikernelVM exists and is not being deleted;
- * without it decide() fails the migration (VMDeleted) and the finished migration releases.
- */
-export function protection(m: UnikernelVMMigration, vmPresent: boolean): Protection {
+export interface ProtectionObserved {
+  /** The migration's UnikernelVM exists and is not being deleted; without it decide() fails the
+   *  migration (VMDeleted), and the finished migration releases. */
+  vmPresent: boolean;
+  /** The target pod as the operator's pod cache has it; undefined when it has none. */
+  cachedTargetPod?: V1Pod;
+}
+
+/** Succeeded, and the cache does not show the target pod as the VM's yet. */
+const handOverUnseen = (m: UnikernelVMMigration, pod: V1Pod | undefined): boolean =>
+  m.status?.phase === "Succeeded" && !!pod && pod.metadata?.labels?.[LABELS.vm] !== m.spec.vmName;
+
+/** The finalizer's next step. */
+export function protection(m: UnikernelVMMigration, o: ProtectionObserved): Protection {
   const held = isProtected(m);
-  if (isFinished(m)) return held ? { action: "release" } : { action: "none" };
+  if (isFinished(m))
+    return held && !handOverUnseen(m, o.cachedTargetPod) ? { action: "release" } : { action: "none" };
   const phase: MigrationPhase = m.status?.phase ?? "Pending";
   if (!m.metadata.deletionTimestamp)
     // Added with the first in-flight phase, Scheduling: before the target pod is created.
@@ -47,7 +67,7 @@ export function protection(m: UnikernelVMMigration, vmPresent: boolean): Protect
       message: `deleted by the user before the transfer started (phase ${phase}); ${m.spec.vmName} stays on ${m.status?.sourceNode ?? "its node"}`,
     };
   // Without our finalizer (another one holds the object) there is nothing to wait on.
-  if (!vmPresent || !held) return { action: "none" };
+  if (!o.vmPresent || !held) return { action: "none" };
   return {
     action: "hold",
     reason: DELETION_DEFERRED_REASON,

@@ -14,6 +14,7 @@ import {
   type UnikernelVMMigration,
 } from "../../api/index.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
+import type { RunningOperator } from "../src/operator.js";
 import { createXenNode, reportRunning } from "./kubelet.js";
 import { agentCondition, migrationWorld } from "./migration-world.js";
 import { until, useOperator } from "./operator-harness.js";
@@ -29,10 +30,11 @@ const operator = useOperator(test, "migration-delete", {
   },
 });
 let client: KubeClient;
-test.before(async () => ({ client } = await operator.ready()));
+let op: RunningOperator;
+test.before(async () => ({ client, op } = await operator.ready()));
 
 const world = migrationWorld(operator, () => client);
-const { ns, mPath, getM, getPod, runningVM, createMigration, phaseIs, agentApply, events } = world;
+const { ns, mPath, getM, getPod, runningVM, createMigration, phaseIs, agentApply, events, podsOfVM } = world;
 /** Another controller's finalizer: it keeps a deleted migration readable after ours is released. */
 const INSPECT = "test.superfluid.dev/inspect";
 
@@ -173,6 +175,12 @@ test.serial(
       return v.status?.podName === targetName && v;
     });
     t.is(moved.status?.nodeName, nodeB);
+    // The migration vanished right after its success: the VM controller still made no second pod.
+    await op.vms.queue.idle();
+    t.deepEqual(
+      (await podsOfVM("busy")).map((p) => p.metadata!.name),
+      [targetName],
+    );
   },
 );
 

@@ -121,6 +121,8 @@ test.serial(
       "Transferred=True",
     ]);
     t.is(await plugin, 0);
+    // Finished: the migration-protection finalizer is gone, so deleting it later is immediate.
+    await until("the finalizer released", async () => !(await getM(name)).metadata.finalizers?.length);
     t.regex(output.join(""), new RegExp(`migrated to ${nodeB} in \\d+ ms, downtime 42 ms`));
 
     // The source pod is gone, the target pod is the VM's now, and the VM says so.
