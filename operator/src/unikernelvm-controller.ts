@@ -253,7 +253,9 @@ export class UnikernelVMController {
     const before = this.expectations.expectedStatus(key) ?? vm.status;
     const status = computeStatus({
       vm: { ...vm, ...(before ? { status: before } : {}) },
-      pod: current ?? pods[0],
+      // While an older pod is being replaced it says nothing about this spec: it may still run (the
+      // cache has not seen its deletion yet), and Ready must not be True for a generation not started.
+      pod: current ?? (replacing ? undefined : pods[0]),
       node,
       xenNodeCount: this.xenNodeCount(),
       replacing,
