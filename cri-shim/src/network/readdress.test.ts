@@ -75,6 +75,11 @@ test("a received guest answers on the pod IP and the ClusterIP from everywhere (
       `iptables -w -t nat -A ${chain} -d ${CLUSTER_IP}/32 -p tcp --dport 80 -j DNAT --to-destination ${POD_IP}:8080`,
     );
   const guestMac = await inGuest(`cat /sys/class/net/vg-${id}/address`);
+  // With br_netfilter on, bridged frames meet conntrack before dom0's own stack does: the case that
+  // rules out a translation on the bridge device's ingress (tc, netdev hook).
+  t.log(
+    `bridge-nf-call-iptables in dom0: ${await inDom0("cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo absent")}`,
+  );
 
   const readdress = (fn: string, args: string) =>
     inDom0(

@@ -105,17 +105,29 @@ function ruleset(table: string, r: Readdressing): string {
 }
 
 async function nft(args: string[], input?: string): Promise<string> {
+  if (input === undefined) {
+    try {
+      return (await run("nft", args)).stdout;
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr?.trim();
+      throw new Error(
+        `nft ${args.join(" ")}: ${stderr || (err instanceof Error ? err.message : String(err))}`,
+      );
+    }
+  }
   return new Promise((resolve, reject) => {
     const child = spawn("nft", args, { stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    // An nft that exits before reading (bad arguments) closes the pipe: its exit code tells why.
+    child.stdin.on("error", () => undefined);
     child.on("error", (e) => reject(new Error(`nft ${args.join(" ")}: ${e.message}`)));
     child.on("close", (code) =>
       code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(" ")}: exit ${code}: ${err.trim()}`)),
     );
-    child.stdin.end(input ?? "");
+    child.stdin.end(input);
   });
 }
 
