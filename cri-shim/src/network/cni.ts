@@ -205,20 +205,20 @@ export class CniNetwork {
     };
   }
 
-  /** Releases the sandbox's address (CNI DEL) and any NAT of a guest received by migration; a second call is a no-op. */
+  /** Releases the sandbox's address (CNI DEL) and the readdressing of a guest received by migration; a second call is a no-op. */
   async tearDown(sandboxId: string): Promise<void> {
     if (!this.config) return;
     await this.dropReaddressing(sandboxId);
     await this.runIpam("DEL", sandboxId);
   }
 
-  /** Removes the 1:1 NAT of a guest received by migration, if any; a second call is a no-op. */
+  /** Removes the readdressing (bridge translation) of a guest received by migration, if any; a second call is a no-op. */
   async dropReaddressing(sandboxId: string): Promise<void> {
-    // Only where the shim owns dom0's network (not in unit tests, which must not touch the host's iptables).
+    // Only where the shim owns dom0's network (not in unit tests, which must not touch the host's network).
     if (this.opts.manageBridge) await removeReaddressing(sandboxId);
   }
 
-  /** Whether this network may change dom0's routes and NAT (readdressing a migrated guest). */
+  /** Whether this network may change dom0's bridge rules and addresses (readdressing a migrated guest). */
   get managesHostNetwork(): boolean {
     return this.opts.manageBridge;
   }
