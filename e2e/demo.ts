@@ -101,7 +101,7 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
   say(`\n$ curl http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
   if (!node.kubeProxy) {
     say(
-      "    (skipped: kube-proxy is not running in dom0 (not built, or not healthy in time; see the log above), so ClusterIPs lead nowhere)",
+      "    (skipped: kube-proxy is not running in dom0 (not built, or its rules not programmed in time; see the log above), so ClusterIPs lead nowhere)",
     );
     return;
   }
