@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
+/** By full path: under npm, node_modules/.bin/nft is @vercel/nft (an ava dependency), not nftables. */
+const NFT = "/usr/sbin/nft";
 const MODULE = fileURLToPath(new URL("./readdress.js", import.meta.url));
 const POD_IP = "10.244.2.5";
 const GUEST_IP = "10.244.1.5";
@@ -91,7 +93,7 @@ test("a received guest answers on the pod IP and the ClusterIP from everywhere (
       `"${SANDBOX}", { podIp: "${POD_IP}", guestIp: "${GUEST_IP}", guestGateway: "${GUEST_GW}", guestMac: "${guestMac}", bridge: "br0" }`,
     );
   await apply();
-  const tables = () => inDom0("nft list tables bridge | grep -c sf-readdress- || true");
+  const tables = () => inDom0(`${NFT} list tables bridge | grep -c sf-readdress- || true`);
   t.is(await tables(), "1", "one table for the sandbox");
 
   // The guest's server on the address it booted with tells who connected; so does the client's.
@@ -137,10 +139,10 @@ test("a received guest answers on the pod IP and the ClusterIP from everywhere (
   );
 
   // Idempotent: applying again replaces the table instead of adding one.
-  const rules = await inDom0(`nft list table bridge ${TABLE}`);
+  const rules = await inDom0(`${NFT} list table bridge ${TABLE}`);
   await apply();
   t.is(await tables(), "1");
-  t.is(await inDom0(`nft list table bridge ${TABLE}`), rules, "the same rules after a second apply");
+  t.is(await inDom0(`${NFT} list table bridge ${TABLE}`), rules, "the same rules after a second apply");
   t.is(await get(inDom0, `${CLUSTER_IP}:80`), "guest-sees 192.168.77.1", "and it still works");
 
   await readdress("removeReaddressing", `"${SANDBOX}"`);
@@ -170,7 +172,7 @@ test("bad input: a non-address, MAC, bridge or sandbox id is refused before anyt
     guestMac: "00:16:3e:00:00:01",
     bridge: "br0",
   };
-  const before = await sh("nft list tables bridge 2>/dev/null | grep -c sf-readdress-b || true");
+  const before = await sh(`${NFT} list tables bridge 2>/dev/null | grep -c sf-readdress-b || true`);
   await t.throwsAsync(applyReaddressing("b".repeat(64), { ...good, podIp: "10.0.0.1; reboot" }), {
     message: /podIp: not an IPv4 address/,
   });
@@ -184,7 +186,7 @@ test("bad input: a non-address, MAC, bridge or sandbox id is refused before anyt
     message: /does not start with a name-safe prefix/,
   });
   t.is(
-    await sh("nft list tables bridge 2>/dev/null | grep -c sf-readdress-b || true"),
+    await sh(`${NFT} list tables bridge 2>/dev/null | grep -c sf-readdress-b || true`),
     before,
     "no table made",
   );

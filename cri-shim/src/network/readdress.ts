@@ -19,11 +19,18 @@
 // Each sandbox gets its own table `sf-readdress-<first 12 chars of the sandbox id>`; a comment on its
 // first rule records pod IP, guest IP, gateway and bridge, so removal needs no other record.
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { promisify } from "node:util";
 import { logger } from "../../../lib/log.js";
 
 const run = promisify(execFile);
 const log = logger("cri-readdress");
+/**
+ * nftables' CLI by its full path: under npm (the test runner, `npm run ...`) node_modules/.bin comes
+ * first on PATH, and ava's dependency @vercel/nft installs a different program named `nft` there,
+ * which exits 0 without touching the ruleset.
+ */
+const NFT = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].find((p) => existsSync(p)) ?? "nft";
 
 export interface Readdressing {
   /** The pod's address on this node (what the cluster routes to). */
@@ -107,7 +114,7 @@ function ruleset(table: string, r: Readdressing): string {
 async function nft(args: string[], input?: string): Promise<string> {
   if (input === undefined) {
     try {
-      return (await run("nft", args)).stdout;
+      return (await run(NFT, args)).stdout;
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr?.trim();
       throw new Error(
@@ -116,7 +123,7 @@ async function nft(args: string[], input?: string): Promise<string> {
     }
   }
   return new Promise((resolve, reject) => {
-    const child = spawn("nft", args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(NFT, args, { stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
