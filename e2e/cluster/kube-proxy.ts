@@ -53,13 +53,15 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
   const stop = async () => {
     await node.exec(`kill $(cat ${dom0Dir}/pid) 2>/dev/null; true`).catch(() => undefined);
   };
-  // Ready once its first sync has programmed the rules (the default `kubernetes` Service's is always
-  // there). Not /healthz: that also wants this node's Node object, which the kubelet registers minutes
-  // later on a loaded machine, while ClusterIPs already work. One loop in dom0 (see shim.ts for why).
+  // Ready once its first sync has programmed the rules: every sync ends the nat KUBE-SERVICES chain
+  // with the jump to KUBE-NODEPORTS. (The `kubernetes` Service's rule is no sign: its endpoint, the
+  // apiserver on loopback, is never published.) Not /healthz: that also wants this node's Node
+  // object, which the kubelet registers minutes later on a loaded machine, while ClusterIPs already
+  // work. One loop in dom0 (see shim.ts for why).
   // A timed-out wait must still stop it: an untracked kube-proxy would go on rewriting dom0's rules.
   const h = await node
     .exec(
-      `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes:https' && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
+      `pid=$(cat ${dom0Dir}/pid); i=0; while [ $i -lt 200 ]; do kill -0 $pid 2>/dev/null || exit 9; iptables -w -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- '-j KUBE-NODEPORTS' && exit 0; sleep 3; i=$((i+1)); done; exit 1`,
       { timeoutMs: 660_000 },
     )
     .catch((err: Error) => ({ code: 1, stdout: "", stderr: err.message }));
