@@ -64,15 +64,7 @@ test("target: a receiving container builds no domain, runs for the kubelet acros
   t.regex(sandbox.status.network.ip, /^10\.89\.0\.\d+$/, "the target pod got its own IP");
 
   // A restore cut off by a shim restart leaves a domain by the container's name: recovery removes it.
-  await shim.hv.createPaused({
-    name: `sf-${sb.slice(0, 12)}`,
-    kernelPath: "/nonexistent",
-    cmdline: "",
-    memoryMiB: 8,
-    vcpus: 1,
-    guestType: "pv",
-    vifs: [],
-  });
+  await shim.hv.strayDomain(`sf-${sb.slice(0, 12)}`);
   shim = await shim.restart();
   t.deepEqual(await shim.hv.list(), [], "the half-received domain is gone");
   t.is((await status(shim, ctr)).state, "CONTAINER_RUNNING");
@@ -83,15 +75,7 @@ test("target: a receiving container builds no domain, runs for the kubelet acros
   );
 
   // The receive completes: an ordinary running container with the domain's id and the guest's vif.
-  const domid = await shim.hv.createPaused({
-    name: `sf-${sb.slice(0, 12)}`,
-    kernelPath: "/nonexistent",
-    cmdline: "",
-    memoryMiB: 8,
-    vcpus: 1,
-    guestType: "pv",
-    vifs: [],
-  });
+  const domid = await shim.hv.strayDomain(`sf-${sb.slice(0, 12)}`);
   await shim.hv.unpause(domid);
   await adoptReceivedDomain(
     shim.runtime.ctx,
@@ -143,15 +127,7 @@ test("target: StopPodSandbox cancels the receive in flight and destroys what it 
   const { sb, ctr } = await runPod(shim, "v-target", TARGET);
   const cancelled: string[] = [];
   // The node agent registers its receive; a half-restored domain exists while the stream runs.
-  await shim.hv.createPaused({
-    name: `sf-${sb.slice(0, 12)}`,
-    kernelPath: "/nonexistent",
-    cmdline: "",
-    memoryMiB: 8,
-    vcpus: 1,
-    guestType: "pv",
-    vifs: [],
-  });
+  await shim.hv.strayDomain(`sf-${sb.slice(0, 12)}`);
   shim.runtime.ctx.receiving.set(ctr, {
     cancel: async (reason) => {
       cancelled.push(reason);

@@ -7,15 +7,7 @@ import { startUnitShim } from "../testing/unit-shim.js";
 test("a restarted shim treats a listed domain that vanishes before destroy as already gone", async (t) => {
   let shim = await startUnitShim();
   t.teardown(() => shim.dispose());
-  const dying = await shim.hv.createPaused({
-    name: "sf-0123456789ab",
-    kernelPath: "/nonexistent",
-    cmdline: "",
-    memoryMiB: 4,
-    vcpus: 1,
-    guestType: "pv",
-    vifs: [],
-  });
+  const dying = await shim.hv.strayDomain("sf-0123456789ab", 4);
   // The first listing after the restart still shows it; Xen completes its teardown right after.
   const hv = shim.hv;
   const list = hv.list.bind(hv);

@@ -48,6 +48,18 @@ export class MemoryHypervisorDouble implements Hypervisor {
   async findByName(name: string): Promise<DomainInfo | undefined> {
     return (await this.list()).find((d) => d.name === name);
   }
+  /** Test control: a paused domain built outside the shim (a leftover, a half-made restore). */
+  strayDomain(name: string, memoryMiB = 8): Promise<number> {
+    return this.createPaused({
+      name,
+      kernelPath: "/nonexistent",
+      cmdline: "",
+      memoryMiB,
+      vcpus: 1,
+      guestType: "pv",
+      vifs: [],
+    });
+  }
   async createPaused(spec: DomainSpec): Promise<number> {
     if (await this.findByName(spec.name))
       throw new HypervisorError(`domain ${spec.name} exists`, "InvalidArgument");
