@@ -23,7 +23,7 @@ import {
   startReceiver,
   waitFor,
   watchConsole,
-} from "../cri-shim/src/migration/testbed.js";
+} from "../e2e/harness/migration-bed.js";
 
 export interface MigrationBenchResult {
   what: string;

@@ -13,7 +13,7 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { EXAMPLE_IMAGES } from "../e2e/cluster/images.js";
 import { KubeClient, paths } from "../lib/kube/client.js";
 import { UNIKERNELVM_PLURAL, type RunPolicy, type UnikernelVM } from "../api/index.js";
-import { condition, runVmPod, startAgentBed } from "../cri-shim/src/agent/harness.js";
+import { condition, runVmPod, startAgentBed } from "../e2e/harness/agent-bed.js";
 import { plotSvg } from "./operator-plot.js";
 import { benchMigrationStream } from "./migrate-stream.js";
 

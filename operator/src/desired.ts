@@ -14,7 +14,7 @@ import {
   UNIKERNELVM_KIND,
   type UnikernelVM,
 } from "../../api/index.js";
-import { TerminalError } from "./queue.js";
+import { TerminalError } from "../../lib/kube/queue.js";
 
 /** Memory a pod requests when the VM does not say (the CRD's documented default). */
 export const DEFAULT_MEMORY_MIB = 16;

@@ -21,7 +21,7 @@ import type { EventRecorder } from "./events.js";
 import type { Watched } from "../../lib/kube/informers.js";
 import { ApiError, isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 import type { OperatorMetrics } from "./metrics.js";
-import { type ReconcileResult, WorkQueue } from "./queue.js";
+import { type ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
 import {
   checkRequest,
   decide,

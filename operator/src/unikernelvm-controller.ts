@@ -21,7 +21,7 @@ import type { EventRecorder } from "./events.js";
 import { type Watched, watchResource } from "../../lib/kube/informers.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 import type { OperatorMetrics } from "./metrics.js";
-import { type ReconcileResult, WorkQueue } from "./queue.js";
+import { type ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
 import { computeStatus, statusEqual, transitionEvents } from "./status.js";
 import { Expectations } from "./expectations.js";
 import { currentPod, migrationHoldsPods, migrationsOf, summarize } from "./vm-migrations.js";

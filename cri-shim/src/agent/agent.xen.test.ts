@@ -15,7 +15,7 @@ import {
   ticks,
   type VmPod,
   waitForVm,
-} from "./harness.js";
+} from "../../../e2e/harness/agent-bed.js";
 
 const ctx = {} as { bed: AgentBed; hello: VmPod };
 

@@ -21,7 +21,7 @@ import { pushExampleImages } from "../../../e2e/cluster/images.js";
 import { startControlPlane, type ControlPlane } from "../../../e2e/harness/control-plane.js";
 import { startRegistry } from "../../../e2e/harness/registry.js";
 import { startXenNode } from "../../../e2e/xen-node/index.js";
-import { type AgentNode, startAgentOnNode } from "./harness.js";
+import { type AgentNode, startAgentOnNode } from "../../../e2e/harness/agent-bed.js";
 
 interface Bed {
   cp: ControlPlane;

@@ -24,7 +24,7 @@ import {
   startReceiver,
   waitFor,
   watchConsole,
-} from "./testbed.js";
+} from "../../../e2e/harness/migration-bed.js";
 
 const FAULT_MEMORY_MIB = 64;
 

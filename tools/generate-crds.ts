@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { REPO_ROOT } from "../lib/paths.js";
-import { ALL_CRDS, crdFileName, type CustomResourceDefinition } from "./crds.js";
+import { ALL_CRDS, crdFileName, type CustomResourceDefinition } from "../api/crds.js";
 import { stringify } from "yaml";
 
 export const CRD_DIRS = [join(REPO_ROOT, "crds"), join(REPO_ROOT, "charts", "superfluid", "crds")];

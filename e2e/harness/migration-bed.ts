@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { REPO_ROOT } from "../../../lib/paths.js";
+import { REPO_ROOT } from "../../lib/paths.js";
 
 export const HELLO_KERNEL = join(REPO_ROOT, "native/build/hello/hello");
 // Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.

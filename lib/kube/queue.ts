@@ -1,7 +1,7 @@
 // A work queue with controller-runtime's contract: keys, not events, so that a burst of changes to one
 // object becomes one reconcile; one worker per key at a time, so that two reconciles never race on
 // the same object; failures come back after an exponential backoff, and a TerminalError does not.
-import { logger } from "../../lib/log.js";
+import { logger } from "../log.js";
 
 const log = logger("queue");
 
