@@ -15,20 +15,20 @@ import {
   ImageFormatError,
   pushImage,
   writeOciLayout,
-  type RegistryOptions,
 } from "../lib/oci/index.js";
+import {
+  isParseArgsError,
+  REGISTRY_FLAGS_USAGE,
+  registryFlags,
+  registryOptions,
+  UsageError,
+} from "./registry-flags.js";
 
 const USAGE = `usage:
   image build <kernel> --tag <ref> [--initrd <file>] [--cmdline "<args>"] [--memory 8Mi] [--guest-type pv|pvh]
               [--layout <dir>] [--no-push] [registry flags]
   image inspect <ref> [registry flags]
-registry flags:
-  --insecure                   plain HTTP (a loopback registry without TLS)
-  --ca <file>                  PEM of the CA that signed the registry's certificate
-  --insecure-skip-tls-verify   accept any certificate
-  --user <user:password>       basic credentials (or REGISTRY_AUTH=user:password in the environment)`;
-
-class UsageError extends Error {}
+${REGISTRY_FLAGS_USAGE}`;
 
 /** "8Mi", "8MiB", "8M", "1Gi", "8" (MiB) -> MiB. */
 export function parseMemoryMiB(raw: string): number {
@@ -38,32 +38,6 @@ export function parseMemoryMiB(raw: string): number {
   if (n < 1) throw new UsageError("--memory must be at least 1Mi");
   return n;
 }
-
-function registryOptions(values: {
-  insecure?: boolean;
-  ca?: string;
-  "insecure-skip-tls-verify"?: boolean;
-  user?: string;
-}): RegistryOptions {
-  const opts: RegistryOptions = {};
-  if (values.insecure) opts.plainHttp = true;
-  if (values.ca !== undefined) opts.caFile = values.ca;
-  if (values["insecure-skip-tls-verify"]) opts.insecureSkipTLSVerify = true;
-  const user = values.user ?? process.env.REGISTRY_AUTH;
-  if (user !== undefined) {
-    const colon = user.indexOf(":");
-    if (colon <= 0) throw new UsageError("--user must be user:password");
-    opts.auth = { username: user.slice(0, colon), password: user.slice(colon + 1) };
-  }
-  return opts;
-}
-
-const registryFlags = {
-  insecure: { type: "boolean" },
-  ca: { type: "string" },
-  "insecure-skip-tls-verify": { type: "boolean" },
-  user: { type: "string" },
-} as const;
 
 async function build(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -137,10 +111,7 @@ async function main(): Promise<number> {
       );
     return 0;
   } catch (err) {
-    if (
-      err instanceof UsageError ||
-      (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))
-    ) {
+    if (err instanceof UsageError || isParseArgsError(err)) {
       process.stderr.write(`image: ${err.message}\n${USAGE}\n`);
       return 2;
     }

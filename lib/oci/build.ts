@@ -139,7 +139,7 @@ export async function readOciLayout(dir: string, refName?: string): Promise<Buil
 
 /** Pushes every blob (skipping those the registry has), then the manifest under the reference's tag. */
 export async function pushImage(
-  image: BuiltImage,
+  image: Pick<BuiltImage, "manifest" | "blobs">,
   ref: string,
   opts: RegistryOptions = {},
 ): Promise<{ digest: string; sizeBytes: number }> {

@@ -7,6 +7,7 @@
 //   await store.remove(refOrDigest) -> boolean                  (untags, or removes the image + GC)
 //   await store.fsInfo() -> ImageFsInfo
 //   buildUnikernelImage(...) / writeOciLayout(...) / readOciLayout(...) / pushImage(...)   (tools)
+//   buildContainerImage(layers, config) -> BuiltContainerImage   (npm run images: the project's own images)
 // Errors are OciError (with a code for gRPC mapping) or ImageFormatError (bad annotations).
 export { ImageStore, type ImageStoreOptions } from "./store.js";
 export {
@@ -32,4 +33,12 @@ export {
   type BuiltImage,
   type BuildOptions,
 } from "./build.js";
+export {
+  buildContainerImage,
+  buildLayer,
+  imageSizeBytes,
+  type BuiltContainerImage,
+  type ContainerConfig,
+} from "./container-image.js";
+export { writeTar, type TarWriteEntry } from "./tar.js";
 export { ImageFormatError, type UnikernelImageConfig } from "../../api/image-format.js";
