@@ -294,20 +294,49 @@ test("the chart's default images are the ones npm run images names", async (t) =
   };
   const v = await sourceVersion();
   t.is(chart.appVersion, v.version, "the chart's appVersion is the package version (the images' first tag)");
-  const r = await runCommand(k8sBinary("helm"), ["template", "sf", join(REPO_ROOT, "charts/superfluid")]);
-  t.is(r.code, 0, r.stderr);
-  const images: Record<string, string> = {};
-  for (const doc of parseAllDocuments(r.stdout)) {
-    const o = doc.toJS() as {
-      kind?: string;
-      spec?: { template?: { spec?: { containers?: Array<{ image: string }> } } };
-    };
-    const cs = o?.spec?.template?.spec?.containers;
-    if (o?.kind === "Deployment" || o?.kind === "DaemonSet") images[o.kind] = cs![0]!.image;
-  }
+  const render = async (set: string[] = []) => {
+    const r = await runCommand(k8sBinary("helm"), [
+      "template",
+      "sf",
+      join(REPO_ROOT, "charts/superfluid"),
+      ...set.flatMap((s) => ["--set", s]),
+    ]);
+    t.is(r.code, 0, r.stderr);
+    const images: Record<string, string> = {};
+    for (const doc of parseAllDocuments(r.stdout)) {
+      const o = doc.toJS() as {
+        kind?: string;
+        spec?: { template?: { spec?: { containers?: Array<{ image: string }> } } };
+      };
+      const cs = o?.spec?.template?.spec?.containers;
+      if (o?.kind === "Deployment" || o?.kind === "DaemonSet") images[o.kind] = cs![0]!.image;
+    }
+    return images;
+  };
   const tag = imageTags(v)[0];
-  t.deepEqual(images, {
+  t.deepEqual(await render(), {
     Deployment: `${imageRepository(DEFAULT_REGISTRY, "operator")}:${tag}`,
     DaemonSet: `${imageRepository(DEFAULT_REGISTRY, "cri-shim")}:${tag}`,
   });
+  // Pinned by the digests npm run images prints, from another registry (what the e2e cluster will use).
+  const pinned = (name: ImageName) => `${imageRepository(registry.host, name)}@${image(name).manifestDigest}`;
+  t.deepEqual(
+    await render([
+      `operator.image.repository=${imageRepository(registry.host, "operator")}`,
+      `operator.image.digest=${image("operator").manifestDigest}`,
+      `shim.image.repository=${imageRepository(registry.host, "cri-shim")}`,
+      `shim.image.digest=${image("cri-shim").manifestDigest}`,
+    ]),
+    { Deployment: pinned("operator"), DaemonSet: pinned("cri-shim") },
+  );
+  // A digest that is not one is refused by the chart's schema, naming the field.
+  const bad = await runCommand(k8sBinary("helm"), [
+    "template",
+    "sf",
+    join(REPO_ROOT, "charts/superfluid"),
+    "--set",
+    "operator.image.digest=sha256:nothex",
+  ]);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /operator\.image\.digest|operator\/image\/digest/);
 });

@@ -18,6 +18,11 @@ app.kubernetes.io/name: superfluid-cri-shim
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* repository:tag (tag defaults to the appVersion), or repository@digest when a digest pins it. */ -}}
 {{- define "superfluid.image" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
 {{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{- end -}}
 {{- end -}}
