@@ -182,11 +182,15 @@ function inImage(name: ImageName, args: string[]): { argv: string[]; env: NodeJS
   return { argv: [`--userspec=${p.user}`, p.root, ...p.entrypoint, ...args], env };
 }
 
+function runInImage(name: ImageName, args: string[]) {
+  const { argv, env } = inImage(name, args);
+  return runAsync("/usr/sbin/chroot", argv, { env, timeoutMs: 60_000 });
+}
+
 test.serial(
   "the operator image runs: --help, then it reconciles a UnikernelVM on the apiserver",
   async (t) => {
-    const help = inImage("operator", ["--help"]);
-    const r = await runAsync("/usr/sbin/chroot", help.argv, { env: help.env, timeoutMs: 60_000 });
+    const r = await runInImage("operator", ["--help"]);
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, /^superfluid-operator /);
 
@@ -259,8 +263,7 @@ test.serial(
 test.serial(
   "the node image runs: koffi loads; libxenlight comes from the host's mount, then libxl wants dom0",
   async (t) => {
-    const help = inImage("cri-shim", ["--help"]);
-    const h = await runAsync("/usr/sbin/chroot", help.argv, { env: help.env, timeoutMs: 60_000 });
+    const h = await runInImage("cri-shim", ["--help"]);
     t.is(h.code, 0, h.stderr);
     t.regex(h.stdout, /superfluid CRI shim: serves CRI v1/);
 
@@ -272,7 +275,7 @@ test.serial(
     ];
     // Without the host's libraries: koffi's native module loaded, the Xen library is not there.
     const bare = inImage("cri-shim", args);
-    const r1 = await runAsync("/usr/sbin/chroot", bare.argv, { env: bare.env, timeoutMs: 60_000 });
+    const r1 = await runInImage("cri-shim", args);
     t.is(r1.code, 1);
     t.regex(r1.stderr, /Failed to load shared library/);
     // With the host's library directory mounted read-only where the image looks (the chart's hostPath).
