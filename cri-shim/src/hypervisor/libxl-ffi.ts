@@ -219,10 +219,21 @@ function bind<A extends unknown[], R>(lib: LibraryHandle, declaration: string): 
 type P = CPointer;
 type Ctx = CPointer;
 
+/** koffi.load, naming the library in the error (koffi's own message does not say which). */
+function loadLibrary(name: string): LibraryHandle {
+  try {
+    return koffi.load(name);
+  } catch (err) {
+    throw new Error(
+      `cannot load ${name}, the host's Xen toolstack (in a container: the host's library directory mounted at /host/usr/lib/x86_64-linux-gnu, docs/images.md): ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
 function loadBindings() {
-  const libc = koffi.load(LIBC);
-  const xtl = koffi.load(LIBXENTOOLLOG);
-  const xl = koffi.load(LIBXENLIGHT);
+  const libc = loadLibrary(LIBC);
+  const xtl = loadLibrary(LIBXENTOOLLOG);
+  const xl = loadLibrary(LIBXENLIGHT);
   return {
     fdopen: bind<[number, string], P | null>(libc, "void *fdopen(int fd, const char *mode)"),
     fclose: bind<[P], number>(libc, "int fclose(void *f)"),
