@@ -1,5 +1,6 @@
 // `npm run images`, for real: both images built twice from the same commit (same digests), pushed to
-// a real registry (Debian's docker-registry), their manifests and layers pulled back and read, then
+// a real registry (Debian's docker-registry) by the CLI in its own process (same digests again),
+// their manifests and layers pulled back and read, then
 // unpacked with lib/oci into a throwaway root and run there under chroot: the operator reconciles a
 // UnikernelVM on the test apiserver; the shim loads koffi, stops at libxenlight without the host's
 // Xen libraries, and reaches libxl with them mounted as the chart mounts them. The chart's default
@@ -16,9 +17,10 @@ import { API_VERSION, UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.
 import { useCluster } from "../e2e/harness/ava.js";
 import { runCommand } from "../e2e/harness/control-plane.js";
 import { startRegistry, type TestRegistry } from "../e2e/harness/registry.js";
+import { helmImageValues, pushProjectImages, type ImagesReport } from "../e2e/harness/project-images.js";
 import { KubeClient, paths } from "../lib/kube/client.js";
 import { freePort, waitFor } from "../lib/net.js";
-import { buildContainerImage, pushImage, RegistryClient } from "../lib/oci/index.js";
+import { buildContainerImage, RegistryClient } from "../lib/oci/index.js";
 import { parseManifest, parseJsonDocument, MEDIA_TYPES } from "../lib/oci/media-types.js";
 import { readTar } from "../lib/oci/tar.js";
 import { unpackBudget, unpackLayer } from "../lib/oci/unpack.js";
@@ -43,6 +45,7 @@ const cluster = useCluster(test, "images");
 let registry: TestRegistry;
 let version: SourceVersion;
 let built: ProjectImage[];
+let report: ImagesReport | undefined;
 let work: string;
 /** Per image: the unpacked root and the config as pulled back. */
 const pulled = new Map<ImageName, { root: string; env: string[]; entrypoint: string[]; user: string }>();
@@ -97,17 +100,26 @@ async function layerPaths(blob: Buffer): Promise<Map<string, { type: string; mod
 }
 
 test.serial(
-  "pushed to a real registry, pulled back: the layers hold Node, its libraries and the program",
+  "npm run images pushes to a real registry; pulled back, the layers hold Node, its libraries and the program",
   async (t) => {
+    // The CLI, in its own process: the same digests as the in-process builds (reproducible again).
+    report = await pushProjectImages(registry.host);
+    t.true(report.pushed);
+    t.deepEqual(
+      report.images.map((i) => [i.name, i.digest]),
+      built.map((b) => [b.name, b.image.manifestDigest]),
+    );
     const client = new RegistryClient(registry.host, { plainHttp: true });
     const nodeLibs = (await sharedLibraries([process.execPath])).map((l) => basename(realpathSync(l)));
     t.true(nodeLibs.some((l) => l.startsWith("libc.so")));
     for (const { name, image: img } of built) {
       const repository = imageRepository(registry.host, name);
       const repoPath = repository.slice(registry.host.length + 1);
+      t.deepEqual(
+        report.images.find((i) => i.name === name)?.references,
+        imageTags(version).map((tag) => `${repository}:${tag}`),
+      );
       for (const tag of imageTags(version)) {
-        const pushed = await pushImage(img, `${repository}:${tag}`, { plainHttp: true });
-        t.is(pushed.digest, img.manifestDigest);
         const back = await client.getManifest(repoPath, tag, 1 << 20);
         t.is(back.digest, img.manifestDigest, `${name}:${tag}`);
       }
@@ -294,7 +306,7 @@ test.serial(
   },
 );
 
-test("the chart's default images are the ones npm run images names", async (t) => {
+test.serial("the chart's default images are the ones npm run images names", async (t) => {
   const chart = parseYaml(await readFile(join(REPO_ROOT, "charts/superfluid/Chart.yaml"), "utf8")) as {
     appVersion: string;
   };
@@ -324,17 +336,11 @@ test("the chart's default images are the ones npm run images names", async (t) =
     Deployment: `${imageRepository(DEFAULT_REGISTRY, "operator")}:${tag}`,
     DaemonSet: `${imageRepository(DEFAULT_REGISTRY, "cri-shim")}:${tag}`,
   });
-  // Pinned by the digests npm run images prints, from another registry (what the e2e cluster will use).
+  // Pinned by the digests npm run images printed for the test registry (what the e2e cluster uses).
+  if (report === undefined) return t.fail("npm run images did not run (the push test failed)");
+  const sets = helmImageValues(report).filter((a) => a !== "--set");
   const pinned = (name: ImageName) => `${imageRepository(registry.host, name)}@${image(name).manifestDigest}`;
-  t.deepEqual(
-    await render([
-      `operator.image.repository=${imageRepository(registry.host, "operator")}`,
-      `operator.image.digest=${image("operator").manifestDigest}`,
-      `shim.image.repository=${imageRepository(registry.host, "cri-shim")}`,
-      `shim.image.digest=${image("cri-shim").manifestDigest}`,
-    ]),
-    { Deployment: pinned("operator"), DaemonSet: pinned("cri-shim") },
-  );
+  t.deepEqual(await render(sets), { Deployment: pinned("operator"), DaemonSet: pinned("cri-shim") });
   // A digest that is not one is refused by the chart's schema, naming the field.
   const bad = await runCommand(k8sBinary("helm"), [
     "template",
@@ -345,4 +351,19 @@ test("the chart's default images are the ones npm run images names", async (t) =
   ]);
   t.not(bad.code, 0);
   t.regex(bad.stderr, /operator\.image\.digest|operator\/image\/digest/);
+});
+
+test("npm run images refuses a bad command line before building anything", async (t) => {
+  const cli = (args: string[]) =>
+    runAsync(process.execPath, [join(REPO_ROOT, "dist/tools/images.js"), ...args]);
+  for (const [args, why] of [
+    [[], /--registry is required/],
+    [["--registry", "http://localhost:5000"], /--registry: expected host\[:port\]\[\/path\]/],
+    [["--no-push", "--only", "kernel"], /--only: unknown image "kernel"; known: operator, cri-shim/],
+    [["--registry", "localhost:5000", "--user", "nopassword"], /--user must be user:password/],
+  ] as const) {
+    const r = await cli([...args]);
+    t.is(r.code, 2, args.join(" "));
+    t.regex(r.stderr, why);
+  }
 });
