@@ -34,12 +34,24 @@ export class CriError extends Error {
   }
 }
 
+/** A call the fallback runtime (containerd) failed or could not take: its own code, its endpoint named. */
+export class FallbackError extends Error {
+  constructor(
+    readonly grpcCode: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = "FallbackError";
+  }
+}
+
 export const notFound = (what: string, id: string): CriError =>
   new CriError("NotFound", `${what} ${JSON.stringify(id.slice(0, 80))} not found`);
 export const invalid = (message: string): CriError => new CriError("InvalidArgument", message);
 
 export function toGrpcStatus(err: unknown): { code: grpc.status; details: string } {
   if (err instanceof CriError) return { code: GRPC_CODES[err.code], details: err.message };
+  if (err instanceof FallbackError) return { code: err.grpcCode, details: err.message };
   if (err instanceof AnnotationError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof HypervisorError) {
     const code = {

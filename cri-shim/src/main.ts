@@ -23,6 +23,9 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --node-address IP        where this node receives live migrations (default: the Node's first InternalIP)
   --migration-timeout S    a migration stream with no traffic this long fails (default 120; a restore
                            under emulation was seen silent for 52 s)
+  --fallback-runtime-endpoint EP  the node's Linux CRI runtime (e.g. unix:///run/containerd/containerd.sock):
+                           pods whose runtime handler is not superfluid, and their images, go there;
+                           lists and Status merge both. Unset: every pod is ours, Linux images refused
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {
@@ -45,6 +48,7 @@ const FLAGS = {
   "checkpoint-dir": "/var/lib/superfluid/checkpoints",
   "node-address": "",
   "migration-timeout": "120",
+  "fallback-runtime-endpoint": "",
 } as const;
 type Flag = keyof typeof FLAGS;
 
@@ -109,6 +113,7 @@ await runShim({
   checkpointDir: flag("checkpoint-dir"),
   nodeAddress: flag("node-address") || undefined,
   migrationTimeoutMs: migrationTimeoutS * 1000,
+  fallbackRuntimeEndpoint: flag("fallback-runtime-endpoint") || undefined,
 }).catch((err: unknown) => {
   console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

@@ -1,12 +1,16 @@
 // The CRI endpoint: gRPC on a unix socket (mode 0600: whoever can talk CRI can start VMs). Every call
-// goes through one wrapper that times it, logs it, and turns errors into gRPC status codes.
+// goes through one wrapper that times it, logs it, and turns errors into gRPC status codes. With a
+// dispatcher (a fallback runtime configured), the wrapper hands each call to it (dispatch/).
 import * as grpc from "@grpc/grpc-js";
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { logger } from "../../lib/log.js";
-import { toGrpcStatus } from "./errors.js";
+import { CriError, toGrpcStatus } from "./errors.js";
 import { IMAGE_HANDLERS, RUNTIME_HANDLERS } from "./handlers/index.js";
 import type { Handler } from "./handlers/types.js";
+import type { Dispatcher } from "./dispatch/dispatcher.js";
+import type { CriService } from "./dispatch/fallback.js";
+import { wrapDefinition } from "./dispatch/wire.js";
 import { loadCriServices } from "./proto.js";
 import type { CriRuntime } from "./runtime.js";
 
@@ -31,12 +35,22 @@ const CHATTY = new Set([
 
 function wrap(
   rt: CriRuntime,
+  service: CriService,
   method: string,
-  handler: Handler<never, unknown>,
+  handler: Handler<never, unknown> | undefined,
+  dispatcher: Dispatcher | undefined,
 ): grpc.handleUnaryCall<unknown, unknown> {
+  const local = (req: unknown): Promise<unknown> =>
+    handler
+      ? handler(rt, req as never)
+      : Promise.reject(new CriError("Unimplemented", `${method} is not implemented by superfluid`));
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    handler(rt, call.request as never).then(
+    const req = call.request as Record<string, unknown>;
+    const answer = dispatcher
+      ? dispatcher.dispatch(service, method, req, () => local(req), call.getDeadline())
+      : local(req);
+    answer.then(
       (response) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         log.log(CHATTY.has(method) ? "debug" : "info", "call", { method, ms: Math.round(ms * 10) / 10 });
@@ -60,13 +74,16 @@ function wrap(
 
 function implementation(
   rt: CriRuntime,
+  service: CriService,
   def: grpc.ServiceDefinition,
   handlers: Record<string, Handler<never, unknown>>,
+  dispatcher: Dispatcher | undefined,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(def)) {
     const h = handlers[method];
-    if (h) impl[method] = wrap(rt, method, h);
+    // Without a fallback, a method we lack stays UNIMPLEMENTED by grpc-js; with one, it is forwarded.
+    if (h || dispatcher) impl[method] = wrap(rt, service, method, h, dispatcher);
   }
   return impl;
 }
@@ -77,10 +94,13 @@ export class CriServer {
   constructor(
     private readonly rt: CriRuntime,
     readonly socketPath: string,
+    dispatcher?: Dispatcher,
   ) {
     const services = loadCriServices();
-    this.server.addService(services.runtime, implementation(rt, services.runtime, RUNTIME_HANDLERS));
-    this.server.addService(services.image, implementation(rt, services.image, IMAGE_HANDLERS));
+    const runtime = wrapDefinition(services.runtime);
+    const image = wrapDefinition(services.image);
+    this.server.addService(runtime, implementation(rt, "runtime", runtime, RUNTIME_HANDLERS, dispatcher));
+    this.server.addService(image, implementation(rt, "image", image, IMAGE_HANDLERS, dispatcher));
   }
 
   async listen(): Promise<void> {

@@ -10,6 +10,8 @@ import { openXenLibxl } from "./hypervisor/xen-libxl.js";
 import { bridgeNetworkConfig, CniNetwork, detectXenBridge, firstCniConf } from "./network/cni.js";
 import { CriRuntime } from "./runtime.js";
 import { CriServer } from "./server.js";
+import { Dispatcher } from "./dispatch/dispatcher.js";
+import { FallbackRuntime } from "./dispatch/fallback.js";
 import { OciImages } from "./services/oci-images.js";
 import { startNodeAgent } from "./agent/index.js";
 
@@ -37,6 +39,8 @@ export interface ShimConfig {
   nodeAddress?: string;
   /** Inactivity timeout of a migration stream (ms). */
   migrationTimeoutMs?: number;
+  /** The node's Linux CRI runtime (containerd): everything that is not a superfluid pod goes there. */
+  fallbackRuntimeEndpoint?: string;
 }
 
 export async function runShim(config: ShimConfig): Promise<void> {
@@ -76,9 +80,21 @@ export async function runShim(config: ShimConfig): Promise<void> {
     },
   });
   const report = await runtime.start();
-  const server = new CriServer(runtime, config.socketPath);
+  const fallback = config.fallbackRuntimeEndpoint
+    ? new FallbackRuntime(config.fallbackRuntimeEndpoint)
+    : undefined;
+  const server = new CriServer(
+    runtime,
+    config.socketPath,
+    fallback ? new Dispatcher(runtime, fallback) : undefined,
+  );
   await server.listen();
-  log.info("shim ready", { ms: Date.now() - started, hypervisor: hypervisor.name, ...report });
+  log.info("shim ready", {
+    ms: Date.now() - started,
+    hypervisor: hypervisor.name,
+    fallback: fallback?.endpoint ?? "none",
+    ...report,
+  });
   // Optional: without an apiserver the shim is a plain CRI runtime.
   // --node-name alone (in a pod) uses the in-cluster service account; --kubeconfig names a file.
   const agent = config.nodeName
@@ -95,6 +111,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
     stopping = true;
     log.info("stopping", { signal });
     await server.close();
+    fallback?.close();
     await agent?.stop();
     await runtime.stop();
     await hypervisor.close();

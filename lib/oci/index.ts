@@ -27,6 +27,8 @@ export { inspectImage, type ImageInspection } from "./resolve.js";
 export { MEDIA_TYPES } from "./media-types.js";
 export {
   buildUnikernelImage,
+  buildLinuxImage,
+  type LinuxImageOptions,
   writeOciLayout,
   readOciLayout,
   pushImage,

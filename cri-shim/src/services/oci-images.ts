@@ -2,12 +2,14 @@
 // reached over plain HTTP (loopback ones by default, as containerd does for localhost) or with an
 // extra CA is node configuration, decided here per pull from the reference's registry host.
 import {
+  ImageFormatError,
   ImageStore,
+  inspectImage,
   parseReference,
   type ImageRecord,
   type RegistryOptions,
 } from "../../../lib/oci/index.js";
-import type { ImageBackend, ImageInfo, PullAuth } from "./image-backend.js";
+import type { ImageBackend, ImageFormat, ImageInfo, PullAuth } from "./image-backend.js";
 
 export interface OciImagesOptions {
   /** Registry hosts (with or without port) reached over plain HTTP. */
@@ -43,6 +45,17 @@ export class OciImages implements ImageBackend {
 
   async pull(ref: string, auth?: PullAuth): Promise<ImageInfo> {
     return toInfo(await this.store.pull(ref, { ...this.registryOptions(ref), ...(auth ? { auth } : {}) }));
+  }
+
+  async format(ref: string, auth?: PullAuth): Promise<ImageFormat> {
+    try {
+      await inspectImage(ref, { ...this.registryOptions(ref), ...(auth ? { auth } : {}) });
+      return "unikernel";
+    } catch (err) {
+      // No key at fault: no unikernel key at all, or a platform we do not run (an arm64, a windows image).
+      if (err instanceof ImageFormatError) return err.key === "" ? "linux" : "unikernel";
+      throw err;
+    }
   }
 
   async get(refOrId: string): Promise<ImageInfo | undefined> {

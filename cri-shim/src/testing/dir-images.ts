@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import type { ImageBackend, ImageInfo } from "../services/image-backend.js";
+import type { ImageBackend, ImageFormat, ImageInfo } from "../services/image-backend.js";
 
 export class DirImagesDouble implements ImageBackend {
   private readonly images = new Map<string, ImageInfo>();
@@ -12,6 +12,11 @@ export class DirImagesDouble implements ImageBackend {
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
+  }
+
+  /** The references in `available` are the unikernels; any other is taken for a Linux image. */
+  async format(ref: string): Promise<ImageFormat> {
+    return this.available.has(ref) ? "unikernel" : "linux";
   }
 
   async pull(ref: string): Promise<ImageInfo> {

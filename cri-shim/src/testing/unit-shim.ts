@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { CniNetwork } from "../network/cni.js";
 import { CriRuntime } from "../runtime.js";
 import { CriServer } from "../server.js";
+import { Dispatcher } from "../dispatch/dispatcher.js";
+import { FallbackRuntime } from "../dispatch/fallback.js";
 import { connectCri, type CriClient } from "./cri-client.js";
 import { DirImagesDouble } from "./dir-images.js";
 import { MemoryHypervisorDouble } from "./memory-hypervisor.js";
@@ -26,9 +28,11 @@ export interface UnitShim {
 }
 
 export async function startUnitShim(existing?: {
-  dir: string;
-  hv: MemoryHypervisorDouble;
-  images: DirImagesDouble;
+  dir?: string;
+  hv?: MemoryHypervisorDouble;
+  images?: DirImagesDouble;
+  /** A real CRI runtime (containerd) for everything that is not a superfluid pod. */
+  fallbackEndpoint?: string;
 }): Promise<UnitShim> {
   const dir = existing?.dir ?? mkdtempSync(join(tmpdir(), "sf-cri-"));
   const hv = existing?.hv ?? new MemoryHypervisorDouble();
@@ -51,7 +55,8 @@ export async function startUnitShim(existing?: {
   });
   await runtime.start();
   const socket = join(dir, "cri.sock");
-  const server = new CriServer(runtime, socket);
+  const fallback = existing?.fallbackEndpoint ? new FallbackRuntime(existing.fallbackEndpoint) : undefined;
+  const server = new CriServer(runtime, socket, fallback ? new Dispatcher(runtime, fallback) : undefined);
   await server.listen();
   const cri = connectCri(socket);
   const shim: UnitShim = {
@@ -68,12 +73,14 @@ export async function startUnitShim(existing?: {
       cri.close();
       await server.close(100);
       await runtime.stop();
-      return startUnitShim({ dir, hv, images });
+      fallback?.close();
+      return startUnitShim({ dir, hv, images, fallbackEndpoint: existing?.fallbackEndpoint });
     },
     async dispose() {
       cri.close();
       await server.close(100);
       await runtime.stop();
+      fallback?.close();
       await hv.close();
       rmSync(dir, { recursive: true, force: true });
     },
