@@ -117,6 +117,7 @@ test.serial(
       [],
       ["--set", "operator.watchNamespace=apps"],
       ["--set", "shim.enabled=false", "--set", "operator.leaderElection=false"],
+      ["--set", "shim.fallbackRuntimeEndpoint=unix:///run/containerd/containerd.sock"],
     ]) {
       const { text } = await render(values);
       const r = await kubeconform(text);
@@ -143,6 +144,49 @@ test.serial(
       `apiVersion: ${API_VERSION}\nkind: UnikernelVM\nmetadata: {name: x}\nspec: {image: r/x:1, memroy: 8Mi}\n`,
     );
     t.not(badVM.code, 0);
+  },
+);
+
+test.serial(
+  "shim.fallbackRuntimeEndpoint becomes the shim's flag and a mount of the socket's directory",
+  async (t) => {
+    type Ds = Manifest & {
+      spec: {
+        template: {
+          spec: {
+            containers: { args: string[]; volumeMounts: { name: string; mountPath: string }[] }[];
+            volumes: { name: string; hostPath?: { path: string } }[];
+          };
+        };
+      };
+    };
+    const shimOf = async (extra: string[]) =>
+      (await render(extra)).objects.find(
+        (o) => o.kind === "DaemonSet" && o.metadata.name.endsWith("cri-shim"),
+      ) as Ds;
+    const plain = (await shimOf([])).spec.template.spec;
+    t.false(plain.containers[0]!.args.some((a) => a.startsWith("--fallback-runtime-endpoint")));
+    const ds = (
+      await shimOf(["--set", "shim.fallbackRuntimeEndpoint=unix:///run/containerd/containerd.sock"])
+    ).spec.template.spec;
+    t.true(
+      ds.containers[0]!.args.includes("--fallback-runtime-endpoint=unix:///run/containerd/containerd.sock"),
+    );
+    t.deepEqual(ds.volumes.find((v) => v.name === "fallback-runtime")?.hostPath?.path, "/run/containerd");
+    t.true(
+      ds.containers[0]!.volumeMounts.some(
+        (m) => m.name === "fallback-runtime" && m.mountPath === "/run/containerd",
+      ),
+    );
+    const bad = await helm([
+      "template",
+      RELEASE,
+      CHART,
+      "--set",
+      "shim.fallbackRuntimeEndpoint=tcp://1.2.3.4:1",
+    ]);
+    t.not(bad.code, 0);
+    t.regex(bad.stderr, /fallbackRuntimeEndpoint/);
   },
 );
 

@@ -215,6 +215,12 @@ test.serial(
     });
     t.regex(url, /^http:\/\/127\.0\.0\.1:\d+\/exec\//);
 
+    // A handler no runtime on the node serves: containerd's own error, naming it.
+    const kata = await failure(
+      cri.runtime("RunPodSandbox", { config: podConfig("kata"), runtime_handler: "kata" }),
+    );
+    t.regex(kata.details, /fallback runtime unix:\/\/.*: .*"kata"/);
+
     // Stop and remove both; nothing is left on either side.
     await cri.runtime("StopContainer", { container_id: linuxCtr, timeout: "1" });
     await cri.runtime("RemoveContainer", { container_id: linuxCtr });
