@@ -163,15 +163,16 @@ test.serial(
       stats.some((s) => s.attributes.id === linuxCtr),
       "containerd's container has stats",
     );
-    const fs = await cri.image<{ image_filesystems: Array<{ fs_id: { mountpoint: string } }> }>(
-      "ImageFsInfo",
-      {},
-    );
+    const fs = await cri.image<{
+      image_filesystems: Array<{ fs_id: { mountpoint: string } }>;
+      container_filesystems: unknown[];
+    }>("ImageFsInfo", {});
     t.true(
       fs.image_filesystems[0]!.fs_id.mountpoint.startsWith(containerd.dir),
       "containerd's file system first",
     );
     t.is(fs.image_filesystems.length, 2);
+    t.deepEqual(fs.container_filesystems, [], "containerd names none; ours is not the node's container fs");
 
     // Id-keyed calls go where the id lives.
     const linuxStatus = await cri.runtime<{ status: { state: string; log_path: string } }>(

@@ -21,6 +21,15 @@ type Local = () => Promise<unknown>;
 const str = (v: unknown): string => (typeof v === "string" ? v : "");
 const obj = (v: unknown): Req | undefined => (typeof v === "object" && v !== null ? (v as Req) : undefined);
 
+/**
+ * Our ImageFsInfo names our image store as the container file system too (a unikernel has no
+ * writable layer). Beside containerd that would be wrong: its containers write under its own root,
+ * and a kubelet given no container file system takes the image one (containerd's, listed first).
+ */
+function withoutContainerFs(method: string, reply: unknown): unknown {
+  return method === "ImageFsInfo" ? { ...(reply as Req), container_filesystems: [] } : reply;
+}
+
 export class Dispatcher {
   constructor(
     private readonly rt: CriRuntime,
@@ -46,7 +55,7 @@ export class Dispatcher {
       case "merge": {
         // The fallback's entries first: the kubelet reads ImageFsInfo's first file system as the node's.
         const [theirs, ours] = await Promise.all([forward(), local()]);
-        return concatReplies(theirs.bytes, fb.encode(service, method, ours));
+        return concatReplies(theirs.bytes, fb.encode(service, method, withoutContainerFs(method, ours)));
       }
       case "status": {
         const ours = (await local()) as StatusReply;
