@@ -79,10 +79,12 @@ export async function runShim(config: ShimConfig): Promise<void> {
       ...(config.consoleLogDir ? { consoleLogDir: config.consoleLogDir } : {}),
     },
   });
-  const report = await runtime.start();
+  // Before anything starts: a bad endpoint is a flag error. Its socket may come up later (containerd
+  // restarting): calls report it unavailable until then.
   const fallback = config.fallbackRuntimeEndpoint
     ? new FallbackRuntime(config.fallbackRuntimeEndpoint)
     : undefined;
+  const report = await runtime.start();
   const server = new CriServer(
     runtime,
     config.socketPath,

@@ -65,6 +65,22 @@ const podConfig = (name: string) => ({
   linux: { security_context: { namespace_options: { network: "NODE" } } },
 });
 
+/** A superfluid pod (our runtime handler) with its one container started; the image is pulled. */
+async function runUnikernelPod(name: string): Promise<{ sb: string; ctr: string }> {
+  const config = podConfig(name);
+  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+    runtime_handler: "superfluid",
+  });
+  const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 0 }, image: { image: UNIKERNEL }, log_path: "main/0.log" },
+    sandbox_config: config,
+  });
+  await shim.cri.runtime("StartContainer", { container_id: ctr });
+  return { sb, ctr };
+}
+
 async function failure(p: Promise<unknown>): Promise<ServiceError> {
   return p.then(
     () => {
@@ -119,17 +135,7 @@ test.serial(
     // A unikernel pod beside it: pulled by format (no pod named), run with our handler.
     await cri.image("PullImage", { image: { image: UNIKERNEL } });
     t.truthy(await shim.images.get(UNIKERNEL), "the unikernel image landed in our store");
-    const ukPod = podConfig("uk");
-    const { pod_sandbox_id: ukSb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-      config: ukPod,
-      runtime_handler: "superfluid",
-    });
-    const { container_id: ukCtr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
-      pod_sandbox_id: ukSb,
-      config: { metadata: { name: "main", attempt: 0 }, image: { image: UNIKERNEL }, log_path: "main/0.log" },
-      sandbox_config: ukPod,
-    });
-    await cri.runtime("StartContainer", { container_id: ukCtr });
+    const { sb: ukSb, ctr: ukCtr } = await runUnikernelPod("uk");
     t.truthy(shim.runtime.ctx.sandboxes.resolve(ukSb), "our sandbox is ours");
 
     // Merged lists: both sandboxes, both containers, both images.
@@ -237,17 +243,7 @@ test.serial(
 test.serial("containerd down: reported in Status and on its calls, our pod keeps running", async (t) => {
   const cri = shim.cri;
   await cri.image("PullImage", { image: { image: UNIKERNEL } });
-  const ukPod = podConfig("uk-2");
-  const { pod_sandbox_id: ukSb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-    config: ukPod,
-    runtime_handler: "superfluid",
-  });
-  const { container_id: ukCtr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
-    pod_sandbox_id: ukSb,
-    config: { metadata: { name: "main", attempt: 0 }, image: { image: UNIKERNEL }, log_path: "main/0.log" },
-    sandbox_config: ukPod,
-  });
-  await cri.runtime("StartContainer", { container_id: ukCtr });
+  const { sb: ukSb, ctr: ukCtr } = await runUnikernelPod("uk-2");
 
   await containerd.halt();
   const status = await cri.runtime<{ status: { conditions: Cond[] } }>("Status", {});
