@@ -65,6 +65,33 @@ const podConfig = (name: string) => ({
   linux: { security_context: { namespace_options: { network: "NODE" } } },
 });
 
+/** An ordinary pod, the kubelet's way: sandbox, then the pull naming the pod, then the container. */
+async function runLinuxPod(name: string) {
+  const cri = shim.cri;
+  const config = podConfig(name);
+  const { pod_sandbox_id: sb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+    runtime_handler: "",
+  });
+  const { image_ref: imageRef } = await cri.image<{ image_ref: string }>("PullImage", {
+    image: { image: linuxImage },
+    sandbox_config: config,
+  });
+  const { container_id: ctr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: {
+      metadata: { name: "app", attempt: 0 },
+      image: { image: imageRef },
+      command: ["/bin/busybox", "sh", "-c", "echo hello-from-runc; exec /bin/busybox sleep 3600"],
+      log_path: "app/0.log",
+      linux: {},
+    },
+    sandbox_config: config,
+  });
+  await cri.runtime("StartContainer", { container_id: ctr });
+  return { config, sb, ctr, imageRef };
+}
+
 /** A superfluid pod (our runtime handler) with its one container started; the image is pulled. */
 async function runUnikernelPod(name: string): Promise<{ sb: string; ctr: string }> {
   const config = podConfig(name);
@@ -105,32 +132,12 @@ test.serial(
     );
 
     // The kubelet's order: sandbox first, then the image pull naming the pod, then the container.
-    const linuxPod = podConfig("linux");
-    const { pod_sandbox_id: linuxSb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-      config: linuxPod,
-      runtime_handler: "",
-    });
+    const { config: linuxPod, sb: linuxSb, ctr: linuxCtr, imageRef: linuxRef } = await runLinuxPod("linux");
     t.false(
       shim.runtime.ctx.sandboxes.resolve(linuxSb) !== undefined,
       "containerd's sandbox is not in our store",
     );
-    const { image_ref: linuxRef } = await cri.image<{ image_ref: string }>("PullImage", {
-      image: { image: linuxImage },
-      sandbox_config: linuxPod,
-    });
     t.regex(linuxRef, /^sha256:[0-9a-f]{64}$/);
-    const { container_id: linuxCtr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
-      pod_sandbox_id: linuxSb,
-      config: {
-        metadata: { name: "app", attempt: 0 },
-        image: { image: linuxRef },
-        command: ["/bin/busybox", "sh", "-c", "echo hello-from-runc; exec /bin/busybox sleep 3600"],
-        log_path: "app/0.log",
-        linux: {},
-      },
-      sandbox_config: linuxPod,
-    });
-    await cri.runtime("StartContainer", { container_id: linuxCtr });
 
     // A unikernel pod beside it: pulled by format (no pod named), run with our handler.
     await cri.image("PullImage", { image: { image: UNIKERNEL } });
@@ -240,42 +247,67 @@ test.serial(
   },
 );
 
-test.serial("containerd down: reported in Status and on its calls, our pod keeps running", async (t) => {
-  const cri = shim.cri;
-  await cri.image("PullImage", { image: { image: UNIKERNEL } });
-  const { sb: ukSb, ctr: ukCtr } = await runUnikernelPod("uk-2");
+test.serial(
+  "containerd down mid-call: reported in Status and on its calls; no pod of either side is lost",
+  async (t) => {
+    const cri = shim.cri;
+    await cri.image("PullImage", { image: { image: UNIKERNEL } });
+    const { sb: ukSb, ctr: ukCtr } = await runUnikernelPod("uk-2");
+    const linux = await runLinuxPod("linux-3");
 
-  await containerd.halt();
-  const status = await cri.runtime<{ status: { conditions: Cond[] } }>("Status", {});
-  const ready = status.status.conditions.find((c) => c.type === "RuntimeReady");
-  t.false(ready?.status);
-  t.is(ready?.reason, FALLBACK_UNAVAILABLE);
-  t.true(ready?.message.includes(containerd.endpoint), ready?.message);
+    // containerd goes away in the middle of a call: that call fails, naming it; the shim stays up.
+    const inFlight = failure(
+      cri.runtime("ExecSync", {
+        container_id: linux.ctr,
+        cmd: ["/bin/busybox", "sleep", "20"],
+        timeout: "60",
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    await containerd.halt();
+    t.regex((await inFlight).details, /fallback runtime unix:\/\//);
 
-  const list = await failure(cri.runtime("ListPodSandbox", {}));
-  t.is(list.code, grpcStatus.UNAVAILABLE);
-  t.regex(list.details, /fallback runtime unix:\/\/.* is unavailable \(ListPodSandbox\)/);
-  const run = await failure(
-    cri.runtime("RunPodSandbox", { config: podConfig("linux-2"), runtime_handler: "" }),
-  );
-  t.is(run.code, grpcStatus.UNAVAILABLE);
+    const status = await cri.runtime<{ status: { conditions: Cond[] } }>("Status", {});
+    const ready = status.status.conditions.find((c) => c.type === "RuntimeReady");
+    t.false(ready?.status);
+    t.is(ready?.reason, FALLBACK_UNAVAILABLE);
+    t.true(ready?.message.includes(containerd.endpoint), ready?.message);
 
-  // Our side answers as before: the pod and its domain are untouched.
-  const ours = await cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ukCtr });
-  t.is(ours.status.state, "CONTAINER_RUNNING");
-  t.is((await shim.hv.list()).length, 1);
+    const list = await failure(cri.runtime("ListPodSandbox", {}));
+    t.is(list.code, grpcStatus.UNAVAILABLE);
+    t.regex(list.details, /fallback runtime unix:\/\/.* is unavailable \(ListPodSandbox\)/);
+    const run = await failure(
+      cri.runtime("RunPodSandbox", { config: podConfig("linux-2"), runtime_handler: "" }),
+    );
+    t.is(run.code, grpcStatus.UNAVAILABLE);
 
-  // containerd back: the shim reconnects on its own.
-  await containerd.resume();
-  await waitFor("RuntimeReady again", async () => {
-    const s = await cri.runtime<{ status: { conditions: Cond[] } }>("Status", {});
-    return s.status.conditions.every((c) => c.status) ? true : undefined;
-  });
-  const { items } = await cri.runtime<{ items: Sandbox[] }>("ListPodSandbox", {});
-  t.deepEqual(
-    items.map((s) => s.id),
-    [ukSb],
-  );
-  await cri.runtime("StopPodSandbox", { pod_sandbox_id: ukSb });
-  await cri.runtime("RemovePodSandbox", { pod_sandbox_id: ukSb });
-});
+    // Our side answers as before: the pod and its domain are untouched.
+    const ours = await cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ukCtr });
+    t.is(ours.status.state, "CONTAINER_RUNNING");
+    t.is((await shim.hv.list()).length, 1);
+
+    // containerd back: the shim reconnects on its own.
+    await containerd.resume();
+    await waitFor("RuntimeReady again", async () => {
+      const s = await cri.runtime<{ status: { conditions: Cond[] } }>("Status", {});
+      return s.status.conditions.every((c) => c.status) ? true : undefined;
+    });
+    // Neither side lost its pod: containerd's container outlived containerd (its runc shim kept it).
+    const { items } = await cri.runtime<{ items: Sandbox[] }>("ListPodSandbox", {});
+    t.deepEqual(items.map((s) => s.id).sort(), [ukSb, linux.sb].sort());
+    const { containers } = await cri.runtime<{ containers: Ctr[] }>("ListContainers", {});
+    t.deepEqual(
+      containers.map((c) => [c.id, c.state]).sort(),
+      [
+        [linux.ctr, "CONTAINER_RUNNING"],
+        [ukCtr, "CONTAINER_RUNNING"],
+      ].sort(),
+    );
+    await cri.runtime("StopContainer", { container_id: linux.ctr, timeout: "1" });
+    for (const sb of [ukSb, linux.sb]) {
+      await cri.runtime("StopPodSandbox", { pod_sandbox_id: sb });
+      await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb });
+    }
+    t.deepEqual((await cri.runtime<{ items: Sandbox[] }>("ListPodSandbox", {})).items, []);
+  },
+);
