@@ -55,22 +55,12 @@ export function buildUnikernelImage(opts: BuildOptions): BuiltImage {
     { path: KERNEL_PATH_IN_LAYER, data: opts.kernel, mode: 0o644 },
     ...(opts.initrd ? [{ path: INITRD_PATH_IN_LAYER, data: opts.initrd, mode: 0o644 }] : []),
   ]);
-  const packed = packImage(tar, { Labels: annotations }, annotations);
-  return { ...packed, config };
-}
-
-/** One gzip layer + an amd64/linux config + an OCI manifest, every blob by digest. */
-function packImage(
-  tar: Buffer,
-  runConfig: Record<string, unknown>,
-  annotations?: Record<string, string>,
-): Omit<BuiltImage, "config"> {
   const layer = gzipSync(tar, { level: 9 });
   const configBlob = Buffer.from(
     JSON.stringify({
       architecture: "amd64",
       os: "linux",
-      config: runConfig,
+      config: { Labels: annotations },
       rootfs: { type: "layers", diff_ids: [sha256Digest(tar)] },
     }),
   );
@@ -80,37 +70,14 @@ function packImage(
       mediaType: MEDIA_TYPES.ociManifest,
       config: descriptor(MEDIA_TYPES.ociConfig, configBlob),
       layers: [descriptor(MEDIA_TYPES.ociLayerGzip, layer)],
-      ...(annotations ? { annotations } : {}),
+      annotations,
     }),
   );
   const blobs = new Map([
     [sha256Digest(configBlob), configBlob],
     [sha256Digest(layer), layer],
   ]);
-  return { manifest, manifestDigest: sha256Digest(manifest), blobs };
-}
-
-export interface LinuxImageOptions {
-  /** Files of the root file system (parent directories are added). */
-  files: Array<{ path: string; data: Buffer; mode?: number }>;
-  cmd: string[];
-}
-
-/**
- * An ordinary Linux container image (no unikernel keys): what a node's Linux runtime (containerd)
- * runs, and what the shim itself refuses. For tests, e.g. a static busybox and a command.
- */
-export function buildLinuxImage(opts: LinuxImageOptions): Omit<BuiltImage, "config"> {
-  const dirs = new Set<string>();
-  for (const f of opts.files) {
-    const parts = f.path.split("/").filter(Boolean);
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join("/") + "/");
-  }
-  const tar = writeTar([
-    ...[...dirs].sort().map((path) => ({ path, type: "directory" as const })),
-    ...opts.files.map((f) => ({ path: f.path.replace(/^\/+/, ""), data: f.data, mode: f.mode ?? 0o644 })),
-  ]);
-  return packImage(tar, { Cmd: opts.cmd, Env: ["PATH=/bin"] });
+  return { manifest, manifestDigest: sha256Digest(manifest), blobs, config };
 }
 
 /** Writes an OCI image layout (oci-layout, index.json, blobs/sha256/*); `refName` tags it inside. */

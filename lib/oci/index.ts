@@ -27,8 +27,6 @@ export { inspectImage, type ImageInspection } from "./resolve.js";
 export { MEDIA_TYPES } from "./media-types.js";
 export {
   buildUnikernelImage,
-  buildLinuxImage,
-  type LinuxImageOptions,
   writeOciLayout,
   readOciLayout,
   pushImage,

@@ -8,7 +8,7 @@ import test from "ava";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { status as grpcStatus, type ServiceError } from "@grpc/grpc-js";
-import { buildLinuxImage, pushImage } from "../../../lib/oci/index.js";
+import { buildContainerImage, buildLayer, pushImage } from "../../../lib/oci/index.js";
 import { startContainerd, type TestContainerd } from "../../../e2e/harness/containerd.js";
 import { startRegistry, type TestRegistry } from "../../../e2e/harness/registry.js";
 import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
@@ -27,10 +27,10 @@ let linuxImage: string;
 test.before(async () => {
   registry = await startRegistry();
   linuxImage = `${registry.host}/test/busybox:1`;
-  const image = buildLinuxImage({
-    files: [{ path: "bin/busybox", data: readFileSync("/bin/busybox"), mode: 0o755 }],
-    cmd: ["/bin/busybox", "sleep", "3600"],
-  });
+  const image = buildContainerImage(
+    [buildLayer([{ path: "bin/busybox", data: readFileSync("/bin/busybox"), mode: 0o755 }])],
+    { entrypoint: ["/bin/busybox", "sleep", "3600"], env: ["PATH=/bin"] },
+  );
   await pushImage(image, linuxImage, { plainHttp: true });
   containerd = await startContainerd({ plainHttpRegistries: [registry.host], sandboxImage: linuxImage });
   shim = await startUnitShim({ fallbackEndpoint: containerd.endpoint });

@@ -5,8 +5,13 @@ import test from "ava";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildLinuxImage, buildUnikernelImage, ImageStore, pushImage } from "../../../lib/oci/index.js";
-import { sha256Digest } from "../../../lib/oci/digest.js";
+import {
+  buildContainerImage,
+  buildLayer,
+  buildUnikernelImage,
+  ImageStore,
+  pushImage,
+} from "../../../lib/oci/index.js";
 import { IMAGE_ANNOTATIONS } from "../../../api/image-format.js";
 import { startRegistry, type TestRegistry } from "../../../e2e/harness/registry.js";
 import { OciImages } from "./oci-images.js";
@@ -25,22 +30,17 @@ test.after.always(async () => {
 test("format: unikernel, linux, and a broken unikernel", async (t) => {
   const uk = buildUnikernelImage({ kernel: Buffer.from("kernel bytes") });
   await pushImage(uk, `${registry.host}/t/uk:1`, { plainHttp: true });
-  const linux = buildLinuxImage({
-    files: [{ path: "bin/hello", data: Buffer.from("#!/bin/sh\n") }],
-    cmd: ["/bin/hello"],
+  const linux = buildContainerImage([buildLayer([{ path: "bin/hello", data: Buffer.from("#!/bin/sh\n") }])], {
+    entrypoint: ["/bin/hello"],
   });
   await pushImage(linux, `${registry.host}/t/linux:1`, { plainHttp: true });
   // Our kernel key with a path that leaves the image: a unikernel image, refused by our pull.
   const manifest = JSON.parse(uk.manifest.toString()) as { annotations: Record<string, string> };
   manifest.annotations[IMAGE_ANNOTATIONS.kernel] = "../etc/passwd";
   const brokenBytes = Buffer.from(JSON.stringify(manifest));
-  await pushImage(
-    { manifest: brokenBytes, manifestDigest: sha256Digest(brokenBytes), blobs: uk.blobs },
-    `${registry.host}/t/broken:1`,
-    {
-      plainHttp: true,
-    },
-  );
+  await pushImage({ manifest: brokenBytes, blobs: uk.blobs }, `${registry.host}/t/broken:1`, {
+    plainHttp: true,
+  });
 
   const images = new OciImages(new ImageStore(join(dir, "store")), { plainHttpRegistries: [registry.host] });
   t.is(await images.format(`${registry.host}/t/uk:1`), "unikernel");
