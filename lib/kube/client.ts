@@ -1,9 +1,12 @@
 // A small REST client over the kubeconfig's credentials. The generated client-node APIs do not reach
 // every subresource with every patch type (server-side apply on /status, for one); this does, with
-// one keep-alive agent so that a thousand reconciles do not mean a thousand TLS handshakes.
+// one keep-alive agent so that a thousand reconciles do not mean a thousand TLS handshakes, a
+// client-side rate limit (QPS and burst, as client-go's), and a count of every request by verb and
+// resource, so that what a controller costs the apiserver is measured rather than guessed.
 import type { KubeConfig } from "@kubernetes/client-node";
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
+import { RequestCounter, TokenBucket } from "./rate.js";
 
 export class ApiError extends Error {
   constructor(
@@ -33,18 +36,45 @@ export interface RequestSpec {
   contentType?: ContentType;
 }
 
+export interface ClientOptions {
+  /** Sustained requests per second (client-go's QPS); 0 or undefined: unlimited. Watches are not limited. */
+  qps?: number;
+  /** Requests allowed at once above the sustained rate (client-go's burst). */
+  burst?: number;
+}
+
+/** One event of a watch stream. */
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: unknown;
+}
+
+export interface WatchStream {
+  close(): void;
+}
+
 export class KubeClient {
   private readonly url: URL;
   private agent?: HttpAgent | HttpsAgent;
+  /** Watches hold their connection for minutes: they get their own sockets, not the request pool's. */
+  private watchAgent?: HttpAgent | HttpsAgent;
   private auth?: { opts: RequestOptions; at: number };
+  private readonly limiter?: TokenBucket;
+  /** Requests sent, by verb and resource ("create pods", "patch unikernelvms/status", "watch nodes"). */
+  readonly requests = new RequestCounter();
 
-  constructor(readonly kc: KubeConfig) {
+  constructor(
+    readonly kc: KubeConfig,
+    options: ClientOptions = {},
+  ) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
     this.url = new URL(cluster.server);
+    if (options.qps && options.qps > 0)
+      this.limiter = new TokenBucket(options.qps, Math.max(1, options.burst ?? options.qps));
   }
 
-  async request<T>(spec: RequestSpec): Promise<T> {
+  private async connection(): Promise<{ opts: RequestOptions; secure: boolean }> {
     // Credentials are re-read every few seconds, not per request: in a pod the projected
     // service-account token rotates (hourly), and reading files per request costs at 1000 VMs.
     if (!this.auth || Date.now() - this.auth.at > 10_000) {
@@ -52,27 +82,58 @@ export class KubeClient {
       await this.kc.applyToHTTPSOptions(fresh);
       this.auth = { opts: fresh, at: Date.now() };
     }
-    const opts = this.auth.opts;
-    const secure = this.url.protocol === "https:";
-    this.agent ??= secure
+    return { opts: this.auth.opts, secure: this.url.protocol === "https:" };
+  }
+
+  private makeAgent(opts: RequestOptions, secure: boolean, maxSockets: number): HttpAgent | HttpsAgent {
+    return secure
       ? new HttpsAgent({
           keepAlive: true,
-          maxSockets: 256,
+          maxSockets,
           ca: opts.ca,
           cert: opts.cert,
           key: opts.key,
           rejectUnauthorized: opts.rejectUnauthorized,
           servername: opts.servername,
         })
-      : new HttpAgent({ keepAlive: true, maxSockets: 256 });
-    const query = new URLSearchParams();
-    for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) query.set(k, String(v));
-    const qs = query.toString();
-    const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
-    const headers: Record<string, string> = {
-      Accept: "application/json",
-      ...(opts.headers as Record<string, string> | undefined),
+      : new HttpAgent({ keepAlive: true, maxSockets });
+  }
+
+  private requestOptions(
+    opts: RequestOptions,
+    secure: boolean,
+    method: string,
+    path: string,
+    query: RequestSpec["query"],
+    headers: Record<string, string>,
+    agent: HttpAgent | HttpsAgent,
+  ): RequestOptions {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) q.set(k, String(v));
+    const qs = q.toString();
+    return {
+      protocol: this.url.protocol,
+      hostname: this.url.hostname.replace(/^\[|\]$/g, ""),
+      port: this.url.port || (secure ? 443 : 80),
+      path: `${this.url.pathname.replace(/\/$/, "")}${path}${qs ? `?${qs}` : ""}`,
+      method,
+      headers: {
+        Accept: "application/json",
+        ...(opts.headers as Record<string, string> | undefined),
+        ...headers,
+      },
+      agent,
+      ...(opts.auth ? { auth: opts.auth } : {}),
     };
+  }
+
+  async request<T>(spec: RequestSpec): Promise<T> {
+    if (this.limiter) await this.limiter.take();
+    const { opts, secure } = await this.connection();
+    this.agent ??= this.makeAgent(opts, secure, 256);
+    this.requests.count(spec.method, spec.path, spec.query);
+    const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
+    const headers: Record<string, string> = {};
     if (payload !== undefined) {
       headers["Content-Type"] = spec.contentType ?? "application/json";
       headers["Content-Length"] = String(Buffer.byteLength(payload));
@@ -81,14 +142,7 @@ export class KubeClient {
     return await new Promise<T>((resolve, reject) => {
       const req = send(
         {
-          protocol: this.url.protocol,
-          hostname: this.url.hostname.replace(/^\[|\]$/g, ""),
-          port: this.url.port || (secure ? 443 : 80),
-          path: `${this.url.pathname.replace(/\/$/, "")}${spec.path}${qs ? `?${qs}` : ""}`,
-          method: spec.method,
-          headers,
-          agent: this.agent,
-          ...(opts.auth ? { auth: opts.auth } : {}),
+          ...this.requestOptions(opts, secure, spec.method, spec.path, spec.query, headers, this.agent!),
           timeout: 30_000,
         },
         (res) => {
@@ -138,8 +192,73 @@ export class KubeClient {
     });
   }
 
+  /**
+   * A watch: onEvent for every event of the newline-delimited stream, onEnd once when it ends (err
+   * undefined when the server closed it normally, at timeoutSeconds).
+   */
+  watch(
+    path: string,
+    query: RequestSpec["query"],
+    onEvent: (e: WatchEvent) => void,
+    onEnd: (err?: Error) => void,
+  ): WatchStream {
+    let ended = false;
+    let closed = false;
+    const end = (err?: Error) => {
+      if (ended) return;
+      ended = true;
+      onEnd(closed ? undefined : err);
+    };
+    let req: ReturnType<typeof httpRequest> | undefined;
+    this.connection().then(({ opts, secure }) => {
+      if (closed) return end();
+      this.watchAgent ??= this.makeAgent(opts, secure, Infinity);
+      this.requests.count("GET", path, { ...query, watch: true });
+      const send = secure ? httpsRequest : httpRequest;
+      req = send(
+        this.requestOptions(opts, secure, "GET", path, { ...query, watch: true }, {}, this.watchAgent),
+        (res: IncomingMessage) => {
+          if ((res.statusCode ?? 0) >= 300) {
+            res.resume();
+            return end(new ApiError(res.statusCode ?? 0, "WatchFailed", `watch ${path}: ${res.statusCode}`));
+          }
+          let buffered = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => {
+            buffered += chunk;
+            let nl: number;
+            while ((nl = buffered.indexOf("\n")) >= 0) {
+              const line = buffered.slice(0, nl).trim();
+              buffered = buffered.slice(nl + 1);
+              if (!line) continue;
+              try {
+                onEvent(JSON.parse(line) as WatchEvent);
+              } catch (err) {
+                req?.destroy(err instanceof Error ? err : new Error(String(err)));
+                return;
+              }
+            }
+          });
+          res.on("end", () => end());
+          res.on("error", (e) => end(e));
+          res.on("close", () => end());
+        },
+      );
+      req.on("error", (e) => end(e));
+      req.end();
+    }, end);
+    return {
+      close() {
+        closed = true;
+        req?.destroy();
+        end();
+      },
+    };
+  }
+
   close(): void {
     this.agent?.destroy();
+    this.watchAgent?.destroy();
   }
 }
 

@@ -1,78 +1,217 @@
-// Informer caches over the REST client: list, then watch from the list's resourceVersion; restarted
-// after a watch error (client-node's informer stops on one), so the cache never silently freezes.
-import {
-  type Informer,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  makeInformer,
-  type ObjectCache,
-} from "@kubernetes/client-node";
+// Informer caches over our REST client: list, then watch from the list's resourceVersion (with
+// bookmarks), relisting after a 410 Gone or a broken stream, so the cache never silently freezes.
+// Every object passes through a transform before it is stored: managedFields (often half an object's
+// size) are dropped always, and a caller can strip whatever else its controllers never read.
+import type { KubeConfig } from "@kubernetes/client-node";
 import { logger } from "../log.js";
-import type { KubeClient } from "./client.js";
+import type { KubeClient, WatchStream } from "./client.js";
 
 const log = logger("informer");
 
-export interface Watched<T> extends ObjectCache<T> {
-  on(verb: "add" | "update" | "delete", cb: (obj: T) => void): void;
+export type Verb = "add" | "update" | "delete";
+
+export interface Watched<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): T[];
+  on(verb: Verb, cb: (obj: T) => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** True once the first list has filled the cache. */
   readonly synced: boolean;
 }
 
-/** T is the object as the apiserver sends it; our CRD types keep timestamps as strings, hence no KubernetesObject bound. */
+export interface WatchOptions<T> {
+  labelSelector?: string;
+  /** What the cache keeps of each object (after managedFields are dropped). Must not need I/O. */
+  transform?: (obj: T) => T;
+}
+
+interface Meta {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    managedFields?: unknown;
+  };
+}
+
+interface ListResult {
+  metadata?: { resourceVersion?: string; continue?: string };
+  items: Meta[];
+}
+
+/** Drops managedFields: no controller of ours reads them, and they are a large share of each object. */
+export function stripManagedFields<T>(obj: T): T {
+  const m = (obj as Meta).metadata;
+  if (m?.managedFields !== undefined) delete m.managedFields;
+  return obj;
+}
+
+const keyOf = (o: Meta) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+
+/**
+ * T is the object as the apiserver sends it; our CRD types keep timestamps as strings, hence no
+ * KubernetesObject bound. kc is kept in the signature for the callers written against the old one.
+ */
 export function watchResource<T>(
-  kc: KubeConfig,
+  _kc: KubeConfig | undefined,
   client: KubeClient,
   path: string,
-  labelSelector?: string,
+  selectorOrOptions?: string | WatchOptions<T>,
 ): Watched<T> {
-  let listed = false;
-  const list = async () => {
-    const result = await client.request<KubernetesListObject<KubernetesObject>>({
-      method: "GET",
-      path,
-      query: { labelSelector },
-    });
-    listed = true;
-    return result;
+  const opts: WatchOptions<T> =
+    typeof selectorOrOptions === "string" ? { labelSelector: selectorOrOptions } : (selectorOrOptions ?? {});
+  const transform = (o: T): T => {
+    const stripped = stripManagedFields(o);
+    return opts.transform ? opts.transform(stripped) : stripped;
   };
-  const informer = makeInformer<KubernetesObject>(
-    kc,
-    path,
-    list,
-    labelSelector,
-  ) as unknown as Informer<KubernetesObject> &
-    ObjectCache<T> & { on(verb: "add" | "update" | "delete", cb: (obj: T) => void): void };
-  let stopped = false;
+  const cache = new Map<string, T>();
+  const byNamespace = new Map<string, Map<string, T>>();
+  const handlers: Record<Verb, ((o: T) => void)[]> = { add: [], update: [], delete: [] };
   let synced = false;
-  let restartTimer: NodeJS.Timeout | undefined;
-  informer.on("error", (err?: unknown) => {
+  let stopped = false;
+  let stream: WatchStream | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let resourceVersion: string | undefined;
+
+  const emit = (verb: Verb, o: T) => {
+    for (const h of handlers[verb]) {
+      try {
+        h(o);
+      } catch (err) {
+        log.warn("handler failed", { path, verb, error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  };
+  const put = (o: T): "add" | "update" => {
+    const k = keyOf(o as Meta);
+    const existed = cache.has(k);
+    cache.set(k, o);
+    const ns = (o as Meta).metadata?.namespace ?? "";
+    let inNs = byNamespace.get(ns);
+    if (!inNs) byNamespace.set(ns, (inNs = new Map()));
+    inNs.set(k, o);
+    return existed ? "update" : "add";
+  };
+  const remove = (k: string): T | undefined => {
+    const o = cache.get(k);
+    if (!o) return undefined;
+    cache.delete(k);
+    byNamespace.get((o as Meta).metadata?.namespace ?? "")?.delete(k);
+    return o;
+  };
+
+  /** A full list, in pages, replacing the cache: the differences become events. */
+  const relist = async () => {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv: string | undefined;
+    do {
+      const page = await client.request<ListResult>({
+        method: "GET",
+        path,
+        query: { labelSelector: opts.labelSelector, limit: 500, continue: cont },
+      });
+      for (const it of page.items) items.push(transform(it as T));
+      cont = page.metadata?.continue || undefined;
+      rv = page.metadata?.resourceVersion;
+    } while (cont);
+    const seen = new Set<string>();
+    for (const o of items) {
+      seen.add(keyOf(o as Meta));
+      const before = cache.get(keyOf(o as Meta)) as Meta | undefined;
+      const unchanged = before?.metadata?.resourceVersion === (o as Meta).metadata?.resourceVersion;
+      const verb = put(o);
+      if (!unchanged || verb === "add") emit(verb, o);
+    }
+    for (const k of [...cache.keys()]) {
+      if (seen.has(k)) continue;
+      const gone = remove(k);
+      if (gone) emit("delete", gone);
+    }
+    resourceVersion = rv;
+    synced = true;
+  };
+
+  const schedule = (fn: () => void, ms: number) => {
     if (stopped) return;
-    log.warn("watch failed; relisting", { path, error: err instanceof Error ? err.message : String(err) });
-    restartTimer = setTimeout(() => {
-      if (!stopped)
-        informer.start().catch((e: unknown) => log.warn("relist failed", { path, error: String(e) }));
-    }, 1000);
-  });
+    retry = setTimeout(fn, ms);
+  };
+
+  const watch = () => {
+    if (stopped) return;
+    stream = client.watch(
+      path,
+      { labelSelector: opts.labelSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 },
+      (event) => {
+        const o = event.object as Meta;
+        if (event.type === "BOOKMARK") {
+          resourceVersion = o.metadata?.resourceVersion ?? resourceVersion;
+          return;
+        }
+        if (event.type === "ERROR") {
+          // 410 Gone: the resourceVersion is too old; anything else: start over too.
+          resourceVersion = undefined;
+          return;
+        }
+        const obj = transform(event.object as T);
+        resourceVersion = o.metadata?.resourceVersion ?? resourceVersion;
+        if (event.type === "DELETED") {
+          remove(keyOf(o));
+          emit("delete", obj);
+        } else {
+          emit(put(obj), obj);
+        }
+      },
+      (err) => {
+        stream = undefined;
+        if (stopped) return;
+        if (err) log.warn("watch ended", { path, error: err.message });
+        // A watch that ends cleanly (timeoutSeconds) resumes where it was; a lost resourceVersion relists.
+        if (resourceVersion) schedule(watch, err ? 1000 : 0);
+        else schedule(loop, 1000);
+      },
+    );
+  };
+
+  const loop = () => {
+    relist().then(watch, (err: unknown) => {
+      log.warn("list failed; retrying", { path, error: err instanceof Error ? err.message : String(err) });
+      schedule(loop, 1000);
+    });
+  };
+
   return {
-    get: (name, namespace) => informer.get(name, namespace),
-    list: (namespace) => informer.list(namespace),
-    on: (verb, cb) => informer.on(verb, cb),
+    get: (name, namespace) => cache.get(`${namespace ?? ""}/${name}`),
+    list: (namespace) =>
+      namespace === undefined ? [...cache.values()] : [...(byNamespace.get(namespace)?.values() ?? [])],
+    on: (verb, cb) => void handlers[verb].push(cb),
     get synced() {
       return synced;
     },
     async start() {
-      // start() resolves even when the first list failed (the error handler relists): wait for a real list.
-      await informer.start();
-      while (!listed && !stopped) await new Promise((r) => setTimeout(r, 100));
-      synced = listed;
+      stopped = false;
+      // The first list is awaited (retried until it works or stop() is called), then the watch runs on.
+      for (;;) {
+        try {
+          await relist();
+          break;
+        } catch (err) {
+          if (stopped) return;
+          log.warn("list failed; retrying", {
+            path,
+            error: err instanceof Error ? err.message : String(err),
+          });
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      watch();
     },
     async stop() {
       stopped = true;
-      if (restartTimer) clearTimeout(restartTimer);
-      await informer.stop();
+      if (retry) clearTimeout(retry);
+      stream?.close();
+      stream = undefined;
     },
   };
 }

@@ -18,6 +18,8 @@ const { values } = parseArgs({
     "lease-name": { type: "string", default: "superfluid-operator" },
     "lease-duration-seconds": { type: "string", default: "15" },
     workers: { type: "string", default: process.env.WORKERS ?? "16" },
+    "kube-api-qps": { type: "string", default: process.env.KUBE_API_QPS ?? "100" },
+    "kube-api-burst": { type: "string", default: process.env.KUBE_API_BURST ?? "200" },
     help: { type: "boolean", default: false },
   },
 });
@@ -26,6 +28,7 @@ if (values.help) {
   process.stdout
     .write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
   [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 16]
+  [--kube-api-qps 100] [--kube-api-burst 200]
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);
 }
@@ -47,6 +50,8 @@ if (values["leader-elect"] !== "true" && values["leader-elect"] !== "false") {
 }
 const httpPort = positiveInt("http-port", values["http-port"], true);
 const workers = positiveInt("workers", values.workers);
+const kubeApiQps = positiveInt("kube-api-qps", values["kube-api-qps"]);
+const kubeApiBurst = positiveInt("kube-api-burst", values["kube-api-burst"]);
 const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease-duration-seconds"]);
 
 const kc = new KubeConfig();
@@ -64,6 +69,8 @@ try {
     namespace: values.namespace || undefined,
     httpPort,
     workers,
+    kubeApiQps,
+    kubeApiBurst,
     leaderElection:
       values["leader-elect"] === "true"
         ? {

@@ -28,6 +28,12 @@ export class OperatorMetrics {
     labelNames: ["phase"] as const,
     registers: [this.registry],
   });
+  readonly apiRequests = new Counter({
+    name: "superfluid_kube_api_requests_total",
+    help: "Requests this process sent to the Kubernetes API, by verb and resource (as the apiserver names them).",
+    labelNames: ["verb", "resource"] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: "superfluid_leader",
     help: "1 while this replica holds the leader lease.",

@@ -22,6 +22,7 @@ import type { Watched } from "../../lib/kube/informers.js";
 import { ApiError, isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 import type { OperatorMetrics } from "./metrics.js";
 import { type ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
+import { addFinalizer, deletePod, removeFinalizer } from "../../lib/kube/objects.js";
 import {
   checkRequest,
   decide,
@@ -311,16 +312,8 @@ export class MigrationController {
     }
   }
 
-  private async deletePod(pod: V1Pod): Promise<void> {
-    await this.deps.client
-      .request({
-        method: "DELETE",
-        path: paths.pod(pod.metadata!.namespace!, pod.metadata!.name!),
-        body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: pod.metadata!.uid } },
-      })
-      .catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
+  private deletePod(pod: V1Pod): Promise<void> {
+    return deletePod(this.deps.client, pod);
   }
 
   /**
@@ -354,17 +347,12 @@ export class MigrationController {
   /** Adds the finalizer: a merge patch guarded by the resourceVersion, so no one's finalizers are lost. */
   private async protect(m: UnikernelVMMigration): Promise<void> {
     const ns = m.metadata.namespace!;
-    const updated = await this.deps.client.request<UnikernelVMMigration>({
-      method: "PATCH",
-      path: paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
-      body: {
-        metadata: {
-          finalizers: [...(m.metadata.finalizers ?? []), MIGRATION_FINALIZER],
-          resourceVersion: m.metadata.resourceVersion,
-        },
-      },
-      contentType: "application/merge-patch+json",
-    });
+    const updated = await addFinalizer(
+      this.deps.client,
+      paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
+      m,
+      MIGRATION_FINALIZER,
+    );
     // Later writes of this reconcile are guarded by the new resourceVersion.
     m.metadata = updated.metadata;
     if (updated.metadata.resourceVersion)
@@ -376,24 +364,14 @@ export class MigrationController {
    * status write does not make it conflict, and a concurrent change of the list makes it fail (and retry).
    */
   private async release(m: UnikernelVMMigration): Promise<void> {
-    const at = m.metadata.finalizers?.indexOf(MIGRATION_FINALIZER) ?? -1;
-    if (at < 0) return;
+    if (!m.metadata.finalizers?.includes(MIGRATION_FINALIZER)) return;
     const ns = m.metadata.namespace!;
-    const entry = `/metadata/finalizers/${at}`;
-    const updated = await this.deps.client
-      .request<UnikernelVMMigration>({
-        method: "PATCH",
-        path: paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
-        body: [
-          { op: "test", path: entry, value: MIGRATION_FINALIZER },
-          { op: "remove", path: entry },
-        ],
-        contentType: "application/json-patch+json",
-      })
-      .catch((e: unknown) => {
-        if (isNotFound(e)) return undefined;
-        throw e;
-      });
+    const updated = await removeFinalizer(
+      this.deps.client,
+      paths.customObject(MIGRATION_PLURAL, ns, m.metadata.name!),
+      m,
+      MIGRATION_FINALIZER,
+    );
     // A deleted object goes with its last finalizer: then there is no newer write to wait for.
     const remains = !updated?.metadata.deletionTimestamp || !!updated.metadata.finalizers?.length;
     if (updated?.metadata.resourceVersion && remains)

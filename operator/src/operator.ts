@@ -5,8 +5,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { logger } from "../../lib/log.js";
-import { EventRecorder } from "./events.js";
+import { Manager } from "../../lib/kube/manager.js";
 import { KubeClient } from "../../lib/kube/client.js";
+import { FIELD_MANAGER } from "../../api/index.js";
 import { LeaderElector } from "./leader.js";
 import { OperatorMetrics } from "./metrics.js";
 import { MigrationController } from "./migration-controller.js";
@@ -31,6 +32,9 @@ export interface OperatorOptions {
     retryPeriodMs?: number;
   };
   workers?: number;
+  /** Client-side rate limit of API requests (client-go's QPS and burst); undefined: 100 and 200. */
+  kubeApiQps?: number;
+  kubeApiBurst?: number;
   /** Called when leadership is lost after being held: the process should exit. */
   onLostLeadership?: () => void;
 }
@@ -38,6 +42,7 @@ export interface OperatorOptions {
 export interface RunningOperator {
   readonly port?: number;
   readonly metrics: OperatorMetrics;
+  readonly manager: Manager;
   readonly vms: UnikernelVMController;
   readonly migrations: MigrationController;
   /** Resolves once this replica leads and its caches are synced. */
@@ -46,24 +51,30 @@ export interface RunningOperator {
 }
 
 export async function startOperator(opts: OperatorOptions): Promise<RunningOperator> {
-  const client = new KubeClient(opts.kubeConfig);
+  const manager = new Manager({
+    kubeConfig: opts.kubeConfig,
+    component: FIELD_MANAGER,
+    qps: opts.kubeApiQps ?? 100,
+    burst: opts.kubeApiBurst ?? 200,
+  });
+  const { client, events } = manager;
   const metrics = new OperatorMetrics(opts.httpPort !== undefined);
-  const events = new EventRecorder(client);
-  const deps = {
-    kc: opts.kubeConfig,
-    client,
-    events,
+  client.requests.onRequest((verb, resource) => metrics.apiRequests.inc({ verb, resource }));
+  const vms = new UnikernelVMController({
+    manager,
     metrics,
     namespace: opts.namespace,
     workers: opts.workers,
-  };
-  const vms = new UnikernelVMController(deps);
-  const migrations = new MigrationController(deps, {
-    vms: vms.vms,
-    pods: vms.pods,
-    nodes: vms.nodes,
-    migrations: vms.migrations,
   });
+  const migrations = new MigrationController(
+    { client, events, metrics },
+    {
+      vms: vms.vms,
+      pods: vms.pods,
+      nodes: vms.nodes,
+      migrations: vms.migrations,
+    },
+  );
   let controllersStarted = false;
   let stopping = false;
 
@@ -103,10 +114,16 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   };
 
   let elector: LeaderElector | undefined;
+  let electionClient: KubeClient | undefined;
   let leading: Promise<void>;
   if (opts.leaderElection) {
     const le = opts.leaderElection;
-    elector = new LeaderElector(client, { ...le, identity: le.identity ?? `${hostname()}_${process.pid}` });
+    // Its own client: lease renewals must not wait behind the controllers' requests in the rate limit.
+    electionClient = new KubeClient(opts.kubeConfig);
+    elector = new LeaderElector(electionClient, {
+      ...le,
+      identity: le.identity ?? `${hostname()}_${process.pid}`,
+    });
     leading = new Promise<void>((resolve, reject) => {
       elector!.run(
         () => {
@@ -131,6 +148,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   return {
     port: server ? (server.address() as AddressInfo).port : undefined,
     metrics,
+    manager,
     vms,
     migrations,
     leading,
@@ -140,9 +158,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       await migrations.stop();
       await vms.stop();
       await elector?.release();
+      electionClient?.close();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       server?.closeAllConnections();
-      client.close();
+      await manager.stop();
       log.info("stopped");
     },
   };

@@ -8,6 +8,7 @@ import {
   type ConditionInput,
   DOMAIN_STATES,
   type DomainState,
+  findCondition,
   LABELS,
   setCondition,
   type UnikernelVM,
@@ -73,120 +74,227 @@ function nodeReady(node: V1Node | undefined): Reason | undefined {
   };
 }
 
+/** What a rule decides: the phase and the operator's two pod-derived conditions. */
+export interface Verdict {
+  phase: VMPhase;
+  ready: Reason;
+  scheduled: Reason;
+}
+
+/** One rule of the chain: the first whose `when` holds decides. Pure functions of what was observed. */
+export interface StatusRule {
+  name: string;
+  when(o: Observed): boolean;
+  then(o: Observed): Verdict;
+}
+
+const runPolicyOf = (o: Observed) => o.vm.spec.runPolicy ?? "Running";
+const podNameOf = (o: Observed) => o.pod?.metadata?.name;
+const nodeNameOf = (o: Observed) => o.pod?.spec?.nodeName;
+const containerOf = (o: Observed) => o.pod?.status?.containerStatuses?.[0];
+const podPhaseOf = (o: Observed) => o.pod?.status?.phase ?? "Pending";
+const onNode = (o: Observed): Reason => ({
+  status: "True",
+  reason: "Scheduled",
+  message: `pod ${podNameOf(o)} is on node ${nodeNameOf(o)}`,
+});
+const same = (phase: VMPhase, r: Reason): Verdict => ({ phase, ready: r, scheduled: { ...r } });
+
+/**
+ * The domain's state as the node agent reports it: its Paused and Suspended conditions first (the
+ * agent sees the domain; they are its to write), then the shim's annotation on the pod.
+ */
+export function agentDomainState(o: Observed): DomainState | undefined {
+  const conditions = o.vm.status?.conditions;
+  if (findCondition(conditions, "Suspended")?.status === "True") return "suspended";
+  if (findCondition(conditions, "Paused")?.status === "True") return "paused";
+  return domainState(o.pod);
+}
+
+/** The rules, in order. Each later rule may assume every earlier one did not match. */
+export const STATUS_RULES: readonly StatusRule[] = [
+  {
+    name: "invalid spec",
+    when: (o) => o.invalidSpec !== undefined,
+    then: (o) => ({
+      phase: "Failed",
+      ready: { status: "False", reason: "InvalidSpec", message: o.invalidSpec! },
+      scheduled: { status: "False", reason: "InvalidSpec", message: "no pod can be made from this spec" },
+    }),
+  },
+  {
+    name: "stopped",
+    when: (o) => runPolicyOf(o) === "Stopped" && !o.pod,
+    then: () => same("Stopped", { status: "False", reason: "Stopped", message: "runPolicy is Stopped" }),
+  },
+  {
+    name: "no pod yet",
+    when: (o) => !o.pod,
+    then: (o) =>
+      same("Pending", {
+        status: "False",
+        reason: o.replacing ? "Recreating" : "Creating",
+        message: o.replacing
+          ? "waiting for the previous pod to terminate before the new spec starts"
+          : "the pod is being created",
+      }),
+  },
+  {
+    name: "pod terminating",
+    when: (o) => !!o.pod?.metadata?.deletionTimestamp,
+    then: (o) => ({
+      phase: "Pending",
+      ready: {
+        status: "False",
+        reason: runPolicyOf(o) === "Stopped" ? "Stopping" : "Recreating",
+        message: `pod ${podNameOf(o)} is terminating`,
+      },
+      scheduled: nodeNameOf(o)
+        ? onNode(o)
+        : { status: "False", reason: "Terminating", message: `pod ${podNameOf(o)} is terminating` },
+    }),
+  },
+  {
+    name: "not scheduled",
+    when: (o) => !nodeNameOf(o),
+    then: (o) => {
+      const podScheduled = podCondition(o.pod, "PodScheduled");
+      if (o.xenNodeCount === 0)
+        return same("Pending", {
+          status: "False",
+          reason: "NoXenNode",
+          message: `no node is labelled ${LABELS.xenNode}=true; the pod cannot be placed until one joins${podScheduled?.message ? ` (scheduler: ${podScheduled.message})` : ""}`,
+        });
+      if (podScheduled?.status === "False")
+        return same("Pending", {
+          status: "False",
+          reason: podScheduled.reason ?? "Unschedulable",
+          message: podScheduled.message ?? "the scheduler could not place the pod",
+        });
+      return same("Pending", {
+        status: "False",
+        reason: "Scheduling",
+        message: `pod ${podNameOf(o)} is waiting for the scheduler`,
+      });
+    },
+  },
+  {
+    name: "completed",
+    when: (o) => podPhaseOf(o) === "Succeeded",
+    then: (o) => ({
+      phase: "Succeeded",
+      ready: {
+        status: "False",
+        reason: "Completed",
+        message: `the unikernel exited with code ${containerOf(o)?.state?.terminated?.exitCode ?? 0}`,
+      },
+      scheduled: onNode(o),
+    }),
+  },
+  {
+    name: "failed",
+    when: (o) => podPhaseOf(o) === "Failed",
+    then: (o) => {
+      const terminated = containerOf(o)?.state?.terminated;
+      return {
+        phase: "Failed",
+        ready: {
+          status: "False",
+          reason: o.pod?.status?.reason ?? terminated?.reason ?? "Failed",
+          message:
+            o.pod?.status?.message ??
+            terminated?.message ??
+            `the unikernel exited with code ${terminated?.exitCode ?? "unknown"}`,
+        },
+        scheduled: onNode(o),
+      };
+    },
+  },
+  {
+    name: "stuck waiting",
+    when: (o) => STUCK_WAITING.has(containerOf(o)?.state?.waiting?.reason ?? ""),
+    then: (o) => {
+      const waiting = containerOf(o)!.state!.waiting!;
+      return {
+        phase: podPhaseOf(o) === "Running" ? "Running" : "Creating",
+        ready: {
+          status: "False",
+          reason: waiting.reason!,
+          message: waiting.message ?? `container is waiting: ${waiting.reason}`,
+        },
+        scheduled: onNode(o),
+      };
+    },
+  },
+  {
+    name: "creating",
+    when: (o) => podPhaseOf(o) === "Pending",
+    then: (o) => ({
+      phase: containerOf(o) ? "Creating" : "Scheduled",
+      ready: {
+        status: "False",
+        reason: "Creating",
+        message:
+          containerOf(o)?.state?.waiting?.message ?? `the domain is being created on node ${nodeNameOf(o)}`,
+      },
+      scheduled: onNode(o),
+    }),
+  },
+  {
+    name: "node not ready",
+    when: (o) => !!nodeReady(o.node),
+    then: (o) => ({ phase: "Running", ready: nodeReady(o.node)!, scheduled: onNode(o) }),
+  },
+  {
+    name: "running",
+    when: () => true,
+    then: (o) => {
+      const state = agentDomainState(o);
+      const phase: VMPhase = state === "paused" ? "Paused" : state === "suspended" ? "Suspended" : "Running";
+      const podReady = podCondition(o.pod, "Ready");
+      const ready: Reason =
+        podReady?.status !== "True"
+          ? {
+              status: "False",
+              reason: "DomainNotReady",
+              message: podReady?.message ?? `pod ${podNameOf(o)} is not Ready yet`,
+            }
+          : phase !== "Running"
+            ? { status: "False", reason: phase, message: `the domain is ${state}` }
+            : {
+                status: "True",
+                reason: "Running",
+                message: `pod ${podNameOf(o)} runs on node ${nodeNameOf(o)}`,
+              };
+      return { phase, ready, scheduled: onNode(o) };
+    },
+  },
+];
+
+/** The first rule that matches: its name (for tests and logs) and its verdict. */
+export function decideStatus(o: Observed): { rule: string } & Verdict {
+  const rule = STATUS_RULES.find((r) => r.when(o))!;
+  return { rule: rule.name, ...rule.then(o) };
+}
+
+/** The conditions this operator writes; the rest of the list (Paused, Suspended) is the node agent's. */
+export const OPERATOR_CONDITIONS = ["Ready", "Scheduled", "Migrating"] as const;
+
+/** The fields of a status this operator writes: all but the node agent's conditions. */
+export function operatorStatus(s: UnikernelVMStatus): UnikernelVMStatus {
+  const ours = new Set<string>(OPERATOR_CONDITIONS);
+  return { ...s, conditions: (s.conditions ?? []).filter((c) => ours.has(c.type)) };
+}
+
 export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMStatus {
   const { vm, pod } = o;
   const generation = vm.metadata.generation;
-  const runPolicy = vm.spec.runPolicy ?? "Running";
   const podName = pod?.metadata?.name;
   const nodeName = pod?.spec?.nodeName;
   const status: UnikernelVMStatus = {};
-  let phase: VMPhase;
-  let ready: Reason;
-  let scheduled: Reason;
-
-  if (o.invalidSpec !== undefined) {
-    phase = "Failed";
-    ready = { status: "False", reason: "InvalidSpec", message: o.invalidSpec };
-    scheduled = { status: "False", reason: "InvalidSpec", message: "no pod can be made from this spec" };
-  } else if (runPolicy === "Stopped" && !pod) {
-    phase = "Stopped";
-    ready = { status: "False", reason: "Stopped", message: "runPolicy is Stopped" };
-    scheduled = { status: "False", reason: "Stopped", message: "runPolicy is Stopped" };
-  } else if (!pod) {
-    phase = "Pending";
-    const why = o.replacing
-      ? "waiting for the previous pod to terminate before the new spec starts"
-      : "the pod is being created";
-    ready = { status: "False", reason: o.replacing ? "Recreating" : "Creating", message: why };
-    scheduled = { status: "False", reason: o.replacing ? "Recreating" : "Creating", message: why };
-  } else if (pod.metadata?.deletionTimestamp) {
-    phase = "Pending";
-    ready = {
-      status: "False",
-      reason: runPolicy === "Stopped" ? "Stopping" : "Recreating",
-      message: `pod ${podName} is terminating`,
-    };
-    scheduled = nodeName
-      ? { status: "True", reason: "Scheduled", message: `pod ${podName} is on node ${nodeName}` }
-      : { status: "False", reason: "Terminating", message: `pod ${podName} is terminating` };
-  } else if (!nodeName) {
-    phase = "Pending";
-    const podScheduled = podCondition(pod, "PodScheduled");
-    if (o.xenNodeCount === 0) {
-      scheduled = {
-        status: "False",
-        reason: "NoXenNode",
-        message: `no node is labelled ${LABELS.xenNode}=true; the pod cannot be placed until one joins${podScheduled?.message ? ` (scheduler: ${podScheduled.message})` : ""}`,
-      };
-    } else if (podScheduled?.status === "False") {
-      scheduled = {
-        status: "False",
-        reason: podScheduled.reason ?? "Unschedulable",
-        message: podScheduled.message ?? "the scheduler could not place the pod",
-      };
-    } else {
-      scheduled = {
-        status: "False",
-        reason: "Scheduling",
-        message: `pod ${podName} is waiting for the scheduler`,
-      };
-    }
-    ready = { ...scheduled };
-  } else {
-    scheduled = { status: "True", reason: "Scheduled", message: `pod ${podName} is on node ${nodeName}` };
+  const { phase, ready, scheduled } = decideStatus(o);
+  if (pod && nodeName && !pod.metadata?.deletionTimestamp && o.invalidSpec === undefined) {
     const cs = pod.status?.containerStatuses?.[0];
-    const waiting = cs?.state?.waiting;
-    const terminated = cs?.state?.terminated;
-    const podPhase = pod.status?.phase ?? "Pending";
-    const nodeProblem = nodeReady(o.node);
-    if (podPhase === "Succeeded") {
-      phase = "Succeeded";
-      ready = {
-        status: "False",
-        reason: "Completed",
-        message: `the unikernel exited with code ${terminated?.exitCode ?? 0}`,
-      };
-    } else if (podPhase === "Failed") {
-      phase = "Failed";
-      ready = {
-        status: "False",
-        reason: pod.status?.reason ?? terminated?.reason ?? "Failed",
-        message:
-          pod.status?.message ??
-          terminated?.message ??
-          `the unikernel exited with code ${terminated?.exitCode ?? "unknown"}`,
-      };
-    } else if (waiting?.reason && STUCK_WAITING.has(waiting.reason)) {
-      phase = podPhase === "Running" ? "Running" : "Creating";
-      ready = {
-        status: "False",
-        reason: waiting.reason,
-        message: waiting.message ?? `container is waiting: ${waiting.reason}`,
-      };
-    } else if (podPhase === "Pending") {
-      phase = cs ? "Creating" : "Scheduled";
-      ready = {
-        status: "False",
-        reason: "Creating",
-        message: waiting?.message ?? `the domain is being created on node ${nodeName}`,
-      };
-    } else if (nodeProblem) {
-      phase = "Running";
-      ready = nodeProblem;
-    } else {
-      const state = domainState(pod);
-      phase = state === "paused" ? "Paused" : state === "suspended" ? "Suspended" : "Running";
-      const podReady = podCondition(pod, "Ready");
-      if (podReady?.status !== "True")
-        ready = {
-          status: "False",
-          reason: "DomainNotReady",
-          message: podReady?.message ?? `pod ${podName} is not Ready yet`,
-        };
-      else if (phase !== "Running")
-        ready = { status: "False", reason: phase, message: `the domain is ${state}` };
-      else ready = { status: "True", reason: "Running", message: `pod ${podName} runs on node ${nodeName}` };
-    }
     status.nodeName = nodeName;
     if (pod.status?.podIP) status.ip = pod.status.podIP;
     const domainId = nonNegativeInt(pod.metadata?.annotations?.[ANNOTATIONS.domainId]);

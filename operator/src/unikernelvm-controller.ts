@@ -1,7 +1,8 @@
-// The UnikernelVM reconciler. Level-triggered: every event only names a key; reconcile(key) reads
-// the caches, computes the desired pod and service with the pure functions in desired.ts, applies
-// them with server-side apply, and writes the status computed in status.ts.
-import type { KubeConfig, V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
+// The UnikernelVM reconciler: observe (the manager's caches) → plan (vm-plan.ts, pure) → act (this
+// file, thin: one API call per action) → status (status.ts, pure; written with server-side apply
+// under the operator's field manager, which owns phase and the Ready, Scheduled and Migrating
+// conditions; the node agent owns its own conditions in the same list-map).
+import type { V1Node, V1Pod, V1Service } from "@kubernetes/client-node";
 import { logger } from "../../lib/log.js";
 import {
   API_VERSION,
@@ -16,24 +17,25 @@ import {
   type UnikernelVMStatus,
   VM_PHASES,
 } from "../../api/index.js";
-import { desiredPod, desiredService, domainHash, InvalidSpecError } from "./desired.js";
-import type { EventRecorder } from "./events.js";
-import { type Watched, watchResource } from "../../lib/kube/informers.js";
-import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
+import { InvalidSpecError } from "./desired.js";
+import type { Watched } from "../../lib/kube/informers.js";
+import { paths } from "../../lib/kube/client.js";
+import type { Manager } from "../../lib/kube/manager.js";
+import { addFinalizer, deleteIgnoringNotFound, deletePod, removeFinalizer } from "../../lib/kube/objects.js";
 import type { OperatorMetrics } from "./metrics.js";
-import { type ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
-import { computeStatus, statusEqual, transitionEvents } from "./status.js";
+import type { ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
+import { computeStatus, operatorStatus, statusEqual, transitionEvents } from "./status.js";
 import { Expectations } from "./expectations.js";
-import { currentPod, migrationHoldsPods, migrationsOf, summarize } from "./vm-migrations.js";
+import { migrationsOf, summarize, type VMMigrations } from "./vm-migrations.js";
+import { type Action, plan, type Plan } from "./vm-plan.js";
+import { nodeTransform, podTransform } from "./cache-transforms.js";
 
 const log = logger("unikernelvm-controller");
 const CONTROLLER = "unikernelvm";
 const MANAGED = `${LABELS.managedBy}=${FIELD_MANAGER}`;
 
 export interface ControllerDeps {
-  kc: KubeConfig;
-  client: KubeClient;
-  events: EventRecorder;
+  manager: Manager;
   metrics: OperatorMetrics;
   /** Watch one namespace only (undefined: all). */
   namespace?: string;
@@ -53,17 +55,13 @@ export class UnikernelVMController {
   private readonly expectations = new Expectations();
 
   constructor(private readonly deps: ControllerDeps) {
-    const { kc, client, namespace } = deps;
-    this.vms = watchResource<UnikernelVM>(kc, client, paths.custom(UNIKERNELVM_PLURAL, namespace));
-    this.pods = watchResource<V1Pod>(kc, client, paths.pods(namespace), MANAGED);
-    this.services = watchResource<V1Service>(kc, client, paths.services(namespace), MANAGED);
-    this.nodes = watchResource<V1Node>(kc, client, paths.nodes());
-    this.migrations = watchResource<UnikernelVMMigration>(
-      kc,
-      client,
-      paths.custom(MIGRATION_PLURAL, namespace),
-    );
-    this.queue = new WorkQueue((key) => this.reconcile(key), {
+    const { manager: m, namespace } = deps;
+    this.vms = m.informer<UnikernelVM>(paths.custom(UNIKERNELVM_PLURAL, namespace));
+    this.pods = m.informer<V1Pod>(paths.pods(namespace), { labelSelector: MANAGED, transform: podTransform });
+    this.services = m.informer<V1Service>(paths.services(namespace), { labelSelector: MANAGED });
+    this.nodes = m.informer<V1Node>(paths.nodes(), { transform: nodeTransform });
+    this.migrations = m.informer<UnikernelVMMigration>(paths.custom(MIGRATION_PLURAL, namespace));
+    this.queue = m.queue((key) => this.reconcile(key), {
       name: CONTROLLER,
       workers: deps.workers ?? 16,
       onResult: (outcome, seconds) => deps.metrics.observe(CONTROLLER, outcome, seconds),
@@ -148,24 +146,14 @@ export class UnikernelVMController {
     return counts;
   }
 
-  /** The VM's pods: its label and its owner reference. A migration's target pod has neither until it is adopted. */
-  private ownedPods(vm: UnikernelVM): V1Pod[] {
-    return this.pods
+  /** The VM's children: its label and its owner reference. A migration's target pod has neither until it is adopted. */
+  private owned<T extends V1Pod | V1Service>(cache: Watched<T>, vm: UnikernelVM): T[] {
+    return cache
       .list(vm.metadata.namespace)
       .filter(
-        (p) =>
-          p.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
-          p.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
-      );
-  }
-
-  private ownedServices(vm: UnikernelVM): V1Service[] {
-    return this.services
-      .list(vm.metadata.namespace)
-      .filter(
-        (s) =>
-          s.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
-          s.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
+        (o) =>
+          o.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
+          o.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
       );
   }
 
@@ -179,226 +167,109 @@ export class UnikernelVMController {
     // Gone: its finalizer already ran, and owner references let the garbage collector take the rest.
     if (!cached) return;
     const vm: UnikernelVM = { ...cached, apiVersion: API_VERSION, kind: UNIKERNELVM_KIND };
-    const pods = this.ownedPods(vm);
-    if (vm.metadata.deletionTimestamp) return this.finalize(vm, pods);
-    if (!vm.metadata.finalizers?.includes(FINALIZER) && !this.expectations.expectsFinalizer(key)) {
-      await this.addFinalizer(vm);
-      this.expectations.finalizerAdded(key);
-    }
-
-    let wantPod: V1Pod | undefined;
-    let wantService: V1Service | undefined;
-    let invalidSpec: string | undefined;
-    try {
-      wantPod = desiredPod(vm);
-      wantService = desiredService(vm);
-    } catch (err) {
-      if (!(err instanceof InvalidSpecError)) throw err;
-      invalidSpec = err.message;
-    }
-
     const migrations = summarize(migrationsOf(vm, this.migrations.list(ns)));
-    let current: V1Pod | undefined;
-    let replacing = false;
-    if (migrationHoldsPods(migrations, pods, new Date())) {
-      // A migration is handing the VM from its source pod to its target pod: touch neither.
-      current = wantPod ? currentPod(pods, wantPod.metadata!.name!, domainHash(vm)) : undefined;
-      replacing = true;
-      await this.reconcileService(vm, wantService);
-    } else if (invalidSpec === undefined) {
-      const wantName = wantPod?.metadata?.name;
-      // After a migration the VM runs in the adopted target pod, whose name is not wantName.
-      current =
-        (wantPod ? currentPod(pods, wantName!, domainHash(vm)) : undefined) ??
-        this.expectations.expectedPod(key, wantName);
-      // Pods for an older spec (or any pod once the VM is Stopped) go first: one domain per VM.
-      for (const old of pods.filter((p) => p !== current)) {
-        replacing = true;
-        if (old.metadata?.deletionTimestamp) continue;
-        await this.deletePod(old);
-        this.deps.events.record(
-          vm,
-          "Normal",
-          wantPod ? "Recreating" : "Stopping",
-          `deleted pod ${old.metadata?.name}${wantPod ? " to start the new spec" : ""}`,
-        );
-      }
-      if (current && this.mustRestart(vm, current)) {
-        await this.deletePod(current);
-        this.deps.events.record(
-          vm,
-          "Warning",
-          "Restarting",
-          `pod ${current.metadata?.name} ${current.status?.reason ?? "failed"}: ${current.status?.message ?? "restarting it (restartPolicy Always)"}`,
-        );
-        current = { ...current, metadata: { ...current.metadata, deletionTimestamp: new Date() } };
-      } else if (wantPod && !replacing && (!current || this.podDrifted(current, wantPod))) {
-        const created = !current;
-        // An adopted target pod keeps its own name: runPolicy changes are applied to it in place.
-        const name = current?.metadata?.name ?? wantPod.metadata!.name!;
-        current = await this.deps.client.apply<V1Pod>(
-          paths.pod(ns, name),
-          { ...wantPod, metadata: { ...wantPod.metadata, name } },
-          FIELD_MANAGER,
-        );
-        this.expectations.podApplied(key, current);
-        if (created)
-          this.deps.events.record(vm, "Normal", "PodCreated", `created pod ${current.metadata?.name}`);
-      }
-      await this.reconcileService(vm, wantService);
-    }
+    const p = plan({
+      vm,
+      pods: this.owned(this.pods, vm),
+      services: this.owned(this.services, vm),
+      migrations,
+      expectedPod: (podName) => this.expectations.expectedPod(key, podName),
+      finalizerPending: this.expectations.expectsFinalizer(key),
+      now: new Date(),
+    });
+    let pod = p.pod;
+    for (const action of p.actions) pod = (await this.act(vm, key, action)) ?? pod;
+    if (p.writeStatus) await this.reconcileStatus(vm, key, pod, p, migrations);
+    if (p.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${p.invalidSpec}`);
+    if (p.requeueAfterMs !== undefined) return { requeueAfterMs: p.requeueAfterMs };
+  }
 
-    const node = current?.spec?.nodeName ? this.nodes.get(current.spec.nodeName) : undefined;
+  /** One action, one API call. Returns the pod when the action wrote it. */
+  private async act(vm: UnikernelVM, key: string, a: Action): Promise<V1Pod | undefined> {
+    const { client, events } = this.deps.manager;
+    const ns = vm.metadata.namespace!;
+    const vmPath = paths.customObject(UNIKERNELVM_PLURAL, ns, vm.metadata.name!);
+    switch (a.kind) {
+      case "addFinalizer": {
+        const updated = await addFinalizer(client, vmPath, vm, FINALIZER);
+        // Later writes of this reconcile start from what was written.
+        vm.metadata = updated.metadata;
+        this.expectations.finalizerAdded(key);
+        return undefined;
+      }
+      case "removeFinalizer":
+        await removeFinalizer(client, vmPath, vm, FINALIZER);
+        log.info("cleaned up", { vm: key });
+        return undefined;
+      case "deletePod":
+        await deletePod(client, a.pod);
+        if (a.event) events.record(vm, a.event.type, a.event.reason, a.event.message);
+        return undefined;
+      case "applyPod": {
+        const pod = await client.apply<V1Pod>(paths.pod(ns, a.pod.metadata!.name!), a.pod, FIELD_MANAGER);
+        this.expectations.podApplied(key, pod);
+        if (a.created) events.record(vm, "Normal", "PodCreated", `created pod ${pod.metadata?.name}`);
+        return pod;
+      }
+      case "deleteService":
+        await deleteIgnoringNotFound(client, paths.service(ns, a.service.metadata!.name!));
+        events.record(vm, a.event.type, a.event.reason, a.event.message);
+        return undefined;
+      case "applyService":
+        await client.apply(paths.service(ns, a.service.metadata!.name!), a.service, FIELD_MANAGER);
+        events.record(vm, a.event.type, a.event.reason, a.event.message);
+        return undefined;
+    }
+  }
+
+  private async reconcileStatus(
+    vm: UnikernelVM,
+    key: string,
+    pod: V1Pod | undefined,
+    p: Plan,
+    migrations: VMMigrations,
+  ): Promise<void> {
+    const node = pod?.spec?.nodeName ? this.nodes.get(pod.spec.nodeName) : undefined;
     // Compare with what we last wrote when the cache has not caught up with it yet.
     const before = this.expectations.expectedStatus(key) ?? vm.status;
     const status = computeStatus({
       vm: { ...vm, ...(before ? { status: before } : {}) },
-      // While an older pod is being replaced it says nothing about this spec: it may still run (the
-      // cache has not seen its deletion yet), and Ready must not be True for a generation not started.
-      pod: current ?? (replacing ? undefined : pods[0]),
+      ...(pod ? { pod } : {}),
       node,
       xenNodeCount: this.xenNodeCount(),
-      replacing,
-      invalidSpec,
+      replacing: p.replacing,
+      ...(p.invalidSpec !== undefined ? { invalidSpec: p.invalidSpec } : {}),
       migrations,
     });
-    if (!statusEqual(before, status)) {
-      // Guarded by the resourceVersion the status was computed from: the node agent writes its own
-      // conditions (Paused, Suspended) into the same list, and a stale base must not erase them.
-      const rv = this.expectations.expectedResourceVersion(key) ?? vm.metadata.resourceVersion;
-      const written = await this.writeStatus(vm, before, status, rv);
-      this.expectations.statusWritten(
-        key,
-        status,
-        written.metadata.resourceVersion,
-        this.vms.get(name, ns)?.metadata.resourceVersion,
-      );
-      for (const e of transitionEvents(before, status))
-        this.deps.events.record(vm, e.type, e.reason, e.message);
-    }
-    if (invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${invalidSpec}`);
-    // A terminating pod with no kubelet behind it never sends another event: look again later.
-    if (replacing) return { requeueAfterMs: 2000 };
+    if (statusEqual(before, status)) return;
+    const written = await this.writeStatus(vm, status);
+    this.expectations.statusWritten(
+      key,
+      status,
+      written.metadata.resourceVersion,
+      this.vms.get(vm.metadata.name!, vm.metadata.namespace)?.metadata.resourceVersion,
+    );
+    for (const e of transitionEvents(before, status))
+      this.deps.manager.events.record(vm, e.type, e.reason, e.message);
   }
 
   /**
-   * A JSON merge patch of the status subresource: cheaper on the apiserver than an apply of a custom
-   * resource (no managed-fields merge), and fields that went away are sent as null so none go stale.
+   * Server-side apply of the operator's fields of the status (phase, the pod's facts, its own
+   * conditions) under its field manager: the node agent's conditions are entries of the same
+   * list-map owned by another manager, so neither write can erase the other's, and no
+   * resourceVersion guard (and no conflict retry) is needed. Fields we stop sending are removed.
    */
-  private async writeStatus(
-    vm: UnikernelVM,
-    before: UnikernelVMStatus | undefined,
-    status: UnikernelVMStatus,
-    resourceVersion: string | undefined,
-  ): Promise<UnikernelVM> {
-    const patch: Record<string, unknown> = { ...status };
-    for (const k of Object.keys(before ?? {})) if (!(k in status)) patch[k] = null;
-    return this.deps.client.request<UnikernelVM>({
-      method: "PATCH",
-      path: `${paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!)}/status`,
-      query: { fieldManager: FIELD_MANAGER },
-      body: { metadata: { resourceVersion }, status: patch },
-      contentType: "application/merge-patch+json",
-    });
-  }
-
-  /** restartPolicy Always: a pod that ended (evicted, node lost) is replaced; the kubelet restarts the rest in place. */
-  private mustRestart(vm: UnikernelVM, pod: V1Pod): boolean {
-    if (pod.metadata?.deletionTimestamp) return false;
-    const phase = pod.status?.phase;
-    return (vm.spec.restartPolicy ?? "Always") === "Always" && (phase === "Failed" || phase === "Succeeded");
-  }
-
-  /** The labels and annotations we set are not what the pod carries (runPolicy changed in place). */
-  private podDrifted(pod: V1Pod, want: V1Pod): boolean {
-    const differs = (have: Record<string, string> | undefined, wanted: Record<string, string> | undefined) =>
-      Object.entries(wanted ?? {}).some(([k, v]) => have?.[k] !== v);
-    return (
-      differs(pod.metadata?.labels, want.metadata?.labels) ||
-      differs(pod.metadata?.annotations, want.metadata?.annotations)
+  private writeStatus(vm: UnikernelVM, status: UnikernelVMStatus): Promise<UnikernelVM> {
+    return this.deps.manager.client.apply<UnikernelVM>(
+      paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
+      {
+        apiVersion: API_VERSION,
+        kind: UNIKERNELVM_KIND,
+        metadata: { name: vm.metadata.name, namespace: vm.metadata.namespace },
+        status: operatorStatus(status),
+      },
+      FIELD_MANAGER,
+      "status",
     );
-  }
-
-  private async reconcileService(vm: UnikernelVM, want: V1Service | undefined): Promise<void> {
-    const ns = vm.metadata.namespace!;
-    const owned = this.ownedServices(vm);
-    for (const svc of owned.filter((s) => s.metadata?.name !== want?.metadata?.name)) {
-      await this.deps.client
-        .request({ method: "DELETE", path: paths.service(ns, svc.metadata!.name!) })
-        .catch((e: unknown) => {
-          if (!isNotFound(e)) throw e;
-        });
-      this.deps.events.record(vm, "Normal", "ServiceDeleted", `deleted service ${svc.metadata?.name}`);
-    }
-    if (!want) return;
-    const have = owned.find((s) => s.metadata?.name === want.metadata?.name);
-    const same =
-      have &&
-      have.spec?.type === want.spec?.type &&
-      JSON.stringify(have.spec?.selector) === JSON.stringify(want.spec?.selector) &&
-      JSON.stringify(have.spec?.ports?.map((p) => [p.name, p.port, p.protocol, p.targetPort])) ===
-        JSON.stringify(want.spec?.ports?.map((p) => [p.name, p.port, p.protocol, p.targetPort]));
-    if (same) return;
-    await this.deps.client.apply(paths.service(ns, want.metadata!.name!), want, FIELD_MANAGER);
-    this.deps.events.record(
-      vm,
-      "Normal",
-      have ? "ServiceUpdated" : "ServiceCreated",
-      `${have ? "updated" : "created"} service ${want.metadata?.name}`,
-    );
-  }
-
-  private async deletePod(pod: V1Pod): Promise<void> {
-    const ns = pod.metadata!.namespace!;
-    await this.deps.client
-      .request({
-        method: "DELETE",
-        path: paths.pod(ns, pod.metadata!.name!),
-        body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: pod.metadata!.uid } },
-      })
-      .catch((e: unknown) => {
-        if (!isNotFound(e)) throw e;
-      });
-  }
-
-  private async addFinalizer(vm: UnikernelVM): Promise<void> {
-    // The resourceVersion makes this a compare-and-swap: a concurrent writer's finalizers are not lost.
-    const finalizers = [...(vm.metadata.finalizers ?? []), FINALIZER];
-    const updated = await this.deps.client.request<UnikernelVM>({
-      method: "PATCH",
-      path: paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
-      body: { metadata: { finalizers, resourceVersion: vm.metadata.resourceVersion } },
-      contentType: "application/merge-patch+json",
-    });
-    vm.metadata = updated.metadata;
-  }
-
-  /** Deletes the children and waits for the pods to be gone (the domain destroyed) before letting the VM go. */
-  private async finalize(vm: UnikernelVM, pods: V1Pod[]): Promise<ReconcileResult | void> {
-    if (!vm.metadata.finalizers?.includes(FINALIZER)) return;
-    const ns = vm.metadata.namespace!;
-    for (const p of pods) if (!p.metadata?.deletionTimestamp) await this.deletePod(p);
-    for (const s of this.ownedServices(vm)) {
-      await this.deps.client
-        .request({ method: "DELETE", path: paths.service(ns, s.metadata!.name!) })
-        .catch((e: unknown) => {
-          if (!isNotFound(e)) throw e;
-        });
-    }
-    if (pods.length > 0) {
-      log.debug("waiting for pods to terminate before removing the finalizer", {
-        vm: `${ns}/${vm.metadata.name}`,
-        pods: pods.length,
-      });
-      return { requeueAfterMs: 2000 };
-    }
-    const finalizers = vm.metadata.finalizers.filter((f) => f !== FINALIZER);
-    await this.deps.client.request({
-      method: "PATCH",
-      path: paths.customObject(UNIKERNELVM_PLURAL, ns, vm.metadata.name!),
-      body: { metadata: { finalizers, resourceVersion: vm.metadata.resourceVersion } },
-      contentType: "application/merge-patch+json",
-    });
-    log.info("cleaned up", { vm: `${ns}/${vm.metadata.name}` });
   }
 }
