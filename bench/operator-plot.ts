@@ -3,6 +3,8 @@ export interface Series {
   name: string;
   color: string;
   points: [number, number][];
+  /** Drawn dashed (a second run of the same side). */
+  dash?: boolean;
 }
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -39,7 +41,7 @@ export function plotSvg(title: string, xLabel: string, yLabel: string, series: S
   for (let v = 0; v <= yMax + 1e-9; v += ys)
     out.push(
       `<line x1="${L}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#eee"/>`,
-      `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`,
+      `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${Number(v.toFixed(3))}</text>`,
     );
   out.push(
     `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`,
@@ -53,10 +55,11 @@ export function plotSvg(title: string, xLabel: string, yLabel: string, series: S
     const pts = [[0, 0] as [number, number], ...s.points]
       .map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`)
       .join(" ");
-    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts}"/>`);
+    const dash = s.dash ? ` stroke-dasharray="6 4"` : "";
+    out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2"${dash} points="${pts}"/>`);
     const ly = H - 30 + i * 16 - (series.length - 1) * 8;
     out.push(
-      `<line x1="${L}" y1="${ly}" x2="${L + 24}" y2="${ly}" stroke="${s.color}" stroke-width="3"/>`,
+      `<line x1="${L}" y1="${ly}" x2="${L + 24}" y2="${ly}" stroke="${s.color}" stroke-width="3"${dash}/>`,
       `<text x="${L + 30}" y="${ly + 4}">${esc(s.name)}</text>`,
     );
   });

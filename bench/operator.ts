@@ -1,41 +1,44 @@
-// `npm run bench:operator`: N UnikernelVMs becoming N Pods through our operator, against
-// kube-controller-manager's ReplicaSet controller making N pods from one ReplicaSet, on the same real
-// apiserver in one run. Both controllers run as their own processes, both are warmed up first (one
-// object each), and pods are counted by polling every 100 ms. Writes bench/results/operator.json and .svg.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+// `npm run bench:operator`: N UnikernelVMs becoming N pods (and N statuses) through our operator,
+// against kube-controller-manager's ReplicaSet controller making N pods from one ReplicaSet, on the
+// same real apiserver in one run, at each N of --counts (default 1,000 and 10,000). Both controllers
+// run as their own processes with the same client rate limit, both warm up on one object first; each
+// side's RSS (peak) and CPU seconds are read from /proc over its run, and the operator's API requests
+// by verb and resource from its own client metrics. Writes --out (bench/results/operator.json) and
+// an SVG beside it; refuses to write when the 1-minute load average at start is 1.5 or more, unless --force.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { API_VERSION, RUNTIME_CLASS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
-import { startControlPlane } from "../e2e/harness/control-plane.js";
+import { type ControlPlane, startControlPlane } from "../e2e/harness/control-plane.js";
 import { freePort, waitFor } from "../lib/net.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { managedTempDir, releaseTempDir, startProcess } from "../lib/process.js";
 import { desiredPod } from "../operator/src/desired.js";
 import { KubeClient, paths } from "../lib/kube/client.js";
+import { watchResource } from "../lib/kube/informers.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({
   options: {
-    count: { type: "string", default: "1000" },
-    workers: { type: "string", default: "16" },
+    counts: { type: "string", default: "1000,10000" },
+    workers: { type: "string", default: "64" },
     concurrency: { type: "string", default: "32" },
+    qps: { type: "string", default: "1000" },
+    out: { type: "string", default: join(REPO_ROOT, "bench", "results", "operator.json") },
+    force: { type: "boolean", default: false },
+    "keep-logs": { type: "boolean", default: false },
   },
 });
-const COUNT = Number(values.count);
+const COUNTS = values.counts.split(",").map(Number);
 const WORKERS = Number(values.workers);
 const CONCURRENCY = Number(values.concurrency);
-if (
-  !Number.isInteger(COUNT) ||
-  COUNT < 1 ||
-  !Number.isInteger(WORKERS) ||
-  WORKERS < 1 ||
-  !Number.isInteger(CONCURRENCY) ||
-  CONCURRENCY < 1
-) {
-  console.error("--count, --workers and --concurrency must be positive integers");
+const QPS = Number(values.qps);
+if (![...COUNTS, WORKERS, CONCURRENCY, QPS].every((n) => Number.isInteger(n) && n >= 1)) {
+  console.error("--counts (comma-separated), --workers, --concurrency and --qps must be positive integers");
   process.exit(2);
 }
+const LOAD_LIMIT = 1.5;
 
 const vmBody = (name: string): UnikernelVM => ({
   apiVersion: API_VERSION,
@@ -43,6 +46,40 @@ const vmBody = (name: string): UnikernelVM => ({
   metadata: { name },
   spec: { image: "registry.local:5000/superfluid/hello:1", memory: "8Mi" },
 });
+
+/** RSS and CPU time of a process, from /proc; the peak RSS is sampled every 200 ms. */
+class ProcessMeter {
+  private peakKiB = 0;
+  private readonly cpu0: number;
+  private readonly timer: NodeJS.Timeout;
+  constructor(private readonly pid: number) {
+    this.cpu0 = this.cpuSeconds();
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 200);
+  }
+  private sample(): void {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
+      if (m) this.peakKiB = Math.max(this.peakKiB, Number(m[1]));
+    } catch {
+      /* the process ended */
+    }
+  }
+  private cpuSeconds(): number {
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s on Linux).
+    const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  }
+  stop(): { rssMiB: number; cpuSeconds: number } {
+    this.sample();
+    clearInterval(this.timer);
+    return {
+      rssMiB: Number((this.peakKiB / 1024).toFixed(1)),
+      cpuSeconds: Number((this.cpuSeconds() - this.cpu0).toFixed(2)),
+    };
+  }
+}
 
 async function prepare(client: KubeClient, ns: string): Promise<void> {
   await client.request({ method: "POST", path: "/api/v1/namespaces", body: { metadata: { name: ns } } });
@@ -53,11 +90,7 @@ async function prepare(client: KubeClient, ns: string): Promise<void> {
   });
 }
 
-/**
- * Polls the number of pods in a namespace every 100 ms (a list with limit=1 and its
- * remainingItemCount) until it reaches n; returns (ms since t0, count) samples. A watch would give
- * exact timestamps, but a loaded apiserver closes watchers that fall behind, and then events are lost.
- */
+/** Pods in a namespace every 100 ms (a list with limit=1 and its remainingItemCount) until n; (ms, count) samples. */
 async function countPods(client: KubeClient, ns: string, n: number, t0: number): Promise<[number, number][]> {
   const samples: [number, number][] = [];
   for (;;) {
@@ -69,8 +102,8 @@ async function countPods(client: KubeClient, ns: string, n: number, t0: number):
     const count = list.items.length + (list.metadata.remainingItemCount ?? 0);
     samples.push([performance.now() - t0, count]);
     if (count >= n) return samples;
-    if (performance.now() - t0 > 900_000)
-      throw new Error(`only ${count} of ${n} pods in ${ns} after 15 minutes`);
+    if (performance.now() - t0 > 1_800_000)
+      throw new Error(`only ${count} of ${n} pods in ${ns} after 30 minutes`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -84,11 +117,210 @@ async function inBatches(n: number, concurrency: number, fn: (i: number) => Prom
   );
 }
 
+/** The operator's API requests by "verb resource", from its /metrics. */
+async function operatorRequests(port: number): Promise<Record<string, number>> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^superfluid_kube_api_requests_total\{([^}]*)\} (\d+)/gm)) {
+    const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    out[`${labels.verb} ${labels.resource}`] = Number(m[2]);
+  }
+  return out;
+}
+
+function minus(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) out[k] = v - (b[k] ?? 0);
+  return out;
+}
+
+interface SideResult {
+  podsMs: number;
+  statusesMs: number;
+  rssMiB: number;
+  cpuSeconds: number;
+  samples: [number, number][];
+}
+
+async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n: number) {
+  const ns = `bench-uvm-${n}`;
+  await prepare(client, ns);
+  const port = await freePort();
+  const op = startProcess(
+    "operator",
+    process.execPath,
+    [
+      join(REPO_ROOT, "dist/operator/src/main.js"),
+      `--kubeconfig=${cp.kubeconfigPath}`,
+      `--namespace=${ns}`,
+      `--http-port=${port}`,
+      "--leader-elect=false",
+      `--workers=${WORKERS}`,
+      `--kube-api-qps=${QPS}`,
+      `--kube-api-burst=${QPS}`,
+    ],
+    {
+      logPath: join(logs, `operator-${n}.log`),
+      env: { ...process.env, LOG_LEVEL: "warn", LOG_FORMAT: "json" },
+    },
+  );
+  try {
+    const ready = async () =>
+      (await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )) || undefined;
+    await waitFor("operator ready", ready, 60_000, 100);
+    await client.request({
+      method: "POST",
+      path: paths.custom(UNIKERNELVM_PLURAL, ns),
+      body: vmBody("warmup"),
+    });
+    await countPods(client, ns, 1, performance.now());
+    // Statuses through a watch: polling 10,000 whole VMs would load the apiserver more than the operator does.
+    const withStatus = new Set<string>();
+    const vms = watchResource<UnikernelVM>(undefined, client, paths.custom(UNIKERNELVM_PLURAL, ns), {
+      transform: (vm) =>
+        ({ ...vm, spec: { image: "" }, status: { podName: vm.status?.podName } }) as UnikernelVM,
+    });
+    const note = (vm: UnikernelVM) => vm.status?.podName && withStatus.add(vm.metadata.name!);
+    vms.on("add", note);
+    vms.on("update", note);
+    await vms.start();
+    const before = await operatorRequests(port);
+    const meter = new ProcessMeter(op.pid);
+    console.log(
+      `operator: ${n} UnikernelVMs -> ${n} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
+    );
+    const t0 = performance.now();
+    const pods = countPods(client, ns, n + 1, t0);
+    await inBatches(n, CONCURRENCY, (i) =>
+      client.request({ method: "POST", path: paths.custom(UNIKERNELVM_PLURAL, ns), body: vmBody(`vm-${i}`) }),
+    );
+    const createMs = performance.now() - t0;
+    const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    const statusesMs = await waitFor(
+      "every VM's status names its pod",
+      async () => (withStatus.size >= n + 1 ? performance.now() - t0 : undefined),
+      1_800_000,
+      50,
+    );
+    // Events go out after the writes they tell of: let them settle before counting.
+    await new Promise((r) => setTimeout(r, 2000));
+    const usage = meter.stop();
+    const requests = minus(await operatorRequests(port), before);
+    await vms.stop();
+    const total = Object.values(requests).reduce((a, b) => a + b, 0);
+    const result: SideResult & {
+      createVMsMs: number;
+      requests: Record<string, number>;
+      requestsPerVm: number;
+    } = {
+      podsMs: Math.round(samples.at(-1)![0]),
+      statusesMs: Math.round(statusesMs),
+      createVMsMs: Math.round(createMs),
+      ...usage,
+      requests,
+      requestsPerVm: Number((total / n).toFixed(2)),
+      samples,
+    };
+    console.log(
+      `  VMs created in ${result.createVMsMs} ms, pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
+        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s, ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
+    );
+    return result;
+  } finally {
+    await op.stop();
+  }
+}
+
+async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): Promise<SideResult> {
+  const ns = `bench-rs-${n}`;
+  await prepare(client, ns);
+  const kcm = await cp.startControllerManager({ controllers: ["replicaset"] });
+  try {
+    const template = desiredPod({ ...vmBody("rs"), metadata: { name: "rs", namespace: ns, uid: "none" } })!;
+    const rs = (name: string, replicas: number) => ({
+      apiVersion: "apps/v1",
+      kind: "ReplicaSet",
+      metadata: { name },
+      spec: {
+        replicas,
+        selector: { matchLabels: { rs: name } },
+        template: {
+          metadata: { labels: { rs: name }, annotations: template.metadata!.annotations },
+          spec: template.spec,
+        },
+      },
+    });
+    const rsPath = `/apis/apps/v1/namespaces/${ns}/replicasets`;
+    await client.request({ method: "POST", path: rsPath, body: rs("warmup", 1) });
+    await countPods(client, ns, 1, performance.now());
+    const meter = new ProcessMeter(kcm.pid);
+    console.log(`kube-controller-manager: 1 ReplicaSet -> ${n} pods`);
+    const t1 = performance.now();
+    const pods = countPods(client, ns, n + 1, t1);
+    await client.request({ method: "POST", path: rsPath, body: rs("bench", n) });
+    const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    const statusesMs = await waitFor(
+      "the ReplicaSet's status counts its pods",
+      async () => {
+        const got = await client.request<{ status?: { replicas?: number } }>({
+          method: "GET",
+          path: `${rsPath}/bench`,
+        });
+        return (got.status?.replicas ?? 0) >= n ? performance.now() - t1 : undefined;
+      },
+      1_800_000,
+      100,
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+    const usage = meter.stop();
+    const result = {
+      podsMs: Math.round(samples.at(-1)![0]),
+      statusesMs: Math.round(statusesMs),
+      ...usage,
+      samples,
+    };
+    console.log(
+      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s`,
+    );
+    return result;
+  } finally {
+    await kcm.stop();
+  }
+}
+
+/** The pods of one count go before the next, so neither side's caches hold the last round's. */
+async function clear(client: KubeClient, n: number): Promise<void> {
+  await client.request({
+    method: "DELETE",
+    path: `/apis/apps/v1/namespaces/bench-rs-${n}/replicasets`,
+    body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Orphan" },
+  });
+  for (const ns of [`bench-rs-${n}`, `bench-uvm-${n}`])
+    await client.request({
+      method: "DELETE",
+      path: paths.pods(ns),
+      body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
+    });
+}
+
 async function main(): Promise<void> {
-  const loadAtStart = Number(os.loadavg()[0]!.toFixed(2));
+  const loadAvgAtStart = Number(os.loadavg()[0]!.toFixed(2));
+  if (loadAvgAtStart >= LOAD_LIMIT && !values.force) {
+    console.error(
+      `load average ${loadAvgAtStart} >= ${LOAD_LIMIT}: the figures would measure the neighbours. Rerun when quiet, or --force (to a scratch --out).`,
+    );
+    process.exit(3);
+  }
   const cp = await startControlPlane();
   const client = new KubeClient(cp.kubeConfig);
   const logs = managedTempDir("sf-bench-");
+  const runs: Record<
+    string,
+    { operator: Awaited<ReturnType<typeof runOperator>>; replicaSetController: SideResult; ratio: number }
+  > = {};
   try {
     await client.apply(
       `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
@@ -110,173 +342,74 @@ async function main(): Promise<void> {
         metadata: { name: "xen-bench", labels: { "superfluid.dev/xen": "true" } },
       },
     });
-    await prepare(client, "bench-uvm");
-    await prepare(client, "bench-rs");
-
-    // Ours: the operator process, as the chart runs it (leader election off: one replica).
-    const port = await freePort();
-    const op = startProcess(
-      "operator",
-      process.execPath,
-      [
-        join(REPO_ROOT, "dist/operator/src/main.js"),
-        `--kubeconfig=${cp.kubeconfigPath}`,
-        "--namespace=bench-uvm",
-        `--http-port=${port}`,
-        "--leader-elect=false",
-        `--workers=${WORKERS}`,
-      ],
-      {
-        logPath: join(logs, "operator.log"),
-        env: { ...process.env, LOG_LEVEL: "warn", LOG_FORMAT: "json" },
-      },
-    );
-    await waitFor(
-      "operator ready",
-      async () =>
-        (await fetch(`http://127.0.0.1:${port}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        )) || undefined,
-      60_000,
-      100,
-    );
-    await client.request({
-      method: "POST",
-      path: paths.custom(UNIKERNELVM_PLURAL, "bench-uvm"),
-      body: vmBody("warmup"),
-    });
-    await countPods(client, "bench-uvm", 1, performance.now());
-
-    console.log(
-      `operator: ${COUNT} UnikernelVMs -> ${COUNT} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
-    );
-    const t0 = performance.now();
-    const ours = countPods(client, "bench-uvm", COUNT + 1, t0);
-    let createdAt = 0;
-    await inBatches(COUNT, CONCURRENCY, async (i) =>
-      client.request({
-        method: "POST",
-        path: paths.custom(UNIKERNELVM_PLURAL, "bench-uvm"),
-        body: vmBody(`vm-${i}`),
-      }),
-    );
-    createdAt = performance.now() - t0;
-    // Counts include the warm-up pod.
-    const oursSamples = (await ours).map(([t, n]) => [t, Math.max(0, n - 1)] as [number, number]);
-    const oursMs = oursSamples[oursSamples.length - 1]![0];
-    const statusMs = await waitFor(
-      "every VM's status names its pod",
-      async () => {
-        const list = await client.request<{ items: UnikernelVM[] }>({
-          method: "GET",
-          path: paths.custom(UNIKERNELVM_PLURAL, "bench-uvm"),
-        });
-        return list.items.filter((v) => v.status?.podName).length >= COUNT + 1
-          ? performance.now() - t0
-          : undefined;
-      },
-      600_000,
-      250,
-    );
-    await op.stop();
-    console.log(
-      `  VMs created in ${createdAt.toFixed(0)} ms, ${COUNT} pods in ${oursMs.toFixed(0)} ms, all statuses in ${statusMs.toFixed(0)} ms`,
-    );
-
-    // Baseline: kube-controller-manager's ReplicaSet controller, same pod template.
-    const kcm = await cp.startControllerManager({ controllers: ["replicaset"] });
-    const template = desiredPod({
-      ...vmBody("rs"),
-      metadata: { name: "rs", namespace: "bench-rs", uid: "none" },
-    })!;
-    const rs = (name: string, replicas: number) => ({
-      apiVersion: "apps/v1",
-      kind: "ReplicaSet",
-      metadata: { name },
-      spec: {
-        replicas,
-        selector: { matchLabels: { rs: name } },
-        template: {
-          metadata: { labels: { rs: name }, annotations: template.metadata!.annotations },
-          spec: template.spec,
-        },
-      },
-    });
-    await client.request({
-      method: "POST",
-      path: "/apis/apps/v1/namespaces/bench-rs/replicasets",
-      body: rs("warmup", 1),
-    });
-    await countPods(client, "bench-rs", 1, performance.now());
-    console.log(`kube-controller-manager: 1 ReplicaSet -> ${COUNT} pods`);
-    const t1 = performance.now();
-    const base = countPods(client, "bench-rs", COUNT + 1, t1);
-    await client.request({
-      method: "POST",
-      path: "/apis/apps/v1/namespaces/bench-rs/replicasets",
-      body: rs("bench", COUNT),
-    });
-    const baseSamples = (await base).map(([t, n]) => [t, Math.max(0, n - 1)] as [number, number]);
-    const baseMs = baseSamples[baseSamples.length - 1]![0];
-    await kcm.stop();
-    console.log(`  ${COUNT} pods in ${baseMs.toFixed(0)} ms`);
-
-    const ratio = oursMs / baseMs;
-    console.log(
-      `\nratio (operator / ReplicaSet controller): ${ratio.toFixed(2)} (${ratio < 1 ? "faster" : "slower"})`,
-    );
-    const result = {
-      benchmark: "operator",
-      count: COUNT,
-      operatorWorkers: WORKERS,
-      createConcurrency: CONCURRENCY,
-      operator: {
-        podsMs: Math.round(oursMs),
-        createVMsMs: Math.round(createdAt),
-        allStatusesMs: Math.round(statusMs),
-      },
-      replicaSetController: { podsMs: Math.round(baseMs) },
-      ratio: Number(ratio.toFixed(3)),
-      machine: {
-        cpus: os.cpus().length,
-        node: process.version,
-        // The apiserver shares the CPUs with everything else: the load says how much it had.
-        loadAverage1mAtStart: loadAtStart,
-        loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
-      },
-      date: new Date().toISOString(),
-    };
-    const out = join(REPO_ROOT, "bench", "results");
-    mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, "operator.json"), JSON.stringify(result, null, 2) + "\n");
-    const series: Series[] = [
-      {
-        name: `superfluid operator (${WORKERS} workers)`,
-        color: "#1f77b4",
-        points: oursSamples.map(([t, n]) => [t / 1000, n]),
-      },
-      {
-        name: "kube-controller-manager ReplicaSet",
-        color: "#d62728",
-        points: baseSamples.map(([t, n]) => [t / 1000, n]),
-      },
-    ];
-    writeFileSync(
-      join(out, "operator.svg"),
-      plotSvg(
-        `${COUNT} pods: UnikernelVMs via the operator vs one ReplicaSet`,
-        "seconds",
-        "pods created",
-        series,
-      ),
-    );
-    console.log(`wrote bench/results/operator.json and operator.svg`);
+    for (const n of COUNTS) {
+      // The baseline first: its pod cache is cluster-wide, and must not hold the operator's pods.
+      const base = await runReplicaSet(cp, client, n);
+      const ours = await runOperator(cp, client, logs, n);
+      const ratio = Number((ours.podsMs / base.podsMs).toFixed(3));
+      console.log(`ratio at ${n} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}\n`);
+      runs[n] = { operator: ours, replicaSetController: base, ratio };
+      await clear(client, n);
+    }
   } finally {
     client.close();
     await cp.stop();
-    releaseTempDir(logs);
+    if (values["keep-logs"]) console.log(`logs kept in ${logs}`);
+    else releaseTempDir(logs);
   }
+  const largest = runs[Math.max(...COUNTS)]!;
+  const strip = <T extends { samples: unknown }>({ samples: _s, ...rest }: T) => rest;
+  const result = {
+    benchmark: "operator",
+    ratio1000: runs[1000]?.ratio ?? null,
+    ratio10000: runs[10000]?.ratio ?? null,
+    requestsPerVm: largest.operator.requestsPerVm,
+    operatorRssMiB10000: runs[10000]?.operator.rssMiB ?? null,
+    kcmRssMiB10000: runs[10000]?.replicaSetController.rssMiB ?? null,
+    loadAvgAtStart,
+    runs: Object.fromEntries(
+      Object.entries(runs).map(([n, r]) => [
+        n,
+        { ratio: r.ratio, operator: strip(r.operator), replicaSetController: strip(r.replicaSetController) },
+      ]),
+    ),
+    settings: { operatorWorkers: WORKERS, createConcurrency: CONCURRENCY, kubeApiQpsBothSides: QPS },
+    machine: {
+      cpus: os.cpus().length,
+      node: process.version,
+      loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
+      forced: values.force,
+    },
+    date: new Date().toISOString(),
+  };
+  mkdirSync(dirname(values.out), { recursive: true });
+  writeFileSync(values.out, JSON.stringify(result, null, 2) + "\n");
+  const palette = ["#1f77b4", "#d62728"];
+  const series: Series[] = Object.entries(runs).flatMap(([n, r], i) => [
+    {
+      name: `operator, ${n} VMs`,
+      color: palette[0]!,
+      dash: i > 0,
+      points: r.operator.samples.map(([t, c]) => [t / 1000, c / Number(n)]),
+    },
+    {
+      name: `ReplicaSet controller, ${n} pods`,
+      color: palette[1]!,
+      dash: i > 0,
+      points: r.replicaSetController.samples.map(([t, c]) => [t / 1000, c / Number(n)]),
+    },
+  ]);
+  const svg = values.out.replace(/\.json$/, "") + ".svg";
+  writeFileSync(
+    svg,
+    plotSvg(
+      "Pods created: UnikernelVMs via the operator vs one ReplicaSet",
+      "seconds",
+      "fraction of N pods",
+      series,
+    ),
+  );
+  console.log(`wrote ${values.out} and ${svg}`);
 }
 
 main().then(

@@ -17,7 +17,7 @@ const { values } = parseArgs({
     "lease-namespace": { type: "string", default: process.env.POD_NAMESPACE },
     "lease-name": { type: "string", default: "superfluid-operator" },
     "lease-duration-seconds": { type: "string", default: "15" },
-    workers: { type: "string", default: process.env.WORKERS ?? "16" },
+    workers: { type: "string", default: process.env.WORKERS ?? "64" },
     "kube-api-qps": { type: "string", default: process.env.KUBE_API_QPS ?? "100" },
     "kube-api-burst": { type: "string", default: process.env.KUBE_API_BURST ?? "200" },
     help: { type: "boolean", default: false },
@@ -27,7 +27,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout
     .write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
-  [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 16]
+  [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 64]
   [--kube-api-qps 100] [--kube-api-burst 200]
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);

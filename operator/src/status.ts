@@ -111,6 +111,9 @@ export function agentDomainState(o: Observed): DomainState | undefined {
   return domainState(o.pod);
 }
 
+const domainPhase = (state: DomainState | undefined): VMPhase =>
+  state === "paused" ? "Paused" : state === "suspended" ? "Suspended" : "Running";
+
 /** The rules, in order. Each later rule may assume every earlier one did not match. */
 export const STATUS_RULES: readonly StatusRule[] = [
   {
@@ -243,14 +246,19 @@ export const STATUS_RULES: readonly StatusRule[] = [
   {
     name: "node not ready",
     when: (o) => !!nodeReady(o.node),
-    then: (o) => ({ phase: "Running", ready: nodeReady(o.node)!, scheduled: onNode(o) }),
+    // The kubelet is silent, the node agent may not be: the phase is still the domain's.
+    then: (o) => ({
+      phase: domainPhase(agentDomainState(o)),
+      ready: nodeReady(o.node)!,
+      scheduled: onNode(o),
+    }),
   },
   {
     name: "running",
     when: () => true,
     then: (o) => {
       const state = agentDomainState(o);
-      const phase: VMPhase = state === "paused" ? "Paused" : state === "suspended" ? "Suspended" : "Running";
+      const phase = domainPhase(state);
       const podReady = podCondition(o.pod, "Ready");
       const ready: Reason =
         podReady?.status !== "True"

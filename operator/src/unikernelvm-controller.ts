@@ -177,8 +177,17 @@ export class UnikernelVMController {
       finalizerPending: this.expectations.expectsFinalizer(key),
       now: new Date(),
     });
-    let pod = p.pod;
-    for (const action of p.actions) pod = (await this.act(vm, key, action)) ?? pod;
+    // The finalizer goes on with the first write, not a round trip before it: should the VM be
+    // deleted in between, the finalizer write fails and the pod's owner reference lets the garbage
+    // collector take the pod. The other actions run in order.
+    const finalizer = p.actions.find((a) => a.kind === "addFinalizer");
+    const rest = p.actions.filter((a) => a !== finalizer);
+    const inOrder = async () => {
+      let pod = p.pod;
+      for (const action of rest) pod = (await this.act(vm, key, action)) ?? pod;
+      return pod;
+    };
+    const [, pod] = await Promise.all([finalizer && this.act(vm, key, finalizer), inOrder()]);
     if (p.writeStatus) await this.reconcileStatus(vm, key, pod, p, migrations);
     if (p.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${p.invalidSpec}`);
     if (p.requeueAfterMs !== undefined) return { requeueAfterMs: p.requeueAfterMs };

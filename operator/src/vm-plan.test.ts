@@ -1,5 +1,5 @@
 import test from "ava";
-import type { V1Pod, V1Service } from "@kubernetes/client-node";
+import type { V1Pod } from "@kubernetes/client-node";
 import {
   ANNOTATIONS,
   API_VERSION,

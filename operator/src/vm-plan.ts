@@ -123,7 +123,7 @@ export function plan(i: PlanInput): Plan {
   const { vm, pods } = i;
   if (vm.metadata.deletionTimestamp) return planDeletion(i);
   const actions: Action[] = [];
-  // The finalizer goes on before the first child exists, so no domain outlives its VM unnoticed.
+  // The finalizer goes on with the first write (the controller sends the two together).
   if (!vm.metadata.finalizers?.includes(FINALIZER) && !i.finalizerPending)
     actions.push({ kind: "addFinalizer" });
 
