@@ -1,6 +1,6 @@
 // Writes every controller makes the same way: deleting a pod (only the one we saw, by uid), deleting
 // an object that may already be gone, adding and removing a finalizer without losing anyone else's.
-import { isNotFound, type KubeClient, paths } from "./client.js";
+import { isAlreadyExists, isNotFound, type KubeClient, paths } from "./client.js";
 
 interface Meta {
   metadata?: {
@@ -85,4 +85,29 @@ export async function removeFinalizer<T extends Meta>(
       if (isNotFound(e)) return undefined;
       throw e;
     });
+}
+
+/**
+ * Creates an object with a POST (cheaper on the apiserver than an apply, which merges managed
+ * fields), recording the field manager; when it exists already (a cache that lagged, a restart)
+ * it is server-side applied instead, so the result is the same either way.
+ */
+export async function createOrApply<T>(
+  client: KubeClient,
+  collection: string,
+  path: string,
+  object: unknown,
+  fieldManager: string,
+): Promise<T> {
+  try {
+    return await client.request<T>({
+      method: "POST",
+      path: collection,
+      query: { fieldManager },
+      body: object,
+    });
+  } catch (e) {
+    if (!isAlreadyExists(e)) throw e;
+    return client.apply<T>(path, object, fieldManager);
+  }
 }

@@ -21,7 +21,13 @@ import { InvalidSpecError } from "./desired.js";
 import type { Watched } from "../../lib/kube/informers.js";
 import { paths } from "../../lib/kube/client.js";
 import type { Manager } from "../../lib/kube/manager.js";
-import { addFinalizer, deleteIgnoringNotFound, deletePod, removeFinalizer } from "../../lib/kube/objects.js";
+import {
+  addFinalizer,
+  createOrApply,
+  deleteIgnoringNotFound,
+  deletePod,
+  removeFinalizer,
+} from "../../lib/kube/objects.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
 import { computeStatus, operatorStatus, statusEqual, transitionEvents } from "./status.js";
@@ -215,7 +221,15 @@ export class UnikernelVMController {
         if (a.event) events.record(vm, a.event.type, a.event.reason, a.event.message);
         return undefined;
       case "applyPod": {
-        const pod = await client.apply<V1Pod>(paths.pod(ns, a.pod.metadata!.name!), a.pod, FIELD_MANAGER);
+        const pod = a.created
+          ? await createOrApply<V1Pod>(
+              client,
+              paths.pods(ns),
+              paths.pod(ns, a.pod.metadata!.name!),
+              a.pod,
+              FIELD_MANAGER,
+            )
+          : await client.apply<V1Pod>(paths.pod(ns, a.pod.metadata!.name!), a.pod, FIELD_MANAGER);
         this.expectations.podApplied(key, pod);
         if (a.created) events.record(vm, "Normal", "PodCreated", `created pod ${pod.metadata?.name}`);
         return pod;
