@@ -72,12 +72,6 @@ export class Expectations {
     return s && this.fresh(s.at) ? s.status : undefined;
   }
 
-  /** The resourceVersion our last status write produced, while the cache has not caught up. */
-  expectedResourceVersion(key: string): string | undefined {
-    const s = this.byKey.get(key)?.status;
-    return s && this.fresh(s.at) ? s.resourceVersion : undefined;
-  }
-
   /** The cache saw the VM at this resourceVersion with these finalizers. */
   observeVM(key: string, resourceVersion: string | undefined, hasFinalizer: boolean): void {
     const w = this.byKey.get(key);
