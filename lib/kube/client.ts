@@ -3,7 +3,7 @@
 // one keep-alive agent so that a thousand reconciles do not mean a thousand TLS handshakes, a
 // client-side rate limit (QPS and burst, as client-go's), and a count of every request by verb and
 // resource, so that what a controller costs the apiserver is measured rather than guessed.
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeCredentials } from "./kubeconfig.js";
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
 import { RequestCounter, TokenBucket } from "./rate.js";
@@ -66,7 +66,7 @@ export class KubeClient {
   readonly requests = new RequestCounter();
 
   constructor(
-    readonly kc: KubeConfig,
+    readonly kc: KubeCredentials,
     options: ClientOptions = {},
   ) {
     const cluster = kc.getCurrentCluster();

@@ -1,14 +1,14 @@
 // What the controllers of one process share, as controller-runtime's manager: one REST client (one
 // connection pool, one rate limit, one request count), one event recorder, one informer per watched
 // collection however many controllers read it, and the work queues, stopped together.
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeCredentials } from "./kubeconfig.js";
 import { type ClientOptions, KubeClient } from "./client.js";
 import { EventRecorder } from "./events.js";
 import { type Watched, watchResource, type WatchOptions } from "./informers.js";
 import { type QueueOptions, type Reconciler, WorkQueue } from "./queue.js";
 
 export interface ManagerOptions extends ClientOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeCredentials;
   /** The Events' source component (and the default field manager's name in logs). */
   component: string;
 }

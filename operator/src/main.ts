@@ -1,6 +1,6 @@
 // The operator process: flags and environment, signals. Exit codes: 0 after SIGTERM/SIGINT, 1 on a
 // start failure or a lost lease (the Deployment restarts it as a standby).
-import { KubeConfig } from "@kubernetes/client-node";
+import { loadCredentials } from "../../lib/kube/kubeconfig.js";
 import { parseArgs } from "node:util";
 import { logger } from "../../lib/log.js";
 import { startOperator } from "./operator.js";
@@ -54,14 +54,12 @@ const kubeApiQps = positiveInt("kube-api-qps", values["kube-api-qps"]);
 const kubeApiBurst = positiveInt("kube-api-burst", values["kube-api-burst"]);
 const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease-duration-seconds"]);
 
-const kc = new KubeConfig();
-if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
-else kc.loadFromDefault();
-const leaseNamespace =
-  values["lease-namespace"] ??
-  values.namespace ??
-  kc.getContextObject(kc.getCurrentContext())?.namespace ??
-  "default";
+// Not client-node's KubeConfig: loading that library costs the process ~70 MB (lib/kube/kubeconfig.ts).
+const kc = await loadCredentials(values.kubeconfig).catch((err: unknown) => {
+  log.error("no credentials", { error: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+});
+const leaseNamespace = values["lease-namespace"] ?? values.namespace ?? kc.namespace ?? "default";
 
 try {
   const op = await startOperator({

@@ -1,6 +1,6 @@
 // The operator as a library: the controllers, leader election and the health/metrics endpoint,
 // started and stopped as one. main.ts wraps it in a process; tests run it in-process too.
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeCredentials } from "../../lib/kube/kubeconfig.js";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
@@ -16,7 +16,7 @@ import { UnikernelVMController } from "./unikernelvm-controller.js";
 const log = logger("operator");
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeCredentials;
   /** Watch one namespace (undefined: all namespaces). */
   namespace?: string;
   /** Port for /healthz, /readyz and /metrics; 0 picks a free one, undefined serves none. */
