@@ -205,10 +205,16 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       1_800_000,
       50,
     );
-    // Events go out after the writes they tell of: let them settle before counting.
-    await new Promise((r) => setTimeout(r, 2000));
+    // Events go out after the writes they tell of: count once the operator's requests stop moving.
+    let after = await operatorRequests(port);
+    for (let quiet = 0, i = 0; quiet < 4 && i < 240; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = await operatorRequests(port);
+      quiet = JSON.stringify(now) === JSON.stringify(after) ? quiet + 1 : 0;
+      after = now;
+    }
     const usage = meter.stop();
-    const requests = minus(await operatorRequests(port), before);
+    const requests = minus(after, before);
     await vms.stop();
     const total = Object.values(requests).reduce((a, b) => a + b, 0);
     const result: SideResult & {
