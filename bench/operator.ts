@@ -227,7 +227,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       createVMsMs: Math.round(createMs),
       ...usage,
       requests,
-      requestsPerVm: Number((total / n).toFixed(2)),
+      requestsPerVm: Number((total / n).toFixed(3)),
       samples,
     };
     console.log(
