@@ -11,11 +11,11 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
                            xenbr0's subnet if it has an address, else bridge sfbr0 with 10.89.0.0/24)
   --bridge NAME            with --pod-cidr: a bridge + host-local config without a file (e.g. xenbr0)
   --pod-cidr CIDR          the node's pod subnet for --bridge (gateway: its first address)
-  --cni-plugin-dir DIR     CNI plugins (default /usr/lib/cni:/opt/cni/bin)
+  --cni-plugin-dir DIR     ignored (the shim leases addresses itself, as host-local would; no plugin runs)
   --console-log-dir DIR    xenconsoled --log-dir with guest-<name>.log (default /var/log/xen/console; "" reads the pty)
   --plain-http-registries  comma list of registry hosts reached without TLS (default localhost,127.0.0.1)
   --registry-ca FILE       extra CA for TLS registries
-  --vif-antispoof true     give the guest's IP to vif-bridge (iptables anti-spoofing; slow hotplug)
+  --vif-antispoof BOOL     drop what a guest sends from another IP or MAC than its own (nftables, in-process; default true)
   --default-memory-mib N   guest memory when neither pod nor image says (default 64)
   --kubeconfig FILE        the apiserver the node agent talks to (default: in-cluster service account)
   --node-name NAME         run the node agent (runPolicy pause/suspend/resume) for the VMs on this node
@@ -41,7 +41,7 @@ const FLAGS = {
   "plain-http-registries": "localhost,127.0.0.1",
   "registry-ca": "",
   "default-memory-mib": "64",
-  "vif-antispoof": "false",
+  "vif-antispoof": "true",
   "log-level": "info",
   kubeconfig: "",
   "node-name": "",
@@ -99,7 +99,6 @@ await runShim({
   cniConf: flag("cni-conf") || undefined,
   bridge: flag("bridge") || undefined,
   podCidr: flag("pod-cidr") || undefined,
-  cniPluginDirs: flag("cni-plugin-dir").split(":").filter(Boolean),
   consoleLogDir: flag("console-log-dir") || undefined,
   plainHttpRegistries: flag("plain-http-registries")
     .split(",")
@@ -107,7 +106,7 @@ await runShim({
     .filter(Boolean),
   registryCa: flag("registry-ca") || undefined,
   defaultMemoryMiB: memory,
-  vifAntiSpoof: flag("vif-antispoof") === "true",
+  vifAntiSpoof: flag("vif-antispoof") !== "false",
   kubeconfig: flag("kubeconfig") || undefined,
   nodeName: flag("node-name") || undefined,
   checkpointDir: flag("checkpoint-dir"),

@@ -25,7 +25,6 @@ export interface ShimConfig {
   cniConf?: string;
   bridge?: string;
   podCidr?: string;
-  cniPluginDirs: string[];
   consoleLogDir?: string;
   plainHttpRegistries: string[];
   registryCa?: string;
@@ -60,7 +59,6 @@ export async function runShim(config: ShimConfig): Promise<void> {
   const network = new CniNetwork({
     confPath,
     config: inline ?? (confPath ? undefined : detectXenBridge(ipamDataDir)),
-    pluginDirs: config.cniPluginDirs,
     ipamDataDir,
     manageBridge: true,
   });

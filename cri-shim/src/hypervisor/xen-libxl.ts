@@ -13,6 +13,7 @@
 import { access, constants as fsConstants } from "node:fs/promises";
 import koffi from "koffi";
 import { logger } from "../../../lib/log.js";
+import { guardDomainVifs, unguardDomainVifs } from "../network/antispoof.js";
 import { domainConfigJSON, validateDomainSpec } from "./domain-config.js";
 import {
   type CPointer,
@@ -268,6 +269,11 @@ export class XenLibxl implements Hypervisor {
           throw spec.memoryMiB * 1024 > freeMemoryKiB ? new HypervisorError(err.message, "OutOfMemory") : err;
         }
         const domid = decode<number>(domidOut, "uint32");
+        // Anti-spoofing before the guest can run (in-process nftables; vifs given an IP only).
+        await guardDomainVifs(domid, spec.vifs).catch(async (err: unknown) => {
+          await this.lib.domainDestroy.async(this.ctx, domid, null);
+          throw new HypervisorError(`${op} ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
+        });
         log.info(`${op} done`, { name: spec.name, domid, ms: Math.round(performance.now() - started) });
         return domid;
       });
@@ -308,6 +314,14 @@ export class XenLibxl implements Hypervisor {
   async destroy(domid: number): Promise<void> {
     checkGuestDomid(domid, "destroy");
     await this.rc("destroy", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+    await this.unguard(domid);
+  }
+
+  /** Drops the anti-spoofing rules of a destroyed domain's vifs (a failure only leaves stale rules). */
+  private async unguard(domid: number): Promise<void> {
+    await unguardDomainVifs(domid).catch((err: unknown) =>
+      log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
+    );
   }
 
   async setMemory(domid: number, memoryMiB: number): Promise<void> {
@@ -361,6 +375,7 @@ export class XenLibxl implements Hypervisor {
     await this.migrateOut(domid, fd, { live: opts.live ?? false });
     // The suspended domain stays as a shell in state "shutdown (suspend)"; its state lives in fd now.
     await this.rc("destroy after save", domid, () => this.lib.domainDestroy.async(this.ctx, domid, null));
+    await this.unguard(domid);
   }
 
   async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {

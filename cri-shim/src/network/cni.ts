@@ -1,19 +1,22 @@
-// Pod networking with Debian's CNI plugins. A Xen guest has no network namespace, so the `bridge`
-// plugin (which moves a veth into a netns) cannot do the guest side. The design instead:
+// Pod networking from a CNI config, with no process per sandbox. A Xen guest has no network
+// namespace, so Debian's `bridge` plugin (which moves a veth into a netns) cannot do the guest side.
+// The design instead:
 //  - the CNI config is an ordinary bridge + host-local conflist; the shim reads the bridge name and
-//    gateway from it and keeps that dom0 bridge up itself (ip link/ip addr, once, at start);
-//  - per sandbox it runs only the IPAM plugin (host-local) per the CNI spec (ADD/DEL with
-//    CNI_CONTAINERID = sandbox id), which leases the address and records it on disk;
-//  - the guest's vif joins the bridge (libxl's vif hotplug) and the address reaches the guest on its
-//    command line (`ip=<addr>/<prefix> gw=<addr>`), so dom0 can route to it through the bridge.
-// Teardown is CNI DEL, which host-local treats as idempotent.
-import { execFile, execFileSync, spawn } from "node:child_process";
-import { accessSync, constants, readdirSync } from "node:fs";
+//    gateway from it and keeps that dom0 bridge up itself (rtnetlink, in-process, once, at start);
+//  - per sandbox it leases an address the way host-local does, in-process and in host-local's own
+//    lease directory layout (ipam.ts), keyed by the sandbox id;
+//  - the guest's vif joins the bridge (the hypervisor backend's job) and the address reaches the
+//    guest on its command line (`ip=<addr>/<prefix> gw=<addr>`), so dom0 routes to it through the
+//    bridge; the backend also guards the vif against spoofing (antispoof.ts).
+// Teardown releases the lease, idempotently.
+import { readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { promisify } from "node:util";
 import { logger } from "../../../lib/log.js";
 import { CriError } from "../errors.js";
 import type { SandboxNetwork } from "../services/model.js";
+import { pruneGuards } from "./antispoof.js";
+import { Ipam, IpamError, rangesOf } from "./ipam.js";
+import { addAddress, addBridge, addresses, linkIndex, setLinkUp } from "./netlink.js";
 import { removeReaddressing } from "./readdress.js";
 
 const log = logger("cri-cni");
@@ -32,9 +35,9 @@ export interface CniOptions {
   confPath?: string;
   config?: NetworkConfigJson;
   pluginDirs?: string[];
-  /** host-local's lease directory when the config does not name one. */
+  /** The lease directory (host-local's `dataDir`) when the config does not name one. */
   ipamDataDir: string;
-  /** Keep the dom0 bridge up (needs root in dom0); unit tests of IPAM alone turn it off. */
+  /** Keep the dom0 bridge up and readdress received guests (needs root in dom0); unit tests turn it off. */
   manageBridge: boolean;
 }
 
@@ -65,24 +68,20 @@ export function bridgeNetworkConfig(bridge: string, subnet: string, ipamDataDir:
  * set it up) needs no CNI file: its subnet is the pod network and its address the pods' gateway.
  */
 export function detectXenBridge(ipamDataDir: string, bridge = "xenbr0"): NetworkConfigJson | undefined {
-  let out: string;
+  let found: { ip: string; prefix: number } | undefined;
   try {
-    out = execFileSync("ip", ["-o", "-4", "addr", "show", "dev", bridge], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    found = linkIndex(bridge) === undefined ? undefined : addresses(bridge).find((a) => a.prefix < 31);
   } catch {
     return undefined;
   }
-  const m = /inet (\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)/.exec(out);
-  if (!m) return undefined;
-  const prefix = Number(m[5]);
-  const addr = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
+  if (!found) return undefined;
+  const { ip, prefix } = found;
+  const addr = ip.split(".").reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
   const net = prefix === 0 ? 0 : (addr & (~0 << (32 - prefix))) >>> 0;
   const dotted = (n: number) => [24, 16, 8, 0].map((sh) => (n >>> sh) & 255).join(".");
   const config = bridgeNetworkConfig(bridge, `${dotted(net)}/${prefix}`, ipamDataDir);
   const range = (config.ipam.ranges as { subnet: string; gateway: string }[][])[0]![0]!;
-  range.gateway = dotted(addr); // dom0's own address on the bridge is the gateway, whatever it is
+  range.gateway = ip; // dom0's own address on the bridge is the gateway, whatever it is
   return config;
 }
 
@@ -98,10 +97,6 @@ export function firstCniConf(dir = "/etc/cni/net.d"): string | undefined {
   }
 }
 
-interface CniResult {
-  ips?: { address: string; gateway?: string }[];
-}
-
 /** Xen's OUI (00:16:3e) + three bytes of the sandbox id: stable across restarts, unique per sandbox. */
 export function macFor(sandboxId: string): string {
   const hex = sandboxId.slice(0, 6).padEnd(6, "0");
@@ -110,13 +105,11 @@ export function macFor(sandboxId: string): string {
 
 export class CniNetwork {
   private config!: NetworkConfigJson;
-  private readonly pluginDirs: string[];
+  private ipam: Ipam | undefined;
   private ready = false;
   private lastError = "";
 
-  constructor(private readonly opts: CniOptions) {
-    this.pluginDirs = opts.pluginDirs ?? ["/usr/lib/cni", "/opt/cni/bin"];
-  }
+  constructor(private readonly opts: CniOptions) {}
 
   get bridge(): string {
     return this.config.bridge ?? "cni0";
@@ -130,7 +123,20 @@ export class CniNetwork {
   async init(): Promise<void> {
     try {
       this.config = await this.loadConfig();
-      if (this.opts.manageBridge) await this.ensureBridge();
+      if (this.config.ipam.type !== "host-local")
+        throw new Error(
+          `IPAM type ${JSON.stringify(this.config.ipam.type)} is not supported: the shim does host-local's allocation itself`,
+        );
+      this.ipam = new Ipam({
+        network: this.config.name,
+        dataDir: String(this.config.ipam.dataDir ?? this.opts.ipamDataDir),
+        ranges: rangesOf(this.config.ipam),
+      });
+      if (this.opts.manageBridge) {
+        this.ensureBridge();
+        const pruned = await pruneGuards();
+        if (pruned.length > 0) log.info("anti-spoofing rules of vifs gone removed", { vifs: pruned });
+      }
       this.ready = true;
     } catch (err) {
       this.lastError = err instanceof Error ? err.message : String(err);
@@ -159,57 +165,45 @@ export class CniNetwork {
     };
   }
 
-  private gatewayOf(): { gateway: string; prefix: number } {
-    const ranges = this.config.ipam.ranges as { subnet: string; gateway?: string }[][] | undefined;
-    const range =
-      ranges?.[0]?.[0] ??
-      (this.config.ipam.subnet
-        ? { subnet: String(this.config.ipam.subnet), gateway: this.config.ipam.gateway as string | undefined }
-        : undefined);
-    if (!range) throw new Error("IPAM config has no subnet");
-    const [net, prefix] = range.subnet.split("/");
-    const parts = net!.split(".").map(Number);
-    parts[3] = (parts[3] ?? 0) + 1; // host-local's default gateway: the subnet's first address
-    return { gateway: range.gateway ?? parts.join("."), prefix: Number(prefix) };
+  private ensureBridge(): void {
+    const { gateway, prefixLength } = this.ipam!.gateway;
+    if (linkIndex(this.bridge) === undefined) addBridge(this.bridge);
+    if (!addresses(this.bridge).some((a) => a.ip === gateway)) addAddress(this.bridge, gateway, prefixLength);
+    setLinkUp(this.bridge);
+    log.info("pod bridge up", { bridge: this.bridge, gateway: `${gateway}/${prefixLength}` });
   }
 
-  private async ensureBridge(): Promise<void> {
-    const ip = promisify(execFile);
-    const { gateway, prefix } = this.gatewayOf();
-    const exists = await ip("ip", ["link", "show", this.bridge]).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) await ip("ip", ["link", "add", this.bridge, "type", "bridge"]);
-    const { stdout } = await ip("ip", ["-o", "-4", "addr", "show", "dev", this.bridge]);
-    if (!stdout.includes(` ${gateway}/`))
-      await ip("ip", ["addr", "add", `${gateway}/${prefix}`, "dev", this.bridge]);
-    await ip("ip", ["link", "set", this.bridge, "up"]);
-    log.info("pod bridge up", { bridge: this.bridge, gateway: `${gateway}/${prefix}` });
-  }
-
-  /** Leases an address for the sandbox (CNI ADD of the IPAM plugin). */
+  /** Leases an address for the sandbox (the same one again if it holds one). */
   async setUp(sandboxId: string): Promise<SandboxNetwork> {
-    if (!this.ready)
+    if (!this.ready || !this.ipam)
       throw new CriError("FailedPrecondition", `pod network not ready: ${this.status().message}`);
-    const result = (await this.runIpam("ADD", sandboxId)) as CniResult;
-    const first = result.ips?.[0];
-    if (!first) throw new CriError("Internal", `IPAM plugin ${this.config.ipam.type} returned no address`);
-    const [ip, prefix] = first.address.split("/");
+    const lease = await this.ipam.allocate(sandboxId).catch((err: unknown) => {
+      if (err instanceof IpamError)
+        throw new CriError(
+          err.code === "exhausted" ? "ResourceExhausted" : "InvalidArgument",
+          `IPAM: ${err.message}`,
+        );
+      throw err;
+    });
     return {
-      ip: ip!,
-      prefixLength: Number(prefix),
-      gateway: first.gateway ?? this.gatewayOf().gateway,
+      ip: lease.ip,
+      prefixLength: lease.prefixLength,
+      gateway: lease.gateway,
       bridge: this.bridge,
       mac: macFor(sandboxId),
     };
   }
 
-  /** Releases the sandbox's address (CNI DEL) and the readdressing of a guest received by migration; a second call is a no-op. */
+  /** Releases the sandbox's address and the readdressing of a guest received by migration; a second call is a no-op. */
   async tearDown(sandboxId: string): Promise<void> {
-    if (!this.config) return;
+    if (!this.ipam) return;
     await this.dropReaddressing(sandboxId);
-    await this.runIpam("DEL", sandboxId);
+    await this.ipam.release(sandboxId);
+  }
+
+  /** Releases every lease whose container id is not in `owners` (crash recovery); returns their addresses. */
+  async releaseUnowned(owners: ReadonlySet<string>): Promise<string[]> {
+    return this.ipam ? this.ipam.releaseUnowned(owners) : [];
   }
 
   /** Removes the readdressing (bridge translation) of a guest received by migration, if any; a second call is a no-op. */
@@ -221,60 +215,5 @@ export class CniNetwork {
   /** Whether this network may change dom0's bridge rules and addresses (readdressing a migrated guest). */
   get managesHostNetwork(): boolean {
     return this.opts.manageBridge;
-  }
-
-  private runIpam(command: "ADD" | "DEL", sandboxId: string): Promise<unknown> {
-    const type = this.config.ipam.type;
-    if (!/^[a-z0-9-]+$/.test(type))
-      return Promise.reject(new CriError("InvalidArgument", `bad IPAM type ${type}`));
-    const env = {
-      PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: sandboxId,
-      // No netns exists for a Xen guest; host-local does not enter it, so name where one would be.
-      CNI_NETNS: `/run/superfluid/netns/${sandboxId}`,
-      CNI_IFNAME: "eth0",
-      CNI_PATH: this.pluginDirs.join(":"),
-    };
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.findPlugin(type), [], { env, stdio: ["pipe", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      child.on("error", reject);
-      child.on("close", (code) => {
-        if (code === 0) {
-          resolve(out.trim() ? JSON.parse(out) : {});
-          return;
-        }
-        let msg = err.trim() || out.trim();
-        try {
-          msg = (JSON.parse(out) as { msg?: string }).msg ?? msg;
-        } catch {
-          /* not JSON */
-        }
-        const exhausted = /no IP addresses available|range is full/i.test(msg);
-        reject(new CriError(exhausted ? "ResourceExhausted" : "Internal", `CNI ${type} ${command}: ${msg}`));
-      });
-      child.stdin.end(JSON.stringify(this.config));
-    });
-  }
-
-  private pluginPathCache = new Map<string, string>();
-  private findPlugin(type: string): string {
-    const cached = this.pluginPathCache.get(type);
-    if (cached) return cached;
-    for (const dir of this.pluginDirs) {
-      const p = `${dir}/${type}`;
-      try {
-        accessSync(p, constants.X_OK);
-        this.pluginPathCache.set(type, p);
-        return p;
-      } catch {
-        /* not in this directory */
-      }
-    }
-    throw new CriError("FailedPrecondition", `CNI plugin ${type} not found in ${this.pluginDirs.join(":")}`);
   }
 }

@@ -18,19 +18,13 @@
 // run on has no act_nat. nft updates the IP and TCP/UDP checksums of the addresses it rewrites.
 // Each sandbox gets its own table `sf-readdress-<first 12 chars of the sandbox id>`; a comment on its
 // first rule records pod IP, guest IP, gateway and bridge, so removal needs no other record.
-import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { promisify } from "node:util";
+// nft and the address/neighbour changes run in-process (libnftables, rtnetlink): no process on the
+// migration-receive path.
 import { logger } from "../../../lib/log.js";
+import { addAddress, deleteAddress, deleteNeighbour, NetlinkError } from "./netlink.js";
+import { nftRun, parseNftJson } from "./nftables.js";
 
-const run = promisify(execFile);
 const log = logger("cri-readdress");
-/**
- * nftables' CLI by its full path: under npm (the test runner, `npm run ...`) node_modules/.bin comes
- * first on PATH, and ava's dependency @vercel/nft installs a different program named `nft` there,
- * which exits 0 without touching the ruleset.
- */
-const NFT = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].find((p) => existsSync(p)) ?? "nft";
 
 export interface Readdressing {
   /** The pod's address on this node (what the cluster routes to). */
@@ -111,72 +105,30 @@ function ruleset(table: string, r: Readdressing): string {
 `;
 }
 
-async function nft(args: string[], input?: string): Promise<string> {
-  if (input === undefined) {
-    try {
-      return (await run(NFT, args)).stdout;
-    } catch (err) {
-      const stderr = (err as { stderr?: string }).stderr?.trim();
-      throw new Error(
-        `nft ${args.join(" ")}: ${stderr || (err instanceof Error ? err.message : String(err))}`,
-      );
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(NFT, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    // An nft that exits before reading (bad arguments) closes the pipe: its exit code tells why.
-    child.stdin.on("error", () => undefined);
-    child.on("error", (e) => reject(new Error(`nft ${args.join(" ")}: ${e.message}`)));
-    child.on("close", (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`nft ${args.join(" ")}: exit ${code}: ${err.trim()}`)),
-    );
-    child.stdin.end(input);
-  });
-}
-
-async function ip(args: string[], tolerate = false): Promise<void> {
+/** Runs an address/neighbour change; a failure is an error unless `tolerate`. */
+function netlinkStep(what: () => unknown, tolerate = false): void {
   try {
-    await run("ip", args);
+    what();
   } catch (err) {
-    if (!tolerate)
-      throw new Error(`ip ${args.join(" ")}: ${err instanceof Error ? err.message : String(err)}`);
+    if (!tolerate || !(err instanceof NetlinkError)) throw err;
   }
 }
 
 /** Every readdressing table in dom0 with what its comment recorded. */
 async function listRecorded(): Promise<Recorded[]> {
-  const out = await nft(["-j", "list", "tables", "bridge"]).catch(() => "");
+  const out = await nftRun("list tables bridge", { json: true }).catch(() => "");
   const tables = parseNftJson(out).flatMap((o) =>
     o.table?.name?.startsWith(TABLE_PREFIX) ? [o.table.name] : [],
   );
   const found: Recorded[] = [];
   for (const table of tables) {
-    const listing = await nft(["-j", "list", "table", "bridge", table]).catch(() => "");
+    const listing = await nftRun(`list table bridge ${table}`, { json: true }).catch(() => "");
     const comment = parseNftJson(listing).find((o) => o.rule?.comment)?.rule?.comment ?? "";
     const m = /pod=([\d.]+) guest=([\d.]+) gw=([\d.]+) bridge=(\S+)/.exec(comment);
     if (m) found.push({ table, podIp: m[1]!, guestIp: m[2]!, gateway: m[3]!, bridge: m[4]! });
     else found.push({ table, podIp: "", guestIp: "", gateway: "", bridge: "" });
   }
   return found;
-}
-
-interface NftObject {
-  table?: { name?: string };
-  rule?: { comment?: string };
-}
-
-function parseNftJson(text: string): NftObject[] {
-  if (!text.trim()) return [];
-  try {
-    const doc = JSON.parse(text) as { nftables?: NftObject[] };
-    return doc.nftables ?? [];
-  } catch {
-    return [];
-  }
 }
 
 /** Sets up the translation for one received guest. Idempotent (the sandbox's table is replaced). */
@@ -186,11 +138,11 @@ export async function applyReaddressing(sandboxId: string, r: Readdressing): Pro
   if (r.podIp === r.guestIp) return; // same address on both nodes: nothing to translate
   await removeReaddressing(sandboxId);
   try {
-    await nft(["-f", "-"], ruleset(table, r));
+    await nftRun(ruleset(table, r));
     // "File exists" when another received guest from the same node put it there already.
-    await ip(["addr", "add", `${r.guestGateway}/32`, "dev", r.bridge], true);
+    netlinkStep(() => addAddress(r.bridge, r.guestGateway, 32), true);
     // dom0 may have cached the pod IP's MAC from an earlier pod; the next ARP finds the guest.
-    await ip(["neigh", "del", r.podIp, "dev", r.bridge], true);
+    netlinkStep(() => deleteNeighbour(r.bridge, r.podIp), true);
     log.info("guest readdressed", { sandbox: sandboxId, table, ...r });
   } catch (err) {
     await removeReaddressing(sandboxId);
@@ -204,12 +156,12 @@ export async function removeReaddressing(sandboxId: string): Promise<void> {
   const all = await listRecorded();
   const mine = all.find((t) => t.table === table);
   if (!mine) return;
-  await nft(["delete", "table", "bridge", table]);
-  if (mine.bridge && mine.podIp) await ip(["neigh", "del", mine.podIp, "dev", mine.bridge], true);
+  await nftRun(`delete table bridge ${table}`);
+  if (mine.bridge && mine.podIp) netlinkStep(() => deleteNeighbour(mine.bridge, mine.podIp), true);
   const othersUseGateway = all.some(
     (t) => t.table !== table && t.gateway === mine.gateway && t.bridge === mine.bridge,
   );
   if (mine.gateway && mine.bridge && !othersUseGateway)
-    await ip(["addr", "del", `${mine.gateway}/32`, "dev", mine.bridge], true);
+    netlinkStep(() => deleteAddress(mine.bridge, mine.gateway, 32), true);
   log.info("guest readdressing removed", { sandbox: sandboxId, ...mine });
 }

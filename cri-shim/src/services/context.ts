@@ -17,9 +17,8 @@ export interface RuntimeOptions {
   monitorIntervalMs: number;
   /** xenconsoled's --log-dir (guest-<name>.log files): read consoles there; undefined reads the pty. */
   consoleLogDir?: string;
-  /** Give libxl the guest's IP on its vif, so vif-bridge adds iptables anti-spoofing rules for it.
-   * Off by default: it triples the hotplug script's iptables calls, which under emulation outlast
-   * libxl's hotplug timeout (measured 4-14 s per iptables call on a loaded emulated node). */
+  /** Give the hypervisor the guest's IP on its vif, so the backend guards the vif against spoofing
+   * (network/antispoof.ts: nftables in-process, no process per VM). The shim turns it on by default. */
   vifAntiSpoof?: boolean;
   /** RuntimeClass handlers accepted besides "" (the default handler). */
   runtimeHandlers: string[];

@@ -105,6 +105,9 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
       await rt.network.tearDown(sb.meta.id); // a crash in the middle of StopPodSandbox
     }
   }
+  // A lease no sandbox record owns (its record was removed, or the state directory was reset).
+  const strayLeases = await rt.network.releaseUnowned(new Set(rt.sandboxes.list().map((s) => s.meta.id)));
+  if (strayLeases.length > 0) log.warn("released IP leases no sandbox owns", { ips: strayLeases });
 
   const owned = new Set(
     rt.containers
