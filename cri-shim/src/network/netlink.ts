@@ -3,6 +3,7 @@
 // address, drop a neighbour entry, and list a link's IPv4 addresses. Each request is one message
 // with NLM_F_ACK; the kernel answers at once, so the calls are synchronous. Messages are laid out
 // here from the kernel's stable UAPI (linux/netlink.h, rtnetlink.h, if_addr.h, neighbour.h).
+import { readFileSync } from "node:fs";
 import koffi from "koffi";
 import { LIBC } from "../hypervisor/libxl-ffi.js";
 
@@ -24,7 +25,10 @@ const RTM_NEWADDR = 20;
 const RTM_DELADDR = 21;
 const RTM_GETADDR = 22;
 const RTM_DELNEIGH = 29;
+const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;
 const IFA_ADDRESS = 1;
@@ -160,6 +164,41 @@ export function addBridge(name: string): void {
       attr(IFLA_IFNAME, cstr(name)),
       kind,
     ]),
+  );
+}
+
+/**
+ * What Xen's vif-bridge script does for a vif, in one request: MAC fe:ff:ff:ff:ff:ff (netback's
+ * convention, so the bridge never takes the vif's address), the bridge's MTU, join the bridge, up.
+ * For the hypervisor backends (the lean one attaches netback's interface when it appears).
+ */
+export function attachToBridge(ifname: string, bridge: string): void {
+  const master = mustIndex(bridge);
+  const mtu = Number(readFileSync(`/sys/class/net/${bridge}/mtu`, "utf8").trim());
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v, 0);
+    return b;
+  };
+  request(
+    `attach ${ifname} to ${bridge}`,
+    message(RTM_NEWLINK, NLM_F_ACK, [
+      ifinfo(mustIndex(ifname), IFF_UP, IFF_UP),
+      attr(IFLA_ADDRESS, Buffer.from([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff])),
+      ...(Number.isInteger(mtu) && mtu > 0 ? [attr(IFLA_MTU, u32(mtu))] : []),
+      attr(IFLA_MASTER, u32(master)),
+    ]),
+  );
+}
+
+/** `ip link set <name> down nomaster` (vif-bridge offline); a vif already gone is fine. */
+export function detachFromBridge(ifname: string): void {
+  const index = linkIndex(ifname);
+  if (index === undefined) return;
+  const none = Buffer.alloc(4);
+  request(
+    `detach ${ifname}`,
+    message(RTM_NEWLINK, NLM_F_ACK, [ifinfo(index, 0, IFF_UP), attr(IFLA_MASTER, none)]),
   );
 }
 
