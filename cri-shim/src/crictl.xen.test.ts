@@ -1,6 +1,7 @@
 // The shim proven where it runs: in dom0 of an emulated Xen node, with the real libxl driver, the
-// real image store pulling from a real registry on the host, Debian's CNI plugins, and crictl (the
-// cri-tools client the kubelet's authors use) speaking CRI to it. Also: bad input and kill -9.
+// real image store pulling from a real registry on the host, in-process IPAM and anti-spoofing, and
+// crictl (the cri-tools client the kubelet's authors use) speaking CRI to it. Also: bad input and
+// kill -9.
 import test from "ava";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -203,9 +204,16 @@ test.serial("the Linux-app image answers HTTP on its pod IP", async (t) => {
   );
   const body = await sh(`curl -sS --max-time 20 http://${ip}:8080/`);
   t.regex(body, /web|hostname|uptime/i);
+  // The answer came through the vif's anti-spoofing guard (in-process nftables), made for the pod IP.
+  const guard = () => sh("/usr/sbin/nft list table bridge sf-antispoof 2>/dev/null || true");
+  t.regex(
+    await guard(),
+    new RegExp(`chain port-vif\\d+\\.0 \\{[^}]*ip saddr ${ip.replace(/\./g, "\\.")} accept`),
+  );
   await crictl(`rmp -f ${pod}`);
   t.deepEqual(await sfDomains(), []);
   t.deepEqual(await leases(), []);
+  t.notRegex(await guard(), /port-vif/, "the guard went with the domain");
 });
 
 test.serial("bad input: each a gRPC error with the right code and message, nothing leaked", async (t) => {
