@@ -23,7 +23,9 @@
 //       Idempotent: a name that was never guarded is fine.
 //   guardDomainVifs(domid, vifs) / unguardDomainVifs(domid)  the same for every `vif<domid>.<n>`
 //       of a domain, in one transaction (what the libxl backend uses; destroy knows only the domid).
-// All three validate their arguments (CRI-level callers pass pod data) and throw an Error whose
+// netlink.ts has the rest of what vif-bridge did, in-process: attachToBridge(ifname, bridge) (fe:ff
+// MAC, the bridge's MTU, master, up) and detachFromBridge(ifname).
+// All of them validate their arguments (CRI-level callers pass pod data) and throw an Error whose
 // message says what was wrong; they never run a process.
 import { linkIndex } from "./netlink.js";
 import { nftRun, parseNftJson } from "./nftables.js";
