@@ -134,8 +134,11 @@ export class CniNetwork {
       });
       if (this.opts.manageBridge) {
         this.ensureBridge();
-        const pruned = await pruneGuards();
-        if (pruned.length > 0) log.info("anti-spoofing rules of vifs gone removed", { vifs: pruned });
+        // Not fatal: without libnftables only anti-spoofing (and readdressing) fail, each with its error.
+        await pruneGuards().then(
+          (vifs) => vifs.length > 0 && log.info("anti-spoofing rules of vifs gone removed", { vifs }),
+          (err: unknown) => log.warn("anti-spoofing rules not pruned", { err: String(err) }),
+        );
       }
       this.ready = true;
     } catch (err) {
