@@ -13,7 +13,13 @@ export type MigrationFailureReason =
   | "LiveMigrationUnsupported"
   | "ProtocolError"
   | "Cancelled"
-  | "InvalidArgument";
+  | "InvalidArgument"
+  /** The recorded handover says abort (Committed=False, or the migration ended without a commit). */
+  | "Aborted"
+  /** Recording the commit failed and the record could not be read back: the source stays suspended. */
+  | "CommitUnknown"
+  /** After the commit, the target could not unpause its copy: it is kept paused. */
+  | "UnpauseFailed";
 
 export class MigrationError extends Error {
   /** CamelCase, for a condition reason: TargetUnreachable, PeerRejected, StreamFailed, StreamTimeout,

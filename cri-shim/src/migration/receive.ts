@@ -1,8 +1,11 @@
 // Target side of a migration (docs/migration-stream.md): one pinned mutual-TLS connection, the
 // source's spec, a paused restore fed from DATA frames through a socketpair, then the switch-over.
-// Whatever fails or is cancelled, no half-restored domain and no listener is left behind.
+// Whatever fails or is cancelled before the commit, no half-restored domain and no listener is left
+// behind; with a `handover`, the paused copy is kept while the recorded decision is open, and after
+// the commit it is never destroyed here (an unpause that keeps failing leaves it paused, named).
 import { once } from "node:events";
 import tls from "node:tls";
+import { failpoint, isSimulatedCrash, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { type DomainSpec, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
 import { FrameChannel } from "./channel.js";
@@ -31,6 +34,18 @@ export interface IncomingMigration {
   cancel(reason: string): Promise<void>;
 }
 
+/** The durable commit point, as the target sees it (the node agent records it in the migration's status). */
+export interface TargetHandover {
+  /** Records that the paused copy exists (TargetRestored=True, with its domid) before the source hears
+   *  "restored". A failure here aborts the receive (the source never hears "restored", so cannot commit). */
+  restored(domid: number): Promise<void>;
+  /** The recorded decision; waits while it is open. Consulted when the connection fails before "go". */
+  decision(): Promise<"commit" | "abort">;
+}
+
+/** How often an unpause of a committed domain is tried before the receive gives up (domain left paused). */
+export const UNPAUSE_ATTEMPTS = 3;
+
 export interface ReceiveOptions {
   hv: Hypervisor;
   host: string;
@@ -41,6 +56,8 @@ export interface ReceiveOptions {
   onProgress?: (bytes: number) => void;
   /** Give up when no source connected within this long (default 10 min). */
   acceptTimeoutMs?: number;
+  /** The commit point in the API. Without it "go" is the commit, and a failure before it destroys the copy. */
+  handover?: TargetHandover;
 }
 
 /** Target side: listens on host:0 for ONE mutual-TLS connection whose client certificate's fingerprint
@@ -155,6 +172,10 @@ class ReceiveSession {
   private restoring: Promise<number> | undefined;
   private domid: number | undefined;
   private running = false;
+  /** The recorded commit was seen: this domain is the VM now, never destroyed here. */
+  private committed = false;
+  /** Restored and recorded: from here only the recorded decision may destroy it. */
+  private held = false;
   private bytes = 0;
   private pair: ReturnType<typeof streamSocketpair> | undefined;
   private readonly finished: Promise<void>;
@@ -176,6 +197,10 @@ class ReceiveSession {
     try {
       return await this.receive();
     } catch (err) {
+      if (isSimulatedCrash(err)) {
+        this.ch.socket.destroy(); // a killed process's connection dies with it; nothing else is touched
+        throw err;
+      }
       const failure =
         err instanceof MigrationError
           ? err
@@ -230,15 +255,36 @@ class ReceiveSession {
       }),
       this.ch.failure$(),
     ]);
+    const { handover } = this.opts;
+    if (handover) await handover.restored(domid);
+    failpoint(FP.targetBeforeCommit);
     this.ch.sendControl({ type: "restored", domid });
-    await this.ch.expect("go");
-    // Point of no return: the source has given its domain up; this one is the VM now.
-    await hv.unpause(domid).catch((err: unknown) => {
-      throw new MigrationError("RestoreFailed", `unpausing restored domain ${domid}: ${String(err)}`);
-    });
+    let decision: "commit" | "abort" = "commit";
+    if (handover) {
+      this.held = true;
+      // "go" is only ever sent after the commit is recorded: it is a shortcut to the same answer.
+      const recorded = handover.decision();
+      recorded.catch(() => undefined);
+      decision = await Promise.race([
+        this.ch.expect("go").then(
+          () => "commit" as const,
+          () => recorded,
+        ),
+        recorded,
+      ]);
+      this.held = false;
+      if (decision === "abort")
+        throw new MigrationError("Aborted", "the source recorded the abort; dropping the paused copy");
+      this.committed = true;
+    } else {
+      await this.ch.expect("go");
+      this.committed = true;
+    }
+    failpoint(FP.targetAfterCommit);
+    await unpauseCommitted(hv, domid);
     this.running = true;
     const restoreMs = Math.round(performance.now() - endedAt);
-    this.ch.sendControl({ type: "running", domid });
+    if (!this.ch.failed) this.ch.sendControl({ type: "running", domid });
     this.ch.finish();
     pair.closeLibxlEnd();
     const bytes = this.bytes;
@@ -302,7 +348,33 @@ class ReceiveSession {
     this.pair?.socket.destroy();
     if (this.restoring) await this.restoring.catch(() => undefined);
     this.pair?.closeLibxlEnd();
-    if (this.domid !== undefined && !this.running) await this.destroyHalfRestored(this.domid);
+    if (this.domid !== undefined && !this.running && !this.committed && !this.held)
+      await this.destroyHalfRestored(this.domid);
+    else if (this.domid !== undefined && !this.running)
+      log.warn("receive failed with the copy kept paused: the recorded decision settles it", {
+        domid: this.domid,
+        committed: this.committed,
+      });
+  }
+}
+
+/** After the commit: unpause, a few times if needed; never destroys (the domain is the VM now). */
+async function unpauseCommitted(hv: Hypervisor, domid: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      failpoint(FP.targetUnpause);
+      await hv.unpause(domid);
+      return;
+    } catch (err) {
+      if (isSimulatedCrash(err)) throw err;
+      if (attempt >= UNPAUSE_ATTEMPTS)
+        throw new MigrationError(
+          "UnpauseFailed",
+          `unpausing committed domain ${domid} failed ${attempt} times (kept paused): ${String(err)}`,
+        );
+      log.warn("unpausing the committed domain failed; trying again", { domid, attempt, err: String(err) });
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
   }
 }
 

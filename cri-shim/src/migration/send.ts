@@ -1,8 +1,10 @@
 // Source side of a migration (docs/migration-stream.md): pin the target, send the domain's spec,
-// stream libxl's save records through a socketpair pump, then the switch-over handshake. Until "go"
-// the source domain can always be resumed; after it, it is destroyed.
+// stream libxl's save records through a socketpair pump, then the switch-over handshake. With a
+// `handover` the commit is recorded durably (in the API) before "go"; until then the source domain can
+// always be resumed; after it, it is kept suspended until the target's domain runs, then destroyed.
 import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
+import { failpoint, isSimulatedCrash, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
 import { FrameChannel } from "./channel.js";
@@ -26,6 +28,17 @@ export interface SendResult {
   live: boolean;
 }
 
+/** The durable commit point, as the source sees it (the node agent records it in the migration's status). */
+export interface SourceHandover {
+  /** Records Committed=True. Resolves "commit" once it is recorded, "abort" when the record says it may
+   *  not commit (nothing written); throws when the outcome is unknown (then the domain stays suspended). */
+  commit(targetDomid: number): Promise<"commit" | "abort">;
+  /** Records Committed=False (best effort: only this source ever commits, so resuming is safe anyway). */
+  abort(why: string): Promise<void>;
+  /** Resolves once TargetRunning=True is recorded (the suspended copy may go then). */
+  targetRunning(): Promise<void>;
+}
+
 export interface SendOptions {
   hv: Hypervisor;
   domid: number;
@@ -39,6 +52,9 @@ export interface SendOptions {
   /** When live pre-copy is impossible on this Xen (LiveMigrationUnsupported, found before the guest
    *  stops), restart the stream stop-and-copy on the same connection. Default true. */
   stopAndCopyFallback?: boolean;
+  /** The commit point in the API. Without it "go" is the commit (as xl's), and the source domain is
+   *  destroyed only once the target said "running" (kept suspended, sourceResumed false, otherwise). */
+  handover?: SourceHandover;
 }
 
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
@@ -150,8 +166,8 @@ async function validate(opts: SendOptions): Promise<void> {
 
 /** Source side. Sends `spec` (the source domain's DomainSpec) first, then libxl's live (or, live=false,
  *  stop-and-copy) stream over mutual TLS pinned to targetFingerprint. Protocol after the stream, as xl's:
- *  target "restored (paused)" -> source "go" (point of no return: the source domain is destroyed) ->
- *  target unpauses -> "running". Any failure before "go": the source domain is resumed and MigrationError
+ *  target "restored (paused)" -> [handover.commit(): the durable commit point] -> source "go" ->
+ *  target unpauses -> "running" (or TargetRunning recorded) -> the source domain is destroyed. Any failure before "go": the source domain is resumed and MigrationError
  *  (sourceResumed: true) is thrown. */
 export async function sendDomain(opts: SendOptions): Promise<SendResult> {
   await validate(opts);
@@ -169,6 +185,8 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
   const ch = new FrameChannel(socket, `target ${endpoint}`, timeoutMs);
   let bytes = 0;
   let pastNoReturn = false;
+  let targetHasCopy = false;
+  let commitUnknown = false;
   try {
     await ch.expect("accept").catch((err: MigrationError) => {
       // The target closes without a word when our certificate is not the one it pinned.
@@ -206,19 +224,35 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
     }
     const { suspendedAt, streamEnded } = streamed;
     ch.write(encodeFrame("end"));
-    await ch.expect("restored");
-    ch.sendControl({ type: "go" });
+    const restored = await ch.expect("restored");
+    targetHasCopy = true; // from here a failure records the abort, so the target drops its paused copy
+    failpoint(FP.sourceBeforeCommit);
+    if (failpoint(FP.sourceCutBeforeCommit) === "cut") ch.socket.destroy();
+    if (opts.handover) {
+      const decided = await opts.handover.commit(restored.domid).catch((err: unknown) => {
+        if (isSimulatedCrash(err)) throw err;
+        commitUnknown = true;
+        throw new MigrationError("CommitUnknown", `recording the commit: ${String(err)}`, { cause: err });
+      });
+      if (decided === "abort")
+        throw new MigrationError("Aborted", "the migration's recorded state does not allow the commit");
+    }
     pastNoReturn = true;
-    // The target unpauses while this side frees the suspended shell; neither waits for the other.
-    const destroyed = hv
+    failpoint(FP.sourceAfterCommit);
+    if (failpoint(FP.sourceCutAfterCommit) === "cut") ch.socket.destroy();
+    else ch.sendControl({ type: "go" });
+    // The suspended copy stays until the target's domain runs: heard on the socket, or recorded.
+    const heard = ch.expect("running");
+    const recorded = opts.handover?.targetRunning();
+    if (recorded) await Promise.race([heard.catch(() => recorded), recorded]);
+    else await heard;
+    const runningAt = performance.now();
+    ch.finish();
+    await hv
       .destroy(domid)
       .catch((err: unknown) =>
         log.error("destroying the migrated source domain failed", { domid, err: String(err) }),
       );
-    await ch.expect("running");
-    const runningAt = performance.now();
-    ch.finish();
-    await destroyed;
     const result: SendResult = {
       bytes,
       totalMs: Math.round(runningAt - started),
@@ -229,15 +263,28 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
     log.info("migrated", { domid, endpoint, ...result, suspendSeen: suspendedAt !== undefined });
     return result;
   } catch (err) {
+    if (isSimulatedCrash(err)) {
+      ch.socket.destroy(); // a killed process's connection dies with it; nothing else is touched
+      throw err;
+    }
     const failure =
       err instanceof MigrationError ? err : new MigrationError("StreamFailed", String(err), { cause: err });
     ch.fail(failure);
-    if (pastNoReturn)
+    if (pastNoReturn || commitUnknown)
       throw new MigrationError(
         failure.reason,
-        `after the point of no return (source domain ${domid} given up): ${failure.message}`,
+        pastNoReturn
+          ? `after the commit (source domain ${domid} kept suspended until the target runs): ${failure.message}`
+          : `the commit may have been recorded (source domain ${domid} kept suspended): ${failure.message}`,
         { sourceResumed: false },
       );
+    if (targetHasCopy && opts.handover)
+      await opts.handover.abort(failure.message).catch((e: unknown) => {
+        if (isSimulatedCrash(e)) throw e;
+        log.warn("recording the abort failed; resuming anyway (only this source commits)", {
+          err: String(e),
+        });
+      });
     throw await resumeAfter(hv, domid, failure);
   }
 }
