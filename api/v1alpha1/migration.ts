@@ -33,9 +33,13 @@ export type MigrationSpec = Infer<typeof migrationSpecSchema>;
 //   operator (FIELD_MANAGER): phase, sourceNode, targetNode, sourcePod, targetPod, startTime,
 //     completionTime, totalMilliseconds, message, observedGeneration, condition Succeeded.
 //   target node agent (nodeAgentFieldManager(target)): targetEndpoint, targetCertificateSHA256,
-//     conditions TargetReady and TargetRunning.
+//     conditions TargetReady, TargetRestored and TargetRunning.
 //   source node agent (nodeAgentFieldManager(source)): sourceCertificateSHA256, transferredBytes,
-//     switchTime, downtimeMilliseconds, condition Transferred.
+//     switchTime, downtimeMilliseconds, conditions Committed and Transferred.
+// The handover's ONE durable commit point is condition Committed (docs/migration-stream.md): the source
+// writes True only in phase Transferring, after the target recorded TargetRestored=True, with the
+// object's resourceVersion as a precondition (so it can never land beside the operator's Failed); or
+// False before it resumes. Every actor decides from it after a restart, never from a socket message.
 // The stream runs over mutual TLS between the two agents with a fresh key pair each per migration;
 // only the certificates' SHA-256 fingerprints travel through the API, so no secret is ever stored.
 export const MIGRATION_CONDITIONS = {
@@ -46,8 +50,15 @@ export const MIGRATION_CONDITIONS = {
   /** Source agent: Unknown while streaming; True once the target confirmed its domain runs (the source
    *  domain is destroyed then); False with a reason when the stream failed and the source domain was resumed. */
   transferred: "Transferred",
-  /** Target agent: True once the restored domain was unpaused; False with a reason when the restore failed. */
+  /** Target agent: True once the restored domain was unpaused; False with a reason when the restore failed
+   *  (before the commit) or the unpause keeps failing (after it: the domain is kept paused there). */
   targetRunning: "TargetRunning",
+  /** Target agent: True once the stream is restored into a PAUSED domain on the target (recorded before
+   *  the source hears "restored"): the target holds a full copy, the source its suspended one. */
+  targetRestored: "TargetRestored",
+  /** Source agent: the commit point. True: the target's copy is the VM (it runs, the source destroys its
+   *  suspended copy once TargetRunning=True); False: aborted (the source resumes, the target destroys). */
+  committed: "Committed",
 } as const;
 
 /** The field manager of one node's agent: one per node, so two agents' entries never collide. */

@@ -5,6 +5,7 @@
 // with server-side apply of the status subresource under FIELD_MANAGER, carrying only the
 // operator's fields and its one condition (Succeeded), so the agents' entries stay beside it.
 // MIGRATION_FINALIZER guards deletion while in flight (see migration-protection.ts).
+import { failpoint, MIGRATION_FAILPOINTS as FP } from "../../lib/failpoints.js";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import { logger } from "../../lib/log.js";
 import {
@@ -29,6 +30,7 @@ import {
   type Decision,
   isFinished,
   type MigrationObserved,
+  isCommitted,
   operatorStatus,
   type OperatorStatusChange,
 } from "./migration-decide.js";
@@ -161,6 +163,9 @@ export class MigrationController {
     d: Exclude<Decision, { action: "none" }>,
   ): Promise<ReconcileResult | void> {
     const { m } = o;
+    // Tests only (SUPERFLUID_FAILPOINTS): the operator dies right before it writes on either side of the commit.
+    if (d.action === "fail" || d.action === "advance" || d.action === "switch")
+      failpoint(isCommitted(m) ? FP.operatorAfterCommit : FP.operatorBeforeCommit);
     switch (d.action) {
       case "wait":
         return d.requeueAfterMs !== undefined ? { requeueAfterMs: d.requeueAfterMs } : undefined;

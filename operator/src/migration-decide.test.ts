@@ -241,12 +241,83 @@ const table: [string, MigrationObserved, string, string?][] = [
     "Switching",
   ],
   [
-    "past the point of no return a vanished source pod does not fail it",
+    "past the point of no return a vanished source pod does not fail it: the target runs, so switch",
     observed({
       m: migration(inFlight("Transferring", [T("TargetReady"), T("TargetRunning")])),
       sourcePod: undefined,
     }),
+    "advance",
+    "Switching",
+  ],
+  // The commit point (Committed, the source agent's) and the bugs it closes.
+  [
+    "TargetRunning=True with Transferred=False is past the commit: never fail (the target has the only copy)",
+    observed({
+      m: migration(
+        inFlight("Transferring", [T("TargetReady"), T("TargetRunning"), F("Transferred", "StreamFailed")]),
+      ),
+    }),
+    "advance",
+    "Switching",
+  ],
+  [
+    "committed, the target not running yet: wait, no failure",
+    observed({
+      m: migration(inFlight("Transferring", [T("TargetReady"), T("TargetRestored"), T("Committed")])),
+    }),
     "wait",
+  ],
+  [
+    "committed, past the deadline: still waits (never fails after the commit)",
+    observed({
+      m: migration(inFlight("Transferring", [T("TargetReady"), T("TargetRestored"), T("Committed")])),
+      now: at(TRANSFERRING_TIMEOUT_MS + 3_600_000),
+    }),
+    "wait",
+  ],
+  [
+    "committed, the target's unpause failed: waits for its retry, does not fail",
+    observed({
+      m: migration(
+        inFlight("Transferring", [T("TargetReady"), T("Committed"), F("TargetRunning", "UnpauseFailed")]),
+      ),
+    }),
+    "wait",
+  ],
+  [
+    "committed, the target pod vanished: no failure (its copy is the VM)",
+    observed({
+      m: migration(inFlight("Transferring", [T("TargetReady"), T("Committed")])),
+      targetPod: undefined,
+    }),
+    "wait",
+  ],
+  [
+    "committed and TargetRunning=True -> Switching",
+    observed({
+      m: migration(inFlight("Transferring", [T("TargetReady"), T("Committed"), T("TargetRunning")])),
+    }),
+    "advance",
+    "Switching",
+  ],
+  [
+    "Committed=False (aborted) fails with the source's reason",
+    observed({
+      m: migration(
+        inFlight("Transferring", [T("TargetReady"), T("TargetRestored"), F("Committed", "SourceRestarted")]),
+      ),
+    }),
+    "fail",
+    "SourceRestarted",
+  ],
+  [
+    "restored paused, not committed, past the deadline: fails (the source still holds its copy)",
+    observed({
+      m: migration(inFlight("Transferring", [T("TargetReady"), T("TargetRestored")])),
+      now: at(TRANSFERRING_TIMEOUT_MS + 1),
+    }),
+    "fail",
+    "Timeout",
   ],
 ];
 for (const [name, o, action, detail] of table) {

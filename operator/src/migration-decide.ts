@@ -52,7 +52,7 @@ export type Decision =
   /** Pending: check the request and place it (checkRequest, then the target functions). */
   | { action: "validate" }
   /** In flight, nothing to do until something changes (or the deadline passes). */
-  | { action: "wait"; requeueAfterMs?: number }
+  | { action: "wait"; requeueAfterMs?: number; note?: string }
   | { action: "fail"; reason: string; message: string }
   /** Scheduling: apply the target pod, then TargetPreparing. */
   | { action: "createTarget" }
@@ -87,6 +87,11 @@ export function deadline(m: UnikernelVMMigration): number | undefined {
 
 /** The restored domain was unpaused on the target: past the point of no return. */
 const targetRuns = (m: UnikernelVMMigration) => isTrue(m, MIGRATION_CONDITIONS.targetRunning);
+/** The handover's commit point is recorded (the source's Committed=True): the target's copy is the VM. */
+export const isCommitted = (m: UnikernelVMMigration): boolean => isTrue(m, MIGRATION_CONDITIONS.committed);
+/** Past the commit, by the record or by its consequence (a target that runs): never fail, never delete
+ *  the target pod, which holds the only copy that may run. */
+const pastCommit = (m: UnikernelVMMigration): boolean => isCommitted(m) || targetRuns(m);
 
 const RULES: Rule[] = [
   function finished({ m }) {
@@ -106,6 +111,26 @@ const RULES: Rule[] = [
   function switching({ m }) {
     return m.status?.phase === "Switching" ? { action: "switch" } : undefined;
   },
+  function committed({ m }) {
+    // After the commit only one thing can happen: the target runs the VM. Until its agent records
+    // that, wait (no deadline, no failure: the target pod holds the VM's copy).
+    if (!pastCommit(m)) return undefined;
+    if (targetRuns(m) || isTrue(m, MIGRATION_CONDITIONS.transferred))
+      return {
+        action: "advance",
+        phase: "Switching",
+        reason: "Switching",
+        message: `committed; the domain runs on ${m.status?.targetNode}; moving the VM to pod ${m.status?.targetPod}`,
+      };
+    const running = cond(m, MIGRATION_CONDITIONS.targetRunning);
+    return {
+      action: "wait",
+      requeueAfterMs: 5_000,
+      ...(running?.status === "False"
+        ? { note: `committed; the target reports ${running.reason}: ${running.message}` }
+        : {}),
+    };
+  },
   function transferred({ m }) {
     if (!isTrue(m, MIGRATION_CONDITIONS.transferred)) return undefined;
     return {
@@ -115,7 +140,18 @@ const RULES: Rule[] = [
       message: `the domain runs on ${m.status?.targetNode}; moving the VM to pod ${m.status?.targetPod}`,
     };
   },
+  function aborted({ m }) {
+    const c = cond(m, MIGRATION_CONDITIONS.committed);
+    if (c?.status !== "False") return undefined;
+    return {
+      action: "fail",
+      reason: c.reason,
+      message: `the handover was aborted on the source node (the VM runs on there): ${c.message}`,
+    };
+  },
   function agentFailed({ m }) {
+    // A target that runs is past the commit (even when an older source agent said Transferred=False).
+    if (pastCommit(m)) return undefined;
     // TargetRunning=False, TargetReady=False: the target could not receive or restore; Transferred=False:
     // the stream failed and the source agent resumed the domain. Each agent's reason is kept.
     for (const [type, who] of [
@@ -151,7 +187,7 @@ const RULES: Rule[] = [
     };
   },
   function targetPodLost({ m, targetPod }) {
-    if (m.status?.phase === "Scheduling" || targetRuns(m)) return undefined;
+    if (m.status?.phase === "Scheduling" || pastCommit(m)) return undefined;
     if (!targetPod || targetPod.metadata?.deletionTimestamp)
       return {
         action: "fail",
@@ -167,7 +203,7 @@ const RULES: Rule[] = [
     return undefined;
   },
   function sourcePodLost({ m, sourcePod }) {
-    if (targetRuns(m)) return undefined;
+    if (pastCommit(m)) return undefined;
     if (sourcePod && !sourcePod.metadata?.deletionTimestamp) return undefined;
     return {
       action: "fail",

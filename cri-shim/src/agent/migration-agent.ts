@@ -6,8 +6,10 @@
 //   source (status.sourceNode, phase Transferring, the target's endpoint published): publishes its own
 //     fingerprint first, streams the domain under the sandbox's lock, Transferred with the downtime,
 //     and keeps the container "running" without a domain until the operator deletes the pod.
-// One receive or send per migration uid per process; a domain left suspended by a send that a shim
-// restart cut off is resumed at start and that migration fails with SourceRestarted.
+// One receive or send per migration uid per process. A copy the handover left (an outgoing domain on
+// the source, a paused restored one on the target) is settled from the migration's recorded commit
+// (migration-settle.ts) after a restart or once its send/receive gave up; other domains left suspended
+// (a save cut off by a restart) are resumed at start.
 import { logger } from "../../../lib/log.js";
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
@@ -18,6 +20,7 @@ import { isDomainless, isLeftSuspended } from "../services/model.js";
 import { receiveAsTarget } from "./migration-receive.js";
 import type { MigrationAgentConfig, RoleContext } from "./migration-role.js";
 import { sendAsSource } from "./migration-send.js";
+import { settleIncoming, settleOutgoing } from "./migration-settle.js";
 import { conditionOf, MigrationStatusWriter } from "./migration-status.js";
 
 export type { MigrationAgentConfig } from "./migration-role.js";
@@ -62,6 +65,7 @@ export class MigrationAgent {
   private async resumeLeftSuspended(): Promise<void> {
     for (const c of this.rt.containers.list()) {
       if (c.status.state !== "running" || c.status.domid === undefined || isDomainless(c.status)) continue;
+      if (c.status.outgoing) continue; // the migration's recorded commit decides (settleOutgoing)
       const d = await this.rt.hypervisor.info(c.status.domid);
       if (!d || d.name !== c.meta.domainName || !isLeftSuspended(d)) continue;
       await this.rt.locks.run(c.meta.sandboxId, () => this.rt.hypervisor.resumeSuspended(d.domid));
@@ -120,6 +124,18 @@ export class MigrationAgent {
     );
   }
 
+  /** The container whose domain this migration's send took (outgoing record). */
+  private outgoingContainer(m: UnikernelVMMigration): ContainerEntry | undefined {
+    return this.rt.containers
+      .list()
+      .find(
+        (c) =>
+          c.status.outgoing?.migration === m.metadata.name &&
+          c.status.state !== "exited" &&
+          this.rt.sandboxes.get(c.meta.sandboxId)?.meta.metadata.namespace === m.metadata.namespace,
+      );
+  }
+
   /** The VM's running container on this node (not a migration's target pod). */
   private sourceContainer(m: UnikernelVMMigration): ContainerEntry | undefined {
     const ids = new Set(
@@ -147,10 +163,15 @@ export class MigrationAgent {
 
   private async asTarget(m: UnikernelVMMigration): Promise<void> {
     const key = `target/${m.metadata.uid}`;
+    const c = this.incomingContainer(m);
+    if (c?.status.incoming?.domid !== undefined && !this.inflight.has(key)) {
+      this.handled.add(key);
+      await settleIncoming(this.config, m, c);
+      return;
+    }
     if (this.handled.has(key)) return;
     const phase = m.status?.phase;
     const ready = conditionOf(m, C.targetReady);
-    const c = this.incomingContainer(m);
     if (phase === "TargetPreparing" && c && !ready) {
       this.begin(key, () => receiveAsTarget(this.role, m, c));
       return;
@@ -176,6 +197,12 @@ export class MigrationAgent {
 
   private async asSource(m: UnikernelVMMigration): Promise<void> {
     const key = `source/${m.metadata.uid}`;
+    const out = this.outgoingContainer(m);
+    if (out && !this.inflight.has(key)) {
+      this.handled.add(key);
+      await settleOutgoing(this.config, m, out);
+      return;
+    }
     if (this.handled.has(key)) return;
     const st = m.status;
     const transferred = conditionOf(m, C.transferred);

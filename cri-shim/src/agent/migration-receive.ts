@@ -1,6 +1,8 @@
 // The target's role in a live migration: listen with a fresh identity, publish endpoint, fingerprint
 // and TargetReady, restore the stream into the pod's waiting container, readdress the guest when it
-// keeps an address from the source node, then TargetRunning (api/v1alpha1/migration.ts).
+// keeps an address from the source node, then TargetRunning (api/v1alpha1/migration.ts). The restored
+// copy is recorded (container record, then TargetRestored) before the source hears of it, and runs
+// only once the source's Committed=True is recorded; a failure after that keeps it (settleIncoming).
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
 import { logger } from "../../../lib/log.js";
 import { paths } from "../../../lib/kube/client.js";
@@ -9,7 +11,9 @@ import { createIdentity, type IncomingMigration, MigrationError, receiveDomain }
 import { applyReaddressing } from "../network/readdress.js";
 import type { ContainerEntry } from "../services/containers.js";
 import type { RuntimeContext } from "../services/context.js";
-import { adoptReceivedDomain } from "../services/migration-records.js";
+import { recordTargetRunning, targetHandover } from "../migration/handover-actors.js";
+import { adoptReceivedDomain, dropIncoming, recordIncomingRestored } from "../services/migration-records.js";
+import { apiHandoverStore } from "./migration-handover.js";
 import { identityName, messageOf, reasonOf, type RoleContext } from "./migration-role.js";
 import { MigrationStatusWriter } from "./migration-status.js";
 
@@ -29,10 +33,14 @@ export async function receiveAsTarget(
   let incoming: IncomingMigration;
   let endpoint: string;
   let fingerprint: string;
+  const store = apiHandoverStore(config.client, w, m);
   try {
     const host = await role.nodeAddress();
     const identity = await createIdentity(identityName("target", m.metadata.name!, config.nodeName));
     fingerprint = identity.fingerprint;
+    const handover = targetHandover(store, {
+      ...(config.handoverPollMs ? { pollMs: config.handoverPollMs } : {}),
+    });
     incoming = await receiveDomain({
       hv: rt.hypervisor,
       host,
@@ -51,6 +59,15 @@ export async function receiveAsTarget(
         return spec;
       },
       ...(config.streamTimeoutMs ? { timeoutMs: config.streamTimeoutMs } : {}),
+      handover: {
+        ...handover,
+        restored: async (domid) => {
+          await rt.locks.run(c.meta.sandboxId, () =>
+            recordIncomingRestored(rt, c.meta.id, domid, guestNetwork),
+          );
+          await handover.restored(domid);
+        },
+      },
     });
     endpoint = `${host}:${incoming.port}`;
   } catch (err) {
@@ -108,17 +125,24 @@ export async function receiveAsTarget(
     });
     if (!adopted)
       throw new MigrationError("Cancelled", "the target pod's container was stopped before the domain ran");
-    await w.apply(
-      {},
-      {
-        type: C.targetRunning,
-        status: "True",
-        reason: "Running",
-        message: `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
-      },
+    await recordTargetRunning(
+      store,
+      `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
     );
   } catch (err) {
     rt.receiving.delete(c.meta.id);
+    const held = rt.containers.get(c.meta.id)?.status.incoming?.domid;
+    if (held !== undefined && (await rt.hypervisor.info(held))?.state !== "paused")
+      await rt.locks.run(c.meta.sandboxId, () => dropIncoming(rt, c.meta.id)); // destroyed before the commit
+    else if (held !== undefined) {
+      // The recorded commit settles the paused copy (settleIncoming); only say what happened.
+      log.warn("receive ended with the paused copy kept; the recorded commit settles it", {
+        migration: name,
+        domid: held,
+        err: messageOf(err),
+      });
+      return;
+    }
     await w.apply(
       {},
       { type: C.targetRunning, status: "False", reason: reasonOf(err), message: messageOf(err) },

@@ -18,6 +18,8 @@ export interface MigrationAgentConfig {
   progressIntervalMs?: number;
   /** Inactivity timeout of the stream, both sides (ms); the stream module's default when unset. */
   streamTimeoutMs?: number;
+  /** How often the migration's record is read while a handover waits on it (ms). */
+  handoverPollMs?: number;
 }
 
 /** The target's view of its agent: the configuration and this node's address (looked up once). */

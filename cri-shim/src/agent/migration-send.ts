@@ -1,13 +1,17 @@
-// The source's role in a live migration: publish its own fingerprint, stream the domain under the
-// sandbox's lock, record the container as moved away, then Transferred with bytes and downtime (or the
-// reason it failed, and whether the VM runs on here).
+// The source's role in a live migration: publish its own fingerprint, record the container as
+// outgoing, stream the domain under the sandbox's lock with the commit point in the API (Committed),
+// record the container as moved away, then Transferred with bytes and downtime (or the reason it
+// failed, and whether the VM runs on here). After the commit a failure leaves the domain suspended and
+// the container outgoing: the agent's reconcile settles it from the record (settleOutgoing).
 import { MIGRATION_CONDITIONS, type UnikernelVMMigration } from "../../../api/index.js";
 import { logger } from "../../../lib/log.js";
 import { createIdentity, MigrationError, sendDomain } from "../migration/index.js";
 import type { ContainerEntry } from "../services/containers.js";
-import { markMigratedAway } from "../services/migration-records.js";
+import { sourceHandover } from "../migration/handover-actors.js";
+import { clearOutgoing, markMigratedAway, recordOutgoing } from "../services/migration-records.js";
 import { isDomainless } from "../services/model.js";
 import { identityName, messageOf, reasonOf, type MigrationAgentConfig } from "./migration-role.js";
+import { apiHandoverStore } from "./migration-handover.js";
 import { MigrationStatusWriter } from "./migration-status.js";
 
 const log = logger("node-agent-migration");
@@ -26,6 +30,7 @@ export async function sendAsSource(
   let bytes = 0;
   let written = 0;
   let timer: NodeJS.Timeout | undefined;
+  let committed = false;
   try {
     const identity = await createIdentity(identityName("source", name, config.nodeName));
     // The fingerprint first: the target checks the connecting certificate against it.
@@ -49,6 +54,10 @@ export async function sendAsSource(
         });
       // A suspend is a request the guest answers; a paused guest cannot (it runs on, unpaused, on the target).
       if ((await rt.hypervisor.info(domid))?.state === "paused") await rt.hypervisor.unpause(domid);
+      await recordOutgoing(rt, cur, name);
+      const handover = sourceHandover(apiHandoverStore(config.client, w, m), {
+        ...(config.handoverPollMs ? { pollMs: config.handoverPollMs } : {}),
+      });
       try {
         const r = await sendDomain({
           hv: rt.hypervisor,
@@ -59,14 +68,22 @@ export async function sendAsSource(
           targetFingerprint,
           live: m.spec.mode !== "cold",
           onProgress: (b) => (bytes = b),
+          handover: {
+            ...handover,
+            commit: async (targetDomid) => {
+              const d = await handover.commit(targetDomid);
+              committed = d === "commit";
+              return d;
+            },
+          },
           ...(config.streamTimeoutMs ? { timeoutMs: config.streamTimeoutMs } : {}),
         });
         await markMigratedAway(rt, cur, name, r.switchedAt);
         return r;
       } catch (err) {
-        // Past the point of no return the source domain is gone: record it so the kubelet does not restart it here.
-        const still = await rt.hypervisor.info(domid).catch(() => undefined);
-        if (!still || still.name !== cur.meta.domainName) await markMigratedAway(rt, cur, name, new Date());
+        // Resumed: an ordinary running domain again. Not resumed (after the commit, or the commit's
+        // outcome unknown): it stays outgoing and suspended until the record settles it.
+        if (err instanceof MigrationError && err.sourceResumed) await clearOutgoing(rt, cur.meta.id);
         throw err;
       }
     });
@@ -93,6 +110,14 @@ export async function sendAsSource(
   } catch (err) {
     clearInterval(timer);
     const resumed = err instanceof MigrationError && err.sourceResumed;
+    if (committed) {
+      // Never Transferred=False after the commit: the VM is the target's; the reconcile finishes it.
+      log.warn("send failed after the commit; the suspended copy waits for TargetRunning", {
+        migration: `${m.metadata.namespace}/${name}`,
+        err: messageOf(err),
+      });
+      return;
+    }
     await w.apply(bytes ? { transferredBytes: bytes } : {}, {
       type: C.transferred,
       status: "False",

@@ -26,11 +26,15 @@ export type MigrationRole = "source" | "target";
 export const ROLE_FIELDS = {
   source: {
     fields: ["sourceCertificateSHA256", "transferredBytes", "switchTime", "downtimeMilliseconds"],
-    conditions: [MIGRATION_CONDITIONS.transferred],
+    conditions: [MIGRATION_CONDITIONS.transferred, MIGRATION_CONDITIONS.committed],
   },
   target: {
     fields: ["targetEndpoint", "targetCertificateSHA256"],
-    conditions: [MIGRATION_CONDITIONS.targetReady, MIGRATION_CONDITIONS.targetRunning],
+    conditions: [
+      MIGRATION_CONDITIONS.targetReady,
+      MIGRATION_CONDITIONS.targetRunning,
+      MIGRATION_CONDITIONS.targetRestored,
+    ],
   },
 } as const satisfies Record<
   MigrationRole,
@@ -62,8 +66,14 @@ export class MigrationStatusWriter {
     private readonly role: MigrationRole,
     private readonly migration: UnikernelVMMigration,
   ) {
-    const owned = ROLE_FIELDS[role];
+    this.reseed(migration);
+  }
+
+  /** Takes this role's slice from the object as the server has it (after a write whose answer was lost). */
+  reseed(migration: UnikernelVMMigration): void {
+    const owned = ROLE_FIELDS[this.role];
     const status = (migration.status ?? {}) as Record<string, unknown>;
+    this.fields = {};
     for (const f of owned.fields) if (status[f] !== undefined) this.fields[f] = status[f];
     this.conditions = (migration.status?.conditions ?? []).filter((c) =>
       (owned.conditions as readonly string[]).includes(c.type),
@@ -71,18 +81,26 @@ export class MigrationStatusWriter {
   }
 
   /** Applies this role's whole slice with `fields` and `condition` changed. */
-  async apply(fields: RoleFields, condition?: Omit<ConditionInput, "observedGeneration">): Promise<void> {
+  async apply(
+    fields: RoleFields,
+    condition?: Omit<ConditionInput, "observedGeneration">,
+    /** A precondition: the write fails (409) when the object changed since this resourceVersion. */
+    ifResourceVersion?: string,
+  ): Promise<void> {
     const owned = ROLE_FIELDS[this.role];
+    // Kept only once the write succeeded: a failed write must not ride along with the next one.
+    const nextFields = { ...this.fields };
+    let nextConditions = this.conditions;
     for (const [k, v] of Object.entries(fields)) {
       if (!(owned.fields as readonly string[]).includes(k))
         throw new Error(`${this.role} agent does not own status.${k}`);
-      if (v !== undefined) this.fields[k] = v;
+      if (v !== undefined) nextFields[k] = v;
     }
     if (condition) {
       if (!(owned.conditions as readonly string[]).includes(condition.type))
         throw new Error(`${this.role} agent does not own condition ${condition.type}`);
       const generation = this.migration.metadata.generation;
-      this.conditions = setCondition(this.conditions, {
+      nextConditions = setCondition(this.conditions, {
         ...condition,
         ...(generation !== undefined ? { observedGeneration: generation } : {}),
       });
@@ -93,12 +111,14 @@ export class MigrationStatusWriter {
       {
         apiVersion: API_VERSION,
         kind: MIGRATION_KIND,
-        metadata: { name, namespace },
-        status: { ...this.fields, conditions: this.conditions },
+        metadata: { name, namespace, ...(ifResourceVersion ? { resourceVersion: ifResourceVersion } : {}) },
+        status: { ...nextFields, conditions: nextConditions },
       },
       nodeAgentFieldManager(this.node),
       "status",
     );
+    this.fields = nextFields;
+    this.conditions = nextConditions;
     if (condition)
       log.info("migration status written", {
         migration: `${namespace}/${name}`,

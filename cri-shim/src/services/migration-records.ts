@@ -4,6 +4,14 @@
 import { logger } from "../../../lib/log.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerService, ContainerEntry } from "./containers.js";
+import {
+  abortOutgoing,
+  beginOutgoing,
+  incomingDropped,
+  incomingRestored,
+  incomingRunning,
+  migratedAway,
+} from "./domain-lifecycle.js";
 
 const log = logger("cri-migration");
 const CONSOLE_DRAIN_MS = 300;
@@ -16,10 +24,7 @@ export async function adoptReceivedDomain(
   domid: number,
   guestNetwork: { mac: string; ip: string },
 ): Promise<void> {
-  await rt.containers.update(c.meta.id, (s) => {
-    const { incoming: _done, ...rest } = s;
-    return { ...rest, domid, guestNetwork };
-  });
+  await rt.containers.update(c.meta.id, (s) => incomingRunning(s, domid, guestNetwork));
   rt.receiving.delete(c.meta.id);
   const migration = c.status.incoming?.migration ?? "";
   await rt.sandboxes.update(c.meta.sandboxId, (s) => ({
@@ -42,10 +47,35 @@ export async function markMigratedAway(
   const pump = rt.pumps.get(c.meta.id);
   rt.pumps.delete(c.meta.id);
   await pump?.stop();
-  await rt.containers.update(c.meta.id, (s) => ({
-    ...s,
-    domid: undefined,
-    migratedAway: { migration, at: at.toISOString() },
-  }));
+  await rt.containers.update(c.meta.id, (s) => migratedAway(s, migration, at));
   log.info("container migrated away", { id: c.meta.id, migration });
+}
+
+/** Source, before the send suspends the domain: the migration owns it now (a restart settles it from the record). */
+export async function recordOutgoing(
+  rt: RuntimeContext,
+  c: ContainerEntry,
+  migration: string,
+): Promise<void> {
+  await rt.containers.update(c.meta.id, (s) => beginOutgoing(s, migration, new Date()));
+}
+
+/** Source, the domain was resumed after an aborted handover. */
+export async function clearOutgoing(rt: RuntimeContext, id: string): Promise<void> {
+  await rt.containers.update(id, (s) => (s.outgoing ? abortOutgoing(s) : s));
+}
+
+/** Target, the stream restored into a paused domain: recorded before the source hears "restored". */
+export async function recordIncomingRestored(
+  rt: RuntimeContext,
+  id: string,
+  domid: number,
+  guestNetwork?: { mac: string; ip: string },
+): Promise<void> {
+  await rt.containers.update(id, (s) => incomingRestored(s, domid, guestNetwork));
+}
+
+/** Target, the paused copy was destroyed (aborted handover). */
+export async function dropIncoming(rt: RuntimeContext, id: string): Promise<void> {
+  await rt.containers.update(id, (s) => (s.incoming ? incomingDropped(s) : s));
 }

@@ -86,7 +86,20 @@ export interface ContainerStatusRecord {
    * then "running" without a domid until the stream ends; the exit monitor and recovery leave it alone.
    * Cleared (and domid set) once the received domain runs here.
    */
-  incoming?: { migration: string };
+  incoming?: {
+    migration: string;
+    /** The restored copy, PAUSED, recorded before the target says "restored": recovery keeps it and the
+     *  node agent unpauses or destroys it from the migration's recorded commit (never on its own). */
+    domid?: number;
+  };
+  /**
+   * Set on the source before a migration's send suspends the domain, cleared when it resumes (abort)
+   * or is marked migratedAway: after a restart the node agent settles such a domain from the
+   * migration's recorded commit instead of resuming it blindly.
+   */
+  outgoing?: { migration: string; since: string };
+  /** Bumped by every lifecycle transition (domain-lifecycle.ts): which write a record is. */
+  version?: number;
   /**
    * Set on the source after a successful send: the domain runs on another node now. The container stays
    * "running" without a domain until the operator deletes the pod (the kubelet must not restart it:

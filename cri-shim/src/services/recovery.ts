@@ -10,6 +10,7 @@ import { guestConsoleLogPath } from "../hypervisor/console.js";
 import type { RuntimeContext } from "./context.js";
 import type { ContainerService } from "./containers.js";
 import { exitFromShutdown } from "./container-state.js";
+import { incomingDropped, lifecycleOf } from "./domain-lifecycle.js";
 import { isLeftSuspended } from "./model.js";
 
 const log = logger("cri-recovery");
@@ -60,17 +61,26 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
       report.adopted++;
       continue;
     }
-    // A migration's target that had not received its domain: a domain by its name is a restore cut off
-    // by the restart (the stream is gone with the old process), so it goes; the record waits for the
-    // node agent, which reports the receive failed. Moved to another node: a leftover domain here is
-    // stale (the target runs the VM since the source gave "go").
-    if (c.status.incoming || c.status.migratedAway) {
-      if (domain) await containers.destroyDomain(domain.domid, domain.name);
+    // A migration's target: the restored copy it recorded (paused, or unpaused after the commit)
+    // is the VM or may become it: kept, whatever state, for the node agent to settle from the
+    // migration's recorded commit. Any other domain by its name is a restore cut off by the restart
+    // (the stream is gone with the old process): it goes. Moved to another node: a leftover domain
+    // here is stale (the target ran the VM before the source let go of it).
+    const life = lifecycleOf(c.status);
+    if (life.kind === "incoming" && domain && domain.domid === life.domid) {
       report.adopted++;
       continue;
     }
-    // Suspended by a migration's send when the shim went down: the VM is still in that domain, and
-    // the node agent resumes it (the migration fails with SourceRestarted).
+    if (life.kind === "incoming" || life.kind === "migratedAway") {
+      if (domain) await containers.destroyDomain(domain.domid, domain.name);
+      if (life.kind === "incoming" && life.domid !== undefined)
+        await rt.containers.update(c.meta.id, (s) => incomingDropped(s));
+      report.adopted++;
+      continue;
+    }
+    // Suspended by a migration's send when the shim went down (an "outgoing" record): the VM is in that
+    // domain, and the node agent settles it from the migration's recorded commit (resume before it,
+    // destroy once the target runs after it); a save's leftover without that record is resumed.
     if (domain && isLeftSuspended(domain) && c.status.state === "running") {
       if (domain.domid !== c.status.domid)
         await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
