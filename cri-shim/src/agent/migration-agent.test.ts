@@ -3,7 +3,7 @@
 // shims on the host whose hypervisor is the in-memory TEST DOUBLE (the Xen proof with libxl's real
 // stream is migrate.xen.test.ts). The test plays the operator: it writes the operator's phases with
 // the operator's field manager and runs the pods through CRI as the kubelet would.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { join } from "node:path";
 import {
   API_VERSION,
@@ -15,6 +15,7 @@ import {
   type UnikernelVMMigration,
 } from "../../../api/index.js";
 import { useCluster } from "../../../e2e/harness/ava.js";
+import { FAILPOINTS_ENV, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
 import { KubeClient, paths } from "../../../lib/kube/client.js";
 import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
 import { NodeAgent } from "./agent.js";
@@ -292,5 +293,108 @@ test.serial(
     t.is(failed.status?.sourceCertificateSHA256, "1".repeat(64), "the rest of the agent's slice is kept");
     t.is((await restarted.shim.hv.info(domid))?.state, "running", "resumed, same domain");
     t.is(await criState(restarted, source.ctr), "CONTAINER_RUNNING");
+  },
+);
+
+/** Two nodes with a VM's pod on the first and the migration's target pod on the second, TargetReady. */
+async function readyToTransfer(t: ExecutionContext, vm: string, n: number) {
+  const [a, b] = await Promise.all([startNode(t, `host-a${n}`), startNode(t, `host-b${n}`)]);
+  const source = await runPod(a, vm, { "superfluid.dev/vm": `${cluster().namespace}/${vm}` });
+  const op = operator(`move-${vm}`);
+  t.teardown(() => op.close());
+  await op.create(vm, b.name);
+  await op.set({ phase: "Scheduling", sourceNode: a.name, targetNode: b.name, sourcePod: vm });
+  const target = await runPod(b, `${vm}-target`, {
+    "superfluid.dev/vm": `${cluster().namespace}/${vm}`,
+    "superfluid.dev/migration-target": `move-${vm}`,
+  });
+  await op.set({ phase: "TargetPreparing", targetPod: `${vm}-target` });
+  await op.waitFor("TargetReady", (m) => cond(m, "TargetReady")?.status === "True");
+  return { a, b, source, target, op };
+}
+
+function armFailpoints(t: { teardown(fn: () => void): void }, spec: string): void {
+  process.env[FAILPOINTS_ENV] = spec;
+  t.teardown(() => delete process.env[FAILPOINTS_ENV]);
+}
+
+test.serial(
+  "source shim killed right after the commit: the target runs from the record (no 'go'); the restarted source destroys its suspended copy",
+  async (t) => {
+    const { a, b, source, target, op } = await readyToTransfer(t, "y", 4);
+    const domid = a.shim.runtime.ctx.containers.get(source.ctr)!.status.domid!;
+    armFailpoints(t, `${FP.sourceAfterCommit}=crash`);
+    await op.set({ phase: "Transferring" });
+    const running = await op.waitFor("TargetRunning", (m) => cond(m, "TargetRunning")?.status === "True");
+    t.is(cond(running, "Committed")?.status, "True", "the commit was recorded before the source died");
+    t.like(await a.shim.hv.info(domid), { state: "shutdown", shutdownReason: "suspend" }, "kept suspended");
+    delete process.env[FAILPOINTS_ENV];
+    await a.agent.stop();
+    const restarted = await startNode(t, a.name, await a.shim.restart());
+    const done = await op.waitFor("Transferred=True", (m) => cond(m, "Transferred")?.status === "True");
+    t.regex(cond(done, "Transferred")?.message ?? "", /committed/);
+    t.deepEqual(await restarted.shim.hv.list(), [], "the suspended copy is destroyed, not resumed");
+    t.is(restarted.shim.runtime.ctx.containers.get(source.ctr)!.status.migratedAway?.migration, "move-y");
+    const doms = await b.shim.hv.list();
+    t.is(doms.length, 1);
+    t.is(doms[0]?.state, "running");
+    t.like(b.shim.runtime.ctx.containers.get(target.ctr)!.status, {
+      domid: doms[0]?.domid,
+      incoming: undefined,
+    });
+  },
+);
+
+test.serial(
+  "target shim killed after the commit, before its unpause: recovery keeps the paused copy, the restarted agent unpauses it from the record",
+  async (t) => {
+    const { a, b, target, op } = await readyToTransfer(t, "z", 5);
+    armFailpoints(t, `${FP.targetAfterCommit}=crash`);
+    await op.set({ phase: "Transferring" });
+    const committed = await op.waitFor("Committed", (m) => cond(m, "Committed")?.status === "True");
+    t.is(cond(committed, "TargetRestored")?.status, "True");
+    const held = b.shim.runtime.ctx.containers.get(target.ctr)!.status.incoming?.domid;
+    t.true(held !== undefined, "the paused copy is in the container's record");
+    await new Promise((r) => setTimeout(r, 300));
+    t.is((await b.shim.hv.info(held!))?.state, "paused");
+    t.is(cond(await op.get(), "Transferred")?.status, "Unknown", "the source waits; it destroys nothing yet");
+    t.is((await a.shim.hv.list()).length, 1, "the source's suspended copy is kept");
+    delete process.env[FAILPOINTS_ENV];
+    await b.agent.stop();
+    const restarted = await startNode(t, b.name, await b.shim.restart());
+    const done = await op.waitFor("Transferred=True", (m) => cond(m, "Transferred")?.status === "True");
+    t.is(cond(done, "TargetRunning")?.status, "True");
+    t.deepEqual(await a.shim.hv.list(), [], "the source destroyed its copy once the target ran");
+    const doms = await restarted.shim.hv.list();
+    t.is(doms.length, 1);
+    t.like(doms[0], { domid: held, state: "running" }, "the same domain, unpaused");
+    t.like(restarted.shim.runtime.ctx.containers.get(target.ctr)!.status, {
+      domid: held,
+      incoming: undefined,
+    });
+  },
+);
+
+test.serial(
+  "target shim killed after recording its paused copy, before the commit: the source runs on, the restarted target drops its copy once the migration fails",
+  async (t) => {
+    const { a, b, source, target, op } = await readyToTransfer(t, "q", 6);
+    armFailpoints(t, `${FP.targetBeforeCommit}=crash`);
+    await op.set({ phase: "Transferring" });
+    const failed = await op.waitFor("Transferred=False", (m) => cond(m, "Transferred")?.status === "False");
+    t.is(cond(failed, "Committed"), undefined, "nothing was committed");
+    const [src] = await a.shim.hv.list();
+    t.is(src?.state, "running", "the source resumed its domain");
+    t.is(a.shim.runtime.ctx.containers.get(source.ctr)!.status.outgoing, undefined);
+    delete process.env[FAILPOINTS_ENV];
+    await b.agent.stop();
+    const restarted = await startNode(t, b.name, await b.shim.restart());
+    await new Promise((r) => setTimeout(r, 1000));
+    t.is((await restarted.shim.hv.list()).length, 1, "the paused copy waits for the record (Transferring)");
+    await op.set({ phase: "Failed" }); // the operator's answer to Transferred=False
+    await op.waitFor("TargetRunning=False", (m) => cond(m, "TargetRunning")?.status === "False");
+    t.deepEqual(await restarted.shim.hv.list(), [], "the paused copy is destroyed");
+    t.is(restarted.shim.runtime.ctx.containers.get(target.ctr)!.status.incoming?.domid, undefined);
+    t.is((await a.shim.hv.list()).filter((d) => d.state === "running").length, 1, "exactly one runs");
   },
 );

@@ -10,6 +10,7 @@
 // the source, a paused restored one on the target) is settled from the migration's recorded commit
 // (migration-settle.ts) after a restart or once its send/receive gave up; other domains left suspended
 // (a save cut off by a restart) are resumed at start.
+import { isSimulatedCrash } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
@@ -35,6 +36,8 @@ export class MigrationAgent {
   private readonly inflight = new Map<string, Promise<void>>();
   private address: string | undefined;
   private readonly role: RoleContext;
+  /** Tests only: a failpoint simulated this process's death (SUPERFLUID_FAILPOINTS ...=crash). */
+  private crashed = false;
 
   constructor(private readonly config: MigrationAgentConfig) {
     this.migrations = watchResource<UnikernelVMMigration>(
@@ -78,6 +81,7 @@ export class MigrationAgent {
 
   /** One pass over the migrations that involve this node. */
   async reconcile(): Promise<void> {
+    if (this.crashed) return;
     for (const m of this.migrations.list()) {
       try {
         if (m.status?.targetNode === this.config.nodeName) await this.asTarget(m);
@@ -95,6 +99,8 @@ export class MigrationAgent {
     this.handled.add(key);
     const p = work()
       .catch((err: unknown) => {
+        // Tests only: a failpoint "crashed" this process; it acts no more, as if killed.
+        if (isSimulatedCrash(err)) this.crashed = true;
         log.error("migration role failed", { key, err: String(err) });
       })
       .finally(() => this.inflight.delete(key));

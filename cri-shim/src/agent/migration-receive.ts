@@ -4,6 +4,7 @@
 // copy is recorded (container record, then TargetRestored) before the source hears of it, and runs
 // only once the source's Committed=True is recorded; a failure after that keeps it (settleIncoming).
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
+import { isSimulatedCrash } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { paths } from "../../../lib/kube/client.js";
 import type { DomainSpec } from "../hypervisor/types.js";
@@ -130,6 +131,7 @@ export async function receiveAsTarget(
       `domain ${r.domid} runs here: ${r.bytes} bytes received, restored in ${r.restoreMs} ms`,
     );
   } catch (err) {
+    if (isSimulatedCrash(err)) throw err; // tests: this process "died" here and writes nothing more
     rt.receiving.delete(c.meta.id);
     const held = rt.containers.get(c.meta.id)?.status.incoming?.domid;
     if (held !== undefined && (await rt.hypervisor.info(held))?.state !== "paused")

@@ -4,6 +4,7 @@
 // failed, and whether the VM runs on here). After the commit a failure leaves the domain suspended and
 // the container outgoing: the agent's reconcile settles it from the record (settleOutgoing).
 import { MIGRATION_CONDITIONS, type UnikernelVMMigration } from "../../../api/index.js";
+import { isSimulatedCrash } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { createIdentity, MigrationError, sendDomain } from "../migration/index.js";
 import type { ContainerEntry } from "../services/containers.js";
@@ -109,6 +110,7 @@ export async function sendAsSource(
     });
   } catch (err) {
     clearInterval(timer);
+    if (isSimulatedCrash(err)) throw err; // tests: this process "died" here and writes nothing more
     const resumed = err instanceof MigrationError && err.sourceResumed;
     if (committed) {
       // Never Transferred=False after the commit: the VM is the target's; the reconcile finishes it.
