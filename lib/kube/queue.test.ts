@@ -140,3 +140,22 @@ test("shutdown waits for the reconcile in flight and drops the rest", async (t) 
   await sleep(40);
   t.deepEqual(done, ["a"]);
 });
+
+test("a failure's retry is not swallowed by a requeue pending minutes away", async (t) => {
+  let runs = 0;
+  const q = new WorkQueue(
+    async () => {
+      runs++;
+      if (runs === 1) return { requeueAfterMs: 10 * 60_000 }; // a deadline far away
+      if (runs === 2) throw new Error("transient");
+      return undefined;
+    },
+    { name: "t", workers: 1, baseDelayMs: 5 },
+  );
+  q.add("ns/a");
+  await sleep(50);
+  q.add("ns/a"); // a change: this run fails
+  await sleep(200);
+  t.is(runs, 3, "retried after the failure's short backoff, not after the 10-minute requeue");
+  await q.shutdown();
+});

@@ -39,6 +39,9 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** When each timer fires: a sooner request replaces a later one (an error's retry must not wait
+   *  behind a deadline's requeue minutes away). */
+  private readonly dueAt = new Map<string, number>();
   private readonly idleWaiters: (() => void)[] = [];
   private running = 0;
   private stopped = false;
@@ -72,16 +75,23 @@ export class WorkQueue {
     this.pump();
   }
 
-  /** Adds the key after a delay; an earlier pending delay for the same key wins. */
+  /** Adds the key after a delay; of two pending delays for the same key the sooner one wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.stopped) return;
     if (delayMs <= 0) return this.add(key);
-    if (this.timers.has(key)) return;
+    const due = Date.now() + delayMs;
+    const existing = this.timers.get(key);
+    if (existing) {
+      if ((this.dueAt.get(key) ?? 0) <= due) return;
+      clearTimeout(existing);
+    }
     const timer = setTimeout(() => {
       this.timers.delete(key);
+      this.dueAt.delete(key);
       this.add(key);
     }, delayMs);
     this.timers.set(key, timer);
+    this.dueAt.set(key, due);
   }
 
   /** The delay the next failure of this key would get. */
@@ -111,6 +121,7 @@ export class WorkQueue {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    this.dueAt.clear();
     this.pending.length = 0;
     this.queued.clear();
     this.dirty.clear();

@@ -5,6 +5,7 @@ import test from "ava";
 import { randomBytes } from "node:crypto";
 import { ANNOTATIONS, findCondition, LABELS, MIGRATION_KIND } from "../../api/index.js";
 import { podName } from "../src/desired.js";
+import { FAILPOINTS_ENV, failpointsFired, MIGRATION_FAILPOINTS as FP } from "../../lib/failpoints.js";
 import { isNotFound, type KubeClient } from "../../lib/kube/client.js";
 import { type RunningOperator, startOperator } from "../src/operator.js";
 import { main as kubectlSuperfluid } from "../../tools/kubectl-superfluid.js";
@@ -320,6 +321,51 @@ test.serial(
       ),
     );
     t.pass();
+  },
+);
+
+test.serial(
+  "past the commit the operator never fails the migration (the target pod holds the VM's copy); killed at the switch, it carries on",
+  async (t) => {
+    t.timeout(90_000);
+    await runningVM("committed", nodeA);
+    await createMigration("commit", "committed", nodeB);
+    const preparing = await phaseIs("commit", "TargetPreparing");
+    const target = (await getPod(preparing.status!.targetPod!))!;
+    await reportRunning(client, target, { ip: "10.244.2.30", domainId: 6, bootMs: 0 });
+    const ready = agentCondition("TargetReady", "True", "Listening");
+    const restored = agentCondition("TargetRestored", "True", "RestoredPaused");
+    await agentApply("commit", nodeB, { targetEndpoint: "10.0.0.12:7445", conditions: [ready] });
+    await phaseIs("commit", "Transferring");
+    // The source agent recorded the commit; then an old-style Transferred=False, and the target's
+    // unpause failing: before the commit point each of these failed the migration and deleted the
+    // target pod, the only copy that may run.
+    await agentApply("commit", nodeA, {
+      conditions: [
+        agentCondition("Committed", "True", "Committed"),
+        agentCondition("Transferred", "False", "StreamFailed"),
+      ],
+    });
+    await settleAfter(() =>
+      agentApply("commit", nodeB, {
+        targetEndpoint: "10.0.0.12:7445",
+        conditions: [ready, restored, agentCondition("TargetRunning", "False", "UnpauseFailed")],
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is((await getM("commit")).status?.phase, "Transferring", "not Failed");
+    t.truthy(await getPod(target.metadata!.name!), "the target pod is kept");
+
+    // The operator dies right where it acts on the commit, once; the reconcile after it finishes the job.
+    process.env[FAILPOINTS_ENV] = `${FP.operatorAfterCommit}=crash*1`;
+    t.teardown(() => delete process.env[FAILPOINTS_ENV]);
+    await agentApply("commit", nodeB, {
+      targetEndpoint: "10.0.0.12:7445",
+      conditions: [ready, restored, agentCondition("TargetRunning", "True", "Running")],
+    });
+    await phaseIs("commit", "Succeeded");
+    t.is(failpointsFired().get(FP.operatorAfterCommit), 1, "the failpoint fired");
+    t.is((await getVM("committed")).status?.nodeName, nodeB);
   },
 );
 
