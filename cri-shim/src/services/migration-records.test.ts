@@ -6,7 +6,7 @@
 import test from "ava";
 import { join } from "node:path";
 import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
-import { adoptReceivedDomain, markMigratedAway } from "./migration-records.js";
+import { adoptReceivedDomain, markMigratedAway, recordOutgoing } from "./migration-records.js";
 
 const IMAGE = "registry.test/hello:1";
 const MONITOR_PASSES_MS = 300; // six passes at the unit shim's 50 ms
@@ -150,9 +150,10 @@ test("source: migrated away, the container stays running without a domain across
   const { ctr } = await runPod(shim, "v", { "superfluid.dev/vm": "default/v" });
   const domid = shim.runtime.ctx.containers.get(ctr)!.status.domid!;
   const sb = shim.runtime.ctx.containers.get(ctr)!.meta.sandboxId;
-  // As the agent does it: under the sandbox's lock, the send's "go" (libxl destroys the source domain)
-  // and the record, so the exit monitor never sees the one without the other.
+  // As the agent does it: under the sandbox's lock, "outgoing" before the send, then the destroy of
+  // the source domain and the record, so the exit monitor never sees the one without the other.
   await shim.runtime.ctx.locks.run(sb, async () => {
+    await recordOutgoing(shim.runtime.ctx, shim.runtime.ctx.containers.get(ctr)!, "move-v");
     await shim.hv.destroy(domid);
     await markMigratedAway(shim.runtime.ctx, shim.runtime.ctx.containers.get(ctr)!, "move-v", new Date());
   });
