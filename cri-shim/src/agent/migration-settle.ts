@@ -19,17 +19,35 @@ import { conditionOf, MigrationStatusWriter } from "./migration-status.js";
 const log = logger("node-agent-migration");
 const C = MIGRATION_CONDITIONS;
 
+interface Settling {
+  rt: MigrationAgentConfig["runtime"]["ctx"];
+  w: MigrationStatusWriter;
+  store: ReturnType<typeof apiHandoverStore>;
+  /** The container as it is now, under the sandbox's lock. */
+  cur: ContainerEntry | undefined;
+}
+
+/** Runs one settle step under the sandbox's lock with this role's writer and record store. */
+async function settling(
+  config: MigrationAgentConfig,
+  m: UnikernelVMMigration,
+  role: "source" | "target",
+  c: ContainerEntry,
+  step: (s: Settling) => Promise<void>,
+): Promise<void> {
+  const rt = config.runtime.ctx;
+  const w = new MigrationStatusWriter(config.client, config.nodeName, role, m);
+  const store = apiHandoverStore(config.client, w, m);
+  await rt.locks.run(c.meta.sandboxId, () => step({ rt, w, store, cur: rt.containers.get(c.meta.id) }));
+}
+
 /** Source: one settle step for an outgoing container of migration `m`. */
 export async function settleOutgoing(
   config: MigrationAgentConfig,
   m: UnikernelVMMigration,
   c: ContainerEntry,
 ): Promise<void> {
-  const rt = config.runtime.ctx;
-  const w = new MigrationStatusWriter(config.client, config.nodeName, "source", m);
-  const store = apiHandoverStore(config.client, w, m);
-  await rt.locks.run(c.meta.sandboxId, async () => {
-    const cur = rt.containers.get(c.meta.id);
+  await settling(config, m, "source", c, async ({ rt, w, store, cur }) => {
     if (!cur?.status.outgoing) return;
     const step = await settleSource(store, rt.hypervisor, cur.status.domid);
     const migration = `${m.metadata.namespace}/${m.metadata.name}`;
@@ -77,11 +95,7 @@ export async function settleIncoming(
   m: UnikernelVMMigration,
   c: ContainerEntry,
 ): Promise<void> {
-  const rt = config.runtime.ctx;
-  const w = new MigrationStatusWriter(config.client, config.nodeName, "target", m);
-  const store = apiHandoverStore(config.client, w, m);
-  await rt.locks.run(c.meta.sandboxId, async () => {
-    const cur = rt.containers.get(c.meta.id);
+  await settling(config, m, "target", c, async ({ rt, w, store, cur }) => {
     const domid = cur?.status.incoming?.domid;
     if (!cur || domid === undefined) return;
     const guest = cur.status.guestNetwork ?? sandboxGuest(config, cur);

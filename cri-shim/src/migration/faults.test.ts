@@ -16,8 +16,8 @@ import {
   isSimulatedCrash,
   MIGRATION_FAILPOINTS as FP,
 } from "../../../lib/failpoints.js";
-import type { DomainSpec } from "../hypervisor/types.js";
-import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
+import type { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
+import { receiveOn, sendTo, twoNodes } from "../testing/migration-nodes.js";
 import {
   type HandoverCondition,
   type HandoverStore,
@@ -28,17 +28,7 @@ import {
   targetHandover,
 } from "./handover-actors.js";
 import type { RecordedHandover } from "./handover.js";
-import { createIdentity, MigrationError, receiveDomain, sendDomain } from "./index.js";
-
-const spec: DomainSpec = {
-  name: "sf-vm",
-  kernelPath: "/k",
-  cmdline: "x",
-  memoryMiB: 8,
-  vcpus: 1,
-  guestType: "pv",
-  vifs: [],
-};
+import { MigrationError, receiveDomain, sendDomain } from "./index.js";
 
 /** The migration's status in memory: conditions, the operator's phase, a version for preconditions. */
 class MemoryRecord implements HandoverStore {
@@ -98,12 +88,9 @@ async function migrateWithFault(failpoints: string): Promise<{
   out: Outcome;
   fired: string[];
 }> {
-  const a = new MemoryHypervisorDouble();
-  const b = new MemoryHypervisorDouble();
-  const domid = await a.createPaused(spec);
-  await a.unpause(domid);
+  const nodes = await twoNodes();
+  const { a, b, domid } = nodes;
   const rec = new MemoryRecord();
-  const [src, dst] = await Promise.all([createIdentity("source"), createIdentity("target")]);
   const poll = { pollMs: 20, targetRunningTimeoutMs: 5_000 };
   const out: Outcome = {};
   let targetDomid: number | undefined;
@@ -117,11 +104,7 @@ async function migrateWithFault(failpoints: string): Promise<{
   })();
   process.env[FAILPOINTS_ENV] = failpoints;
   const incoming = await receiveDomain({
-    hv: b,
-    host: "127.0.0.1",
-    identity: dst,
-    sourceFingerprint: async () => src.fingerprint,
-    targetSpec: (s) => s,
+    ...receiveOn(nodes),
     timeoutMs: 3_000,
     handover: {
       ...targetHandover(rec, poll),
@@ -139,13 +122,7 @@ async function migrateWithFault(failpoints: string): Promise<{
       await targetSettles();
     });
   const source = sendDomain({
-    hv: a,
-    domid,
-    spec,
-    endpoint: `127.0.0.1:${incoming.port}`,
-    identity: src,
-    targetFingerprint: dst.fingerprint,
-    live: false,
+    ...sendTo(nodes, incoming.port, false),
     timeoutMs: 3_000,
     handover: sourceHandover(rec, poll),
   }).catch(async (err: unknown) => {

@@ -3,31 +3,10 @@
 import net from "node:net";
 import test from "ava";
 import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
-import type { DomainSpec } from "../hypervisor/types.js";
+import { TEST_DOMAIN_SPEC, twoNodes } from "../testing/migration-nodes.js";
 import { MigrationError, createIdentity, receiveDomain, sendDomain } from "./index.js";
 
-const spec: DomainSpec = {
-  name: "sf-mig",
-  kernelPath: "/k",
-  cmdline: "x",
-  memoryMiB: 8,
-  vcpus: 1,
-  guestType: "pv",
-  vifs: [],
-};
-
-async function twoNodes(t: { teardown(fn: () => Promise<void>): void }) {
-  const a = new MemoryHypervisorDouble();
-  const b = new MemoryHypervisorDouble();
-  t.teardown(async () => {
-    await a.close();
-    await b.close();
-  });
-  const domid = await a.createPaused(spec);
-  await a.unpause(domid);
-  const [src, dst] = await Promise.all([createIdentity("source"), createIdentity("target")]);
-  return { a, b, domid, src, dst };
-}
+const spec = TEST_DOMAIN_SPEC;
 
 test("a domain moves: gone on the source, running on the target under the target's spec", async (t) => {
   const { a, b, domid, src, dst } = await twoNodes(t);
