@@ -67,9 +67,19 @@ export async function settleOutgoing(
           );
         log.warn("outgoing domain settled: runs on here", { migration, why: step.why });
         break;
-      case "destroy":
       case "none":
-        if (step.step === "none" && (await rt.hypervisor.info(cur.status.domid ?? -1))) break;
+      case "destroy": {
+        if (step.step === "none") {
+          // Nothing to do to the domain: what the record says decides what the container is now.
+          const committed = (await store.read()).committed === "True";
+          const here = await rt.hypervisor.info(cur.status.domid ?? -1);
+          if (here || !committed) {
+            // Runs here (the send never suspended it), or gone without a commit (an exit, which the
+            // exit monitor reports once the container is an ordinary one again).
+            await clearOutgoing(rt, cur.meta.id);
+            break;
+          }
+        }
         await markMigratedAway(rt, cur, m.metadata.name!, new Date());
         if (conditionOf(m, C.transferred)?.status !== "True")
           await w.apply(
@@ -83,6 +93,7 @@ export async function settleOutgoing(
           );
         log.info("outgoing domain settled: moved away", { migration, why: step.why });
         break;
+      }
       case "keep":
         break;
     }
