@@ -15,7 +15,7 @@ import {
   type UnikernelVMMigration,
 } from "../../../api/index.js";
 import { useCluster } from "../../../e2e/harness/ava.js";
-import { FAILPOINTS_ENV, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
+import { FAILPOINTS_ENV, failpointsFired, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
 import { KubeClient, paths } from "../../../lib/kube/client.js";
 import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
 import { NodeAgent } from "./agent.js";
@@ -396,5 +396,34 @@ test.serial(
     t.deepEqual(await restarted.shim.hv.list(), [], "the paused copy is destroyed");
     t.is(restarted.shim.runtime.ctx.containers.get(target.ctr)!.status.incoming?.domid, undefined);
     t.is((await a.shim.hv.list()).filter((d) => d.state === "running").length, 1, "exactly one runs");
+  },
+);
+
+test.serial(
+  "after the commit the target's unpause keeps failing: the receive keeps the paused copy, the source its suspended one; the agent's next pass unpauses it from the record",
+  async (t) => {
+    const { a, b, target, op } = await readyToTransfer(t, "u", 7);
+    armFailpoints(t, `${FP.targetUnpause}=error*3`); // the receive's 3 tries fail, the agent's next pass works
+    await op.set({ phase: "Transferring" });
+    const done = await op.waitFor("Transferred=True", (m) => cond(m, "Transferred")?.status === "True");
+    t.is(cond(done, "Committed")?.status, "True");
+    t.is(
+      failpointsFired().get(FP.targetUnpause),
+      3,
+      "the receive tried 3 times and gave up, keeping the copy",
+    );
+    // (TargetRunning=False UnpauseFailed stands in between, for one resync period at most.)
+    t.like(cond(done, "TargetRunning"), {
+      status: "True",
+      message: "domain 1 runs here (unpaused from the recorded commit)",
+    });
+    t.deepEqual(await a.shim.hv.list(), [], "the source's copy went once the target ran");
+    const doms = await b.shim.hv.list();
+    t.is(doms.length, 1);
+    t.is(doms[0]?.state, "running");
+    t.like(b.shim.runtime.ctx.containers.get(target.ctr)!.status, {
+      domid: doms[0]?.domid,
+      incoming: undefined,
+    });
   },
 );

@@ -143,6 +143,17 @@ export async function receiveAsTarget(
         domid: held,
         err: messageOf(err),
       });
+      // After the commit (the unpause kept failing) the status names where the VM waits, paused.
+      if (err instanceof MigrationError && err.reason === "UnpauseFailed")
+        await w.apply(
+          {},
+          {
+            type: C.targetRunning,
+            status: "False",
+            reason: err.reason,
+            message: `committed; domain ${held} is kept paused on ${config.nodeName} and unpaused again on the next pass: ${messageOf(err)}`,
+          },
+        );
       return;
     }
     await w.apply(
