@@ -313,6 +313,14 @@ async function readyToTransfer(t: ExecutionContext, vm: string, n: number) {
   return { a, b, source, target, op };
 }
 
+/** Exactly one domain on the node, running, and the container an ordinary one that owns it. */
+async function runsOnlyThere(t: ExecutionContext, n: Node, ctr: string): Promise<void> {
+  const doms = await n.shim.hv.list();
+  t.is(doms.length, 1);
+  t.is(doms[0]?.state, "running");
+  t.like(n.shim.runtime.ctx.containers.get(ctr)!.status, { domid: doms[0]?.domid, incoming: undefined });
+}
+
 function armFailpoints(t: { teardown(fn: () => void): void }, spec: string): void {
   process.env[FAILPOINTS_ENV] = spec;
   t.teardown(() => delete process.env[FAILPOINTS_ENV]);
@@ -335,13 +343,7 @@ test.serial(
     t.regex(cond(done, "Transferred")?.message ?? "", /committed/);
     t.deepEqual(await restarted.shim.hv.list(), [], "the suspended copy is destroyed, not resumed");
     t.is(restarted.shim.runtime.ctx.containers.get(source.ctr)!.status.migratedAway?.migration, "move-y");
-    const doms = await b.shim.hv.list();
-    t.is(doms.length, 1);
-    t.is(doms[0]?.state, "running");
-    t.like(b.shim.runtime.ctx.containers.get(target.ctr)!.status, {
-      domid: doms[0]?.domid,
-      incoming: undefined,
-    });
+    await runsOnlyThere(t, b, target.ctr);
   },
 );
 
@@ -418,12 +420,6 @@ test.serial(
       message: "domain 1 runs here (unpaused from the recorded commit)",
     });
     t.deepEqual(await a.shim.hv.list(), [], "the source's copy went once the target ran");
-    const doms = await b.shim.hv.list();
-    t.is(doms.length, 1);
-    t.is(doms[0]?.state, "running");
-    t.like(b.shim.runtime.ctx.containers.get(target.ctr)!.status, {
-      domid: doms[0]?.domid,
-      incoming: undefined,
-    });
+    await runsOnlyThere(t, b, target.ctr);
   },
 );
