@@ -34,6 +34,22 @@ const bad: [string, Record<string, string>, RegExp][] = [
   ["env as array", { [ANNOTATIONS.env]: "[]" }, /JSON object/],
   ["env bad name", { [ANNOTATIONS.env]: '{"1 x":"y"}' }, /invalid variable name/],
   ["env value with space", { [ANNOTATIONS.env]: '{"A":"b c"}' }, /white space/],
+  ["env value with a tab", { [ANNOTATIONS.env]: '{"A":"b\\tc"}' }, /one word/],
+  ["env value with a quote", { [ANNOTATIONS.env]: '{"A":"b\\"c"}' }, /quotes/],
+  ["env value with a control character", { [ANNOTATIONS.env]: '{"A":"b\\u001bc"}' }, /control/],
+  ["env name the shim sets", { [ANNOTATIONS.env]: '{"gw":"10.0.0.1"}' }, /env name gw is reserved/],
+  [
+    "an arg holding two words",
+    { [ANNOTATIONS.args]: '["interval=1 gw=10.0.0.1"]' },
+    /args\[0\] must be one word/,
+  ],
+  ["an arg with a newline", { [ANNOTATIONS.args]: '["a\\nb"]' }, /one word/],
+  ["an arg with a no-break space", { [ANNOTATIONS.args]: '["a\\u00a0b"]' }, /one word/],
+  ["an arg with a quote", { [ANNOTATIONS.args]: `["a'b"]` }, /quotes/],
+  ["an empty arg", { [ANNOTATIONS.args]: '[""]' }, /args\[0\] is empty/],
+  ["an arg that sets ip=", { [ANNOTATIONS.args]: '["ip=10.0.0.9/24"]' }, /must not set ip=/],
+  ["an arg that sets hostname=", { [ANNOTATIONS.args]: '["x=1","hostname=evil"]' }, /args\[1\] must not set/],
+  ["a vm uid that is not a uid", { [ANNOTATIONS.vm]: "a/b", [ANNOTATIONS.vmUid]: "x y" }, /must be a uid/],
   ["memory negative", { [ANNOTATIONS.memoryMiB]: "-4" }, /positive integer/],
   ["memory zero", { [ANNOTATIONS.memoryMiB]: "0" }, /between 1 and/],
   ["vcpus too many", { [ANNOTATIONS.vcpus]: "65" }, /between 1 and 64/],
@@ -47,3 +63,12 @@ for (const [name, annotations, message] of bad) {
     t.regex(err.message, message);
   });
 }
+
+test("words that only look like the shim's keys pass", (t) => {
+  const c = parseSandboxAnnotations({
+    [ANNOTATIONS.args]: JSON.stringify(["gwx=1", "-ip", "interval=1", "a=b=c"]),
+    [ANNOTATIONS.env]: JSON.stringify({ IP: "1", EMPTY: "" }),
+  });
+  t.deepEqual(c.args, ["gwx=1", "-ip", "interval=1", "a=b=c"]);
+  t.deepEqual(c.env, { IP: "1", EMPTY: "" });
+});

@@ -1,5 +1,6 @@
 // Every key the operator writes on a Pod for the shim to read, in one place, and the one parser that
 // turns a sandbox's annotations into a typed config at the node's edge.
+import { cmdlineWordProblem, envNameProblem, envValueProblem } from "./cmdline.js";
 import { GUEST_TYPES, type GuestType, RUN_POLICIES, type RunPolicy } from "./v1alpha1/unikernelvm.js";
 
 const P = "superfluid.dev/";
@@ -7,6 +8,8 @@ const P = "superfluid.dev/";
 export const ANNOTATIONS = {
   /** Namespace/name of the UnikernelVM the pod runs. */
   vm: `${P}vm`,
+  /** The uid of that UnikernelVM: a VM deleted and made again under its name is another VM. */
+  vmUid: `${P}vm-uid`,
   /** Kernel command line (JSON array of strings), after the image's defaults. */
   args: `${P}args`,
   /** Environment for the guest (JSON object), passed as KEY=VALUE on the command line. */
@@ -52,7 +55,7 @@ export const MIGRATION_FINALIZER = `${P}migration-protection`;
 export const FIELD_MANAGER = "superfluid-operator";
 
 export interface SandboxConfig {
-  vm?: { namespace: string; name: string };
+  vm?: { namespace: string; name: string; uid?: string };
   args: string[];
   env: Record<string, string>;
   /** Undefined when the pod does not say: the image's default applies. */
@@ -105,12 +108,25 @@ export function parseSandboxAnnotations(annotations: Record<string, string> | un
         `must be <namespace>/<name>, got ${JSON.stringify(vm.slice(0, 80))}`,
       );
     config.vm = { namespace: m[1]!, name: m[3]! };
+    const uid = a[ANNOTATIONS.vmUid];
+    if (uid !== undefined) {
+      if (!/^[0-9A-Za-z-]{1,64}$/.test(uid))
+        throw new AnnotationError(
+          ANNOTATIONS.vmUid,
+          `must be a uid, got ${JSON.stringify(uid.slice(0, 80))}`,
+        );
+      config.vm.uid = uid;
+    }
   }
   const args = a[ANNOTATIONS.args];
   if (args !== undefined) {
     const v = parseJSON(ANNOTATIONS.args, args);
     if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
       throw new AnnotationError(ANNOTATIONS.args, "must be a JSON array of strings");
+    v.forEach((word: string, i) => {
+      const problem = cmdlineWordProblem(word);
+      if (problem) throw new AnnotationError(ANNOTATIONS.args, `args[${i}] ${problem}`);
+    });
     config.args = v;
   }
   const env = a[ANNOTATIONS.env];
@@ -121,12 +137,15 @@ export function parseSandboxAnnotations(annotations: Record<string, string> | un
     for (const [k, val] of Object.entries(v)) {
       if (!/^[-._a-zA-Z][-._a-zA-Z0-9]*$/.test(k))
         throw new AnnotationError(ANNOTATIONS.env, `invalid variable name ${JSON.stringify(k)}`);
+      const nameProblem = envNameProblem(k);
+      if (nameProblem) throw new AnnotationError(ANNOTATIONS.env, `env name ${k} ${nameProblem}`);
       if (typeof val !== "string")
         throw new AnnotationError(ANNOTATIONS.env, `value of ${k} must be a string`);
-      if (/[\s]/.test(val))
+      const problem = envValueProblem(val);
+      if (problem)
         throw new AnnotationError(
           ANNOTATIONS.env,
-          `value of ${k} must not contain white space (it travels on the kernel command line)`,
+          `value of ${k} ${problem} (it travels on the kernel command line)`,
         );
       config.env[k] = val;
     }

@@ -1,5 +1,5 @@
 // Builds the CustomResourceDefinitions from the schema builder's nodes.
-import type { JSONSchemaProps } from "./schema-builder.js";
+import type { JSONSchemaProps, ValidationRule } from "./schema-builder.js";
 import { GROUP, VERSION } from "./v1alpha1/common.js";
 import {
   MIGRATION_KIND,
@@ -11,6 +11,7 @@ import {
   UNIKERNELVM_KIND,
   UNIKERNELVM_PLURAL,
   unikernelVMSpecSchema,
+  unikernelVMNameRules,
   unikernelVMStatusSchema,
 } from "./v1alpha1/unikernelvm.js";
 
@@ -56,6 +57,8 @@ function crd(opts: {
   spec: JSONSchemaProps;
   status: JSONSchemaProps;
   columns: PrinterColumn[];
+  /** CEL rules on the whole object: the only place that sees metadata.name next to the spec. */
+  rules?: ValidationRule[];
 }): CustomResourceDefinition {
   const singular = opts.kind.toLowerCase();
   return {
@@ -90,6 +93,7 @@ function crd(opts: {
                 spec: opts.spec,
                 status: opts.status,
               },
+              ...(opts.rules ? { "x-kubernetes-validations": opts.rules } : {}),
             },
           },
           subresources: { status: {} },
@@ -107,6 +111,7 @@ export const unikernelVMCRD = crd({
   description: "A unikernel that runs as a pod on a Xen node.",
   spec: unikernelVMSpecSchema.schema,
   status: unikernelVMStatusSchema.schema,
+  rules: unikernelVMNameRules,
   columns: [
     { name: "Phase", type: "string", jsonPath: ".status.phase" },
     { name: "Node", type: "string", jsonPath: ".status.nodeName" },

@@ -48,5 +48,7 @@ export interface ObjectMeta {
 
 /** A DNS-1123 label, as Kubernetes names nodes and VMs. */
 export const DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/** A DNS-1035 label, as Kubernetes names Services: a DNS-1123 label that starts with a letter. */
+export const DNS_1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 /** A DNS-1123 subdomain (node names may contain dots). */
 export const DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";

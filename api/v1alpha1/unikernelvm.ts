@@ -1,7 +1,15 @@
 // The UnikernelVM API: one source for the TypeScript types and the CRD's schema.
 import type { V1Affinity } from "@kubernetes/client-node";
-import { describe, type Infer, required, s, withRules } from "../schema-builder.js";
-import { API_VERSION, conditionsSchema, DNS_LABEL, DNS_SUBDOMAIN, type ObjectMeta } from "./common.js";
+import { describe, type Infer, required, s, type ValidationRule, withRules } from "../schema-builder.js";
+import { CMDLINE_FORBIDDEN_RE2, RESERVED_CMDLINE_KEYS, RESERVED_KEY_RE2 } from "../cmdline.js";
+import {
+  API_VERSION,
+  conditionsSchema,
+  DNS_1035_LABEL,
+  DNS_LABEL,
+  DNS_SUBDOMAIN,
+  type ObjectMeta,
+} from "./common.js";
 
 export const UNIKERNELVM_KIND = "UnikernelVM";
 export const UNIKERNELVM_PLURAL = "unikernelvms";
@@ -37,13 +45,39 @@ export const IMAGE_REFERENCE_PATTERN =
 const MIN_MEMORY = "4Mi";
 const MAX_MEMORY = "64Gi";
 
+/** CEL: the string `self` holds none of the characters that would split or quote a command-line word. */
+const ONE_WORD = `!self.matches(r"""${CMDLINE_FORBIDDEN_RE2}""")`;
+const ONE_WORD_MESSAGE = "must be one word: no white space, quotes, backslashes or control characters";
+const RESERVED_LIST = RESERVED_CMDLINE_KEYS.map((k) => `${k}=`).join(", ");
+
+const argSchema = withRules(
+  s.string({ minLength: 1, maxLength: 1024 }),
+  { rule: ONE_WORD, message: `each of args ${ONE_WORD_MESSAGE}` },
+  {
+    rule: `!self.matches(r"""${RESERVED_KEY_RE2}""")`,
+    message: `args must not set ${RESERVED_LIST}: the shim sets them itself`,
+  },
+);
+
 const envVarSchema = s.object({
-  name: required(s.string({ minLength: 1, maxLength: 253, pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$" })),
-  value: s.string({ maxLength: 4096 }),
+  name: required(
+    withRules(s.string({ minLength: 1, maxLength: 253, pattern: "^[-._a-zA-Z][-._a-zA-Z0-9]*$" }), {
+      rule: `!(self in [${RESERVED_CMDLINE_KEYS.map((k) => `'${k}'`).join(", ")}])`,
+      message: `env name must not be one of ${RESERVED_CMDLINE_KEYS.join(", ")}: the shim sets them itself`,
+    }),
+  ),
+  value: withRules(s.string({ maxLength: 1024 }), {
+    rule: ONE_WORD,
+    message: `env value ${ONE_WORD_MESSAGE}`,
+  }),
 });
 
 const portSchema = s.object({
-  name: s.string({ maxLength: 15, pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" }),
+  name: withRules(s.string({ maxLength: 15, pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" }), {
+    // An IANA service name, as a Pod's and a Service's port names must be.
+    rule: "self.matches('[a-z]') && !self.contains('--')",
+    message: "port name must contain a letter and no '--' (an IANA service name)",
+  }),
   containerPort: required(s.integer({ minimum: 1, maximum: 65535 })),
   protocol: s.enum(["TCP", "UDP", "SCTP"] as const, { default: "TCP" }),
 });
@@ -58,8 +92,8 @@ const tolerationSchema = s.object({
 
 const serviceSchema = s.object({
   type: s.enum(["ClusterIP", "NodePort", "LoadBalancer"] as const, { default: "ClusterIP" }),
-  /** Defaults to the VM's name. */
-  name: s.string({ maxLength: 63, pattern: DNS_LABEL }),
+  /** Defaults to the VM's name. A Service's name is a DNS-1035 label: it starts with a letter. */
+  name: s.string({ maxLength: 63, pattern: DNS_1035_LABEL }),
 });
 
 export const unikernelVMSpecSchema = withRules(
@@ -76,12 +110,12 @@ export const unikernelVMSpecSchema = withRules(
       { maxItems: 16 },
     ),
     args: describe(
-      s.array(s.string({ maxLength: 1024 }), { maxItems: 128 }),
-      "Kernel command line arguments, appended to the image's defaults.",
+      s.array(argSchema, { maxItems: 128 }),
+      `Kernel command line arguments, appended to the image's defaults; each reaches the guest verbatim as one word (no white space, quotes or control characters, and not ${RESERVED_LIST}).`,
     ),
     env: describe(
       s.listMap(envVarSchema, ["name"], { maxItems: 128 }),
-      "Passed to the guest as KEY=VALUE on its command line.",
+      "Passed to the guest as KEY=VALUE on its command line, each as one word.",
     ),
     memory: withRules(
       describe(s.quantity(), "Guest memory; defaults to the image's, or 16Mi."),
@@ -121,6 +155,29 @@ export const unikernelVMSpecSchema = withRules(
   },
 );
 export type UnikernelVMSpec = Infer<typeof unikernelVMSpecSchema>;
+
+/**
+ * The VM's name becomes its pods' names, the value of their superfluid.dev/vm label, the
+ * superfluid.dev/vm annotation (namespace/name) and, unless spec.service.name says otherwise, its
+ * Service's name: a name that cannot be all of these is refused here rather than left with no pod.
+ */
+export const unikernelVMNameRules: ValidationRule[] = [
+  {
+    rule: "self.metadata.name.size() <= 63",
+    message:
+      "metadata.name must be at most 63 characters: it is the value of the pods' superfluid.dev/vm label",
+  },
+  {
+    rule: `self.metadata.name.matches('${DNS_LABEL}')`,
+    message:
+      "metadata.name must be a DNS-1123 label (lowercase letters, digits and '-', no dots): it names the VM's pods",
+  },
+  {
+    rule: `!has(self.spec.service) || has(self.spec.service.name) || self.metadata.name.matches('${DNS_1035_LABEL}')`,
+    message:
+      "metadata.name must start with a letter when spec.service.name is not set: the Service takes the VM's name",
+  },
+];
 
 export const lastMigrationSchema = s.object({
   name: required(s.string()),

@@ -132,8 +132,11 @@ export function podName(vm: UnikernelVM): string {
 export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
   const spec = vm.spec;
   if ((spec.runPolicy ?? "Running") === "Stopped") return undefined;
-  const annotations = {
+  const annotations: Record<string, string> = {
     ...domainAnnotations(vm),
+    // Outside the domain hash (a uid never changes): the node binds the sandbox to this VM by
+    // namespace, name and uid, so a VM made again under the same name is not the old pod's VM.
+    ...(vm.metadata.uid ? { [ANNOTATIONS.vmUid]: vm.metadata.uid } : {}),
     [ANNOTATIONS.runPolicy]: spec.runPolicy ?? "Running",
     [ANNOTATIONS.domainHash]: domainHash(vm),
   };

@@ -47,6 +47,7 @@ for (const c of cases)
 
 const refused: {
   name: string;
+  image?: string;
   cri: CriWords;
   sb?: ReturnType<typeof sandbox>;
   message: RegExp;
@@ -67,6 +68,39 @@ const refused: {
     message: /env "X=a\\"b"/,
   },
   {
+    name: "a CRI arg that sets the gateway",
+    cri: { command: [], args: ["gw=10.0.0.1"], envs: [] },
+    message: /args "gw=10.0.0.1" cannot go on a kernel command line: must not set ip=, gw=, hostname=/,
+  },
+  {
+    name: "a CRI env variable named like a key the shim sets",
+    cri: { command: [], args: [], envs: [env("hostname", "evil")] },
+    message: /env name "hostname" .*must not set/,
+  },
+  {
+    name: "a CRI arg with an escape character",
+    cri: { command: [], args: ["a\u001b[2Jb"], envs: [] },
+    message: /control characters/,
+  },
+  {
+    name: "a sandbox record whose arg holds two words (written before the rule)",
+    cri: noCri,
+    sb: sandbox(["interval=1 gw=10.0.0.1"]),
+    message: /VM args "interval=1 gw=10.0.0.1" cannot go .*one word/,
+  },
+  {
+    name: "a sandbox record whose env sets ip=",
+    cri: noCri,
+    sb: sandbox([], { ip: "10.0.0.9/24" }),
+    message: /VM env "ip=10.0.0.9\/24" .*must not set/,
+  },
+  {
+    name: "an image whose command line sets ip=",
+    image: "console=hvc0 ip=10.1.1.1/8",
+    cri: noCri,
+    message: /image's command line word "ip=10.1.1.1\/8" must not set/,
+  },
+  {
     name: "more than Xen's limit",
     cri: noCri,
     sb: sandbox(["x".repeat(MAX_CMDLINE)]),
@@ -76,7 +110,7 @@ const refused: {
 
 for (const r of refused)
   test(`cmdline refused: ${r.name}`, (t) => {
-    const err = t.throws(() => guestCmdline(undefined, r.cri, r.sb ?? sandbox(), net), {
+    const err = t.throws(() => guestCmdline(r.image, r.cri, r.sb ?? sandbox(), net), {
       instanceOf: CriError,
     });
     t.is(err?.code, "InvalidArgument");

@@ -1,6 +1,9 @@
 // What a unikernel gets from its pod: the kernel command line (image cmdline, CRI command/args, the
-// VM's args and env, the pod's network) and the memory it is built with. Pure functions; the words
-// from the CRI are checked here, the sandbox's own were checked when its annotations were parsed.
+// VM's args and env, the pod's network) and the memory it is built with. Pure functions. Every word
+// that did not come from the shim itself is checked here, the sandbox's too (they were checked when
+// its annotations were parsed, but a record on disk may predate a rule): one word each, and none may
+// set the network or host name the shim sets last.
+import { reservedKeyProblem } from "../../../api/cmdline.js";
 import { invalid } from "../errors.js";
 import type { ContainerConfig, LinuxContainerResources } from "../proto.js";
 import type { SandboxMeta, SandboxNetwork } from "./model.js";
@@ -16,11 +19,16 @@ export function guestCmdline(
   net: Pick<SandboxNetwork, "ip" | "prefixLength" | "gateway">,
 ): string {
   const words = [
-    ...(imageCmdline ? imageCmdline.split(/\s+/).filter(Boolean) : []),
+    ...(imageCmdline ? imageCmdline.split(/\s+/).filter(Boolean) : []).map((w) => {
+      const problem = reservedKeyProblem(w);
+      if (problem)
+        throw invalid(`the image's command line word ${JSON.stringify(w.slice(0, 80))} ${problem}`);
+      return w;
+    }),
     ...config.command.map((w) => checkCmdlineWord("command", w)),
     ...config.args.map((w) => checkCmdlineWord("args", w)),
-    ...sandbox.config.args,
-    ...Object.entries(sandbox.config.env).map(([k, v]) => `${k}=${v}`),
+    ...sandbox.config.args.map((w) => checkCmdlineWord("VM args", w)),
+    ...Object.entries(sandbox.config.env).map(([k, v]) => checkCmdlineWord("VM env", `${k}=${v}`)),
     // The kubelet adds the API server's service variables to every container; a unikernel has no
     // use for them and they would take a quarter of Xen's 1024-byte command line.
     ...config.envs
