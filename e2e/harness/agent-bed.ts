@@ -94,6 +94,20 @@ export async function startAgentOnNode(
     readyTimeoutMs: 600_000,
   });
   stops.push(() => shim.stop());
+  // The Node object a kubelet would register: a migration's source sends only to its addresses.
+  const nodeObject = `{"apiVersion":"v1","kind":"Node","metadata":{"name":"${node.name}"}}`;
+  const created = await cp.kubectl(["apply", "-f", "-"], { input: nodeObject });
+  const addressed = await cp.kubectl([
+    "patch",
+    "node",
+    node.name,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify({ status: { addresses: [{ type: "InternalIP", address: node.segmentIp }] } }),
+  ]);
+  if (created.code !== 0 || addressed.code !== 0)
+    throw new Error(`registering node ${node.name}: ${created.stderr}${addressed.stderr}`);
   const sh = async (cmd: string, timeoutMs = 180_000) => {
     const r = await node.exec(cmd, { timeoutMs });
     if (r.code !== 0)
@@ -172,7 +186,8 @@ export async function runVmPod(bed: AgentBed, vm: string): Promise<VmPod> {
     metadata: { name: vm, namespace: "default", uid: `uid-${vm}`, attempt: 0 },
     hostname: vm,
     log_directory: `/var/log/pods/${vm}`,
-    annotations: { "superfluid.dev/vm": `default/${vm}` },
+    // As the operator writes them: the node binds the sandbox to the VM by namespace, name and uid.
+    annotations: { "superfluid.dev/vm": `default/${vm}`, "superfluid.dev/vm-uid": uid },
   });
   const ctrCfg = file(`ctr-${vm}.json`, {
     metadata: { name: "main" },

@@ -11,6 +11,7 @@ import { watchResource, type Watched } from "../../../lib/kube/informers.js";
 import { isNotFound, KubeClient, paths } from "../../../lib/kube/client.js";
 import type { CriRuntime } from "../runtime.js";
 import type { ContainerEntry } from "../services/containers.js";
+import { sandboxRunsVM } from "../services/validate.js";
 import { AGENT_FIELD_MANAGER, type AgentObservation, agentStatus, agentStatusDiffers } from "./conditions.js";
 import { type AgentAction, decide, type ObservedDomain } from "./decide.js";
 import { checkpointPath, DEFAULT_CHECKPOINT_DIR, DomainOps, fileExists } from "./domain-ops.js";
@@ -106,17 +107,12 @@ export class NodeAgent {
       });
   }
 
-  /** The live container of a VM on this node, found through its sandbox's superfluid.dev/vm annotation. */
+  /** The live container of a VM on this node: its sandbox is bound to the VM by namespace, name and uid. */
   private containerOf(vm: UnikernelVM): ContainerEntry | undefined {
     const rt = this.config.runtime.ctx;
     const sandboxes = rt.sandboxes
       .list()
-      .filter(
-        (s) =>
-          s.status.state === "ready" &&
-          s.meta.config.vm?.namespace === vm.metadata.namespace &&
-          s.meta.config.vm?.name === vm.metadata.name,
-      );
+      .filter((s) => s.status.state === "ready" && sandboxRunsVM(s.meta, vm));
     const ids = new Set(sandboxes.map((s) => s.meta.id));
     // A migration's target (still receiving) or a source whose domain moved away is not the VM's domain here.
     return rt.containers

@@ -1,6 +1,7 @@
 // Checks on the strings a CRI caller sends, so garbage becomes InvalidArgument at the edge instead of
 // a strange failure deep in Xen, a file name or a kernel command line.
 import { isAbsolute, normalize } from "node:path";
+import { cmdlineWordProblem } from "../../../api/cmdline.js";
 import { invalid } from "../errors.js";
 
 const MAX_NAME = 253;
@@ -46,11 +47,15 @@ export function checkRelativeLogPath(value: string): string {
   return n;
 }
 
-/** Words that travel on the kernel command line must not contain white space or quotes. */
+/**
+ * A word that travels on the kernel command line: the same rules as the CRD's for args and env
+ * (one word, no quotes or control characters, none of the keys the shim sets itself).
+ */
 export function checkCmdlineWord(field: string, value: string): string {
-  if (/[\s"'\\]/.test(value) || !value)
+  const problem = cmdlineWordProblem(value);
+  if (problem)
     throw invalid(
-      `${field} ${JSON.stringify(value.slice(0, 80))} cannot go on a kernel command line (empty, white space or quotes)`,
+      `${field} ${JSON.stringify(value.slice(0, 80))} cannot go on a kernel command line: ${problem}`,
     );
   return value;
 }
@@ -86,4 +91,32 @@ export function checkMetadata(
   }
   if (total > MAX_ANNOTATIONS_BYTES)
     throw invalid(`annotations are ${total} bytes, at most ${MAX_ANNOTATIONS_BYTES} allowed`);
+}
+
+/** What binds a sandbox to a UnikernelVM: the pod's own namespace and the operator's annotations. */
+export interface VMSandboxView {
+  /** The pod's metadata as the kubelet sent it (not an annotation: a pod cannot lie about its namespace). */
+  metadata: { namespace: string };
+  config: { vm?: { namespace: string; name: string; uid?: string } };
+}
+
+/**
+ * Whether this sandbox runs that VM: same namespace (the pod's own, from the kubelet, and the
+ * annotation's), same name, and the VM's uid, so that neither a pod in another namespace nor the
+ * leftover pod of a deleted VM of the same name can claim it. A sandbox without the uid claims nothing.
+ */
+export function sandboxRunsVM(
+  sb: VMSandboxView,
+  vm: { metadata: { namespace?: string; name?: string; uid?: string } },
+): boolean {
+  const claim = sb.config.vm;
+  const { namespace, name, uid } = vm.metadata;
+  return (
+    !!claim &&
+    !!uid &&
+    sb.metadata.namespace === namespace &&
+    claim.namespace === namespace &&
+    claim.name === name &&
+    claim.uid === uid
+  );
 }
