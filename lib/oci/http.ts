@@ -72,7 +72,14 @@ function once(req: HttpRequest): Promise<HttpResponse> {
   });
 }
 
-/** Follows redirects for GET/HEAD; the Authorization header only travels to the original host. */
+/** Headers that carry credentials: they never leave the origin (scheme, host and port) they were meant for. */
+const CREDENTIAL_HEADERS = /^(authorization|proxy-authorization|cookie)$/i;
+
+/**
+ * Follows redirects for GET/HEAD. Credentials travel only to the original origin: a redirect to
+ * another host or port, or from https to http on the same host, drops them for that hop and every
+ * later one (a registry's blob store on another host gets none; nothing goes out in clear text).
+ */
 export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
   let current = req;
   for (let hop = 0; ; hop++) {
@@ -87,8 +94,11 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
     res.body.resume();
     if (hop >= MAX_REDIRECTS) throw new OciError("Registry", `too many redirects from ${req.url.origin}`);
     const next = new URL(location, current.url);
+    if (next.protocol !== "http:" && next.protocol !== "https:")
+      throw new OciError("Registry", `${req.url.origin} redirected to a ${next.protocol} URL`);
     const headers = { ...(current.headers ?? {}) };
-    if (next.host !== req.url.host) delete headers.Authorization;
+    if (next.origin !== req.url.origin)
+      for (const k of Object.keys(headers)) if (CREDENTIAL_HEADERS.test(k)) delete headers[k];
     current = { ...current, url: next, headers };
   }
 }

@@ -17,6 +17,8 @@ export interface TarHeader {
 
 const BLOCK = 512;
 const MAX_META_BYTES = 64 * 1024; // pax records and GNU long names
+/** No entry of a layer is this large (1 TiB); any size field beyond it is a lie or an attack. */
+export const MAX_ENTRY_BYTES = 2 ** 40;
 
 /** Reads exact byte counts from an async byte stream. */
 class ByteReader {
@@ -89,6 +91,7 @@ function octal(b: Buffer, what: string): number {
   if ((b[0]! & 0x80) !== 0) {
     let n = 0;
     for (let i = 1; i < b.length; i++) n = n * 256 + b[i]!;
+    if (n > MAX_ENTRY_BYTES) throw new OciError("TooLarge", `layer tar: ${what} field of ${n} is too large`);
     return n;
   }
   const s = cstring(b).trim();
@@ -109,6 +112,22 @@ const TYPES: Record<string, TarEntryType> = {
   "5": "directory",
   "6": "fifo",
 };
+
+/**
+ * A pax `size`: decimal digits, at most MAX_ENTRY_BYTES. Anything else is refused: a size that is
+ * not a number would become NaN and slip past every limit on the unpacked bytes.
+ */
+function paxSize(v: string): number {
+  if (!/^[0-9]{1,15}$/.test(v))
+    throw new OciError(
+      "InvalidImage",
+      `layer tar: pax size ${JSON.stringify(v.slice(0, 40))} is not a decimal number`,
+    );
+  const n = Number(v);
+  if (n > MAX_ENTRY_BYTES)
+    throw new OciError("TooLarge", `layer tar: pax size ${n} exceeds ${MAX_ENTRY_BYTES} bytes`);
+  return n;
+}
 
 function parsePax(body: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
@@ -167,7 +186,7 @@ export async function readTar(
         block.subarray(257, 262).toString("ascii") === "ustar" ? cstring(block.subarray(345, 500)) : "";
       const path = pax.path ?? longName ?? (prefix ? `${prefix}/${ustarName}` : ustarName);
       const linkTarget = pax.linkpath ?? longLink ?? cstring(block.subarray(157, 257));
-      const realSize = pax.size !== undefined ? Number(pax.size) : size;
+      const realSize = pax.size !== undefined ? paxSize(pax.size) : size;
       pax = {};
       longName = longLink = undefined;
       if (type === undefined)

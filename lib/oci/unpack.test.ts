@@ -200,3 +200,57 @@ for (const format of ["gnu", "pax"]) {
     t.is(await readlink(join(root, "kernel-link")), `${long}/kernel`);
   });
 }
+
+/** A pax extended header ("x") carrying `records`, in front of the entries that follow it. */
+function paxHeader(records: Record<string, string>): Buffer {
+  const body = Object.entries(records)
+    .map(([k, v]) => {
+      const rest = ` ${k}=${v}\n`;
+      let len = rest.length + 1;
+      while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+      return `${len}${rest}`;
+    })
+    .join("");
+  const tar = writeTar([{ path: "PaxHeaders/x", data: Buffer.from(body) }]);
+  const entry = tar.subarray(0, tar.length - 1024);
+  entry.write("x", 156, 1, "ascii");
+  entry.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of entry.subarray(0, 512)) sum += b;
+  entry.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "ascii");
+  return Buffer.from(entry);
+}
+
+for (const [name, size, code, message] of [
+  [
+    "not a number (it would turn the size limit off)",
+    "abc",
+    "InvalidImage",
+    /pax size "abc" is not a decimal number/,
+  ],
+  ["negative", "-1", "InvalidImage", /not a decimal number/],
+  ["a fraction", "1.5", "InvalidImage", /not a decimal number/],
+  ["beyond any layer", "9".repeat(15), "TooLarge", /pax size \d+ exceeds/],
+] as const)
+  test(`refused: a pax size that is ${name}`, async (t) => {
+    const { base, root } = await sandbox(t);
+    // After the lying entry, content well over the limit: it must never be written.
+    const rest = writeTar([
+      { path: "a", data: Buffer.alloc(0) },
+      { path: "zeros", data: Buffer.alloc(2 << 20) },
+    ]);
+    const layer = Buffer.concat([paxHeader({ size }), rest]);
+    const err = await t.throwsAsync(unpack(base, root, layer), { instanceOf: OciError });
+    t.is(err?.code, code);
+    t.regex(err?.message ?? "", message);
+    t.deepEqual(await filesIn(root), [], "nothing was unpacked");
+  });
+
+test("a valid pax size is honoured", async (t) => {
+  const { base, root } = await sandbox(t);
+  const data = Buffer.from("hello");
+  const file = writeTar([{ path: "f", data }]);
+  const layer = Buffer.concat([paxHeader({ size: "5", path: "renamed" }), file]);
+  await unpack(base, root, layer);
+  t.is(await readFile(join(root, "renamed"), "utf8"), "hello");
+});
