@@ -232,6 +232,9 @@ export async function startKubelet(
       status: {
         addresses: [
           { type: "InternalIP", address: "127.0.0.1" },
+          // Where the other nodes reach this one (migration streams): the source agent sends only
+          // to an address of the target Node.
+          { type: "InternalIP", address: node.segmentIp },
           { type: "Hostname", address: nodeName },
         ],
       },

@@ -46,12 +46,34 @@ async function startNode(
     checkpointDir,
   });
   await agent.start();
+  await registerNode(t, name);
   const node = { name, shim: s, agent };
   t.teardown(async () => {
     await node.agent.stop().catch(() => undefined);
     await node.shim.dispose().catch(() => undefined);
   });
   return node;
+}
+
+/** The Node object a kubelet would have registered, with the address the agents listen on. */
+async function registerNode(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  name: string,
+  address = "127.0.0.1",
+): Promise<void> {
+  const client = new KubeClient(cluster().cp.kubeConfig);
+  const path = `${paths.nodes()}/${name}`;
+  await client.apply(path, { apiVersion: "v1", kind: "Node", metadata: { name } }, FIELD_MANAGER);
+  await client.request({
+    method: "PATCH",
+    path: `${path}/status`,
+    body: { status: { addresses: [{ type: "InternalIP", address }] } },
+    contentType: "application/merge-patch+json",
+  });
+  t.teardown(async () => {
+    await client.request({ method: "DELETE", path }).catch(() => undefined);
+    client.close();
+  });
 }
 
 async function runPod(
@@ -421,5 +443,37 @@ test.serial(
     });
     t.deepEqual(await a.shim.hv.list(), [], "the source's copy went once the target ran");
     await runsOnlyThere(t, b, target.ctr);
+  },
+);
+
+test.serial(
+  "the source refuses a target endpoint that is not an address of the target Node: Transferred=False EndpointNotOnTarget, the domain runs on",
+  async (t) => {
+    const a = await startNode(t, "host-a4");
+    await registerNode(t, "host-b4", "127.0.0.1");
+    const source = await runPod(a, "e", { "superfluid.dev/vm": `${cluster().namespace}/e` });
+    const op = operator("move-e");
+    t.teardown(() => op.close());
+    await op.create("e", "host-b4");
+    await op.set({
+      phase: "Transferring",
+      sourceNode: a.name,
+      targetNode: "host-b4",
+      sourcePod: "e",
+      targetPod: "e-target",
+      // Written by whoever could write the status: an address that is not host-b4's.
+      targetEndpoint: "127.0.0.2:9",
+      targetCertificateSHA256: "2".repeat(64),
+    });
+    const failed = await op.waitFor("Transferred=False", (m) => cond(m, "Transferred")?.status === "False");
+    t.is(cond(failed, "Transferred")?.reason, "EndpointNotOnTarget");
+    t.regex(
+      cond(failed, "Transferred")?.message ?? "",
+      /127\.0\.0\.2:9 is not an address of node host-b4 \(127\.0\.0\.1\)/,
+    );
+    t.is(failed.status?.sourceCertificateSHA256, undefined, "the source did not even start its identity");
+    const [dom] = await a.shim.hv.list();
+    t.is(dom?.state, "running", "the source domain runs on");
+    t.is(await criState(a, source.ctr), "CONTAINER_RUNNING");
   },
 );

@@ -3,7 +3,8 @@
 //   target (status.targetNode, phase TargetPreparing, the pod's container created to receive): listens
 //     with a fresh identity, publishes endpoint + certificate fingerprint + TargetReady, restores the
 //     stream into the pod's container, readdresses the guest, TargetRunning.
-//   source (status.sourceNode, phase Transferring, the target's endpoint published): publishes its own
+//   source (status.sourceNode, phase Transferring, the target's endpoint published, and an address of
+//     the target Node: endpoint-check.ts): publishes its own
 //     fingerprint first, streams the domain under the sandbox's lock, Transferred with the downtime,
 //     and keeps the container "running" without a domain until the operator deletes the pod.
 // One receive or send per migration uid per process. A copy the handover left (an outgoing domain on
@@ -14,10 +15,11 @@ import { isSimulatedCrash } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { MIGRATION_CONDITIONS, MIGRATION_PLURAL, type UnikernelVMMigration } from "../../../api/index.js";
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
-import { paths } from "../../../lib/kube/client.js";
+import { isNotFound, paths } from "../../../lib/kube/client.js";
 import { MigrationError } from "../migration/index.js";
 import type { ContainerEntry } from "../services/containers.js";
 import { isDomainless, isLeftSuspended } from "../services/model.js";
+import { endpointProblem, type NodeAddresses } from "./endpoint-check.js";
 import { receiveAsTarget } from "./migration-receive.js";
 import type { MigrationAgentConfig, RoleContext } from "./migration-role.js";
 import { sendAsSource } from "./migration-send.js";
@@ -142,7 +144,11 @@ export class MigrationAgent {
       );
   }
 
-  /** The VM's running container on this node (not a migration's target pod). */
+  /**
+   * The VM's running container on this node (not a migration's target pod): the pod the operator
+   * named as the source (status.sourcePod, in the migration's namespace, as the kubelet names the
+   * sandbox), which must also claim the VM; never a pod found by its annotation alone.
+   */
   private sourceContainer(m: UnikernelVMMigration): ContainerEntry | undefined {
     const ids = new Set(
       this.rt.sandboxes
@@ -151,6 +157,8 @@ export class MigrationAgent {
           (s) =>
             s.status.state === "ready" &&
             !s.meta.config.migrationTarget &&
+            s.meta.metadata.namespace === m.metadata.namespace &&
+            s.meta.metadata.name === m.status?.sourcePod &&
             s.meta.config.vm?.namespace === m.metadata.namespace &&
             s.meta.config.vm?.name === m.spec.vmName,
         )
@@ -243,7 +251,27 @@ export class MigrationAgent {
       );
       return;
     }
+    const notTarget = endpointProblem(st.targetEndpoint, st.targetNode, await this.node(st.targetNode));
+    if (notTarget) {
+      this.handled.add(key);
+      await new MigrationStatusWriter(this.config.client, this.config.nodeName, "source", m).apply(
+        {},
+        { type: C.transferred, status: "False", reason: "EndpointNotOnTarget", message: notTarget },
+      );
+      return;
+    }
     this.begin(key, () => sendAsSource(this.config, m, c, st.targetEndpoint!, st.targetCertificateSHA256!));
+  }
+
+  /** A Node's addresses, or undefined when there is no such Node. */
+  private async node(name: string | undefined): Promise<NodeAddresses | undefined> {
+    if (!name) return undefined;
+    return this.config.client
+      .request<NodeAddresses>({ method: "GET", path: `${paths.nodes()}/${encodeURIComponent(name)}` })
+      .catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
   }
 
   private async nodeAddress(): Promise<string> {
