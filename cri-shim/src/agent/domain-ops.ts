@@ -167,6 +167,7 @@ export class DomainOps {
           bridge: net.bridge,
           mac: cur.status.guestNetwork?.mac ?? net.mac,
           ip: cur.status.guestNetwork?.ip ?? net.ip,
+          gateway: cur.status.guestNetwork?.gateway ?? net.gateway,
         },
       ],
     };

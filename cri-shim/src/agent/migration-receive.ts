@@ -15,6 +15,7 @@ import type { RuntimeContext } from "../services/context.js";
 import { recordTargetRunning, targetHandover } from "../migration/handover-actors.js";
 import { adoptReceivedDomain, dropIncoming, recordIncomingRestored } from "../services/migration-records.js";
 import { apiHandoverStore } from "./migration-handover.js";
+import type { GuestNetwork } from "../services/model.js";
 import { identityName, messageOf, reasonOf, type RoleContext } from "./migration-role.js";
 import { MigrationStatusWriter } from "./migration-status.js";
 
@@ -30,7 +31,7 @@ export async function receiveAsTarget(
   const rt = config.runtime.ctx;
   const w = new MigrationStatusWriter(config.client, config.nodeName, "target", m);
   const name = `${m.metadata.namespace}/${m.metadata.name}`;
-  let guestNetwork: { mac: string; ip: string } | undefined;
+  let guestNetwork: GuestNetwork | undefined;
   let incoming: IncomingMigration;
   let endpoint: string;
   let fingerprint: string;
@@ -163,10 +164,27 @@ export async function receiveAsTarget(
   }
 }
 
-function sandboxGuest(rt: RuntimeContext, c: ContainerEntry): { mac: string; ip: string } {
+function sandboxGuest(rt: RuntimeContext, c: ContainerEntry): GuestNetwork {
   const net = rt.sandboxes.get(c.meta.sandboxId)?.status.network;
   if (!net) throw new Error(`pod sandbox ${c.meta.sandboxId} has no network`);
-  return { mac: net.mac, ip: net.ip };
+  return { mac: net.mac, ip: net.ip, gateway: net.gateway };
+}
+
+/**
+ * The network the received guest brought from the source, from the spec's structured vif fields
+ * only (address, MAC, gateway); never from its kernel command line, which also holds the tenant's
+ * words. A source that sent no address leaves the guest this pod's.
+ */
+export function receivedGuestNetwork(
+  source: Pick<DomainSpec, "vifs">,
+  net: { mac: string; ip: string },
+): GuestNetwork {
+  const vif = source.vifs[0];
+  return {
+    mac: vif?.mac ?? net.mac,
+    ip: vif?.ip ?? net.ip,
+    ...(vif?.gateway ? { gateway: vif.gateway } : {}),
+  };
 }
 
 /**
@@ -178,15 +196,14 @@ async function targetSpec(
   rt: RuntimeContext,
   c: ContainerEntry,
   source: DomainSpec,
-): Promise<{ spec: DomainSpec; guest: { mac: string; ip: string } }> {
+): Promise<{ spec: DomainSpec; guest: GuestNetwork }> {
   const sb = rt.sandboxes.get(c.meta.sandboxId);
   const net = sb?.status.network;
   if (!sb || !net)
     throw new MigrationError("InvalidArgument", `pod sandbox ${c.meta.sandboxId} has no network`);
   const vif = source.vifs[0];
-  const guestIp = vif?.ip ?? /(?:^|\s)ip=([\d.]+)/.exec(source.cmdline)?.[1] ?? net.ip;
-  const guestGateway = /(?:^|\s)gw=([\d.]+)/.exec(source.cmdline)?.[1];
-  const mac = vif?.mac ?? net.mac;
+  const guest = receivedGuestNetwork(source, net);
+  const { ip: guestIp, gateway: guestGateway, mac } = guest;
   if (guestIp !== net.ip && guestGateway && rt.network.managesHostNetwork)
     await applyReaddressing(sb.meta.id, {
       podIp: net.ip,
@@ -203,5 +220,5 @@ async function targetSpec(
     vifs: vif ? [{ bridge: net.bridge, mac, ...(rt.options.vifAntiSpoof ? { ip: guestIp } : {}) }] : [],
   };
   if (!c.meta.initrdPath) delete spec.initrdPath;
-  return { spec, guest: { mac, ip: guestIp } };
+  return { spec, guest };
 }

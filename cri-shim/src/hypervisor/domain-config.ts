@@ -45,6 +45,8 @@ function checkVif(vif: VifSpec, index: number): void {
   if (parseInt(vif.mac.slice(0, 2), 16) & 1) invalid(`vif ${index}: MAC ${vif.mac} is multicast`);
   if (vif.ip !== undefined && !isIPv4(vif.ip))
     invalid(`vif ${index}: bad IPv4 address ${JSON.stringify(vif.ip)}`);
+  if (vif.gateway !== undefined && !isIPv4(vif.gateway))
+    invalid(`vif ${index}: bad IPv4 gateway ${JSON.stringify(vif.gateway)}`);
 }
 
 /** Throws HypervisorError("InvalidArgument") naming the first thing wrong with `spec`. */

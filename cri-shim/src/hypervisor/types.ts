@@ -14,6 +14,12 @@ export interface VifSpec {
   mac: string;
   /** The guest's IP, for the hotplug script's anti-spoofing and for logging. */
   ip?: string;
+  /**
+   * The default gateway the guest was told at boot. Not libxl's: it travels with the domain's spec in
+   * a migration, so the target knows the guest's network from structured fields and never reads it
+   * back out of the kernel command line (which holds the tenant's words too).
+   */
+  gateway?: string;
 }
 
 export interface DomainSpec {

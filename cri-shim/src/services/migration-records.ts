@@ -12,6 +12,7 @@ import {
   incomingRunning,
   migratedAway,
 } from "./domain-lifecycle.js";
+import type { GuestNetwork } from "./model.js";
 
 const log = logger("cri-migration");
 const CONSOLE_DRAIN_MS = 300;
@@ -22,7 +23,7 @@ export async function adoptReceivedDomain(
   containers: ContainerService,
   c: ContainerEntry,
   domid: number,
-  guestNetwork: { mac: string; ip: string },
+  guestNetwork: GuestNetwork,
 ): Promise<void> {
   await rt.containers.update(c.meta.id, (s) => incomingRunning(s, domid, guestNetwork));
   rt.receiving.delete(c.meta.id);

@@ -43,6 +43,13 @@ export interface SandboxStatus {
   received?: { migration: string; at: string };
 }
 
+/** The vif a guest really uses: MAC, address and the gateway it booted with. */
+export interface GuestNetwork {
+  mac: string;
+  ip: string;
+  gateway?: string;
+}
+
 export interface ContainerMeta {
   id: string;
   sandboxId: string;
@@ -110,7 +117,7 @@ export interface ContainerStatusRecord {
    * The vif the guest really uses when it differs from the sandbox's (a domain received by migration
    * keeps the source's MAC and the IP it booted with): a later save/restore rebuilds with these.
    */
-  guestNetwork?: { mac: string; ip: string };
+  guestNetwork?: GuestNetwork;
 }
 
 /** True for records that have no domain on purpose: suspended to disk, not received yet, or moved away. */
