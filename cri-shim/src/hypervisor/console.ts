@@ -5,8 +5,16 @@
 import { EventEmitter } from "node:events";
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 
 export const XEN_CONSOLE_LOG_DIR = "/var/log/xen/console";
+/**
+ * The longest piece of a line held back while waiting for its newline (the CRI log's line limit,
+ * as containerd's): a guest that never prints a newline costs this much memory, not its output.
+ */
+export const MAX_CONSOLE_LINE = 16 * 1024;
+/** Bytes read from the log per read: a guest printing fast costs one buffer of this size at a time. */
+const READ_BYTES = 256 * 1024;
 
 export function guestConsoleLogPath(domainName: string, dir = XEN_CONSOLE_LOG_DIR): string {
   return join(dir, `guest-${domainName}.log`);
@@ -22,10 +30,13 @@ export interface ConsoleTailOptions {
 /**
  * Emits "line" (text without the newline) for each complete line appended to a console log, and
  * "error" on read errors other than the file not existing yet. A truncated file is read from 0.
+ * A line longer than MAX_CONSOLE_LINE comes out in pieces: "line" with `partial` true for each full
+ * piece, then the rest with `partial` false when its newline arrives.
  */
-export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }> {
+export class ConsoleTail extends EventEmitter<{ line: [string, boolean]; error: [Error] }> {
   private offset = -1;
   private partial = "";
+  private readonly decoder = new StringDecoder("utf8");
   private timer: NodeJS.Timeout | undefined;
   private reading = false;
 
@@ -90,10 +101,13 @@ export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }
       if (size === this.offset) return;
       const fh = await open(this.path, "r");
       try {
-        const buf = Buffer.alloc(size - this.offset);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
-        this.offset += bytesRead;
-        this.emitText(buf.toString("utf8", 0, bytesRead));
+        const buf = Buffer.alloc(Math.min(size - this.offset, READ_BYTES));
+        while (this.offset < size && this.timer) {
+          const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - this.offset), this.offset);
+          if (bytesRead === 0) break;
+          this.offset += bytesRead;
+          this.emitText(this.decoder.write(buf.subarray(0, bytesRead)));
+        }
       } finally {
         await fh.close();
       }
@@ -109,6 +123,10 @@ export class ConsoleTail extends EventEmitter<{ line: [string]; error: [Error] }
   private emitText(text: string): void {
     const lines = (this.partial + text).split("\n");
     this.partial = lines.pop() ?? "";
-    for (const line of lines) this.emit("line", line.replace(/\r$/, ""));
+    for (const line of lines) this.emit("line", line.replace(/\r$/, ""), false);
+    while (this.partial.length > MAX_CONSOLE_LINE) {
+      this.emit("line", this.partial.slice(0, MAX_CONSOLE_LINE), true);
+      this.partial = this.partial.slice(MAX_CONSOLE_LINE);
+    }
   }
 }

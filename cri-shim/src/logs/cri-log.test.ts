@@ -60,3 +60,37 @@ test("a xenconsoled guest log is tailed from its end into the CRI log", async (t
     ["F", "counter 1"],
   ]);
 });
+
+test("a guest that never prints a newline: its console comes out as 16 KiB P records, not a growing buffer", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sf-crilog-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const consoleLog = join(dir, "guest-sf-nonl.log");
+  writeFileSync(consoleLog, "");
+  const out = join(dir, "out.log");
+  const pump = new ConsolePump({ kind: "xenconsoled-log", path: consoleLog }, out);
+  await new Promise((r) => setTimeout(r, 200));
+  // 40 KiB and 1 byte without a newline, a multi-byte character split across the appends.
+  const e = Buffer.from("\u00e9");
+  appendFileSync(consoleLog, Buffer.concat([Buffer.from("y".repeat(20 * 1024)), e.subarray(0, 1)]));
+  await new Promise((r) => setTimeout(r, 300));
+  appendFileSync(consoleLog, Buffer.concat([e.subarray(1), Buffer.from("z".repeat(20 * 1024))]));
+  const deadline = Date.now() + 5000;
+  while (records(out).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const got = records(out);
+  t.deepEqual(
+    got.map(([k, v]) => [k, v.length]),
+    [
+      ["P", 16 * 1024],
+      ["P", 16 * 1024],
+    ],
+    "written before any newline, in pieces of the CRI line limit",
+  );
+  appendFileSync(consoleLog, "\n");
+  const deadline2 = Date.now() + 5000;
+  while (records(out).length < 3 && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 50));
+  await pump.stop();
+  const all = records(out);
+  t.is(all.length, 3);
+  t.is(all[2]![0], "F");
+  t.is(all.map(([, v]) => v).join(""), "y".repeat(20 * 1024) + "\u00e9" + "z".repeat(20 * 1024));
+});

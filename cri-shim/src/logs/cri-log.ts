@@ -13,15 +13,16 @@ import {
   type WriteStream,
 } from "node:fs";
 import { dirname } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { isatty, ReadStream as TtyReadStream } from "node:tty";
 import { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { logger } from "../../../lib/log.js";
-import { ConsoleTail } from "../hypervisor/console.js";
+import { ConsoleTail, MAX_CONSOLE_LINE } from "../hypervisor/console.js";
 
 const log = logger("cri-log");
 /** Lines longer than this are split into P records, as containerd does (16 KiB). */
-const MAX_LINE = 16 * 1024;
+const MAX_LINE = MAX_CONSOLE_LINE;
 
 /** RFC3339 with nanoseconds; JS time has milliseconds, the rest of the digits come from hrtime. */
 export function rfc3339Nano(date = new Date()): string {
@@ -36,6 +37,8 @@ export function formatCriLogLine(line: string, partial: boolean, time = rfc3339N
 export class CriLogWriter {
   private out: WriteStream | undefined;
   private pending = "";
+  /** Keeps a UTF-8 character whole when the console hands it over in two chunks. */
+  private readonly decoder = new StringDecoder("utf8");
 
   constructor(readonly path: string) {
     this.open();
@@ -50,13 +53,13 @@ export class CriLogWriter {
 
   /** Console bytes in; complete lines out. Carriage returns of the Xen console are dropped. */
   write(chunk: Buffer | string): void {
-    this.pending += chunk.toString().replace(/\r/g, "");
+    this.pending += (typeof chunk === "string" ? chunk : this.decoder.write(chunk)).replace(/\r/g, "");
     let nl: number;
     while ((nl = this.pending.indexOf("\n")) >= 0) {
       this.emit(this.pending.slice(0, nl), false);
       this.pending = this.pending.slice(nl + 1);
     }
-    while (this.pending.length > MAX_LINE) {
+    while (this.pending.length >= MAX_LINE) {
       this.emit(this.pending.slice(0, MAX_LINE), true);
       this.pending = this.pending.slice(MAX_LINE);
     }
@@ -125,7 +128,8 @@ export class ConsolePump {
     this.writer = new CriLogWriter(logPath);
     if (console.kind === "xenconsoled-log") {
       this.tail = new ConsoleTail(console.path, { fromEnd: true, pollMs: 100 });
-      this.tail.on("line", (line) => this.writer.write(`${line}\n`));
+      // A piece of an over-long line goes on without a newline: the writer makes it a P record.
+      this.tail.on("line", (line, partial) => this.writer.write(partial ? line : `${line}\n`));
       this.tail.on("error", (err) =>
         log.debug("console log read failed", { path: console.path, err: String(err) }),
       );
