@@ -7,6 +7,7 @@ import { KeyedLock, type RuntimeContext, type RuntimeOptions } from "./services/
 import { ContainerService } from "./services/containers.js";
 import type { ImageBackend } from "./services/image-backend.js";
 import type { ContainerMeta, ContainerStatusRecord, SandboxMeta, SandboxStatus } from "./services/model.js";
+import { collectKernelCache } from "./services/kernel-cache.js";
 import { ExitMonitor } from "./services/monitor.js";
 import { recover, type RecoveryReport } from "./services/recovery.js";
 import { SandboxService } from "./services/sandboxes.js";
@@ -62,6 +63,8 @@ export class CriRuntime {
   async start(): Promise<RecoveryReport> {
     await this.ctx.network.init();
     this.recovery = await recover(this.ctx, this.containers);
+    // Kernel copies of images removed while the shim was down.
+    await collectKernelCache(this.ctx);
     this.monitor.start();
     return this.recovery;
   }

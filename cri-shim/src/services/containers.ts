@@ -2,7 +2,7 @@
 // line), StartContainer only unpauses it, StopContainer asks for poweroff and destroys after the
 // grace period. A sandbox holds one live container: the VM is the pod's one process.
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import { CriError, invalid, notFound } from "../errors.js";
@@ -13,6 +13,7 @@ import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import { criContainerState, exitFromShutdown } from "./container-state.js";
 import { guestCmdline, memoryFromResources } from "./guest-config.js";
+import { cachedKernel, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
 import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
 
@@ -161,21 +162,8 @@ export class ContainerService {
   }
 
   /** Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM. */
-  private async cachedKernel(imageId: string, source: string, name: string): Promise<string> {
-    const dir = join(this.rt.options.kernelCacheDir, imageId.replace(/^sha256:/, ""));
-    const target = join(dir, name);
-    if (
-      await stat(target).then(
-        () => true,
-        () => false,
-      )
-    )
-      return target;
-    await mkdir(dir, { recursive: true });
-    const tmp = `${target}.tmp-${randomBytes(4).toString("hex")}`;
-    await copyFile(source, tmp);
-    await rename(tmp, target);
-    return target;
+  private cachedKernel(imageId: string, source: string, name: "kernel" | "initrd"): Promise<string> {
+    return cachedKernel(this.rt.options.kernelCacheDir, imageId, source, name);
   }
 
   async start(id: string): Promise<void> {
@@ -351,6 +339,10 @@ export class ContainerService {
     if (dir && !sameDomainName) await rm(guestConsoleLogPath(c.meta.domainName, dir), { force: true });
     await this.rt.containers.delete(c.meta.id);
     log.info("container removed", { id: c.meta.id });
+    // Its image may have gone while it was here: its kernel copy goes with the last user.
+    await collectKernelCache(this.rt).catch((err: unknown) =>
+      log.warn("kernel cache collection failed", { err: String(err) }),
+    );
   }
 
   list(
