@@ -8,7 +8,14 @@ const cluster = useCluster(test, "api-validation");
 
 const valid = { image: "registry.local:5000/superfluid/hello:1.0", memory: "8Mi" };
 
-const cases: { name: string; spec: Record<string, unknown>; field: RegExp; says?: RegExp }[] = [
+const cases: {
+  name: string;
+  spec: Record<string, unknown>;
+  field: RegExp;
+  says?: RegExp;
+  /** metadata.name, when the case is about the name. */
+  vmName?: string;
+}[] = [
   { name: "negative memory", spec: { ...valid, memory: "-64Mi" }, field: /spec\.memory/, says: /positive/ },
   {
     name: "memory below the 4Mi minimum",
@@ -69,6 +76,98 @@ const cases: { name: string; spec: Record<string, unknown>; field: RegExp; says?
     field: /spec\.env\[0\]\.name/,
   },
   {
+    name: "an arg that smuggles a second word onto the command line",
+    spec: { ...valid, args: ["interval=1 gw=10.0.0.1"] },
+    field: /spec\.args\[0\]/,
+    says: /args must be one word/,
+  },
+  {
+    name: "an arg with a tab",
+    spec: { ...valid, args: ["a\tb"] },
+    field: /spec\.args\[0\]/,
+    says: /one word/,
+  },
+  {
+    name: "an arg with a quote",
+    spec: { ...valid, args: ["ok", 'say="hi'] },
+    field: /spec\.args\[1\]/,
+    says: /one word/,
+  },
+  {
+    name: "an arg with an escape character",
+    spec: { ...valid, args: ["a\u001b[2Jb"] },
+    field: /spec\.args\[0\]/,
+    says: /control characters/,
+  },
+  {
+    name: "an arg with a no-break space",
+    spec: { ...valid, args: ["a\u00a0b"] },
+    field: /spec\.args\[0\]/,
+    says: /one word/,
+  },
+  { name: "an empty arg", spec: { ...valid, args: [""] }, field: /spec\.args\[0\]/ },
+  {
+    name: "an arg that sets the address the shim sets",
+    spec: { ...valid, args: ["ip=10.0.0.9/24"] },
+    field: /spec\.args\[0\]/,
+    says: /must not set ip=, gw=, hostname=/,
+  },
+  {
+    name: "an arg that sets the host name",
+    spec: { ...valid, args: ["hostname=other"] },
+    field: /spec\.args\[0\]/,
+    says: /the shim sets them itself/,
+  },
+  {
+    name: "an env value with a space",
+    spec: { ...valid, env: [{ name: "X", value: "a gw=10.0.0.1" }] },
+    field: /spec\.env\[0\]\.value/,
+    says: /env value must be one word/,
+  },
+  {
+    name: "an env value with a newline",
+    spec: { ...valid, env: [{ name: "X", value: "a\nb" }] },
+    field: /spec\.env\[0\]\.value/,
+  },
+  {
+    name: "an env variable named like a key the shim sets",
+    spec: { ...valid, env: [{ name: "gw", value: "10.0.0.1" }] },
+    field: /spec\.env\[0\]\.name/,
+    says: /env name must not be one of ip, gw, hostname/,
+  },
+  {
+    name: "a service name that starts with a digit",
+    spec: { ...valid, ports: [{ containerPort: 80 }], service: { name: "1web" } },
+    field: /spec\.service\.name/,
+  },
+  {
+    name: "a port name of digits only",
+    spec: { ...valid, ports: [{ name: "8080", containerPort: 8080 }] },
+    field: /spec\.ports\[0\]\.name/,
+    says: /IANA service name/,
+  },
+  {
+    name: "a VM name longer than a label value",
+    spec: valid,
+    vmName: "a".repeat(70),
+    field: /metadata\.name/,
+    says: /at most 63 characters/,
+  },
+  {
+    name: "a VM name with a dot",
+    spec: valid,
+    vmName: "web.v1",
+    field: /metadata\.name/,
+    says: /DNS-1123 label/,
+  },
+  {
+    name: "a VM whose Service takes its name, which starts with a digit",
+    spec: { ...valid, ports: [{ containerPort: 80 }], service: {} },
+    vmName: "1web",
+    field: /metadata\.name/,
+    says: /start with a letter when spec\.service\.name is not set/,
+  },
+  {
     name: "pvh guest with too little memory",
     spec: { ...valid, guestType: "pvh", memory: "4Mi" },
     field: /spec\.memory/,
@@ -79,10 +178,12 @@ const cases: { name: string; spec: Record<string, unknown>; field: RegExp; says?
 for (const c of cases) {
   test(`rejects ${c.name}`, async (t) => {
     const { custom, namespace } = cluster();
-    const name = c.name
-      .replace(/[^a-z0-9]+/g, "-")
-      .replace(/^-|-$/g, "")
-      .slice(0, 50);
+    const name =
+      c.vmName ??
+      c.name
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/^-|-$/g, "")
+        .slice(0, 50);
     const err = await t.throwsAsync(
       custom.createNamespacedCustomObject({
         group: GROUP,
@@ -107,6 +208,33 @@ for (const c of cases) {
     t.is(list.items.length, 0);
   });
 }
+
+test("words that only look like the shim's keys, a 63-character name and a named Service are accepted", async (t) => {
+  const { custom, namespace } = cluster();
+  const name = `v${"1".repeat(62)}`;
+  const created = (await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: UNIKERNELVM_PLURAL,
+    body: {
+      apiVersion: API_VERSION,
+      kind: "UnikernelVM",
+      metadata: { name },
+      spec: {
+        ...valid,
+        args: ["gwx=1", "-ip", "a=b=c", "interval=1"],
+        env: [
+          { name: "IP", value: "" },
+          { name: "URL", value: "http://x/?a=1&b=2" },
+        ],
+        ports: [{ name: "http", containerPort: 80 }],
+        service: { name: "web" },
+      },
+    },
+  })) as { metadata: { name: string } };
+  t.is(created.metadata.name, name);
+});
 
 test("a valid spec with every field is accepted", async (t) => {
   const { custom, namespace } = cluster();

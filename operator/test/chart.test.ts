@@ -98,6 +98,8 @@ test.serial(
       "CustomResourceDefinition",
       "UnikernelVM",
       "UnikernelVMMigration",
+      "ValidatingAdmissionPolicy",
+      "ValidatingAdmissionPolicyBinding",
     ]);
     t.true(writeKubeconformSchemas(openapi, schemas, kinds).length >= kinds.size);
     const kubeconform = (input: string) =>
