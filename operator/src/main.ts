@@ -12,6 +12,8 @@ const { values } = parseArgs({
     kubeconfig: { type: "string", default: process.env.KUBECONFIG },
     namespace: { type: "string", default: process.env.WATCH_NAMESPACE },
     "http-port": { type: "string", default: process.env.HTTP_PORT ?? "8080" },
+    // /metrics for loopback clients only unless true (a string for the same reason as leader-elect).
+    "metrics-from-any-address": { type: "string", default: process.env.METRICS_FROM_ANY_ADDRESS ?? "false" },
     // A string, not a boolean: the chart passes --leader-elect=true|false, which parseArgs refuses for booleans.
     "leader-elect": { type: "string", default: process.env.LEADER_ELECT ?? "true" },
     "lease-namespace": { type: "string", default: process.env.POD_NAMESPACE },
@@ -27,6 +29,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout
     .write(`superfluid-operator [--kubeconfig PATH] [--namespace NS] [--http-port 8080] [--leader-elect=false]
+  [--metrics-from-any-address=false]
   [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 64]
   [--kube-api-qps 100] [--kube-api-burst 200]
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
@@ -48,6 +51,12 @@ if (values["leader-elect"] !== "true" && values["leader-elect"] !== "false") {
   log.error(`--leader-elect must be true or false, got ${JSON.stringify(values["leader-elect"])}`);
   process.exit(2);
 }
+if (values["metrics-from-any-address"] !== "true" && values["metrics-from-any-address"] !== "false") {
+  log.error(
+    `--metrics-from-any-address must be true or false, got ${JSON.stringify(values["metrics-from-any-address"])}`,
+  );
+  process.exit(2);
+}
 const httpPort = positiveInt("http-port", values["http-port"], true);
 const workers = positiveInt("workers", values.workers);
 const kubeApiQps = positiveInt("kube-api-qps", values["kube-api-qps"]);
@@ -66,6 +75,7 @@ try {
     kubeConfig: kc,
     namespace: values.namespace || undefined,
     httpPort,
+    metricsFromAnyAddress: values["metrics-from-any-address"] === "true",
     workers,
     kubeApiQps,
     kubeApiBurst,

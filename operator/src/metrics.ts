@@ -49,3 +49,10 @@ export class OperatorMetrics {
     this.reconcileSeconds.observe({ controller }, seconds);
   }
 }
+
+/** Whether a client at `remote` may read /metrics: loopback always, others only when allowed. */
+export function metricsAllowed(remote: string | undefined, fromAnyAddress = false): boolean {
+  if (fromAnyAddress) return true;
+  const a = (remote ?? "").replace(/^::ffff:/, "");
+  return a === "::1" || /^127\.\d+\.\d+\.\d+$/.test(a);
+}

@@ -9,7 +9,7 @@ import { Manager } from "../../lib/kube/manager.js";
 import { KubeClient } from "../../lib/kube/client.js";
 import { FIELD_MANAGER } from "../../api/index.js";
 import { LeaderElector } from "./leader.js";
-import { OperatorMetrics } from "./metrics.js";
+import { metricsAllowed, OperatorMetrics } from "./metrics.js";
 import { MigrationController } from "./migration-controller.js";
 import { UnikernelVMController } from "./unikernelvm-controller.js";
 
@@ -22,6 +22,12 @@ export interface OperatorOptions {
   /** Port for /healthz, /readyz and /metrics; 0 picks a free one, undefined serves none. */
   httpPort?: number;
   httpHost?: string;
+  /**
+   * Serve /metrics to clients on any address. Off by default: metrics name every VM and namespace,
+   * so only loopback clients (a scraper or an authorizing proxy in the same pod) get them, and the
+   * kubelet's probes still reach /healthz and /readyz on the pod's address.
+   */
+  metricsFromAnyAddress?: boolean;
   /** Lease for leader election; undefined runs without (a single replica, or tests). */
   leaderElection?: {
     namespace: string;
@@ -88,6 +94,13 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         // A standby is ready (it serves its purpose by waiting); a leader once its caches are synced.
         const ready = !stopping && (!controllersStarted || vms.synced);
         res.writeHead(ready ? 200 : 503).end(ready ? "ok" : "caches not synced");
+      } else if (
+        url === "/metrics" &&
+        !metricsAllowed(req.socket.remoteAddress, opts.metricsFromAnyAddress)
+      ) {
+        res
+          .writeHead(403)
+          .end("metrics are served to loopback clients only (--metrics-from-any-address=true)\n");
       } else if (url === "/metrics") {
         metrics.queueDepth.set({ controller: "unikernelvm" }, vms.queue.depth);
         metrics.queueDepth.set({ controller: "migration" }, migrations.queue.depth);
