@@ -17,6 +17,7 @@ import {
   type UnikernelVMStatus,
   VM_PHASES,
 } from "../../api/index.js";
+import { refusedChild, rethrow } from "./child-rejection.js";
 import { InvalidSpecError } from "./desired.js";
 import type { Watched } from "../../lib/kube/informers.js";
 import { paths } from "../../lib/kube/client.js";
@@ -188,14 +189,24 @@ export class UnikernelVMController {
     // collector take the pod. The other actions run in order.
     const finalizer = p.actions.find((a) => a.kind === "addFinalizer");
     const rest = p.actions.filter((a) => a !== finalizer);
+    let refused: string | undefined;
     const inOrder = async () => {
       let pod = p.pod;
-      for (const action of rest) pod = (await this.act(vm, key, action)) ?? pod;
+      for (const action of rest) {
+        try {
+          pod = (await this.act(vm, key, action)) ?? pod;
+        } catch (err) {
+          // A child the apiserver refuses for what it is: a condition and an Event, not a retry loop.
+          refused = (refusedChild(err, action) ?? rethrow(err)).message;
+          break;
+        }
+      }
       return pod;
     };
     const [, pod] = await Promise.all([finalizer && this.act(vm, key, finalizer), inOrder()]);
-    if (p.writeStatus) await this.reconcileStatus(vm, key, pod, p, migrations);
-    if (p.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${p.invalidSpec}`);
+    const done: Plan = refused === undefined ? p : { ...p, writeStatus: true, invalidSpec: refused };
+    if (done.writeStatus) await this.reconcileStatus(vm, key, pod, done, migrations);
+    if (done.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${done.invalidSpec}`);
     if (p.requeueAfterMs !== undefined) return { requeueAfterMs: p.requeueAfterMs };
   }
 
