@@ -75,6 +75,13 @@ const mergePatch = (resource: string, name: string, patch: unknown, subresource?
   JSON.stringify(patch),
 ];
 
+/** One of our objects in APPS, with the status the operator would have written, as admin. */
+async function createWithStatus(kind: string, plural: string, name: string, spec: unknown, status: unknown) {
+  const body = { apiVersion: API_VERSION, kind, metadata: { name, namespace: APPS }, spec };
+  await must(name, as.admin(["create", "-f", "-"], body));
+  await must(`${name} status`, as.admin(mergePatch(plural, name, { status }, "status")));
+}
+
 test.before(async () => {
   cp = await startControlPlane();
   dir = managedTempDir("sf-admission-");
@@ -202,24 +209,20 @@ test.serial("a node agent acts only on its own node's pods, VMs and migrations",
   t.regex(unbound.stderr, /carries no node claim/);
 
   // UnikernelVMs: the status of those the operator placed on xen-a only.
-  for (const [name, node] of [
-    ["va", "xen-a"],
-    ["vb", "xen-b"],
-  ] as const) {
-    await must(
-      name,
-      as.admin(["create", "-f", "-"], {
-        apiVersion: API_VERSION,
-        kind: "UnikernelVM",
-        metadata: { name, namespace: APPS },
-        spec: { image: "r/hello:1" },
-      }),
-    );
-    await must(
-      `${name} status`,
-      as.admin(mergePatch(UNIKERNELVM_PLURAL, name, { status: { nodeName: node } }, "status")),
-    );
-  }
+  await createWithStatus(
+    "UnikernelVM",
+    UNIKERNELVM_PLURAL,
+    "va",
+    { image: "r/hello:1" },
+    { nodeName: "xen-a" },
+  );
+  await createWithStatus(
+    "UnikernelVM",
+    UNIKERNELVM_PLURAL,
+    "vb",
+    { image: "r/hello:1" },
+    { nodeName: "xen-b" },
+  );
   const phase = { status: { phase: "Paused" } };
   const vmOwn = await as.agentA(mergePatch(UNIKERNELVM_PLURAL, "va", phase, "status"));
   t.is(vmOwn.code, 0, vmOwn.stderr);
@@ -235,26 +238,15 @@ test.serial("a node agent acts only on its own node's pods, VMs and migrations",
   t.not(vmMove.code, 0, "nor move a VM of its own elsewhere");
 
   // Migrations: those from or to xen-a.
-  for (const [name, source, target] of [
-    ["m-from-a", "xen-a", "xen-b"],
-    ["m-elsewhere", "xen-b", "xen-c"],
-  ] as const) {
-    await must(
-      name,
-      as.admin(["create", "-f", "-"], {
-        apiVersion: API_VERSION,
-        kind: "UnikernelVMMigration",
-        metadata: { name, namespace: APPS },
-        spec: { vmName: "va" },
-      }),
-    );
-    await must(
-      `${name} status`,
-      as.admin(
-        mergePatch(MIGRATION_PLURAL, name, { status: { sourceNode: source, targetNode: target } }, "status"),
-      ),
-    );
-  }
+  const move = { vmName: "va" };
+  await createWithStatus("UnikernelVMMigration", MIGRATION_PLURAL, "m-from-a", move, {
+    sourceNode: "xen-a",
+    targetNode: "xen-b",
+  });
+  await createWithStatus("UnikernelVMMigration", MIGRATION_PLURAL, "m-elsewhere", move, {
+    sourceNode: "xen-b",
+    targetNode: "xen-c",
+  });
   // The agent may patch a migration's status but not read it (kubectl patch would GET first): raw PATCH.
   const kc = new KubeConfig();
   kc.loadFromFile(join(dir, "agent-a.kubeconfig"));
