@@ -44,6 +44,15 @@ export const LABELS = {
   migration: `${P}migration`,
 } as const;
 
+/**
+ * Extended resources on Xen nodes. guestMemoryMiB: the memory Xen can give guests, in MiB, published
+ * by each node's agent on its Node (capacity and allocatable) and requested by every VM pod, so the
+ * scheduler counts guest memory against the Xen host, not against dom0's memory.
+ */
+export const RESOURCES = {
+  guestMemoryMiB: `${P}guest-memory-mib`,
+} as const;
+
 export const RUNTIME_CLASS = "superfluid";
 export const FINALIZER = `${P}cleanup`;
 /**

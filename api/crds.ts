@@ -45,6 +45,7 @@ export interface CustomResourceDefinition {
       schema: { openAPIV3Schema: JSONSchemaProps };
       subresources: { status: Record<string, never> };
       additionalPrinterColumns: PrinterColumn[];
+      selectableFields?: { jsonPath: string }[];
     }[];
   };
 }
@@ -59,6 +60,8 @@ function crd(opts: {
   columns: PrinterColumn[];
   /** CEL rules on the whole object: the only place that sees metadata.name next to the spec. */
   rules?: ValidationRule[];
+  /** Fields a list or watch can select on (?fieldSelector=), besides metadata.name and namespace. */
+  selectableFields?: string[];
 }): CustomResourceDefinition {
   const singular = opts.kind.toLowerCase();
   return {
@@ -98,6 +101,9 @@ function crd(opts: {
           },
           subresources: { status: {} },
           additionalPrinterColumns: opts.columns,
+          ...(opts.selectableFields
+            ? { selectableFields: opts.selectableFields.map((jsonPath) => ({ jsonPath })) }
+            : {}),
         },
       ],
     },
@@ -122,6 +128,8 @@ export const unikernelVMCRD = crd({
     { name: "Domain", type: "integer", jsonPath: ".status.domainId", priority: 1 },
     { name: "Boot-ms", type: "integer", jsonPath: ".status.bootTimeMilliseconds", priority: 1 },
   ],
+  // Each node agent lists and watches only the VMs placed on its node (status.nodeName=<node>).
+  selectableFields: [".status.nodeName"],
 });
 
 export const migrationCRD = crd({

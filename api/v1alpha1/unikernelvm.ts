@@ -129,7 +129,21 @@ export const unikernelVMSpecSchema = withRules(
         message: `memory must be at most ${MAX_MEMORY}`,
       },
     ),
-    vcpus: s.integer({ minimum: 1, maximum: 64, default: 1 }),
+    vcpus: describe(
+      s.integer({ minimum: 1, maximum: 64, default: 1 }),
+      "The guest's vCPU count, and the most CPU it can use.",
+    ),
+    cpuRequest: withRules(
+      describe(
+        s.quantity(),
+        "CPU the VM's pod requests from the node's scheduler (a share of a CPU, e.g. 50m); defaults to vcpus divided by the operator's CPU allocation ratio.",
+      ),
+      { rule: `quantity(string(self)).isGreaterThan(quantity('0'))`, message: "cpuRequest must be positive" },
+      {
+        rule: `quantity(string(self)).compareTo(quantity('64')) <= 0`,
+        message: "cpuRequest must be at most 64",
+      },
+    ),
     hypervisor: s.enum(HYPERVISORS, { default: "xen" }),
     guestType: s.enum(GUEST_TYPES, { default: "pv" }),
     runPolicy: s.enum(RUN_POLICIES, { default: "Running" }),

@@ -22,6 +22,8 @@ export interface Watched<T> {
 
 export interface WatchOptions<T> {
   labelSelector?: string;
+  /** Narrows list and watch on the server: a CRD's selectableFields, or a built-in kind's fields. */
+  fieldSelector?: string;
   /** What the cache keeps of each object (after managedFields are dropped). Must not need I/O. */
   transform?: (obj: T) => T;
 }
@@ -110,7 +112,12 @@ export function watchResource<T>(
       const page = await client.request<ListResult>({
         method: "GET",
         path,
-        query: { labelSelector: opts.labelSelector, limit: 500, continue: cont },
+        query: {
+          labelSelector: opts.labelSelector,
+          fieldSelector: opts.fieldSelector,
+          limit: 500,
+          continue: cont,
+        },
       });
       for (const it of page.items) items.push(transform(it as T));
       cont = page.metadata?.continue || undefined;
@@ -142,7 +149,13 @@ export function watchResource<T>(
     if (stopped) return;
     stream = client.watch(
       path,
-      { labelSelector: opts.labelSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 },
+      {
+        labelSelector: opts.labelSelector,
+        fieldSelector: opts.fieldSelector,
+        resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: 300,
+      },
       (event) => {
         const o = event.object as Meta;
         if (event.type === "BOOKMARK") {

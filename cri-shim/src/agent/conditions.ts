@@ -1,17 +1,25 @@
 // The slice of a UnikernelVM's status the node agent owns: the Paused and Suspended conditions, and
-// the phase while the VM runs on this node. A pure function of what the agent observed, so the
-// operator (which owns Ready, Scheduled, Migrating) and the agent never write the same condition.
+// nothing else. A pure function of what the agent observed on its node. The operator owns phase,
+// Ready, Scheduled and Migrating, and derives the phase from the pod and these two conditions:
+//   Paused=True     the domain exists and is paused (its memory is kept)      -> phase Paused
+//   Suspended=True  the domain is saved to a checkpoint on the node (no memory) -> phase Suspended
+// Both False: the domain runs as far as the agent is concerned (the reason tells why it is not, yet,
+// what runPolicy asks: Pausing, Suspending, PauseFailed, SuspendFailed...). observedGeneration says
+// which spec the verdict is for. The agent applies them with server-side apply under its own field
+// manager (agentFieldManager), so no write of the operator's can remove or revert them, or theirs.
 import {
   type Condition,
   type ConditionInput,
+  nodeAgentFieldManager,
   setCondition,
   type UnikernelVM,
-  type VMPhase,
 } from "../../../api/index.js";
 import type { ObservedDomain } from "./decide.js";
 
-export const AGENT_FIELD_MANAGER = "superfluid-node-agent";
+/** The agent's field manager on a VM's status: the same one its migration roles apply with. */
+export const agentFieldManager = (node: string): string => nodeAgentFieldManager(node);
 export const AGENT_CONDITIONS = ["Paused", "Suspended"] as const;
+export type AgentConditionType = (typeof AGENT_CONDITIONS)[number];
 
 export interface AgentObservation {
   domain: ObservedDomain;
@@ -22,76 +30,68 @@ export interface AgentObservation {
 
 type Verdict = Omit<ConditionInput, "type" | "observedGeneration">;
 
-export interface AgentStatus {
-  phase: VMPhase;
-  conditions: Condition[];
+function pausedVerdict(vm: UnikernelVM, o: AgentObservation): Verdict {
+  const f = o.failure;
+  if (o.domain === "paused")
+    return { status: "True", reason: "Paused", message: "the domain is paused; its memory is kept" };
+  if (f && (f.op === "pause" || f.op === "unpause"))
+    return { status: "False", reason: f.reason, message: f.message };
+  if ((vm.spec.runPolicy ?? "Running") === "Paused" && !o.suspended)
+    return {
+      status: "False",
+      reason: "Pausing",
+      message: "runPolicy is Paused; the node agent is pausing the domain",
+    };
+  return { status: "False", reason: "NotPaused", message: "the domain is not paused" };
 }
 
-export function agentStatus(vm: UnikernelVM, o: AgentObservation, now: Date = new Date()): AgentStatus {
-  const policy = vm.spec.runPolicy ?? "Running";
+function suspendedVerdict(vm: UnikernelVM, o: AgentObservation): Verdict {
   const f = o.failure;
-  const paused: Verdict =
-    o.domain === "paused"
-      ? { status: "True", reason: "Paused", message: "the domain is paused; its memory is kept" }
-      : f && (f.op === "pause" || f.op === "unpause")
-        ? { status: "False", reason: f.reason, message: f.message }
-        : policy === "Paused" && !o.suspended
-          ? {
-              status: "False",
-              reason: "Pausing",
-              message: "runPolicy is Paused; the node agent is pausing the domain",
-            }
-          : { status: "False", reason: "NotPaused", message: "the domain is not paused" };
-  const suspended: Verdict =
-    o.suspended && f?.op === "restore"
-      ? { status: "True", reason: f.reason, message: f.message }
-      : o.suspended
-        ? { status: "True", reason: "Suspended", message: "the domain is saved to disk; its memory is freed" }
-        : f?.op === "suspend"
-          ? { status: "False", reason: f.reason, message: f.message }
-          : policy === "Suspended"
-            ? {
-                status: "False",
-                reason: "Suspending",
-                message: "runPolicy is Suspended; the node agent is saving the domain",
-              }
-            : { status: "False", reason: "NotSuspended", message: "the domain is not suspended" };
+  if (o.suspended && f?.op === "restore") return { status: "True", reason: f.reason, message: f.message };
+  if (o.suspended)
+    return {
+      status: "True",
+      reason: "Suspended",
+      message: "the domain is saved to disk; its memory is freed",
+    };
+  if (f?.op === "suspend") return { status: "False", reason: f.reason, message: f.message };
+  if ((vm.spec.runPolicy ?? "Running") === "Suspended")
+    return {
+      status: "False",
+      reason: "Suspending",
+      message: "runPolicy is Suspended; the node agent is saving the domain",
+    };
+  return { status: "False", reason: "NotSuspended", message: "the domain is not suspended" };
+}
+
+/** The agent's two conditions for this observation; lastTransitionTime carried over when status holds. */
+export function agentConditions(vm: UnikernelVM, o: AgentObservation, now: Date = new Date()): Condition[] {
   const generation = vm.metadata.generation;
-  let conditions = vm.status?.conditions;
-  for (const [type, v] of [
-    ["Paused", paused],
-    ["Suspended", suspended],
-  ] as const)
-    conditions = setCondition(
-      conditions,
+  const verdicts: [AgentConditionType, Verdict][] = [
+    ["Paused", pausedVerdict(vm, o)],
+    ["Suspended", suspendedVerdict(vm, o)],
+  ];
+  const current = vm.status?.conditions;
+  return verdicts.map(([type, v]) => {
+    const previous = current?.filter((c) => c.type === type);
+    return setCondition(
+      previous,
       { type, ...v, ...(generation !== undefined ? { observedGeneration: generation } : {}) },
       now,
-    );
-  const phase: VMPhase = o.suspended
-    ? "Suspended"
-    : o.domain === "paused"
-      ? "Paused"
-      : o.domain === "running"
-        ? "Running"
-        : (vm.status?.phase ?? "Pending");
-  return { phase, conditions: conditions ?? [] };
+    )[0]!;
+  });
 }
 
-/** True when writing `next` would change what the VM shows (lastTransitionTime aside). */
-export function agentStatusDiffers(vm: UnikernelVM, next: AgentStatus): boolean {
-  if (vm.status?.phase !== next.phase) return true;
-  for (const type of AGENT_CONDITIONS) {
-    const a = vm.status?.conditions?.find((c) => c.type === type);
-    const b = next.conditions.find((c) => c.type === type);
-    if (
+/** True when applying `next` would change what the VM shows (lastTransitionTime aside). */
+export function agentConditionsDiffer(vm: UnikernelVM, next: readonly Condition[]): boolean {
+  return next.some((b) => {
+    const a = vm.status?.conditions?.find((c) => c.type === b.type);
+    return (
       !a ||
-      !b ||
       a.status !== b.status ||
       a.reason !== b.reason ||
       a.message !== b.message ||
       a.observedGeneration !== b.observedGeneration
-    )
-      return true;
-  }
-  return false;
+    );
+  });
 }

@@ -1,7 +1,7 @@
-// decide() over every combination that matters, and the agent's status slice.
+// decide() over every combination that matters, and the agent's conditions.
 import test from "ava";
-import type { UnikernelVM } from "../../../api/index.js";
-import { agentStatus, agentStatusDiffers } from "./conditions.js";
+import type { Condition, UnikernelVM } from "../../../api/index.js";
+import { agentConditions, agentConditionsDiffer } from "./conditions.js";
 import { type AgentAction, decide, type DecideInput } from "./decide.js";
 
 const base: DecideInput = {
@@ -75,9 +75,9 @@ const vm = (runPolicy: UnikernelVM["spec"]["runPolicy"], status?: UnikernelVM["s
   spec: { image: "hello:1", runPolicy },
   ...(status ? { status } : {}),
 });
-const cond = (s: ReturnType<typeof agentStatus>, type: string) => s.conditions.find((c) => c.type === type)!;
+const cond = (s: Condition[], type: string) => s.find((c) => c.type === type)!;
 
-test("status: a paused domain is phase Paused, Paused=True; other conditions are kept", (t) => {
+test("conditions: the agent's slice is Paused and Suspended only, never another condition or the phase", (t) => {
   const ready = {
     type: "Ready",
     status: "False",
@@ -85,18 +85,23 @@ test("status: a paused domain is phase Paused, Paused=True; other conditions are
     message: "x",
     lastTransitionTime: "2026-01-01T00:00:00Z",
   } as const;
-  const s = agentStatus(vm("Paused", { conditions: [ready] }), { domain: "paused", suspended: false });
-  t.is(s.phase, "Paused");
+  const s = agentConditions(vm("Paused", { phase: "Running", conditions: [ready] }), {
+    domain: "paused",
+    suspended: false,
+  });
+  t.deepEqual(
+    s.map((c) => c.type),
+    ["Paused", "Suspended"],
+  );
   t.like(cond(s, "Paused"), { status: "True", reason: "Paused", observedGeneration: 4 });
   t.like(cond(s, "Suspended"), { status: "False", reason: "NotSuspended" });
-  t.deepEqual(cond(s, "Ready"), ready);
 });
 
-test("status: suspended, then a failed restore keeps Suspended=True with the failure as reason", (t) => {
-  const s = agentStatus(vm("Suspended"), { domain: "absent", suspended: true });
-  t.is(s.phase, "Suspended");
+test("conditions: suspended, then a failed restore keeps Suspended=True with the failure as reason", (t) => {
+  const s = agentConditions(vm("Suspended"), { domain: "absent", suspended: true });
   t.like(cond(s, "Suspended"), { status: "True", reason: "Suspended" });
-  const f = agentStatus(vm("Running"), {
+  t.like(cond(s, "Paused"), { status: "False", reason: "NotPaused" });
+  const f = agentConditions(vm("Running"), {
     domain: "absent",
     suspended: true,
     failure: { op: "restore", reason: "RestoreFailed", message: "restore failed: bad stream" },
@@ -106,14 +111,42 @@ test("status: suspended, then a failed restore keeps Suspended=True with the fai
     reason: "RestoreFailed",
     message: "restore failed: bad stream",
   });
-  t.is(f.phase, "Suspended");
 });
 
-test("status: running domain while Suspended is asked: Suspending; no write when nothing changed", (t) => {
-  const s = agentStatus(vm("Suspended"), { domain: "running", suspended: false });
-  t.is(s.phase, "Running");
-  t.like(cond(s, "Suspended"), { status: "False", reason: "Suspending" });
-  const written = vm("Suspended", { phase: s.phase, conditions: s.conditions });
-  t.false(agentStatusDiffers(written, agentStatus(written, { domain: "running", suspended: false })));
-  t.true(agentStatusDiffers(written, agentStatus(written, { domain: "absent", suspended: true })));
+test("conditions: on the way (Pausing, Suspending) and failures (PauseFailed) are False with their reason", (t) => {
+  t.like(cond(agentConditions(vm("Paused"), { domain: "running", suspended: false }), "Paused"), {
+    status: "False",
+    reason: "Pausing",
+  });
+  const failed = agentConditions(vm("Paused"), {
+    domain: "running",
+    suspended: false,
+    failure: { op: "pause", reason: "PauseFailed", message: "pause failed: no" },
+  });
+  t.like(cond(failed, "Paused"), { status: "False", reason: "PauseFailed" });
+  t.like(cond(agentConditions(vm("Suspended"), { domain: "paused", suspended: false }), "Suspended"), {
+    status: "False",
+    reason: "Suspending",
+  });
+});
+
+test("conditions: lastTransitionTime holds while status holds; no write when nothing changed", (t) => {
+  const t0 = new Date("2026-01-01T00:00:00Z");
+  const s = agentConditions(vm("Suspended"), { domain: "running", suspended: false }, t0);
+  const written = vm("Suspended", { phase: "Running", conditions: s });
+  const again = agentConditions(
+    written,
+    { domain: "running", suspended: false },
+    new Date("2026-01-02T00:00:00Z"),
+  );
+  t.false(agentConditionsDiffer(written, again));
+  t.is(cond(again, "Suspended").lastTransitionTime, "2026-01-01T00:00:00Z");
+  const saved = agentConditions(
+    written,
+    { domain: "absent", suspended: true },
+    new Date("2026-01-02T00:00:00Z"),
+  );
+  t.true(agentConditionsDiffer(written, saved));
+  t.is(cond(saved, "Suspended").lastTransitionTime, "2026-01-02T00:00:00Z");
+  t.is(cond(saved, "Paused").lastTransitionTime, "2026-01-01T00:00:00Z", "Paused stayed False");
 });

@@ -139,8 +139,14 @@ export class MemoryHypervisorDouble implements Hypervisor {
   async setVcpus(domid: number, vcpus: number): Promise<void> {
     this.must(domid).info.vcpus = vcpus;
   }
-  async save(): Promise<void> {
-    throw new HypervisorError("save is not modelled by the test double");
+  /** Test control: a save waits for this before it writes (a suspend as slow as the test wants). */
+  saveGate: Promise<void> | undefined;
+  /** Writes the same marker migrateOut() does (restore() reads it back), then the domain is gone. */
+  async save(domid: number, fd: number): Promise<void> {
+    const d = this.must(domid);
+    if (this.saveGate) await this.saveGate;
+    writeSync(fd, JSON.stringify({ testDouble: true, spec: d.spec }));
+    await this.destroy(domid);
   }
   /** Reads what migrateOut() wrote (until EOF, off the main thread: the writer may be this process)
    *  and builds a domain from `spec`; a stream not written by this double is refused. */

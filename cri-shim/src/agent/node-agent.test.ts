@@ -1,0 +1,347 @@
+// The node agent as a keyed reconciler, against a real kube-apiserver (the CRD's selectable field,
+// server-side apply per field manager) and a real CRI shim on the host over the in-memory hypervisor
+// TEST DOUBLE (agent.xen.test.ts is the proof on Xen). No kubelet runs: the test runs the pods
+// through CRI as a kubelet would, and plays the operator's part of the VM's status.
+import test from "ava";
+import { Watch } from "@kubernetes/client-node";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  API_VERSION,
+  FIELD_MANAGER,
+  nodeAgentFieldManager,
+  RESOURCES,
+  type RunPolicy,
+  UNIKERNELVM_KIND,
+  UNIKERNELVM_PLURAL,
+  type UnikernelVM,
+} from "../../../api/index.js";
+import { useCluster } from "../../../e2e/harness/ava.js";
+import { KubeClient, paths } from "../../../lib/kube/client.js";
+import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
+import { NodeAgent } from "./agent.js";
+
+const cluster = useCluster(test, "node-agent");
+const IMAGE = "registry.test/hello:1";
+
+interface Node {
+  name: string;
+  shim: UnitShim;
+  agent: NodeAgent;
+  checkpointDir: string;
+}
+
+async function startNode(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  name: string,
+  publishNodeResources = false,
+): Promise<Node> {
+  const shim = await startUnitShim();
+  const checkpointDir = join(shim.dir, "checkpoints");
+  const agent = new NodeAgent({
+    kubeConfig: cluster().cp.kubeConfig,
+    nodeName: name,
+    runtime: shim.runtime,
+    nodeAddress: "127.0.0.1",
+    resyncMs: 300,
+    checkpointDir,
+    publishNodeResources,
+  });
+  await agent.start();
+  t.teardown(async () => {
+    await agent.stop().catch(() => undefined);
+    await shim.dispose().catch(() => undefined);
+  });
+  return { name, shim, agent, checkpointDir };
+}
+
+function api() {
+  const client = new KubeClient(cluster().cp.kubeConfig);
+  const ns = cluster().namespace;
+  const path = (name: string) => paths.customObject(UNIKERNELVM_PLURAL, ns, name);
+  return {
+    client,
+    /** The VM, placed on `node` as the operator would place it (its field manager, its fields). */
+    async createVm(name: string, node: string): Promise<void> {
+      await client.request({
+        method: "POST",
+        path: paths.custom(UNIKERNELVM_PLURAL, ns),
+        body: {
+          apiVersion: API_VERSION,
+          kind: UNIKERNELVM_KIND,
+          metadata: { name, namespace: ns },
+          spec: { image: IMAGE, memory: "16Mi", runPolicy: "Running" },
+        },
+      });
+      await this.operatorStatus(name, { nodeName: node, phase: "Running" }, "True", "Running");
+    },
+    /** The operator's slice of the status: its fields and its Ready condition, by server-side apply. */
+    operatorStatus: (
+      name: string,
+      fields: Record<string, unknown>,
+      ready: "True" | "False",
+      reason: string,
+    ) =>
+      client.apply(
+        path(name),
+        {
+          apiVersion: API_VERSION,
+          kind: UNIKERNELVM_KIND,
+          metadata: { name, namespace: ns },
+          status: {
+            ...fields,
+            conditions: [
+              {
+                type: "Ready",
+                status: ready,
+                reason,
+                message: reason,
+                lastTransitionTime: "2026-01-01T00:00:00Z",
+              },
+            ],
+          },
+        },
+        FIELD_MANAGER,
+        "status",
+      ),
+    setRunPolicy: (name: string, runPolicy: RunPolicy) =>
+      client.request({
+        method: "PATCH",
+        path: path(name),
+        body: { spec: { runPolicy } },
+        contentType: "application/merge-patch+json",
+      }),
+    get: (name: string) =>
+      client.request<
+        UnikernelVM & { metadata: { managedFields?: { manager: string; fieldsV1?: unknown }[] } }
+      >({ method: "GET", path: path(name) }),
+    async waitFor(name: string, what: string, want: (v: UnikernelVM) => boolean, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const v = await this.get(name);
+        if (want(v)) return v;
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting for ${name}: ${what}: ${JSON.stringify(v.status)}`);
+        await sleep(50);
+      }
+    },
+  };
+}
+
+const cond = (v: UnikernelVM, type: string) => v.status?.conditions?.find((c) => c.type === type);
+
+async function runPod(n: Node, vm: string): Promise<{ sb: string; ctr: string }> {
+  n.shim.images.available.add(IMAGE);
+  await n.shim.cri.image("PullImage", { image: { image: IMAGE } });
+  const config = {
+    metadata: { name: vm, namespace: cluster().namespace, uid: `uid-${vm}`, attempt: 0 },
+    hostname: vm,
+    log_directory: join(n.shim.dir, "logs", vm),
+    annotations: { "superfluid.dev/vm": `${cluster().namespace}/${vm}`, "superfluid.dev/memory-mib": "16" },
+  };
+  const { pod_sandbox_id: sb } = await n.shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+  });
+  const { container_id: ctr } = await n.shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
+    sandbox_config: config,
+  });
+  await n.shim.cri.runtime("StartContainer", { container_id: ctr });
+  return { sb, ctr };
+}
+
+test.serial("a slow suspend of one VM does not delay another VM's pause on the same node", async (t) => {
+  const n = await startNode(t, "host-slow");
+  const k = api();
+  t.teardown(() => k.client.close());
+  for (const vm of ["slow", "quick"]) {
+    await k.createVm(vm, n.name);
+    await runPod(n, vm);
+  }
+  let release!: () => void;
+  n.shim.hv.saveGate = new Promise<void>((r) => (release = r));
+  t.teardown(() => release());
+  await k.setRunPolicy("slow", "Suspended");
+  // The save has begun: its temp file is open and the double holds it at the gate.
+  const deadline = Date.now() + 10_000;
+  while (!(await readdir(n.checkpointDir).catch(() => [])).some((f) => f.includes(".tmp-"))) {
+    if (Date.now() > deadline) throw new Error("the suspend of 'slow' never started");
+    await sleep(20);
+  }
+  const asked = Date.now();
+  await k.setRunPolicy("quick", "Paused");
+  const paused = await k.waitFor("quick", "Paused=True", (v) => cond(v, "Paused")?.status === "True", 10_000);
+  const pauseMs = Date.now() - asked;
+  t.log(`quick paused ${pauseMs} ms after its patch, while slow's save was still held`);
+  t.is(cond(paused, "Paused")?.observedGeneration, paused.metadata.generation);
+  const slow = await k.get("slow");
+  t.not(cond(slow, "Suspended")?.status, "True", "slow's save is still in flight");
+  t.is((await n.shim.hv.list()).length, 2, "slow's domain is not saved yet");
+  t.true(pauseMs < 5000, `the pause took ${pauseMs} ms`);
+
+  release();
+  const suspended = await k.waitFor("slow", "Suspended=True", (v) => cond(v, "Suspended")?.status === "True");
+  t.is(cond(suspended, "Suspended")?.reason, "Suspended");
+  t.is((await n.shim.hv.list()).length, 1, "slow's domain is saved and gone; quick's stays");
+  t.deepEqual(await readdir(n.checkpointDir), [`${suspended.metadata.uid}.ckpt`]);
+});
+
+interface Seen {
+  phase: string | undefined;
+  paused: string | undefined;
+  ready: string | undefined;
+}
+
+test.serial(
+  "one writer per field: with no kubelet and the operator re-asserting its view, pausing does not flap the phase or the conditions",
+  async (t) => {
+    const n = await startNode(t, "host-steady");
+    const k = api();
+    t.teardown(() => k.client.close());
+    await k.createVm("steady", n.name);
+    await runPod(n, "steady");
+    await k.waitFor("steady", "the agent's conditions", (v) => cond(v, "Paused")?.reason === "NotPaused");
+
+    // Every status the apiserver sends for the VM from here on, in order.
+    const seen: Seen[] = [];
+    const watcher = await new Watch(cluster().cp.kubeConfig).watch(
+      paths.custom(UNIKERNELVM_PLURAL, cluster().namespace),
+      { fieldSelector: "metadata.name=steady" },
+      (_type, v: UnikernelVM) =>
+        seen.push({
+          phase: v.status?.phase,
+          paused: cond(v, "Paused") && `${cond(v, "Paused")!.status}/${cond(v, "Paused")!.reason}`,
+          ready: cond(v, "Ready")?.reason,
+        }),
+      () => undefined,
+    );
+    t.teardown(() => watcher.abort());
+    // The kubelet is down: the operator sees the node NotReady and keeps writing what it believes,
+    // as often as a busy operator might; before, this and the agent's phase overwrote each other.
+    let operating = true;
+    const operator = (async () => {
+      while (operating) {
+        await k.operatorStatus("steady", { nodeName: n.name, phase: "Running" }, "False", "NodeNotReady");
+        await sleep(100);
+      }
+    })();
+    await k.setRunPolicy("steady", "Paused");
+    await k.waitFor("steady", "Paused=True", (v) => cond(v, "Paused")?.status === "True");
+    await sleep(2000); // several agent resyncs (300 ms) and operator writes
+    operating = false;
+    await operator;
+    await sleep(300);
+
+    const v = await k.get("steady");
+    t.is(v.status?.phase, "Running", "the phase is the operator's alone");
+    t.like(cond(v, "Paused"), { status: "True", reason: "Paused" });
+    t.like(cond(v, "Ready"), { status: "False", reason: "NodeNotReady" });
+    t.true((await n.shim.hv.list()).every((d) => d.state === "paused"));
+
+    t.log(
+      `statuses observed: ${seen.map((s) => `${s.phase} Ready=${s.ready} Paused=${s.paused}`).join(" | ")}`,
+    );
+    t.true(seen.length >= 3, `${seen.length} statuses observed`);
+    t.deepEqual([...new Set(seen.map((s) => s.phase))], ["Running"], "no phase but the operator's");
+    // The Paused condition moves forward only: NotPaused, maybe Pausing, then Paused, never back.
+    const transitions = seen.map((s) => s.paused).filter((p, i, all) => i === 0 || p !== all[i - 1]);
+    t.log(`Paused condition as observed: ${transitions.join(" -> ")}`);
+    t.true(
+      transitions.every((p) => p !== undefined),
+      "the operator's writes never removed the agent's condition",
+    );
+    const order = ["False/NotPaused", "False/Pausing", "True/Paused"];
+    t.true(
+      transitions.every((p, i) => i === 0 || order.indexOf(p!) > order.indexOf(transitions[i - 1]!)),
+      transitions.join(" -> "),
+    );
+    t.is(transitions.at(-1), "True/Paused");
+
+    // Field ownership: the agent owns its two conditions and nothing of the operator's.
+    const managed = v.metadata.managedFields ?? [];
+    const agent = JSON.stringify(managed.find((m) => m.manager === nodeAgentFieldManager(n.name))?.fieldsV1);
+    const operatorOwns = JSON.stringify(managed.find((m) => m.manager === FIELD_MANAGER)?.fieldsV1);
+    t.false(agent.includes("f:phase"), agent);
+    t.true(
+      agent.includes('k:{\\"type\\":\\"Paused\\"}') && agent.includes('k:{\\"type\\":\\"Suspended\\"}'),
+      agent,
+    );
+    t.false(agent.includes('k:{\\"type\\":\\"Ready\\"}'), agent);
+    t.true(operatorOwns.includes("f:phase"), operatorOwns);
+    t.false(operatorOwns.includes('k:{\\"type\\":\\"Paused\\"}'), operatorOwns);
+  },
+);
+
+test.serial("the agent watches only its own node's VMs", async (t) => {
+  const [a, b] = [await startNode(t, "host-own-a"), await startNode(t, "host-own-b")];
+  const k = api();
+  t.teardown(() => k.client.close());
+  await k.createVm("mine", a.name);
+  await k.createVm("theirs", b.name);
+  // The same VM's pod on both shims: only the node the VM is placed on may act on it.
+  await runPod(a, "mine");
+  await runPod(b, "mine");
+  await k.setRunPolicy("mine", "Paused");
+  await k.waitFor("mine", "Paused=True", (v) => cond(v, "Paused")?.status === "True");
+  await sleep(1000);
+  t.deepEqual(
+    (await a.shim.hv.list()).map((d) => d.state),
+    ["paused"],
+  );
+  t.deepEqual(
+    (await b.shim.hv.list()).map((d) => d.state),
+    ["running"],
+    "b's agent never saw 'mine'",
+  );
+  const managers = ((await k.get("mine")).metadata.managedFields ?? []).map((m) => m.manager);
+  t.false(managers.includes(nodeAgentFieldManager(b.name)), managers.join(","));
+});
+
+test.serial("the node's guest memory is published on its Node and kept current", async (t) => {
+  const name = "host-mem";
+  const k = api();
+  t.teardown(() => k.client.close());
+  await k.client.request({
+    method: "POST",
+    path: paths.nodes(),
+    body: {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name, labels: { "superfluid.dev/test": "node-agent" } },
+    },
+  });
+  t.teardown(async () => {
+    await k.client.request({ method: "DELETE", path: `${paths.nodes()}/${name}` }).catch(() => undefined);
+  });
+  const n = await startNode(t, name, true);
+  const shown = async () => {
+    const node = await k.client.request<{
+      status?: { capacity?: Record<string, string>; allocatable?: Record<string, string> };
+    }>({ method: "GET", path: `${paths.nodes()}/${name}` });
+    return [
+      node.status?.capacity?.[RESOURCES.guestMemoryMiB],
+      node.status?.allocatable?.[RESOURCES.guestMemoryMiB],
+    ];
+  };
+  const waitShown = async (want: string) => {
+    const deadline = Date.now() + 10_000;
+    while (JSON.stringify(await shown()) !== JSON.stringify([want, want])) {
+      if (Date.now() > deadline) throw new Error(`node shows ${JSON.stringify(await shown())}, want ${want}`);
+      await sleep(100);
+    }
+  };
+  await waitShown("4096"); // the double's 4 GiB, none of it in use
+  await k.createVm("m1", name);
+  await runPod(n, "m1");
+  await sleep(1000);
+  t.deepEqual(
+    await shown(),
+    ["4096", "4096"],
+    "a running guest's memory still counts: it is the pool, not what is free",
+  );
+  n.shim.hv.totalMemoryKiB = 2048 * 1024; // the host's memory changed (say, Xen's heap grew)
+  await waitShown("2048");
+  t.pass();
+});

@@ -1,0 +1,88 @@
+// What the node agent's reconciler needs from the shim's runtime, as one small interface: find a
+// VM's container, see its domain, carry out the four domain operations, and the two node-wide views
+// (recorded checkpoints, guest memory). The reconciler gets this, not the runtime's context, so that
+// every reach into the CRI stores and the hypervisor sits in this one file.
+import type { CriRuntime } from "../runtime.js";
+import type { ContainerEntry } from "../services/containers.js";
+import { sandboxRunsVM } from "../services/validate.js";
+import type { ObservedDomain } from "./decide.js";
+import { DomainOps } from "./domain-ops.js";
+
+export interface VmRef {
+  namespace: string;
+  name: string;
+}
+
+/** What identifies a VM to its sandboxes: namespace, name and uid (validate.ts, sandboxRunsVM). */
+export interface VmIdentity {
+  metadata: { namespace?: string; name?: string; uid?: string };
+}
+
+export interface AgentRuntime {
+  /** The VM's own live container here: not a migration's target still receiving, not one whose domain left. */
+  vmContainer(vm: VmIdentity): ContainerEntry | undefined;
+  container(id: string): ContainerEntry | undefined;
+  /** The container's domain as the agent sees it. */
+  observe(c: ContainerEntry): Promise<ObservedDomain>;
+  /** The pod the container's sandbox belongs to. */
+  podOf(c: ContainerEntry): VmRef | undefined;
+  /** Checkpoint files the container store records for suspended containers. */
+  recordedCheckpoints(): Set<string>;
+  /** Memory Xen can give guests (MiB): what is free plus what guests hold now; dom0 excluded. */
+  guestMemoryMiB(): Promise<number>;
+  readonly ops: Pick<DomainOps, "pause" | "unpause" | "suspend" | "restore" | "checkpointDir">;
+}
+
+export function agentRuntime(runtime: CriRuntime, ops: DomainOps): AgentRuntime {
+  const rt = runtime.ctx;
+  return {
+    ops,
+    vmContainer(vm) {
+      const ids = new Set(
+        rt.sandboxes
+          .list()
+          .filter((s) => s.status.state === "ready" && sandboxRunsVM(s.meta, vm))
+          .map((s) => s.meta.id),
+      );
+      return rt.containers
+        .list()
+        .find(
+          (c) =>
+            ids.has(c.meta.sandboxId) &&
+            (c.status.state === "running" || c.status.state === "created") &&
+            !c.status.incoming &&
+            !c.status.migratedAway,
+        );
+    },
+    container: (id) => rt.containers.get(id),
+    async observe(c) {
+      if (c.status.suspended || c.status.domid === undefined) return "absent";
+      const d = await rt.hypervisor.info(c.status.domid);
+      if (
+        !d ||
+        d.name !== c.meta.domainName ||
+        d.state === "shutdown" ||
+        d.state === "crashed" ||
+        d.state === "dying"
+      )
+        return "absent";
+      return d.state === "paused" ? "paused" : "running";
+    },
+    podOf(c) {
+      const sb = rt.sandboxes.get(c.meta.sandboxId);
+      return sb ? { namespace: sb.meta.metadata.namespace, name: sb.meta.metadata.name } : undefined;
+    },
+    recordedCheckpoints: () =>
+      new Set(
+        rt.containers
+          .list()
+          .filter((c) => c.status.state !== "exited" && c.status.suspended)
+          .map((c) => c.status.suspended!.checkpoint),
+      ),
+    async guestMemoryMiB() {
+      const [host, domains] = await Promise.all([rt.hypervisor.host(), rt.hypervisor.list()]);
+      const guestsKiB = domains.filter((d) => d.domid !== 0).reduce((sum, d) => sum + d.memoryKiB, 0);
+      return Math.floor((host.freeMemoryKiB + guestsKiB) / 1024);
+    },
+  };
+}

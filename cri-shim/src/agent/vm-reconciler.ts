@@ -1,0 +1,210 @@
+// One VM's reconcile on its node: observe the domain, decide (decide.ts, pure), act through the
+// domain operations, then publish what the agent owns: the domain annotations on the pod and the
+// Paused/Suspended conditions (conditions.ts) by server-side apply under the agent's field manager.
+// It never writes status.phase: the operator does, from the pod and these conditions.
+import { rm } from "node:fs/promises";
+import { logger } from "../../../lib/log.js";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  UNIKERNELVM_KIND,
+  UNIKERNELVM_PLURAL,
+  type UnikernelVM,
+} from "../../../api/index.js";
+import { isNotFound, type KubeClient, paths } from "../../../lib/kube/client.js";
+import type { ReconcileResult } from "../../../lib/kube/queue.js";
+import type { ContainerEntry } from "../services/containers.js";
+import {
+  agentConditions,
+  agentConditionsDiffer,
+  agentFieldManager,
+  type AgentObservation,
+} from "./conditions.js";
+import { type AgentAction, decide } from "./decide.js";
+import { checkpointPath, fileExists } from "./domain-ops.js";
+import type { AgentRuntime } from "./node-runtime.js";
+
+const log = logger("node-agent");
+
+type Failure = NonNullable<AgentObservation["failure"]>;
+interface FailureRecord {
+  uid: string;
+  generation: number | undefined;
+  failure: Failure;
+  attempts: number;
+  /** When a transient failure may be retried; undefined: not until the spec changes. */
+  retryAt?: number;
+}
+
+export class VmReconciler {
+  /** Failures by VM key, kept for the uid and generation they happened in (a spec change retries). */
+  private readonly failures = new Map<string, FailureRecord>();
+  /** VM uids with a domain operation in flight: their checkpoint files are not stale. */
+  readonly busy = new Set<string>();
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly nodeName: string,
+    private readonly rt: AgentRuntime,
+  ) {}
+
+  /** `vm` is the cached VM for `key`, or undefined when it is gone or no longer on this node. */
+  async reconcile(key: string, vm: UnikernelVM | undefined): Promise<ReconcileResult | void> {
+    const uid = vm?.metadata.uid;
+    if (!vm || !uid || vm.status?.nodeName !== this.nodeName) {
+      this.failures.delete(key);
+      return;
+    }
+    const previous = this.failures.get(key);
+    if (previous && (previous.uid !== uid || previous.generation !== vm.metadata.generation))
+      this.failures.delete(key);
+    const c = this.rt.vmContainer(vm);
+    if (!c || c.status.state !== "running") return;
+    const path = checkpointPath(this.rt.ops.checkpointDir, uid);
+
+    const action = decide({
+      runPolicy: vm.spec.runPolicy ?? "Running",
+      domain: await this.rt.observe(c),
+      suspended: c.status.suspended !== undefined,
+      checkpointExists: await fileExists(path),
+      restoreFailed: this.restoreBlocked(key),
+    });
+    if (action.kind !== "none") {
+      this.busy.add(uid);
+      try {
+        await this.act(key, vm, c, action, path);
+      } finally {
+        this.busy.delete(uid);
+      }
+    }
+
+    const cur = this.rt.container(c.meta.id);
+    if (!cur || cur.status.state === "exited") return;
+    const observation: AgentObservation = {
+      domain: await this.rt.observe(cur),
+      suspended: cur.status.suspended !== undefined,
+    };
+    const failure = this.failures.get(key);
+    if (failure) observation.failure = failure.failure;
+    await this.publish(key, vm, cur, observation);
+    if (failure?.retryAt !== undefined) return { requeueAfterMs: Math.max(0, failure.retryAt - Date.now()) };
+  }
+
+  /**
+   * A corrupt or missing checkpoint stays failed until the spec changes; anything else (a vif
+   * hotplug script that timed out on a loaded node, say) is retried with a growing delay.
+   */
+  private restoreBlocked(key: string): boolean {
+    const f = this.failures.get(key);
+    if (!f || f.failure.op !== "restore") return false;
+    return f.retryAt === undefined || Date.now() < f.retryAt;
+  }
+
+  private recordFailure(key: string, vm: UnikernelVM, op: Failure["op"], reason: string, err: unknown): void {
+    const text = err instanceof Error ? err.message : String(err);
+    const message = `${op} failed: ${text}`.slice(0, 1000);
+    const attempts = (this.failures.get(key)?.attempts ?? 0) + 1;
+    const permanent = / is corrupt: /.test(text);
+    const retryAt = permanent ? undefined : Date.now() + Math.min(60_000, 5000 * 2 ** (attempts - 1));
+    this.failures.set(key, {
+      uid: vm.metadata.uid!,
+      generation: vm.metadata.generation,
+      failure: { op, reason, message },
+      attempts,
+      ...(retryAt ? { retryAt } : {}),
+    });
+    log.warn("domain action failed", { vm: key, op, reason, message });
+  }
+
+  private async act(
+    key: string,
+    vm: UnikernelVM,
+    c: ContainerEntry,
+    action: AgentAction,
+    path: string,
+  ): Promise<void> {
+    log.info("domain action", { vm: key, action: action.kind, container: c.meta.id });
+    const attempt = async (op: Failure["op"], reason: string, work: () => Promise<unknown>) => {
+      try {
+        await work();
+        this.failures.delete(key);
+      } catch (err) {
+        this.recordFailure(key, vm, op, reason, err);
+      }
+    };
+    const ops = this.rt.ops;
+    switch (action.kind) {
+      case "pause":
+        return attempt("pause", "PauseFailed", () => ops.pause(c));
+      case "unpause":
+        return attempt("unpause", "UnpauseFailed", () => ops.unpause(c));
+      case "suspend":
+        return attempt("suspend", "SuspendFailed", () => ops.suspend(c, path));
+      case "restore":
+        return attempt("restore", "RestoreFailed", () => ops.restore(c, action.paused));
+      case "discard-checkpoint":
+        await rm(path, { force: true });
+        return;
+      case "fail":
+        this.failures.set(key, {
+          uid: vm.metadata.uid!,
+          generation: vm.metadata.generation,
+          failure: { op: "restore", reason: action.reason, message: action.message },
+          attempts: 1,
+        });
+        return;
+      case "none":
+        return;
+    }
+  }
+
+  /** Pod annotations first (domain id and state for the operator), then the agent's two conditions. */
+  private async publish(key: string, vm: UnikernelVM, c: ContainerEntry, o: AgentObservation): Promise<void> {
+    const conditions = agentConditions(vm, o);
+    if (!agentConditionsDiffer(vm, conditions)) return;
+    const manager = agentFieldManager(this.nodeName);
+    const pod = this.rt.podOf(c);
+    const state = o.suspended
+      ? "suspended"
+      : o.domain === "paused"
+        ? "paused"
+        : o.domain === "running"
+          ? "running"
+          : undefined;
+    if (pod && state) {
+      const annotations: Record<string, string | null> = {
+        [ANNOTATIONS.domainState]: state,
+        [ANNOTATIONS.domainId]: c.status.domid !== undefined ? String(c.status.domid) : null,
+      };
+      await this.client
+        .request({
+          method: "PATCH",
+          path: paths.pod(pod.namespace, pod.name),
+          query: { fieldManager: manager },
+          body: { metadata: { annotations } },
+          contentType: "application/merge-patch+json",
+        })
+        .catch((err: unknown) => {
+          // Without a kubelet (the CRI-level harness) there is no Pod object: the VM's status still tells.
+          if (!isNotFound(err)) log.warn("pod annotation patch failed", { vm: key, err: String(err) });
+        });
+    }
+    // Server-side apply of this manager's conditions only: the list is a map keyed by type, so the
+    // operator's conditions and phase are neither sent nor touched.
+    await this.client.apply(
+      paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
+      {
+        apiVersion: API_VERSION,
+        kind: UNIKERNELVM_KIND,
+        metadata: { name: vm.metadata.name, namespace: vm.metadata.namespace },
+        status: { conditions },
+      },
+      manager,
+      "status",
+    );
+    log.info("conditions applied", {
+      vm: key,
+      conditions: conditions.map((x) => `${x.type}=${x.status}/${x.reason}`).join(","),
+    });
+  }
+}
