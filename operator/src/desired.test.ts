@@ -4,12 +4,17 @@ import {
   API_VERSION,
   LABELS,
   parseSandboxAnnotations,
+  RESOURCES,
   RUNTIME_CLASS,
   type UnikernelVM,
   type UnikernelVMSpec,
 } from "../../api/index.js";
 import {
+  cpuRequestMillis,
+  DEFAULT_CPU_ALLOCATION_RATIO,
   desiredPod,
+  guestMemoryMiB,
+  podResources,
   desiredService,
   domainHash,
   InvalidSpecError,
@@ -71,7 +76,10 @@ test("a full spec becomes a pod the shim parses back to the same config", (t) =>
   const c = pod.spec!.containers[0]!;
   t.is(c.image, "registry.local/hello:1");
   // 100M = 95.37 MiB, rounded up: the guest never gets less than asked.
-  t.deepEqual(c.resources, { requests: { memory: "96Mi", cpu: "2" }, limits: { memory: "96Mi", cpu: "2" } });
+  t.deepEqual(c.resources, {
+    requests: { cpu: "20m", memory: "0", [RESOURCES.guestMemoryMiB]: "96" },
+    limits: { memory: "96Mi", [RESOURCES.guestMemoryMiB]: "96" },
+  });
   t.deepEqual(c.ports, [{ containerPort: 8080, protocol: "TCP" }]);
   t.deepEqual(parseSandboxAnnotations(pod.metadata!.annotations), {
     vm: { namespace: "apps", name: "hello", uid: "uid-1" },
@@ -85,12 +93,64 @@ test("a full spec becomes a pod the shim parses back to the same config", (t) =>
   t.is(pod.metadata!.annotations![ANNOTATIONS.domainHash], domainHash(v));
 });
 
-test("the defaults: 16Mi requested, one vcpu, restart Always, no memory annotation (the image's default applies)", (t) => {
+test("the defaults: 16 MiB of guest memory, 10m of CPU for one vcpu, restart Always; the annotation carries the same figure", (t) => {
   const pod = desiredPod(vm())!;
-  t.deepEqual(pod.spec!.containers[0]!.resources!.limits, { memory: "16Mi", cpu: "1" });
+  t.deepEqual(pod.spec!.containers[0]!.resources, {
+    requests: { cpu: "10m", memory: "0", [RESOURCES.guestMemoryMiB]: "16" },
+    limits: { memory: "16Mi", [RESOURCES.guestMemoryMiB]: "16" },
+  });
   t.is(pod.spec!.restartPolicy, "Always");
-  t.is(pod.metadata!.annotations![ANNOTATIONS.memoryMiB], undefined);
+  t.is(pod.metadata!.annotations![ANNOTATIONS.memoryMiB], "16");
   t.deepEqual(parseSandboxAnnotations(pod.metadata!.annotations).runPolicy, "Running");
+});
+
+// The resource model, case by case: [what, spec, model ratio, image default MiB, cpu, guest MiB].
+const resourceCases: [string, Partial<UnikernelVMSpec>, number, number | undefined, string, string][] = [
+  ["one vcpu at the default ratio", {}, DEFAULT_CPU_ALLOCATION_RATIO, undefined, "10m", "16"],
+  ["four vcpus at ratio 100", { vcpus: 4 }, 100, undefined, "40m", "16"],
+  ["KubeVirt's ratio 10", { vcpus: 2 }, 10, undefined, "200m", "16"],
+  ["ratio 1: a CPU per vcpu, as before", { vcpus: 2 }, 1, undefined, "2000m", "16"],
+  ["a ratio so high the share rounds up to 1m", {}, 5000, undefined, "1m", "16"],
+  ["a fractional share rounds up", { vcpus: 3 }, 7, undefined, "429m", "16"],
+  [
+    "an explicit cpuRequest wins over the ratio",
+    { vcpus: 8, cpuRequest: "50m" },
+    100,
+    undefined,
+    "50m",
+    "16",
+  ],
+  ["cpuRequest in whole CPUs", { cpuRequest: "1.5" }, 100, undefined, "1500m", "16"],
+  ["the image's memory when the spec has none", {}, 100, 128, "10m", "128"],
+  ["the spec's memory over the image's", { memory: "4Mi" }, 100, 128, "10m", "4"],
+  ["memory in decimal units rounds up to whole MiB", { memory: "100M" }, 100, undefined, "10m", "96"],
+  ["memory in Gi", { memory: "1Gi" }, 100, undefined, "10m", "1024"],
+];
+for (const [what, spec, ratio, imageMiB, cpu, mib] of resourceCases)
+  test(`resources: ${what}`, (t) => {
+    const image = imageMiB === undefined ? {} : { memoryMiB: imageMiB };
+    const pod = desiredPod(vm(spec), { cpuAllocationRatio: ratio }, image)!;
+    const r = pod.spec!.containers[0]!.resources!;
+    t.deepEqual(r, podResources(vm(spec), { cpuAllocationRatio: ratio }, image));
+    t.is(r.requests!.cpu, cpu);
+    t.is(r.limits!.cpu, undefined, "no CPU limit: vcpus caps the guest in Xen");
+    t.is(r.requests!.memory, "0", "no dom0 memory but the RuntimeClass overhead");
+    t.is(r.requests![RESOURCES.guestMemoryMiB], mib);
+    t.is(r.limits![RESOURCES.guestMemoryMiB], mib, "an extended resource's request equals its limit");
+    t.is(r.limits!.memory, `${mib}Mi`);
+    t.is(
+      pod.metadata!.annotations![ANNOTATIONS.memoryMiB],
+      mib,
+      "one figure: the shim reserves and builds this",
+    );
+    t.is(parseSandboxAnnotations(pod.metadata!.annotations).memoryMiB, Number(mib));
+    t.is(guestMemoryMiB(vm(spec), image), Number(mib));
+    t.is(cpuRequestMillis(vm(spec), { cpuAllocationRatio: ratio }), Number(cpu.slice(0, -1)));
+  });
+
+test("resources: the image's default does not rename the pod; a new cpuRequest does", (t) => {
+  t.is(desiredPod(vm(), undefined, { memoryMiB: 128 })!.metadata!.name, desiredPod(vm())!.metadata!.name);
+  t.not(podName(vm({ cpuRequest: "50m" })), podName(vm()));
 });
 
 test("runPolicy Stopped means no pod", (t) => {

@@ -10,15 +10,70 @@ import {
   FIELD_MANAGER,
   LABELS,
   parseSandboxAnnotations,
+  RESOURCES,
   RUNTIME_CLASS,
   UNIKERNELVM_KIND,
   type UnikernelVM,
 } from "../../api/index.js";
 import { TerminalError } from "../../lib/kube/queue.js";
 
-/** Memory a pod requests when the VM does not say (the CRD's documented default). */
+/** Guest memory when neither the VM nor its image says (the CRD's documented default). */
 export const DEFAULT_MEMORY_MIB = 16;
 export const CONTAINER_NAME = "unikernel";
+
+/**
+ * How a VM's pod asks the scheduler for room. A guest's memory lives in Xen, outside dom0: the pod
+ * requests it as the node's guest-memory resource (RESOURCES.guestMemoryMiB, published by the node
+ * agent), and requests no dom0 memory of its own (the RuntimeClass overhead adds the measured dom0
+ * cost per VM). Its memory limit carries the same figure so that the CRI shim sees it and refuses a
+ * pod whose figures disagree. Its CPU request is a share of a CPU: vcpus / cpuAllocationRatio, or
+ * spec.cpuRequest; no CPU limit (vcpus is the guest's cap, in Xen).
+ */
+export interface ResourceModel {
+  /** Guest vCPUs per CPU of the node the scheduler counts (compare KubeVirt's cpuAllocationRatio). */
+  cpuAllocationRatio: number;
+}
+
+export const DEFAULT_CPU_ALLOCATION_RATIO = 100;
+export const DEFAULT_RESOURCE_MODEL: ResourceModel = { cpuAllocationRatio: DEFAULT_CPU_ALLOCATION_RATIO };
+
+/** What the operator knows about the VM's image (its default guest memory, read from the image). */
+export interface ImageFacts {
+  memoryMiB?: number;
+}
+
+/** The one guest-memory figure: the spec's, else the image's, else the default. */
+export function guestMemoryMiB(vm: UnikernelVM, image: ImageFacts = {}): number {
+  return memoryMiB(vm) ?? image.memoryMiB ?? DEFAULT_MEMORY_MIB;
+}
+
+/** Millicores the pod requests: spec.cpuRequest, else vcpus / ratio; never below 1m. */
+export function cpuRequestMillis(vm: UnikernelVM, model: ResourceModel): number {
+  if (vm.spec.cpuRequest !== undefined)
+    return Math.max(1, Math.ceil(quantityToBytes(vm.spec.cpuRequest) * 1000));
+  if (!(model.cpuAllocationRatio > 0))
+    throw new Error(`cpuAllocationRatio must be positive, got ${model.cpuAllocationRatio}`);
+  return Math.max(1, Math.ceil(((vm.spec.vcpus ?? 1) * 1000) / model.cpuAllocationRatio));
+}
+
+export interface PodResources {
+  requests: Record<string, string>;
+  limits: Record<string, string>;
+}
+
+export function podResources(vm: UnikernelVM, model: ResourceModel, image: ImageFacts = {}): PodResources {
+  const mib = guestMemoryMiB(vm, image);
+  return {
+    // memory "0": without it the API would default the request to the limit, and count the guest
+    // against dom0's memory again.
+    requests: {
+      cpu: `${cpuRequestMillis(vm, model)}m`,
+      memory: "0",
+      [RESOURCES.guestMemoryMiB]: String(mib),
+    },
+    limits: { memory: `${mib}Mi`, [RESOURCES.guestMemoryMiB]: String(mib) },
+  };
+}
 
 /** A spec the schema accepts but no pod can be made from: reported as a condition, never retried. */
 export class InvalidSpecError extends TerminalError {
@@ -116,6 +171,7 @@ export function domainHash(vm: UnikernelVM): string {
     imagePullSecrets: spec.imagePullSecrets?.length ? spec.imagePullSecrets : undefined,
     ports: spec.ports?.length ? spec.ports : undefined,
     restartPolicy: spec.restartPolicy ?? "Always",
+    cpuRequest: spec.cpuRequest,
     nodeSelector: spec.nodeSelector,
     affinity: spec.affinity,
     tolerations: spec.tolerations?.length ? spec.tolerations : undefined,
@@ -128,8 +184,16 @@ export function podName(vm: UnikernelVM): string {
   return `${vm.metadata.name}-${domainHash(vm)}`;
 }
 
-/** The pod that runs the VM, or undefined when runPolicy is Stopped. Throws InvalidSpecError. */
-export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
+/**
+ * The pod that runs the VM, or undefined when runPolicy is Stopped. Throws InvalidSpecError. The
+ * memory annotation always carries the one figure (podResources uses the same), so the shim's
+ * reservation and the domain never fall back to a default of their own.
+ */
+export function desiredPod(
+  vm: UnikernelVM,
+  model: ResourceModel = DEFAULT_RESOURCE_MODEL,
+  image: ImageFacts = {},
+): V1Pod | undefined {
   const spec = vm.spec;
   if ((spec.runPolicy ?? "Running") === "Stopped") return undefined;
   const annotations: Record<string, string> = {
@@ -137,6 +201,7 @@ export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
     // Outside the domain hash (a uid never changes): the node binds the sandbox to this VM by
     // namespace, name and uid, so a VM made again under the same name is not the old pod's VM.
     ...(vm.metadata.uid ? { [ANNOTATIONS.vmUid]: vm.metadata.uid } : {}),
+    [ANNOTATIONS.memoryMiB]: String(guestMemoryMiB(vm, image)),
     [ANNOTATIONS.runPolicy]: spec.runPolicy ?? "Running",
     [ANNOTATIONS.domainHash]: domainHash(vm),
   };
@@ -148,8 +213,13 @@ export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
     if (err instanceof AnnotationError) throw new InvalidSpecError(err.message);
     throw err;
   }
-  const mib = memoryMiB(vm) ?? DEFAULT_MEMORY_MIB;
-  const resources = { memory: `${mib}Mi`, cpu: String(spec.vcpus ?? 1) };
+  let resources: PodResources;
+  try {
+    resources = podResources(vm, model, image);
+  } catch (err) {
+    if (err instanceof InvalidSpecError) throw err;
+    throw new InvalidSpecError(err instanceof Error ? err.message : String(err));
+  }
   return {
     apiVersion: "v1",
     kind: "Pod",
@@ -175,7 +245,7 @@ export function desiredPod(vm: UnikernelVM): V1Pod | undefined {
         {
           name: CONTAINER_NAME,
           image: spec.image,
-          resources: { requests: resources, limits: resources },
+          resources,
           ...(spec.ports?.length
             ? {
                 ports: spec.ports.map((p) => ({

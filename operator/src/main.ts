@@ -3,6 +3,7 @@
 import { loadCredentials } from "../../lib/kube/kubeconfig.js";
 import { parseArgs } from "node:util";
 import { logger } from "../../lib/log.js";
+import { DEFAULT_CPU_ALLOCATION_RATIO } from "./desired.js";
 import { startOperator } from "./operator.js";
 
 const log = logger("operator");
@@ -22,6 +23,10 @@ const { values } = parseArgs({
     workers: { type: "string", default: process.env.WORKERS ?? "64" },
     "kube-api-qps": { type: "string", default: process.env.KUBE_API_QPS ?? "100" },
     "kube-api-burst": { type: "string", default: process.env.KUBE_API_BURST ?? "200" },
+    "cpu-allocation-ratio": {
+      type: "string",
+      default: process.env.CPU_ALLOCATION_RATIO ?? String(DEFAULT_CPU_ALLOCATION_RATIO),
+    },
     help: { type: "boolean", default: false },
   },
 });
@@ -32,6 +37,7 @@ if (values.help) {
   [--metrics-from-any-address=false]
   [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 64]
   [--kube-api-qps 100] [--kube-api-burst 200]
+  [--cpu-allocation-ratio ${DEFAULT_CPU_ALLOCATION_RATIO}]   (guest vCPUs per node CPU the scheduler counts)
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);
 }
@@ -61,6 +67,13 @@ const httpPort = positiveInt("http-port", values["http-port"], true);
 const workers = positiveInt("workers", values.workers);
 const kubeApiQps = positiveInt("kube-api-qps", values["kube-api-qps"]);
 const kubeApiBurst = positiveInt("kube-api-burst", values["kube-api-burst"]);
+const cpuAllocationRatio = Number(values["cpu-allocation-ratio"]);
+if (!Number.isFinite(cpuAllocationRatio) || cpuAllocationRatio <= 0) {
+  log.error(
+    `--cpu-allocation-ratio must be a positive number, got ${JSON.stringify(values["cpu-allocation-ratio"])}`,
+  );
+  process.exit(2);
+}
 const leaseDurationSeconds = positiveInt("lease-duration-seconds", values["lease-duration-seconds"]);
 
 // Not client-node's KubeConfig: loading that library costs the process ~70 MB (lib/kube/kubeconfig.ts).
@@ -77,6 +90,7 @@ try {
     httpPort,
     metricsFromAnyAddress: values["metrics-from-any-address"] === "true",
     workers,
+    resources: { cpuAllocationRatio },
     kubeApiQps,
     kubeApiBurst,
     leaderElection:

@@ -35,6 +35,7 @@ import {
   type OperatorStatusChange,
 } from "./migration-decide.js";
 import { checkTarget, pickTarget, type Rejection, type TargetQuery } from "./migration-target.js";
+import type { ResourceModel } from "./desired.js";
 import { adoptionPatch, desiredTargetPod, isAdopted, MIGRATION_POD_MANAGER } from "./migration-pods.js";
 import { protection } from "./migration-protection.js";
 
@@ -68,6 +69,7 @@ export class MigrationController {
       client: KubeClient;
       events: EventRecorder;
       metrics: OperatorMetrics;
+      resources?: ResourceModel;
     },
     private readonly caches: SharedCaches,
   ) {
@@ -177,7 +179,7 @@ export class MigrationController {
         await this.write(m, { phase: d.phase, reason: d.reason, message: d.message });
         return;
       case "createTarget": {
-        const pod = o.vm && desiredTargetPod(o.vm, m, m.status!.targetNode!);
+        const pod = o.vm && desiredTargetPod(o.vm, m, m.status!.targetNode!, this.deps.resources);
         if (!pod)
           return this.fail(m, { reason: "VMNotRunning", message: `${m.spec.vmName} has runPolicy Stopped` });
         const applied = await this.deps.client.apply<V1Pod>(

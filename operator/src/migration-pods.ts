@@ -10,7 +10,7 @@ import {
   type UnikernelVM,
   type UnikernelVMMigration,
 } from "../../api/index.js";
-import { childLabels, desiredPod, ownerReference, podName } from "./desired.js";
+import { childLabels, desiredPod, ownerReference, podName, type ResourceModel } from "./desired.js";
 
 /**
  * The field manager of the migration controller's pod writes. Not FIELD_MANAGER: the VM controller
@@ -37,8 +37,9 @@ export function desiredTargetPod(
   vm: UnikernelVM,
   m: UnikernelVMMigration,
   targetNode: string,
+  resources?: ResourceModel,
 ): V1Pod | undefined {
-  const base = desiredPod(vm);
+  const base = desiredPod(vm, resources);
   if (!base) return undefined;
   const labels: Record<string, string> = { ...base.metadata!.labels };
   delete labels[LABELS.vm];

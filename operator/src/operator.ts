@@ -12,6 +12,7 @@ import { LeaderElector } from "./leader.js";
 import { metricsAllowed, OperatorMetrics } from "./metrics.js";
 import { MigrationController } from "./migration-controller.js";
 import { UnikernelVMController } from "./unikernelvm-controller.js";
+import type { ResourceModel } from "./desired.js";
 
 const log = logger("operator");
 
@@ -38,6 +39,8 @@ export interface OperatorOptions {
     retryPeriodMs?: number;
   };
   workers?: number;
+  /** How VM pods request CPU and memory (desired.ts). */
+  resources?: ResourceModel;
   /** Client-side rate limit of API requests (client-go's QPS and burst); undefined: 100 and 200. */
   kubeApiQps?: number;
   kubeApiBurst?: number;
@@ -71,9 +74,10 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     metrics,
     namespace: opts.namespace,
     workers: opts.workers,
+    ...(opts.resources ? { resources: opts.resources } : {}),
   });
   const migrations = new MigrationController(
-    { client, events, metrics },
+    { client, events, metrics, ...(opts.resources ? { resources: opts.resources } : {}) },
     {
       vms: vms.vms,
       pods: vms.pods,

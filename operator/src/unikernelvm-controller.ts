@@ -18,7 +18,7 @@ import {
   VM_PHASES,
 } from "../../api/index.js";
 import { refusedChild, rethrow } from "./child-rejection.js";
-import { InvalidSpecError } from "./desired.js";
+import { InvalidSpecError, type ResourceModel } from "./desired.js";
 import type { Watched } from "../../lib/kube/informers.js";
 import { paths } from "../../lib/kube/client.js";
 import type { Manager } from "../../lib/kube/manager.js";
@@ -47,6 +47,8 @@ export interface ControllerDeps {
   /** Watch one namespace only (undefined: all). */
   namespace?: string;
   workers?: number;
+  /** How VM pods request CPU and memory (desired.ts); the defaults when unset. */
+  resources?: ResourceModel;
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
@@ -183,6 +185,7 @@ export class UnikernelVMController {
       expectedPod: (podName) => this.expectations.expectedPod(key, podName),
       finalizerPending: this.expectations.expectsFinalizer(key),
       now: new Date(),
+      ...(this.deps.resources ? { resources: this.deps.resources } : {}),
     });
     // The finalizer goes on with the first write, not a round trip before it: should the VM be
     // deleted in between, the finalizer write fails and the pod's owner reference lets the garbage

@@ -3,7 +3,7 @@
 // out in order and then writes the status computed from the pod the plan names.
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
 import { FINALIZER, type UnikernelVM } from "../../api/index.js";
-import { desiredPod, desiredService, domainHash, InvalidSpecError } from "./desired.js";
+import { desiredPod, desiredService, domainHash, InvalidSpecError, type ResourceModel } from "./desired.js";
 import { currentPod, migrationHoldsPods, type VMMigrations } from "./vm-migrations.js";
 
 export interface PlanInput {
@@ -18,6 +18,8 @@ export interface PlanInput {
   /** We added the finalizer and the cache does not show it yet. */
   finalizerPending?: boolean;
   now: Date;
+  /** How the pod requests CPU and memory (desired.ts); the defaults when unset. */
+  resources?: ResourceModel;
 }
 
 export interface EventSpec {
@@ -131,7 +133,7 @@ export function plan(i: PlanInput): Plan {
   let wantService: V1Service | undefined;
   let invalidSpec: string | undefined;
   try {
-    wantPod = desiredPod(vm);
+    wantPod = desiredPod(vm, i.resources);
     wantService = desiredService(vm);
   } catch (err) {
     if (!(err instanceof InvalidSpecError)) throw err;

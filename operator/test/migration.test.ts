@@ -3,7 +3,7 @@
 // conditions applied with their own field managers) and checks the state of the world.
 import test from "ava";
 import { randomBytes } from "node:crypto";
-import { ANNOTATIONS, findCondition, LABELS, MIGRATION_KIND } from "../../api/index.js";
+import { ANNOTATIONS, findCondition, LABELS, MIGRATION_KIND, RESOURCES } from "../../api/index.js";
 import { podName } from "../src/desired.js";
 import { FAILPOINTS_ENV, failpointsFired, MIGRATION_FAILPOINTS as FP } from "../../lib/failpoints.js";
 import { isNotFound, type KubeClient } from "../../lib/kube/client.js";
@@ -78,7 +78,8 @@ test.serial(
     t.like(target.metadata!.ownerReferences, [
       { kind: MIGRATION_KIND, name, uid: m.metadata.uid, controller: true },
     ]);
-    t.is(target.spec!.containers[0]!.resources!.requests!.memory, "32Mi");
+    t.is(target.spec!.containers[0]!.resources!.requests![RESOURCES.guestMemoryMiB], "32");
+    t.is(target.spec!.containers[0]!.resources!.limits!.memory, "32Mi");
     const migrating = await until("VM Migrating=True", async () => {
       const c = findCondition((await getVM("web")).status?.conditions, "Migrating");
       return c?.status === "True" && c;

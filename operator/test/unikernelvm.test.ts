@@ -11,6 +11,7 @@ import {
   MIGRATION_KIND,
   MIGRATION_PLURAL,
   parseSandboxAnnotations,
+  RESOURCES,
   RUNTIME_CLASS,
   type UnikernelVMMigration,
 } from "../../api/index.js";
@@ -54,8 +55,8 @@ test.serial(
     t.is(pod!.spec!.runtimeClassName, RUNTIME_CLASS);
     t.deepEqual(pod!.spec!.nodeSelector, { [LABELS.xenNode]: "true" });
     t.deepEqual(pod!.spec!.containers[0]!.resources, {
-      requests: { memory: "32Mi", cpu: "2" },
-      limits: { memory: "32Mi", cpu: "2" },
+      requests: { cpu: "20m", memory: "0", [RESOURCES.guestMemoryMiB]: "32" },
+      limits: { memory: "32Mi", [RESOURCES.guestMemoryMiB]: "32" },
     });
     t.is(pod!.metadata!.ownerReferences?.[0]?.uid, vm.metadata.uid);
     t.like(parseSandboxAnnotations(pod!.metadata!.annotations), {
