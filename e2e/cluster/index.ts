@@ -36,6 +36,10 @@ export interface ClusterOptions {
   operator?: boolean;
   /** QEMU memory per node (MiB). */
   nodeMemoryMiB?: number;
+  /** The kubelet's maxPods per node (default 1,024: kubelet.ts DEFAULT_MAX_PODS). */
+  maxPods?: number;
+  /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
+  podPrefixLength?: number;
 }
 
 export interface ClusterNode {
@@ -89,11 +93,16 @@ async function startNode(
   cp: ControlPlane,
   registryPort: number,
   agentToken: string,
-  memoryMiB: number | undefined,
+  sizing: Pick<ClusterOptions, "nodeMemoryMiB" | "maxPods" | "podPrefixLength">,
 ): Promise<ClusterNode> {
-  // The kubelet advertises dom0's CPUs as the node's, and the operator requests one CPU per guest
-  // vCPU: 4 dom0 vCPUs let four one-vCPU VMs be scheduled (idle vCPUs cost little under TCG).
-  const xen = await startXenNode({ name, cpus: 4, ...(memoryMiB ? { memoryMiB } : {}) });
+  // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
+  // operator's CPU allocation ratio), and its guest memory from the node's guest-memory resource.
+  const xen = await startXenNode({
+    name,
+    cpus: 4,
+    ...(sizing.nodeMemoryMiB ? { memoryMiB: sizing.nodeMemoryMiB } : {}),
+    ...(sizing.podPrefixLength ? { podPrefixLength: sizing.podPrefixLength } : {}),
+  });
   try {
     // The examples name images as localhost:5000/...: dom0's loopback port 5000 leads to the host's
     // registry (10.0.2.2 is the host's loopback through QEMU's user network).
@@ -136,7 +145,7 @@ async function startNode(
       shim = await startShim(xen, {
         args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs],
       });
-      const kubelet = await startKubelet(cp, xen);
+      const kubelet = await startKubelet(cp, xen, sizing.maxPods ? { maxPods: sizing.maxPods } : {});
       return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
     } catch (err) {
       await (await kubeProxyPromise)?.stop();
@@ -205,7 +214,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
 
     const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
     const settled = await Promise.allSettled(
-      names.map((n) => startNode(n, cp, registry.port, agentToken, opts.nodeMemoryMiB)),
+      names.map((n) => startNode(n, cp, registry.port, agentToken, opts)),
     );
     const nodes: ClusterNode[] = [];
     for (const s of settled) {

@@ -8,6 +8,7 @@ import type { ControlPlane } from "../harness/control-plane.js";
 import { issueCertificate } from "../harness/pki.js";
 import type { XenNode } from "../xen-node/index.js";
 import { dom0Kubeconfig, GO_IN_DOM0 } from "./kubelet.js";
+import { POD_NETWORK } from "../xen-node/pod-network.js";
 
 export interface KubeProxy {
   log(lines?: number): string;
@@ -30,7 +31,7 @@ export async function startKubeProxy(cp: ControlPlane, node: XenNode): Promise<K
       kind: "KubeProxyConfiguration",
       clientConnection: { kubeconfig: `${dom0Dir}/kubeconfig` },
       mode: "iptables",
-      clusterCIDR: "10.244.0.0/16",
+      clusterCIDR: POD_NETWORK,
       hostnameOverride: node.name,
       metricsBindAddress: "127.0.0.1:10249",
       healthzBindAddress: "127.0.0.1:10256",

@@ -44,7 +44,15 @@ export interface KubeletOptions {
   verbosity?: number;
   /** How long to wait for the Node to become Ready (default 900 s: a loaded 2-core machine under TCG emulation). */
   readyTimeoutMs?: number;
+  /** Pods the kubelet admits (default DEFAULT_MAX_PODS); the node's pod subnet must hold as many. */
+  maxPods?: number;
 }
+
+/**
+ * A thousand unikernels per Xen node: the kubelet's default of 110 pods would stop it first. Each
+ * pod takes an address of the node's pod subnet, hence the /21 per node (pod-network.ts).
+ */
+export const DEFAULT_MAX_PODS = 1024;
 
 export interface Kubelet {
   readonly nodeName: string;
@@ -87,11 +95,13 @@ export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, credentials: Dom
   });
 }
 
-function kubeletConfig(port: number, dom0Dir: string): string {
+function kubeletConfig(port: number, dom0Dir: string, maxPods: number): string {
   return stringify({
     apiVersion: "kubelet.config.k8s.io/v1beta1",
     kind: "KubeletConfiguration",
     port,
+    maxPods,
+    podsPerCore: 0,
     address: "0.0.0.0",
     readOnlyPort: 0,
     healthzPort: 0,
@@ -178,7 +188,7 @@ export async function startKubelet(
 
   // The same port number on both sides: the apiserver dials the port the kubelet reports.
   const port = await freePort();
-  writeFileSync(join(dir, "config.yaml"), kubeletConfig(port, dom0Dir));
+  writeFileSync(join(dir, "config.yaml"), kubeletConfig(port, dom0Dir, opts.maxPods ?? DEFAULT_MAX_PODS));
   const fwd = await qmpHumanCommand(
     join(node.stateDir, "qmp.sock"),
     `hostfwd_add net0 tcp:127.0.0.1:${port}-10.0.2.15:${port}`,

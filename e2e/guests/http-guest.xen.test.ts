@@ -71,12 +71,13 @@ test.serial(
   async (t) => {
     const n = theNode();
     const domain = "http-a";
-    const ip = n.podCidr.replace(/\.0\/24$/, ".10");
+    const [net, prefix] = n.podCidr.split("/");
+    const ip = net!.replace(/\.0$/, ".10");
     t.teardown(async () => {
       if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
     });
     const cmdline = httpGuestCmdline({
-      ip: `${ip}/24`,
+      ip: `${ip}/${prefix}`,
       gateway: n.dom0Ip,
       port: 8080,
       hostname: domain,

@@ -15,6 +15,7 @@ import { REPO_ROOT } from "../../lib/paths.js";
 import type { ClusterNode } from "../cluster/index.js";
 import { eventually, logTiming, type Scenario, useE2ECluster } from "./helpers.js";
 import { domainsOn, followPodLog, parseTicks, probeFromDom0, superfluidRun } from "./migration-helpers.js";
+import { inCidr } from "../xen-node/pod-network.js";
 
 const scenario = useE2ECluster(test, "mig", { nodes: 2 });
 const TEST_TIMEOUT_MS = 25 * 60_000;
@@ -175,7 +176,7 @@ test.serial("http keeps its Service's ClusterIP across a migration while a clien
     t.is(after.status?.nodeName, b.xen.name);
     const newIp = after.status?.ip ?? "";
     t.true(
-      newIp.startsWith(b.xen.podCidr.replace(/0\/24$/, "")),
+      inCidr(newIp, b.xen.podCidr),
       `the VM's IP ${newIp} is in ${b.xen.name}'s subnet ${b.xen.podCidr}`,
     );
     await eventually(

@@ -1,5 +1,5 @@
 // Two emulated Xen nodes in one cluster, each with its own kubelet, shim and kube-proxy, pod subnets
-// 10.244.1.0/24 and 10.244.2.0/24 routed to each other over the nodes' shared segment: what live
+// 10.244.8.0/21 and 10.244.16.0/21 routed to each other over the nodes' shared segment: what live
 // migration needs. A user's view: the HTTP unikernel, placed by the scheduler on one node, answers
 // through its Service and on its pod IP from the dom0 of the OTHER node.
 import test from "ava";
@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { UnikernelVM } from "../../api/index.js";
 import { REPO_ROOT } from "../../lib/paths.js";
 import { eventually, logTiming, useE2ECluster } from "./helpers.js";
+import { inCidr } from "../xen-node/pod-network.js";
 
 const scenario = useE2ECluster(test, "two", { nodes: 2 });
 const TEST_TIMEOUT_MS = 20 * 60_000;
@@ -23,7 +24,12 @@ test.serial("two Ready Xen nodes with their own pod subnets", async (t) => {
     .filter((n) => n.status.conditions.some((c) => c.type === "Ready" && c.status === "True"))
     .map((n) => n.metadata.name);
   t.deepEqual(ready.sort(), s.cluster.nodes.map((n) => n.xen.name).sort());
-  t.deepEqual(s.cluster.nodes.map((n) => n.xen.podCidr).sort(), ["10.244.1.0/24", "10.244.2.0/24"]);
+  const cidrs = s.cluster.nodes.map((n) => n.xen.podCidr);
+  t.is(new Set(cidrs).size, 2, `two distinct pod subnets: ${cidrs.join(", ")}`);
+  t.true(
+    cidrs.every((c) => c.endsWith("/21")),
+    "a /21 per node: room for maxPods 1,024",
+  );
   t.true(
     s.cluster.nodes.every((n) => n.kubeProxy !== undefined),
     "kube-proxy runs on both nodes",
@@ -45,7 +51,7 @@ test.serial(
     if (!host || !other) return t.fail(`http placed on ${vm.status?.nodeName}, not one of the two nodes`);
     const podIp = vm.status?.ip ?? "";
     t.true(
-      podIp.startsWith(host.xen.podCidr.replace(/0\/24$/, "")),
+      inCidr(podIp, host.xen.podCidr),
       `pod IP ${podIp} is in ${host.xen.name}'s subnet ${host.xen.podCidr}`,
     );
     const clusterIp = (await s.ok(["get", "svc", "http", "-o", "jsonpath={.spec.clusterIP}"])).trim();

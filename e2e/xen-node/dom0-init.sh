@@ -28,6 +28,9 @@ for arg in $(cat /proc/cmdline); do
 done
 name="${sf[name]:-xen-node}"
 index="${sf[index]:-1}"
+# The node's pod subnet and dom0's gateway address in it (e2e/xen-node/pod-network.ts picks them).
+pod_cidr="${sf[pod_cidr]:-10.244.$index.0/24}"
+pod_gw="${sf[pod_gw]:-10.244.$index.1/24}"
 hostname "$name"
 say "stage 2 for node $name (index $index)"
 
@@ -38,7 +41,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none hostdir /mn
 # Network. eth0: QEMU user networking (host loopback is 10.0.2.2, forwards from host ports land on
 # 10.0.2.15). eth1: the segment shared by the nodes of one test process (10.99.0.<index>/24; routes
 # to the other nodes' pod subnets are added by the harness as nodes come and go). xenbr0: the bridge
-# for guest vifs, this node's pod subnet 10.244.<index>.0/24, dom0 is .1.
+# for guest vifs, this node's pod subnet ($pod_cidr, a /21 by default), dom0 is its first address.
 modprobe virtio_net || fatal "cannot load virtio_net"
 ip link set lo up
 ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || fatal "eth0 setup failed"
@@ -59,10 +62,10 @@ setup_bridges() {
   if ip link show eth1 >/dev/null 2>&1; then
     ip link set eth1 up && ip addr add "10.99.0.$index/24" dev eth1 || fatal "eth1 setup failed"
   fi
-  ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add "10.244.$index.1/24" dev xenbr0 || fatal "xenbr0 setup failed"
+  ip link add xenbr0 type bridge && ip link set xenbr0 up && ip addr add "$pod_gw" dev xenbr0 || fatal "xenbr0 setup failed"
   echo 1 >/proc/sys/net/ipv4/ip_forward
   # Pods reach the host (10.0.2.2) through dom0's eth0.
-  iptables -t nat -A POSTROUTING -s "10.244.$index.0/24" -o eth0 -j MASQUERADE || fatal "iptables MASQUERADE for pods failed"
+  iptables -t nat -A POSTROUTING -s "$pod_cidr" -o eth0 -j MASQUERADE || fatal "iptables MASQUERADE for pods failed"
   say "bridges up"
 }
 setup_bridges &

@@ -15,7 +15,8 @@
 //
 // Networking (details in README.md): dom0 eth0 = QEMU user net (10.0.2.15, host loopback at 10.0.2.2);
 // dom0 eth1 = a segment joining the nodes of this process (10.99.0.<index>); xenbr0 = the bridge for
-// guest vifs, pod subnet 10.244.<index>.0/24 with dom0 at 10.244.<index>.1.
+// guest vifs, the node's pod subnet (pod-network.ts: a /21 per index, 10.244.8.0/21 for node 1) with
+// dom0 at its first address.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +27,7 @@ import { agentExec, freeTcpPort } from "./exec-client.js";
 import { launch, qemuArgs, stopLaunch, tail, waitForReady, type Launch } from "./qemu.js";
 import { qmpHumanCommand } from "./qmp.js";
 import { Segment, freeUdpPort } from "./segment.js";
+import { type PodNetwork, podNetwork } from "./pod-network.js";
 
 export { checkPrerequisites } from "./artifacts.js";
 
@@ -47,6 +49,8 @@ export interface XenNodeOptions {
   tuning?: "fast" | "untuned";
   /** Default 600 s (2 shared cores can be very slow); env SUPERFLUID_XEN_BOOT_TIMEOUT_MS overrides. */
   bootTimeoutMs?: number;
+  /** Prefix length of the node's pod subnet (default 21: 2,046 addresses, room for maxPods 1,024). */
+  podPrefixLength?: number;
 }
 
 export interface ExecResult {
@@ -70,9 +74,9 @@ export interface XenNode {
   readonly dom0HostDir: "/mnt/host";
   /** The Linux bridge in dom0 that guest vifs join (`vif=['bridge=xenbr0']`). */
   readonly bridge: "xenbr0";
-  /** This node's pod subnet, e.g. 10.244.1.0/24. */
+  /** This node's pod subnet, e.g. 10.244.8.0/21 (pod-network.ts). */
   readonly podCidr: string;
-  /** dom0's address on the pod bridge (the pods' gateway), e.g. 10.244.1.1. */
+  /** dom0's address on the pod bridge (the pods' gateway), e.g. 10.244.8.1. */
   readonly dom0Ip: string;
   /** dom0's address on the segment shared with the other nodes of this process, e.g. 10.99.0.1. */
   readonly segmentIp: string;
@@ -129,6 +133,13 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
   const artifacts = await bootArtifacts();
 
   const index = allocateIndex();
+  let pods: PodNetwork;
+  try {
+    pods = podNetwork(index, opts.podPrefixLength);
+  } catch (err) {
+    usedIndexes.delete(index);
+    throw err;
+  }
   const stateDir = mkdtempSync(join(tmpdir(), `superfluid-xen-${o.name}-`));
   const hostDir = join(stateDir, "share");
   mkdirSync(hostDir);
@@ -152,7 +163,14 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     nicPort = await freeUdpPort();
     segment.join(nicPort);
     l = launch(
-      qemuArgs(artifacts, o, index, { agent: agentPort, nic: nicPort, hub: hubPort }, stateDir, hostDir),
+      qemuArgs(
+        artifacts,
+        { ...o, pods },
+        index,
+        { agent: agentPort, nic: nicPort, hub: hubPort },
+        stateDir,
+        hostDir,
+      ),
       o.name,
     );
     leftovers.pid = l.child.pid;
@@ -183,8 +201,8 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     hostDir,
     dom0HostDir: "/mnt/host",
     bridge: "xenbr0",
-    podCidr: `10.244.${index}.0/24`,
-    dom0Ip: `10.244.${index}.1`,
+    podCidr: pods.cidr,
+    dom0Ip: pods.gateway,
     segmentIp: `10.99.0.${index}`,
     hostIpFromDom0: "10.0.2.2",
     bootMs,

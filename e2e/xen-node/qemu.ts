@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AGENT_SCRIPT, STAGE2_SCRIPT, type BootArtifacts } from "./artifacts.js";
 import { AgentUnreachable, agentExec } from "./exec-client.js";
+import type { PodNetwork } from "./pod-network.js";
 
 export interface QemuNodeConfig {
   name: string;
@@ -12,6 +13,8 @@ export interface QemuNodeConfig {
   dom0MemoryMiB: number;
   cpus: number;
   tuning: "fast" | "untuned";
+  /** The node's pod subnet (pod-network.ts): dom0 puts its gateway on xenbr0 and masquerades it. */
+  pods: PodNetwork;
 }
 
 const CONSOLE_LIMIT = 4 * 1024 * 1024;
@@ -67,6 +70,8 @@ export function qemuArgs(
         : []),
     `sf.name=${o.name}`,
     `sf.index=${index}`,
+    `sf.pod_cidr=${o.pods.cidr}`,
+    `sf.pod_gw=${o.pods.gateway}/${o.pods.prefixLength}`,
     `sf.agent_port=7000`,
     `sf.node=${process.execPath}`,
     `sf.agent=${AGENT_SCRIPT}`,

@@ -96,11 +96,18 @@ test.serial(
     const [a, b] = nodes;
     if (!a || !b) return t.fail("nodes did not boot");
     const image = await testGuestImage();
-    const guestIp = a.podCidr.replace(/0\/24$/, "10");
+    const [net, prefix] = a.podCidr.split("/");
+    const guestIp = net!.replace(/\.0$/, ".10");
     const word = `w${process.pid}`;
     writeFileSync(
       join(a.hostDir, "g1.cfg"),
-      testGuestConfig(image, { name: "g1", word, bridge: a.bridge, ip: `${guestIp}/24`, gw: a.dom0Ip }),
+      testGuestConfig(image, {
+        name: "g1",
+        word,
+        bridge: a.bridge,
+        ip: `${guestIp}/${prefix}`,
+        gw: a.dom0Ip,
+      }),
     );
     const createdAt = Date.now();
     const created = await a.exec("xl create /mnt/host/g1.cfg", { timeoutMs: 300_000 });

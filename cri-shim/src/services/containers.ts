@@ -12,7 +12,7 @@ import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerRe
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import { criContainerState, exitFromShutdown } from "./container-state.js";
-import { guestCmdline, memoryFromResources } from "./guest-config.js";
+import { guestCmdline, guestMemoryMiB, memoryFromResources } from "./guest-config.js";
 import { cachedKernel, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
 import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
@@ -81,11 +81,12 @@ export class ContainerService {
         );
       const net = current.status.network;
       const cmdline = guestCmdline(image.config.cmdline, config, sb.meta, net);
-      const memoryMiB =
-        sb.meta.config.memoryMiB ??
-        image.config.memoryMiB ??
-        memoryFromResources(config.linux?.resources) ??
-        this.rt.options.defaultMemoryMiB;
+      const memoryMiB = guestMemoryMiB({
+        annotated: sb.meta.config.memoryMiB,
+        image: image.config.memoryMiB,
+        resources: config.linux?.resources,
+        fallback: this.rt.options.defaultMemoryMiB,
+      });
       const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
       const kernelPath = await this.cachedKernel(image.id, image.kernelPath, "kernel");
       const initrdPath = image.initrdPath

@@ -50,3 +50,24 @@ export function memoryFromResources(
   const bytes = Number(r?.memory_limit_in_bytes ?? 0);
   return bytes > 0 ? Math.ceil(bytes / (1024 * 1024)) : undefined;
 }
+
+/**
+ * The memory the domain is built with: the pod's superfluid.dev/memory-mib (the operator writes the
+ * VM's one figure there, and the same figure as the guest-memory request the scheduler counted and
+ * as the container's memory limit), else the image's default, else the container's memory limit,
+ * else the node's default. A pod whose annotation and memory limit both speak and differ would be
+ * counted for one size and built with another: refused, with both figures in the reason.
+ */
+export function guestMemoryMiB(figures: {
+  annotated: number | undefined;
+  image: number | undefined;
+  resources: Pick<LinuxContainerResources, "memory_limit_in_bytes"> | null | undefined;
+  fallback: number;
+}): number {
+  const limit = memoryFromResources(figures.resources);
+  if (figures.annotated !== undefined && limit !== undefined && figures.annotated !== limit)
+    throw invalid(
+      `the pod's guest memory figures disagree: annotation superfluid.dev/memory-mib says ${figures.annotated} MiB, the container's memory limit says ${limit} MiB; the scheduler would count one and the domain get the other. Give both the same figure (a UnikernelVM's pod always does)`,
+    );
+  return figures.annotated ?? figures.image ?? limit ?? figures.fallback;
+}
