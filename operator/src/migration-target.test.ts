@@ -1,6 +1,6 @@
 import test from "ava";
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
-import { LABELS } from "../../api/index.js";
+import { LABELS, RESOURCES } from "../../api/index.js";
 import {
   checkTarget,
   freeMemory,
@@ -47,6 +47,21 @@ test("a pod's memory is its containers' requests plus the RuntimeClass overhead"
   t.is(podMemoryRequest({ spec: { containers: [{ name: "c" }] } }), 0);
 });
 
+test("the resource model: guest memory is the guest-memory-mib request, against the node's guest memory", (t) => {
+  const vmPod = (mib: number): V1Pod => ({
+    spec: {
+      containers: [
+        { name: "c", resources: { requests: { memory: "0", [RESOURCES.guestMemoryMiB]: String(mib) } } },
+      ],
+      overhead: { memory: "1Mi" },
+    },
+  });
+  t.is(podMemoryRequest(vmPod(16)), 16 * MiB, "dom0's overhead is not guest memory");
+  const n = node("n", { memory: "910Mi" });
+  n.status!.allocatable![RESOURCES.guestMemoryMiB] = "4096";
+  t.is(freeMemory(n, [vmPod(16), vmPod(128)]), (4096 - 144) * MiB, "Xen's memory, not dom0's");
+});
+
 test("free memory is allocatable minus the requests of the pods that still hold it", (t) => {
   const pods = [
     pod("100Mi"),
@@ -83,7 +98,7 @@ for (const [name, n, pods, query, reason] of checks) {
 
 test("checkTarget's out-of-memory message says how much is free and how much is needed", (t) => {
   const why = checkTarget(node("xen-b", { memory: "100Mi" }), [pod("60Mi")], q);
-  t.regex(why!.message, /40Mi of memory free.*needs 64Mi/);
+  t.regex(why!.message, /40Mi of guest memory free.*needs 64Mi/);
 });
 
 test("pickTarget takes the node with the most free memory; the name breaks ties", (t) => {

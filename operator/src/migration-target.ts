@@ -3,7 +3,7 @@
 // scheduler would make for memory, readiness and cordons are made here, and the kubelet's own
 // admission (node selector, memory) is the second line.
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
-import { LABELS } from "../../api/index.js";
+import { LABELS, RESOURCES } from "../../api/index.js";
 import { quantityToBytes } from "./desired.js";
 
 /** Why a node cannot take the VM; reason is a condition reason (CamelCase). */
@@ -23,13 +23,19 @@ function bytesOf(q: string | number | undefined): number {
   }
 }
 
-/** Memory the scheduler accounts for a pod: its containers' requests plus the RuntimeClass overhead. */
+/**
+ * Guest memory the scheduler accounts for a pod: its superfluid.dev/guest-memory-mib request (the
+ * resource model, desired.ts); for a pod made before it, its memory request plus the overhead.
+ */
 export function podMemoryRequest(pod: V1Pod): number {
-  const containers = (pod.spec?.containers ?? []).reduce(
-    (sum, c) => sum + bytesOf(c.resources?.requests?.["memory"]),
+  const containers = pod.spec?.containers ?? [];
+  const guestMiB = containers.reduce(
+    (sum, c) => sum + (Number(c.resources?.requests?.[RESOURCES.guestMemoryMiB] ?? 0) || 0),
     0,
   );
-  return containers + bytesOf(pod.spec?.overhead?.["memory"]);
+  if (guestMiB > 0) return guestMiB * MiB;
+  const memory = containers.reduce((sum, c) => sum + bytesOf(c.resources?.requests?.["memory"]), 0);
+  return memory + bytesOf(pod.spec?.overhead?.["memory"]);
 }
 
 /** Pods that still hold memory on their node: not finished (terminating ones still run their domain). */
@@ -38,9 +44,14 @@ export function holdsMemory(pod: V1Pod): boolean {
   return phase !== "Succeeded" && phase !== "Failed";
 }
 
-/** Allocatable memory minus the requests of the pods bound to the node. */
+/**
+ * Allocatable guest memory (the node agent's superfluid.dev/guest-memory-mib; a node without it, its
+ * allocatable memory) minus the requests of the pods bound to the node.
+ */
 export function freeMemory(node: V1Node, podsOnNode: readonly V1Pod[]): number {
-  const allocatable = bytesOf(node.status?.allocatable?.["memory"]);
+  const guest = node.status?.allocatable?.[RESOURCES.guestMemoryMiB];
+  const allocatable =
+    guest !== undefined ? (Number(guest) || 0) * MiB : bytesOf(node.status?.allocatable?.["memory"]);
   const used = podsOnNode.filter(holdsMemory).reduce((sum, p) => sum + podMemoryRequest(p), 0);
   return allocatable - used;
 }
@@ -90,7 +101,7 @@ export function checkTarget(
   if (free < q.memoryBytes)
     return {
       reason: "TargetOutOfMemory",
-      message: `node ${name} has ${mib(Math.max(0, free))} of memory free (allocatable minus requests), the VM's pod needs ${mib(q.memoryBytes)}`,
+      message: `node ${name} has ${mib(Math.max(0, free))} of guest memory free (allocatable minus requests), the VM's pod needs ${mib(q.memoryBytes)}`,
     };
   return undefined;
 }
