@@ -8,6 +8,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  ANNOTATIONS,
   API_VERSION,
   FIELD_MANAGER,
   nodeAgentFieldManager,
@@ -19,7 +20,7 @@ import {
 } from "../../../api/index.js";
 import { useCluster } from "../../../e2e/harness/ava.js";
 import { KubeClient, paths } from "../../../lib/kube/client.js";
-import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
+import { runPodThroughCri, startUnitShim, type UnitShim } from "../testing/unit-shim.js";
 import { NodeAgent } from "./agent.js";
 
 const cluster = useCluster(test, "node-agent");
@@ -64,7 +65,7 @@ function api() {
     client,
     /** The VM, placed on `node` as the operator would place it (its field manager, its fields). */
     async createVm(name: string, node: string): Promise<void> {
-      await client.request({
+      const created = await client.request<UnikernelVM>({
         method: "POST",
         path: paths.custom(UNIKERNELVM_PLURAL, ns),
         body: {
@@ -74,6 +75,7 @@ function api() {
           spec: { image: IMAGE, memory: "16Mi", runPolicy: "Running" },
         },
       });
+      uids.set(name, created.metadata.uid!);
       await this.operatorStatus(name, { nodeName: node, phase: "Running" }, "True", "Running");
     },
     /** The operator's slice of the status: its fields and its Ready condition, by server-side apply. */
@@ -131,26 +133,20 @@ function api() {
 
 const cond = (v: UnikernelVM, type: string) => v.status?.conditions?.find((c) => c.type === type);
 
-async function runPod(n: Node, vm: string): Promise<{ sb: string; ctr: string }> {
-  n.shim.images.available.add(IMAGE);
-  await n.shim.cri.image("PullImage", { image: { image: IMAGE } });
-  const config = {
-    metadata: { name: vm, namespace: cluster().namespace, uid: `uid-${vm}`, attempt: 0 },
-    hostname: vm,
-    log_directory: join(n.shim.dir, "logs", vm),
-    annotations: { "superfluid.dev/vm": `${cluster().namespace}/${vm}`, "superfluid.dev/memory-mib": "16" },
-  };
-  const { pod_sandbox_id: sb } = await n.shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-    config,
+/** VM uids by name: the operator puts the VM's uid on its pod, and the node binds by it. */
+const uids = new Map<string, string>();
+
+const runPod = (n: Node, vm: string) =>
+  runPodThroughCri(n.shim, {
+    name: vm,
+    namespace: cluster().namespace,
+    image: IMAGE,
+    annotations: {
+      [ANNOTATIONS.vm]: `${cluster().namespace}/${vm}`,
+      [ANNOTATIONS.vmUid]: uids.get(vm)!,
+      [ANNOTATIONS.memoryMiB]: "16",
+    },
   });
-  const { container_id: ctr } = await n.shim.cri.runtime<{ container_id: string }>("CreateContainer", {
-    pod_sandbox_id: sb,
-    config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
-    sandbox_config: config,
-  });
-  await n.shim.cri.runtime("StartContainer", { container_id: ctr });
-  return { sb, ctr };
-}
 
 test.serial("a slow suspend of one VM does not delay another VM's pause on the same node", async (t) => {
   const n = await startNode(t, "host-slow");

@@ -87,3 +87,31 @@ export async function startUnitShim(existing?: {
   };
   return shim;
 }
+
+/**
+ * A pod run through the shim's CRI as a kubelet would: the image pulled (the double serves it), the
+ * sandbox with `annotations`, one container created and started. Returns the CRI ids.
+ */
+export async function runPodThroughCri(
+  shim: UnitShim,
+  pod: { name: string; namespace: string; image: string; annotations: Record<string, string> },
+): Promise<{ sb: string; ctr: string }> {
+  shim.images.available.add(pod.image);
+  await shim.cri.image("PullImage", { image: { image: pod.image } });
+  const config = {
+    metadata: { name: pod.name, namespace: pod.namespace, uid: `uid-${pod.name}`, attempt: 0 },
+    hostname: pod.name,
+    log_directory: join(shim.dir, "logs", pod.name),
+    annotations: pod.annotations,
+  };
+  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+    config,
+  });
+  const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: { metadata: { name: "main", attempt: 0 }, image: { image: pod.image }, log_path: "main/0.log" },
+    sandbox_config: config,
+  });
+  await shim.cri.runtime("StartContainer", { container_id: ctr });
+  return { sb, ctr };
+}
