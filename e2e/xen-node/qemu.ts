@@ -34,6 +34,14 @@ const tcgThread = (): string => (process.env.SUPERFLUID_XEN_TCG_THREAD === "mult
  */
 const XEN_SPEED_FLAGS = "bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false";
 const DOM0_SPEED_FLAGS = ["mitigations=off"];
+/**
+ * AMD-V with nested paging (SVM + NPT) in the emulated CPU: Xen then reports `hap` in virt_caps and
+ * can run PVH guests on hardware-assisted paging, whose log-dirty mode is what live (pre-copy)
+ * migration needs (Debian's Xen has no shadow paging, so PV guests cannot be migrated live).
+ * SUPERFLUID_XEN_CPU overrides the model (e.g. `qemu64` for a node without HAP).
+ */
+export const DEFAULT_XEN_CPU = "qemu64,+svm,+npt";
+const xenCpu = (): string => process.env.SUPERFLUID_XEN_CPU || DEFAULT_XEN_CPU;
 
 export function tail(text: string, lines = 60): string {
   return text.split("\n").slice(-lines).join("\n");
@@ -87,6 +95,8 @@ export function qemuArgs(
     `tcg,thread=${fast ? tcgThread() : "multi"}`,
     "-machine",
     "pc",
+    "-cpu",
+    xenCpu(),
     "-m",
     String(o.memoryMiB),
     "-smp",

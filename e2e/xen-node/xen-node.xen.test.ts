@@ -58,6 +58,12 @@ test.serial(
     t.is(list.code, 0, list.stderr);
     t.regex(list.stdout, /^Domain-0\s+0\s+\d+\s+\d+/m);
 
+    // The emulated CPU has SVM + NPT, so Xen runs HVM/PVH guests on hardware-assisted paging.
+    if (!process.env.SUPERFLUID_XEN_CPU) {
+      const info = await a.exec("xl info");
+      t.regex(info.stdout, /^virt_caps\s*:.*\bhap\b/m, info.stdout);
+    }
+
     // The repo is at the same path in dom0 (the 9p root), so node code from dist/ runs there.
     const pkg = await a.exec(`node -e 'process.stdout.write(require("${REPO_ROOT}/package.json").name)'`);
     t.is(pkg.stdout, "superfluid", pkg.stderr);
