@@ -4,11 +4,11 @@
 static struct xencons_interface *ring;
 static evtchn_port_t console_port;
 
-/* (Re)connects to the console page named by start_info; called at boot and after every resume,
- * since a restored domain may get a different page and port. */
-void console_init(start_info_t *si) {
-  ring = mfn_to_virt(si->console.domU.mfn);
-  console_port = si->console.domU.evtchn;
+/* (Re)connects to the console page (start_info under PV, HVM params under PVH); called at boot and
+ * after every resume, since a restored domain may get a different page and port. */
+void console_init(void *page, evtchn_port_t port) {
+  ring = page;
+  console_port = port;
 }
 
 void console_write(const char *s, size_t n) {

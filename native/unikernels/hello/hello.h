@@ -50,6 +50,8 @@ DEFINE_HYPERCALL(hc_update_va_mapping, __HYPERVISOR_update_va_mapping)
 DEFINE_HYPERCALL(hc_sched_op, __HYPERVISOR_sched_op)
 DEFINE_HYPERCALL(hc_event_channel_op, __HYPERVISOR_event_channel_op)
 DEFINE_HYPERCALL(hc_vcpu_op, __HYPERVISOR_vcpu_op)
+DEFINE_HYPERCALL(hc_memory_op, __HYPERVISOR_memory_op)
+DEFINE_HYPERCALL(hc_hvm_op, __HYPERVISOR_hvm_op)
 
 /* ---- lib.c ---- */
 void *memset(void *dst, int c, size_t n);
@@ -67,12 +69,18 @@ int evtchn_take_pending(evtchn_port_t port);
 /* Waits until one of the ports is pending or system time reaches deadline_ns (0: no deadline). */
 void wait_for_events(evtchn_port_t *ports, unsigned int nr_ports, uint64_t deadline_ns);
 void hello_crash(void) __attribute__((noreturn));
+void shutdown(unsigned int reason) __attribute__((noreturn));
+/* 1 when booted through the PVH entry (pvh.c), 0 as a PV guest. */
+extern int hello_pvh;
+extern char shared_info_window[PAGE_SIZE];
+/* After the console and XenStore are connected: command line, shutdown watch, ready line, ticks. */
+void hello_run(const char *cmdline) __attribute__((noreturn));
 unsigned long virt_to_mfn(const void *va);
 unsigned long pfn_to_mfn(unsigned long pfn);
 void *mfn_to_virt(unsigned long mfn);
 
 /* ---- console.c ---- */
-void console_init(start_info_t *si);
+void console_init(void *page, evtchn_port_t port);
 void console_write(const char *s, size_t n);
 void printk(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -82,7 +90,7 @@ uint64_t monotonic_ns(void);
 uint64_t ns_since_boot(void);
 
 /* ---- xenstore.c ---- */
-void xenstore_init(start_info_t *si);
+void xenstore_init(void *page, evtchn_port_t port);
 /* Returns 0 and a NUL-terminated value, or a negative value if the key is missing/error. */
 int xenstore_read(const char *path, char *value, size_t size);
 int xenstore_write(const char *path, const char *value);
@@ -90,6 +98,10 @@ int xenstore_watch(const char *path, const char *token);
 /* Consumes whatever the store sent; returns 1 if a watch event arrived since the last call. */
 int xenstore_poll_watch(void);
 evtchn_port_t xenstore_port(void);
+
+/* ---- pvh.c ---- */
+/* SCHEDOP_shutdown(suspend) as a PVH guest, then reconnects; 0 = restored domain, else cancelled. */
+long pvh_suspend(void);
 
 /* ---- p2m.c ---- */
 void p2m_init(start_info_t *si);

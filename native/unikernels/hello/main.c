@@ -1,5 +1,5 @@
 /*
- * `hello`: superfluid's minimal Xen PV unikernel. Boots from start_info, prints its command line
+ * `hello`: superfluid's minimal Xen unikernel, PV or PVH (pvh.c). Boots from start_info, prints its command line
  * (arguments and KEY=VALUE env) and a ready line with its boot time to the Xen console, then a tick
  * counter once a second. It watches control/shutdown in XenStore and obeys poweroff, reboot and
  * suspend; after a suspend (xl save/restore, migration) it reconnects and keeps counting.
@@ -10,7 +10,8 @@ extern char event_callback[], failsafe_callback[], image_end[];
 
 shared_info_t *shared;
 /* A page of our own address space whose mapping is replaced by Xen's shared_info page. */
-static char shared_info_window[PAGE_SIZE] __attribute__((aligned(4096), section(".bss.pages")));
+char shared_info_window[PAGE_SIZE] __attribute__((aligned(4096), section(".bss.pages")));
+int hello_pvh;
 static start_info_t *si;
 /* Counted, never derived from time: it must survive save/restore unchanged. */
 static unsigned long tick;
@@ -33,7 +34,7 @@ void wait_for_events(evtchn_port_t *ports, unsigned int nr_ports, uint64_t deadl
   hc_sched_op(SCHEDOP_poll, (unsigned long)&poll, 0);
 }
 
-static void shutdown(unsigned int reason) {
+void shutdown(unsigned int reason) {
   struct sched_shutdown request = {.reason = reason};
   for (;;) hc_sched_op(SCHEDOP_shutdown, (unsigned long)&request, 0);
 }
@@ -71,10 +72,12 @@ static int is_env_assignment(const char *word) {
 }
 
 /* Splits the command line at spaces: KEY=VALUE words are environment, the rest arguments. */
-static void print_command_line(int *nargs, int *nenv) {
+static void print_command_line(const char *raw, int *nargs, int *nenv) {
   static char cmdline[MAX_GUEST_CMDLINE + 1];
-  memcpy(cmdline, si->cmd_line, MAX_GUEST_CMDLINE);
-  cmdline[MAX_GUEST_CMDLINE] = 0;
+  size_t len = 0;
+  while (len < MAX_GUEST_CMDLINE && raw[len]) len++;
+  memcpy(cmdline, raw, len);
+  cmdline[len] = 0;
   printk("hello: cmdline \"%s\"\n", cmdline);
   *nargs = *nenv = 0;
   char *p = cmdline;
@@ -91,6 +94,15 @@ static void print_command_line(int *nargs, int *nenv) {
 
 static void suspend(void) {
   printk("hello: suspending at tick %lu\n", tick);
+  if (hello_pvh) {
+    long rc = pvh_suspend();
+    if (rc == 0) {
+      advertise_features();
+      xenstore_watch("control/shutdown", "hello");
+    }
+    printk("hello: resumed at tick %lu (%s)\n", tick, rc == 0 ? "restored domain" : "suspend cancelled");
+    return;
+  }
   unsigned long start_info_mfn = virt_to_mfn(si);
   /* The save stream carries start_info as a page of our memory: its store and console frames must
    * be pfns there, which the restore turns into the new domain's MFNs. */
@@ -107,11 +119,11 @@ static void suspend(void) {
     si->console.domU.mfn = pfn_to_mfn(si->console.domU.mfn);
   }
   map_shared_info();
-  console_init(si);
+  console_init(mfn_to_virt(si->console.domU.mfn), si->console.domU.evtchn);
   hc_vcpu_op(VCPUOP_stop_periodic_timer, 0, 0);
   p2m_publish(); /* restore zeroes pfn_to_mfn_frame_list_list, and our MFNs changed */
   if (rc == 0) {
-    xenstore_init(si);
+    xenstore_init(mfn_to_virt(si->store_mfn), si->store_evtchn);
     advertise_features();
     xenstore_watch("control/shutdown", "hello");
   }
@@ -142,7 +154,7 @@ void hello_main(start_info_t *start_info) {
   si = start_info;
   p2m_init(si);
   map_shared_info();
-  console_init(si);
+  console_init(mfn_to_virt(si->console.domU.mfn), si->console.domU.evtchn);
   /* Events stay masked (evtchn_upcall_mask) and we wait with SCHEDOP_poll, but register the
    * callbacks anyway: anything that unmasks events would otherwise crash the domain. */
   hc_set_callbacks((unsigned long)event_callback, (unsigned long)failsafe_callback, 0);
@@ -157,12 +169,16 @@ void hello_main(start_info_t *start_info) {
   unsigned long in_use = si->pt_base + si->nr_pt_frames * PAGE_SIZE; /* image, p2m, start_info, rings, page tables */
   printk("hello: memory %lu KiB, in use at boot %lu KiB (image+bss %lu KiB)\n", si->nr_pages * 4, in_use / 1024,
          (unsigned long)image_end / 1024);
+  xenstore_init(mfn_to_virt(si->store_mfn), si->store_evtchn);
+  hello_run((const char *)si->cmd_line);
+}
+
+/* Common to PV and PVH once console and XenStore are connected: print the command line, arm the
+ * shutdown watch, report ready, tick. */
+void hello_run(const char *cmdline) {
   int nargs, nenv;
-  print_command_line(&nargs, &nenv);
-
-  xenstore_init(si);
+  print_command_line(cmdline, &nargs, &nenv);
   if (xenstore_watch("control/shutdown", "hello") < 0) hello_crash();
-
   /* Ready = the console works and shutdown requests are watched; each XenStore round trip goes
    * through dom0, so the feature keys (informational for PV guests) are written after. */
   uint64_t boot_ns = ns_since_boot();

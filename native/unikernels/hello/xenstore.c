@@ -17,9 +17,9 @@ static struct {
 } msg;
 static size_t msg_have;
 
-void xenstore_init(start_info_t *si) {
-  ring = mfn_to_virt(si->store_mfn);
-  store_port = si->store_evtchn;
+void xenstore_init(void *page, evtchn_port_t port) {
+  ring = page;
+  store_port = port;
   msg_have = 0;
   watch_fired = 0;
 }
