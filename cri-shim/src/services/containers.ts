@@ -12,7 +12,8 @@ import { nowNs, type ContainerConfig, type ContainerState, type LinuxContainerRe
 import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import { criContainerState, exitFromShutdown } from "./container-state.js";
-import { guestCmdline, guestMemoryMiB, memoryFromResources } from "./guest-config.js";
+import { xenBootModesOfFile } from "./elf-notes.js";
+import { decideGuestType, guestCmdline, guestMemoryMiB, memoryFromResources } from "./guest-config.js";
 import { cachedKernel, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
 import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
@@ -109,7 +110,11 @@ export class ContainerService {
         kernelPath,
         initrdPath,
         cmdline,
-        guestType: sb.meta.config.guestType ?? image.config.guestType,
+        guestType: decideGuestType(
+          sb.meta.config.guestType ?? image.config.guestType,
+          xenBootModesOfFile(kernelPath),
+          imageRef,
+        ),
       };
       const status: ContainerStatusRecord = {
         state: "creating",

@@ -4,9 +4,11 @@
 // its annotations were parsed, but a record on disk may predate a rule): one word each, and none may
 // set the network or host name the shim sets last.
 import { reservedKeyProblem } from "../../../api/cmdline.js";
+import type { GuestType } from "../hypervisor/types.js";
 import { invalid } from "../errors.js";
 import type { ContainerConfig, LinuxContainerResources } from "../proto.js";
 import type { SandboxMeta, SandboxNetwork } from "./model.js";
+import type { XenBootModes } from "./elf-notes.js";
 import { checkCmdlineWord } from "./validate.js";
 
 /** Xen's limit on a PV guest's command line. */
@@ -70,4 +72,21 @@ export function guestMemoryMiB(figures: {
       `the pod's guest memory figures disagree: annotation superfluid.dev/memory-mib says ${figures.annotated} MiB, the container's memory limit says ${limit} MiB; the scheduler would count one and the domain get the other. Give both the same figure (a UnikernelVM's pod always does)`,
     );
   return figures.annotated ?? figures.image ?? limit ?? figures.fallback;
+}
+
+/**
+ * PV or PVH: the pod's or image's `guestType`, checked against what the kernel's ELF notes offer.
+ * A kernel whose notes cannot be read (compressed, not ELF64) is trusted as requested.
+ */
+export function decideGuestType(requested: GuestType, modes: XenBootModes, image: string): GuestType {
+  if (modes.kind === "unknown") return requested;
+  if (requested === "pvh" && !modes.pvh)
+    throw invalid(
+      `guestType "pvh" needs a kernel with a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY); image ${image} has none (Xen notes: ${modes.noteTypes.join(",") || "none"})`,
+    );
+  if (requested === "pv" && !modes.pv)
+    throw invalid(
+      `guestType "pv" needs a kernel with a PV entry (XEN_ELFNOTE_ENTRY); image ${image} has none${modes.pvh ? '; it can boot as guestType "pvh"' : ""}`,
+    );
+  return requested;
 }
