@@ -33,6 +33,13 @@ const valid: [string, Partial<DomainSpec>, (cfg: ReturnType<typeof domainConfig>
     ["pvh", true, false],
   ],
   [
+    "pvh guest gets a HAP paging pool sized from vCPUs and max memory; pv none",
+    { guestType: "pvh", vcpus: 1, maxVcpus: 2, memoryMiB: 16, maxMemoryMiB: 64 },
+    (c) => c.b_info.shadow_memkb,
+    1024 * 3 + 8 * 64,
+  ],
+  ["pv guest has no paging pool", {}, (c) => c.b_info.shadow_memkb, undefined],
+  [
     "memory in KiB, max = target by default",
     { memoryMiB: 160 },
     (c) => [c.b_info.max_memkb, c.b_info.target_memkb],
