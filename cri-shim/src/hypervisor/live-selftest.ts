@@ -112,8 +112,10 @@ try {
   report.fatal = err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 } finally {
   for (const t of tails) t.stop();
-  for (const d of await source.list())
+  for (const d of await source.list().catch(() => []))
     if (d.name.startsWith(name)) await source.destroy(d.domid).catch(() => undefined);
 }
-process.stdout.write(JSON.stringify(report) + "\n");
+process.stdout.write(
+  JSON.stringify(report, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) + "\n",
+);
 process.exit(0);

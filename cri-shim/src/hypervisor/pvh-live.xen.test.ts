@@ -45,7 +45,14 @@ test("a PVH hello moves live through libxl (pre-copy) and keeps counting", async
     },
   );
   const last = r.stdout.trim().split("\n").at(-1) ?? "";
-  const report = JSON.parse(last) as Report;
+  let report: Report;
+  try {
+    report = JSON.parse(last) as Report;
+  } catch {
+    return t.fail(
+      `live-selftest printed no report (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-4000)}`,
+    );
+  }
   t.log(
     JSON.stringify({
       create: report.create,
