@@ -130,6 +130,8 @@ export interface XlGuestOptions {
   mac?: string;
   /** The vif hotplug script; default FAST_VIF_SCRIPT. */
   vifScript?: string;
+  /** Default "pv". "pvh" needs a node with HAP; Debian's kernel carries the PVH entry. */
+  guestType?: "pv" | "pvh";
 }
 
 /** An `xl create` config for the guest (dom0 sees the host's / at the same paths). */
@@ -148,7 +150,12 @@ export function httpGuestXlConfig(o: XlGuestOptions): string {
       .join(":")}`;
   return [
     `name = "${o.name}"`,
-    `type = "pv"`,
+    `type = "${o.guestType ?? "pv"}"`,
+    // PVH: Xen's HAP paging pool, sized as the shim's libxl driver sizes it (libxl's default for
+    // small guests can be below what Xen accepts).
+    ...(o.guestType === "pvh"
+      ? [`shadow_memory = ${Math.ceil((2048 + 8 * (o.memoryMiB ?? HTTP_GUEST_DEFAULT_MEMORY_MIB)) / 1024)}`]
+      : []),
     `kernel = "${HTTP_GUEST_KERNEL}"`,
     `ramdisk = "${HTTP_GUEST_INITRD}"`,
     `extra = "console=hvc0 panic=-1 quiet ${o.cmdline}"`,

@@ -44,11 +44,11 @@ const domainExists = async (domain: string): Promise<boolean> =>
   (await theNode().exec(`xl domid ${domain}`)).code === 0;
 
 /** Writes the config to the share and runs `xl create`; returns how long xl took. */
-async function create(domain: string, cmdline: string): Promise<number> {
+async function create(domain: string, cmdline: string, guestType: "pv" | "pvh" = "pv"): Promise<number> {
   const n = theNode();
   writeFileSync(
     join(n.hostDir, `${domain}.cfg`),
-    httpGuestXlConfig({ name: domain, cmdline, bridge: n.bridge }),
+    httpGuestXlConfig({ name: domain, cmdline, bridge: n.bridge, guestType }),
   );
   const started = Date.now();
   // Domain build alone (decompressing the bzImage in xl) takes 15-50 s under emulation on a busy host.
@@ -131,4 +131,29 @@ test.serial("a bad ip= makes the guest print why and power itself off, leaving n
   await poll("the domain to go away", 60_000, async () => ((await domainExists(domain)) ? undefined : true));
   t.false(await domainExists(domain));
   t.is(parseReadyLine(await consoleLog(domain)), undefined);
+});
+
+test.serial("the same kernel boots as PVH (its PHYS32_ENTRY) and answers HTTP", async (t) => {
+  const n = theNode();
+  const domain = "http-pvh";
+  const ip = n.podCidr.replace(/\.0\/24$/, ".12");
+  t.teardown(async () => {
+    if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
+  });
+  const cmdline = httpGuestCmdline({
+    ip: `${ip}/24`,
+    gateway: n.dom0Ip,
+    port: 8080,
+    hostname: domain,
+    appArgs: [],
+  });
+  const createMs = await create(domain, cmdline, "pvh");
+  const ready = await poll("the PVH ready line", 240_000, async () =>
+    parseReadyLine(await consoleLog(domain)),
+  );
+  t.is(ready.ip, ip);
+  t.is(await dom0(`busybox wget -q -O - http://${ip}:8080/healthz`), "ok\n");
+  t.regex(await dom0(`xl list -l ${domain}`), /"type": "pvh"/);
+  t.log(`PVH: xl create ${createMs} ms; ready ${ready.bootMs} ms after kernel start`);
+  await dom0(`xl destroy ${domain}`);
 });
