@@ -46,7 +46,7 @@ test("parseHelloLog reads args, env, ready lines and ticks across a suspend and 
   t.is(log.memoryLine, "memory 4096 KiB, in use at boot 96 KiB (image+bss 56 KiB)");
 });
 
-test("the hello image is at most 256 KiB and carries the Xen ELF notes a PV domain builder needs", async (t) => {
+test("the hello image is at most 256 KiB and carries the Xen ELF notes PV and PVH domain builders need", async (t) => {
   await promisify(execFile)("make", ["-s", "-C", HELLO_DIR]);
   const image = readFileSync(KERNEL);
   t.log(`hello image: ${image.length} bytes`);
@@ -57,8 +57,12 @@ test("the hello image is at most 256 KiB and carries the Xen ELF notes a PV doma
   const { stdout } = await promisify(execFile)("readelf", ["--notes", "--wide", KERNEL]);
   const xenNotes = stdout.split("\n").filter((l) => /^\s+Xen\s/.test(l));
   // GUEST_OS, GUEST_VERSION, XEN_VERSION, VIRT_BASE, PADDR_OFFSET, ENTRY, HYPERCALL_PAGE, LOADER,
-  // FEATURES, SUSPEND_CANCEL.
-  t.is(xenNotes.length, 10, stdout);
+  // FEATURES, SUSPEND_CANCEL, and PHYS32_ENTRY (type 0x12, the PVH entry).
+  t.is(xenNotes.length, 11, stdout);
+  t.true(
+    xenNotes.some((l) => /\(0x00000012\)|PHYS32_ENTRY/.test(l)),
+    stdout,
+  );
   const strings = image.toString("latin1");
   for (const s of ["superfluid-hello\0", "xen-3.0\0", "generic\0", "!writable_page_tables\0"])
     t.true(strings.includes(s), s);
