@@ -2,7 +2,7 @@
 // configures its IP from the kernel command line, prints its ready line on the Xen console and
 // answers HTTP from dom0; `xl shutdown` powers it off; a bad command line makes it power itself off.
 // (busybox wget without -T: Debian's static busybox 1.35 segfaults with it; exec's timeout bounds it.)
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -66,23 +66,37 @@ async function poll<T>(what: string, timeoutMs: number, probe: () => Promise<T |
   }
 }
 
+/** The pod-bridge address .<host> for `domain`, its command line (port 8080), and its destroy at the end. */
+function guestOnPodBridge(
+  t: ExecutionContext,
+  domain: string,
+  host: number,
+  appArgs: string[],
+): { ip: string; cmdline: string } {
+  const n = theNode();
+  const [net, prefix] = n.podCidr.split("/");
+  const ip = net!.replace(/\.0$/, `.${host}`);
+  t.teardown(async () => {
+    if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
+  });
+  return {
+    ip,
+    cmdline: httpGuestCmdline({
+      ip: `${ip}/${prefix}`,
+      gateway: n.dom0Ip,
+      port: 8080,
+      hostname: domain,
+      appArgs,
+    }),
+  };
+}
+
 test.serial(
   "the guest boots with xl create, gets its IP on the pod bridge and answers HTTP from dom0",
   async (t) => {
     const n = theNode();
     const domain = "http-a";
-    const [net, prefix] = n.podCidr.split("/");
-    const ip = net!.replace(/\.0$/, ".10");
-    t.teardown(async () => {
-      if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
-    });
-    const cmdline = httpGuestCmdline({
-      ip: `${ip}/${prefix}`,
-      gateway: n.dom0Ip,
-      port: 8080,
-      hostname: domain,
-      appArgs: ["mode=demo"],
-    });
+    const { ip, cmdline } = guestOnPodBridge(t, domain, 10, ["mode=demo"]);
     const started = Date.now();
     const createMs = await create(domain, cmdline);
 
@@ -134,19 +148,8 @@ test.serial("a bad ip= makes the guest print why and power itself off, leaving n
 });
 
 test.serial("the same kernel boots as PVH (its PHYS32_ENTRY) and answers HTTP", async (t) => {
-  const n = theNode();
   const domain = "http-pvh";
-  const ip = n.podCidr.replace(/\.0\/24$/, ".12");
-  t.teardown(async () => {
-    if (node && (await domainExists(domain))) await node.exec(`xl destroy ${domain}`);
-  });
-  const cmdline = httpGuestCmdline({
-    ip: `${ip}/24`,
-    gateway: n.dom0Ip,
-    port: 8080,
-    hostname: domain,
-    appArgs: [],
-  });
+  const { ip, cmdline } = guestOnPodBridge(t, domain, 12, []);
   const createMs = await create(domain, cmdline, "pvh");
   const ready = await poll("the PVH ready line", 240_000, async () =>
     parseReadyLine(await consoleLog(domain)),
