@@ -1,0 +1,522 @@
+/*
+ * libsfxen: a lean, in-process builder of Xen PV domains for the CRI shim (koffi calls it).
+ *
+ * Two phases, following the order Xen 4.17's own toolstack uses for a PV guest:
+ *   sfx_prepare  ("shell"): create the domain, set its vcpu and memory ceilings, allocate the
+ *                console and XenStore event channels, populate its memory through the xc_dom
+ *                builder (arch + memory init), and name it in XenStore. No kernel yet.
+ *   sfx_execute: load kernel (+ initrd) and command line into a prepared shell, build the page
+ *                tables and start info, seed the grant table, write the console nodes and
+ *                introduce the domain to xenstored. The domain is left paused.
+ * Plus sfx_vif_add (XenStore entries for one vif, then bridge attach by ioctl once netback made
+ * the interface) and sfx_destroy. Nothing here forks.
+ *
+ * The API is flat on purpose: ints, strings and caller-owned buffers, so the TypeScript side never
+ * needs a struct layout. Every call that can fail takes (err, errlen) and returns a negative
+ * SFX_E* code with a readable message; the builder state of a prepared shell lives in this
+ * process, keyed by domid.
+ */
+#define _GNU_SOURCE
+#include "sfxen.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include <xenctrl.h>
+#include <xenguest.h>
+#include <xenstore.h>
+
+#define PV64_GUEST_TYPE "xen-3.0-x86_64"
+/* The slack libxl adds to a PV guest's maxmem (LIBXL_MAXMEM_CONSTANT, KiB). */
+#define MAXMEM_SLACK_KIB 1024
+
+static xc_interface *xch;
+static struct xs_handle *xsh;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct shell {
+    uint32_t domid;
+    struct xc_dom_image *dom;
+    unsigned int console_port, store_port;
+    struct shell *next;
+};
+static struct shell *shells;
+
+static int fail(char *err, int errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, int errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, (size_t)errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* libxenctrl's last error text for the calling thread ("" when none). */
+static const char *xc_reason(void)
+{
+    const xc_error *e = xch ? xc_get_last_error(xch) : NULL;
+    return e && e->code != XC_ERROR_NONE ? e->message : strerror(errno);
+}
+
+int sfx_open(char *err, int errlen)
+{
+    pthread_mutex_lock(&lock);
+    if (!xch)
+        xch = xc_interface_open(NULL, NULL, 0);
+    if (xch && !xsh)
+        xsh = xs_open(0);
+    int ok = xch && xsh;
+    pthread_mutex_unlock(&lock);
+    if (!ok)
+        return fail(err, errlen, SFX_EFAIL,
+                    "cannot open %s (errno %d): not dom0, or the Xen toolstack is not running",
+                    xch ? "xenstored" : "/dev/xen/privcmd", errno);
+    return 0;
+}
+
+static void shell_push(struct shell *s)
+{
+    pthread_mutex_lock(&lock);
+    s->next = shells;
+    shells = s;
+    pthread_mutex_unlock(&lock);
+}
+
+static struct shell *shell_take(uint32_t domid)
+{
+    pthread_mutex_lock(&lock);
+    struct shell **p = &shells;
+    while (*p && (*p)->domid != domid)
+        p = &(*p)->next;
+    struct shell *s = *p;
+    if (s)
+        *p = s->next;
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+static void shell_free(struct shell *s)
+{
+    if (!s)
+        return;
+    if (s->dom)
+        xc_dom_release(s->dom);
+    free(s);
+}
+
+static int xs_writef(xs_transaction_t t, const char *value, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int xs_writef(xs_transaction_t t, const char *value, const char *fmt, ...)
+{
+    char path[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof(path), fmt, ap);
+    va_end(ap);
+    return xs_write(xsh, t, path, value, (unsigned int)strlen(value)) ? 0 : -1;
+}
+
+/* Owner `owner` (full access), `reader` may read: what the guest sees of a dom0-written node. */
+static int xs_perms(xs_transaction_t t, const char *path, uint32_t owner, uint32_t reader)
+{
+    struct xs_permissions p[2] = {
+        {.id = owner, .perms = XS_PERM_NONE},
+        {.id = reader, .perms = XS_PERM_READ},
+    };
+    return xs_set_permissions(xsh, t, path, p, owner == reader ? 1 : 2) ? 0 : -1;
+}
+
+/* Removes what this library writes for a domain; missing nodes are fine. */
+static void xs_forget(uint32_t domid)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/local/domain/%u", domid);
+    xs_rm(xsh, XBT_NULL, path);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u", domid);
+    xs_rm(xsh, XBT_NULL, path);
+}
+
+int sfx_free_kib(int64_t *out, char *err, int errlen)
+{
+    xc_physinfo_t info = {0};
+    if (xc_physinfo(xch, &info) != 0)
+        return fail(err, errlen, SFX_EFAIL, "xc_physinfo: %s", xc_reason());
+    *out = (int64_t)info.free_pages * (XC_PAGE_SIZE / 1024);
+    return 0;
+}
+
+static int parse_uuid(const char *s, xen_domain_handle_t out)
+{
+    unsigned int n = 0;
+    for (const char *c = s; *c && n < 32; c++) {
+        if (*c == '-')
+            continue;
+        int v = (*c >= '0' && *c <= '9') ? *c - '0'
+                : (*c >= 'a' && *c <= 'f') ? *c - 'a' + 10
+                : (*c >= 'A' && *c <= 'F') ? *c - 'A' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (n % 2 == 0)
+            out[n / 2] = (uint8_t)(v << 4);
+        else
+            out[n / 2] |= (uint8_t)v;
+        n++;
+    }
+    return n == 32 ? 0 : -1;
+}
+
+int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int max_vcpus,
+                char *err, int errlen)
+{
+    if (!xch || !xsh)
+        return fail(err, errlen, SFX_EFAIL, "library not opened");
+    if (!name || !*name || strlen(name) > 64 || mem_mib < 1 || max_mem_mib < mem_mib ||
+        vcpus < 1 || max_vcpus < vcpus || max_vcpus > 128)
+        return fail(err, errlen, SFX_EINVAL, "bad shape: name, memory or vcpus out of range");
+    int64_t free_kib = 0;
+    int rc = sfx_free_kib(&free_kib, err, errlen);
+    if (rc)
+        return rc;
+    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
+        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
+                    mem_mib, (long long)(free_kib / 1024));
+
+    struct xen_domctl_createdomain cfg = {
+        .ssidref = 0,
+        .flags = 0, /* PV */
+        .max_vcpus = (uint32_t)max_vcpus,
+        .max_evtchn_port = 1023,
+        .max_grant_frames = -1,
+        .max_maptrack_frames = -1,
+        .grant_opts = XEN_DOMCTL_GRANT_version(2),
+    };
+    /* The handle marks a shell from its first instant (before any XenStore node): a shim that dies
+     * mid-prepare leaves a domain whose uuid starts with SFX_SHELL_UUID_PREFIX for recovery. */
+    memcpy(cfg.handle, "sf-shell", 8);
+    if (getrandom(cfg.handle + 8, 8, 0) != 8)
+        return fail(err, errlen, SFX_EFAIL, "getrandom: %s", strerror(errno));
+    uint32_t domid = 0;
+    if (xc_domain_create(xch, &domid, &cfg) != 0)
+        return fail(err, errlen, SFX_EFAIL, "xc_domain_create: %s", xc_reason());
+
+    struct shell *s = calloc(1, sizeof(*s));
+    const char *step = "calloc";
+    if (!s)
+        goto out_fail;
+    s->domid = domid;
+    step = "xc_domain_max_vcpus";
+    if (xc_domain_max_vcpus(xch, domid, (unsigned int)max_vcpus) != 0)
+        goto out_fail;
+    step = "xc_domain_setmaxmem";
+    if (xc_domain_setmaxmem(xch, domid, (uint64_t)max_mem_mib * 1024 + MAXMEM_SLACK_KIB) != 0)
+        goto out_fail;
+    step = "xc_domain_set_memmap_limit";
+    if (xc_domain_set_memmap_limit(xch, domid, (unsigned long)max_mem_mib * 1024) != 0)
+        goto out_fail;
+    step = "xc_evtchn_alloc_unbound";
+    int sp = xc_evtchn_alloc_unbound(xch, domid, 0);
+    int cp = sp < 0 ? -1 : xc_evtchn_alloc_unbound(xch, domid, 0);
+    if (sp < 0 || cp < 0)
+        goto out_fail;
+    s->store_port = (unsigned int)sp;
+    s->console_port = (unsigned int)cp;
+
+    step = "xc_dom_allocate";
+    s->dom = xc_dom_allocate(xch, NULL, NULL);
+    if (!s->dom)
+        goto out_fail;
+    s->dom->container_type = XC_DOM_PV_CONTAINER;
+    s->dom->console_evtchn = s->console_port;
+    s->dom->console_domid = 0;
+    s->dom->xenstore_evtchn = s->store_port;
+    s->dom->xenstore_domid = 0;
+    s->dom->max_vcpus = (unsigned int)max_vcpus;
+    step = "xc_dom_boot_xen_init";
+    if (xc_dom_boot_xen_init(s->dom, xch, domid) != 0)
+        goto out_fail;
+    /* Every kernel a shell accepts is a 64-bit PV ELF, so memory can be laid out before the kernel
+     * is known: the arch hooks depend on the guest type only. sfx_execute checks the kernel's. */
+    s->dom->guest_type = PV64_GUEST_TYPE;
+    step = "xc_dom_mem_init";
+    if (xc_dom_mem_init(s->dom, (unsigned int)mem_mib) != 0)
+        goto out_fail;
+    step = "xc_dom_boot_mem_init (populating guest memory)";
+    if (xc_dom_boot_mem_init(s->dom) != 0) {
+        rc = SFX_ENOMEM;
+        goto out_fail_rc;
+    }
+
+    /* XenStore skeleton: the domain's directory readable by the guest, and its (shell) name. */
+    char path[96];
+    snprintf(path, sizeof(path), "/local/domain/%u/name", domid);
+    step = "XenStore write name";
+    if (!xs_write(xsh, XBT_NULL, path, name, (unsigned int)strlen(name)))
+        goto out_fail;
+    snprintf(path, sizeof(path), "/local/domain/%u", domid);
+    step = "XenStore set permissions";
+    if (xs_perms(XBT_NULL, path, 0, domid) != 0)
+        goto out_fail;
+    shell_push(s);
+    return (int)domid;
+
+out_fail:
+    rc = SFX_EFAIL;
+out_fail_rc:
+    fail(err, errlen, rc, "prepare %s: %s failed: %s", name, step, xc_reason());
+    xc_domain_destroy(xch, domid);
+    xs_forget(domid);
+    shell_free(s);
+    return rc;
+}
+
+int sfx_execute(int domid, const char *kernel, const char *initrd, const char *cmdline,
+                const char *name, const char *uuid, char *err, int errlen)
+{
+    if (domid <= 0)
+        return fail(err, errlen, SFX_EINVAL, "bad domid %d", domid);
+    struct shell *s = shell_take((uint32_t)domid);
+    if (!s)
+        return fail(err, errlen, SFX_ENOENT, "domain %d is not a shell prepared by this process",
+                    domid);
+    struct xc_dom_image *dom = s->dom;
+    int rc = SFX_EFAIL;
+    const char *step = "check arguments";
+    xen_domain_handle_t handle;
+    struct stat st;
+    if (!kernel || !name || !*name || strlen(name) > 64 || !cmdline || !uuid ||
+        parse_uuid(uuid, handle) != 0) {
+        rc = fail(err, errlen, SFX_EINVAL, "bad arguments: kernel, name, cmdline or uuid");
+        goto out;
+    }
+    if (stat(kernel, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = fail(err, errlen, SFX_EINVAL, "kernel file not readable: %s", kernel);
+        goto out;
+    }
+    step = "xc_dom_kernel_file";
+    if (xc_dom_kernel_file(dom, kernel) != 0) {
+        rc = SFX_EINVAL;
+        goto out_xc;
+    }
+    if (initrd && *initrd) {
+        step = "xc_dom_module_file (initrd)";
+        if (xc_dom_module_file(dom, initrd, NULL) != 0) {
+            rc = SFX_EINVAL;
+            goto out_xc;
+        }
+    }
+    dom->cmdline = xc_dom_strdup(dom, cmdline);
+    step = "xc_dom_parse_image";
+    if (!dom->cmdline || xc_dom_parse_image(dom) != 0) {
+        rc = fail(err, errlen, SFX_EINVAL, "%s is not a Xen PV kernel (ELF with Xen notes): %s",
+                  kernel, xc_reason());
+        goto out;
+    }
+    if (strcmp(dom->guest_type, PV64_GUEST_TYPE) != 0) {
+        rc = fail(err, errlen, SFX_EINVAL, "%s is a %s kernel; only %s is supported", kernel,
+                  dom->guest_type, PV64_GUEST_TYPE);
+        goto out;
+    }
+    step = "xc_dom_build_image";
+    if (xc_dom_build_image(dom) != 0)
+        goto out_xc;
+    step = "xc_dom_boot_image";
+    if (xc_dom_boot_image(dom) != 0)
+        goto out_xc;
+    step = "xc_dom_gnttab_init";
+    if (xc_dom_gnttab_init(dom) != 0)
+        goto out_xc;
+    xen_pfn_t console_mfn = xc_dom_p2m(dom, dom->console_pfn);
+    xen_pfn_t store_mfn = xc_dom_p2m(dom, dom->xenstore_pfn);
+    step = "xc_domain_sethandle";
+    if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
+        goto out_xc;
+
+    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more. */
+    char mfn[32], port[16];
+    snprintf(mfn, sizeof(mfn), "%lu", (unsigned long)console_mfn);
+    snprintf(port, sizeof(port), "%u", s->console_port);
+    step = "XenStore writes";
+    if (xs_writef(XBT_NULL, name, "/local/domain/%d/name", domid) ||
+        xs_writef(XBT_NULL, mfn, "/local/domain/%d/console/ring-ref", domid) ||
+        xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid))
+        goto out_xc;
+    step = "xs_introduce_domain";
+    if (!xs_introduce_domain(xsh, (unsigned int)domid, store_mfn, s->store_port))
+        goto out_xc;
+    shell_free(s);
+    return 0;
+
+out_xc:
+    rc = fail(err, errlen, rc, "build %s: %s failed: %s", name, step, xc_reason());
+out:
+    /* A shell that failed half-way is not reusable: its memory may hold part of an image. */
+    xc_domain_destroy(xch, (uint32_t)domid);
+    xs_forget((uint32_t)domid);
+    shell_free(s);
+    return rc;
+}
+
+int sfx_destroy(int domid, char *err, int errlen)
+{
+    if (domid <= 0)
+        return fail(err, errlen, SFX_EINVAL, "refusing to destroy domain %d", domid);
+    shell_free(shell_take((uint32_t)domid));
+    int rc = xc_domain_destroy(xch, (uint32_t)domid);
+    int gone = rc != 0 && errno == ESRCH;
+    /* The backend's directory going away makes netback unregister the vif (the bridge drops it). */
+    xs_forget((uint32_t)domid);
+    if (rc != 0 && !gone)
+        return fail(err, errlen, SFX_EFAIL, "xc_domain_destroy(%d): %s", domid, xc_reason());
+    return gone ? fail(err, errlen, SFX_ENOENT, "no domain %d", domid) : 0;
+}
+
+int sfx_is_shell(int domid)
+{
+    pthread_mutex_lock(&lock);
+    struct shell *s = shells;
+    while (s && s->domid != (uint32_t)domid)
+        s = s->next;
+    pthread_mutex_unlock(&lock);
+    return s != NULL;
+}
+
+static int bridge_exists(const char *bridge)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int valid_ifname(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len == 0 || len >= IFNAMSIZ)
+        return 0;
+    for (const char *c = n; *c; c++)
+        if (*c == '/' || *c <= ' ' || *c > '~')
+            return 0;
+    return 1;
+}
+
+static int valid_mac(const char *m)
+{
+    unsigned int b[6];
+    char tail;
+    return m && strlen(m) == 17 &&
+           sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+                  &tail) == 6;
+}
+
+/* Joins `ifname` to `bridge` and brings it up, by ioctl on one socket. */
+static int bridge_attach(const char *bridge, const char *ifname, char *err, int errlen)
+{
+    int fd = socket(AF_LOCAL, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(err, errlen, SFX_EFAIL, "socket: %s", strerror(errno));
+    struct ifreq ifr = {0};
+    int rc = 0;
+    memcpy(ifr.ifr_name, bridge, strnlen(bridge, IFNAMSIZ - 1));
+    ifr.ifr_ifindex = (int)if_nametoindex(ifname);
+    if (ifr.ifr_ifindex == 0 || (ioctl(fd, SIOCBRADDIF, &ifr) != 0 && errno != EBUSY)) {
+        rc = fail(err, errlen, SFX_EFAIL, "add %s to bridge %s: %s", ifname, bridge,
+                  strerror(errno));
+        goto out;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "get flags of %s: %s", ifname, strerror(errno));
+        goto out;
+    }
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+        rc = fail(err, errlen, SFX_EFAIL, "bring %s up: %s", ifname, strerror(errno));
+out:
+    close(fd);
+    return rc;
+}
+
+int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms,
+                char *err, int errlen)
+{
+    if (domid <= 0 || devid < 0 || devid > 255 || !valid_mac(mac) || !valid_ifname(bridge))
+        return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid, mac or bridge name");
+    if (!bridge_exists(bridge))
+        return fail(err, errlen, SFX_ENOENT, "bridge %s does not exist in dom0", bridge);
+    char fe[96], be[96], val[16];
+    snprintf(fe, sizeof(fe), "/local/domain/%d/device/vif/%d", domid, devid);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%d/%d", domid, devid);
+    int failed = 0;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        xs_transaction_t t = xs_transaction_start(xsh);
+        if (t == XBT_NULL)
+            return fail(err, errlen, SFX_EFAIL, "XenStore transaction: %s", strerror(errno));
+        /* Frontend: its directory belongs to the guest (netfront writes its rings there); the
+         * pointer to the backend, written first, stays dom0's and read-only to the guest. */
+        failed = xs_writef(t, be, "%s/backend", fe) || xs_perms(t, fe, (uint32_t)domid, 0) ||
+                 xs_writef(t, "0", "%s/backend-id", fe) || xs_writef(t, mac, "%s/mac", fe) ||
+                 xs_writef(t, "1", "%s/state", fe);
+        /* Backend: dom0's, readable by the guest; appears at once, so netback probes it whole. */
+        snprintf(val, sizeof(val), "%d", domid);
+        failed = failed || xs_writef(t, fe, "%s/frontend", be) ||
+                 xs_perms(t, be, 0, (uint32_t)domid) || xs_writef(t, val, "%s/frontend-id", be);
+        snprintf(val, sizeof(val), "%d", devid);
+        failed = failed || xs_writef(t, val, "%s/handle", be) || xs_writef(t, mac, "%s/mac", be) ||
+                 xs_writef(t, "1", "%s/state", be);
+        if (failed) {
+            int e = errno;
+            xs_transaction_end(xsh, t, true);
+            return fail(err, errlen, SFX_EFAIL, "XenStore writes for vif %d.%d: %s", domid, devid,
+                        strerror(e));
+        }
+        if (xs_transaction_end(xsh, t, false))
+            break;
+        if (errno != EAGAIN || attempt == 4)
+            return fail(err, errlen, SFX_EFAIL, "XenStore commit for vif %d.%d: %s", domid,
+                        devid, strerror(errno));
+    }
+
+    /* netback makes vif<domid>.<devid> when it probes the backend; attach it as soon as it is. */
+    char ifname[32];
+    snprintf(ifname, sizeof(ifname), "vif%d.%d", domid, devid);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (if_nametoindex(ifname) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms > timeout_ms) {
+            xs_rm(xsh, XBT_NULL, be);
+            xs_rm(xsh, XBT_NULL, fe);
+            return fail(err, errlen, SFX_EFAIL,
+                        "netback made no %s within %d ms (is xen-netback loaded?)", ifname,
+                        timeout_ms);
+        }
+        usleep(1000);
+    }
+    int rc = bridge_attach(bridge, ifname, err, errlen);
+    if (rc == 0 && xs_writef(XBT_NULL, "connected", "%s/hotplug-status", be) != 0)
+        rc = fail(err, errlen, SFX_EFAIL, "XenStore write %s/hotplug-status: %s", be,
+                  strerror(errno));
+    if (rc != 0) {
+        xs_rm(xsh, XBT_NULL, be);
+        xs_rm(xsh, XBT_NULL, fe);
+    }
+    return rc;
+}
