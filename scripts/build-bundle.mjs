@@ -26,6 +26,7 @@ export const BUNDLES = {
   "create-dom0": "bench/create-dom0.ts",
   "libxl-selftest": "cri-shim/src/hypervisor/selftest.ts",
   "live-selftest": "cri-shim/src/hypervisor/live-selftest.ts",
+  "lean-selftest": "cri-shim/src/hypervisor/xen-lean/selftest.ts",
 };
 
 // `node scripts/build-bundle.mjs cri-shim` builds only the named bundles (the shim's image has no e2e/).

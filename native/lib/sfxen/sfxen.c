@@ -262,16 +262,8 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
         goto out_fail_rc;
     }
 
-    /* XenStore skeleton: the domain's directory readable by the guest, and its (shell) name. */
-    char path[96];
-    snprintf(path, sizeof(path), "/local/domain/%u/name", domid);
-    step = "XenStore write name";
-    if (!xs_write(xsh, XBT_NULL, path, name, (unsigned int)strlen(name)))
-        goto out_fail;
-    snprintf(path, sizeof(path), "/local/domain/%u", domid);
-    step = "XenStore set permissions";
-    if (xs_perms(XBT_NULL, path, 0, domid) != 0)
-        goto out_fail;
+    /* No XenStore node yet: the shell is known by its Xen handle, and every node a guest needs
+     * depends on its name or kernel. That keeps a VM's writes to what it uses (see sfx_execute). */
     shell_push(s);
     return (int)domid;
 
@@ -347,12 +339,15 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
     if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
         goto out_xc;
 
-    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more. */
-    char mfn[32], port[16];
+    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more. The
+     * directory is dom0's and readable by the guest (the name written first stays dom0-only). */
+    char mfn[32], port[16], dir[48];
+    snprintf(dir, sizeof(dir), "/local/domain/%d", domid);
     snprintf(mfn, sizeof(mfn), "%lu", (unsigned long)console_mfn);
     snprintf(port, sizeof(port), "%u", s->console_port);
     step = "XenStore writes";
     if (xs_writef(XBT_NULL, name, "/local/domain/%d/name", domid) ||
+        xs_perms(XBT_NULL, dir, 0, (uint32_t)domid) ||
         xs_writef(XBT_NULL, mfn, "/local/domain/%d/console/ring-ref", domid) ||
         xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid))
         goto out_xc;
@@ -453,6 +448,12 @@ out:
     return rc;
 }
 
+static void rc_msg(char *err, int errlen, const char *ifname, int timeout_ms, const char *why)
+{
+    fail(err, errlen, SFX_EFAIL, "netback made no %s within %d ms: %s", ifname, timeout_ms,
+         why ? why : "no error from netback (is xen-netback loaded?)");
+}
+
 int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms,
                 char *err, int errlen)
 {
@@ -479,7 +480,7 @@ int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int t
                  xs_perms(t, be, 0, (uint32_t)domid) || xs_writef(t, val, "%s/frontend-id", be);
         snprintf(val, sizeof(val), "%d", devid);
         failed = failed || xs_writef(t, val, "%s/handle", be) || xs_writef(t, mac, "%s/mac", be) ||
-                 xs_writef(t, "1", "%s/state", be);
+                 xs_writef(t, "1", "%s/state", be) || xs_writef(t, "", "%s/script", be);
         if (failed) {
             int e = errno;
             xs_transaction_end(xsh, t, true);
@@ -502,11 +503,16 @@ int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int t
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (ms > timeout_ms) {
+            char epath[160];
+            snprintf(epath, sizeof(epath), "/local/domain/0/error%s/error", be + 15);
+            char *why = xs_read(xsh, XBT_NULL, epath, NULL);
+            rc_msg(err, errlen, ifname, timeout_ms, why);
+            free(why);
+            snprintf(epath, sizeof(epath), "/local/domain/0/error%s", be + 15);
+            xs_rm(xsh, XBT_NULL, epath);
             xs_rm(xsh, XBT_NULL, be);
             xs_rm(xsh, XBT_NULL, fe);
-            return fail(err, errlen, SFX_EFAIL,
-                        "netback made no %s within %d ms (is xen-netback loaded?)", ifname,
-                        timeout_ms);
+            return SFX_EFAIL;
         }
         usleep(1000);
     }

@@ -1,0 +1,171 @@
+// Runs INSIDE dom0 (xen-lean.xen.test.ts starts it): drives the lean backend through a warm and a
+// cold create of `hello` with one vif, its console line, destroy, bad input, and a shim killed
+// mid-prepare; prints one JSON report on stdout. The test asserts on the report.
+//   node lean-selftest.mjs --kernel K --bridge B            the scenario
+//   node lean-selftest.mjs --prepare-forever                 (child) fills a pool until killed
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { XenLibxl } from "../xen-libxl.js";
+import { XenStore } from "../xenstore.js";
+import { HypervisorError } from "../types.js";
+import { isShell, XenLean } from "./xen-lean.js";
+
+const { values } = parseArgs({
+  options: {
+    kernel: { type: "string" },
+    bridge: { type: "string" },
+    "prepare-forever": { type: "boolean" },
+  },
+});
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+if (values["prepare-forever"]) {
+  // A shim whose pool is filling: the parent SIGKILLs it part-way through a prepare.
+  const lean = await XenLean.open(XenLibxl.open(), {
+    poolDepth: 50,
+    poolMaxMiB: 400,
+    poolShapes: [{ memoryMiB: 4, maxMemoryMiB: 4, vcpus: 1, maxVcpus: 1 }],
+  });
+  lean.pool.depths();
+  console.log("filling");
+  await new Promise(() => undefined);
+}
+
+const kernel = values.kernel!;
+const bridge = values.bridge!;
+const xs = XenStore.open();
+const errOf = (e: unknown) =>
+  e instanceof HypervisorError ? { code: e.code, message: e.message } : { message: String(e) };
+
+async function leftovers(domid: number) {
+  return {
+    domain: (await libxl.info(domid)) !== undefined,
+    xenstore: (await xs.list(`/local/domain/${domid}`)) !== undefined,
+    backend: (await xs.list(`/local/domain/0/backend/vif/${domid}`)) !== undefined,
+    vif: existsSync(`/sys/class/net/vif${domid}.0`),
+  };
+}
+
+async function waitGone(domid: number, ms = 15_000) {
+  const until = Date.now() + ms;
+  let l = await leftovers(domid);
+  while ((l.domain || l.xenstore || l.backend || l.vif) && Date.now() < until) {
+    await sleep(100);
+    l = await leftovers(domid);
+  }
+  return l;
+}
+
+async function waitLine(name: string, pattern: RegExp, ms = 60_000): Promise<string | undefined> {
+  const path = `/var/log/xen/console/guest-${name}.log`;
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const line = existsSync(path) ? readFileSync(path, "utf8").split("\n").find((l) => pattern.test(l)) : undefined;
+    if (line) return line;
+    await sleep(50);
+  }
+  return undefined;
+}
+
+const spec = (name: string, memoryMiB: number, br = bridge, k = kernel) => ({
+  name,
+  kernelPath: k,
+  cmdline: "",
+  memoryMiB,
+  vcpus: 1,
+  guestType: "pv" as const,
+  vifs: [{ bridge: br, mac: "00:16:3e:00:00:01" }],
+});
+
+const libxl = XenLibxl.open();
+const report: Record<string, unknown> = {};
+try {
+  const lean = await XenLean.open(libxl, {
+    poolDepth: 1,
+    poolMaxMiB: 64,
+    poolShapes: [{ memoryMiB: 4, maxMemoryMiB: 4, vcpus: 1, maxVcpus: 1 }],
+  });
+  await lean.pool.idle();
+  report.poolAfterFill = Object.fromEntries(lean.pool.depths());
+  report.shellsInXen = (await libxl.list()).filter(isShell).length;
+
+  // Warm: a shell of the shape is ready.
+  let t0 = performance.now();
+  const warm = await lean.createPaused(spec("lean-warm", 4));
+  const warmMs = performance.now() - t0;
+  const vifMaster = (() => {
+    try {
+      return readlinkSync(`/sys/class/net/vif${warm}.0/master`).split("/").pop();
+    } catch {
+      return undefined;
+    }
+  })();
+  const state = (await lean.info(warm))?.state;
+  await lean.unpause(warm);
+  const ready = await waitLine("lean-warm", /hello: ready/);
+  t0 = performance.now();
+  await lean.destroy(warm);
+  const destroyMs = performance.now() - t0;
+  report.warm = { ms: warmMs, state, vifMaster, ready, destroyMs, after: await waitGone(warm) };
+  await lean.pool.idle();
+
+  // Cold: a shape the pool does not hold.
+  t0 = performance.now();
+  const cold = await lean.createPaused(spec("lean-cold", 6));
+  const coldMs = performance.now() - t0;
+  await lean.unpause(cold);
+  const coldReady = await waitLine("lean-cold", /hello: ready/);
+  await lean.destroy(cold);
+  report.cold = { ms: coldMs, ready: coldReady, after: await waitGone(cold) };
+  await lean.pool.idle();
+
+  // Bad input: each must fail clearly and leave no domain behind.
+  const before = (await libxl.list()).map((d) => d.domid);
+  const bad: Record<string, unknown> = {};
+  for (const [what, s] of [
+    ["notAKernel", spec("lean-bad1", 4, bridge, "/bin/true")],
+    ["tooBig", spec("lean-bad2", 900_000)],
+    ["noBridge", spec("lean-bad3", 4, "nosuchbr0")],
+  ] as const) {
+    bad[what] = await lean.createPaused(s).then(
+      (d) => ({ unexpectedDomid: d }),
+      (e: unknown) => errOf(e),
+    );
+  }
+  await lean.pool.idle();
+  const after = await libxl.list();
+  report.bad = bad;
+  report.badLeftovers = after.filter((d) => !before.includes(d.domid) && !isShell(d)).map((d) => d.name);
+  report.badXenstore = (await xs.list("/local/domain"))?.filter(
+    (id) => !after.some((d) => String(d.domid) === id),
+  );
+  await lean.pool.close(); // not lean.close(): that closes the libxl ctx this script still uses
+  report.shellsAfterClose = (await libxl.list()).filter(isShell).length;
+
+  // A shim killed while its pool fills: the next start's recovery leaves nothing of it.
+  const child = spawn(process.execPath, [process.argv[1]!, "--prepare-forever"], { stdio: "ignore" });
+  let seen = 0;
+  for (let i = 0; i < 300 && seen < 3; i++) {
+    await sleep(20);
+    seen = (await libxl.list()).filter(isShell).length;
+  }
+  child.kill("SIGKILL");
+  await new Promise((r) => child.once("exit", r));
+  const shellsAfterKill = (await libxl.list()).filter(isShell).map((d) => d.domid);
+  const again = await XenLean.open(libxl, { poolDepth: 0, poolMaxMiB: 0 });
+  const remaining = (await libxl.list()).filter(isShell).map((d) => d.domid);
+  const gone = await Promise.all(shellsAfterKill.map((d) => waitGone(d)));
+  report.kill = {
+    shellsAfterKill: shellsAfterKill.length,
+    remaining: remaining.length,
+    nodesLeft: gone.filter((g) => g.domain || g.xenstore || g.backend || g.vif).length,
+  };
+  await again.pool.close();
+} catch (err) {
+  report.fatal = err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+xs.close();
+await libxl.close();
+console.log(JSON.stringify(report));
+process.exit(0);

@@ -1,0 +1,100 @@
+// koffi bindings to native/lib/sfxen (libsfxen.so): a flat C API of ints, strings and caller-owned
+// buffers, so no struct layout is written down here. Every call runs on a koffi worker thread (the
+// builder populates memory and maps guest pages: milliseconds the event loop must not wait on).
+import { join } from "node:path";
+import koffi from "koffi";
+import { REPO_ROOT } from "../../../../lib/paths.js";
+import { HypervisorError } from "../types.js";
+
+export const SFXEN_LIB_PATH =
+  process.env.SUPERFLUID_SFXEN_LIB ?? join(REPO_ROOT, "native", "build", "libsfxen", "libsfxen.so");
+/** The uuid prefix of a shell (its Xen handle starts with the bytes "sf-shell"); see sfxen.h. */
+export const SHELL_UUID_PREFIX = "73662d73-6865-6c6c-";
+
+const ERR_BYTES = 1024;
+const CODES: Record<number, HypervisorError["code"]> = {
+  [-1]: "Failed",
+  [-2]: "InvalidArgument",
+  [-3]: "OutOfMemory",
+  [-4]: "NotFound",
+};
+
+interface AsyncFn<A extends unknown[]> {
+  async: (...args: [...A, (err: unknown, res: number) => void]) => void;
+}
+
+function call<A extends unknown[]>(fn: AsyncFn<[...A, Buffer, number]>, ...args: A): Promise<number> {
+  const err = Buffer.alloc(ERR_BYTES);
+  return new Promise((resolve, reject) =>
+    fn.async(...args, err, ERR_BYTES, (e: unknown, rc: number) => {
+      if (e) return reject(e instanceof Error ? e : new Error(String(e)));
+      if (rc >= 0) return resolve(rc);
+      const msg = err.toString("utf8", 0, Math.max(0, err.indexOf(0))) || `libsfxen error ${rc}`;
+      reject(new HypervisorError(msg, CODES[rc] ?? "Failed"));
+    }),
+  );
+}
+
+function load(path: string) {
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load(path);
+  } catch (err) {
+    throw new HypervisorError(
+      `cannot load ${path} (run \`make -C native\`): ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  return {
+    open: lib.func("int sfx_open(void *err, int errlen)") as unknown as AsyncFn<[Buffer, number]>,
+    freeKiB: lib.func("int sfx_free_kib(void *out, void *err, int errlen)") as unknown as AsyncFn<
+      [Buffer, Buffer, number]
+    >,
+    prepare: lib.func(
+      "int sfx_prepare(const char *name, int mem, int maxmem, int vcpus, int maxvcpus, void *err, int errlen)",
+    ) as unknown as AsyncFn<[string, number, number, number, number, Buffer, number]>,
+    execute: lib.func(
+      "int sfx_execute(int domid, const char *kernel, const char *initrd, const char *cmdline, const char *name, const char *uuid, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, string, string, string, string, string, Buffer, number]>,
+    vifAdd: lib.func(
+      "int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, string, string, number, Buffer, number]>,
+    destroy: lib.func("int sfx_destroy(int domid, void *err, int errlen)") as unknown as AsyncFn<
+      [number, Buffer, number]
+    >,
+  };
+}
+
+/** The lean builder, one per process (its prepared shells live in this process's memory). */
+export class Sfxen {
+  private constructor(private readonly l: ReturnType<typeof load>) {}
+
+  static async open(path = SFXEN_LIB_PATH): Promise<Sfxen> {
+    const l = load(path);
+    await call(l.open);
+    return new Sfxen(l);
+  }
+
+  async freeKiB(): Promise<number> {
+    const out = Buffer.alloc(8);
+    await call(this.l.freeKiB, out);
+    return Number(out.readBigInt64LE(0));
+  }
+
+  /** Creates a shell: domain, ceilings, event channels, memory populated, named in XenStore. */
+  prepare(name: string, memoryMiB: number, maxMemoryMiB: number, vcpus: number, maxVcpus: number) {
+    return call(this.l.prepare, name, memoryMiB, maxMemoryMiB, vcpus, maxVcpus);
+  }
+
+  /** Loads kernel (+ initrd) and cmdline into a shell and introduces it; paused. A failure destroys it. */
+  async execute(domid: number, a: { kernel: string; initrd?: string; cmdline: string; name: string; uuid: string }) {
+    await call(this.l.execute, domid, a.kernel, a.initrd ?? "", a.cmdline, a.name, a.uuid);
+  }
+
+  async vifAdd(domid: number, devid: number, mac: string, bridge: string, timeoutMs: number) {
+    await call(this.l.vifAdd, domid, devid, mac, bridge, timeoutMs);
+  }
+
+  async destroy(domid: number) {
+    await call(this.l.destroy, domid);
+  }
+}

@@ -1,0 +1,217 @@
+// The lean Xen backend: PV domains built in-process by libsfxen (native/lib/sfxen) from a pool of
+// pre-built shells, vifs wired by XenStore writes and bridge ioctls, destroy without processes.
+//
+// What it does itself: createPaused (pv guests) and destroy. Everything else goes through the libxl
+// backend on the same node, which sees a lean-built domain as any other: its name and console are in
+// XenStore where libxl looks for them. PVH guests are built by libxl (the shell builder is PV only).
+// Save, restore and migration are libxl's too (libxl_domain_suspend works on the domain; a restored
+// domain is libxl-built, with vifs through libxl's hotplug path); see docs/cri.md.
+import { randomUUID } from "node:crypto";
+import { access, constants as fsConstants } from "node:fs/promises";
+import { logger } from "../../../../lib/log.js";
+import { validateDomainSpec } from "../domain-config.js";
+import { checkGuestDomid } from "../domain-state.js";
+import type { XenLibxl } from "../xen-libxl.js";
+import {
+  type DomainInfo,
+  type DomainSpec,
+  type DomainStats,
+  type HostInfo,
+  type Hypervisor,
+  HypervisorError,
+} from "../types.js";
+import { LeanMetrics } from "./metrics.js";
+import { type Shape, ShellPool } from "./pool.js";
+import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
+
+const log = logger("xen-lean");
+/** How long netback gets to make a vif's interface. */
+const VIF_TIMEOUT_MS = 20_000;
+
+export interface XenLeanOptions {
+  /** Shells per shape (0: no pool, every create is cold). */
+  poolDepth: number;
+  /** Memory all shells together may hold. */
+  poolMaxMiB: number;
+  poolShapes?: Shape[];
+  metrics?: LeanMetrics;
+}
+
+export function isShell(d: Pick<DomainInfo, "name" | "uuid">): boolean {
+  return d.uuid.startsWith(SHELL_UUID_PREFIX) && (d.name === "" || d.name.startsWith("sf-shell-"));
+}
+
+export class XenLean implements Hypervisor {
+  readonly name = "xen-lean";
+  readonly pool: ShellPool;
+  readonly metrics: LeanMetrics;
+
+  private constructor(
+    private readonly sfx: Sfxen,
+    private readonly libxl: XenLibxl,
+    opts: XenLeanOptions,
+  ) {
+    this.metrics = opts.metrics ?? new LeanMetrics();
+    this.pool = new ShellPool(
+      {
+        prepare: (name, s) => sfx.prepare(name, s.memoryMiB, s.maxMemoryMiB, s.vcpus, s.maxVcpus),
+        destroy: (domid) => sfx.destroy(domid),
+        freeKiB: () => sfx.freeKiB(),
+      },
+      {
+        depth: opts.poolDepth,
+        maxMiB: opts.poolMaxMiB,
+        shapes: opts.poolShapes,
+        onChange: (d) => this.metrics.setDepths(d),
+      },
+    );
+  }
+
+  /**
+   * Opens libsfxen beside `libxl`, destroys shells a previous process left (their builder state
+   * died with it, so they cannot be adopted), then starts filling the pool.
+   */
+  static async open(libxl: XenLibxl, opts: XenLeanOptions): Promise<XenLean> {
+    const sfx = await Sfxen.open();
+    const lean = new XenLean(sfx, libxl, opts);
+    const stale = (await libxl.list()).filter(isShell);
+    for (const d of stale) {
+      log.info("destroying a shell left by a previous shim", { domid: d.domid, name: d.name });
+      await sfx.destroy(d.domid).catch((err: unknown) => log.warn("shell destroy", { err: String(err) }));
+    }
+    lean.pool.kick();
+    return lean;
+  }
+
+  host(): Promise<HostInfo> {
+    return this.libxl.host();
+  }
+  list(): Promise<DomainInfo[]> {
+    return this.libxl.list().then((ds) => ds.filter((d) => !isShell(d)));
+  }
+  info(domid: number): Promise<DomainInfo | undefined> {
+    return this.libxl.info(domid);
+  }
+  findByName(name: string): Promise<DomainInfo | undefined> {
+    return this.libxl.findByName(name);
+  }
+
+  async createPaused(spec: DomainSpec): Promise<number> {
+    validateDomainSpec(spec);
+    if (spec.guestType !== "pv") return this.libxl.createPaused(spec);
+    if (spec.name.startsWith("sf-shell-"))
+      throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
+    for (const [what, path] of [
+      ["kernel", spec.kernelPath],
+      ["initrd", spec.initrdPath],
+    ] as const) {
+      if (path === undefined) continue;
+      await access(path, fsConstants.R_OK).catch(() => {
+        throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
+      });
+    }
+    if (await this.libxl.findByName(spec.name))
+      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    const shape: Shape = {
+      memoryMiB: spec.memoryMiB,
+      maxMemoryMiB: spec.maxMemoryMiB ?? spec.memoryMiB,
+      vcpus: spec.vcpus,
+      maxVcpus: spec.maxVcpus ?? spec.vcpus,
+    };
+    const started = performance.now();
+    let domid = this.pool.take(shape);
+    const path = domid === undefined ? "cold" : "warm";
+    if (domid === undefined) {
+      this.metrics.coldBuilds.inc();
+      domid = await this.prepareCold(spec.name, shape);
+    }
+    const prepared = performance.now();
+    await this.sfx.execute(domid, {
+      kernel: spec.kernelPath,
+      initrd: spec.initrdPath,
+      cmdline: spec.cmdline,
+      name: spec.name,
+      uuid: spec.uuid ?? randomUUID(),
+    });
+    const executed = performance.now();
+    try {
+      for (const [devid, vif] of spec.vifs.entries())
+        await this.sfx.vifAdd(domid, devid, vif.mac, vif.bridge, VIF_TIMEOUT_MS);
+    } catch (err) {
+      await this.sfx.destroy(domid).catch(() => undefined);
+      throw err;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.createSeconds.observe({ path }, seconds);
+    log.info("create done", {
+      name: spec.name,
+      domid,
+      path,
+      ms: Math.round(seconds * 1000),
+      shellMs: Math.round(prepared - started),
+      executeMs: Math.round(executed - prepared),
+      vifsMs: Math.round(performance.now() - executed),
+    });
+    return domid;
+  }
+
+  /** A shell built on the request path; short of memory, the pool gives back shells of other shapes first. */
+  private async prepareCold(name: string, shape: Shape): Promise<number> {
+    const shellName = `sf-shell-cold-${name}`.slice(0, 64);
+    try {
+      return await this.sfx.prepare(shellName, shape.memoryMiB, shape.maxMemoryMiB, shape.vcpus, shape.maxVcpus);
+    } catch (err) {
+      if (!(err instanceof HypervisorError) || err.code !== "OutOfMemory" || this.pool.heldMiB() === 0)
+        throw err;
+      await this.pool.release(shape.memoryMiB);
+      return this.sfx.prepare(shellName, shape.memoryMiB, shape.maxMemoryMiB, shape.vcpus, shape.maxVcpus);
+    }
+  }
+
+  unpause(domid: number): Promise<void> {
+    return this.libxl.unpause(domid);
+  }
+  pause(domid: number): Promise<void> {
+    return this.libxl.pause(domid);
+  }
+  shutdown(domid: number, reason: "poweroff" | "reboot"): Promise<void> {
+    return this.libxl.shutdown(domid, reason);
+  }
+
+  async destroy(domid: number): Promise<void> {
+    checkGuestDomid(domid, "destroy");
+    const started = performance.now();
+    await this.sfx.destroy(domid);
+    this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
+  }
+
+  setMemory(domid: number, memoryMiB: number): Promise<void> {
+    return this.libxl.setMemory(domid, memoryMiB);
+  }
+  setVcpus(domid: number, vcpus: number): Promise<void> {
+    return this.libxl.setVcpus(domid, vcpus);
+  }
+  save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void> {
+    return this.libxl.save(domid, fd, opts);
+  }
+  restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number> {
+    return this.libxl.restore(spec, fd, opts);
+  }
+  migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
+    return this.libxl.migrateOut(domid, fd, opts);
+  }
+  resumeSuspended(domid: number): Promise<void> {
+    return this.libxl.resumeSuspended(domid);
+  }
+  stats(domid: number): Promise<DomainStats | undefined> {
+    return this.libxl.stats(domid);
+  }
+  consolePath(domid: number): Promise<string> {
+    return this.libxl.consolePath(domid);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+    await this.libxl.close();
+  }
+}
