@@ -454,8 +454,8 @@ static void rc_msg(char *err, int errlen, const char *ifname, int timeout_ms, co
          why ? why : "no error from netback (is xen-netback loaded?)");
 }
 
-int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms,
-                char *err, int errlen)
+int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, char *err,
+                  int errlen)
 {
     if (domid <= 0 || devid < 0 || devid > 255 || !valid_mac(mac) || !valid_ifname(bridge))
         return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid, mac or bridge name");
@@ -494,12 +494,32 @@ int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int t
                         devid, strerror(errno));
     }
 
+    return 0;
+}
+
+int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, char *err, int errlen)
+{
+    if (domid <= 0 || devid < 0 || devid > 255 || !valid_ifname(bridge))
+        return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid or bridge name");
+    char fe[96], be[96], probe[112];
+    snprintf(fe, sizeof(fe), "/local/domain/%d/device/vif/%d", domid, devid);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%d/%d", domid, devid);
+    snprintf(probe, sizeof(probe), "%s/frontend-id", be);
     /* netback makes vif<domid>.<devid> when it probes the backend; attach it as soon as it is. */
     char ifname[32];
     snprintf(ifname, sizeof(ifname), "vif%d.%d", domid, devid);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    while (if_nametoindex(ifname) == 0) {
+    for (int i = 1; if_nametoindex(ifname) == 0; i++) {
+        if (i % 20 == 0) {
+            /* Destroyed meanwhile: nothing will appear. (A read, not a write.) */
+            char *still = xs_read(xsh, XBT_NULL, probe, NULL);
+            int gone = still == NULL;
+            free(still);
+            if (gone)
+                return fail(err, errlen, SFX_ENOENT, "vif %d.%d was removed before netback made it",
+                            domid, devid);
+        }
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (ms > timeout_ms) {

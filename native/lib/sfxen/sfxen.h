@@ -18,8 +18,11 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
                 char *err, int errlen);
 int sfx_execute(int domid, const char *kernel, const char *initrd, const char *cmdline,
                 const char *name, const char *uuid, char *err, int errlen);
-int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms,
-                char *err, int errlen);
+/* Writes one vif's frontend and backend entries (one transaction); netback then makes the interface. */
+int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, char *err,
+                  int errlen);
+/* Waits for netback's vif<domid>.<devid>, joins it to the bridge, brings it up, writes hotplug-status. */
+int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, char *err, int errlen);
 int sfx_destroy(int domid, char *err, int errlen);
 int sfx_is_shell(int domid);
 #endif

@@ -44,6 +44,7 @@ test("take hands out a shell and refills; an unknown shape is learned, not serve
   const d = pool.take(S4);
   t.is(typeof d, "number");
   t.is(pool.take(S8), undefined);
+  pool.kick();
   await pool.idle();
   t.is(pool.depths().get(shapeKey(S4)), 1);
   t.is(pool.depths().get(shapeKey(S8)), 1);
@@ -70,10 +71,14 @@ test("a shape pushed out of the recent ones gives its shells back", async (t) =>
   pool.kick();
   await pool.idle();
   pool.take(S8);
+  pool.kick();
   await pool.idle();
   await new Promise((r) => setTimeout(r, 10));
   t.deepEqual([...pool.depths().keys()], [shapeKey(S8)]);
-  t.deepEqual([...b.live.values()].map((s) => s.shape.memoryMiB), [8]);
+  t.deepEqual(
+    [...b.live.values()].map((s) => s.shape.memoryMiB),
+    [8],
+  );
 });
 
 test("release and close destroy shells; depth 0 builds nothing", async (t) => {

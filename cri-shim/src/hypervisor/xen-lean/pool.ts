@@ -74,12 +74,12 @@ export class ShellPool {
     for (const s of opts.shapes ?? []) this.learn(s);
   }
 
-  /** Records demand for `shape` and hands out a ready shell of it, if any. */
+  /** Records demand for `shape` and hands out a ready shell of it, if any. The caller kicks the
+   *  refill when its create is done, so the refill does not compete with it for dom0's CPU. */
   take(shape: Shape): number | undefined {
     const e = this.learn(shape);
     const domid = e?.shells.shift();
     this.changed();
-    this.kick();
     return domid;
   }
 

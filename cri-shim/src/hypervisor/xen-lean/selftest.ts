@@ -61,7 +61,11 @@ async function waitLine(name: string, pattern: RegExp, ms = 60_000): Promise<str
   const path = `/var/log/xen/console/guest-${name}.log`;
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    const line = existsSync(path) ? readFileSync(path, "utf8").split("\n").find((l) => pattern.test(l)) : undefined;
+    const line = existsSync(path)
+      ? readFileSync(path, "utf8")
+          .split("\n")
+          .find((l) => pattern.test(l))
+      : undefined;
     if (line) return line;
     await sleep(50);
   }
@@ -94,6 +98,8 @@ try {
   let t0 = performance.now();
   const warm = await lean.createPaused(spec("lean-warm", 4));
   const warmMs = performance.now() - t0;
+  await lean.vifsAttached(warm);
+  const attachedMs = performance.now() - t0;
   const vifMaster = (() => {
     try {
       return readlinkSync(`/sys/class/net/vif${warm}.0/master`).split("/").pop();
@@ -107,7 +113,7 @@ try {
   t0 = performance.now();
   await lean.destroy(warm);
   const destroyMs = performance.now() - t0;
-  report.warm = { ms: warmMs, state, vifMaster, ready, destroyMs, after: await waitGone(warm) };
+  report.warm = { ms: warmMs, attachedMs, state, vifMaster, ready, destroyMs, after: await waitGone(warm) };
   await lean.pool.idle();
 
   // Cold: a shape the pool does not hold.

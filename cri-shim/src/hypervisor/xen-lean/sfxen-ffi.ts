@@ -55,9 +55,12 @@ function load(path: string) {
     execute: lib.func(
       "int sfx_execute(int domid, const char *kernel, const char *initrd, const char *cmdline, const char *name, const char *uuid, void *err, int errlen)",
     ) as unknown as AsyncFn<[number, string, string, string, string, string, Buffer, number]>,
-    vifAdd: lib.func(
-      "int sfx_vif_add(int domid, int devid, const char *mac, const char *bridge, int timeout_ms, void *err, int errlen)",
-    ) as unknown as AsyncFn<[number, number, string, string, number, Buffer, number]>,
+    vifWrite: lib.func(
+      "int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, string, string, Buffer, number]>,
+    vifAttach: lib.func(
+      "int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, string, number, Buffer, number]>,
     destroy: lib.func("int sfx_destroy(int domid, void *err, int errlen)") as unknown as AsyncFn<
       [number, Buffer, number]
     >,
@@ -86,12 +89,21 @@ export class Sfxen {
   }
 
   /** Loads kernel (+ initrd) and cmdline into a shell and introduces it; paused. A failure destroys it. */
-  async execute(domid: number, a: { kernel: string; initrd?: string; cmdline: string; name: string; uuid: string }) {
+  async execute(
+    domid: number,
+    a: { kernel: string; initrd?: string; cmdline: string; name: string; uuid: string },
+  ) {
     await call(this.l.execute, domid, a.kernel, a.initrd ?? "", a.cmdline, a.name, a.uuid);
   }
 
-  async vifAdd(domid: number, devid: number, mac: string, bridge: string, timeoutMs: number) {
-    await call(this.l.vifAdd, domid, devid, mac, bridge, timeoutMs);
+  /** Writes the vif's frontend and backend entries; fails at once on a missing bridge. */
+  async vifWrite(domid: number, devid: number, mac: string, bridge: string) {
+    await call(this.l.vifWrite, domid, devid, mac, bridge);
+  }
+
+  /** Waits for netback's interface, joins it to the bridge and brings it up (ioctl). */
+  async vifAttach(domid: number, devid: number, bridge: string, timeoutMs: number) {
+    await call(this.l.vifAttach, domid, devid, bridge, timeoutMs);
   }
 
   async destroy(domid: number) {

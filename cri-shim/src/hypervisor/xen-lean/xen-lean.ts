@@ -45,6 +45,8 @@ export class XenLean implements Hypervisor {
   readonly name = "xen-lean";
   readonly pool: ShellPool;
   readonly metrics: LeanMetrics;
+  /** Vif attaches still waiting for netback, by domid. */
+  private readonly attaching = new Map<number, Promise<void>>();
 
   private constructor(
     private readonly sfx: Sfxen,
@@ -118,6 +120,14 @@ export class XenLean implements Hypervisor {
       vcpus: spec.vcpus,
       maxVcpus: spec.maxVcpus ?? spec.vcpus,
     };
+    try {
+      return await this.build(spec, shape);
+    } finally {
+      this.pool.kick();
+    }
+  }
+
+  private async build(spec: DomainSpec, shape: Shape): Promise<number> {
     const started = performance.now();
     let domid = this.pool.take(shape);
     const path = domid === undefined ? "cold" : "warm";
@@ -136,11 +146,18 @@ export class XenLean implements Hypervisor {
     const executed = performance.now();
     try {
       for (const [devid, vif] of spec.vifs.entries())
-        await this.sfx.vifAdd(domid, devid, vif.mac, vif.bridge, VIF_TIMEOUT_MS);
+        await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
     } catch (err) {
       await this.sfx.destroy(domid).catch(() => undefined);
       throw err;
     }
+    // netback makes the interfaces on its own time; they are joined to their bridges as they come,
+    // and unpause() waits for that, so the guest never runs unplugged.
+    const attach = Promise.all(
+      spec.vifs.map((vif, devid) => this.sfx.vifAttach(domid, devid, vif.bridge, VIF_TIMEOUT_MS)),
+    ).then(() => undefined);
+    attach.catch(() => undefined); // observed by unpause()/destroy()
+    this.attaching.set(domid, attach);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -150,7 +167,7 @@ export class XenLean implements Hypervisor {
       ms: Math.round(seconds * 1000),
       shellMs: Math.round(prepared - started),
       executeMs: Math.round(executed - prepared),
-      vifsMs: Math.round(performance.now() - executed),
+      vifWritesMs: Math.round(performance.now() - executed),
     });
     return domid;
   }
@@ -159,7 +176,13 @@ export class XenLean implements Hypervisor {
   private async prepareCold(name: string, shape: Shape): Promise<number> {
     const shellName = `sf-shell-cold-${name}`.slice(0, 64);
     try {
-      return await this.sfx.prepare(shellName, shape.memoryMiB, shape.maxMemoryMiB, shape.vcpus, shape.maxVcpus);
+      return await this.sfx.prepare(
+        shellName,
+        shape.memoryMiB,
+        shape.maxMemoryMiB,
+        shape.vcpus,
+        shape.maxVcpus,
+      );
     } catch (err) {
       if (!(err instanceof HypervisorError) || err.code !== "OutOfMemory" || this.pool.heldMiB() === 0)
         throw err;
@@ -168,7 +191,24 @@ export class XenLean implements Hypervisor {
     }
   }
 
-  unpause(domid: number): Promise<void> {
+  /** Resolves when the domain's vifs are on their bridges (at once for a domain not built here). */
+  async vifsAttached(domid: number): Promise<void> {
+    const attach = this.attaching.get(domid);
+    if (!attach) return;
+    try {
+      await attach;
+    } catch (err) {
+      throw new HypervisorError(
+        `domain ${domid}: ${err instanceof Error ? err.message : String(err)}`,
+        err instanceof HypervisorError ? err.code : "Failed",
+      );
+    } finally {
+      this.attaching.delete(domid);
+    }
+  }
+
+  async unpause(domid: number): Promise<void> {
+    await this.vifsAttached(domid);
     return this.libxl.unpause(domid);
   }
   pause(domid: number): Promise<void> {
@@ -181,6 +221,7 @@ export class XenLean implements Hypervisor {
   async destroy(domid: number): Promise<void> {
     checkGuestDomid(domid, "destroy");
     const started = performance.now();
+    this.attaching.delete(domid); // its wait ends by itself once the backend's nodes are gone
     await this.sfx.destroy(domid);
     this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
   }
