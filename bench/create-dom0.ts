@@ -123,7 +123,7 @@ async function countProcesses(
 
 const XS_WRITE = /^IN (\S+) \d{8} \S+ (WRITE|MKDIR|SET_PERMS|RM) \((.*)\)$/;
 /** XenStore writes during `fn`, from xenstored's trace: the toolstack's (every connection but the
- *  dom0 kernel's, known by netback's InitWait, and xenconsoled's, known by console/tty) and all. */
+ *  dom0 kernel's, known by netback's InitWait, and xenconsoled's, known by the pty it writes to console/tty) and all. */
 async function countXenstoreWrites(fn: () => Promise<void>): Promise<{ toolstack: number; all: number }> {
   const file = `/tmp/xs-trace-${process.pid}-${Date.now()}`;
   execFileSync("xenstore-control", ["logfile", file]);
@@ -149,7 +149,7 @@ async function countXenstoreWrites(fn: () => Promise<void>): Promise<{ toolstack
       .filter(
         (w) =>
           (w.op === "WRITE" && /(^|\/)backend\/vif\/\d+\/\d+\/state$/.test(w.path) && w.value === "2") ||
-          /\/console\/tty$/.test(w.path),
+          (/\/console\/tty$/.test(w.path) && w.value.startsWith("/dev/")),
       )
       .map((w) => w.conn),
   );

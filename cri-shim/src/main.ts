@@ -26,6 +26,13 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --fallback-runtime-endpoint EP  the node's Linux CRI runtime (e.g. unix:///run/containerd/containerd.sock):
                            pods whose runtime handler is not superfluid, and their images, go there;
                            lists and Status merge both. Unset: every pod is ours, Linux images refused
+  --hypervisor lean|libxl  domain builder: lean (in-process, shell pool, no processes per VM) or
+                           libxl (libxenlight, hotplug scripts) (default libxl)
+  --pool-depth N           lean: pre-built shells kept per shape (default 2; 0: every create is cold)
+  --pool-max-mib N         lean: memory all shells together may hold (default 256)
+  --pool-shapes LIST       lean: shapes to keep before any demand, MEMORY_MIB[:VCPUS],... (default: the
+                           default memory, 1 vcpu); recent pods' shapes are learned
+  --metrics-address ADDR   serve Prometheus metrics on HOST:PORT/metrics (default: off)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {
@@ -49,6 +56,11 @@ const FLAGS = {
   "node-address": "",
   "migration-timeout": "120",
   "fallback-runtime-endpoint": "",
+  hypervisor: "libxl",
+  "pool-depth": "2",
+  "pool-max-mib": "256",
+  "pool-shapes": "",
+  "metrics-address": "",
 } as const;
 type Flag = keyof typeof FLAGS;
 
@@ -91,6 +103,17 @@ if (!Number.isInteger(memory) || memory < 1) {
   console.error(`--default-memory-mib: not a positive integer: ${flag("default-memory-mib")}`);
   process.exit(2);
 }
+const hypervisorKind = flag("hypervisor");
+if (hypervisorKind !== "lean" && hypervisorKind !== "libxl") {
+  console.error(`--hypervisor: lean or libxl, got ${hypervisorKind}`);
+  process.exit(2);
+}
+const poolDepth = Number(flag("pool-depth"));
+const poolMaxMiB = Number(flag("pool-max-mib"));
+if (![poolDepth, poolMaxMiB].every((n) => Number.isInteger(n) && n >= 0)) {
+  console.error(`--pool-depth and --pool-max-mib: non-negative integers`);
+  process.exit(2);
+}
 await runShim({
   socketPath: flag("socket"),
   stateDir: flag("state-dir"),
@@ -113,6 +136,9 @@ await runShim({
   nodeAddress: flag("node-address") || undefined,
   migrationTimeoutMs: migrationTimeoutS * 1000,
   fallbackRuntimeEndpoint: flag("fallback-runtime-endpoint") || undefined,
+  hypervisor: hypervisorKind,
+  pool: { depth: poolDepth, maxMiB: poolMaxMiB, shapes: flag("pool-shapes") || `${memory}` },
+  metricsAddress: flag("metrics-address") || undefined,
 }).catch((err: unknown) => {
   console.error(`superfluid CRI shim: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

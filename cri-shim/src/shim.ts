@@ -6,7 +6,11 @@ import { join } from "node:path";
 import { logger } from "../../lib/log.js";
 import { ImageStore } from "../../lib/oci/index.js";
 import { RUNTIME_CLASS } from "../../api/annotations.js";
-import { openXenLibxl } from "./hypervisor/xen-libxl.js";
+import { XenLibxl } from "./hypervisor/xen-libxl.js";
+import type { Hypervisor } from "./hypervisor/types.js";
+import { XenLean } from "./hypervisor/xen-lean/xen-lean.js";
+import { parseShapes } from "./hypervisor/xen-lean/pool.js";
+import { serveMetrics } from "./metrics-server.js";
 import { bridgeNetworkConfig, CniNetwork, detectXenBridge, firstCniConf } from "./network/cni.js";
 import { CriRuntime } from "./runtime.js";
 import { CriServer } from "./server.js";
@@ -40,11 +44,33 @@ export interface ShimConfig {
   migrationTimeoutMs?: number;
   /** The node's Linux CRI runtime (containerd): everything that is not a superfluid pod goes there. */
   fallbackRuntimeEndpoint?: string;
+  /** Domain builder: "lean" (libsfxen, shell pool) or "libxl" (default). */
+  hypervisor?: "lean" | "libxl";
+  /** The lean backend's shell pool: depth per shape, memory cap, initial shapes ("4,64:2"). */
+  pool?: { depth: number; maxMiB: number; shapes: string };
+  /** HOST:PORT for Prometheus metrics (the lean backend's); off when absent. */
+  metricsAddress?: string;
+}
+
+async function openHypervisor(config: ShimConfig): Promise<{ hv: Hypervisor; lean?: XenLean }> {
+  const libxl = XenLibxl.open(); // first: outside dom0 this fails before anything is created
+  if (config.hypervisor !== "lean") return { hv: libxl };
+  const pool = config.pool ?? { depth: 2, maxMiB: 256, shapes: "" };
+  const lean = await XenLean.open(libxl, {
+    poolDepth: pool.depth,
+    poolMaxMiB: pool.maxMiB,
+    poolShapes: parseShapes(pool.shapes),
+  });
+  return { hv: lean, lean };
 }
 
 export async function runShim(config: ShimConfig): Promise<void> {
   const started = Date.now();
-  const hypervisor = openXenLibxl(); // first: outside dom0 this fails before anything is created
+  const { hv: hypervisor, lean } = await openHypervisor(config);
+  const metrics =
+    config.metricsAddress && lean
+      ? await serveMetrics(config.metricsAddress, lean.metrics.registry)
+      : undefined;
   await mkdir(config.kernelCacheDir, { recursive: true, mode: 0o700 });
   const images = new OciImages(new ImageStore(config.imageDir), {
     plainHttpRegistries: config.plainHttpRegistries,
@@ -115,6 +141,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
     await agent?.stop();
     await runtime.stop();
     await hypervisor.close();
+    metrics?.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
