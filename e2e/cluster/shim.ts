@@ -56,7 +56,14 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
       return "(no shim log)";
     }
   };
-  const env = Object.entries(opts.env ?? {})
+  // SUPERFLUID_HYPERVISOR and the pool settings in the test's environment reach the shim, so any
+  // suite can run against the lean backend (SUPERFLUID_HYPERVISOR=lean node scripts/test.mjs ...).
+  const passed = Object.fromEntries(
+    ["SUPERFLUID_HYPERVISOR", "SUPERFLUID_POOL_DEPTH", "SUPERFLUID_POOL_MAX_MIB", "SUPERFLUID_POOL_SHAPES"]
+      .filter((k) => process.env[k])
+      .map((k) => [k, process.env[k]!]),
+  );
+  const env = Object.entries({ ...passed, ...opts.env })
     .map(([k, v]) => `${k}=${shellQuote(v)}`)
     .join(" ");
   const args = (opts.args ?? []).map(shellQuote).join(" ");
