@@ -170,21 +170,30 @@ const variants: Variant[] = [
   ours("libxl", libxl),
   xl,
 ];
-const createMs: Record<string, number[]> = {};
-const attachedMs: Record<string, number[]> = {};
-const destroyMs: Record<string, number[]> = {};
-const readyMs: Record<string, number[]> = {};
-const counts: Record<
-  string,
-  {
-    xenstoreWrites: number;
-    xenstoreWritesAll: number;
-    processes: number;
-    destroyProcesses: number;
-    kernelHelpers: number;
-    spawned: string[];
-  }
-> = {};
+/** What one variant's single counted create + destroy did to the system. */
+export interface VariantCounts {
+  xenstoreWrites: number;
+  xenstoreWritesAll: number;
+  processes: number;
+  destroyProcesses: number;
+  kernelHelpers: number;
+  spawned: string[];
+}
+/** The JSON line this program prints; ms per variant, one entry per round. */
+export interface Dom0Result {
+  createMs: Record<string, number[]>;
+  attachedMs: Record<string, number[]>;
+  readyMs: Record<string, number[]>;
+  destroyMs: Record<string, number[]>;
+  counts: Record<string, VariantCounts>;
+}
+const { createMs, attachedMs, readyMs, destroyMs, counts }: Dom0Result = {
+  createMs: {},
+  attachedMs: {},
+  readyMs: {},
+  destroyMs: {},
+  counts: {},
+};
 let seq = 0;
 
 async function one(v: Variant, record: boolean): Promise<void> {

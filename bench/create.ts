@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../lib/paths.js";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import { plotSvg } from "./operator-plot.js";
+import type { Dom0Result } from "./create-dom0.js";
 
 const { values } = parseArgs({
   options: { force: { type: "boolean" }, out: { type: "string" } },
@@ -23,24 +24,6 @@ const median = (xs: number[]) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-
-interface Dom0Result {
-  createMs: Record<string, number[]>;
-  attachedMs: Record<string, number[]>;
-  readyMs: Record<string, number[]>;
-  destroyMs: Record<string, number[]>;
-  counts: Record<
-    string,
-    {
-      xenstoreWrites: number;
-      xenstoreWritesAll: number;
-      processes: number;
-      destroyProcesses: number;
-      kernelHelpers: number;
-      spawned: string[];
-    }
-  >;
-}
 
 const loadAvgAtStart = loadavg()[0]!;
 if (loadAvgAtStart >= MAX_LOAD && !values.force) {
