@@ -140,6 +140,9 @@ try {
     );
   }
   await lean.pool.idle();
+  // A destroyed domain stays "dying" until xenstored and xenconsoled drop their mappings of it.
+  const leaked = async () => (await libxl.list()).filter((d) => !before.includes(d.domid) && !isShell(d));
+  for (let i = 0; i < 150 && (await leaked()).length > 0; i++) await sleep(100);
   const after = await libxl.list();
   report.bad = bad;
   report.badLeftovers = after.filter((d) => !before.includes(d.domid) && !isShell(d)).map((d) => d.name);
