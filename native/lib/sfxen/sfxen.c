@@ -339,17 +339,19 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
     if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
         goto out_xc;
 
-    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more. The
-     * directory is dom0's and readable by the guest (the name written first stays dom0-only). */
+    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more, written
+     * while the directory is still dom0's: those nodes stay dom0-only. Then the directory becomes
+     * the guest's, so what it writes itself (control/feature-*, the acknowledgement of
+     * control/shutdown, its devices' rings) and what dom0 adds later is its own, as under libxl. */
     char mfn[32], port[16], dir[48];
     snprintf(dir, sizeof(dir), "/local/domain/%d", domid);
     snprintf(mfn, sizeof(mfn), "%lu", (unsigned long)console_mfn);
     snprintf(port, sizeof(port), "%u", s->console_port);
     step = "XenStore writes";
     if (xs_writef(XBT_NULL, name, "/local/domain/%d/name", domid) ||
-        xs_perms(XBT_NULL, dir, 0, (uint32_t)domid) ||
         xs_writef(XBT_NULL, mfn, "/local/domain/%d/console/ring-ref", domid) ||
-        xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid))
+        xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid) ||
+        xs_perms(XBT_NULL, dir, (uint32_t)domid, (uint32_t)domid))
         goto out_xc;
     step = "xs_introduce_domain";
     if (!xs_introduce_domain(xsh, (unsigned int)domid, store_mfn, s->store_port))
@@ -469,11 +471,10 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
         xs_transaction_t t = xs_transaction_start(xsh);
         if (t == XBT_NULL)
             return fail(err, errlen, SFX_EFAIL, "XenStore transaction: %s", strerror(errno));
-        /* Frontend: its directory belongs to the guest (netfront writes its rings there); the
-         * pointer to the backend, written first, stays dom0's and read-only to the guest. */
-        failed = xs_writef(t, be, "%s/backend", fe) || xs_perms(t, fe, (uint32_t)domid, 0) ||
-                 xs_writef(t, "0", "%s/backend-id", fe) || xs_writef(t, mac, "%s/mac", fe) ||
-                 xs_writef(t, "1", "%s/state", fe);
+        /* Frontend: under the guest's directory, so the guest's (netfront writes its rings
+         * there), as libxl makes it. */
+        failed = xs_writef(t, be, "%s/backend", fe) || xs_writef(t, "0", "%s/backend-id", fe) ||
+                 xs_writef(t, mac, "%s/mac", fe) || xs_writef(t, "1", "%s/state", fe);
         /* Backend: dom0's, readable by the guest; appears at once, so netback probes it whole. */
         snprintf(val, sizeof(val), "%d", domid);
         failed = failed || xs_writef(t, fe, "%s/frontend", be) ||
