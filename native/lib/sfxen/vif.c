@@ -1,0 +1,175 @@
+/*
+ * libsfxen's vifs: the frontend and backend XenStore entries of one vif in one transaction, then,
+ * once netback has made vif<domid>.<devid>, the bridge attach and link up by ioctl on a socket and
+ * the hotplug-status netback waits for. No vif-bridge script, no ip/brctl process.
+ */
+#define _GNU_SOURCE
+#include "sfxen.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+static int bridge_exists(const char *bridge)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int valid_ifname(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len == 0 || len >= IFNAMSIZ)
+        return 0;
+    for (const char *c = n; *c; c++)
+        if (*c == '/' || *c <= ' ' || *c > '~')
+            return 0;
+    return 1;
+}
+
+static int valid_mac(const char *m)
+{
+    unsigned int b[6];
+    char tail;
+    return m && strlen(m) == 17 &&
+           sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+                  &tail) == 6;
+}
+
+/* Joins `ifname` to `bridge` and brings it up, by ioctl on one socket. */
+static int bridge_attach(const char *bridge, const char *ifname, char *err, int errlen)
+{
+    int fd = socket(AF_LOCAL, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(err, errlen, SFX_EFAIL, "socket: %s", strerror(errno));
+    struct ifreq ifr = {0};
+    int rc = 0;
+    memcpy(ifr.ifr_name, bridge, strnlen(bridge, IFNAMSIZ - 1));
+    ifr.ifr_ifindex = (int)if_nametoindex(ifname);
+    if (ifr.ifr_ifindex == 0 || (ioctl(fd, SIOCBRADDIF, &ifr) != 0 && errno != EBUSY)) {
+        rc = fail(err, errlen, SFX_EFAIL, "add %s to bridge %s: %s", ifname, bridge,
+                  strerror(errno));
+        goto out;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "get flags of %s: %s", ifname, strerror(errno));
+        goto out;
+    }
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+        rc = fail(err, errlen, SFX_EFAIL, "bring %s up: %s", ifname, strerror(errno));
+out:
+    close(fd);
+    return rc;
+}
+
+static void rc_msg(char *err, int errlen, const char *ifname, int timeout_ms, const char *why)
+{
+    fail(err, errlen, SFX_EFAIL, "netback made no %s within %d ms: %s", ifname, timeout_ms,
+         why ? why : "no error from netback (is xen-netback loaded?)");
+}
+
+int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, char *err,
+                  int errlen)
+{
+    if (domid <= 0 || devid < 0 || devid > 255 || !valid_mac(mac) || !valid_ifname(bridge))
+        return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid, mac or bridge name");
+    if (!bridge_exists(bridge))
+        return fail(err, errlen, SFX_ENOENT, "bridge %s does not exist in dom0", bridge);
+    char fe[96], be[96], val[16];
+    snprintf(fe, sizeof(fe), "/local/domain/%d/device/vif/%d", domid, devid);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%d/%d", domid, devid);
+    int failed = 0;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        xs_transaction_t t = xs_transaction_start(xsh);
+        if (t == XBT_NULL)
+            return fail(err, errlen, SFX_EFAIL, "XenStore transaction: %s", strerror(errno));
+        /* Frontend: under the guest's directory, so the guest's (netfront writes its rings
+         * there), as libxl makes it. */
+        failed = xs_writef(t, be, "%s/backend", fe) || xs_writef(t, "0", "%s/backend-id", fe) ||
+                 xs_writef(t, mac, "%s/mac", fe) || xs_writef(t, "1", "%s/state", fe);
+        /* Backend: dom0's, readable by the guest; appears at once, so netback probes it whole. */
+        snprintf(val, sizeof(val), "%d", domid);
+        failed = failed || xs_writef(t, fe, "%s/frontend", be) ||
+                 xs_perms(t, be, 0, (uint32_t)domid) || xs_writef(t, val, "%s/frontend-id", be);
+        snprintf(val, sizeof(val), "%d", devid);
+        failed = failed || xs_writef(t, val, "%s/handle", be) || xs_writef(t, mac, "%s/mac", be) ||
+                 xs_writef(t, "1", "%s/state", be) || xs_writef(t, "", "%s/script", be);
+        if (failed) {
+            int e = errno;
+            xs_transaction_end(xsh, t, true);
+            return fail(err, errlen, SFX_EFAIL, "XenStore writes for vif %d.%d: %s", domid, devid,
+                        strerror(e));
+        }
+        if (xs_transaction_end(xsh, t, false))
+            break;
+        if (errno != EAGAIN || attempt == 4)
+            return fail(err, errlen, SFX_EFAIL, "XenStore commit for vif %d.%d: %s", domid,
+                        devid, strerror(errno));
+    }
+
+    return 0;
+}
+
+int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, char *err, int errlen)
+{
+    if (domid <= 0 || devid < 0 || devid > 255 || !valid_ifname(bridge))
+        return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid or bridge name");
+    char fe[96], be[96], probe[112];
+    snprintf(fe, sizeof(fe), "/local/domain/%d/device/vif/%d", domid, devid);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%d/%d", domid, devid);
+    snprintf(probe, sizeof(probe), "%s/frontend-id", be);
+    /* netback makes vif<domid>.<devid> when it probes the backend; attach it as soon as it is. */
+    char ifname[32];
+    snprintf(ifname, sizeof(ifname), "vif%d.%d", domid, devid);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 1; if_nametoindex(ifname) == 0; i++) {
+        if (i % 20 == 0) {
+            /* Destroyed meanwhile: nothing will appear. (A read, not a write.) */
+            char *still = xs_read(xsh, XBT_NULL, probe, NULL);
+            int gone = still == NULL;
+            free(still);
+            if (gone)
+                return fail(err, errlen, SFX_ENOENT, "vif %d.%d was removed before netback made it",
+                            domid, devid);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms > timeout_ms) {
+            char epath[160];
+            snprintf(epath, sizeof(epath), "/local/domain/0/error%s/error", be + 15);
+            char *why = xs_read(xsh, XBT_NULL, epath, NULL);
+            rc_msg(err, errlen, ifname, timeout_ms, why);
+            free(why);
+            snprintf(epath, sizeof(epath), "/local/domain/0/error%s", be + 15);
+            xs_rm(xsh, XBT_NULL, epath);
+            xs_rm(xsh, XBT_NULL, be);
+            xs_rm(xsh, XBT_NULL, fe);
+            return SFX_EFAIL;
+        }
+        usleep(1000);
+    }
+    int rc = bridge_attach(bridge, ifname, err, errlen);
+    if (rc == 0 && xs_writef(XBT_NULL, "connected", "%s/hotplug-status", be) != 0)
+        rc = fail(err, errlen, SFX_EFAIL, "XenStore write %s/hotplug-status: %s", be,
+                  strerror(errno));
+    if (rc != 0) {
+        xs_rm(xsh, XBT_NULL, be);
+        xs_rm(xsh, XBT_NULL, fe);
+    }
+    return rc;
+}
