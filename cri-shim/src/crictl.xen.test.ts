@@ -113,7 +113,10 @@ test.serial("setup: registry with the example images, an emulated Xen node, the 
   ctx.hello = inDom0(pushed.hello!.hostRef);
   ctx.http = inDom0(pushed.http!.hostRef);
   ctx.shim = await startShim(ctx.node, { args: shimArgs(ctx.node), readyTimeoutMs: 600_000 });
-  t.log(`node booted in ${ctx.node.bootMs} ms; shim answered ${ctx.shim.startMs} ms after launch`);
+  const backend = /"hypervisor":"([^"]+)"/.exec(ctx.shim.log(100_000))?.[1] ?? "unknown";
+  t.log(
+    `node booted in ${ctx.node.bootMs} ms; shim answered ${ctx.shim.startMs} ms after launch; hypervisor ${backend}`,
+  );
   t.pass();
 });
 
