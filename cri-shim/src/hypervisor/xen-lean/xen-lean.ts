@@ -9,6 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { logger } from "../../../../lib/log.js";
+import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
 import { validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
@@ -147,6 +148,11 @@ export class XenLean implements Hypervisor {
     try {
       for (const [devid, vif] of spec.vifs.entries())
         await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
+      // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
+      // it holds from the moment netback makes the interface).
+      await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
+        throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
+      });
     } catch (err) {
       await this.sfx.destroy(domid).catch(() => undefined);
       throw err;
@@ -223,6 +229,9 @@ export class XenLean implements Hypervisor {
     const started = performance.now();
     this.attaching.delete(domid); // its wait ends by itself once the backend's nodes are gone
     await this.sfx.destroy(domid);
+    await unguardDomainVifs(domid).catch((err: unknown) =>
+      log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
+    );
     this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
   }
 
