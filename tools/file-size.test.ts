@@ -9,12 +9,11 @@ import { REPO_ROOT } from "../lib/paths.js";
 const LIMIT = 400;
 const ROOTS = ["api", "lib", "operator", "cri-shim"];
 
-/** Files over the limit that are known and being split by the engineers who own them. */
-const EXCEPTIONS = new Set([
-  "cri-shim/src/services/containers.ts",
-  "cri-shim/src/hypervisor/libxl-ffi.ts",
-  "cri-shim/src/hypervisor/xen-libxl.ts",
-]);
+/**
+ * Files over the limit that are known and being split by the engineers who own them: none now. A
+ * file may join only with its owner's reason beside it, and leaves once it is split.
+ */
+const EXCEPTIONS = new Set<string>([]);
 
 /** Non-test TypeScript sources: *.test.ts and test/ folders (harnesses, fixtures) are not production code. */
 function sources(dir: string): string[] {

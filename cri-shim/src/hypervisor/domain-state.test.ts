@@ -1,7 +1,7 @@
 // libxl_dominfo flags -> DomainState, uuid formatting, domid guards: table tests.
 import test from "ava";
 import { checkDomid, checkGuestDomid, errorCodeFor, formatUuid, stateOf } from "./domain-state.js";
-import type { Dominfo } from "./libxl-ffi.js";
+import type { Dominfo } from "./libxl-structs.js";
 import { HypervisorError } from "./types.js";
 
 const idle: Dominfo = {

@@ -1,11 +1,6 @@
 // Pure mappings from libxl's view of a domain to ours, and the domid guards; table-tested.
-import {
-  type Dominfo,
-  ERROR_DOMAIN_NOTFOUND,
-  ERROR_INVAL,
-  ERROR_NOMEM,
-  ERROR_NOTFOUND,
-} from "./libxl-ffi.js";
+import { ERROR_DOMAIN_NOTFOUND, ERROR_INVAL, ERROR_NOMEM, ERROR_NOTFOUND } from "./libxl-ffi.js";
+import type { Dominfo } from "./libxl-structs.js";
 import { type DomainState, HypervisorError, type ShutdownReason } from "./types.js";
 
 const SHUTDOWN_REASONS: Record<number, ShutdownReason> = {

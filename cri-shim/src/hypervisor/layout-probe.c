@@ -1,4 +1,4 @@
-/* Prints the sizes and member offsets of the libxl structs that libxl-ffi.ts lays out with koffi,
+/* Prints the sizes and member offsets of the libxl structs that libxl-structs.ts lays out with koffi,
  * as JSON, from the installed headers. layout.test.ts compiles and runs it and compares. */
 #include <stddef.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-// The koffi struct layouts in libxl-ffi.ts must match the C headers byte for byte, or libxl would
+// The koffi struct layouts in libxl-structs.ts must match the C headers byte for byte, or libxl would
 // read and write the wrong fields. This compiles layout-probe.c against the installed libxen-dev
 // headers and compares every size, offset and constant we rely on.
 import test from "ava";
@@ -9,23 +9,25 @@ import { join } from "node:path";
 import koffi, { type TypeObject } from "koffi";
 import { REPO_ROOT } from "../../../lib/paths.js";
 import {
-  BitmapType,
-  ChildprocHooksType,
   DOMAIN_CONFIG_BUFFER_BYTES,
-  DominfoType,
   ERROR_DOMAIN_NOTFOUND,
   ERROR_INVAL,
   ERROR_NOMEM,
   LIBXL_CONSOLE_TYPE_PV,
   LIBXL_SIGCHLD_OWNER_MAINLOOP,
   LIBXL_SUSPEND_LIVE,
-  PhysinfoType,
-  RestoreParamsType,
-  VersionInfoType,
   XTL_LEVELS,
   XTL_STDIOSTREAM_HIDE_PROGRESS,
   libxlBindings,
 } from "./libxl-ffi.js";
+import {
+  BitmapType,
+  ChildprocHooksType,
+  DominfoType,
+  PhysinfoType,
+  RestoreParamsType,
+  VersionInfoType,
+} from "./libxl-structs.js";
 
 interface ProbeStruct {
   size: number;

@@ -8,7 +8,6 @@
 import koffi from "koffi";
 import type { Logger } from "../../../lib/log.js";
 import {
-  ChildprocHooksType,
   type CPointer,
   LIBXL_SIGCHLD_OWNER_MAINLOOP,
   type LibxlBindings,
@@ -21,6 +20,7 @@ import {
   libxlBindings,
   libxlErrorName,
 } from "./libxl-ffi.js";
+import { ChildprocHooksType } from "./libxl-structs.js";
 import { LibxlLogCapture } from "./libxl-log.js";
 import { HypervisorError } from "./types.js";
 

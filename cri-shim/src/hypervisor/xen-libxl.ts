@@ -2,10 +2,11 @@
 // Every blocking libxl call runs on a koffi worker thread, so the shim's event loop stays free
 // while a domain builds or saves. One libxl ctx serves all threads (libxl locks internally).
 //
-// The ctx, its log pipe and child-process handling live in libxl-context.ts; the C declarations in
-// libxl-ffi.ts; the domain config JSON in domain-config.ts. What is left is one method per libxl call
-// the Hypervisor interface needs, over one private ctx: a little over 400 lines, kept in one class
-// rather than handing the ctx around.
+// The ctx, its log pipe and child-process handling live in libxl-context.ts; the C functions in
+// libxl-ffi.ts and the structs in libxl-structs.ts; the domain config JSON in domain-config.ts; the
+// read-only queries (host, list, info, findByName) and the mapping of a failed call to an error in
+// libxl-queries.ts, as functions over the bindings and the ctx. What is left here is the class that
+// owns the ctx and changes domains: build, pause, shutdown, destroy, resize, save and restore.
 //
 // Guest shutdown: xl's on_poweroff/on_crash handling lives in the xl process, not in libxl, so a
 // domain that powers off or crashes stays in the list with its shutdown reason until destroy():
@@ -18,33 +19,24 @@ import { domainConfigJSON, validateDomainSpec } from "./domain-config.js";
 import {
   type CPointer,
   DOMAIN_CONFIG_BUFFER_BYTES,
-  type Dominfo,
-  DominfoType,
-  ERROR_DOMAIN_NOTFOUND,
   LIBXL_CONSOLE_TYPE_PV,
   LIBXL_STREAM_VERSION,
   LIBXL_SUSPEND_LIVE,
   type LibxlBindings,
-  type Physinfo,
-  PhysinfoType,
-  RestoreParamsType,
-  type VersionInfo,
-  VersionInfoType,
   type XtlLevel,
   allocFirstBitsMap,
   cAlloc,
   cFree,
   decode,
   encode,
-  libxlErrorName,
   takeCString,
-  toBigInt,
-  toNumber,
 } from "./libxl-ffi.js";
+import { RestoreParamsType } from "./libxl-structs.js";
 import { LibxlContext } from "./libxl-context.js";
+import { domainInfo, findDomainByName, hostInfo, libxlFailure, listDomains } from "./libxl-queries.js";
 import type { LibxlLogCapture } from "./libxl-log.js";
 import { XenStat } from "./xenstat.js";
-import { checkDomid, checkGuestDomid, errorCodeFor, formatUuid, stateOf } from "./domain-state.js";
+import { checkDomid, checkGuestDomid } from "./domain-state.js";
 import {
   type DomainInfo,
   type DomainSpec,
@@ -55,7 +47,6 @@ import {
 } from "./types.js";
 
 const log = logger("xen-libxl");
-const PAGE_KIB = 4;
 export interface XenLibxlOptions {
   /** libxl's own log level (its lines go to our logger); default from LIBXL_LOG_LEVEL or "warn". */
   libxlLogLevel?: XtlLevel;
@@ -89,18 +80,8 @@ export class XenLibxl implements Hypervisor {
     throw await this.failure(op, domid, rc, mark);
   }
 
-  private async failure(
-    op: string,
-    domid: number | undefined,
-    rc: number,
-    mark: number,
-  ): Promise<HypervisorError> {
-    const detail = this.libxlLog.since(mark).filter((l) => /error|critical/i.test(l));
-    const what = `${op}${domid !== undefined ? ` (domain ${domid})` : ""} failed: ${libxlErrorName(rc)}${detail.length ? `: ${detail.join("; ")}` : ""}`;
-    let code = errorCodeFor(rc);
-    // libxl says ERROR_FAIL for an unknown domid in most calls (the hypercall's ESRCH is flattened).
-    if (code === "Failed" && domid !== undefined && (await this.info(domid)) === undefined) code = "NotFound";
-    return new HypervisorError(what, code);
+  private failure(op: string, domid: number | undefined, rc: number, mark: number): Promise<HypervisorError> {
+    return libxlFailure(this.context, op, domid, rc, mark);
   }
 
   private assertOpen(): void {
@@ -109,90 +90,22 @@ export class XenLibxl implements Hypervisor {
 
   async host(): Promise<HostInfo> {
     this.assertOpen();
-    const buf = cAlloc(koffi.sizeof(PhysinfoType));
-    try {
-      this.lib.physinfoInit.sync(buf);
-      await this.rc("get physinfo", undefined, () => this.lib.getPhysinfo.async(this.ctx, buf));
-      const phys = decode<Physinfo>(buf, PhysinfoType);
-      this.lib.physinfoDispose.sync(buf);
-      const versionPtr = await this.lib.getVersionInfo.async(this.ctx);
-      // libxl owns the version struct (cached in the ctx); only read it.
-      const v = versionPtr === null ? undefined : decode<VersionInfo>(versionPtr, VersionInfoType);
-      return {
-        totalMemoryKiB: toNumber(phys.total_pages) * PAGE_KIB,
-        freeMemoryKiB: toNumber(phys.free_pages) * PAGE_KIB,
-        cpus: phys.nr_cpus,
-        xenVersion: v
-          ? `${v.xen_version_major}.${v.xen_version_minor}${v.xen_version_extra ?? ""}`
-          : "unknown",
-      };
-    } finally {
-      cFree(buf);
-    }
-  }
-
-  private async toDomainInfo(d: Dominfo): Promise<DomainInfo> {
-    const name = takeCString(this.lib, await this.lib.domidToName.async(this.ctx, d.domid)) ?? "";
-    return {
-      domid: d.domid,
-      name,
-      uuid: formatUuid(d.uuid),
-      ...stateOf(d),
-      memoryKiB: toNumber(d.current_memkb),
-      maxMemoryKiB: toNumber(d.max_memkb),
-      vcpus: d.vcpu_online,
-      maxVcpus: d.vcpu_max_id + 1,
-      cpuTimeNs: toBigInt(d.cpu_time),
-    };
+    return hostInfo(this.context);
   }
 
   async list(): Promise<DomainInfo[]> {
     this.assertOpen();
-    const countOut = cAlloc(4);
-    try {
-      const arr = await this.lib.listDomain.async(this.ctx, countOut);
-      if (arr === null) throw new HypervisorError("libxl_list_domain failed");
-      const n = decode<number>(countOut, "int");
-      let infos: Dominfo[];
-      try {
-        infos = n > 0 ? (koffi.decode(arr, 0, DominfoType, n) as Dominfo[]) : [];
-      } finally {
-        this.lib.dominfoListFree.sync(arr, n);
-      }
-      return await Promise.all(infos.map((d) => this.toDomainInfo(d)));
-    } finally {
-      cFree(countOut);
-    }
+    return listDomains(this.context);
   }
 
   async info(domid: number): Promise<DomainInfo | undefined> {
     this.assertOpen();
-    checkDomid(domid);
-    const buf = cAlloc(koffi.sizeof(DominfoType));
-    try {
-      this.lib.dominfoInit.sync(buf);
-      const rc = await this.lib.domainInfo.async(this.ctx, buf, domid);
-      if (rc === ERROR_DOMAIN_NOTFOUND) return undefined;
-      if (rc !== 0) throw new HypervisorError(`domain info (domain ${domid}) failed: ${libxlErrorName(rc)}`);
-      const d = decode<Dominfo>(buf, DominfoType);
-      this.lib.dominfoDispose.sync(buf);
-      return await this.toDomainInfo(d);
-    } finally {
-      cFree(buf);
-    }
+    return domainInfo(this.context, domid);
   }
 
   async findByName(name: string): Promise<DomainInfo | undefined> {
     this.assertOpen();
-    if (typeof name !== "string" || name.length === 0 || name.includes("\0")) return undefined;
-    const out = cAlloc(4);
-    try {
-      const rc = await this.lib.nameToDomid.async(this.ctx, name, out);
-      if (rc !== 0) return undefined;
-      return await this.info(decode<number>(out, "uint32"));
-    } finally {
-      cFree(out);
-    }
+    return findDomainByName(this.context, name);
   }
 
   /** Checks what libxl would only discover half-way through a build, with clearer errors. */

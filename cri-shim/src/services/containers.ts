@@ -13,8 +13,14 @@ import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import { criContainerState, exitFromShutdown } from "./container-state.js";
 import { xenBootModesOfFile } from "./elf-notes.js";
-import { decideGuestType, guestCmdline, guestMemoryMiB, memoryFromResources } from "./guest-config.js";
-import { cachedKernel, collectKernelCache } from "./kernel-cache.js";
+import {
+  decideGuestType,
+  guestCmdline,
+  guestDomainSpec,
+  guestMemoryMiB,
+  memoryFromResources,
+} from "./guest-config.js";
+import { cachedImageKernels, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
 import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
 
@@ -89,10 +95,8 @@ export class ContainerService {
         fallback: this.rt.options.defaultMemoryMiB,
       });
       const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
-      const kernelPath = await this.cachedKernel(image.id, image.kernelPath, "kernel");
-      const initrdPath = image.initrdPath
-        ? await this.cachedKernel(image.id, image.initrdPath, "initrd")
-        : undefined;
+      // Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM.
+      const { kernelPath, initrdPath } = await cachedImageKernels(this.rt.options.kernelCacheDir, image);
 
       const id = randomBytes(32).toString("hex");
       const meta: ContainerMeta = {
@@ -143,18 +147,9 @@ export class ContainerService {
       if (sb.status.received) await this.rt.network.dropReaddressing(sb.meta.id);
       await this.rt.containers.create(meta, status);
       try {
-        const domid = await this.rt.hypervisor.createPaused({
-          name: meta.domainName,
-          kernelPath,
-          initrdPath,
-          cmdline,
-          memoryMiB,
-          vcpus,
-          guestType: meta.guestType,
-          vifs: [
-            { bridge: net.bridge, mac: net.mac, ...(this.rt.options.vifAntiSpoof ? { ip: net.ip } : {}) },
-          ],
-        });
+        const domid = await this.rt.hypervisor.createPaused(
+          guestDomainSpec(meta, { memoryMiB, vcpus }, net, this.rt.options.vifAntiSpoof ?? false),
+        );
         await this.rt.containers.update(id, (s) => ({ ...s, state: "created", domid }));
         log.info("container created", { id, sandbox: sb.meta.id, domid, memoryMiB, image: imageRef });
         return id;
@@ -165,11 +160,6 @@ export class ContainerService {
         throw err;
       }
     });
-  }
-
-  /** Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM. */
-  private cachedKernel(imageId: string, source: string, name: "kernel" | "initrd"): Promise<string> {
-    return cachedKernel(this.rt.options.kernelCacheDir, imageId, source, name);
   }
 
   async start(id: string): Promise<void> {

@@ -2,7 +2,7 @@
 import test from "ava";
 import { CriError } from "../errors.js";
 import type { ContainerConfig } from "../proto.js";
-import { guestCmdline, MAX_CMDLINE, memoryFromResources } from "./guest-config.js";
+import { guestCmdline, guestDomainSpec, MAX_CMDLINE, memoryFromResources } from "./guest-config.js";
 
 const net = { ip: "10.244.1.5", prefixLength: 24, gateway: "10.244.1.1" };
 const sandbox = (args: string[] = [], env: Record<string, string> = {}, hostname = "") => ({
@@ -122,4 +122,29 @@ test("memory from the CRI's limit, rounded up to MiB; no limit is no answer", (t
   t.is(memoryFromResources({ memory_limit_in_bytes: String(64 * 1024 * 1024 + 1) }), 65);
   t.is(memoryFromResources({ memory_limit_in_bytes: "0" }), undefined);
   t.is(memoryFromResources(null), undefined);
+});
+
+test("the domain CreateContainer builds: the container's kernel and words, its sizes, one vif on the pod's bridge", (t) => {
+  const meta = {
+    domainName: "sf-abc",
+    kernelPath: "/run/k/1/kernel",
+    initrdPath: "/run/k/1/initrd",
+    cmdline: "ip=10.244.1.5/24 gw=10.244.1.1",
+    guestType: "pvh" as const,
+  };
+  const pod = { bridge: "sfbr0", mac: "02:00:0a:f4:01:05", ip: "10.244.1.5" };
+  const size = { memoryMiB: 96, vcpus: 2 };
+  const guarded = guestDomainSpec(meta, size, pod, true);
+  t.deepEqual(guarded, {
+    name: "sf-abc",
+    kernelPath: "/run/k/1/kernel",
+    initrdPath: "/run/k/1/initrd",
+    cmdline: "ip=10.244.1.5/24 gw=10.244.1.1",
+    memoryMiB: 96,
+    vcpus: 2,
+    guestType: "pvh",
+    vifs: [{ bridge: "sfbr0", mac: "02:00:0a:f4:01:05", ip: "10.244.1.5" }],
+  });
+  // Without anti-spoofing the vif names no address: the hypervisor then guards nothing on it.
+  t.deepEqual(guestDomainSpec(meta, size, pod, false).vifs, [{ bridge: "sfbr0", mac: "02:00:0a:f4:01:05" }]);
 });

@@ -1,13 +1,14 @@
 // What a unikernel gets from its pod: the kernel command line (image cmdline, CRI command/args, the
-// VM's args and env, the pod's network) and the memory it is built with. Pure functions. Every word
+// VM's args and env, the pod's network), the memory it is built with, its guest type, and the
+// domain all that makes at CreateContainer. Pure functions. Every word
 // that did not come from the shim itself is checked here, the sandbox's too (they were checked when
 // its annotations were parsed, but a record on disk may predate a rule): one word each, and none may
 // set the network or host name the shim sets last.
 import { reservedKeyProblem } from "../../../api/cmdline.js";
-import type { GuestType } from "../hypervisor/types.js";
+import type { DomainSpec, GuestType } from "../hypervisor/types.js";
 import { invalid } from "../errors.js";
 import type { ContainerConfig, LinuxContainerResources } from "../proto.js";
-import type { SandboxMeta, SandboxNetwork } from "./model.js";
+import type { ContainerMeta, SandboxMeta, SandboxNetwork } from "./model.js";
 import type { XenBootModes } from "./elf-notes.js";
 import { checkCmdlineWord } from "./validate.js";
 
@@ -89,4 +90,27 @@ export function decideGuestType(requested: GuestType, modes: XenBootModes, image
       `guestType "pv" needs a kernel with a PV entry (XEN_ELFNOTE_ENTRY); image ${image} has none${modes.pvh ? '; it can boot as guestType "pvh"' : ""}`,
     );
   return requested;
+}
+
+/**
+ * The domain CreateContainer builds: the container's kernel, command line and guest type, its sizes,
+ * and one vif on the pod's bridge with the pod's MAC. The vif carries the pod's address only when
+ * anti-spoofing guards it (the hypervisor then lets that address alone out of the vif).
+ */
+export function guestDomainSpec(
+  meta: Pick<ContainerMeta, "domainName" | "kernelPath" | "initrdPath" | "cmdline" | "guestType">,
+  size: { memoryMiB: number; vcpus: number },
+  net: Pick<SandboxNetwork, "bridge" | "mac" | "ip">,
+  antiSpoof: boolean,
+): DomainSpec {
+  return {
+    name: meta.domainName,
+    kernelPath: meta.kernelPath,
+    initrdPath: meta.initrdPath,
+    cmdline: meta.cmdline,
+    memoryMiB: size.memoryMiB,
+    vcpus: size.vcpus,
+    guestType: meta.guestType,
+    vifs: [{ bridge: net.bridge, mac: net.mac, ...(antiSpoof ? { ip: net.ip } : {}) }],
+  };
 }

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { join, relative, sep } from "node:path";
 import { logger } from "../../../lib/log.js";
 import type { RuntimeContext } from "./context.js";
+import type { ImageInfo } from "./image-backend.js";
 
 const log = logger("kernel-cache");
 
@@ -36,6 +37,18 @@ export async function cachedKernel(
   await copyFile(source, tmp);
   await rename(tmp, target);
   return target;
+}
+
+/** An image's kernel and initrd as the domain builder reads them: their copies in the cache. */
+export async function cachedImageKernels(
+  cacheDir: string,
+  image: Pick<ImageInfo, "id" | "kernelPath" | "initrdPath">,
+): Promise<{ kernelPath: string; initrdPath: string | undefined }> {
+  const kernelPath = await cachedKernel(cacheDir, image.id, image.kernelPath, "kernel");
+  const initrdPath = image.initrdPath
+    ? await cachedKernel(cacheDir, image.id, image.initrdPath, "initrd")
+    : undefined;
+  return { kernelPath, initrdPath };
 }
 
 /** Removes the cache directories no image and no container needs; returns their names. */
