@@ -17,7 +17,7 @@ export function kernelCacheDirOf(cacheDir: string, imageId: string): string {
 }
 
 /** The cached copy of an image's kernel or initrd, made once (atomically) and then reused. */
-export async function cachedKernel(
+async function cachedKernel(
   cacheDir: string,
   imageId: string,
   source: string,
