@@ -2,7 +2,7 @@
 // pod status, the node agent's annotations, and the final removal of terminating pods. The apiserver,
 // admission and the operator are real; only the node side is played by the test.
 import type { V1Pod } from "@kubernetes/client-node";
-import { ANNOTATIONS, LABELS, RUNTIME_CLASS } from "../../api/index.js";
+import { ANNOTATIONS, LABELS, RESOURCES, RUNTIME_CLASS } from "../../api/index.js";
 import type { Cluster } from "../../e2e/harness/ava.js";
 import { waitFor } from "../../lib/net.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
@@ -18,6 +18,17 @@ export async function createXenNode(
     path: paths.nodes(),
     body: { apiVersion: "v1", kind: "Node", metadata: { name, labels } },
   });
+  // A Xen node's agent publishes the memory Xen can give guests as an extended resource (MiB); the
+  // test node offers the same figure there as in its memory.
+  const m = /^(\d+)(Mi|Gi)$/.exec(allocatableMemory);
+  if (!m) throw new Error(`createXenNode: memory ${allocatableMemory} is not <n>Mi or <n>Gi`);
+  const guestMiB = Number(m[1]) * (m[2] === "Gi" ? 1024 : 1);
+  const resources = {
+    cpu: "4",
+    memory: allocatableMemory,
+    pods: "110",
+    ...(labels[LABELS.xenNode] === "true" ? { [RESOURCES.guestMemoryMiB]: String(guestMiB) } : {}),
+  };
   await client.request({
     method: "PATCH",
     path: `/api/v1/nodes/${name}/status`,
@@ -34,8 +45,8 @@ export async function createXenNode(
             lastTransitionTime: new Date().toISOString(),
           },
         ],
-        capacity: { cpu: "4", memory: allocatableMemory, pods: "110" },
-        allocatable: { cpu: "4", memory: allocatableMemory, pods: "110" },
+        capacity: resources,
+        allocatable: resources,
       },
     },
   });

@@ -86,7 +86,7 @@ test.serial(
 
     await applyVM("huge", { memory: "60Gi" });
     const mem = await scheduledCondition("huge", (r) => r === "Unschedulable");
-    t.regex(mem.condition.message, /Insufficient memory/);
+    t.regex(mem.condition.message, /Insufficient superfluid\.dev\/guest-memory-mib/);
     t.is(findCondition(mem.vm.status?.conditions, "Ready")?.status, "False");
   },
 );
