@@ -3,7 +3,8 @@
 // same real apiserver in one run, at each N of --counts (default 1,000 and 10,000). Both controllers
 // run as their own processes with the same client rate limit, both warm up on one object first; each
 // side's RSS (peak) and CPU seconds are read from /proc over its run, and the operator's API requests
-// by verb and resource from its own client metrics. Writes --out (bench/results/operator.json) and
+// by verb and resource from its own client metrics; the same N creates with no operator running
+// (createVMsAloneMs) show what the apiserver's CR path costs by itself. Writes --out (bench/results/operator.json) and
 // an SVG beside it; refuses to write when the 1-minute load average at start is 1.5 or more, unless --force.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -142,9 +143,29 @@ interface SideResult {
   samples: [number, number][];
 }
 
+/**
+ * The apiserver's own cost of creating n UnikernelVMs, with no operator writing to them: the same
+ * creates as the operator's run, in a namespace no controller watches, then deleted. Against the
+ * operator run's createVMsMs it separates what the CRD costs from what the operator's writes
+ * (pods, finalizer, status, Events) take from the same apiserver meanwhile.
+ */
+async function createVMsAlone(client: KubeClient, n: number): Promise<number> {
+  const ns = `bench-uvm-alone-${n}`;
+  await prepare(client, ns);
+  const path = paths.custom(UNIKERNELVM_PLURAL, ns);
+  await client.request({ method: "POST", path, body: vmBody("warmup") });
+  const t0 = performance.now();
+  await inBatches(n, CONCURRENCY, (i) => client.request({ method: "POST", path, body: vmBody(`vm-${i}`) }));
+  const ms = performance.now() - t0;
+  await client.request({ method: "DELETE", path });
+  return Math.round(ms);
+}
+
 async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n: number) {
   const ns = `bench-uvm-${n}`;
   await prepare(client, ns);
+  const createVMsAloneMs = await createVMsAlone(client, n);
+  console.log(`apiserver alone: ${n} UnikernelVMs created in ${createVMsAloneMs} ms (no operator)`);
   const port = await freePort();
   const op = startProcess(
     "operator",
@@ -219,19 +240,21 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     const total = Object.values(requests).reduce((a, b) => a + b, 0);
     const result: SideResult & {
       createVMsMs: number;
+      createVMsAloneMs: number;
       requests: Record<string, number>;
       requestsPerVm: number;
     } = {
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
       createVMsMs: Math.round(createMs),
+      createVMsAloneMs,
       ...usage,
       requests,
       requestsPerVm: Number((total / n).toFixed(3)),
       samples,
     };
     console.log(
-      `  VMs created in ${result.createVMsMs} ms, pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
+      `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
         `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s, ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
     );
     return result;
