@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { testGuestConfig, testGuestImage } from "../e2e/xen-node/guest-image.js";
 import { startXenNode, type XenNodeOptions } from "../e2e/xen-node/index.js";
+import { addressAt } from "../e2e/xen-node/pod-network.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
@@ -41,14 +42,14 @@ async function measure(name: string, opts: Omit<XenNodeOptions, "name">): Promis
     if (list.code !== 0) throw new Error(`xl list: ${list.stderr}`);
     const xlListMs = Date.now() - t;
     const image = await testGuestImage();
-    const ip = node.podCidr.replace(/0\/24$/, "10");
+    const ip = addressAt(node.podCidr, 10);
     writeFileSync(
       join(node.hostDir, "g.cfg"),
       testGuestConfig(image, {
         name: "g",
         word: "bench",
         bridge: node.bridge,
-        ip: `${ip}/24`,
+        ip: `${ip}/${node.podCidr.split("/")[1]}`,
         gw: node.dom0Ip,
       }),
     );

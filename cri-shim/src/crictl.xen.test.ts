@@ -11,6 +11,7 @@ import { pushExampleImages } from "../../e2e/cluster/images.js";
 import { SHIM_SOCKET } from "../../e2e/cluster/kubelet.js";
 import { startShim, type Shim } from "../../e2e/cluster/shim.js";
 import { startXenNode, type XenNode } from "../../e2e/xen-node/index.js";
+import { inCidr } from "../../e2e/xen-node/pod-network.js";
 
 interface Ctx {
   node: XenNode;
@@ -167,7 +168,10 @@ test.serial("crictl pull/runp/create/start/ps/inspectp/logs/stats/stop/rm/rmp wi
     status: { network: { ip: string }; state: string };
   };
   t.is(insp.status.state, "SANDBOX_READY");
-  t.true(insp.status.network.ip.startsWith(ctx.node.podCidr.replace(/0\/24$/, "")), insp.status.network.ip);
+  t.true(
+    inCidr(insp.status.network.ip, ctx.node.podCidr),
+    `${insp.status.network.ip} in ${ctx.node.podCidr}`,
+  );
   t.deepEqual(await sfDomains(), [`sf-${pod.slice(0, 12)}`]);
   await waitFor(
     "hello's ready line in crictl logs",

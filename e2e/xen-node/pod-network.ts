@@ -33,3 +33,11 @@ export function inCidr(ip: string, cidr: string): boolean {
   const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
   return (parse(ip) & mask) >>> 0 === (parse(net!) & mask) >>> 0;
 }
+
+/** The n-th address of `cidr` (IPv4), e.g. addressAt("10.244.8.0/21", 10) = "10.244.8.10". */
+export function addressAt(cidr: string, n: number): string {
+  const [net, bits] = cidr.split("/");
+  const size = 2 ** (32 - Number(bits));
+  if (!Number.isInteger(n) || n < 1 || n >= size - 1) throw new Error(`no host address ${n} in ${cidr}`);
+  return dotted((parse(net!) + n) >>> 0);
+}
