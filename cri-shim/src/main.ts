@@ -32,7 +32,8 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --pool-max-mib N         lean: memory all shells together may hold (default 256)
   --pool-shapes LIST       lean: shapes to keep before any demand, MEMORY_MIB[:VCPUS],... (default: the
                            default memory, 1 vcpu); recent pods' shapes are learned
-  --metrics-address ADDR   serve Prometheus metrics on HOST:PORT/metrics (default: off)
+  --metrics-address ADDR   serve Prometheus metrics on HOST:PORT/metrics, unauthenticated (default: off;
+                           an empty HOST is 127.0.0.1)
   --log-level LEVEL        error|warn|info|debug (default info)`;
 
 const FLAGS = {

@@ -17,7 +17,8 @@ export async function serveMetrics(address: string, registry: Registry): Promise
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(Number(m[2]), m[1] || "0.0.0.0", resolve);
+    // No authentication here: an empty host binds loopback, never every address.
+    server.listen(Number(m[2]), m[1] || "127.0.0.1", resolve);
   });
   return server;
 }
