@@ -5,3 +5,4 @@ export * from "./v1alpha1/migration.js";
 export * from "./v1alpha1/conditions.js";
 export * from "./annotations.js";
 export * from "./cmdline.js";
+export * from "./quantity.js";

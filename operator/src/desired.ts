@@ -9,6 +9,7 @@ import {
   AnnotationError,
   FIELD_MANAGER,
   LABELS,
+  parseQuantity,
   parseSandboxAnnotations,
   RESOURCES,
   RUNTIME_CLASS,
@@ -83,36 +84,11 @@ export class InvalidSpecError extends TerminalError {
   }
 }
 
-const SUFFIX: Record<string, number> = {
-  "": 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-  m: 1e-3,
-  n: 1e-9,
-  u: 1e-6,
-};
-
 /** Bytes in a resource.Quantity ("64Mi", "100M", "1e9", 1048576). */
 export function quantityToBytes(q: string | number): number {
-  if (typeof q === "number") return q;
-  const m =
-    /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$/.exec(
-      q.trim(),
-    );
-  if (!m) throw new InvalidSpecError(`memory ${JSON.stringify(q)} is not a quantity`);
-  const base = Number(m[1]);
-  if (m[2]) return base * 10 ** Number(m[2].slice(1));
-  return base * SUFFIX[m[3] ?? ""]!;
+  const v = parseQuantity(q);
+  if (v === undefined) throw new InvalidSpecError(`memory ${JSON.stringify(q)} is not a quantity`);
+  return v;
 }
 
 /** Guest memory in whole MiB, rounded up (Xen allocates in pages; we never give less than asked). */

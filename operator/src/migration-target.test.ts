@@ -62,6 +62,17 @@ test("the resource model: guest memory is the guest-memory-mib request, against 
   t.is(freeMemory(n, [vmPod(16), vmPod(128)]), (4096 - 144) * MiB, "Xen's memory, not dom0's");
 });
 
+test("guest memory figures as the apiserver stores them: 1000 reads back as 1k", (t) => {
+  const n = node("n", { memory: "910Mi" });
+  n.status!.allocatable![RESOURCES.guestMemoryMiB] = "1k";
+  const vmPod: V1Pod = {
+    spec: { containers: [{ name: "c", resources: { requests: { [RESOURCES.guestMemoryMiB]: "1k" } } }] },
+  };
+  t.is(podMemoryRequest(vmPod), 1000 * MiB);
+  t.is(freeMemory(n, []), 1000 * MiB, "a node of 1,000 MiB is not a node of none");
+  t.is(checkTarget(n, [], { sourceNode: "other", memoryBytes: 4 * MiB }), undefined);
+});
+
 test("free memory is allocatable minus the requests of the pods that still hold it", (t) => {
   const pods = [
     pod("100Mi"),

@@ -30,7 +30,7 @@ function bytesOf(q: string | number | undefined): number {
 export function podMemoryRequest(pod: V1Pod): number {
   const containers = pod.spec?.containers ?? [];
   const guestMiB = containers.reduce(
-    (sum, c) => sum + (Number(c.resources?.requests?.[RESOURCES.guestMemoryMiB] ?? 0) || 0),
+    (sum, c) => sum + bytesOf(c.resources?.requests?.[RESOURCES.guestMemoryMiB]),
     0,
   );
   if (guestMiB > 0) return guestMiB * MiB;
@@ -51,7 +51,7 @@ export function holdsMemory(pod: V1Pod): boolean {
 export function freeMemory(node: V1Node, podsOnNode: readonly V1Pod[]): number {
   const guest = node.status?.allocatable?.[RESOURCES.guestMemoryMiB];
   const allocatable =
-    guest !== undefined ? (Number(guest) || 0) * MiB : bytesOf(node.status?.allocatable?.["memory"]);
+    guest !== undefined ? bytesOf(guest) * MiB : bytesOf(node.status?.allocatable?.["memory"]);
   const used = podsOnNode.filter(holdsMemory).reduce((sum, p) => sum + podMemoryRequest(p), 0);
   return allocatable - used;
 }

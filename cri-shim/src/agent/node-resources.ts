@@ -5,7 +5,7 @@
 // schedulable at once, kubelet or not. Patched only when the figure moves by more than a little,
 // so a node with a thousand guests does not rewrite its Node on every domain built.
 import { logger } from "../../../lib/log.js";
-import { RESOURCES } from "../../../api/index.js";
+import { parseQuantity, RESOURCES } from "../../../api/index.js";
 import type { KubeClient } from "../../../lib/kube/client.js";
 import { paths } from "../../../lib/kube/client.js";
 
@@ -37,8 +37,7 @@ export class NodeResources {
       path: `${paths.nodes()}/${this.nodeName}`,
     });
     const shown = node.status?.capacity?.[RESOURCES.guestMemoryMiB];
-    if (!worthPublishing(shown !== undefined && /^[0-9]+$/.test(shown) ? Number(shown) : undefined, mib))
-      return;
+    if (!worthPublishing(shown === undefined ? undefined : parseQuantity(shown), mib)) return;
     const value = String(Math.max(0, mib));
     await this.client.request({
       method: "PATCH",
