@@ -214,8 +214,15 @@ export class ContainerService {
   /** Poweroff, wait up to timeoutSec for the guest, then destroy. Stopping a stopped container is a no-op. */
   async stop(id: string, timeoutSec: number): Promise<void> {
     checkName("container_id", id);
-    const c = this.rt.containers.resolve(id);
+    let c = this.rt.containers.resolve(id);
     if (!c || c.status.state === "exited") return; // CRI: stopping a gone or stopped container is not an error
+    if (c.status.outgoing) {
+      // A migration's send owns the domain and holds the sandbox's lock until it settles it (destroyed
+      // once the target runs, or resumed): stop after it, from the record it leaves.
+      await this.rt.locks.run(c.meta.sandboxId, async () => undefined);
+      c = this.rt.containers.get(c.meta.id);
+      if (!c || c.status.state === "exited") return;
+    }
     this.rt.stopping.add(c.meta.id);
     try {
       await this.stopDomain(c, timeoutSec);

@@ -178,6 +178,37 @@ test("source: migrated away, the container stays running without a domain across
   );
 });
 
+test("source: a StopContainer that arrives while the send still owns the domain waits for it, then touches no domain", async (t) => {
+  const shim = await startUnitShim();
+  t.teardown(() => shim.dispose());
+  const { ctr } = await runPod(shim, "v", { "superfluid.dev/vm": "default/v" });
+  const domid = shim.runtime.ctx.containers.get(ctr)!.status.domid!;
+  const sb = shim.runtime.ctx.containers.get(ctr)!.meta.sandboxId;
+  // The operator switches pods once the target runs, so the kubelet may stop the source pod while
+  // the send is still settling: it must neither destroy the domain under the send nor lose the move.
+  let releaseSend!: () => void;
+  const sendHolds = new Promise<void>((r) => (releaseSend = r));
+  let stopReturned = false;
+  const send = shim.runtime.ctx.locks.run(sb, async () => {
+    await recordOutgoing(shim.runtime.ctx, shim.runtime.ctx.containers.get(ctr)!, "move-v");
+    await sendHolds;
+    await shim.hv.destroy(domid);
+    await markMigratedAway(shim.runtime.ctx, shim.runtime.ctx.containers.get(ctr)!, "move-v", new Date());
+  });
+  await sleep(50);
+  const stop = shim.cri
+    .runtime("StopContainer", { container_id: ctr, timeout: 10 })
+    .then(() => (stopReturned = true));
+  await sleep(200);
+  t.false(stopReturned, "the stop waits for the send");
+  t.truthy(await shim.hv.info(domid), "the domain is the send's until it settles it");
+  releaseSend();
+  await send;
+  await stop;
+  t.like(await status(shim, ctr), { state: "CONTAINER_EXITED", reason: "MigratedAway" });
+  t.deepEqual(await shim.hv.list(), []);
+});
+
 test("source: a domain left suspended by a send cut off by a restart is kept for the agent to resume, not reported exited", async (t) => {
   let shim = await startUnitShim();
   t.teardown(() => shim.dispose());

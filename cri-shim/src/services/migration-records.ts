@@ -48,7 +48,8 @@ export async function markMigratedAway(
   const pump = rt.pumps.get(c.meta.id);
   rt.pumps.delete(c.meta.id);
   await pump?.stop();
-  await rt.containers.update(c.meta.id, (s) => migratedAway(s, migration, at));
+  // Already exited (the pod was stopped meanwhile): the VM moved all the same; the exit stands.
+  await rt.containers.update(c.meta.id, (s) => (s.state === "exited" ? s : migratedAway(s, migration, at)));
   log.info("container migrated away", { id: c.meta.id, migration });
 }
 
