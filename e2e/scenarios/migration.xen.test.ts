@@ -66,7 +66,20 @@ async function migrate(
   );
   const name = /unikernelvmmigration\/(\S+) created/.exec(r.stdout)?.[1];
   if (!name) throw new Error(`the plugin created no migration: ${r.stdout} ${r.stderr}`);
-  return { code: r.code, output: r.stdout, m: await getMigration(s, name), ms };
+  // Succeeded comes with the switch to the target pod; the source reports its figures (Transferred,
+  // downtime) once it has destroyed its own copy, a moment after the commit protocol's handover.
+  const m = await eventually(
+    `migration ${name}: the source's Transferred condition after Succeeded`,
+    async () => {
+      const cur = await getMigration(s, name);
+      if (cur.status?.phase !== "Succeeded") return cur;
+      const transferred = cur.status.conditions?.find((c) => c.type === "Transferred");
+      return transferred && transferred.status !== "Unknown" ? cur : undefined;
+    },
+    60_000,
+    500,
+  );
+  return { code: r.code, output: r.stdout, m, ms };
 }
 
 function logMigration(t: ExecutionContext, m: UnikernelVMMigration): void {
