@@ -180,6 +180,8 @@ test.serial(
   async (t) => {
     t.timeout(SLOW);
     const before = new Set(listQemuPids());
+    // Only dirs this boot made count: a killed earlier run may have left its own behind.
+    const dirsBefore = new Set(readdirSyncSafe(tmpdir()));
     const err = await t.throwsAsync(startXenNode({ name: "xt-timeout", bootTimeoutMs: 2000 }));
     t.regex(err?.message ?? "", /boot timed out after 2000 ms\n--- last console lines ---/);
     const leftover = listQemuPids().filter(
@@ -187,7 +189,9 @@ test.serial(
     );
     t.deepEqual(leftover, []);
     t.deepEqual(
-      readdirSyncSafe(tmpdir()).filter((e) => e.startsWith("superfluid-xen-xt-timeout-")),
+      readdirSyncSafe(tmpdir()).filter(
+        (e) => e.startsWith("superfluid-xen-xt-timeout-") && !dirsBefore.has(e),
+      ),
       [],
     );
   },
