@@ -21,6 +21,9 @@ import {
 import type { UnikernelVM } from "../api/v1alpha1/unikernelvm.js";
 import type { UnikernelVMMigration } from "../api/v1alpha1/migration.js";
 
+/** How long `migrate --wait` waits after Succeeded for the source to report its figures. */
+const FIGURES_GRACE_MS = 20_000;
+
 const USAGE = `Usage: kubectl superfluid <command> [flags]
 
 Commands:
@@ -151,6 +154,7 @@ export async function main(
       );
       if (!args.flags.has("wait")) return 0;
       let shown: string | undefined;
+      let figuresDeadline = Infinity;
       for (;;) {
         const m = (await custom
           .getNamespacedCustomObject({
@@ -177,12 +181,22 @@ export async function main(
           out(`${phase}: ${m.status?.message ?? ""}\n`);
           shown = phase;
         }
-        if (phase === "Succeeded") {
+        // The source's agent reports its figures (downtime, bytes) after the commit, so they may
+        // trail Succeeded by a moment: wait for them a little before printing the summary.
+        if (
+          phase === "Succeeded" &&
+          (m.status?.downtimeMilliseconds !== undefined || Date.now() > figuresDeadline)
+        ) {
+          const downtime = m.status?.downtimeMilliseconds;
           out(
-            `migrated to ${m.status?.targetNode} in ${m.status?.totalMilliseconds ?? "?"} ms, downtime ${m.status?.downtimeMilliseconds ?? "?"} ms\n`,
+            `migrated to ${m.status?.targetNode} in ${m.status?.totalMilliseconds ?? "?"} ms, ${
+              downtime === undefined ? "downtime not reported by the source yet" : `downtime ${downtime} ms`
+            }\n`,
           );
           return 0;
         }
+        if (phase === "Succeeded" && figuresDeadline === Infinity)
+          figuresDeadline = Date.now() + FIGURES_GRACE_MS;
         if (phase === "Failed") {
           const reason = m.status?.conditions?.find((c) => c.type === "Succeeded")?.reason;
           out(`migration failed${reason ? ` (${reason})` : ""}: ${m.status?.message ?? "no reason given"}\n`);

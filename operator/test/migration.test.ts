@@ -103,13 +103,21 @@ test.serial(
       targetCertificateSHA256: "a".repeat(64),
       conditions: [targetReady, agentCondition("TargetRunning", "True", "Unpaused")],
     });
+    // Succeeded comes with the target running; the source's figures trail it, and `--wait` waits
+    // for them instead of printing "?".
+    await phaseIs(name, "Succeeded");
+    await new Promise((r) => setTimeout(r, 1500));
+    t.notRegex(output.join(""), /migrated to/, "the plugin waits for the source's figures");
     await agentApply(name, nodeA, {
       sourceCertificateSHA256: "b".repeat(64),
       transferredBytes: 4_200_000,
       downtimeMilliseconds: 42,
       conditions: [agentCondition("Transferred", "True", "Transferred")],
     });
-    const done = await phaseIs(name, "Succeeded");
+    const done = await until("the source's figures", async () => {
+      const m = await getM(name);
+      return m.status?.downtimeMilliseconds !== undefined && m;
+    });
     t.like(done.status, {
       targetPod: target.metadata!.name,
       transferredBytes: 4_200_000,
