@@ -29,9 +29,10 @@ function health(obj: unknown): { status: string; message: string } {
 
 const vm = (
   ready: { status: string; reason: string } | undefined,
-  extra: { generation?: number; observed?: number; phase?: string } = {},
+  extra: { generation?: number; observed?: number; phase?: string; runPolicy?: string } = {},
 ) => ({
   metadata: { name: "x", generation: extra.generation ?? 2 },
+  spec: { image: "r/hello:1", ...(extra.runPolicy ? { runPolicy: extra.runPolicy } : {}) },
   status: ready
     ? {
         phase: extra.phase ?? "Pending",
@@ -51,8 +52,33 @@ const cases: [string, ReturnType<typeof vm>, string][] = [
   ["image pull failing", vm({ status: "False", reason: "ImagePullBackOff" }), "Degraded"],
   ["no Xen node", vm({ status: "False", reason: "NoXenNode" }), "Degraded"],
   ["invalid spec", vm({ status: "False", reason: "InvalidSpec" }, { phase: "Failed" }), "Degraded"],
-  ["stopped", vm({ status: "False", reason: "Stopped" }, { phase: "Stopped" }), "Suspended"],
-  ["paused", vm({ status: "False", reason: "Paused" }, { phase: "Paused" }), "Suspended"],
+  // Parked as the spec declares: Healthy, so a sync that applied it can finish (Argo CD #29663).
+  [
+    "stopped as declared",
+    vm({ status: "False", reason: "Stopped" }, { phase: "Stopped", runPolicy: "Stopped" }),
+    "Healthy",
+  ],
+  [
+    "paused as declared",
+    vm({ status: "False", reason: "Paused" }, { phase: "Paused", runPolicy: "Paused" }),
+    "Healthy",
+  ],
+  [
+    "suspended as declared",
+    vm({ status: "False", reason: "Suspended" }, { phase: "Suspended", runPolicy: "Suspended" }),
+    "Healthy",
+  ],
+  // Parked while the spec asks it to run (resume under way): not there yet.
+  [
+    "suspended, runPolicy Running",
+    vm({ status: "False", reason: "Suspended" }, { phase: "Suspended" }),
+    "Progressing",
+  ],
+  [
+    "paused, runPolicy Suspended (suspend under way)",
+    vm({ status: "False", reason: "Paused" }, { phase: "Paused", runPolicy: "Suspended" }),
+    "Progressing",
+  ],
   [
     "status of an older generation",
     vm({ status: "True", reason: "Running" }, { generation: 3, observed: 2 }),
