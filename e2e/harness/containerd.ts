@@ -6,19 +6,42 @@
 // line), unmounts what is left under the temp dir and removes it.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCommand } from "./control-plane.js";
 
 export const CONTAINERD_BINARY = process.env.SUPERFLUID_CONTAINERD_BIN ?? "/usr/bin/containerd";
+const CNI_PLUGIN_DIR = "/usr/lib/cni";
 
 export interface ContainerdOptions {
   /** Registry hosts (host:port) pulled from over plain HTTP. */
   plainHttpRegistries: string[];
   /** The pause image of every pod sandbox. */
   sandboxImage: string;
+  /**
+   * "loopback" (default): pods get only lo, enough for host-network pods. "dummy": each pod also
+   * gets an eth0 with an address: one end of a veth pair whose both ends stay inside the pod's own
+   * network namespace, made by a test CNI plugin (nothing is created on the host), so pod-network sandboxes run too (critest).
+   */
+  podNetwork?: "loopback" | "dummy";
+  /** Registry host → endpoint (http://host:port) containerd pulls that registry's images from. */
+  mirrors?: Record<string, string>;
 }
+
+/** The test CNI plugin of podNetwork "dummy": eth0 and its veth peer, both inside the pod's namespace. */
+const DUMMY_CNI_PLUGIN = `#!/bin/sh
+case "$CNI_COMMAND" in
+ADD)
+  n=$(printf '%s' "$CNI_CONTAINERID" | cksum | cut -d' ' -f1)
+  ip="10.99.$(( (n / 250) % 250 )).$(( n % 250 + 2 ))"
+  nsenter --net="$CNI_NETNS" sh -c "ip link add $CNI_IFNAME type veth peer name $CNI_IFNAME-peer && ip addr add $ip/16 dev $CNI_IFNAME && ip link set $CNI_IFNAME-peer up && ip link set $CNI_IFNAME up" >&2 || exit 1
+  printf '{"cniVersion":"0.4.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"version":"4","interface":0,"address":"%s/16"}]}' "$CNI_IFNAME" "$CNI_NETNS" "$ip"
+  ;;
+VERSION) printf '{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0"]}' ;;
+*) : ;;
+esac
+`;
 
 export interface TestContainerd {
   dir: string;
@@ -34,10 +57,13 @@ export interface TestContainerd {
 }
 
 function config(dir: string, opts: ContainerdOptions): string {
-  const mirrors = opts.plainHttpRegistries
+  const endpoints: [string, string][] = [
+    ...opts.plainHttpRegistries.map((h): [string, string] => [h, `http://${h}`]),
+    ...Object.entries(opts.mirrors ?? {}),
+  ];
+  const mirrors = endpoints
     .map(
-      (h) =>
-        `  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${h}"]\n    endpoint = ["http://${h}"]`,
+      ([h, e]) => `  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."${h}"]\n    endpoint = ["${e}"]`,
     )
     .join("\n");
   return `version = 2
@@ -57,7 +83,7 @@ state = "${dir}/state"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "${dir}/cni-bin"
     conf_dir = "${dir}/cni"
 ${mirrors}
 `;
@@ -88,9 +114,15 @@ function pidsMentioning(needle: string): number[] {
 export async function startContainerd(opts: ContainerdOptions): Promise<TestContainerd> {
   const dir = await mkdtemp(join(tmpdir(), "sf-containerd-"));
   await mkdir(join(dir, "cni"));
+  // containerd takes one CNI bin dir: Debian's plugins, and the test's own beside them.
+  await mkdir(join(dir, "cni-bin"));
+  for (const plugin of readdirSync(CNI_PLUGIN_DIR))
+    await symlink(join(CNI_PLUGIN_DIR, plugin), join(dir, "cni-bin", plugin));
+  await writeFile(join(dir, "cni-bin", "sf-dummy"), DUMMY_CNI_PLUGIN, { mode: 0o755 });
+  const plugins = [{ type: "loopback" }, ...(opts.podNetwork === "dummy" ? [{ type: "sf-dummy" }] : [])];
   await writeFile(
-    join(dir, "cni", "10-loopback.conflist"),
-    JSON.stringify({ cniVersion: "0.4.0", name: "loopback-only", plugins: [{ type: "loopback" }] }),
+    join(dir, "cni", "10-test.conflist"),
+    JSON.stringify({ cniVersion: "0.4.0", name: `test-${opts.podNetwork ?? "loopback"}`, plugins }),
   );
   await writeFile(join(dir, "config.toml"), config(dir, opts));
   const socket = join(dir, "containerd.sock");
