@@ -19,6 +19,8 @@ const OUT_DIR = join(ROOT, "dist", "bundle");
 /** Output name (without .mjs) -> TypeScript entry. */
 export const BUNDLES = {
   "cri-shim": "cri-shim/src/main.ts",
+  // The node image's other program: the node agent's credentials for a shim under systemd.
+  "node-agent-credentials": "tools/node-agent-credentials.ts",
   // The operator's image (`npm run images`) carries this one file instead of node_modules.
   operator: "operator/src/main.ts",
   "cri-version": "e2e/cluster/cri-version.ts",

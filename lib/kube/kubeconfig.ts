@@ -63,7 +63,13 @@ export async function loadKubeconfigFile(path: string): Promise<LoadedCredential
   const ca = fromData(cluster["certificate-authority-data"], cluster["certificate-authority"], base);
   const cert = fromData(user["client-certificate-data"], user["client-certificate"], base);
   const key = fromData(user["client-key-data"], user["client-key"], base);
-  const tokenFile = typeof user.tokenFile === "string" ? user.tokenFile : undefined;
+  // As client-go: a relative tokenFile is relative to the kubeconfig's directory.
+  const tokenFile =
+    typeof user.tokenFile === "string"
+      ? user.tokenFile.startsWith("/")
+        ? user.tokenFile
+        : join(base, user.tokenFile)
+      : undefined;
   const token = typeof user.token === "string" ? user.token : undefined;
   const basic =
     typeof user.username === "string" && typeof user.password === "string"

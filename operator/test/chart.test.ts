@@ -120,6 +120,7 @@ test.serial(
       ["--set", "operator.watchNamespace=apps"],
       ["--set", "shim.enabled=false", "--set", "operator.leaderElection=false"],
       ["--set", "shim.fallbackRuntimeEndpoint=unix:///run/containerd/containerd.sock"],
+      ["--set", "shim.enabled=false", "--set", "nodeCredentials.enabled=true"],
     ]) {
       const { text } = await render(values);
       const r = await kubeconform(text);
@@ -189,6 +190,67 @@ test.serial(
     ]);
     t.not(bad.code, 0);
     t.regex(bad.stderr, /fallbackRuntimeEndpoint/);
+  },
+);
+
+test.serial(
+  "a shim under systemd: the node-credentials DaemonSet carries the node agent's identity, and not beside the shim DaemonSet",
+  async (t) => {
+    const { objects } = await render([
+      "--set",
+      "shim.enabled=false",
+      "--set",
+      "nodeCredentials.enabled=true",
+    ]);
+    type Ds = Manifest & {
+      spec: {
+        template: {
+          spec: {
+            serviceAccountName: string;
+            automountServiceAccountToken: boolean;
+            containers: { command: string[]; volumeMounts: { mountPath: string }[] }[];
+            volumes: { hostPath?: { path: string } }[];
+          };
+        };
+      };
+    };
+    const daemonSets = objects.filter((o) => o.kind === "DaemonSet") as Ds[];
+    t.deepEqual(
+      daemonSets.map((d) => d.metadata.name),
+      [`${RELEASE}-cri-shim-credentials`],
+    );
+    const pod = daemonSets[0]!.spec.template.spec;
+    // The node agent's ServiceAccount, the one its ClusterRole and admission policy name.
+    t.is(pod.serviceAccountName, `${RELEASE}-cri-shim`);
+    t.true(pod.automountServiceAccountToken);
+    t.true(objects.some((o) => o.kind === "ServiceAccount" && o.metadata.name === `${RELEASE}-cri-shim`));
+    t.true(
+      objects.some(
+        (o) => o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === `${RELEASE}-node-agent`,
+      ),
+    );
+    const binding = objects.find(
+      (o) => o.kind === "ClusterRoleBinding" && o.metadata.name === `${RELEASE}-cri-shim-node-agent`,
+    ) as (Manifest & { subjects: { name: string }[] }) | undefined;
+    t.deepEqual(
+      binding?.subjects.map((s) => s.name),
+      [`${RELEASE}-cri-shim`],
+    );
+    t.true(pod.containers[0]!.command.some((a) => a.endsWith("node-agent-credentials.mjs")));
+    t.deepEqual(
+      pod.volumes.map((v) => v.hostPath?.path),
+      ["/var/lib/superfluid/agent"],
+    );
+    // Without it and without the shim DaemonSet, no pod gets the node agent's token.
+    const neither = await render(["--set", "shim.enabled=false"]);
+    t.false(neither.objects.some((o) => o.kind === "DaemonSet"));
+    t.false(
+      neither.objects.some((o) => o.kind === "ServiceAccount" && o.metadata.name === `${RELEASE}-cri-shim`),
+    );
+    // Both at once is refused with the reason.
+    const both = await helm(["template", RELEASE, CHART, "--set", "nodeCredentials.enabled=true"]);
+    t.not(both.code, 0);
+    t.regex(both.stderr, /nodeCredentials\.enabled is for a shim under systemd/);
   },
 );
 
