@@ -1,31 +1,6 @@
 // Runs the Argo CD health check Lua from docs/argocd.md, as written there, under lua5.4.
 import test from "ava";
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { REPO_ROOT } from "../../lib/paths.js";
-
-const doc = readFileSync(join(REPO_ROOT, "docs/argocd.md"), "utf8");
-const lua = /```lua\n([\s\S]*?)```/.exec(doc)?.[1];
-
-/** A Lua table constructor for a JSON value, the shape Argo CD hands the script as `obj`. */
-function toLua(v: unknown): string {
-  if (v === null || v === undefined) return "nil";
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
-  if (Array.isArray(v)) return `{${v.map(toLua).join(", ")}}`;
-  return `{${Object.entries(v as Record<string, unknown>)
-    .map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`)
-    .join(", ")}}`;
-}
-
-function health(obj: unknown): { status: string; message: string } {
-  const script = `local obj = ${toLua(obj)}\nlocal function check()\n${lua}\nend\nlocal hs = check()\nio.write(hs.status, "\\n", hs.message)`;
-  const r = spawnSync("lua5.4", ["-"], { input: script, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`lua5.4 failed: ${r.stderr}`);
-  const [status, ...rest] = r.stdout.split("\n");
-  return { status: status!, message: rest.join("\n") };
-}
+import { argoHealth as health, HEALTH_LUA as lua } from "./argocd-lua.js";
 
 const vm = (
   ready: { status: string; reason: string } | undefined,

@@ -7,8 +7,6 @@
 // (a Xen Node, the pod's binding and status) is played by the test; the rest is real.
 import test from "ava";
 import { KubeConfig, type V1Pod } from "@kubernetes/client-node";
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { API_VERSION, LABELS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../../api/index.js";
@@ -23,6 +21,7 @@ import { waitFor } from "../../lib/net.js";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { managedTempDir } from "../../lib/process.js";
 import { startOperator } from "../src/operator.js";
+import { argoHealth } from "./argocd-lua.js";
 import { bind, createXenNode, listPods, reapTerminatingPods } from "./kubelet.js";
 
 const CHART = join(REPO_ROOT, "charts/superfluid");
@@ -67,26 +66,7 @@ async function live(o: Obj): Promise<Obj> {
   return JSON.parse(r.stdout) as Obj;
 }
 
-const luaScript = /```lua\n([\s\S]*?)```/.exec(readFileSync(join(REPO_ROOT, "docs/argocd.md"), "utf8"))?.[1];
-
-/** Argo CD hands the script the live object as a Lua table; JSON → Lua table constructor. */
-function toLua(v: unknown): string {
-  if (v === null || v === undefined) return "nil";
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
-  if (Array.isArray(v)) return `{${v.map(toLua).join(", ")}}`;
-  return `{${Object.entries(v as Record<string, unknown>)
-    .map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`)
-    .join(", ")}}`;
-}
-
-function health(obj: unknown): string {
-  if (!luaScript) throw new Error("docs/argocd.md has no lua block");
-  const script = `local obj = ${toLua(obj)}\nlocal function check()\n${luaScript}\nend\nlocal hs = check()\nio.write(hs.status)`;
-  const r = spawnSync("lua5.4", ["-"], { input: script, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`lua5.4: ${r.stderr}`);
-  return r.stdout;
-}
+const health = (obj: unknown): string => argoHealth(obj).status;
 
 const vmManifest = (name: string, runPolicy: string) =>
   `apiVersion: ${API_VERSION}\nkind: UnikernelVM\nmetadata: {name: ${name}, namespace: ${APPS}}\n` +
