@@ -4,7 +4,7 @@
 // Cluster-scoped objects (RuntimeClass, ClusterRoles, CRDs) make this file use a private control plane.
 import test from "ava";
 import { KubeConfig } from "@kubernetes/client-node";
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { waitFor } from "../../lib/net.js";
@@ -66,6 +66,37 @@ test.serial("values.schema.json rejects a bad value with a clear error", async (
   t.not(r.code, 0);
   t.regex(r.stderr, /replicas/);
 });
+
+test.serial(
+  "helm install with a values file the schema refuses fails, naming the field, and installs nothing",
+  async (t) => {
+    const cases: [string, RegExp][] = [
+      ["shim:\n  hypervisor: xen\n", /hypervisor/],
+      ["operator:\n  wokers: 4\n", /wokers/],
+      ["xenNode:\n  podCidrMaskSize: 28\n", /podCidrMaskSize/],
+    ];
+    for (const [i, [values, field]] of cases.entries()) {
+      const file = join(dir, `bad-values-${i}.yaml`);
+      writeFileSync(file, values);
+      const r = await helm([
+        "install",
+        `bad-${i}`,
+        CHART,
+        "--namespace",
+        NS,
+        "--create-namespace",
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "-f",
+        file,
+      ]);
+      t.not(r.code, 0, values);
+      t.regex(r.stderr, field, r.stderr);
+      const releases = await helm(["list", "-A", "-q", "--kubeconfig", cp.kubeconfigPath]);
+      t.notRegex(releases.stdout, new RegExp(`^bad-${i}$`, "m"), "a refused install left a release");
+    }
+  },
+);
 
 test.serial(
   "helm template | kubeconform -strict is clean with schemas from the apiserver and our CRDs",
