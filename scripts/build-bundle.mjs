@@ -21,6 +21,8 @@ export const BUNDLES = {
   "cri-shim": "cri-shim/src/main.ts",
   // The node image's other program: the node agent's credentials for a shim under systemd.
   "node-agent-credentials": "tools/node-agent-credentials.ts",
+  // ...and the installer the chart's node installer runs on the host (docs/node-install.md).
+  "node-install": "tools/node-install.ts",
   // The operator's image (`npm run images`) carries this one file instead of node_modules.
   operator: "operator/src/main.ts",
   "cri-version": "e2e/cluster/cri-version.ts",

@@ -157,6 +157,7 @@ export async function shimEntries(): Promise<TarWriteEntry[]> {
   return [
     await bundle("cri-shim"),
     await bundle("node-agent-credentials"),
+    await bundle("node-install"),
     ...koffi,
     ...(await treeEntries(join(REPO_ROOT, "cri-shim", "proto"), `${APP_ROOT}/cri-shim/proto`, (rel) =>
       rel.endsWith(".proto"),

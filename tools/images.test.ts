@@ -306,6 +306,48 @@ test.serial(
   },
 );
 
+test.serial(
+  "the node image's installer (the chart's node installer) writes a host install whose shim runs",
+  async (t) => {
+    const p = pulled.get("cri-shim");
+    if (!p) return t.fail("cri-shim was not pulled (the push test failed)");
+    const env = Object.fromEntries(
+      p.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+    );
+    const node = p.entrypoint[0]!;
+    const r = await runAsync(
+      "/usr/sbin/chroot",
+      [
+        `--userspec=${p.user}`,
+        p.root,
+        node,
+        "/opt/superfluid/dist/bundle/node-install.mjs",
+        "--root=/tmp/host",
+        "--copy-node",
+        "--",
+        "--node-name=xen-img",
+        "--kubeconfig=/var/lib/superfluid/agent/kubeconfig",
+      ],
+      { env, timeoutMs: 60_000 },
+    );
+    t.is(r.code, 0, r.stderr);
+    const host = join(p.root, "tmp", "host");
+    const unit = await readFile(join(host, "etc", "systemd", "system", "superfluid-cri.service"), "utf8");
+    t.regex(
+      unit,
+      /^ExecStart=\/opt\/superfluid\/bin\/node \/opt\/superfluid\/dist\/bundle\/cri-shim\.mjs .*--node-name=xen-img/m,
+    );
+    // What it put on the "host" runs there: its Node.js, the shim bundle, proto and koffi beside it.
+    const help = await runAsync(
+      join(host, "opt", "superfluid", "bin", "node"),
+      [join(host, "opt", "superfluid", "dist", "bundle", "cri-shim.mjs"), "--help"],
+      { timeoutMs: 60_000 },
+    );
+    t.is(help.code, 0, help.stderr);
+    t.regex(help.stdout, /superfluid CRI shim: serves CRI v1/);
+  },
+);
+
 test.serial("the chart's default images are the ones npm run images names", async (t) => {
   const chart = parseYaml(await readFile(join(REPO_ROOT, "charts/superfluid/Chart.yaml"), "utf8")) as {
     appVersion: string;

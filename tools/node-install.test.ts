@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { FRONT_SOCKET, install, UNIT_NAME } from "./node-install.js";
+import { FRONT_SOCKET, install, startCommands, UNIT_NAME } from "./node-install.js";
 
 const run = promisify(execFile);
 
@@ -61,7 +61,7 @@ test("node-install: a unit systemd accepts, configs containerd and the kubelet r
     defaults: defaults(),
     containerd: readFileSync(join(root, "etc", "containerd", "config.toml"), "utf8"),
   };
-  install(opts);
+  t.deepEqual(install(opts), [], "a second run reports no change");
   t.is(defaults(), before.defaults, "a second run changes nothing");
   t.is(readFileSync(join(root, "etc", "containerd", "config.toml"), "utf8"), before.containerd);
 
@@ -71,4 +71,43 @@ test("node-install: a unit systemd accepts, configs containerd and the kubelet r
     "--help",
   ]);
   t.regex(help.stdout, /--fallback-runtime-endpoint/);
+});
+
+test("node-install --copy-node: the unit runs its own copy of Node.js, which runs; a changed shim flag is a change", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "sf-node-install-"));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const opts = {
+    root,
+    prefix: "/opt/superfluid",
+    node: "/nonexistent/node",
+    fallbackEndpoint: "unix:///run/containerd/containerd.sock",
+    shimArgs: ["--node-name=xen-b", "--kubeconfig=/var/lib/superfluid/agent/kubeconfig"],
+    copyNode: true,
+  };
+  const first = install(opts);
+  t.true(first.includes("/opt/superfluid/bin/node"));
+  const unit = readFileSync(join(root, "etc", "systemd", "system", UNIT_NAME), "utf8");
+  t.regex(unit, /^ExecStart=\/opt\/superfluid\/bin\/node \/opt\/superfluid\/dist\/bundle\/cri-shim\.mjs /m);
+  t.regex(unit, /--kubeconfig=\/var\/lib\/superfluid\/agent\/kubeconfig/);
+  const copied = await run(join(root, "opt", "superfluid", "bin", "node"), [
+    "-e",
+    "process.stdout.write(process.version)",
+  ]);
+  t.is(copied.stdout, process.version);
+  t.deepEqual(install(opts), []);
+  t.deepEqual(install({ ...opts, shimArgs: ["--node-name=xen-c"] }), [`etc/systemd/system/${UNIT_NAME}`]);
+});
+
+test("node-install --start: restarts containerd and the kubelet only after a change; --in-host goes through nsenter on PID 1", (t) => {
+  t.deepEqual(startCommands({ inHost: false, changed: true }), [
+    ["systemctl", "daemon-reload"],
+    ["systemctl", "enable", "--now", UNIT_NAME],
+    ["systemctl", "restart", "containerd", "kubelet"],
+  ]);
+  t.deepEqual(startCommands({ inHost: false, changed: false }), [
+    ["systemctl", "enable", "--now", UNIT_NAME],
+  ]);
+  const inHost = startCommands({ inHost: true, changed: false })[0]!;
+  t.deepEqual(inHost.slice(0, 3), ["nsenter", "--target", "1"]);
+  t.deepEqual(inHost.slice(-3), ["enable", "--now", UNIT_NAME]);
 });

@@ -15,6 +15,7 @@ import {
   readdirSync,
   readFileSync,
   realpathSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
@@ -37,6 +38,11 @@ export interface InstallOptions {
   fallbackEndpoint: string;
   /** Extra shim flags (e.g. --node-name=..., --kubeconfig=..., --bridge/--pod-cidr). */
   shimArgs: string[];
+  /**
+   * Copy this Node.js binary to <prefix>/bin/node and run the unit with it (a host without Node.js;
+   * the official build needs only libc and libstdc++). `node` is then ignored.
+   */
+  copyNode?: boolean;
 }
 
 const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, "\\$1")}"`);
@@ -138,21 +144,37 @@ export function containerdMainConfig(existing: string): string {
     : `${want} ${MANAGED}\n${body}`;
 }
 
-function write(root: string, path: string, text: string, mode = 0o644): string {
+/** Writes `text` unless the file already holds it; returns the path if it changed. */
+function write(root: string, path: string, text: string, mode = 0o644): string | undefined {
   const full = join(root, path);
+  if (existsSync(full) && readFileSync(full, "utf8") === text) return undefined;
   mkdirSync(dirname(full), { recursive: true });
   writeFileSync(full, text, { mode });
   return path;
 }
 
-/** Writes every file; returns the host paths written. */
+/** Copies a file or tree unless every file is already identical; returns `label` if anything changed. */
+function copy(src: string, dest: string, label: string): string | undefined {
+  const same = (a: string, b: string): boolean => {
+    if (!existsSync(b)) return false;
+    if (statSync(a).isDirectory()) return readdirSync(a).every((n) => same(join(a, n), join(b, n)));
+    return statSync(a).size === statSync(b).size && readFileSync(a).equals(readFileSync(b));
+  };
+  if (same(src, dest)) return undefined;
+  cpSync(src, dest, { recursive: true });
+  return label;
+}
+
+/** Writes every file; returns the host paths that changed (none on a second run). */
 export function install(o: InstallOptions): string[] {
   const bundle = join(REPO_ROOT, "dist", "bundle", "cri-shim.mjs");
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run \`npm run build\` first`);
   const dest = join(o.root, o.prefix);
   mkdirSync(join(dest, "dist", "bundle"), { recursive: true });
-  cpSync(bundle, join(dest, "dist", "bundle", "cri-shim.mjs"));
-  cpSync(join(REPO_ROOT, "cri-shim", "proto"), join(dest, "cri-shim", "proto"), { recursive: true });
+  const changed: (string | undefined)[] = [
+    copy(bundle, join(dest, "dist", "bundle", "cri-shim.mjs"), `${o.prefix}/dist/bundle/cri-shim.mjs`),
+    copy(join(REPO_ROOT, "cri-shim", "proto"), join(dest, "cri-shim", "proto"), `${o.prefix}/cri-shim/proto`),
+  ];
   // koffi stays outside the bundle; its native part is a per-platform package beside it.
   const modules = join(REPO_ROOT, "node_modules");
   const natives = existsSync(join(modules, "@koromix"))
@@ -161,18 +183,42 @@ export function install(o: InstallOptions): string[] {
         .map((n) => join("@koromix", n))
     : [];
   for (const m of ["koffi", ...natives])
-    cpSync(realpathSync(join(modules, m)), join(dest, "node_modules", m), { recursive: true });
-  cpSync(join(REPO_ROOT, "README.md"), join(dest, "README.md"));
+    changed.push(
+      copy(realpathSync(join(modules, m)), join(dest, "node_modules", m), `${o.prefix}/node_modules/${m}`),
+    );
+  // The node image carries no README; a checkout does.
+  if (existsSync(join(REPO_ROOT, "README.md")))
+    changed.push(copy(join(REPO_ROOT, "README.md"), join(dest, "README.md"), `${o.prefix}/README.md`));
+  let node = o.node;
+  if (o.copyNode) {
+    node = join(o.prefix, "bin", "node");
+    mkdirSync(join(dest, "bin"), { recursive: true });
+    changed.push(copy(process.execPath, join(o.root, node), node));
+  }
   const read = (path: string): string =>
     existsSync(join(o.root, path)) ? readFileSync(join(o.root, path), "utf8") : "";
   return [
-    o.prefix,
-    write(o.root, `etc/systemd/system/${UNIT_NAME}`, unitFile(o)),
+    ...changed,
+    write(o.root, `etc/systemd/system/${UNIT_NAME}`, unitFile({ ...o, node })),
     write(o.root, "etc/systemd/system/kubelet.service.d/20-superfluid.conf", kubeletDropIn()),
     write(o.root, "etc/default/kubelet", kubeletDefaults(read("etc/default/kubelet"))),
     write(o.root, "etc/containerd/conf.d/20-superfluid.toml", containerdConfig()),
     write(o.root, "etc/containerd/config.toml", containerdMainConfig(read("etc/containerd/config.toml"))),
-  ];
+  ].filter((p): p is string => p !== undefined);
+}
+
+/**
+ * The systemctl calls that make a change take effect: reload, enable and start the front, restart
+ * containerd and the kubelet. With nothing changed only `enable --now` (idempotent): restarting the
+ * kubelet and containerd is not free. From a pod (the chart's node installer, with hostPID) they run
+ * in the host's namespaces through nsenter on PID 1.
+ */
+export function startCommands(o: { inHost: boolean; changed: boolean }): string[][] {
+  const calls = o.changed
+    ? [["daemon-reload"], ["enable", "--now", UNIT_NAME], ["restart", "containerd", "kubelet"]]
+    : [["enable", "--now", UNIT_NAME]];
+  const host = ["nsenter", "--target", "1", "--mount", "--uts", "--ipc", "--net", "--pid", "--"];
+  return calls.map((args) => [...(o.inHost ? host : []), "systemctl", ...args]);
 }
 
 const USAGE = `Usage: node dist/tools/node-install.js [--root DIR] [--prefix DIR] [--node PATH]
@@ -181,7 +227,10 @@ const USAGE = `Usage: node dist/tools/node-install.js [--root DIR] [--prefix DIR
   --prefix DIR     where the shim goes on the host (default /opt/superfluid)
   --node PATH      node binary for the unit (default: this one)
   --fallback-runtime-endpoint EP   containerd's socket (default unix://${CONTAINERD_SOCKET})
-  --start          systemctl daemon-reload; enable --now ${UNIT_NAME}; restart containerd and kubelet
+  --copy-node      copy this node binary to PREFIX/bin/node for the unit (a host without Node.js)
+  --start          systemctl enable --now ${UNIT_NAME}; if anything changed also daemon-reload
+                   first and restart containerd and the kubelet after
+  --in-host        run those through nsenter on PID 1 (from a pod with hostPID, root at --root)
   SHIM_FLAGS       passed to the shim, e.g. --node-name=$(hostname) --kubeconfig=/etc/kubernetes/kubelet.conf`;
 
 function main(): void {
@@ -192,6 +241,8 @@ function main(): void {
       node: { type: "string", default: process.execPath },
       "fallback-runtime-endpoint": { type: "string", default: `unix://${CONTAINERD_SOCKET}` },
       start: { type: "boolean", default: false },
+      "copy-node": { type: "boolean", default: false },
+      "in-host": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
     allowPositionals: true,
@@ -206,20 +257,18 @@ function main(): void {
     node: values.node,
     fallbackEndpoint: values["fallback-runtime-endpoint"],
     shimArgs: positionals,
+    copyNode: values["copy-node"],
   });
   for (const p of written) console.log(`wrote ${join(values.root, p)}`);
+  if (written.length === 0) console.log("nothing changed");
   if (!values.start) {
     console.log(
       `next: systemctl daemon-reload && systemctl enable --now ${UNIT_NAME} && systemctl restart containerd kubelet`,
     );
     return;
   }
-  for (const args of [
-    ["daemon-reload"],
-    ["enable", "--now", UNIT_NAME],
-    ["restart", "containerd", "kubelet"],
-  ])
-    execFileSync("systemctl", args, { stdio: "inherit" });
+  for (const [cmd, ...args] of startCommands({ inHost: values["in-host"], changed: written.length > 0 }))
+    execFileSync(cmd!, args, { stdio: "inherit" });
 }
 
 if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -152,6 +152,14 @@ test.serial(
       ["--set", "shim.enabled=false", "--set", "operator.leaderElection=false"],
       ["--set", "shim.fallbackRuntimeEndpoint=unix:///run/containerd/containerd.sock"],
       ["--set", "shim.enabled=false", "--set", "nodeCredentials.enabled=true"],
+      [
+        "--set",
+        "shim.enabled=false",
+        "--set",
+        "nodeInstaller.enabled=true",
+        "--set",
+        "nodeInstaller.shimArgs={--bridge=xenbr0}",
+      ],
     ]) {
       const { text } = await render(values);
       const r = await kubeconform(text);
@@ -282,6 +290,75 @@ test.serial(
     const both = await helm(["template", RELEASE, CHART, "--set", "nodeCredentials.enabled=true"]);
     t.not(both.code, 0);
     t.regex(both.stderr, /nodeCredentials\.enabled is for a shim under systemd/);
+  },
+);
+
+test.serial(
+  "the node installer puts the shim under systemd on each Xen host and keeps the node agent's credentials",
+  async (t) => {
+    const { objects } = await render([
+      "--set",
+      "shim.enabled=false",
+      "--set",
+      "nodeInstaller.enabled=true",
+      "--set",
+      "nodeInstaller.shimArgs={--bridge=xenbr0,--pod-cidr=10.244.8.0/21}",
+    ]);
+    type Ctr = { name: string; command: string[]; securityContext?: { privileged?: boolean } };
+    type Ds = Manifest & {
+      spec: {
+        template: {
+          spec: {
+            serviceAccountName: string;
+            hostPID?: boolean;
+            initContainers: Ctr[];
+            containers: Ctr[];
+            volumes: { hostPath?: { path: string } }[];
+          };
+        };
+      };
+    };
+    const daemonSets = objects.filter((o) => o.kind === "DaemonSet") as Ds[];
+    t.deepEqual(
+      daemonSets.map((d) => d.metadata.name),
+      [`${RELEASE}-cri-shim-installer`],
+    );
+    const pod = daemonSets[0]!.spec.template.spec;
+    t.is(pod.serviceAccountName, `${RELEASE}-cri-shim`);
+    t.true(pod.hostPID);
+    const install = pod.initContainers[0]!;
+    t.true(install.securityContext?.privileged);
+    const cmd = install.command.join(" ");
+    t.regex(cmd, /node-install\.mjs --root=\/host --copy-node --start --in-host /);
+    t.regex(
+      cmd,
+      / -- --node-name=\$\(NODE_NAME\) --kubeconfig=\/var\/lib\/superfluid\/agent\/kubeconfig --bridge=xenbr0 --pod-cidr=10\.244\.8\.0\/21$/,
+    );
+    t.true(pod.containers[0]!.command.some((a) => a.endsWith("node-agent-credentials.mjs")));
+    t.deepEqual(pod.volumes.map((v) => v.hostPath?.path).sort(), [
+      "/etc/containerd",
+      "/etc/default",
+      "/etc/systemd/system",
+      "/opt/superfluid",
+      "/var/lib/superfluid/agent",
+    ]);
+    t.true(
+      objects.some(
+        (o) => o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === `${RELEASE}-node-agent`,
+      ),
+    );
+    for (const [extra, reason] of [
+      [[], /nodeInstaller\.enabled installs the shim under systemd/],
+      [
+        ["--set", "shim.enabled=false", "--set", "nodeCredentials.enabled=true"],
+        /keeps the credentials itself/,
+      ],
+      [["--set", "shim.enabled=false", "--set", "nodeInstaller.shimArgs={rm -rf /}"], /shimArgs/],
+    ] as const) {
+      const r = await helm(["template", RELEASE, CHART, "--set", "nodeInstaller.enabled=true", ...extra]);
+      t.not(r.code, 0);
+      t.regex(r.stderr, reason);
+    }
   },
 );
 
