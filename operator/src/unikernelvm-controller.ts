@@ -52,6 +52,14 @@ export interface ControllerDeps {
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
+/** Children by the VM they are labelled for: a reconcile reads its VM's bucket, not every pod. */
+const BY_VM = "vm";
+const byVM = {
+  [BY_VM]: (o: V1Pod | V1Service) => {
+    const vm = o.metadata?.labels?.[LABELS.vm];
+    return vm ? [keyOf(o.metadata?.namespace, vm)] : [];
+  },
+};
 
 export class UnikernelVMController {
   readonly vms: Watched<UnikernelVM>;
@@ -66,8 +74,15 @@ export class UnikernelVMController {
   constructor(private readonly deps: ControllerDeps) {
     const { manager: m, namespace } = deps;
     this.vms = m.informer<UnikernelVM>(paths.custom(UNIKERNELVM_PLURAL, namespace));
-    this.pods = m.informer<V1Pod>(paths.pods(namespace), { labelSelector: MANAGED, transform: podTransform });
-    this.services = m.informer<V1Service>(paths.services(namespace), { labelSelector: MANAGED });
+    this.pods = m.informer<V1Pod>(paths.pods(namespace), {
+      labelSelector: MANAGED,
+      transform: podTransform,
+      indexers: byVM,
+    });
+    this.services = m.informer<V1Service>(paths.services(namespace), {
+      labelSelector: MANAGED,
+      indexers: byVM,
+    });
     this.nodes = m.informer<V1Node>(paths.nodes(), { transform: nodeTransform });
     this.migrations = m.informer<UnikernelVMMigration>(paths.custom(MIGRATION_PLURAL, namespace));
     this.queue = m.queue((key) => this.reconcile(key), {
@@ -158,12 +173,8 @@ export class UnikernelVMController {
   /** The VM's children: its label and its owner reference. A migration's target pod has neither until it is adopted. */
   private owned<T extends V1Pod | V1Service>(cache: Watched<T>, vm: UnikernelVM): T[] {
     return cache
-      .list(vm.metadata.namespace)
-      .filter(
-        (o) =>
-          o.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
-          o.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
-      );
+      .byIndex(BY_VM, keyOf(vm.metadata.namespace, vm.metadata.name))
+      .filter((o) => o.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid));
   }
 
   private xenNodeCount(): number {
