@@ -22,7 +22,10 @@ export class Manager {
 
   constructor(readonly options: ManagerOptions) {
     this.client = new KubeClient(options.kubeConfig, options);
-    this.events = new EventRecorder(this.client, { component: options.component });
+    this.events = new EventRecorder(this.client, {
+      component: options.component,
+      holdWhile: () => this.queues.some((q) => q.busy),
+    });
   }
 
   /**

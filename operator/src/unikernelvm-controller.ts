@@ -30,7 +30,7 @@ import {
   removeFinalizer,
 } from "../../lib/kube/objects.js";
 import type { OperatorMetrics } from "./metrics.js";
-import type { ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
+import type { Priority, ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
 import { computeStatus, operatorStatus, statusEqual, transitionEvents } from "./status.js";
 import { Expectations } from "./expectations.js";
 import { migrationsOf, summarize, type VMMigrations } from "./vm-migrations.js";
@@ -85,15 +85,34 @@ export class UnikernelVMController {
     });
     this.nodes = m.informer<V1Node>(paths.nodes(), { transform: nodeTransform });
     this.migrations = m.informer<UnikernelVMMigration>(paths.custom(MIGRATION_PLURAL, namespace));
+    const workers = deps.workers ?? 16;
     this.queue = m.queue((key) => this.reconcile(key), {
       name: CONTROLLER,
-      workers: deps.workers ?? 16,
+      workers,
+      // While VMs wait for pods, the passes that settle others (finalizer, status) trickle.
+      lowWorkersWhileBusy: Math.max(1, Math.floor(workers / 32)),
       onResult: (outcome, seconds) => deps.metrics.observe(CONTROLLER, outcome, seconds),
     });
   }
 
+  /**
+   * High for a VM that waits for its pod (none in the cache, none just applied), low for the rest:
+   * status, finalizer and the children's changes follow the pods a burst of new VMs waits for.
+   */
+  private priorityOf(key: string): Priority {
+    const [ns, name] = key.split("/") as [string, string];
+    const vm = this.vms.get(name, ns);
+    if (!vm || vm.metadata.deletionTimestamp || vm.spec.runPolicy === "Stopped") return "low";
+    if (this.pods.byIndex(BY_VM, key).length > 0) return "low";
+    return this.expectations.expectsAnyPod(key) ? "low" : "high";
+  }
+
+  private enqueue(key: string): void {
+    this.queue.add(key, this.priorityOf(key));
+  }
+
   async start(): Promise<void> {
-    const enqueueVM = (vm: UnikernelVM) => this.queue.add(keyOf(vm.metadata.namespace, vm.metadata.name));
+    const enqueueVM = (vm: UnikernelVM) => this.enqueue(keyOf(vm.metadata.namespace, vm.metadata.name));
     const observeVM = (vm: UnikernelVM) => {
       const key = keyOf(vm.metadata.namespace, vm.metadata.name);
       this.expectations.observeVM(
@@ -101,7 +120,7 @@ export class UnikernelVMController {
         vm.metadata.resourceVersion,
         !!vm.metadata.finalizers?.includes(FINALIZER),
       );
-      this.queue.add(key);
+      this.enqueue(key);
     };
     const ownerKey = (o: V1Pod | V1Service) => {
       const vm = o.metadata?.labels?.[LABELS.vm];
@@ -111,11 +130,11 @@ export class UnikernelVMController {
       const key = ownerKey(pod);
       if (!key) return;
       this.expectations.observePod(key, pod.metadata?.name);
-      this.queue.add(key);
+      this.enqueue(key);
     };
     const enqueueForService = (svc: V1Service) => {
       const key = ownerKey(svc);
-      if (key) this.queue.add(key);
+      if (key) this.enqueue(key);
     };
     // A node change matters to the VMs on it and to the ones waiting for a Xen node to appear.
     const enqueueForNode = (node: V1Node) => {
@@ -135,7 +154,7 @@ export class UnikernelVMController {
       this.pods.on(verb, enqueueForPod);
       this.services.on(verb, enqueueForService);
       this.nodes.on(verb, enqueueForNode);
-      this.migrations.on(verb, (m) => this.queue.add(keyOf(m.metadata.namespace, m.spec.vmName)));
+      this.migrations.on(verb, (m) => this.enqueue(keyOf(m.metadata.namespace, m.spec.vmName)));
     }
     // Children, nodes and migrations first, so that the first reconciles see them.
     await Promise.all([
@@ -221,6 +240,8 @@ export class UnikernelVMController {
     const done: Plan = refused === undefined ? p : { ...p, writeStatus: true, invalidSpec: refused };
     if (done.writeStatus) await this.reconcileStatus(vm, key, pod, done, migrations);
     if (done.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${done.invalidSpec}`);
+    // The pod is out: the finalizer and the status come in the low-priority pass.
+    if (done.settleLater) return { requeueAfterMs: 0, priority: "low" };
     if (p.requeueAfterMs !== undefined) return { requeueAfterMs: p.requeueAfterMs };
   }
 
