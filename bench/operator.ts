@@ -2,11 +2,12 @@
 // against kube-controller-manager's ReplicaSet controller making N pods from one ReplicaSet, on the
 // same real apiserver in one run, at each N of --counts (default 1,000 and 10,000). Both controllers
 // run as their own processes with the same client rate limit, both warm up on one object first; each
-// side's RSS (peak) and CPU seconds are read from /proc over its run, and the operator's API requests
+// side's RSS (peak) and CPU seconds, and the apiserver's and etcd's CPU seconds over that side's run
+// (what each controller costs the control plane), are read from /proc, and the operator's API requests
 // by verb and resource from its own client metrics; the same N creates with no operator running
 // (createVMsAloneMs) show what the apiserver's CR path costs by itself. Writes --out (bench/results/operator.json) and
 // an SVG beside it; refuses to write when the 1-minute load average at start is 1.5 or more, unless --force.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -82,6 +83,31 @@ class ProcessMeter {
   }
 }
 
+/** Our child process running this command (the control plane's kube-apiserver, etcd), from /proc. */
+function childPid(command: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (comm === command.slice(0, 15) && ppid === process.pid) return Number(entry);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  throw new Error(`no child process ${command}`);
+}
+
+/** The apiserver's and etcd's CPU seconds over one side's run: what each controller costs the control plane. */
+function controlPlaneMeter(): { stop(): { apiserverCpuSeconds: number; etcdCpuSeconds: number } } {
+  const api = new ProcessMeter(childPid("kube-apiserver"));
+  const etcd = new ProcessMeter(childPid("etcd"));
+  return {
+    stop: () => ({ apiserverCpuSeconds: api.stop().cpuSeconds, etcdCpuSeconds: etcd.stop().cpuSeconds }),
+  };
+}
+
 async function prepare(client: KubeClient, ns: string): Promise<void> {
   await client.request({ method: "POST", path: "/api/v1/namespaces", body: { metadata: { name: ns } } });
   await client.request({
@@ -140,6 +166,8 @@ interface SideResult {
   statusesMs: number;
   rssMiB: number;
   cpuSeconds: number;
+  apiserverCpuSeconds: number;
+  etcdCpuSeconds: number;
   samples: [number, number][];
 }
 
@@ -210,6 +238,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     await vms.start();
     const before = await operatorRequests(port);
     const meter = new ProcessMeter(op.pid);
+    const cpMeter = controlPlaneMeter();
     console.log(
       `operator: ${n} UnikernelVMs -> ${n} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
     );
@@ -234,7 +263,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       quiet = JSON.stringify(now) === JSON.stringify(after) ? quiet + 1 : 0;
       after = now;
     }
-    const usage = meter.stop();
+    const usage = { ...meter.stop(), ...cpMeter.stop() };
     const requests = minus(after, before);
     await vms.stop();
     const total = Object.values(requests).reduce((a, b) => a + b, 0);
@@ -255,7 +284,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     };
     console.log(
       `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
-        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s, ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
+        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
     );
     return result;
   } finally {
@@ -286,6 +315,7 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
     await client.request({ method: "POST", path: rsPath, body: rs("warmup", 1) });
     await countPods(client, ns, 1, performance.now());
     const meter = new ProcessMeter(kcm.pid);
+    const cpMeter = controlPlaneMeter();
     console.log(`kube-controller-manager: 1 ReplicaSet -> ${n} pods`);
     const t1 = performance.now();
     const pods = countPods(client, ns, n + 1, t1);
@@ -304,7 +334,7 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
       100,
     );
     await new Promise((r) => setTimeout(r, 2000));
-    const usage = meter.stop();
+    const usage = { ...meter.stop(), ...cpMeter.stop() };
     const result = {
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
@@ -312,7 +342,7 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
       samples,
     };
     console.log(
-      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s`,
+      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, etcd ${usage.etcdCpuSeconds} s)`,
     );
     return result;
   } finally {
