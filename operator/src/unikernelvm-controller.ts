@@ -217,9 +217,9 @@ export class UnikernelVMController {
       now: new Date(),
       ...(this.deps.resources ? { resources: this.deps.resources } : {}),
     });
-    // The finalizer goes on with the first write, not a round trip before it: should the VM be
-    // deleted in between, the finalizer write fails and the pod's owner reference lets the garbage
-    // collector take the pod. The other actions run in order.
+    // The finalizer goes on in the pass after the pod's (the plan's settleLater), alongside any
+    // other actions: should the VM be deleted before it is on, the finalizer write fails and the
+    // pod's owner reference lets the garbage collector take the pod. The other actions run in order.
     const finalizer = p.actions.find((a) => a.kind === "addFinalizer");
     const rest = p.actions.filter((a) => a !== finalizer);
     let refused: string | undefined;
