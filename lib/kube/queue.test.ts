@@ -222,3 +222,25 @@ test("a reconcile can requeue its key at low priority", async (t) => {
   await q.idle();
   t.deepEqual(seen, ["a", "b", "a"], "the requeued key waits behind the high one");
 });
+
+test("while busy, a low key waits lowDelayWhileBusyMs, then trickles through: nothing waits for ever", async (t) => {
+  const t0 = performance.now();
+  const lowStarts: number[] = [];
+  const q = new WorkQueue(
+    async (k) => {
+      if (k.startsWith("low")) lowStarts.push(performance.now() - t0);
+      await sleep(2);
+    },
+    { name: "t", workers: 4, lowWorkersWhileBusy: 1, lowDelayWhileBusyMs: 60, busyHoldMs: 1000 },
+  );
+  q.add("high0");
+  q.add("low0", "low");
+  q.add("low1", "low");
+  for (let i = 1; i < 25; i++) {
+    q.add(`high${i}`);
+    await sleep(10);
+  }
+  t.is(lowStarts.length, 2, "both low keys ran while the high work went on");
+  t.true(lowStarts[0]! >= 59, `the first low key started at ${lowStarts[0]} ms, before its delay`);
+  await q.shutdown();
+});

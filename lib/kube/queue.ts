@@ -38,6 +38,12 @@ export interface QueueOptions {
   onResult?: (outcome: "success" | "error" | "terminal", seconds: number) => void;
   /** Low keys running at once while high work is recent (default: workers, no limit). */
   lowWorkersWhileBusy?: number;
+  /**
+   * While high work is recent, a low key waits this long before it may take one of those workers
+   * (default 0): a burst shorter than this has the apiserver to itself, a longer one lets the
+   * oldest low keys trickle through, so that nothing waits for ever.
+   */
+  lowDelayWhileBusyMs?: number;
   /** How long after the last high key the queue still counts as busy (default 250 ms). */
   busyHoldMs?: number;
 }
@@ -45,24 +51,37 @@ export interface QueueOptions {
 /** FIFO of keys at one priority; a key moved to the other lane is skipped here (lazy removal). */
 class Lane {
   private keys: string[] = [];
+  private since: number[] = [];
   private head = 0;
-  push(key: string): void {
+  push(key: string, at: number): void {
     this.keys.push(key);
+    this.since.push(at);
+  }
+  /** When the first key for which stillHere is true was pushed (stale keys before it are dropped). */
+  oldest(stillHere: (key: string) => boolean): number | undefined {
+    while (this.head < this.keys.length && !stillHere(this.keys[this.head]!)) this.advance();
+    return this.head < this.keys.length ? this.since[this.head] : undefined;
   }
   /** The next key for which stillHere is true. */
   shift(stillHere: (key: string) => boolean): string | undefined {
     while (this.head < this.keys.length) {
-      const k = this.keys[this.head++]!;
-      if (this.head > 1024 && this.head * 2 > this.keys.length) {
-        this.keys = this.keys.slice(this.head);
-        this.head = 0;
-      }
+      const k = this.keys[this.head]!;
+      this.advance();
       if (stillHere(k)) return k;
     }
     return undefined;
   }
+  private advance(): void {
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.keys.length) {
+      this.keys = this.keys.slice(this.head);
+      this.since = this.since.slice(this.head);
+      this.head = 0;
+    }
+  }
   clear(): void {
     this.keys = [];
+    this.since = [];
     this.head = 0;
   }
 }
@@ -102,10 +121,12 @@ export class WorkQueue {
     this.maxDelayMs = options.maxDelayMs ?? 60_000;
     this.lowWhileBusy = Math.max(1, Math.min(this.workers, options.lowWorkersWhileBusy ?? this.workers));
     this.busyHoldMs = options.busyHoldMs ?? 250;
+    this.lowDelayWhileBusyMs = options.lowDelayWhileBusyMs ?? 0;
   }
 
   private readonly lowWhileBusy: number;
   private readonly busyHoldMs: number;
+  private readonly lowDelayWhileBusyMs: number;
 
   /** Keys waiting (not counting the ones being processed). */
   get depth(): number {
@@ -123,7 +144,7 @@ export class WorkQueue {
     const was = this.queued.get(key);
     if (was === priority || was === "high") return;
     this.queued.set(key, priority);
-    this.lanes[priority].push(key);
+    this.lanes[priority].push(key, performance.now());
     this.pump();
   }
 
@@ -195,16 +216,25 @@ export class WorkQueue {
 
   private pump(): void {
     const now = performance.now();
-    let lowHeld = false;
+    const isLow = (k: string) => this.queued.get(k) === "low";
+    /** When held low keys may go: the end of the busy spell, or the oldest one's delay, whichever first. */
+    let retryAt: number | undefined;
     while (!this.stopped && this.running < this.workers && this.queued.size > 0) {
       let priority: Priority = "high";
       let key = this.lanes.high.shift((k) => this.queued.get(k) === "high");
       if (key === undefined) {
-        if (this.runningLow >= (this.busyAt(now) ? this.lowWhileBusy : this.workers)) {
-          lowHeld = true;
-          break;
+        if (this.busyAt(now)) {
+          const oldest = this.lanes.low.oldest(isLow);
+          if (oldest === undefined) break;
+          // A finishing reconcile pumps again; a timer only for the time-based ends.
+          const busyEnd = this.runningHigh > 0 ? Infinity : this.lastHighAt + this.busyHoldMs;
+          const due = oldest + this.lowDelayWhileBusyMs;
+          if (this.runningLow >= this.lowWhileBusy || due > now) {
+            retryAt = this.runningLow >= this.lowWhileBusy ? busyEnd : Math.min(busyEnd, due);
+            break;
+          }
         }
-        key = this.lanes.low.shift((k) => this.queued.get(k) === "low");
+        key = this.lanes.low.shift(isLow);
         priority = "low";
       }
       if (key === undefined) break;
@@ -215,9 +245,10 @@ export class WorkQueue {
       else this.runningLow++;
       void this.work(key, priority);
     }
-    // Low keys held back for recent high work: look again when that stops being recent.
-    if (lowHeld && !this.busyTimer && this.runningHigh === 0) {
-      const wait = Math.max(1, this.lastHighAt + this.busyHoldMs - now);
+    // Low keys held back for recent high work: look again when that stops being recent or the
+    // oldest has waited long enough (a finishing reconcile looks again too).
+    if (retryAt !== undefined && retryAt < Infinity && !this.busyTimer) {
+      const wait = Math.max(1, retryAt - now);
       this.busyTimer = setTimeout(() => {
         this.busyTimer = undefined;
         this.pump();

@@ -89,8 +89,10 @@ export class UnikernelVMController {
     this.queue = m.queue((key) => this.reconcile(key), {
       name: CONTROLLER,
       workers,
-      // While VMs wait for pods, the passes that settle others (finalizer, status) trickle.
-      lowWorkersWhileBusy: Math.max(1, Math.floor(workers / 32)),
+      // While VMs wait for pods, the passes that settle others (finalizer, status) wait; past
+      // 5 s they trickle through, the oldest first.
+      lowWorkersWhileBusy: Math.max(1, Math.floor(workers / 64)),
+      lowDelayWhileBusyMs: 5000,
       onResult: (outcome, seconds) => deps.metrics.observe(CONTROLLER, outcome, seconds),
     });
   }
