@@ -2,11 +2,12 @@
 // against kube-controller-manager's ReplicaSet controller making N pods from one ReplicaSet, on the
 // same real apiserver in one run, at each N of --counts (default 1,000 and 10,000). Both controllers
 // run as their own processes with the same client rate limit, both warm up on one object first; each
-// side's RSS (peak) and CPU seconds are read from /proc over its run, and the operator's API requests
+// side's RSS (peak) and CPU seconds, and the apiserver's and etcd's CPU seconds over that side's run
+// (what each controller costs the control plane), are read from /proc, and the operator's API requests
 // by verb and resource from its own client metrics; the same N creates with no operator running
 // (createVMsAloneMs) show what the apiserver's CR path costs by itself. Writes --out (bench/results/operator.json) and
 // an SVG beside it; refuses to write when the 1-minute load average at start is 1.5 or more, unless --force.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -72,6 +73,10 @@ class ProcessMeter {
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return (Number(f[11]) + Number(f[12])) / 100;
   }
+  /** CPU seconds since the meter started. */
+  cpuSoFar(): number {
+    return Number((this.cpuSeconds() - this.cpu0).toFixed(2));
+  }
   stop(): { rssMiB: number; cpuSeconds: number } {
     this.sample();
     clearInterval(this.timer);
@@ -80,6 +85,41 @@ class ProcessMeter {
       cpuSeconds: Number((this.cpuSeconds() - this.cpu0).toFixed(2)),
     };
   }
+}
+
+/** Our child process running this command (the control plane's kube-apiserver, etcd), from /proc. */
+function childPid(command: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (comm === command.slice(0, 15) && ppid === process.pid) return Number(entry);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  throw new Error(`no child process ${command}`);
+}
+
+/**
+ * The apiserver's and etcd's CPU seconds over one side's run: what each controller costs the control
+ * plane; and the apiserver's until the N pods exist (podsReached), the part that decides the ratio.
+ * CPU seconds are what a loaded machine changes least: on a quiet one they turn into time.
+ */
+function controlPlaneMeter() {
+  const api = new ProcessMeter(childPid("kube-apiserver"));
+  const etcd = new ProcessMeter(childPid("etcd"));
+  let toPods: number | undefined;
+  return {
+    podsReached: () => void (toPods = api.cpuSoFar()),
+    stop: () => ({
+      apiserverCpuSeconds: api.stop().cpuSeconds,
+      apiserverCpuSecondsToPods: toPods ?? null,
+      etcdCpuSeconds: etcd.stop().cpuSeconds,
+    }),
+  };
 }
 
 async function prepare(client: KubeClient, ns: string): Promise<void> {
@@ -140,6 +180,9 @@ interface SideResult {
   statusesMs: number;
   rssMiB: number;
   cpuSeconds: number;
+  apiserverCpuSeconds: number;
+  apiserverCpuSecondsToPods: number | null;
+  etcdCpuSeconds: number;
   samples: [number, number][];
 }
 
@@ -210,6 +253,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     await vms.start();
     const before = await operatorRequests(port);
     const meter = new ProcessMeter(op.pid);
+    const cpMeter = controlPlaneMeter();
     console.log(
       `operator: ${n} UnikernelVMs -> ${n} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
     );
@@ -220,6 +264,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     );
     const createMs = performance.now() - t0;
     const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    cpMeter.podsReached();
     const statusesMs = await waitFor(
       "every VM's status names its pod",
       async () => (withStatus.size >= n + 1 ? performance.now() - t0 : undefined),
@@ -234,7 +279,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       quiet = JSON.stringify(now) === JSON.stringify(after) ? quiet + 1 : 0;
       after = now;
     }
-    const usage = meter.stop();
+    const usage = { ...meter.stop(), ...cpMeter.stop() };
     const requests = minus(after, before);
     await vms.stop();
     const total = Object.values(requests).reduce((a, b) => a + b, 0);
@@ -255,7 +300,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     };
     console.log(
       `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
-        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s, ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
+        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
     );
     return result;
   } finally {
@@ -286,11 +331,13 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
     await client.request({ method: "POST", path: rsPath, body: rs("warmup", 1) });
     await countPods(client, ns, 1, performance.now());
     const meter = new ProcessMeter(kcm.pid);
+    const cpMeter = controlPlaneMeter();
     console.log(`kube-controller-manager: 1 ReplicaSet -> ${n} pods`);
     const t1 = performance.now();
     const pods = countPods(client, ns, n + 1, t1);
     await client.request({ method: "POST", path: rsPath, body: rs("bench", n) });
     const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    cpMeter.podsReached();
     const statusesMs = await waitFor(
       "the ReplicaSet's status counts its pods",
       async () => {
@@ -304,7 +351,7 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
       100,
     );
     await new Promise((r) => setTimeout(r, 2000));
-    const usage = meter.stop();
+    const usage = { ...meter.stop(), ...cpMeter.stop() };
     const result = {
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
@@ -312,7 +359,7 @@ async function runReplicaSet(cp: ControlPlane, client: KubeClient, n: number): P
       samples,
     };
     console.log(
-      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s`,
+      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s)`,
     );
     return result;
   } finally {
@@ -378,7 +425,12 @@ async function main(): Promise<void> {
       const ratio = Number((ours.podsMs / base.podsMs).toFixed(3));
       console.log(`ratio at ${n} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}\n`);
       runs[n] = { operator: ours, replicaSetController: base, ratio };
-      await clear(client, n);
+      // Only between counts; the control plane goes anyway after the last. A deletecollection of
+      // 10,000 pods can outlast the client's 30 s on a loaded machine: that must not lose the figures.
+      if (n !== COUNTS.at(-1))
+        await clear(client, n).catch((err: unknown) =>
+          console.warn(`clearing the ${n} round's pods: ${err instanceof Error ? err.message : String(err)}`),
+        );
     }
   } finally {
     client.close();

@@ -129,6 +129,11 @@ export interface RecorderOptions extends CorrelatorOptions {
   maxPending?: number;
   /** Events sent at once. */
   concurrency?: number;
+  /**
+   * While this says so (the process's queues have urgent work), one event at a time is sent:
+   * Events are best effort, and should not take the apiserver from the writes they tell of.
+   */
+  holdWhile?: () => boolean;
 }
 
 export class EventRecorder {
@@ -161,8 +166,17 @@ export class EventRecorder {
     while (this.pending.length > 0 || this.running > 0) await new Promise((r) => setTimeout(r, 10));
   }
 
+  private retry?: NodeJS.Timeout;
+
   private pump(): void {
-    while (this.running < (this.options.concurrency ?? 4) && this.pending.length > 0) {
+    const held = this.options.holdWhile?.() ?? false;
+    const limit = held ? 1 : (this.options.concurrency ?? 4);
+    if (held && this.pending.length > 0 && !this.retry)
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        this.pump();
+      }, 100).unref();
+    while (this.running < limit && this.pending.length > 0) {
       const job = this.pending.shift()!;
       this.running++;
       void job().finally(() => {

@@ -22,13 +22,17 @@ export class Manager {
 
   constructor(readonly options: ManagerOptions) {
     this.client = new KubeClient(options.kubeConfig, options);
-    this.events = new EventRecorder(this.client, { component: options.component });
+    this.events = new EventRecorder(this.client, {
+      component: options.component,
+      holdWhile: () => this.queues.some((q) => q.busy),
+    });
   }
 
   /**
    * The informer for this collection, made on the first call; later callers share it (and its
    * transform: the first caller's decides what the cache keeps, so callers of one path agree on it).
-   * start() on the returned informer starts it once, whoever calls it.
+   * start() on the returned informer starts it once, whoever calls it. Indexers likewise: the first
+   * caller's are the ones kept.
    */
   informer<T>(path: string, opts: WatchOptions<T> = {}): Watched<T> {
     const key = `${path}?${opts.labelSelector ?? ""}`;
@@ -39,6 +43,7 @@ export class Manager {
         watched: {
           get: (n, ns) => inner.get(n, ns),
           list: (ns) => inner.list(ns),
+          byIndex: (name, value) => inner.byIndex(name, value),
           on: (verb, cb) => inner.on(verb, cb),
           get synced() {
             return inner.synced;

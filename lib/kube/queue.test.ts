@@ -159,3 +159,88 @@ test("a failure's retry is not swallowed by a requeue pending minutes away", asy
   t.is(runs, 3, "retried after the failure's short backoff, not after the 10-minute requeue");
   await q.shutdown();
 });
+
+test("high keys run before low keys queued earlier; a low key added again as high moves up, and runs once", async (t) => {
+  const seen: string[] = [];
+  const q = new WorkQueue(async (k) => void seen.push(k), { name: "t", workers: 1 });
+  q.add("blocker"); // starts at once; the rest wait behind it
+  q.add("low1", "low");
+  q.add("low2", "low");
+  q.add("high1");
+  q.add("low2"); // now high: it goes before low1
+  q.add("high1", "low"); // a lower add never demotes
+  await q.idle();
+  t.deepEqual(seen, ["blocker", "high1", "low2", "low1"]);
+});
+
+test("while high work is recent only lowWorkersWhileBusy low keys run at once; when it stops, all workers take them", async (t) => {
+  let lowNow = 0;
+  const lowPeaks: { busy: number; quiet: number } = { busy: 0, quiet: 0 };
+  let phase: "busy" | "quiet" = "busy";
+  const q = new WorkQueue(
+    async (k) => {
+      if (!k.startsWith("low")) return void (await sleep(5));
+      lowNow++;
+      lowPeaks[phase] = Math.max(lowPeaks[phase], lowNow);
+      await sleep(15);
+      lowNow--;
+    },
+    { name: "t", workers: 8, lowWorkersWhileBusy: 2, busyHoldMs: 40 },
+  );
+  q.add("high-first");
+  for (let i = 0; i < 30; i++) q.add(`low${i}`, "low");
+  // A stream of high keys for ~100 ms: the low lane trickles through two at a time meanwhile.
+  for (let i = 0; i < 20; i++) {
+    q.add(`high${i}`);
+    await sleep(5);
+  }
+  t.is(lowPeaks.busy, 2);
+  t.true(q.depth > 0, "low keys still wait while the high stream lasts");
+  await sleep(60); // longer than busyHoldMs: the queue is quiet
+  phase = "quiet";
+  for (let i = 30; i < 60; i++) q.add(`low${i}`, "low");
+  await q.idle();
+  t.true(lowPeaks.quiet > 2, `quiet peak ${lowPeaks.quiet}`);
+});
+
+test("a reconcile can requeue its key at low priority", async (t) => {
+  const seen: string[] = [];
+  let first = true;
+  const q = new WorkQueue(
+    async (k) => {
+      seen.push(k);
+      if (k === "a" && first) {
+        first = false;
+        return { requeueAfterMs: 0, priority: "low" as const };
+      }
+      return undefined;
+    },
+    { name: "t", workers: 1 },
+  );
+  q.add("a");
+  q.add("b");
+  await q.idle();
+  t.deepEqual(seen, ["a", "b", "a"], "the requeued key waits behind the high one");
+});
+
+test("while busy, a low key waits lowDelayWhileBusyMs, then trickles through: nothing waits for ever", async (t) => {
+  const t0 = performance.now();
+  const lowStarts: number[] = [];
+  const q = new WorkQueue(
+    async (k) => {
+      if (k.startsWith("low")) lowStarts.push(performance.now() - t0);
+      await sleep(2);
+    },
+    { name: "t", workers: 4, lowWorkersWhileBusy: 1, lowDelayWhileBusyMs: 60, busyHoldMs: 1000 },
+  );
+  q.add("high0");
+  q.add("low0", "low");
+  q.add("low1", "low");
+  for (let i = 1; i < 25; i++) {
+    q.add(`high${i}`);
+    await sleep(10);
+  }
+  t.is(lowStarts.length, 2, "both low keys ran while the high work went on");
+  t.true(lowStarts[0]! >= 59, `the first low key started at ${lowStarts[0]} ms, before its delay`);
+  await q.shutdown();
+});

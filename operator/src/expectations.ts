@@ -53,6 +53,12 @@ export class Expectations {
     return p && this.fresh(p.at) && p.pod.metadata?.name === name ? p.pod : undefined;
   }
 
+  /** Some pod we applied for this VM is not in the cache yet. */
+  expectsAnyPod(key: string): boolean {
+    const p = this.byKey.get(key)?.pod;
+    return !!p && this.fresh(p.at);
+  }
+
   /** cachedResourceVersion: what the cache shows right now (its watch may already have passed our write). */
   statusWritten(
     key: string,

@@ -30,7 +30,7 @@ import {
   removeFinalizer,
 } from "../../lib/kube/objects.js";
 import type { OperatorMetrics } from "./metrics.js";
-import type { ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
+import type { Priority, ReconcileResult, WorkQueue } from "../../lib/kube/queue.js";
 import { computeStatus, operatorStatus, statusEqual, transitionEvents } from "./status.js";
 import { Expectations } from "./expectations.js";
 import { migrationsOf, summarize, type VMMigrations } from "./vm-migrations.js";
@@ -52,6 +52,14 @@ export interface ControllerDeps {
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
+/** Children by the VM they are labelled for: a reconcile reads its VM's bucket, not every pod. */
+const BY_VM = "vm";
+const byVM = {
+  [BY_VM]: (o: V1Pod | V1Service) => {
+    const vm = o.metadata?.labels?.[LABELS.vm];
+    return vm ? [keyOf(o.metadata?.namespace, vm)] : [];
+  },
+};
 
 export class UnikernelVMController {
   readonly vms: Watched<UnikernelVM>;
@@ -66,19 +74,47 @@ export class UnikernelVMController {
   constructor(private readonly deps: ControllerDeps) {
     const { manager: m, namespace } = deps;
     this.vms = m.informer<UnikernelVM>(paths.custom(UNIKERNELVM_PLURAL, namespace));
-    this.pods = m.informer<V1Pod>(paths.pods(namespace), { labelSelector: MANAGED, transform: podTransform });
-    this.services = m.informer<V1Service>(paths.services(namespace), { labelSelector: MANAGED });
+    this.pods = m.informer<V1Pod>(paths.pods(namespace), {
+      labelSelector: MANAGED,
+      transform: podTransform,
+      indexers: byVM,
+    });
+    this.services = m.informer<V1Service>(paths.services(namespace), {
+      labelSelector: MANAGED,
+      indexers: byVM,
+    });
     this.nodes = m.informer<V1Node>(paths.nodes(), { transform: nodeTransform });
     this.migrations = m.informer<UnikernelVMMigration>(paths.custom(MIGRATION_PLURAL, namespace));
+    const workers = deps.workers ?? 16;
     this.queue = m.queue((key) => this.reconcile(key), {
       name: CONTROLLER,
-      workers: deps.workers ?? 16,
+      workers,
+      // While VMs wait for pods, the passes that settle others (finalizer, status) wait; past
+      // 5 s they trickle through, the oldest first.
+      lowWorkersWhileBusy: Math.max(1, Math.floor(workers / 64)),
+      lowDelayWhileBusyMs: 5000,
       onResult: (outcome, seconds) => deps.metrics.observe(CONTROLLER, outcome, seconds),
     });
   }
 
+  /**
+   * High for a VM that waits for its pod (none in the cache, none just applied), low for the rest:
+   * status, finalizer and the children's changes follow the pods a burst of new VMs waits for.
+   */
+  private priorityOf(key: string): Priority {
+    const [ns, name] = key.split("/") as [string, string];
+    const vm = this.vms.get(name, ns);
+    if (!vm || vm.metadata.deletionTimestamp || vm.spec.runPolicy === "Stopped") return "low";
+    if (this.pods.byIndex(BY_VM, key).length > 0) return "low";
+    return this.expectations.expectsAnyPod(key) ? "low" : "high";
+  }
+
+  private enqueue(key: string): void {
+    this.queue.add(key, this.priorityOf(key));
+  }
+
   async start(): Promise<void> {
-    const enqueueVM = (vm: UnikernelVM) => this.queue.add(keyOf(vm.metadata.namespace, vm.metadata.name));
+    const enqueueVM = (vm: UnikernelVM) => this.enqueue(keyOf(vm.metadata.namespace, vm.metadata.name));
     const observeVM = (vm: UnikernelVM) => {
       const key = keyOf(vm.metadata.namespace, vm.metadata.name);
       this.expectations.observeVM(
@@ -86,7 +122,7 @@ export class UnikernelVMController {
         vm.metadata.resourceVersion,
         !!vm.metadata.finalizers?.includes(FINALIZER),
       );
-      this.queue.add(key);
+      this.enqueue(key);
     };
     const ownerKey = (o: V1Pod | V1Service) => {
       const vm = o.metadata?.labels?.[LABELS.vm];
@@ -96,11 +132,11 @@ export class UnikernelVMController {
       const key = ownerKey(pod);
       if (!key) return;
       this.expectations.observePod(key, pod.metadata?.name);
-      this.queue.add(key);
+      this.enqueue(key);
     };
     const enqueueForService = (svc: V1Service) => {
       const key = ownerKey(svc);
-      if (key) this.queue.add(key);
+      if (key) this.enqueue(key);
     };
     // A node change matters to the VMs on it and to the ones waiting for a Xen node to appear.
     const enqueueForNode = (node: V1Node) => {
@@ -120,7 +156,7 @@ export class UnikernelVMController {
       this.pods.on(verb, enqueueForPod);
       this.services.on(verb, enqueueForService);
       this.nodes.on(verb, enqueueForNode);
-      this.migrations.on(verb, (m) => this.queue.add(keyOf(m.metadata.namespace, m.spec.vmName)));
+      this.migrations.on(verb, (m) => this.enqueue(keyOf(m.metadata.namespace, m.spec.vmName)));
     }
     // Children, nodes and migrations first, so that the first reconciles see them.
     await Promise.all([
@@ -158,12 +194,8 @@ export class UnikernelVMController {
   /** The VM's children: its label and its owner reference. A migration's target pod has neither until it is adopted. */
   private owned<T extends V1Pod | V1Service>(cache: Watched<T>, vm: UnikernelVM): T[] {
     return cache
-      .list(vm.metadata.namespace)
-      .filter(
-        (o) =>
-          o.metadata?.labels?.[LABELS.vm] === vm.metadata.name &&
-          o.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid),
-      );
+      .byIndex(BY_VM, keyOf(vm.metadata.namespace, vm.metadata.name))
+      .filter((o) => o.metadata?.ownerReferences?.some((r) => r.uid === vm.metadata.uid));
   }
 
   private xenNodeCount(): number {
@@ -187,9 +219,9 @@ export class UnikernelVMController {
       now: new Date(),
       ...(this.deps.resources ? { resources: this.deps.resources } : {}),
     });
-    // The finalizer goes on with the first write, not a round trip before it: should the VM be
-    // deleted in between, the finalizer write fails and the pod's owner reference lets the garbage
-    // collector take the pod. The other actions run in order.
+    // The finalizer goes on in the pass after the pod's (the plan's settleLater), alongside any
+    // other actions: should the VM be deleted before it is on, the finalizer write fails and the
+    // pod's owner reference lets the garbage collector take the pod. The other actions run in order.
     const finalizer = p.actions.find((a) => a.kind === "addFinalizer");
     const rest = p.actions.filter((a) => a !== finalizer);
     let refused: string | undefined;
@@ -210,6 +242,8 @@ export class UnikernelVMController {
     const done: Plan = refused === undefined ? p : { ...p, writeStatus: true, invalidSpec: refused };
     if (done.writeStatus) await this.reconcileStatus(vm, key, pod, done, migrations);
     if (done.invalidSpec !== undefined) throw new InvalidSpecError(`${key}: ${done.invalidSpec}`);
+    // The pod is out: the finalizer and the status come in the low-priority pass.
+    if (done.settleLater) return { requeueAfterMs: 0, priority: "low" };
     if (p.requeueAfterMs !== undefined) return { requeueAfterMs: p.requeueAfterMs };
   }
 

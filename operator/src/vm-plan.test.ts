@@ -79,17 +79,39 @@ const oldPodName = desiredPod(running)!.metadata!.name!;
 const cases: [
   string,
   PlanInput,
-  { actions: string[]; pod?: string; replacing?: boolean; requeue?: number; status?: boolean },
+  {
+    actions: string[];
+    pod?: string;
+    replacing?: boolean;
+    requeue?: number;
+    status?: boolean;
+    settleLater?: boolean;
+  },
 ][] = [
   [
-    "a new VM: the finalizer first, then its pod",
+    "a new VM: its pod alone; the finalizer and the status settle in a later pass",
     base(fresh),
-    { actions: ["addFinalizer", `applyPod ${oldPodName}`], status: true },
+    { actions: [`applyPod ${oldPodName}`], status: false, settleLater: true },
+  ],
+  [
+    "the settling pass: the finalizer, and the status",
+    base(fresh, { pods: [podOf(fresh)] }),
+    { actions: ["addFinalizer"], status: true, settleLater: false, pod: oldPodName },
+  ],
+  [
+    "the settling pass while the pod's watch event has not come yet: the expected pod counts",
+    base(fresh, { expectedPod: (n) => (n === oldPodName ? podOf(fresh) : undefined) }),
+    { actions: ["addFinalizer"], status: true, settleLater: false, pod: oldPodName },
   ],
   [
     "the finalizer we just added is not added again while the cache lags",
-    base(fresh, { finalizerPending: true }),
-    { actions: [`applyPod ${oldPodName}`] },
+    base(fresh, { pods: [podOf(fresh)], finalizerPending: true }),
+    { actions: [], status: true },
+  ],
+  [
+    "a replacement pod for one that failed and went is created alone too",
+    base(running),
+    { actions: [`applyPod ${oldPodName}`], status: false, settleLater: true },
   ],
   [
     "a running VM with its pod: nothing to do",
@@ -179,6 +201,7 @@ for (const [name, input, want] of cases) {
     if (want.replacing !== undefined) t.is(p.replacing, want.replacing);
     t.is(p.requeueAfterMs, want.requeue);
     if (want.status !== undefined) t.is(p.writeStatus, want.status);
+    if (want.settleLater !== undefined) t.is(p.settleLater ?? false, want.settleLater);
   });
 }
 

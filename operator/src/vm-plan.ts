@@ -41,6 +41,13 @@ export interface Plan {
   actions: Action[];
   /** Compute and write the status (not while the VM is being deleted). */
   writeStatus: boolean;
+  /**
+   * The pod goes first, alone: the finalizer and the status follow in a later, low-priority pass
+   * (the queue's), so that a burst of new VMs gets its pods before the apiserver spends itself on
+   * the two writes per VM that only settle them. Until the finalizer is on, the pod's owner
+   * reference is what takes it away should the VM be deleted.
+   */
+  settleLater?: boolean;
   /** The pod the status is computed from (before an applyPod replaces it). */
   pod?: V1Pod;
   replacing: boolean;
@@ -125,7 +132,7 @@ export function plan(i: PlanInput): Plan {
   const { vm, pods } = i;
   if (vm.metadata.deletionTimestamp) return planDeletion(i);
   const actions: Action[] = [];
-  // The finalizer goes on with the first write (the controller sends the two together).
+  // The finalizer goes on with the first write that settles the VM (not with its pod: settleLater).
   if (!vm.metadata.finalizers?.includes(FINALIZER) && !i.finalizerPending)
     actions.push({ kind: "addFinalizer" });
 
@@ -201,9 +208,18 @@ export function plan(i: PlanInput): Plan {
     });
   }
   actions.push(...planServices(i.services, wantService));
+  const creates = actions.some((a) => a.kind === "applyPod" && a.created);
   // While an older pod is being replaced it says nothing about this spec: it may still run (the
   // cache has not seen its deletion yet), and Ready must not be True for a generation not started.
   const pod = current ?? (replacing ? undefined : pods[0]);
+  if (creates)
+    return {
+      actions: actions.filter((a) => a.kind !== "addFinalizer"),
+      writeStatus: false,
+      settleLater: true,
+      replacing,
+      ...(pod ? { pod } : {}),
+    };
   return {
     actions,
     writeStatus: true,

@@ -305,6 +305,10 @@ test.serial("deleting a VM runs the finalizer: pods and service go, then the VM"
         () => false,
       ),
   );
+  // Pods first: the finalizer goes on in the pass after the pod's. Deleted before that, the VM goes
+  // at once and the garbage collector takes its pod by the owner reference (the first test checks
+  // it); this test is about the finalizer's path.
+  await until("the finalizer", async () => (await getVM("gone")).metadata.finalizers?.includes(FINALIZER));
   await client.request({ method: "DELETE", path: vmPath("gone") });
   await until("vm gone", () =>
     getVM("gone").then(
