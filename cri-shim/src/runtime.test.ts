@@ -425,6 +425,12 @@ test("a restarted shim adopts running domains and cleans half-made objects", asy
     (await shim.hv.list()).map((d) => d.name),
     [`sf-${kept.sb.slice(0, 12)}`],
   );
+  // The backend was handed the adopted domain with its vif (the lean backend re-attaches what a
+  // killed process left unattached).
+  const net = shim.runtime.ctx.sandboxes.get(kept.sb)!.status.network!;
+  t.deepEqual(shim.hv.adopted, [
+    { domid: (await shim.hv.list())[0]!.domid, vifs: [{ bridge: net.bridge, mac: net.mac }] },
+  ]);
   // The adopted domain's console still reaches the log, and it stops cleanly.
   const [d] = await shim.hv.list();
   shim.hv.console(d!.domid, "after restart\n");

@@ -9,6 +9,7 @@ import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { runAsync } from "../../lib/process.js";
 import type { CommandResult } from "../harness/control-plane.js";
 import { type ClusterOptions, type E2ECluster, startCluster } from "../cluster/index.js";
+import { guestDomainsFromXl, XL_LIST_VERBOSE } from "../xen-node/xl-domains.js";
 
 /** Bring-up under TCG emulation on 2 shared cores takes minutes; ava's default 5 m is per test. */
 const BRING_UP_TIMEOUT_MS = 25 * 60_000;
@@ -117,15 +118,11 @@ export async function eventually<T>(
   }
 }
 
-/** Domains other than Domain-0 on a node, from `xl list` in its dom0. */
+/** Guest domains on a node (not Domain-0, not the lean backend's shells), from `xl list -v` in its dom0. */
 export async function guestDomains(scenario: Scenario, nodeIndex = 0): Promise<string[]> {
-  const r = await scenario.cluster.nodes[nodeIndex]!.xen.exec("xl list");
+  const r = await scenario.cluster.nodes[nodeIndex]!.xen.exec(XL_LIST_VERBOSE);
   if (r.code !== 0) throw new Error(`xl list failed: ${r.stderr}`);
-  return r.stdout
-    .split("\n")
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/)[0] ?? "")
-    .filter((name) => name !== "" && name !== "Domain-0");
+  return guestDomainsFromXl(r.stdout).map((d) => d.name);
 }
 
 export function logTiming(t: ExecutionContext, what: string, ms: number): void {

@@ -121,7 +121,7 @@ test.serial(
     const xlPaused = await node.xen.exec("xl list");
     t.regex(
       xlPaused.stdout,
-      /^\S+\s+\d+\s+\d+\s+\d+\s+--p---/m,
+      /^sf-\S+\s+\d+\s+\d+\s+\d+\s+--p---/m,
       `xl list shows the domain paused:\n${xlPaused.stdout}`,
     );
     // Lines already in xenconsoled's buffer may still arrive: settle, then watch for a while.

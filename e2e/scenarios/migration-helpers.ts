@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { runAsync } from "../../lib/process.js";
 import type { ClusterNode } from "../cluster/index.js";
+import { guestDomainsFromXl, XL_LIST_VERBOSE } from "../xen-node/xl-domains.js";
 import type { Scenario } from "./helpers.js";
 
 export interface PluginRun {
@@ -83,16 +84,11 @@ export interface Domain {
   id: number;
 }
 
-/** Guest domains (not Domain-0) of a node, from `xl list` in its dom0. */
+/** Guest domains (not Domain-0, not the lean backend's shells) of a node, from `xl list -v` in its dom0. */
 export async function domainsOn(node: ClusterNode): Promise<Domain[]> {
-  const r = await node.xen.exec("xl list");
+  const r = await node.xen.exec(XL_LIST_VERBOSE);
   if (r.code !== 0) throw new Error(`xl list on ${node.xen.name} failed: ${r.stderr}`);
-  return r.stdout
-    .split("\n")
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length > 1 && f[0] !== "Domain-0")
-    .map((f) => ({ name: f[0]!, id: Number(f[1]) }));
+  return guestDomainsFromXl(r.stdout).map((d) => ({ name: d.name, id: d.id }));
 }
 
 export interface ProbeReport {

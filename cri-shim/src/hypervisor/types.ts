@@ -97,6 +97,12 @@ export interface Hypervisor {
   findByName(name: string): Promise<DomainInfo | undefined>;
   /** Builds the domain with its kernel loaded and leaves it paused. Returns its id. */
   createPaused(spec: DomainSpec): Promise<number>;
+  /**
+   * After a restart: takes over a domain an earlier process of the shim built, finishing what that
+   * process had in flight for it (the lean backend's vif attach, which unpause() then waits for).
+   * `vifs` are the domain's, in devid order. Nothing to do for a backend that keeps no such state.
+   */
+  adopt(domid: number, vifs: VifSpec[]): Promise<void>;
   unpause(domid: number): Promise<void>;
   pause(domid: number): Promise<void>;
   /** Asks the guest (XenStore control/shutdown); does not wait. */

@@ -201,6 +201,9 @@ export class XenLibxl implements Hypervisor {
     );
   }
 
+  /** libxl's vif hotplug finished before createPaused returned: nothing is left in flight. */
+  async adopt(): Promise<void> {}
+
   async unpause(domid: number): Promise<void> {
     checkGuestDomid(domid, "unpause");
     await this.rc("unpause", domid, () => this.lib.domainUnpause.async(this.ctx, domid, null));

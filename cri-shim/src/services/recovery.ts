@@ -98,9 +98,17 @@ export async function recover(rt: RuntimeContext, containers: ContainerService):
       report.markedExited++;
       continue;
     }
-    // Adopt: the domain id may differ (a restore while we were down gives a new one).
+    // Adopt: the domain id may differ (a restore while we were down gives a new one). The backend
+    // finishes what the dead process had in flight for it (the lean backend's vif attach).
     if (domain.domid !== c.status.domid)
       await rt.containers.update(c.meta.id, (s) => ({ ...s, domid: domain.domid }));
+    const net = sandbox.status.network;
+    if (net)
+      await rt.hypervisor
+        .adopt(domain.domid, [{ bridge: net.bridge, mac: c.status.guestNetwork?.mac ?? net.mac }])
+        .catch((err: unknown) =>
+          log.warn("adopting a domain's vifs failed", { domid: domain.domid, err: String(err) }),
+        );
     if (c.status.state === "running" && c.meta.logPath)
       await containers.attachConsole(c.meta.id, domain.domid, c.meta.domainName, c.meta.logPath);
     report.adopted++;

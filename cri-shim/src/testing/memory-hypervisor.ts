@@ -11,6 +11,7 @@ import {
   type HostInfo,
   type Hypervisor,
   HypervisorError,
+  type VifSpec,
 } from "../hypervisor/types.js";
 
 interface FakeDomain {
@@ -28,6 +29,8 @@ export class MemoryHypervisorDouble implements Hypervisor {
   /** When false, a poweroff request is ignored (a guest that hangs), to test the grace period. */
   obeyShutdown = true;
   totalMemoryKiB = 4 * 1024 * 1024;
+  /** What adopt() was asked, in order: a recovery's takeovers, for the tests to check. */
+  readonly adopted: { domid: number; vifs: VifSpec[] }[] = [];
 
   async host(): Promise<HostInfo> {
     const used = [...this.domains.values()].reduce((s, d) => s + d.info.maxMemoryKiB, 0);
@@ -85,6 +88,10 @@ export class MemoryHypervisorDouble implements Hypervisor {
       },
     });
     return domid;
+  }
+  async adopt(domid: number, vifs: VifSpec[]): Promise<void> {
+    this.must(domid);
+    this.adopted.push({ domid, vifs });
   }
   private must(domid: number): FakeDomain {
     const d = this.domains.get(domid);

@@ -331,10 +331,6 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
         goto out_xc;
     xen_pfn_t console_mfn = xc_dom_p2m(dom, dom->console_pfn);
     xen_pfn_t store_mfn = xc_dom_p2m(dom, dom->xenstore_pfn);
-    step = "xc_domain_sethandle";
-    if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
-        goto out_xc;
-
     /* What xenconsoled needs (name for its log file, the ring and its port), nothing more, written
      * while the directory is still dom0's: those nodes stay dom0-only. Then the directory becomes
      * the guest's, so what it writes itself (control/feature-*, the acknowledgement of
@@ -348,6 +344,12 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
         xs_writef(XBT_NULL, mfn, "/local/domain/%d/console/ring-ref", domid) ||
         xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid) ||
         xs_perms(XBT_NULL, dir, (uint32_t)domid, (uint32_t)domid))
+        goto out_xc;
+    /* The handle stops marking a shell only once the name is there: a process killed in between
+     * leaves a nameless shell (destroyed at the next start) or a named domain (the runtime's
+     * recovery removes it as a half-made container), never a domain nobody recognises. */
+    step = "xc_domain_sethandle";
+    if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
         goto out_xc;
     step = "xs_introduce_domain";
     if (!xs_introduce_domain(xsh, (unsigned int)domid, store_mfn, s->store_port))

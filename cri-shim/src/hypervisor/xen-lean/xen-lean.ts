@@ -5,7 +5,7 @@
 // backend on the same node, which sees a lean-built domain as any other: its name and console are in
 // XenStore where libxl looks for them. PVH guests are built by libxl (the shell builder is PV only).
 // Save, restore and migration are libxl's too (libxl_domain_suspend works on the domain; a restored
-// domain is libxl-built, with vifs through libxl's hotplug path); see docs/cri.md.
+// domain is libxl-built, with vifs through libxl's hotplug path, and libxl destroys it); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { logger } from "../../../../lib/log.js";
@@ -13,6 +13,7 @@ import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
 import { validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
+import { XenStore } from "../xenstore.js";
 import {
   type DomainInfo,
   type DomainSpec,
@@ -20,6 +21,7 @@ import {
   type HostInfo,
   type Hypervisor,
   HypervisorError,
+  type VifSpec,
 } from "../types.js";
 import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
@@ -52,6 +54,7 @@ export class XenLean implements Hypervisor {
   private constructor(
     private readonly sfx: Sfxen,
     private readonly libxl: XenLibxl,
+    private readonly xs: XenStore,
     opts: XenLeanOptions,
   ) {
     this.metrics = opts.metrics ?? new LeanMetrics();
@@ -76,7 +79,7 @@ export class XenLean implements Hypervisor {
    */
   static async open(libxl: XenLibxl, opts: XenLeanOptions): Promise<XenLean> {
     const sfx = await Sfxen.open();
-    const lean = new XenLean(sfx, libxl, opts);
+    const lean = new XenLean(sfx, libxl, XenStore.open(), opts);
     const stale = (await libxl.list()).filter(isShell);
     for (const d of stale) {
       log.info("destroying a shell left by a previous shim", { domid: d.domid, name: d.name });
@@ -159,11 +162,10 @@ export class XenLean implements Hypervisor {
     }
     // netback makes the interfaces on its own time; they are joined to their bridges as they come,
     // and unpause() waits for that, so the guest never runs unplugged.
-    const attach = Promise.all(
-      spec.vifs.map((vif, devid) => this.sfx.vifAttach(domid, devid, vif.bridge, VIF_TIMEOUT_MS)),
-    ).then(() => undefined);
-    attach.catch(() => undefined); // observed by unpause()/destroy()
-    this.attaching.set(domid, attach);
+    this.attachVifs(
+      domid,
+      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+    );
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -176,6 +178,38 @@ export class XenLean implements Hypervisor {
       vifWritesMs: Math.round(performance.now() - executed),
     });
     return domid;
+  }
+
+  private attachVifs(domid: number, vifs: { devid: number; bridge: string }[]): void {
+    const attach = Promise.all(
+      vifs.map((v) => this.sfx.vifAttach(domid, v.devid, v.bridge, VIF_TIMEOUT_MS)),
+    ).then(() => undefined);
+    attach.catch(() => undefined); // observed by unpause()/destroy()
+    this.attaching.set(domid, attach);
+  }
+
+  /**
+   * A domain an earlier process built: its vifs whose backend has no hotplug-status "connected"
+   * (the process died before netback's interface joined the bridge) are attached again, and
+   * unpause() waits for them as after a create. XenStore is the record; libxl's own domains and
+   * vifs already attached are left alone.
+   */
+  async adopt(domid: number, vifs: VifSpec[]): Promise<void> {
+    checkGuestDomid(domid, "adopt");
+    if (this.attaching.has(domid) || (await this.libxlMade(domid))) return;
+    const pending: { devid: number; bridge: string }[] = [];
+    for (const [devid, vif] of vifs.entries()) {
+      const be = `/local/domain/0/backend/vif/${domid}/${devid}`;
+      if ((await this.xs.read(`${be}/frontend-id`)) === undefined) continue;
+      if ((await this.xs.read(`${be}/hotplug-status`)) !== "connected")
+        pending.push({ devid, bridge: vif.bridge });
+    }
+    if (pending.length === 0) return;
+    log.info("attaching vifs an earlier process left unattached", {
+      domid,
+      devids: pending.map((p) => p.devid),
+    });
+    this.attachVifs(domid, pending);
   }
 
   /** A shell built on the request path; short of memory, the pool gives back shells of other shapes first. */
@@ -228,11 +262,23 @@ export class XenLean implements Hypervisor {
     checkGuestDomid(domid, "destroy");
     const started = performance.now();
     this.attaching.delete(domid); // its wait ends by itself once the backend's nodes are gone
-    await this.sfx.destroy(domid);
-    await unguardDomainVifs(domid).catch((err: unknown) =>
-      log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
-    );
+    // The builder undoes its own records: a domain libxl made (a PVH guest, a restore, an incoming
+    // migration) has libxl's XenStore directory, userdata file and hotplug-run vifs, which only
+    // libxl's destroy removes. libxl's destroy drops the anti-spoofing rules too.
+    if (await this.libxlMade(domid)) {
+      await this.libxl.destroy(domid);
+    } else {
+      await this.sfx.destroy(domid);
+      await unguardDomainVifs(domid).catch((err: unknown) =>
+        log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
+      );
+    }
     this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
+  }
+
+  /** libxl records every domain it builds under /libxl/<domid>; libsfxen writes nothing there. */
+  private async libxlMade(domid: number): Promise<boolean> {
+    return (await this.xs.list(`/libxl/${domid}`)) !== undefined;
   }
 
   setMemory(domid: number, memoryMiB: number): Promise<void> {
@@ -263,5 +309,6 @@ export class XenLean implements Hypervisor {
   async close(): Promise<void> {
     await this.pool.close();
     await this.libxl.close();
+    this.xs.close();
   }
 }
