@@ -26,8 +26,9 @@ const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) 
   --fallback-runtime-endpoint EP  the node's Linux CRI runtime (e.g. unix:///run/containerd/containerd.sock):
                            pods whose runtime handler is not superfluid, and their images, go there;
                            lists and Status merge both. Unset: every pod is ours, Linux images refused
-  --hypervisor lean|libxl  domain builder: lean (in-process, shell pool, no processes per VM) or
-                           libxl (libxenlight, hotplug scripts) (default libxl)
+  --hypervisor lean|libxl  domain builder: lean (in-process, shell pool, no processes per VM; the
+                           default) or libxl (libxenlight, vif hotplug scripts; for comparison and as
+                           a fallback)
   --pool-depth N           lean: pre-built shells kept per shape (default 2; 0: every create is cold)
   --pool-max-mib N         lean: memory all shells together may hold (default 256)
   --pool-shapes LIST       lean: shapes to keep before any demand, MEMORY_MIB[:VCPUS],... (default: the
@@ -57,7 +58,7 @@ const FLAGS = {
   "node-address": "",
   "migration-timeout": "120",
   "fallback-runtime-endpoint": "",
-  hypervisor: "libxl",
+  hypervisor: "lean",
   "pool-depth": "2",
   "pool-max-mib": "256",
   "pool-shapes": "",

@@ -1,4 +1,4 @@
-// Assembles the shim from its flags: libxl, the image store, CNI, the runtime (which recovers state
+// Assembles the shim from its flags: the hypervisor (lean over libxl, or libxl alone), the image store, CNI, the runtime (which recovers state
 // before the socket opens, so the kubelet never sees a half-known node), and the gRPC server. SIGTERM
 // and SIGINT stop it gracefully; domains keep running and are adopted by the next start.
 import { mkdir } from "node:fs/promises";
@@ -44,7 +44,7 @@ export interface ShimConfig {
   migrationTimeoutMs?: number;
   /** The node's Linux CRI runtime (containerd): everything that is not a superfluid pod goes there. */
   fallbackRuntimeEndpoint?: string;
-  /** Domain builder: "lean" (libsfxen, shell pool) or "libxl" (default). */
+  /** Domain builder: "lean" (libsfxen, shell pool; the default) or "libxl". */
   hypervisor?: "lean" | "libxl";
   /** The lean backend's shell pool: depth per shape, memory cap, initial shapes ("4,64:2"). */
   pool?: { depth: number; maxMiB: number; shapes: string };
@@ -54,7 +54,7 @@ export interface ShimConfig {
 
 async function openHypervisor(config: ShimConfig): Promise<{ hv: Hypervisor; lean?: XenLean }> {
   const libxl = XenLibxl.open(); // first: outside dom0 this fails before anything is created
-  if (config.hypervisor !== "lean") return { hv: libxl };
+  if (config.hypervisor === "libxl") return { hv: libxl };
   const pool = config.pool ?? { depth: 2, maxMiB: 256, shapes: "" };
   const lean = await XenLean.open(libxl, {
     poolDepth: pool.depth,
