@@ -6,7 +6,8 @@
 //      with root and nonroot (65532), /tmp;
 //   2. the program under /opt/superfluid (APP_ROOT, two directories above the bundle, which is
 //      where lib/paths.ts's REPO_ROOT lands): its esbuild bundle from dist/bundle/, and for the
-//      shim koffi (JavaScript + the linux-x64 prebuilt .node) and the CRI proto.
+//      shim koffi (JavaScript + the linux-x64 prebuilt .node), the CRI proto and the lean backend's
+//      libsfxen.so.
 // The node image carries no Xen library: libxenlight and its dependencies, the hotplug scripts and
 // the CNI plugins come from the host's Xen install (docs/images.md says why).
 import { execFile } from "node:child_process";
@@ -15,6 +16,7 @@ import { join, posix, relative } from "node:path";
 import { promisify } from "node:util";
 import type { TarWriteEntry } from "../lib/oci/index.js";
 import { REPO_ROOT } from "../lib/paths.js";
+import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
 
 const exec = promisify(execFile);
 
@@ -140,6 +142,16 @@ async function bundle(name: string): Promise<TarWriteEntry> {
   return { path: imagePath(`${APP_ROOT}/dist/bundle/${name}.mjs`), data, mode: 0o644 };
 }
 
+/** The lean backend's libsfxen.so where the bundle looks for it (it links the host's Xen libraries). */
+async function sfxenEntry(): Promise<TarWriteEntry> {
+  const file = join(REPO_ROOT, SFXEN_LIB_RELATIVE);
+  const data = await readFile(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") throw new Error(`${file} is missing: run make -C native first`);
+    throw err;
+  });
+  return { path: imagePath(`${APP_ROOT}/${SFXEN_LIB_RELATIVE}`), data, mode: 0o755 };
+}
+
 export async function operatorEntries(): Promise<TarWriteEntry[]> {
   return [await bundle("operator")];
 }
@@ -162,6 +174,7 @@ export async function shimEntries(): Promise<TarWriteEntry[]> {
     ...(await treeEntries(join(REPO_ROOT, "cri-shim", "proto"), `${APP_ROOT}/cri-shim/proto`, (rel) =>
       rel.endsWith(".proto"),
     )),
+    await sfxenEntry(),
     { path: imagePath(HOST_LIB_MOUNT), type: "directory", mode: 0o755 },
   ];
 }

@@ -168,6 +168,7 @@ test.serial(
         t.true(files.has("opt/superfluid/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node"));
         t.true(files.has("opt/superfluid/node_modules/koffi/package.json"));
         t.true(files.has("opt/superfluid/cri-shim/proto/api.proto"));
+        t.true(files.has("opt/superfluid/native/build/libsfxen/libsfxen.so"), "the lean backend's library");
         t.is(files.get(HOST_LIB_MOUNT.slice(1))?.type, "directory");
         t.is(config.User, "0:0");
       } else {

@@ -4,7 +4,15 @@
 // installed bundle starts from its new place.
 import test from "ava";
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -71,6 +79,8 @@ test("node-install: a unit systemd accepts, configs containerd and the kubelet r
     "--help",
   ]);
   t.regex(help.stdout, /--fallback-runtime-endpoint/);
+  // The default backend's library beside it, where the bundle's REPO_ROOT layout looks.
+  t.true(existsSync(join(root, "opt", "superfluid", "native", "build", "libsfxen", "libsfxen.so")));
 });
 
 test("node-install --copy-node: the unit runs its own copy of Node.js, which runs; a changed shim flag is a change", async (t) => {

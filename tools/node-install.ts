@@ -22,6 +22,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../lib/paths.js";
+import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
 
 export const UNIT_NAME = "superfluid-cri.service";
 export const FRONT_SOCKET = "/run/superfluid/cri.sock";
@@ -171,9 +172,14 @@ export function install(o: InstallOptions): string[] {
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run \`npm run build\` first`);
   const dest = join(o.root, o.prefix);
   mkdirSync(join(dest, "dist", "bundle"), { recursive: true });
+  // The lean backend (the default) loads libsfxen.so from the same layout.
+  const sfxen = join(REPO_ROOT, SFXEN_LIB_RELATIVE);
+  if (!existsSync(sfxen)) throw new Error(`${sfxen} is missing: run \`make -C native\` first`);
+  mkdirSync(dirname(join(dest, SFXEN_LIB_RELATIVE)), { recursive: true });
   const changed: (string | undefined)[] = [
     copy(bundle, join(dest, "dist", "bundle", "cri-shim.mjs"), `${o.prefix}/dist/bundle/cri-shim.mjs`),
     copy(join(REPO_ROOT, "cri-shim", "proto"), join(dest, "cri-shim", "proto"), `${o.prefix}/cri-shim/proto`),
+    copy(sfxen, join(dest, SFXEN_LIB_RELATIVE), `${o.prefix}/${SFXEN_LIB_RELATIVE}`),
   ];
   // koffi stays outside the bundle; its native part is a per-platform package beside it.
   const modules = join(REPO_ROOT, "node_modules");

@@ -6,8 +6,9 @@ import koffi from "koffi";
 import { REPO_ROOT } from "../../../../lib/paths.js";
 import { HypervisorError } from "../types.js";
 
-export const SFXEN_LIB_PATH =
-  process.env.SUPERFLUID_SFXEN_LIB ?? join(REPO_ROOT, "native", "build", "libsfxen", "libsfxen.so");
+/** Where `make -C native` puts libsfxen.so, under the repository (or an install's REPO_ROOT layout). */
+export const SFXEN_LIB_RELATIVE = "native/build/libsfxen/libsfxen.so";
+export const SFXEN_LIB_PATH = process.env.SUPERFLUID_SFXEN_LIB ?? join(REPO_ROOT, SFXEN_LIB_RELATIVE);
 /** The uuid prefix of a shell (its Xen handle starts with the bytes "sf-shell"); see sfxen.h. */
 export const SHELL_UUID_PREFIX = "73662d73-6865-6c6c-";
 
