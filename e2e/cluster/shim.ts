@@ -57,7 +57,8 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
     }
   };
   // SUPERFLUID_HYPERVISOR and the pool settings in the test's environment reach the shim, so any
-  // suite can run against the lean backend (SUPERFLUID_HYPERVISOR=lean node scripts/test.mjs ...).
+  // suite can run against either backend (lean by default; SUPERFLUID_HYPERVISOR=libxl node
+  // scripts/test.mjs ... for libxl).
   const passed = Object.fromEntries(
     ["SUPERFLUID_HYPERVISOR", "SUPERFLUID_POOL_DEPTH", "SUPERFLUID_POOL_MAX_MIB", "SUPERFLUID_POOL_SHAPES"]
       .filter((k) => process.env[k])
