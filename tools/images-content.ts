@@ -16,7 +16,7 @@ import { join, posix, relative } from "node:path";
 import { promisify } from "node:util";
 import type { TarWriteEntry } from "../lib/oci/index.js";
 import { REPO_ROOT } from "../lib/paths.js";
-import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
+import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-names.js";
 
 const exec = promisify(execFile);
 

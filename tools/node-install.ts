@@ -22,7 +22,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../lib/paths.js";
-import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
+import { SFXEN_LIB_RELATIVE } from "../cri-shim/src/hypervisor/xen-lean/sfxen-names.js";
 
 export const UNIT_NAME = "superfluid-cri.service";
 export const FRONT_SOCKET = "/run/superfluid/cri.sock";

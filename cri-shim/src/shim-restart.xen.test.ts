@@ -13,7 +13,7 @@ import { SHIM_SOCKET } from "../../e2e/cluster/kubelet.js";
 import { startShim, type Shim } from "../../e2e/cluster/shim.js";
 import { startXenNode, type XenNode } from "../../e2e/xen-node/index.js";
 import { guestDomainsFromXl, XL_LIST_VERBOSE } from "../../e2e/xen-node/xl-domains.js";
-import { SHELL_UUID_PREFIX } from "./hypervisor/xen-lean/sfxen-ffi.js";
+import { SHELL_UUID_PREFIX } from "./hypervisor/xen-lean/sfxen-names.js";
 
 const ctx = {} as { node: XenNode; registry: TestRegistry; shim: Shim; hello: string };
 const CRICTL = `${k8sBinary("crictl")} --runtime-endpoint unix://${SHIM_SOCKET} --image-endpoint unix://${SHIM_SOCKET} --timeout 300s`;

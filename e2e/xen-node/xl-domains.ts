@@ -1,7 +1,7 @@
 // Guest domains as `xl list -v` in a dom0 shows them, without Domain-0 and without the lean backend's
 // pre-built shells (nameless domains whose Xen handle starts with the bytes "sf-shell"): a test that
 // counts guests must not count the pool the shim keeps ready.
-import { SHELL_UUID_PREFIX } from "../../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
+import { SHELL_UUID_PREFIX } from "../../cri-shim/src/hypervisor/xen-lean/sfxen-names.js";
 
 export interface XlDomain {
   name: string;

@@ -1,16 +1,11 @@
 // koffi bindings to native/lib/sfxen (libsfxen.so): a flat C API of ints, strings and caller-owned
 // buffers, so no struct layout is written down here. Every call runs on a koffi worker thread (the
 // builder populates memory and maps guest pages: milliseconds the event loop must not wait on).
-import { join } from "node:path";
 import koffi from "koffi";
-import { REPO_ROOT } from "../../../../lib/paths.js";
 import { HypervisorError } from "../types.js";
+import { SFXEN_LIB_PATH } from "./sfxen-names.js";
 
-/** Where `make -C native` puts libsfxen.so, under the repository (or an install's REPO_ROOT layout). */
-export const SFXEN_LIB_RELATIVE = "native/build/libsfxen/libsfxen.so";
-export const SFXEN_LIB_PATH = process.env.SUPERFLUID_SFXEN_LIB ?? join(REPO_ROOT, SFXEN_LIB_RELATIVE);
-/** The uuid prefix of a shell (its Xen handle starts with the bytes "sf-shell"); see sfxen.h. */
-export const SHELL_UUID_PREFIX = "73662d73-6865-6c6c-";
+export { SFXEN_LIB_PATH, SHELL_UUID_PREFIX } from "./sfxen-names.js";
 
 const ERR_BYTES = 1024;
 const CODES: Record<number, HypervisorError["code"]> = {
