@@ -8,7 +8,11 @@ import { REPO_ROOT } from "../../lib/paths.js";
 
 export const HELLO_KERNEL = join(REPO_ROOT, "native/build/hello/hello");
 // Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
-const CLI = `${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
+// SUPERFLUID_HYPERVISOR in the test's environment picks the backend in dom0, as for the shim.
+const HV = /^(lean|libxl)$/.test(process.env.SUPERFLUID_HYPERVISOR ?? "")
+  ? `env SUPERFLUID_HYPERVISOR=${process.env.SUPERFLUID_HYPERVISOR} `
+  : "";
+const CLI = `${HV}${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
 
 /** The part of an emulated Xen node (e2e/xen-node) this needs. */
 export interface Dom0 {

@@ -37,6 +37,8 @@ export interface XenLeanOptions {
   poolMaxMiB: number;
   poolShapes?: Shape[];
   metrics?: LeanMetrics;
+  /** Destroy shells a previous process left (default). Off for a tool running beside a shim. */
+  reapStaleShells?: boolean;
 }
 
 export function isShell(d: Pick<DomainInfo, "name" | "uuid">): boolean {
@@ -81,7 +83,7 @@ export class XenLean implements Hypervisor {
   static async open(libxl: XenLibxl, opts: XenLeanOptions): Promise<XenLean> {
     const sfx = await Sfxen.open();
     const lean = new XenLean(sfx, libxl, opts);
-    const stale = (await libxl.list()).filter(isShell);
+    const stale = opts.reapStaleShells === false ? [] : (await libxl.list()).filter(isShell);
     for (const d of stale) {
       log.info("destroying a shell left by a previous shim", { domid: d.domid, name: d.name });
       await sfx.destroy(d.domid).catch((err: unknown) => log.warn("shell destroy", { err: String(err) }));
