@@ -50,7 +50,9 @@ interface BackendResult {
   downtimeRatioOverXl?: number;
 }
 
-function speedups(s: SuspendBenchResult): Pick<BackendResult, "suspendResumeSpeedup" | "suspendResumeSpeedupViaApi"> {
+function speedups(
+  s: SuspendBenchResult,
+): Pick<BackendResult, "suspendResumeSpeedup" | "suspendResumeSpeedupViaApi"> {
   const m = s.median;
   const internal =
     m.agentInternalSaveMs !== null && m.agentInternalRestoreMs !== null
@@ -63,7 +65,8 @@ function speedups(s: SuspendBenchResult): Pick<BackendResult, "suspendResumeSpee
 }
 
 /** Runs the fault suite with its report on; the distinct failpoints fired in cases that passed. */
-function faultPoints(): { faultPointsTested: number; failpoints: string[]; cases: number } | { error: string } {
+function faultPoints():
+  { faultPointsTested: number; failpoints: string[]; cases: number } | { error: string } {
   const dir = mkdtempSync(join(tmpdir(), "sf-faults-"));
   const report = join(dir, "faults.json");
   try {
@@ -163,18 +166,23 @@ function plots(backend: string, r: BackendResult): void {
     const m = r.migration;
     writeFileSync(
       join(out, `migrate${suffix}.svg`),
-      plotSvg(`hello moved between two emulated Xen nodes (${m.memoryMiB} MiB, ${backend}), per round`, "round", "ms", [
-        {
-          name: `ours, downtime (median ${m.median.oursDowntimeMs} ms)`,
-          color: "#1f77b4",
-          points: m.ours.downtimeMs.map((v, i) => [i + 1, v]),
-        },
-        {
-          name: `xl save+copy+restore, downtime (median ${m.median.xlDowntimeMs} ms)`,
-          color: "#d62728",
-          points: m.xl.downtimeMs.map((v, i) => [i + 1, v]),
-        },
-      ]),
+      plotSvg(
+        `hello moved between two emulated Xen nodes (${m.memoryMiB} MiB, ${backend}), per round`,
+        "round",
+        "ms",
+        [
+          {
+            name: `ours, downtime (median ${m.median.oursDowntimeMs} ms)`,
+            color: "#1f77b4",
+            points: m.ours.downtimeMs.map((v, i) => [i + 1, v]),
+          },
+          {
+            name: `xl save+copy+restore, downtime (median ${m.median.xlDowntimeMs} ms)`,
+            color: "#d62728",
+            points: m.xl.downtimeMs.map((v, i) => [i + 1, v]),
+          },
+        ],
+      ),
     );
   }
 }

@@ -72,7 +72,8 @@ class UsageError extends Error {}
 
 async function openHv(): Promise<Hypervisor> {
   const kind = process.env.SUPERFLUID_HYPERVISOR || DEFAULT_HYPERVISOR;
-  if (kind !== "lean" && kind !== "libxl") throw new UsageError(`SUPERFLUID_HYPERVISOR: lean or libxl, got ${kind}`);
+  if (kind !== "lean" && kind !== "libxl")
+    throw new UsageError(`SUPERFLUID_HYPERVISOR: lean or libxl, got ${kind}`);
   const libxl = XenLibxl.open();
   if (kind === "libxl") return libxl;
   return XenLean.open(libxl, { poolDepth: 0, poolMaxMiB: 0, reapStaleShells: false });

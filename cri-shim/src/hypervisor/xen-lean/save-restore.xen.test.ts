@@ -81,20 +81,23 @@ test.serial("the selftest ran to the end", (t) => {
   t.is(rep().fatal, undefined);
 });
 
-test.serial("suspend to disk and resume: the console ticks on from where it stopped, the vif is on the bridge", (t) => {
-  t.regex(rep().before ?? "", /hello: tick 2/);
-  t.is(rep().rounds.length, 2);
-  for (const r of rep().rounds) {
-    t.true(r.goneAfterSave, "save leaves no domain");
-    t.true(r.bytes > 16 * 1024 * 1024 * 0.9, `the checkpoint holds the guest's memory (${r.bytes} bytes)`);
-    t.is(r.vifMaster, "xenbr0");
-    const at = Number(/suspending at tick (\d+)/.exec(r.suspended ?? "")?.[1]);
-    const back = Number(/resumed at tick (\d+)/.exec(r.resumed ?? "")?.[1]);
-    t.true(Number.isInteger(at), `suspend line: ${r.suspended}`);
-    t.is(back, at, "resumes at the tick it suspended at");
-    t.regex(r.next ?? "", new RegExp(`hello: tick ${back + 1}\\b`));
-  }
-});
+test.serial(
+  "suspend to disk and resume: the console ticks on from where it stopped, the vif is on the bridge",
+  (t) => {
+    t.regex(rep().before ?? "", /hello: tick 2/);
+    t.is(rep().rounds.length, 2);
+    for (const r of rep().rounds) {
+      t.true(r.goneAfterSave, "save leaves no domain");
+      t.true(r.bytes > 16 * 1024 * 1024 * 0.9, `the checkpoint holds the guest's memory (${r.bytes} bytes)`);
+      t.is(r.vifMaster, "xenbr0");
+      const at = Number(/suspending at tick (\d+)/.exec(r.suspended ?? "")?.[1]);
+      const back = Number(/resumed at tick (\d+)/.exec(r.resumed ?? "")?.[1]);
+      t.true(Number.isInteger(at), `suspend line: ${r.suspended}`);
+      t.is(back, at, "resumes at the tick it suspended at");
+      t.regex(r.next ?? "", new RegExp(`hello: tick ${back + 1}\\b`));
+    }
+  },
+);
 
 test.serial("a migration source's suspend is cancelled in place: the same domain runs on", (t) => {
   const c = rep().cancel;

@@ -4,7 +4,15 @@
 // `xl restore` of the same guest for comparison. Prints one JSON report on stdout.
 //   node lean-save-selftest.mjs --kernel K --bridge B
 import { execFileSync } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { HypervisorError } from "../types.js";
@@ -100,7 +108,9 @@ try {
 
   // A migration source's suspend, then the cancel when the target fails: the same domain runs on.
   const mark = consoleLines(name).length;
-  const [, outMs] = await timed(() => withFd("/dev/null", "w", (fd) => lean.migrateOut(domid, fd, { live: false })));
+  const [, outMs] = await timed(() =>
+    withFd("/dev/null", "w", (fd) => lean.migrateOut(domid, fd, { live: false })),
+  );
   const stateSuspended = await lean.info(domid);
   const [, cancelMs] = await timed(() => lean.resumeSuspended(domid));
   const cancelled = await waitLine(name, /hello: resumed at tick \d+ \(suspend cancelled\)/, mark);
@@ -139,7 +149,9 @@ try {
   const domainsBefore = (await libxl.list()).length;
   const bad: Record<string, unknown> = {};
   for (const which of ["garbage", "truncated"])
-    bad[which] = await withFd(`${DIR}/${which}.ckpt`, "r", (fd) => lean.restore(spec(`${name}-bad`), fd)).then(
+    bad[which] = await withFd(`${DIR}/${which}.ckpt`, "r", (fd) =>
+      lean.restore(spec(`${name}-bad`), fd),
+    ).then(
       (d) => ({ unexpectedDomid: d }),
       (e: unknown) => errOf(e),
     );
