@@ -112,6 +112,13 @@ int sfx_restore(int fd, const char *name, const char *uuid, int mem_mib, int max
             goto undo;
         }
         made = 1;
+        /* Named from the start: a process killed mid-restore leaves a domain recovery can find by
+         * name (a paused sf-* orphan), as libxl's restore would. */
+        if (xs_writef(XBT_NULL, name, "/local/domain/%u/name", bare.domid) != 0) {
+            rc = fail(err, errlen, SFX_EFAIL, "restore %s: XenStore write of its name: %s", name,
+                      strerror(errno));
+            goto undo;
+        }
         struct restore_callbacks cb = {.static_data_done = static_data_done};
         if (xc_domain_restore(c.xch, fd, bare.domid, bare.store_port, &store_mfn, 0,
                               bare.console_port, &console_mfn, 0, XC_STREAM_PLAIN, &cb, -1) != 0) {
