@@ -18,6 +18,8 @@ int xs_writef(xs_transaction_t t, const char *value, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Owner `owner` (full access), `reader` may read; one entry when they are the same domain. */
 int xs_perms(xs_transaction_t t, const char *path, uint32_t owner, uint32_t reader);
+/* 0, or SFX_ENOMEM when Xen has not mem_mib (plus slack) free for `name`. */
+int check_free_memory(const char *name, int mem_mib, char *err, int errlen);
 /* "xxxxxxxx-xxxx-..." (dashes anywhere) into 16 bytes; 0 or -1. */
 int parse_uuid(const char *s, uint8_t out[16]);
 

@@ -64,13 +64,9 @@ int sfx_restore(int fd, const char *name, const char *uuid, int mem_mib, int max
         return fail(err, errlen, SFX_EINVAL, "bad restore: fd, name, uuid, memory or vcpus");
     if (!xsh)
         return fail(err, errlen, SFX_EFAIL, "library not opened");
-    int64_t free_kib = 0;
-    int rc = sfx_free_kib(&free_kib, err, errlen);
+    int rc = check_free_memory(name, mem_mib, err, errlen);
     if (rc)
         return rc;
-    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
-        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
-                    mem_mib, (long long)(free_kib / 1024));
     rc = read_header(fd, err, errlen);
     if (rc)
         return rc;

@@ -175,6 +175,18 @@ int parse_uuid(const char *s, xen_domain_handle_t out)
     return n == 32 ? 0 : -1;
 }
 
+int check_free_memory(const char *name, int mem_mib, char *err, int errlen)
+{
+    int64_t free_kib = 0;
+    int rc = sfx_free_kib(&free_kib, err, errlen);
+    if (rc)
+        return rc;
+    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
+        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
+                    mem_mib, (long long)(free_kib / 1024));
+    return 0;
+}
+
 int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int max_vcpus,
                 char *err, int errlen)
 {
@@ -183,13 +195,9 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
     if (!name || !*name || strlen(name) > 64 || mem_mib < 1 || max_mem_mib < mem_mib ||
         vcpus < 1 || max_vcpus < vcpus || max_vcpus > 128)
         return fail(err, errlen, SFX_EINVAL, "bad shape: name, memory or vcpus out of range");
-    int64_t free_kib = 0;
-    int rc = sfx_free_kib(&free_kib, err, errlen);
+    int rc = check_free_memory(name, mem_mib, err, errlen);
     if (rc)
         return rc;
-    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
-        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
-                    mem_mib, (long long)(free_kib / 1024));
 
     /* The handle marks a shell from its first instant (before any XenStore node): a shim that dies
      * mid-prepare leaves a domain whose uuid starts with SFX_SHELL_UUID_PREFIX for recovery. */

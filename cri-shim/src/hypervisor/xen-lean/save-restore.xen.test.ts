@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../../../lib/paths.js";
 import { startXenNode, type XenNode } from "../../../../e2e/xen-node/index.js";
+import { runDom0Selftest } from "../../../../e2e/harness/dom0-selftest.js";
 
 const HELLO = join(REPO_ROOT, "native/build/hello/hello");
 const LIB = join(REPO_ROOT, "native/build/libsfxen/libsfxen.so");
@@ -55,13 +56,11 @@ test.before(async (t) => {
   for (const f of [HELLO, LIB, SELFTEST])
     if (!existsSync(f)) throw new Error(`${f} is missing: run \`make -C native\` and \`npm run build\``);
   node = await startXenNode({ name: "xen-lean-save" });
-  const r = await node.exec(`${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge}`, {
-    timeoutMs: 900_000,
-  });
-  const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (!last.startsWith("{"))
-    throw new Error(`selftest printed no report (exit ${r.code}): ${r.stderr.slice(-3000)}`);
-  report = JSON.parse(last) as Report;
+  report = await runDom0Selftest<Report>(
+    node,
+    `${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge}`,
+    900_000,
+  );
   const rs = report.rounds ?? [];
   t.log(
     `load ${report.loadAvgAtStart}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms; xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
