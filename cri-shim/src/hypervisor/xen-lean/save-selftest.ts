@@ -79,6 +79,7 @@ function xlMs(...args: string[]): number {
 const libxl = XenLibxl.open();
 const xs = XenStore.open();
 const report: Record<string, unknown> = { loadAvgAtStart: loadavg()[0] };
+let phase = "start";
 try {
   const lean = await XenLean.open(libxl, { poolDepth: 0, poolMaxMiB: 0 });
   const name = "lean-save";
@@ -87,13 +88,20 @@ try {
   await lean.unpause(first);
   const before = await waitLine(name, /hello: tick 2\b/);
 
+  phase = "rounds";
   // Suspend to disk and resume, twice (the second round restores a restored domain).
   const rounds = [];
   let domid = first;
   for (let i = 0; i < 2; i++) {
     const mark = consoleLines(name).length;
     const [, saveMs] = await timed(() => withFd(file, "w", (fd) => lean.save(domid, fd)));
-    const goneAfterSave = (await lean.info(domid)) === undefined;
+    // A destroyed domain stays "dying" until xenstored and xenconsoled drop their mappings of it.
+    let left = await lean.info(domid);
+    for (let w = 0; w < 100 && left !== undefined; w++) {
+      await sleep(100);
+      left = await lean.info(domid);
+    }
+    const goneAfterSave = left === undefined;
     const bytes = statSync(file).size;
     const [restored, restoreMs] = await timed(() => withFd(file, "r", (fd) => lean.restore(spec(name), fd)));
     const master = vifMaster(restored);
@@ -106,6 +114,7 @@ try {
   report.rounds = rounds;
   report.before = before;
 
+  phase = "cancel";
   // A migration source's suspend, then the cancel when the target fails: the same domain runs on.
   const mark = consoleLines(name).length;
   const [, outMs] = await timed(() =>
@@ -130,21 +139,32 @@ try {
     stateAfterLive: (await lean.info(domid))?.state,
   };
 
+  phase = "cross";
   // Across backends: lean's stream restores in libxl and libxl's in lean.
   await withFd(file, "w", (fd) => lean.save(domid, fd));
   const byLibxl = await withFd(file, "r", (fd) => libxl.restore(spec(name), fd));
   const m1 = consoleLines(name).length;
   await withFd(file, "w", (fd) => libxl.save(byLibxl, fd));
   const byLean = await withFd(file, "r", (fd) => lean.restore(spec(name), fd));
+  const states = [];
+  for (let w = 0; w < 6; w++, await sleep(500)) {
+    const d = await lean.info(byLean);
+    states.push(d ? `${d.state}${d.shutdownReason ? `/${d.shutdownReason}` : ""}` : "gone");
+  }
   report.cross = {
     leanToLibxl: byLibxl > 0,
     libxlToLean: await waitLine(name, /hello: resumed at tick \d+ \(restored domain\)/, m1),
     vifMaster: vifMaster(byLean),
+    byLibxl,
+    byLean,
+    states,
+    console: consoleLines(name).slice(m1).slice(-8),
   };
 
+  phase = "bad";
   // Bad streams: a clear error and no domain left.
   writeFileSync(`${DIR}/garbage.ckpt`, Buffer.alloc(4096, 0x41));
-  await withFd(file, "w", (fd) => lean.save(byLean, fd));
+  // (file still holds libxl's stream of the cross step, whole)
   writeFileSync(`${DIR}/truncated.ckpt`, readFileSync(file).subarray(0, 1 << 20));
   const domainsBefore = (await libxl.list()).length;
   const bad: Record<string, unknown> = {};
@@ -163,6 +183,7 @@ try {
     xenstoreOrphans: ((await xs.list("/local/domain")) ?? []).filter((id) => !live.has(id)),
   };
 
+  phase = "xl";
   // xl's save and restore of the same guest (its own domain, built by xl), for comparison.
   const cfg = `${DIR}/xl-hello.cfg`;
   writeFileSync(
@@ -178,7 +199,7 @@ try {
   report.stateAtEnd = (await lean.info(byLean))?.state;
   await lean.destroy(byLean);
 } catch (err) {
-  report.fatal = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  report.fatal = `${phase}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
 }
 xs.close();
 await libxl.close();
