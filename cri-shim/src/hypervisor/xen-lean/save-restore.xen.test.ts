@@ -118,7 +118,7 @@ test.serial("streams cross between the lean and libxl backends both ways", (t) =
   t.true(rep().cross.leanToLibxl);
   t.regex(rep().cross.libxlToLean ?? "", /restored domain/);
   t.is(rep().cross.vifMaster, "xenbr0");
-  t.is(rep().stateAtEnd, "running");
+  t.true(["running", "blocked"].includes(rep().stateAtEnd ?? ""), `state at the end: ${rep().stateAtEnd}`);
 });
 
 test.serial("bad streams fail clearly and leave no domain or XenStore node", (t) => {
