@@ -1,10 +1,15 @@
 /*
- * libsfxen's restore side, in-process over libxenguest: the new domain is made bare (ceilings and
- * event channels, as a shell is), xc_domain_restore fills it from the caller's fd (a file or the
- * migration socket) and seeds its grant table, then the XenStore skeleton sfx_execute writes makes
- * it a guest again: the console and store rings are the frames the stream's start_info names,
- * translated by libxenguest to this host's MFNs. The domain is left paused; vifs are the caller's
- * (sfx_vif_write/sfx_vif_attach, as at creation).
+ * libsfxen's restore side, in-process over libxenguest, in two calls so the caller can write the
+ * domain's vifs between them (sfx_vif_write, as at a create) and netback makes their interfaces
+ * while the stream is still being read:
+ *   sfx_restore_begin: a bare domain (ceilings and event channels, as a shell has, no memory),
+ *                      named, its XenStore directory handed to the guest.
+ *   sfx_restore_fill:  xc_domain_restore fills it from the caller's fd (a checkpoint file or the
+ *                      migration's socket) and seeds its grant table; then xenconsoled's nodes
+ *                      (dom0's, as at a create) and xs_introduce_domain. The console and store
+ *                      rings are the frames the stream's start_info names, translated by
+ *                      libxenguest to this host's MFNs.
+ * The domain is left paused; a failed fill leaves it for the caller to destroy (sfx_destroy).
  */
 #define _GNU_SOURCE
 #include "sfxen.h"
@@ -55,35 +60,66 @@ static int read_header(int fd, char *err, int errlen)
     return 0;
 }
 
-int sfx_restore(int fd, const char *name, const char *uuid, int mem_mib, int max_mem_mib,
-                int vcpus, int max_vcpus, char *err, int errlen)
+int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_mem_mib, int vcpus,
+                      int max_vcpus, uint32_t *ports, char *err, int errlen)
 {
     uint8_t handle[16];
-    if (fd < 0 || !name || !*name || strlen(name) > 64 || !uuid || parse_uuid(uuid, handle) != 0 ||
-        mem_mib < 1 || max_mem_mib < mem_mib || vcpus < 1 || max_vcpus < vcpus || max_vcpus > 128)
-        return fail(err, errlen, SFX_EINVAL, "bad restore: fd, name, uuid, memory or vcpus");
+    if (!name || !*name || strlen(name) > 64 || !uuid || parse_uuid(uuid, handle) != 0 ||
+        mem_mib < 1 || max_mem_mib < mem_mib || vcpus < 1 || max_vcpus < vcpus ||
+        max_vcpus > 128 || !ports)
+        return fail(err, errlen, SFX_EINVAL, "bad restore: name, uuid, memory or vcpus");
     if (!xsh)
         return fail(err, errlen, SFX_EFAIL, "library not opened");
     int rc = check_free_memory(name, mem_mib, err, errlen);
     if (rc)
         return rc;
-    rc = read_header(fd, err, errlen);
-    if (rc)
-        return rc;
-
     struct xc_call c;
     if (xc_call_open(&c) != 0)
         return fail(err, errlen, SFX_EFAIL, "cannot open /dev/xen/privcmd: %s", strerror(errno));
     struct bare_domain bare = {0};
-    int made = 0, restored = 0;
-    const char *step = "reading the stream";
+    const char *step = "";
+    if (domain_create_bare(c.xch, handle, max_mem_mib, max_vcpus, &bare, &step) != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "restore %s: %s failed: %s", name, step,
+                  xc_call_reason(&c));
+        xc_call_close(&c);
+        return rc;
+    }
+    xc_call_close(&c);
+    /* Named from the start (a process killed mid-restore leaves a domain recovery finds by name,
+     * a paused sf-* orphan, as libxl's restore would), and its directory the guest's, so what dom0
+     * writes under it before the guest runs (its vifs' frontends) is the guest's as at a create. */
+    char dir[48];
+    snprintf(dir, sizeof(dir), "/local/domain/%u", bare.domid);
+    if (xs_writef(XBT_NULL, name, "%s/name", dir) != 0 ||
+        xs_perms(XBT_NULL, dir, bare.domid, bare.domid) != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "restore %s: XenStore writes: %s", name, strerror(errno));
+        sfx_destroy((int)bare.domid, NULL, 0);
+        return rc;
+    }
+    ports[0] = bare.store_port;
+    ports[1] = bare.console_port;
+    return (int)bare.domid;
+}
+
+int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
+                     char *err, int errlen)
+{
+    if (domid <= 0 || fd < 0)
+        return fail(err, errlen, SFX_EINVAL, "bad restore: domid %d, fd %d", domid, fd);
+    int rc = read_header(fd, err, errlen);
+    if (rc)
+        return rc;
+    struct xc_call c;
+    if (xc_call_open(&c) != 0)
+        return fail(err, errlen, SFX_EFAIL, "cannot open /dev/xen/privcmd: %s", strerror(errno));
+    int restored = 0;
     unsigned long store_mfn = 0, console_mfn = 0;
     for (;;) {
         struct sr_rec rec;
         if (read_all(fd, &rec, sizeof(rec)) != 0) {
-            rc = fail(err, errlen, SFX_EFAIL, "restore %s: reading a record: %s", name,
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: reading a record: %s", domid,
                       errno ? strerror(errno) : "stream ended early");
-            goto undo;
+            goto out;
         }
         uint32_t type = le32toh(rec.type), length = le32toh(rec.length);
         if (type == SR_REC_END)
@@ -91,59 +127,51 @@ int sfx_restore(int fd, const char *name, const char *uuid, int mem_mib, int max
         if (type == SR_REC_EMULATOR_XENSTORE_DATA || type == SR_REC_EMULATOR_CONTEXT) {
             /* A device model's state: PV domains have none that matters here. */
             if (skip_body(fd, length) != 0) {
-                rc = fail(err, errlen, SFX_EFAIL, "restore %s: reading a record: %s", name,
-                          errno ? strerror(errno) : "stream ended early");
-                goto undo;
+                rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: reading a record: %s",
+                          domid, errno ? strerror(errno) : "stream ended early");
+                goto out;
             }
             continue;
         }
         if (type != SR_REC_LIBXC_CONTEXT || length != 0 || restored) {
-            rc = fail(err, errlen, SFX_EINVAL, "restore %s: unexpected record %u (length %u)", name,
-                      type, length);
-            goto undo;
-        }
-        if (domain_create_bare(c.xch, handle, max_mem_mib, max_vcpus, &bare, &step) != 0) {
-            rc = fail(err, errlen, SFX_EFAIL, "restore %s: %s failed: %s", name, step,
-                      xc_call_reason(&c));
-            goto undo;
-        }
-        made = 1;
-        /* Named from the start: a process killed mid-restore leaves a domain recovery can find by
-         * name (a paused sf-* orphan), as libxl's restore would. */
-        if (xs_writef(XBT_NULL, name, "/local/domain/%u/name", bare.domid) != 0) {
-            rc = fail(err, errlen, SFX_EFAIL, "restore %s: XenStore write of its name: %s", name,
-                      strerror(errno));
-            goto undo;
+            rc = fail(err, errlen, SFX_EINVAL, "restore of domain %d: unexpected record %u (length %u)",
+                      domid, type, length);
+            goto out;
         }
         struct restore_callbacks cb = {.static_data_done = static_data_done};
-        if (xc_domain_restore(c.xch, fd, bare.domid, bare.store_port, &store_mfn, 0,
-                              bare.console_port, &console_mfn, 0, XC_STREAM_PLAIN, &cb, -1) != 0) {
-            rc = fail(err, errlen, SFX_EFAIL, "restore %s: xc_domain_restore: %s", name,
+        if (xc_domain_restore(c.xch, fd, (uint32_t)domid, store_port, &store_mfn, 0, console_port,
+                              &console_mfn, 0, XC_STREAM_PLAIN, &cb, -1) != 0) {
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: xc_domain_restore: %s", domid,
                       xc_call_reason(&c));
-            goto undo;
+            goto out;
         }
         restored = 1;
     }
     if (!restored) {
-        rc = fail(err, errlen, SFX_EINVAL, "restore %s: the stream holds no domain", name);
-        goto undo;
+        rc = fail(err, errlen, SFX_EINVAL, "restore of domain %d: the stream holds no domain", domid);
+        goto out;
     }
-    if (domain_xs_skeleton(bare.domid, name, console_mfn, bare.console_port, store_mfn,
-                           bare.store_port, &step) != 0) {
-        rc = fail(err, errlen, SFX_EFAIL, "restore %s: %s failed: %s", name, step,
+    /* xenconsoled's nodes stay dom0's (the guest may read them), as at a create. */
+    char mfn[32], port[16], path[64];
+    snprintf(mfn, sizeof(mfn), "%lu", console_mfn);
+    snprintf(port, sizeof(port), "%u", console_port);
+    const char *keys[2] = {"ring-ref", "port"}, *vals[2] = {mfn, port};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "/local/domain/%d/console/%s", domid, keys[i]);
+        if (xs_writef(XBT_NULL, vals[i], "%s", path) != 0 ||
+            xs_perms(XBT_NULL, path, 0, (uint32_t)domid) != 0) {
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: XenStore write %s: %s", domid,
+                      path, strerror(errno));
+            goto out;
+        }
+    }
+    if (!xs_introduce_domain(xsh, (unsigned int)domid, store_mfn, store_port)) {
+        rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: xs_introduce_domain: %s", domid,
                   strerror(errno));
-        goto undo;
+        goto out;
     }
-    xc_call_close(&c);
-    return (int)bare.domid;
-
-undo:
-    if (made) {
-        char path[48];
-        xc_domain_destroy(c.xch, bare.domid);
-        snprintf(path, sizeof(path), "/local/domain/%u", bare.domid);
-        xs_rm(xsh, XBT_NULL, path);
-    }
+    rc = 0;
+out:
     xc_call_close(&c);
     return rc;
 }

@@ -33,8 +33,11 @@ int sfx_resume(int domid, char *err, int errlen);
 #define SFX_KIND_PV 1
 #define SFX_KIND_HVM 2
 int sfx_domain_kind(int domid);
-/* restore.c: a new domain from a libxl v2 stream on fd (either backend's), left paused. */
-int sfx_restore(int fd, const char *name, const char *uuid, int mem_mib, int max_mem_mib,
-                int vcpus, int max_vcpus, char *err, int errlen);
-int sfx_is_shell(int domid);
+/* restore.c: a new domain from a libxl v2 stream (either backend's), left paused. begin makes it
+ * bare and named (ports[0], ports[1]: its store and console event channels); fill reads fd into
+ * it; the caller writes vifs between the two and destroys the domain if fill fails. */
+int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_mem_mib, int vcpus,
+                      int max_vcpus, uint32_t *ports, char *err, int errlen);
+int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
+                     char *err, int errlen);
 #endif

@@ -23,9 +23,12 @@ function bind(path: string) {
     resume: lib.func("int sfx_resume(int domid, void *err, int errlen)") as unknown as AsyncFn<
       [number, Buffer, number]
     >,
-    restore: lib.func(
-      "int sfx_restore(int fd, const char *name, const char *uuid, int mem, int maxmem, int vcpus, int maxvcpus, void *err, int errlen)",
-    ) as unknown as AsyncFn<[number, string, string, number, number, number, number, Buffer, number]>,
+    restoreBegin: lib.func(
+      "int sfx_restore_begin(const char *name, const char *uuid, int mem, int maxmem, int vcpus, int maxvcpus, void *ports, void *err, int errlen)",
+    ) as unknown as AsyncFn<[string, string, number, number, number, number, Buffer, Buffer, number]>,
+    restoreFill: lib.func(
+      "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, number, number, Buffer, number]>,
     kind: lib.func("int sfx_domain_kind(int domid)") as unknown as AsyncFn<[number]>,
   };
 }
@@ -69,24 +72,43 @@ export class SfxenStream {
     await call(this.l.resume, domid);
   }
 
-  /** A new paused domain from the stream on fd, named and shaped by spec; vifs are the caller's. */
-  async restore(spec: DomainSpec, fd: number): Promise<number> {
+  /**
+   * A new paused domain from the stream on fd, named and shaped by spec. `between` runs once the
+   * domain exists and before its memory is read (the caller writes its vifs there, so netback makes
+   * them while the stream flows). On any failure the domain is handed to `discard`.
+   */
+  async restore(
+    spec: DomainSpec,
+    fd: number,
+    between: (domid: number) => Promise<void>,
+    discard: (domid: number) => Promise<void>,
+  ): Promise<number> {
     checkFd(fd);
     const started = performance.now();
+    const ports = Buffer.alloc(8);
     const domid = await call(
-      this.l.restore,
-      fd,
+      this.l.restoreBegin,
       spec.name,
       spec.uuid ?? randomUUID(),
       spec.memoryMiB,
       spec.maxMemoryMiB ?? spec.memoryMiB,
       spec.vcpus,
       spec.maxVcpus ?? spec.vcpus,
+      ports,
     );
+    const begun = performance.now();
+    try {
+      await between(domid);
+      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4));
+    } catch (err) {
+      await discard(domid).catch(() => undefined);
+      throw err;
+    }
     log.info("domain restored in-process", {
       name: spec.name,
       domid,
       ms: Math.round(performance.now() - started),
+      beginMs: Math.round(begun - started),
     });
     return domid;
   }

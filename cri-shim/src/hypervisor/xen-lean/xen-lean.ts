@@ -279,8 +279,13 @@ export class XenLean implements Hypervisor {
       throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
     if (await this.libxl.findByName(spec.name))
       throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
-    const domid = await this.stream.restore(spec, fd);
-    await this.wireVifs(domid, spec);
+    // Vifs before the memory: netback makes their interfaces while the stream is read.
+    const domid = await this.stream.restore(
+      spec,
+      fd,
+      (d) => this.wireVifs(d, spec),
+      (d) => this.destroy(d),
+    );
     if (!opts.paused) {
       try {
         await this.unpause(domid);
