@@ -102,7 +102,8 @@ export class SfxenStream {
       await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4));
     } catch (err) {
       await discard(domid).catch(() => undefined);
-      throw err;
+      if (!(err instanceof HypervisorError)) throw err;
+      throw new HypervisorError(`restore ${spec.name}: ${err.message}`, err.code);
     }
     log.info("domain restored in-process", {
       name: spec.name,

@@ -103,12 +103,28 @@ try {
     }
     const goneAfterSave = left === undefined;
     const bytes = statSync(file).size;
-    const [restored, restoreMs] = await timed(() => withFd(file, "r", (fd) => lean.restore(spec(name), fd)));
+    // Restore paused, then unpause (which waits for the vif on the bridge): their sum is a resume.
+    const [restored, restorePausedMs] = await timed(() =>
+      withFd(file, "r", (fd) => lean.restore(spec(name), fd, { paused: true })),
+    );
+    const [, unpauseMs] = await timed(() => lean.unpause(restored));
+    const restoreMs = restorePausedMs + unpauseMs;
     const master = vifMaster(restored);
     const suspended = await waitLine(name, /hello: suspending at tick/, mark);
     const resumed = await waitLine(name, /hello: resumed at tick \d+ \(restored domain\)/, mark);
     const next = await waitLine(name, new RegExp(`hello: tick ${tickOf(resumed) + 1}\\b`), mark);
-    rounds.push({ saveMs, restoreMs, bytes, goneAfterSave, vifMaster: master, suspended, resumed, next });
+    rounds.push({
+      saveMs,
+      restoreMs,
+      restorePausedMs,
+      unpauseMs,
+      bytes,
+      goneAfterSave,
+      vifMaster: master,
+      suspended,
+      resumed,
+      next,
+    });
     domid = restored;
   }
   report.rounds = rounds;
