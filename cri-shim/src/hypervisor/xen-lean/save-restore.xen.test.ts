@@ -2,11 +2,9 @@
 // suspends `hello` to disk and resumes it (twice), suspends it as a migration source and cancels,
 // crosses streams with the libxl backend and feeds bad streams; this test checks its report.
 import test from "ava";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../../../lib/paths.js";
-import { startXenNode, type XenNode } from "../../../../e2e/xen-node/index.js";
-import { runDom0Selftest } from "../../../../e2e/harness/dom0-selftest.js";
+import { dom0Selftest } from "../../../../e2e/harness/dom0-selftest.js";
 
 const HELLO = join(REPO_ROOT, "native/build/hello/hello");
 const LIB = join(REPO_ROOT, "native/build/libsfxen/libsfxen.so");
@@ -49,34 +47,19 @@ interface Report {
   stateAtEnd?: string;
 }
 
-let node: XenNode | undefined;
-let report: Report | undefined;
-let xlList = "";
-
-test.before(async (t) => {
-  t.timeout(30 * 60_000);
-  for (const f of [HELLO, LIB, SELFTEST])
-    if (!existsSync(f)) throw new Error(`${f} is missing: run \`make -C native\` and \`npm run build\``);
-  node = await startXenNode({ name: "xen-lean-save" });
-  report = await runDom0Selftest<Report>(
-    node,
-    `${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge}`,
-    900_000,
-  );
-  const rs = report.rounds ?? [];
-  t.log(
-    `load ${report.loadAvgAtStart}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms (paused ${rs.map((x) => x.restorePausedMs).join("/")} + unpause ${rs.map((x) => x.unpauseMs).join("/")}); xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
-  );
-  xlList = (await node.exec("xl list")).stdout;
+const sr = dom0Selftest<Report>({
+  name: "xen-lean-save",
+  files: [HELLO, LIB, SELFTEST],
+  cmd: (node) => `${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge}`,
+  timeoutMs: 900_000,
+  onReport: (report, log) => {
+    const rs = report.rounds ?? [];
+    log(
+      `load ${report.loadAvgAtStart}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms (paused ${rs.map((x) => x.restorePausedMs).join("/")} + unpause ${rs.map((x) => x.unpauseMs).join("/")}); xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
+    );
+  },
 });
-test.after.always(async () => {
-  await node?.stop();
-});
-
-function rep(): Report {
-  if (!report) throw new Error("no selftest report");
-  return report;
-}
+const rep = () => sr.report();
 
 test.serial("the selftest ran to the end", (t) => {
   t.is(rep().fatal, undefined, JSON.stringify({ cross: rep().cross, bad: rep().bad }));
@@ -136,10 +119,5 @@ test.serial("bad streams fail clearly and leave no domain or XenStore node", (t)
 });
 
 test.serial("xl sees only Domain-0 at the end", (t) => {
-  const names = xlList
-    .trim()
-    .split("\n")
-    .slice(1)
-    .map((l) => l.split(/\s+/)[0]);
-  t.deepEqual(names, ["Domain-0"]);
+  t.deepEqual(sr.xlNames(), ["Domain-0"]);
 });
