@@ -116,7 +116,8 @@ if (envBefore === undefined) delete process.env.SUPERFLUID_HYPERVISOR;
 else process.env.SUPERFLUID_HYPERVISOR = envBefore;
 
 const faults = parts.has("faults") ? faultPoints() : undefined;
-const headline = byBackend[DEFAULT_HYPERVISOR] ?? Object.values(byBackend)[0] ?? {};
+// The default backend's figures, or none when BENCH_BACKENDS left it out (never another backend's).
+const headline = byBackend[DEFAULT_HYPERVISOR] ?? {};
 const result = {
   what: "suspend/resume and stop-and-copy migration of hello, ours against xl; headline figures for the shim's default backend, every backend's under byBackend",
   loadAvgAtStart,
