@@ -26,6 +26,7 @@ import {
 } from "../e2e/harness/migration-bed.js";
 
 export interface MigrationBenchResult {
+  backend: string;
   what: string;
   memoryMiB: number;
   rounds: number;
@@ -72,7 +73,11 @@ async function guestDowntime(
   }
 }
 
-export async function benchMigrationStream(rounds: number, memoryMiB = 16): Promise<MigrationBenchResult> {
+export async function benchMigrationStream(
+  rounds: number,
+  memoryMiB = 16,
+  backend = "libxl",
+): Promise<MigrationBenchResult> {
   const [a, b] = await Promise.all([
     startXenNode({ name: "bench-mig-a" }),
     startXenNode({ name: "bench-mig-b" }),
@@ -185,7 +190,8 @@ export async function benchMigrationStream(rounds: number, memoryMiB = 16): Prom
       xlTotalMs: median(xl.totalMs),
     };
     return {
-      what: "hello moved from emulated node A to node B: ours (libxl stream over pinned mutual TLS; live asked, restarted stop-and-copy because this Xen has no log-dirty for PV guests) vs xl save + socat copy + xl restore; downtime = hello's 'suspending' console line on A to its 'resumed' line on B (B's clock mapped to A's); total = ours: sendDomain start to target running, xl: xl save start to xl restore done",
+      backend,
+      what: "hello moved from emulated node A to node B: ours (the backend's stream over pinned mutual TLS; live asked, restarted stop-and-copy because this Xen has no log-dirty for PV guests) vs xl save + socat copy + xl restore; downtime = hello's 'suspending' console line on A to its 'resumed' line on B (B's clock mapped to A's); total = ours: sendDomain start to target running, xl: xl save start to xl restore done",
       memoryMiB,
       rounds,
       clock,

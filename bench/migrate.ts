@@ -1,207 +1,189 @@
-// `npm run bench:migrate`, two parts (BENCH_PARTS=suspend,migrate picks; default both):
-// * suspend: suspend + resume of the `hello` VM through the node agent (runPolicy Suspended, then
-//   Running, each timed from the API patch to the condition the agent writes) against `xl save` +
-//   `xl restore` of a hello domain of the same kernel, memory and vif on the same emulated node, timed
-//   inside dom0. Plot: bench/results/migrate-suspend.svg.
-// * migrate: hello moved between two emulated nodes, our stream vs xl save + copy + restore
-//   (bench/migrate-stream.ts). Plot: bench/results/migrate.svg.
-// Rounds interleave ours and the baseline. Prints medians and ratios, writes bench/results/migrate.json
-// (a part not run keeps its previous figures).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+// `npm run bench:migrate [-- --force] [-- --out DIR]`: suspend/resume and migration of `hello`,
+// ours against xl, for the shim's default backend and, explicitly, SUPERFLUID_HYPERVISOR=lean
+// (once when lean is the default). Parts: BENCH_PARTS=suspend,migrate (default both); backends:
+// BENCH_BACKENDS=default,lean (default both); rounds: BENCH_ROUNDS (default 6).
+// * suspend (bench/migrate-suspend.ts): through the node agent vs `xl save` + `xl restore` in dom0.
+// * migrate (bench/migrate-stream.ts): hello (16 MiB) between two emulated nodes, ours vs
+//   `xl save | socat | xl restore` (stop-and-copy).
+// * faults: the migration fault suite (cri-shim/src/migration/faults.test.ts) runs, and the
+//   failpoints it actually fired in passing cases are counted.
+// Writes <out>/migrate.json (default bench/results) with, for the default backend and for lean:
+//   suspendResumeSpeedup  = xl save+restore / the agent's own save+restore (medians)
+//   downtimeRatioOverXl   = ours / xl stop-and-copy downtime (medians)
+// plus faultPointsTested and loadAvgAtStart. Refuses to start above load 1.5 unless --force.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../lib/paths.js";
-import { EXAMPLE_IMAGES } from "../e2e/cluster/images.js";
-import { KubeClient, paths } from "../lib/kube/client.js";
-import { UNIKERNELVM_PLURAL, type RunPolicy, type UnikernelVM } from "../api/index.js";
-import { condition, runVmPod, startAgentBed } from "../e2e/harness/agent-bed.js";
+import { DEFAULT_HYPERVISOR } from "../cri-shim/src/hypervisor/backend.js";
 import { plotSvg } from "./operator-plot.js";
-import { benchMigrationStream } from "./migrate-stream.js";
+import { benchMigrationStream, type MigrationBenchResult } from "./migrate-stream.js";
+import { benchSuspendResume, type SuspendBenchResult } from "./migrate-suspend.js";
 
+const MAX_LOAD = 1.5;
+const { values: args } = parseArgs({
+  options: { force: { type: "boolean", default: false }, out: { type: "string" } },
+});
+const loadAvgAtStart = Number((loadavg()[0] ?? 0).toFixed(2));
+if (loadAvgAtStart > MAX_LOAD && !args.force) {
+  console.error(
+    `bench:migrate: load average ${loadAvgAtStart} is above ${MAX_LOAD}; figures would measure the other work. Wait for a quiet machine, or pass --force (and --out to keep them out of bench/results).`,
+  );
+  process.exit(1);
+}
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const round = (x: number) => Math.round(x);
-
-const out = join(REPO_ROOT, "bench", "results");
-const parts = new Set((process.env.BENCH_PARTS ?? "suspend,migrate").split(","));
+const parts = new Set((process.env.BENCH_PARTS ?? "suspend,migrate,faults").split(","));
+const wanted = (process.env.BENCH_BACKENDS ?? "default,lean").split(",");
+// "default": whatever the shim picks on its own (no SUPERFLUID_HYPERVISOR); "lean": set explicitly.
+const backends = [...new Set(wanted.map((w) => (w === "default" ? DEFAULT_HYPERVISOR : w)))];
+const out = args.out ?? join(REPO_ROOT, "bench", "results");
 mkdirSync(out, { recursive: true });
-const previous = existsSync(join(out, "migrate.json"))
-  ? (JSON.parse(readFileSync(join(out, "migrate.json"), "utf8")) as Record<string, unknown>)
-  : {};
-const save = (result: Record<string, unknown>) =>
-  writeFileSync(join(out, "migrate.json"), JSON.stringify(result, null, 2) + "\n");
+const round3 = (x: number) => Number(x.toFixed(3));
 
-if (parts.has("suspend")) await benchSuspendResume();
-if (parts.has("migrate")) {
-  const m = await benchMigrationStream(ROUNDS);
-  const current = existsSync(join(out, "migrate.json"))
-    ? (JSON.parse(readFileSync(join(out, "migrate.json"), "utf8")) as Record<string, unknown>)
-    : previous;
-  save({ ...current, liveMigration: m });
-  writeFileSync(
-    join(out, "migrate.svg"),
-    plotSvg(`hello moved between two emulated Xen nodes (${m.memoryMiB} MiB), per round`, "round", "ms", [
-      {
-        name: `ours, downtime (median ${m.median.oursDowntimeMs} ms)`,
-        color: "#1f77b4",
-        points: m.ours.downtimeMs.map((v, i) => [i + 1, v]),
-      },
-      {
-        name: `xl save+copy+restore, downtime (median ${m.median.xlDowntimeMs} ms)`,
-        color: "#d62728",
-        points: m.xl.downtimeMs.map((v, i) => [i + 1, v]),
-      },
-      {
-        name: `ours, total (median ${m.median.oursTotalMs} ms)`,
-        color: "#aec7e8",
-        points: m.ours.totalMs.map((v, i) => [i + 1, v]),
-      },
-      {
-        name: `xl, total (median ${m.median.xlTotalMs} ms)`,
-        color: "#ff9896",
-        points: m.xl.totalMs.map((v, i) => [i + 1, v]),
-      },
-    ]),
-  );
-  console.log(
-    `median migration: ours downtime ${m.median.oursDowntimeMs} ms, total ${m.median.oursTotalMs} ms; xl downtime ${m.median.xlDowntimeMs} ms, total ${m.median.xlTotalMs} ms; ratios (ours/xl) downtime ${m.ratio.downtimeOursOverXl}, total ${m.ratio.totalOursOverXl}; wrote bench/results/migrate.json and migrate.svg`,
-  );
+interface BackendResult {
+  suspend?: SuspendBenchResult;
+  migration?: MigrationBenchResult;
+  suspendResumeSpeedup?: number;
+  suspendResumeSpeedupViaApi?: number;
+  downtimeRatioOverXl?: number;
 }
 
-async function benchSuspendResume(): Promise<void> {
-  const bed = await startAgentBed("bench-migrate");
-  try {
-    const client = new KubeClient(bed.cp.kubeConfig);
-    const vmPath = paths.customObject(UNIKERNELVM_PLURAL, "default", "bench");
-    const vmPod = await runVmPod(bed, "bench");
-    const setPolicy = (runPolicy: RunPolicy) =>
-      client.request({
-        method: "PATCH",
-        path: vmPath,
-        body: { spec: { runPolicy } },
-        contentType: "application/merge-patch+json",
-      });
-    const until = async (want: (v: UnikernelVM) => boolean) => {
-      const deadline = Date.now() + 600_000;
-      for (;;) {
-        const v = await client.request<UnikernelVM>({ method: "GET", path: vmPath });
-        if (want(v)) return;
-        if (Date.now() > deadline)
-          throw new Error(`timed out; status ${JSON.stringify(v.status)}\n${bed.shim.log(30)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
-    await bed.sh(
-      `for i in $(seq 120); do grep -q 'hello: tick 2' /var/log/pods/bench/main/0.log && exit 0; sleep 1; done; exit 1`,
-      200_000,
-    );
-    const crDomain = (await bed.sh("xl list | awk '/^sf-/ {print $3}'")).trim();
-    const memoryMiB = Number(crDomain);
-    const kernel = EXAMPLE_IMAGES.find((i) => i.name === "hello")!.kernel;
-    await bed.sh(
-      `printf 'name="xlbase"\\ntype="pv"\\nkernel="${kernel}"\\nmemory=${memoryMiB}\\nvcpus=1\\nvif=["bridge=${bed.node.bridge},mac=00:16:3e:7f:00:01"]\\non_poweroff="destroy"\\n' >/tmp/xlbase.cfg && xl create /tmp/xlbase.cfg && sleep 3`,
-    );
+function speedups(
+  s: SuspendBenchResult,
+): Pick<BackendResult, "suspendResumeSpeedup" | "suspendResumeSpeedupViaApi"> {
+  const m = s.median;
+  const internal =
+    m.agentInternalSaveMs !== null && m.agentInternalRestoreMs !== null
+      ? m.agentInternalSaveMs + m.agentInternalRestoreMs
+      : undefined;
+  return {
+    suspendResumeSpeedup: internal ? round3(m.xlTotalMs / internal) : undefined,
+    suspendResumeSpeedupViaApi: round3(m.xlTotalMs / m.agentTotalMs),
+  };
+}
 
-    const ours = { suspendMs: [] as number[], resumeMs: [] as number[] };
-    const xl = { saveMs: [] as number[], restoreMs: [] as number[] };
-    const agentOps = (): { save: number[]; restore: number[] } => {
-      const lines = bed.shim.log(1_000_000).split("\n");
-      const ms = (msg: string) =>
-        lines
-          .filter((l) => l.includes(`"message":"${msg}"`))
-          .map((l) => (JSON.parse(l.slice(l.indexOf("{"))) as { ms: number }).ms);
-      return { save: ms("domain suspended to disk"), restore: ms("domain restored") };
-    };
-    const viaAgent = async () => {
-      const t0 = performance.now();
-      await setPolicy("Suspended");
-      await until((v) => condition(v, "Suspended")?.status === "True");
-      const t1 = performance.now();
-      await setPolicy("Running");
-      await until((v) => condition(v, "Suspended")?.status === "False");
-      ours.suspendMs.push(t1 - t0);
-      ours.resumeMs.push(performance.now() - t1);
-    };
-    const viaXl = async () => {
-      const out = await bed.sh(
-        "s=$(date +%s%N); xl save xlbase /var/lib/superfluid/xlbase.ckpt >/dev/null 2>&1; m=$(date +%s%N); xl restore /var/lib/superfluid/xlbase.ckpt >/dev/null 2>&1; e=$(date +%s%N); rm -f /var/lib/superfluid/xlbase.ckpt; echo $s $m $e",
-        600_000,
-      );
-      const [s, m, e] = out.split(" ").map(Number) as [number, number, number];
-      xl.saveMs.push((m - s) / 1e6);
-      xl.restoreMs.push((e - m) / 1e6);
-    };
-    for (let i = 0; i < ROUNDS; i++) {
-      if (i % 2 === 0) {
-        await viaAgent();
-        await viaXl();
-      } else {
-        await viaXl();
-        await viaAgent();
-      }
-      console.log(
-        `round ${i + 1}/${ROUNDS}: agent ${round(ours.suspendMs[i]!)}+${round(ours.resumeMs[i]!)} ms, xl ${round(xl.saveMs[i]!)}+${round(xl.restoreMs[i]!)} ms`,
-      );
-    }
-    const ticks = await bed.sh("grep -c 'hello: tick' /var/log/pods/bench/main/0.log");
-    await bed.sh("xl destroy xlbase; rm -f /tmp/xlbase.cfg");
-    await bed.crictl(`rmp -f ${vmPod.pod}`);
-    const ops = agentOps();
-    const total = (a: number[], b: number[]) => a.map((x, i) => x + b[i]!);
-    const agentTotal = total(ours.suspendMs, ours.resumeMs);
-    const xlTotal = total(xl.saveMs, xl.restoreMs);
-    const result = {
-      what: "suspend+resume of hello: node agent (runPolicy patch -> condition observed through the API) vs `xl save` + `xl restore` in dom0; same kernel, memory, one vif; same emulated node, interleaved",
-      memoryMiB,
-      rounds: ROUNDS,
-      node: { cpus: 1, accel: "tcg" },
-      helloTicksAfter: Number(ticks),
-      agent: {
-        suspendMs: ours.suspendMs.map(round),
-        resumeMs: ours.resumeMs.map(round),
-        totalMs: agentTotal.map(round),
-      },
-      agentInternal: {
-        saveMs: ops.save,
-        restoreMs: ops.restore,
-        note: "the agent's own save/restore time (shim log), without the API round trips",
-      },
-      xl: { saveMs: xl.saveMs.map(round), restoreMs: xl.restoreMs.map(round), totalMs: xlTotal.map(round) },
-      median: {
-        agentSuspendMs: round(median(ours.suspendMs)),
-        agentResumeMs: round(median(ours.resumeMs)),
-        agentTotalMs: round(median(agentTotal)),
-        agentInternalSaveMs: ops.save.length ? round(median(ops.save)) : null,
-        agentInternalRestoreMs: ops.restore.length ? round(median(ops.restore)) : null,
-        xlSaveMs: round(median(xl.saveMs)),
-        xlRestoreMs: round(median(xl.restoreMs)),
-        xlTotalMs: round(median(xlTotal)),
-      },
-      ratioAgentOverXl: Number((median(agentTotal) / median(xlTotal)).toFixed(3)),
-    };
-    save({ ...result, ...(previous.liveMigration ? { liveMigration: previous.liveMigration } : {}) });
+/** Runs the fault suite with its report on; the distinct failpoints fired in cases that passed. */
+function faultPoints():
+  { faultPointsTested: number; failpoints: string[]; cases: number } | { error: string } {
+  const dir = mkdtempSync(join(tmpdir(), "sf-faults-"));
+  const report = join(dir, "faults.json");
+  try {
+    const r = spawnSync(process.execPath, ["scripts/test.mjs", "cri-shim/src/migration/faults.test"], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, SUPERFLUID_FAULT_REPORT: report, SUPERFLUID_STAGES: "host" },
+      stdio: ["ignore", "inherit", "inherit"],
+      timeout: 3_600_000,
+    });
+    if (r.status !== 0) return { error: `the fault suite failed (exit ${r.status ?? r.signal})` };
+    const rep = JSON.parse(readFileSync(report, "utf8")) as { failpointsFired?: string[]; points: string[] };
+    const failpoints = rep.failpointsFired ?? [];
+    return { faultPointsTested: failpoints.length, failpoints, cases: rep.points.length };
+  } catch (err) {
+    return { error: `no fault report: ${String(err)}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const byBackend: Record<string, BackendResult> = {};
+const envBefore = process.env.SUPERFLUID_HYPERVISOR;
+for (const backend of backends) {
+  // The default run leaves the variable unset, as a node would; lean is asked for explicitly.
+  if (backend === DEFAULT_HYPERVISOR && wanted.includes("default")) delete process.env.SUPERFLUID_HYPERVISOR;
+  else process.env.SUPERFLUID_HYPERVISOR = backend;
+  const r: BackendResult = {};
+  if (parts.has("suspend")) {
+    r.suspend = await benchSuspendResume(ROUNDS, backend);
+    Object.assign(r, speedups(r.suspend));
+    console.log(
+      `[${backend}] suspend+resume: agent's own ${r.suspend.median.agentInternalSaveMs}+${r.suspend.median.agentInternalRestoreMs} ms (API to condition ${r.suspend.median.agentTotalMs} ms), xl ${r.suspend.median.xlSaveMs}+${r.suspend.median.xlRestoreMs} ms: speedup ${r.suspendResumeSpeedup} (via the API ${r.suspendResumeSpeedupViaApi})`,
+    );
+  }
+  if (parts.has("migrate")) {
+    r.migration = await benchMigrationStream(ROUNDS, 16, backend);
+    r.downtimeRatioOverXl = r.migration.ratio.downtimeOursOverXl;
+    const m = r.migration.median;
+    console.log(
+      `[${backend}] migration downtime: ours ${m.oursDowntimeMs} ms, xl ${m.xlDowntimeMs} ms: ratio ${r.downtimeRatioOverXl}`,
+    );
+  }
+  byBackend[backend] = r;
+  plots(backend, r);
+}
+if (envBefore === undefined) delete process.env.SUPERFLUID_HYPERVISOR;
+else process.env.SUPERFLUID_HYPERVISOR = envBefore;
+
+const faults = parts.has("faults") ? faultPoints() : undefined;
+// The default backend's figures, or none when BENCH_BACKENDS left it out (never another backend's).
+const headline = byBackend[DEFAULT_HYPERVISOR] ?? {};
+const result = {
+  what: "suspend/resume and stop-and-copy migration of hello, ours against xl; headline figures for the shim's default backend, every backend's under byBackend",
+  loadAvgAtStart,
+  forced: args.force && loadAvgAtStart > MAX_LOAD,
+  defaultBackend: DEFAULT_HYPERVISOR,
+  suspendResumeSpeedup: headline.suspendResumeSpeedup ?? null,
+  downtimeRatioOverXl: headline.downtimeRatioOverXl ?? null,
+  lean: {
+    suspendResumeSpeedup: byBackend.lean?.suspendResumeSpeedup ?? null,
+    downtimeRatioOverXl: byBackend.lean?.downtimeRatioOverXl ?? null,
+  },
+  faultPointsTested: faults && "faultPointsTested" in faults ? faults.faultPointsTested : null,
+  faults: faults ?? null,
+  byBackend,
+};
+writeFileSync(join(out, "migrate.json"), JSON.stringify(result, null, 2) + "\n");
+console.log(
+  `suspendResumeSpeedup ${result.suspendResumeSpeedup}, downtimeRatioOverXl ${result.downtimeRatioOverXl} (${DEFAULT_HYPERVISOR}); lean ${result.lean.suspendResumeSpeedup}, ${result.lean.downtimeRatioOverXl}; faultPointsTested ${result.faultPointsTested}; load at start ${loadAvgAtStart}; wrote ${join(out, "migrate.json")}`,
+);
+
+function plots(backend: string, r: BackendResult): void {
+  const suffix = backend === DEFAULT_HYPERVISOR ? "" : `-${backend}`;
+  if (r.suspend) {
+    const s = r.suspend;
     writeFileSync(
-      join(out, "migrate-suspend.svg"),
-      plotSvg("suspend + resume of hello, per round (emulated Xen)", "round", "ms", [
+      join(out, `migrate-suspend${suffix}.svg`),
+      plotSvg(`suspend + resume of hello (${backend}), per round (emulated Xen)`, "round", "ms", [
         {
-          name: `node agent, API to condition (median ${result.median.agentTotalMs} ms)`,
+          name: `node agent, API to condition (median ${s.median.agentTotalMs} ms)`,
           color: "#1f77b4",
-          points: agentTotal.map((v, i) => [i + 1, v]),
+          points: s.agent.totalMs.map((v, i) => [i + 1, v]),
         },
         {
-          name: `xl save + xl restore (median ${result.median.xlTotalMs} ms)`,
+          name: `agent's own save + restore`,
+          color: "#2ca02c",
+          points: s.agentInternal.saveMs.map((v, i) => [i + 1, v + (s.agentInternal.restoreMs[i] ?? 0)]),
+        },
+        {
+          name: `xl save + xl restore (median ${s.median.xlTotalMs} ms)`,
           color: "#d62728",
-          points: xlTotal.map((v, i) => [i + 1, v]),
+          points: s.xl.totalMs.map((v, i) => [i + 1, v]),
         },
       ]),
     );
-    console.log(
-      `median suspend+resume: agent ${result.median.agentTotalMs} ms (${result.median.agentSuspendMs}+${result.median.agentResumeMs}; save/restore inside the agent ${result.median.agentInternalSaveMs}+${result.median.agentInternalRestoreMs}), xl save+restore ${result.median.xlTotalMs} ms (${result.median.xlSaveMs}+${result.median.xlRestoreMs}); ratio ${result.ratioAgentOverXl}; wrote bench/results/migrate.json and migrate-suspend.svg`,
+  }
+  if (r.migration) {
+    const m = r.migration;
+    writeFileSync(
+      join(out, `migrate${suffix}.svg`),
+      plotSvg(
+        `hello moved between two emulated Xen nodes (${m.memoryMiB} MiB, ${backend}), per round`,
+        "round",
+        "ms",
+        [
+          {
+            name: `ours, downtime (median ${m.median.oursDowntimeMs} ms)`,
+            color: "#1f77b4",
+            points: m.ours.downtimeMs.map((v, i) => [i + 1, v]),
+          },
+          {
+            name: `xl save+copy+restore, downtime (median ${m.median.xlDowntimeMs} ms)`,
+            color: "#d62728",
+            points: m.xl.downtimeMs.map((v, i) => [i + 1, v]),
+          },
+        ],
+      ),
     );
-  } finally {
-    await bed.stop();
   }
 }

@@ -31,6 +31,7 @@ export const BUNDLES = {
   "libxl-selftest": "cri-shim/src/hypervisor/selftest.ts",
   "live-selftest": "cri-shim/src/hypervisor/live-selftest.ts",
   "lean-selftest": "cri-shim/src/hypervisor/xen-lean/selftest.ts",
+  "lean-save-selftest": "cri-shim/src/hypervisor/xen-lean/save-selftest.ts",
 };
 
 // `node scripts/build-bundle.mjs cri-shim` builds only the named bundles (the shim's image has no e2e/).

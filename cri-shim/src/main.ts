@@ -1,6 +1,7 @@
 // Entry point of the CRI shim in dom0: `node dist/cri-shim/src/main.js [flags]`. Every flag has an
 // environment variable twin (SUPERFLUID_<FLAG>) so a systemd unit or a chart can set either.
 import { parseArgs } from "node:util";
+import { DEFAULT_HYPERVISOR } from "./hypervisor/backend.js";
 
 const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) on a unix socket, runs pods as Xen domains.
   --socket PATH            CRI socket (default /run/superfluid/cri.sock)
@@ -58,7 +59,7 @@ const FLAGS = {
   "node-address": "",
   "migration-timeout": "120",
   "fallback-runtime-endpoint": "",
-  hypervisor: "lean",
+  hypervisor: DEFAULT_HYPERVISOR,
   "pool-depth": "2",
   "pool-max-mib": "256",
   "pool-shapes": "",

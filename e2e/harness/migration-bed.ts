@@ -8,7 +8,13 @@ import { REPO_ROOT } from "../../lib/paths.js";
 
 export const HELLO_KERNEL = join(REPO_ROOT, "native/build/hello/hello");
 // Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
-const CLI = `${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
+// SUPERFLUID_HYPERVISOR in this process's environment (read at each call: a bench switches it)
+// picks the backend in dom0, as for the shim.
+const cliCmd = () => {
+  const hv = process.env.SUPERFLUID_HYPERVISOR ?? "";
+  const env = /^(lean|libxl)$/.test(hv) ? `env SUPERFLUID_HYPERVISOR=${hv} ` : "";
+  return `${env}${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
+};
 
 /** The part of an emulated Xen node (e2e/xen-node) this needs. */
 export interface Dom0 {
@@ -47,7 +53,7 @@ export async function sh(node: Dom0, cmd: string, timeoutMs = 180_000): Promise<
 
 /** Runs cli.ts and parses the last JSON line it printed (also on exit code 1 = a reported failure). */
 async function cli<T>(node: Dom0, args: string, timeoutMs = 900_000): Promise<{ code: number; value: T }> {
-  const r = await node.exec(`${CLI} ${args}`, { timeoutMs });
+  const r = await node.exec(`${cliCmd()} ${args}`, { timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code > 1 || (!last.startsWith("{") && !last.startsWith("[")))
     throw new Error(
@@ -130,7 +136,7 @@ export async function watchConsole(
   stop(): Promise<void>;
 }> {
   const tag = `console-${name}`;
-  const { out } = await background(node, tag, `${CLI} watch-console --name ${name}`);
+  const { out } = await background(node, tag, `${cliCmd()} watch-console --name ${name}`);
   const lines = () => readLines<{ at: number; line: string }>(out);
   return {
     lines: () => lines().map((l) => l.line),
@@ -163,7 +169,7 @@ export async function startReceiver(
   const { out, err } = await background(
     node,
     tag,
-    `${CLI} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`,
+    `${cliCmd()} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`,
   );
   type Line = { event: string; port?: number; fingerprint?: string };
   const listening = await waitFor(
@@ -221,7 +227,7 @@ export async function domains(
 
 /** `b`'s clock minus `a`'s, measured over the segment from a's dom0. */
 export async function clockOffset(a: Dom0, b: Dom0): Promise<{ offsetMs: number; uncertaintyMs: number }> {
-  const { out } = await background(b, "clock-serve", `${CLI} clock-serve --host ${b.segmentIp}`);
+  const { out } = await background(b, "clock-serve", `${cliCmd()} clock-serve --host ${b.segmentIp}`);
   try {
     const { port } = await waitFor("clock server", () => readLines<{ port: number }>(out)[0], 900_000, 500);
     return (

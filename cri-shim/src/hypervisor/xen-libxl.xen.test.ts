@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../../lib/paths.js";
 import { startXenNode, type XenNode } from "../../../e2e/xen-node/index.js";
+import { runDom0Selftest } from "../../../e2e/harness/dom0-selftest.js";
 
 const HELLO = join(REPO_ROOT, "native/build/hello/hello");
 // Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
@@ -114,14 +115,11 @@ test.before(async (t) => {
   t.timeout(45 * 60_000);
   if (!existsSync(HELLO)) throw new Error(`${HELLO} is missing: run \`make -C native\` (npm run setup does)`);
   node = await startXenNode({ name: "libxl-driver" });
-  const r = await node.exec(
+  report = await runDom0Selftest<Report>(
+    node,
     `${process.execPath} ${SELFTEST} --kernel ${HELLO} --bridge ${node.bridge} --rounds 3`,
-    { timeoutMs: 600_000 },
+    600_000,
   );
-  const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (!last.startsWith("{"))
-    throw new Error(`selftest printed no report (exit ${r.code}): ${r.stderr.slice(-3000)}`);
-  report = JSON.parse(last) as Report;
   xlListAfter = (await node.exec("xl list")).stdout;
 });
 test.after.always(async () => {

@@ -12,7 +12,7 @@ import {
   decodeControl,
   decodeHeader,
   encodeControl,
-  encodeFrame,
+  encodeFrameHead,
 } from "./framing.js";
 
 export type ChannelMessage =
@@ -108,8 +108,14 @@ export class FrameChannel {
     this.write(encodeControl(message));
   }
 
+  /** Head and payload in one corked write: the stream's bytes are not copied into a frame. */
   sendData(payload: Buffer): boolean {
-    return this.write(encodeFrame("data", payload));
+    if (this.failure) throw this.failure;
+    this.socket.cork();
+    this.socket.write(encodeFrameHead("data", payload.length));
+    const more = this.socket.write(payload);
+    this.socket.uncork();
+    return more;
   }
 
   /** Fails the channel: tells the peer why (best effort, unless the peer told us), then tears down. */

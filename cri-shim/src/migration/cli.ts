@@ -12,12 +12,16 @@
 //   clock-serve --host H                      line: {port}; answers each connection with this clock (ms)
 //   clock-probe --peer H:P                    prints {offsetMs, uncertaintyMs}: the peer's clock minus this one
 //   list                                      prints the domains
+// The backend is the shim's: SUPERFLUID_HYPERVISOR=lean|libxl as for the shim, its default otherwise
+// (lean without a pool, and without reaping other processes' shells: a shim may run beside it).
 import { readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { parseArgs } from "node:util";
 import { ConsoleTail, guestConsoleLogPath } from "../hypervisor/console.js";
 import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
-import { openXenLibxl } from "../hypervisor/xen-libxl.js";
+import { XenLibxl } from "../hypervisor/xen-libxl.js";
+import { XenLean } from "../hypervisor/xen-lean/xen-lean.js";
+import { DEFAULT_HYPERVISOR } from "../hypervisor/backend.js";
 import { MigrationError } from "./errors.js";
 import { type MigrationIdentity, createIdentity } from "./identity.js";
 import { receiveDomain } from "./receive.js";
@@ -66,8 +70,17 @@ const optionalNum = (name: keyof typeof a): number | undefined =>
   a[name] === undefined ? undefined : num(name);
 class UsageError extends Error {}
 
+async function openHv(): Promise<Hypervisor> {
+  const kind = process.env.SUPERFLUID_HYPERVISOR || DEFAULT_HYPERVISOR;
+  if (kind !== "lean" && kind !== "libxl")
+    throw new UsageError(`SUPERFLUID_HYPERVISOR: lean or libxl, got ${kind}`);
+  const libxl = XenLibxl.open();
+  if (kind === "libxl") return libxl;
+  return XenLean.open(libxl, { poolDepth: 0, poolMaxMiB: 0, reapStaleShells: false });
+}
+
 async function withHv<T>(fn: (hv: Hypervisor) => Promise<T>): Promise<T> {
-  const hv = openXenLibxl();
+  const hv = await openHv();
   try {
     return await fn(hv);
   } finally {

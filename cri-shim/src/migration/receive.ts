@@ -10,6 +10,7 @@ import { logger } from "../../../lib/log.js";
 import { type DomainSpec, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
 import { FrameChannel } from "./channel.js";
 import { MigrationError } from "./errors.js";
+import { STREAM_CIPHERS } from "./framing.js";
 import { type MigrationIdentity, certificateFingerprint, normalizeFingerprint } from "./identity.js";
 import { DEFAULT_TIMEOUT_MS } from "./send.js";
 import { streamSocketpair } from "./socketpair.js";
@@ -84,6 +85,8 @@ export async function receiveDomain(opts: ReceiveOptions): Promise<IncomingMigra
     key: identity.keyPem,
     cert: identity.certPem,
     minVersion: "TLSv1.3",
+    ciphers: STREAM_CIPHERS,
+    honorCipherOrder: true,
     // Ask for the source's certificate but judge it ourselves, against the pinned fingerprint.
     requestCert: true,
     rejectUnauthorized: false,

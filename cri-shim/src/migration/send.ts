@@ -9,7 +9,7 @@ import { logger } from "../../../lib/log.js";
 import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
 import { FrameChannel } from "./channel.js";
 import { MigrationError } from "./errors.js";
-import { encodeFrame, encodeHeader, PROTOCOL_VERSION } from "./framing.js";
+import { encodeFrame, encodeHeader, PROTOCOL_VERSION, STREAM_CIPHERS } from "./framing.js";
 import { type MigrationIdentity, certificateFingerprint, normalizeFingerprint } from "./identity.js";
 import { streamSocketpair } from "./socketpair.js";
 
@@ -84,6 +84,7 @@ function connectPinned(
       key: identity.keyPem,
       cert: identity.certPem,
       minVersion: "TLSv1.3",
+      ciphers: STREAM_CIPHERS,
       // No CA: the certificate is self-signed and trusted only through the pinned fingerprint below.
       rejectUnauthorized: false,
     });

@@ -4,6 +4,11 @@
 #include <stdint.h>
 #include <xenstore.h>
 
+#include <xenctrl.h>
+
+/* The slack libxl adds to a PV guest's maxmem (LIBXL_MAXMEM_CONSTANT, KiB). */
+#define MAXMEM_SLACK_KIB 1024
+
 #pragma GCC visibility push(hidden)
 extern struct xs_handle *xsh;
 /* Writes the message into err (if any) and returns code. */
@@ -13,5 +18,22 @@ int xs_writef(xs_transaction_t t, const char *value, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Owner `owner` (full access), `reader` may read; one entry when they are the same domain. */
 int xs_perms(xs_transaction_t t, const char *path, uint32_t owner, uint32_t reader);
+/* 0, or SFX_ENOMEM when Xen has not mem_mib (plus slack) free for `name`. */
+int check_free_memory(const char *name, int mem_mib, char *err, int errlen);
+/* "xxxxxxxx-xxxx-..." (dashes anywhere) into 16 bytes; 0 or -1. */
+int parse_uuid(const char *s, uint8_t out[16]);
+
+/* A domain with its ceilings and its XenStore and console event channels, no memory yet. */
+struct bare_domain {
+    uint32_t domid;
+    unsigned int store_port, console_port;
+};
+/* 0, or -1 with *step naming the call that failed (its reason in xch); destroys what it made. */
+int domain_create_bare(xc_interface *xch, const uint8_t handle[16], int max_mem_mib, int max_vcpus,
+                       struct bare_domain *out, const char **step);
+/* Name, console ring and port, the directory handed to the guest, then xs_introduce_domain. */
+int domain_xs_skeleton(uint32_t domid, const char *name, unsigned long console_mfn,
+                       unsigned int console_port, unsigned long store_mfn, unsigned int store_port,
+                       const char **step);
 #pragma GCC visibility pop
 #endif

@@ -39,8 +39,6 @@
 #include <xenstore.h>
 
 #define PV64_GUEST_TYPE "xen-3.0-x86_64"
-/* The slack libxl adds to a PV guest's maxmem (LIBXL_MAXMEM_CONSTANT, KiB). */
-#define MAXMEM_SLACK_KIB 1024
 
 static xc_interface *xch;
 struct xs_handle *xsh;
@@ -157,7 +155,7 @@ int sfx_free_kib(int64_t *out, char *err, int errlen)
     return 0;
 }
 
-static int parse_uuid(const char *s, xen_domain_handle_t out)
+int parse_uuid(const char *s, xen_domain_handle_t out)
 {
     unsigned int n = 0;
     for (const char *c = s; *c && n < 32; c++) {
@@ -177,6 +175,18 @@ static int parse_uuid(const char *s, xen_domain_handle_t out)
     return n == 32 ? 0 : -1;
 }
 
+int check_free_memory(const char *name, int mem_mib, char *err, int errlen)
+{
+    int64_t free_kib = 0;
+    int rc = sfx_free_kib(&free_kib, err, errlen);
+    if (rc)
+        return rc;
+    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
+        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
+                    mem_mib, (long long)(free_kib / 1024));
+    return 0;
+}
+
 int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int max_vcpus,
                 char *err, int errlen)
 {
@@ -185,53 +195,30 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
     if (!name || !*name || strlen(name) > 64 || mem_mib < 1 || max_mem_mib < mem_mib ||
         vcpus < 1 || max_vcpus < vcpus || max_vcpus > 128)
         return fail(err, errlen, SFX_EINVAL, "bad shape: name, memory or vcpus out of range");
-    int64_t free_kib = 0;
-    int rc = sfx_free_kib(&free_kib, err, errlen);
+    int rc = check_free_memory(name, mem_mib, err, errlen);
     if (rc)
         return rc;
-    if ((int64_t)mem_mib * 1024 + MAXMEM_SLACK_KIB > free_kib)
-        return fail(err, errlen, SFX_ENOMEM, "%s needs %d MiB but Xen has %lld MiB free", name,
-                    mem_mib, (long long)(free_kib / 1024));
 
-    struct xen_domctl_createdomain cfg = {
-        .ssidref = 0,
-        .flags = 0, /* PV */
-        .max_vcpus = (uint32_t)max_vcpus,
-        .max_evtchn_port = 1023,
-        .max_grant_frames = -1,
-        .max_maptrack_frames = -1,
-        .grant_opts = XEN_DOMCTL_GRANT_version(2),
-    };
     /* The handle marks a shell from its first instant (before any XenStore node): a shim that dies
      * mid-prepare leaves a domain whose uuid starts with SFX_SHELL_UUID_PREFIX for recovery. */
-    memcpy(cfg.handle, "sf-shell", 8);
-    if (getrandom(cfg.handle + 8, 8, 0) != 8)
+    uint8_t handle[16];
+    memcpy(handle, "sf-shell", 8);
+    if (getrandom(handle + 8, 8, 0) != 8)
         return fail(err, errlen, SFX_EFAIL, "getrandom: %s", strerror(errno));
-    uint32_t domid = 0;
-    if (xc_domain_create(xch, &domid, &cfg) != 0)
-        return fail(err, errlen, SFX_EFAIL, "xc_domain_create: %s", xc_reason());
-
-    struct shell *s = calloc(1, sizeof(*s));
+    struct bare_domain bare;
     const char *step = "calloc";
+    struct shell *s = calloc(1, sizeof(*s));
     if (!s)
-        goto out_fail;
+        return fail(err, errlen, SFX_ENOMEM, "prepare %s: out of memory", name);
+    if (domain_create_bare(xch, handle, max_mem_mib, max_vcpus, &bare, &step) != 0) {
+        fail(err, errlen, SFX_EFAIL, "prepare %s: %s failed: %s", name, step, xc_reason());
+        free(s);
+        return SFX_EFAIL;
+    }
+    uint32_t domid = bare.domid;
     s->domid = domid;
-    step = "xc_domain_max_vcpus";
-    if (xc_domain_max_vcpus(xch, domid, (unsigned int)max_vcpus) != 0)
-        goto out_fail;
-    step = "xc_domain_setmaxmem";
-    if (xc_domain_setmaxmem(xch, domid, (uint64_t)max_mem_mib * 1024 + MAXMEM_SLACK_KIB) != 0)
-        goto out_fail;
-    step = "xc_domain_set_memmap_limit";
-    if (xc_domain_set_memmap_limit(xch, domid, (unsigned long)max_mem_mib * 1024) != 0)
-        goto out_fail;
-    step = "xc_evtchn_alloc_unbound";
-    int sp = xc_evtchn_alloc_unbound(xch, domid, 0);
-    int cp = sp < 0 ? -1 : xc_evtchn_alloc_unbound(xch, domid, 0);
-    if (sp < 0 || cp < 0)
-        goto out_fail;
-    s->store_port = (unsigned int)sp;
-    s->console_port = (unsigned int)cp;
+    s->store_port = bare.store_port;
+    s->console_port = bare.console_port;
 
     step = "xc_dom_allocate";
     s->dom = xc_dom_allocate(xch, NULL, NULL);
@@ -331,28 +318,14 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
         goto out_xc;
     xen_pfn_t console_mfn = xc_dom_p2m(dom, dom->console_pfn);
     xen_pfn_t store_mfn = xc_dom_p2m(dom, dom->xenstore_pfn);
-    /* What xenconsoled needs (name for its log file, the ring and its port), nothing more, written
-     * while the directory is still dom0's: those nodes stay dom0-only. Then the directory becomes
-     * the guest's, so what it writes itself (control/feature-*, the acknowledgement of
-     * control/shutdown, its devices' rings) and what dom0 adds later is its own, as under libxl. */
-    char mfn[32], port[16], dir[48];
-    snprintf(dir, sizeof(dir), "/local/domain/%d", domid);
-    snprintf(mfn, sizeof(mfn), "%lu", (unsigned long)console_mfn);
-    snprintf(port, sizeof(port), "%u", s->console_port);
-    step = "XenStore writes";
-    if (xs_writef(XBT_NULL, name, "/local/domain/%d/name", domid) ||
-        xs_writef(XBT_NULL, mfn, "/local/domain/%d/console/ring-ref", domid) ||
-        xs_writef(XBT_NULL, port, "/local/domain/%d/console/port", domid) ||
-        xs_perms(XBT_NULL, dir, (uint32_t)domid, (uint32_t)domid))
+    if (domain_xs_skeleton((uint32_t)domid, name, (unsigned long)console_mfn, s->console_port,
+                           (unsigned long)store_mfn, s->store_port, &step) != 0)
         goto out_xc;
     /* The handle stops marking a shell only once the name is there: a process killed in between
      * leaves a nameless shell (destroyed at the next start) or a named domain (the runtime's
      * recovery removes it as a half-made container), never a domain nobody recognises. */
     step = "xc_domain_sethandle";
     if (xc_domain_sethandle(xch, (uint32_t)domid, handle) != 0)
-        goto out_xc;
-    step = "xs_introduce_domain";
-    if (!xs_introduce_domain(xsh, (unsigned int)domid, store_mfn, s->store_port))
         goto out_xc;
     shell_free(s);
     return 0;

@@ -24,5 +24,20 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
 /* Waits for netback's vif<domid>.<devid>, joins it to the bridge, brings it up, writes hotplug-status. */
 int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, char *err, int errlen);
 int sfx_destroy(int domid, char *err, int errlen);
-int sfx_is_shell(int domid);
+/* save.c: suspends the domain (XenStore control/shutdown) and writes it to fd as a libxl v2
+ * stream (live: pre-copy first, failing before any byte if Xen cannot track dirty pages). The
+ * domain is left suspended. sfx_resume cancels such a suspend (nothing to do if not suspended). */
+int sfx_save(int domid, int fd, int live, int timeout_ms, char *err, int errlen);
+int sfx_resume(int domid, char *err, int errlen);
+/* SFX_KIND_PV or SFX_KIND_HVM (PVH too: what this library cannot save), or SFX_ENOENT. */
+#define SFX_KIND_PV 1
+#define SFX_KIND_HVM 2
+int sfx_domain_kind(int domid);
+/* restore.c: a new domain from a libxl v2 stream (either backend's), left paused. begin makes it
+ * bare and named (ports[0], ports[1]: its store and console event channels); fill reads fd into
+ * it; the caller writes vifs between the two and destroys the domain if fill fails. */
+int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_mem_mib, int vcpus,
+                      int max_vcpus, uint32_t *ports, char *err, int errlen);
+int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
+                     char *err, int errlen);
 #endif

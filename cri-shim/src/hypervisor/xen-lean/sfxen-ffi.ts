@@ -15,11 +15,11 @@ const CODES: Record<number, HypervisorError["code"]> = {
   [-4]: "NotFound",
 };
 
-interface AsyncFn<A extends unknown[]> {
+export interface AsyncFn<A extends unknown[]> {
   async: (...args: [...A, (err: unknown, res: number) => void]) => void;
 }
 
-function call<A extends unknown[]>(fn: AsyncFn<[...A, Buffer, number]>, ...args: A): Promise<number> {
+export function call<A extends unknown[]>(fn: AsyncFn<[...A, Buffer, number]>, ...args: A): Promise<number> {
   const err = Buffer.alloc(ERR_BYTES);
   return new Promise((resolve, reject) =>
     fn.async(...args, err, ERR_BYTES, (e: unknown, rc: number) => {
@@ -31,15 +31,18 @@ function call<A extends unknown[]>(fn: AsyncFn<[...A, Buffer, number]>, ...args:
   );
 }
 
-function load(path: string) {
-  let lib: ReturnType<typeof koffi.load>;
+export function loadLibrary(path: string): ReturnType<typeof koffi.load> {
   try {
-    lib = koffi.load(path);
+    return koffi.load(path);
   } catch (err) {
     throw new HypervisorError(
       `cannot load ${path} (run \`make -C native\`): ${err instanceof Error ? err.message : String(err)}`,
     );
   }
+}
+
+function load(path: string) {
+  const lib = loadLibrary(path);
   return {
     open: lib.func("int sfx_open(void *err, int errlen)") as unknown as AsyncFn<[Buffer, number]>,
     freeKiB: lib.func("int sfx_free_kib(void *out, void *err, int errlen)") as unknown as AsyncFn<

@@ -1,11 +1,11 @@
 // The lean Xen backend: PV domains built in-process by libsfxen (native/lib/sfxen) from a pool of
 // pre-built shells, vifs wired by XenStore writes and bridge ioctls, destroy without processes.
 //
-// What it does itself: createPaused (pv guests) and destroy. Everything else goes through the libxl
-// backend on the same node, which sees a lean-built domain as any other: its name and console are in
-// XenStore where libxl looks for them. PVH guests are built by libxl (the shell builder is PV only).
-// Save, restore and migration are libxl's too (libxl_domain_suspend works on the domain; a restored
-// domain is libxl-built, with vifs through libxl's hotplug path, and libxl destroys it); see docs/cri.md.
+// What it does itself: createPaused (pv guests), destroy, and for PV domains save, restore, the
+// migration stream and suspend-cancel (save-restore.ts: libxenguest in-process, vifs wired as at
+// creation). Everything else goes through the libxl backend on the same node, which sees a
+// lean-built domain as any other: its name and console are in XenStore where libxl looks for them.
+// PVH guests are built, saved and restored by libxl (the shell builder is PV only); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { logger } from "../../../../lib/log.js";
@@ -25,6 +25,7 @@ import {
 } from "../types.js";
 import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
+import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 
 const log = logger("xen-lean");
@@ -38,6 +39,8 @@ export interface XenLeanOptions {
   poolMaxMiB: number;
   poolShapes?: Shape[];
   metrics?: LeanMetrics;
+  /** Destroy shells a previous process left (default). Off for a tool running beside a shim. */
+  reapStaleShells?: boolean;
 }
 
 export function isShell(d: Pick<DomainInfo, "name" | "uuid">): boolean {
@@ -51,12 +54,15 @@ export class XenLean implements Hypervisor {
   /** Vif attaches still waiting for netback, by domid. */
   private readonly attaching = new Map<number, Promise<void>>();
 
+  private readonly stream: SfxenStream;
+
   private constructor(
     private readonly sfx: Sfxen,
     private readonly libxl: XenLibxl,
     private readonly xs: XenStore,
     opts: XenLeanOptions,
   ) {
+    this.stream = SfxenStream.open();
     this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
       {
@@ -80,7 +86,7 @@ export class XenLean implements Hypervisor {
   static async open(libxl: XenLibxl, opts: XenLeanOptions): Promise<XenLean> {
     const sfx = await Sfxen.open();
     const lean = new XenLean(sfx, libxl, XenStore.open(), opts);
-    const stale = (await libxl.list()).filter(isShell);
+    const stale = opts.reapStaleShells === false ? [] : (await libxl.list()).filter(isShell);
     for (const d of stale) {
       log.info("destroying a shell left by a previous shim", { domid: d.domid, name: d.name });
       await sfx.destroy(d.domid).catch((err: unknown) => log.warn("shell destroy", { err: String(err) }));
@@ -148,24 +154,7 @@ export class XenLean implements Hypervisor {
       uuid: spec.uuid ?? randomUUID(),
     });
     const executed = performance.now();
-    try {
-      for (const [devid, vif] of spec.vifs.entries())
-        await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
-      // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
-      // it holds from the moment netback makes the interface).
-      await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
-        throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
-      });
-    } catch (err) {
-      await this.sfx.destroy(domid).catch(() => undefined);
-      throw err;
-    }
-    // netback makes the interfaces on its own time; they are joined to their bridges as they come,
-    // and unpause() waits for that, so the guest never runs unplugged.
-    this.attachVifs(
-      domid,
-      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
-    );
+    await this.wireVifs(domid, spec);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -178,6 +167,30 @@ export class XenLean implements Hypervisor {
       vifWritesMs: Math.round(performance.now() - executed),
     });
     return domid;
+  }
+
+  /**
+   * Writes the domain's vifs and guards them, destroying the domain if that fails; netback makes
+   * the interfaces on its own time, they are joined to their bridges as they come, and unpause()
+   * waits for that, so the guest never runs unplugged.
+   */
+  private async wireVifs(domid: number, spec: DomainSpec): Promise<void> {
+    try {
+      for (const [devid, vif] of spec.vifs.entries())
+        await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
+      // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
+      // it holds from the moment netback makes the interface).
+      await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
+        throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
+      });
+    } catch (err) {
+      await this.sfx.destroy(domid).catch(() => undefined);
+      throw err;
+    }
+    this.attachVifs(
+      domid,
+      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+    );
   }
 
   private attachVifs(domid: number, vifs: { devid: number; bridge: string }[]): void {
@@ -287,17 +300,47 @@ export class XenLean implements Hypervisor {
   setVcpus(domid: number, vcpus: number): Promise<void> {
     return this.libxl.setVcpus(domid, vcpus);
   }
-  save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void> {
-    return this.libxl.save(domid, fd, opts);
+  async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
+    if (!(await this.stream.isPv(domid))) return this.libxl.save(domid, fd, opts);
+    await this.stream.save(domid, fd, opts.live ?? false);
+    // Its state lives in fd now; the suspended domain is an empty shell.
+    await this.destroy(domid);
   }
-  restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number> {
-    return this.libxl.restore(spec, fd, opts);
+
+  async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
+    if (!(await this.stream.isPv(domid))) return this.libxl.migrateOut(domid, fd, opts);
+    await this.stream.save(domid, fd, opts.live);
   }
-  migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
-    return this.libxl.migrateOut(domid, fd, opts);
+
+  async resumeSuspended(domid: number): Promise<void> {
+    checkGuestDomid(domid, "resume");
+    if (!(await this.stream.isPv(domid))) return this.libxl.resumeSuspended(domid);
+    await this.stream.resume(domid);
   }
-  resumeSuspended(domid: number): Promise<void> {
-    return this.libxl.resumeSuspended(domid);
+
+  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+    validateDomainSpec(spec);
+    if (spec.guestType !== "pv") return this.libxl.restore(spec, fd, opts);
+    if (spec.name.startsWith("sf-shell-"))
+      throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
+    if (await this.libxl.findByName(spec.name))
+      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    // Vifs before the memory: netback makes their interfaces while the stream is read.
+    const domid = await this.stream.restore(
+      spec,
+      fd,
+      (d) => this.wireVifs(d, spec),
+      (d) => this.destroy(d),
+    );
+    if (!opts.paused) {
+      try {
+        await this.unpause(domid);
+      } catch (err) {
+        await this.destroy(domid).catch(() => undefined);
+        throw err;
+      }
+    }
+    return domid;
   }
   stats(domid: number): Promise<DomainStats | undefined> {
     return this.libxl.stats(domid);

@@ -1,0 +1,116 @@
+// The lean backend's save, restore and migration stream, in-process through libsfxen (save.c,
+// restore.c over libxenguest): no save helper process, no hotplug script, the stream written to and
+// read from the caller's fd (a checkpoint file, or the migration's socket) by libxenguest itself.
+// The stream is libxl's v2 format, so a stream either backend wrote restores in the other.
+// PV domains only: PVH and HVM domains (built by libxl) keep libxl's path.
+import { randomUUID } from "node:crypto";
+import { logger } from "../../../../lib/log.js";
+import { checkGuestDomid } from "../domain-state.js";
+import { type DomainSpec, HypervisorError } from "../types.js";
+import { type AsyncFn, call, loadLibrary, SFXEN_LIB_PATH } from "./sfxen-ffi.js";
+
+const log = logger("xen-lean");
+/** How long a guest gets to answer a suspend request (a loaded, emulated dom0 is slow). */
+export const SUSPEND_TIMEOUT_MS = 30_000;
+const KIND_PV = 1;
+
+function bind(path: string) {
+  const lib = loadLibrary(path);
+  return {
+    save: lib.func(
+      "int sfx_save(int domid, int fd, int live, int timeout_ms, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, number, number, Buffer, number]>,
+    resume: lib.func("int sfx_resume(int domid, void *err, int errlen)") as unknown as AsyncFn<
+      [number, Buffer, number]
+    >,
+    restoreBegin: lib.func(
+      "int sfx_restore_begin(const char *name, const char *uuid, int mem, int maxmem, int vcpus, int maxvcpus, void *ports, void *err, int errlen)",
+    ) as unknown as AsyncFn<[string, string, number, number, number, number, Buffer, Buffer, number]>,
+    restoreFill: lib.func(
+      "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, number, number, Buffer, number]>,
+    kind: lib.func("int sfx_domain_kind(int domid)") as unknown as AsyncFn<[number]>,
+  };
+}
+
+function checkFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0)
+    throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+}
+
+/** libsfxen's stream calls (the library must have been opened by Sfxen.open first). */
+export class SfxenStream {
+  private constructor(private readonly l: ReturnType<typeof bind>) {}
+
+  static open(path = SFXEN_LIB_PATH): SfxenStream {
+    return new SfxenStream(bind(path));
+  }
+
+  /** True for a PV domain (what this path saves); false for PVH/HVM or a domain that is gone. */
+  isPv(domid: number): Promise<boolean> {
+    return new Promise((resolve, reject) =>
+      this.l.kind.async(domid, (e: unknown, rc: number) =>
+        e ? reject(e instanceof Error ? e : new Error(String(e))) : resolve(rc === KIND_PV),
+      ),
+    );
+  }
+
+  /** Suspends the domain and writes it to fd; the domain is left suspended, not destroyed. */
+  async save(domid: number, fd: number, live: boolean): Promise<{ ms: number }> {
+    checkGuestDomid(domid, "save");
+    checkFd(fd);
+    const started = performance.now();
+    await call(this.l.save, domid, fd, live ? 1 : 0, SUSPEND_TIMEOUT_MS);
+    const ms = Math.round(performance.now() - started);
+    log.info("domain saved in-process", { domid, live, ms });
+    return { ms };
+  }
+
+  /** Cancels a suspend: the guest carries on as the same domain. No-op when not suspended. */
+  async resume(domid: number): Promise<void> {
+    checkGuestDomid(domid, "resume");
+    await call(this.l.resume, domid);
+  }
+
+  /**
+   * A new paused domain from the stream on fd, named and shaped by spec. `between` runs once the
+   * domain exists and before its memory is read (the caller writes its vifs there, so netback makes
+   * them while the stream flows). On any failure the domain is handed to `discard`.
+   */
+  async restore(
+    spec: DomainSpec,
+    fd: number,
+    between: (domid: number) => Promise<void>,
+    discard: (domid: number) => Promise<void>,
+  ): Promise<number> {
+    checkFd(fd);
+    const started = performance.now();
+    const ports = Buffer.alloc(8);
+    const domid = await call(
+      this.l.restoreBegin,
+      spec.name,
+      spec.uuid ?? randomUUID(),
+      spec.memoryMiB,
+      spec.maxMemoryMiB ?? spec.memoryMiB,
+      spec.vcpus,
+      spec.maxVcpus ?? spec.vcpus,
+      ports,
+    );
+    const begun = performance.now();
+    try {
+      await between(domid);
+      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4));
+    } catch (err) {
+      await discard(domid).catch(() => undefined);
+      if (!(err instanceof HypervisorError)) throw err;
+      throw new HypervisorError(`restore ${spec.name}: ${err.message}`, err.code);
+    }
+    log.info("domain restored in-process", {
+      name: spec.name,
+      domid,
+      ms: Math.round(performance.now() - started),
+      beginMs: Math.round(begun - started),
+    });
+    return domid;
+  }
+}
