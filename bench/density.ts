@@ -132,6 +132,9 @@ try {
     namespace,
     image: exampleImageRef("hello"),
     intervalSeconds: INTERVAL_S,
+    // Named, not left to the image's default: the operator on this host cannot reach the registry
+    // as dom0 names it (localhost:5000 is dom0's forward), and would fall back to 16 MiB.
+    memory: `${GUEST_MIB}Mi`,
   });
   const index = new Map<string, number>();
   fleet.onReady((name, ms) => {

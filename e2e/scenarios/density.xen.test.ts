@@ -78,6 +78,8 @@ test(`${VMS} VMs on one node through UnikernelVMs: all Ready, and after deletion
     namespace: s.namespace,
     image: exampleImageRef("hello"),
     intervalSeconds: 3600,
+    // The operator on the host cannot read localhost:5000 (dom0's forward to the registry).
+    memory: "4Mi",
   });
   t.teardown(() => fleet.close());
   const names = Array.from({ length: VMS }, (_, i) => `d-${i}`);
