@@ -7,20 +7,12 @@
 import test from "ava";
 import type { CoreV1Event, V1Pod } from "@kubernetes/client-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  ANNOTATIONS,
-  API_VERSION,
-  LABELS,
-  RESOURCES,
-  UNIKERNELVM_KIND,
-  UNIKERNELVM_PLURAL,
-} from "../../api/index.js";
-import { KubeClient, paths } from "../../lib/kube/client.js";
+import { ANNOTATIONS, LABELS, RESOURCES } from "../../api/index.js";
+import { paths } from "../../lib/kube/client.js";
 import { ImageDefaults, registryReader } from "../../operator/src/image-defaults.js";
-import { startOperator } from "../../operator/src/operator.js";
 import { type ControlPlane, startControlPlane } from "../harness/control-plane.js";
 import { startRegistry, type TestRegistry } from "../harness/registry.js";
-import { installChartObjects } from "./chart-objects.js";
+import { operatorBed } from "./operator-bed.js";
 import { pushExampleImages } from "./images.js";
 
 let cp: ControlPlane | undefined;
@@ -44,21 +36,9 @@ test("a VM without spec.memory gets its image's default memory, one figure on it
   t.timeout(5 * 60_000);
   [cp, registry] = await Promise.all([startControlPlane(), startRegistry()]);
   const images = await pushExampleImages(registry);
-  await installChartObjects(cp);
-  const client = new KubeClient(cp.kubeConfig);
-  t.teardown(() => client.close());
-  await client.request({
-    method: "POST",
-    path: "/api/v1/namespaces/default/serviceaccounts",
-    body: { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default" } },
-  });
-  const op = await startOperator({
-    kubeConfig: cp.kubeConfig,
-    namespace: "default",
-    workers: 4,
+  const { client, createVM } = await operatorBed(t, cp, {
     imageDefaults: new ImageDefaults(registryReader([registry.host]), { timeoutMs: 10_000 }),
   });
-  t.teardown(() => op.stop());
 
   const cases: Array<[string, string, string | undefined, number]> = [
     ["from-hello", images.hello!.hostRef, undefined, 4],
@@ -67,17 +47,7 @@ test("a VM without spec.memory gets its image's default memory, one figure on it
     // Nothing listens on port 1: the operator cannot read it and falls back to the default.
     ["unreadable", "127.0.0.1:1/superfluid/nope:1", undefined, 16],
   ];
-  for (const [name, image, memory] of cases)
-    await client.request({
-      method: "POST",
-      path: paths.custom(UNIKERNELVM_PLURAL, "default"),
-      body: {
-        apiVersion: API_VERSION,
-        kind: UNIKERNELVM_KIND,
-        metadata: { name, namespace: "default" },
-        spec: { image, ...(memory ? { memory } : {}) },
-      },
-    });
+  for (const [name, image, memory] of cases) await createVM(name, { image, ...(memory ? { memory } : {}) });
   const pods = await until("a pod per VM", async () => {
     const list = await client.request<{ items: V1Pod[] }>({
       method: "GET",
