@@ -8,6 +8,7 @@ import test from "ava";
 import { exampleImageRef } from "../cluster/images.js";
 import { startFleet } from "../cluster/fleet.js";
 import type { XenNode } from "../xen-node/index.js";
+import { SHELL_UUID_PREFIX } from "../../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
 import { eventually, guestDomains, logTiming, useE2ECluster } from "./helpers.js";
 
 // The lean backend, its shell pool of the guests' shape (env set before the cluster starts).
@@ -20,12 +21,13 @@ const TEST_TIMEOUT_MS = 30 * 60_000;
 
 /**
  * What dom0 holds per VM, as sorted names per kind, in one exec (each process dom0 starts costs
- * seconds under emulation). Pool shells (sf-shell-*) are the backend's spares, not any VM's.
+ * seconds under emulation). Pool shells (their UUID prefix; unnamed until claimed) are the lean
+ * backend's spares, not any VM's.
  */
 const SNAPSHOT = String.raw`
 shim=$(cat /mnt/host/shim/shim.pid)
 names() { tr '\n' ' '; echo; }
-printf 'domains '; xl list | awk 'NR>1 && $1!="Domain-0" && $1 !~ /^sf-shell-/ {print $1}' | sort | names
+printf 'domains '; xl list -v | awk 'NR>1 && $1!="Domain-0" && $7 !~ /^${SHELL_UUID_PREFIX}/ {print $1}' | sort | names
 shells=" $(for d in $(xenstore-list /local/domain); do n=$(xenstore-read /local/domain/$d/name 2>/dev/null); case "$n" in sf-shell-*) printf '%s ' $d;; esac; done)"
 printf 'xenstore-domains '; for d in $(xenstore-list /local/domain); do case "$shells" in *" $d "*) ;; *) [ "$d" = 0 ] || echo $d;; esac; done | sort | names
 printf 'vif-backends '; for d in $(xenstore-list /local/domain/0/backend/vif 2>/dev/null); do case "$shells" in *" $d "*) ;; *) echo $d;; esac; done | sort | names
