@@ -97,3 +97,21 @@ test("a tail whose directory cannot be watched polls", async (t) => {
   await tail.waitFor(/late line/, 5000);
   t.pass();
 });
+
+test.serial("a tail stopped while it starts starts nothing: no watch, no timer left", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sf-console-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, "guest-s.log");
+  writeFileSync(path, "old\n");
+  const before = consoleDirectoryWatches.size;
+  const tail = new ConsoleTail(path, { fromEnd: true });
+  const starting = tail.start();
+  tail.stop();
+  await starting;
+  t.false(tail.watching);
+  t.is(consoleDirectoryWatches.size, before);
+  const lines = collect(tail);
+  appendFileSync(path, "new\n");
+  await new Promise((r) => setTimeout(r, 300));
+  t.deepEqual(lines, [], "nothing read after stop");
+});

@@ -112,6 +112,7 @@ export class ConsoleTail extends EventEmitter<{ line: [string, boolean]; error: 
   private again = false;
   private readonly changed = () => void this.poll();
   private watched = false;
+  private stopped = false;
 
   constructor(
     readonly path: string,
@@ -121,13 +122,16 @@ export class ConsoleTail extends EventEmitter<{ line: [string, boolean]; error: 
   }
 
   async start(): Promise<this> {
-    if (this.timer) return this;
+    if (this.timer || this.stopped) return this;
     this.offset = this.opts.fromEnd
       ? await stat(this.path).then(
           (s) => s.size,
           () => 0,
         )
       : 0;
+    // Stopped while sizing the file (a container stopped right after it started): start nothing,
+    // or the watch and the timer would outlive the container.
+    if (this.stopped) return this;
     this.watched = (this.opts.watch ?? true) && consoleDirectoryWatches.add(this.path, this.changed);
     const every = this.watched ? (this.opts.watchedPollMs ?? 30_000) : (this.opts.pollMs ?? 100);
     this.timer = setInterval(() => void this.poll(), every);
@@ -141,6 +145,7 @@ export class ConsoleTail extends EventEmitter<{ line: [string, boolean]; error: 
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.watched) consoleDirectoryWatches.remove(this.path, this.changed);
