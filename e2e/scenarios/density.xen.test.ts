@@ -8,7 +8,7 @@ import test from "ava";
 import { exampleImageRef } from "../cluster/images.js";
 import { startFleet } from "../cluster/fleet.js";
 import type { XenNode } from "../xen-node/index.js";
-import { SHELL_UUID_PREFIX } from "../../cri-shim/src/hypervisor/xen-lean/sfxen-ffi.js";
+import { SHELL_UUID_PREFIX } from "../../cri-shim/src/hypervisor/xen-lean/sfxen-names.js";
 import { eventually, logTiming, useE2ECluster } from "./helpers.js";
 
 // The lean backend, its shell pool of the guests' shape (env set before the cluster starts).
