@@ -28,6 +28,7 @@ export const BUNDLES = {
   "cri-version": "e2e/cluster/cri-version.ts",
   "migration-cli": "cri-shim/src/migration/cli.ts",
   "create-dom0": "bench/create-dom0.ts",
+  "density-dom0": "bench/density-dom0.ts",
   "libxl-selftest": "cri-shim/src/hypervisor/selftest.ts",
   "live-selftest": "cri-shim/src/hypervisor/live-selftest.ts",
   "lean-selftest": "cri-shim/src/hypervisor/xen-lean/selftest.ts",

@@ -36,6 +36,8 @@ export interface ClusterOptions {
   operator?: boolean;
   /** QEMU memory per node (MiB). */
   nodeMemoryMiB?: number;
+  /** dom0's memory per node (MiB; default the node's, 1,024). */
+  dom0MemoryMiB?: number;
   /** The kubelet's maxPods per node (default 1,024: kubelet.ts DEFAULT_MAX_PODS). */
   maxPods?: number;
   /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
@@ -93,7 +95,7 @@ async function startNode(
   cp: ControlPlane,
   registryPort: number,
   agentToken: string,
-  sizing: Pick<ClusterOptions, "nodeMemoryMiB" | "maxPods" | "podPrefixLength">,
+  sizing: Pick<ClusterOptions, "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength">,
 ): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
   // operator's CPU allocation ratio), and its guest memory from the node's guest-memory resource.
@@ -101,6 +103,7 @@ async function startNode(
     name,
     cpus: 4,
     ...(sizing.nodeMemoryMiB ? { memoryMiB: sizing.nodeMemoryMiB } : {}),
+    ...(sizing.dom0MemoryMiB ? { dom0MemoryMiB: sizing.dom0MemoryMiB } : {}),
     ...(sizing.podPrefixLength ? { podPrefixLength: sizing.podPrefixLength } : {}),
   });
   try {

@@ -5,11 +5,10 @@
 import test from "ava";
 import type { V1Pod } from "@kubernetes/client-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API_VERSION, LABELS, RESOURCES, UNIKERNELVM_KIND, UNIKERNELVM_PLURAL } from "../../api/index.js";
-import { KubeClient, paths } from "../../lib/kube/client.js";
-import { startOperator } from "../../operator/src/operator.js";
+import { LABELS, RESOURCES } from "../../api/index.js";
+import { paths } from "../../lib/kube/client.js";
 import { type ControlPlane, startControlPlane } from "../harness/control-plane.js";
-import { installChartObjects } from "./chart-objects.js";
+import { operatorBed } from "./operator-bed.js";
 import { XEN_TAINT } from "./kubelet.js";
 
 let cp: ControlPlane | undefined;
@@ -20,23 +19,8 @@ test.after.always(async () => {
 test("the scheduler places VM pods by guest memory and a CPU share, with the RuntimeClass overhead", async (t) => {
   t.timeout(5 * 60_000);
   cp = await startControlPlane();
-  await installChartObjects(cp);
   await cp.startScheduler();
-  const client = new KubeClient(cp.kubeConfig);
-  t.teardown(() => client.close());
-  // No controller-manager here: the ServiceAccount admission plugin wants the namespace's default one.
-  await client.request({
-    method: "POST",
-    path: "/api/v1/namespaces/default/serviceaccounts",
-    body: { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default" } },
-  });
-  const op = await startOperator({
-    kubeConfig: cp.kubeConfig,
-    namespace: "default",
-    workers: 4,
-    resources: { cpuAllocationRatio: 100 },
-  });
-  t.teardown(() => op.stop());
+  const { client, createVM } = await operatorBed(t, cp, { resources: { cpuAllocationRatio: 100 } });
 
   const node = "xen-sched";
   await client.request({
@@ -82,16 +66,7 @@ test("the scheduler places VM pods by guest memory and a CPU share, with the Run
   });
 
   for (const name of ["v1", "v2", "v3", "v4"])
-    await client.request({
-      method: "POST",
-      path: paths.custom(UNIKERNELVM_PLURAL, "default"),
-      body: {
-        apiVersion: API_VERSION,
-        kind: UNIKERNELVM_KIND,
-        metadata: { name, namespace: "default" },
-        spec: { image: "registry.test/hello:1", memory: "16Mi", vcpus: 2 },
-      },
-    });
+    await createVM(name, { image: "registry.test/hello:1", memory: "16Mi", vcpus: 2 });
   const pods = async () =>
     (
       await client.request<{ items: V1Pod[] }>({

@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { logger } from "../../lib/log.js";
 import { DEFAULT_CPU_ALLOCATION_RATIO } from "./desired.js";
 import { startOperator } from "./operator.js";
+import { ImageDefaults, registryReader } from "./image-defaults.js";
 
 const log = logger("operator");
 
@@ -27,6 +28,11 @@ const { values } = parseArgs({
       type: "string",
       default: process.env.CPU_ALLOCATION_RATIO ?? String(DEFAULT_CPU_ALLOCATION_RATIO),
     },
+    // Registries the operator reads images' default memory from over plain HTTP (as the shim's flag).
+    "plain-http-registries": {
+      type: "string",
+      default: process.env.PLAIN_HTTP_REGISTRIES ?? "localhost,127.0.0.1",
+    },
     help: { type: "boolean", default: false },
   },
 });
@@ -38,6 +44,7 @@ if (values.help) {
   [--lease-namespace NS] [--lease-name NAME] [--lease-duration-seconds 15] [--workers 64]
   [--kube-api-qps 100] [--kube-api-burst 200]
   [--cpu-allocation-ratio ${DEFAULT_CPU_ALLOCATION_RATIO}]   (guest vCPUs per node CPU the scheduler counts)
+  [--plain-http-registries localhost,127.0.0.1]   (where it reads images' default memory without TLS)
 Without --kubeconfig: $KUBECONFIG, then the in-cluster service account.\n`);
   process.exit(0);
 }
@@ -91,6 +98,13 @@ try {
     metricsFromAnyAddress: values["metrics-from-any-address"] === "true",
     workers,
     resources: { cpuAllocationRatio },
+    imageDefaults: new ImageDefaults(
+      registryReader(
+        values["plain-http-registries"]!.split(",")
+          .map((r) => r.trim())
+          .filter(Boolean),
+      ),
+    ),
     kubeApiQps,
     kubeApiBurst,
     leaderElection:

@@ -37,6 +37,7 @@ import {
 import { checkTarget, pickTarget, type Rejection, type TargetQuery } from "./migration-target.js";
 import type { ResourceModel } from "./desired.js";
 import { adoptionPatch, desiredTargetPod, isAdopted, MIGRATION_POD_MANAGER } from "./migration-pods.js";
+import { podMemoryMiB } from "./guest-memory.js";
 import { protection } from "./migration-protection.js";
 
 const log = logger("migration-controller");
@@ -179,7 +180,15 @@ export class MigrationController {
         await this.write(m, { phase: d.phase, reason: d.reason, message: d.message });
         return;
       case "createTarget": {
-        const pod = o.vm && desiredTargetPod(o.vm, m, m.status!.targetNode!, this.deps.resources);
+        const pod =
+          o.vm &&
+          desiredTargetPod(
+            o.vm,
+            m,
+            m.status!.targetNode!,
+            this.deps.resources,
+            podMemoryMiB(o.sourcePod?.metadata?.annotations),
+          );
         if (!pod)
           return this.fail(m, { reason: "VMNotRunning", message: `${m.spec.vmName} has runPolicy Stopped` });
         const applied = await this.deps.client.apply<V1Pod>(

@@ -31,6 +31,7 @@ export function targetPodName(vm: UnikernelVM, m: UnikernelVMMigration): string 
  * The VM's desired pod, bound to the target node (the scheduler is bypassed: the target is chosen),
  * marked for the shim as a migration target, owned by the migration (deleting it removes the pod),
  * and without the VM label, so the VM's Service and the VM controller do not see it yet.
+ * It carries the source pod's guest-memory figure (the domain moves with its memory), when given.
  * Undefined when the VM has no desired pod (runPolicy Stopped).
  */
 export function desiredTargetPod(
@@ -38,8 +39,9 @@ export function desiredTargetPod(
   m: UnikernelVMMigration,
   targetNode: string,
   resources?: ResourceModel,
+  sourceMemoryMiB?: number,
 ): V1Pod | undefined {
-  const base = desiredPod(vm, resources);
+  const base = desiredPod(vm, resources, sourceMemoryMiB !== undefined ? { memoryMiB: sourceMemoryMiB } : {});
   if (!base) return undefined;
   const labels: Record<string, string> = { ...base.metadata!.labels };
   delete labels[LABELS.vm];

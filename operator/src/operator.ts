@@ -13,6 +13,7 @@ import { metricsAllowed, OperatorMetrics } from "./metrics.js";
 import { MigrationController } from "./migration-controller.js";
 import { UnikernelVMController } from "./unikernelvm-controller.js";
 import type { ResourceModel } from "./desired.js";
+import type { ImageDefaults } from "./image-defaults.js";
 
 const log = logger("operator");
 
@@ -41,6 +42,8 @@ export interface OperatorOptions {
   workers?: number;
   /** How VM pods request CPU and memory (desired.ts). */
   resources?: ResourceModel;
+  /** Reads the default memory of images for VMs that name none (image-defaults.ts). */
+  imageDefaults?: ImageDefaults;
   /** Client-side rate limit of API requests (client-go's QPS and burst); undefined: 100 and 200. */
   kubeApiQps?: number;
   kubeApiBurst?: number;
@@ -75,6 +78,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     namespace: opts.namespace,
     workers: opts.workers,
     ...(opts.resources ? { resources: opts.resources } : {}),
+    ...(opts.imageDefaults ? { imageDefaults: opts.imageDefaults } : {}),
   });
   const migrations = new MigrationController(
     { client, events, metrics, ...(opts.resources ? { resources: opts.resources } : {}) },

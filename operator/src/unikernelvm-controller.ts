@@ -36,6 +36,7 @@ import { Expectations } from "./expectations.js";
 import { migrationsOf, summarize, type VMMigrations } from "./vm-migrations.js";
 import { type Action, plan, type Plan } from "./vm-plan.js";
 import { nodeTransform, podTransform } from "./cache-transforms.js";
+import type { ImageDefaults } from "./image-defaults.js";
 
 const log = logger("unikernelvm-controller");
 const CONTROLLER = "unikernelvm";
@@ -49,6 +50,8 @@ export interface ControllerDeps {
   workers?: number;
   /** How VM pods request CPU and memory (desired.ts); the defaults when unset. */
   resources?: ResourceModel;
+  /** Reads images' default memory for VMs that name none; unset: such VMs get the default. */
+  imageDefaults?: ImageDefaults;
 }
 
 const keyOf = (ns: string | undefined, name: string | undefined) => `${ns}/${name}`;
@@ -209,9 +212,16 @@ export class UnikernelVMController {
     if (!cached) return;
     const vm: UnikernelVM = { ...cached, apiVersion: API_VERSION, kind: UNIKERNELVM_KIND };
     const migrations = summarize(migrationsOf(vm, this.migrations.list(ns)));
+    const pods = this.owned(this.pods, vm);
+    // Observe the image's default memory only where it decides the figure: no spec.memory, no pod yet.
+    const image =
+      vm.spec.memory === undefined && pods.length === 0 && !vm.metadata.deletionTimestamp
+        ? await this.deps.imageDefaults?.lookup(vm.spec.image)
+        : undefined;
     const p = plan({
       vm,
-      pods: this.owned(this.pods, vm),
+      pods,
+      ...(image ? { image } : {}),
       services: this.owned(this.services, vm),
       migrations,
       expectedPod: (podName) => this.expectations.expectedPod(key, podName),
@@ -280,6 +290,7 @@ export class UnikernelVMController {
           : await client.apply<V1Pod>(paths.pod(ns, a.pod.metadata!.name!), a.pod, FIELD_MANAGER);
         this.expectations.podApplied(key, pod);
         if (a.created) events.record(vm, "Normal", "PodCreated", `created pod ${pod.metadata?.name}`);
+        if (a.event) events.record(vm, a.event.type, a.event.reason, a.event.message);
         return pod;
       }
       case "deleteService":

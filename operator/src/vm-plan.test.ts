@@ -235,3 +235,42 @@ test("plan: a migration in flight holds the pods but not the service", (t) => {
   t.true(p.replacing);
   t.is(p.pod?.metadata?.name, `hello-${domainHash(withService)}`);
 });
+
+test("guest memory: no spec.memory, the image's default; an unread image, the default and a Warning on the new pod", (t) => {
+  const input = (image: PlanInput["image"], pods: V1Pod[] = []): PlanInput => ({
+    vm: vm(),
+    pods,
+    services: [],
+    migrations: {},
+    now: NOW,
+    ...(image ? { image } : {}),
+  });
+  const applied = (i: PlanInput) => {
+    const a = plan(i).actions.find((x) => x.kind === "applyPod");
+    return a?.kind === "applyPod" ? a : undefined;
+  };
+  const figures = (pod: V1Pod | undefined) => [
+    pod?.metadata?.annotations?.[ANNOTATIONS.memoryMiB],
+    pod?.spec?.containers[0]?.resources?.requests?.["superfluid.dev/guest-memory-mib"],
+    pod?.spec?.containers[0]?.resources?.limits?.memory,
+  ];
+  const read = applied(input({ state: "read", memoryMiB: 4 }));
+  t.deepEqual(figures(read?.pod), ["4", "4", "4Mi"]);
+  t.is(read?.event, undefined);
+
+  const unread = applied(input({ state: "unread", reason: "connection refused" }));
+  t.deepEqual(figures(unread?.pod), ["16", "16", "16Mi"]);
+  t.is(unread?.event?.type, "Warning");
+  t.is(unread?.event?.reason, "ImageMemoryUnknown");
+
+  // A pod made with 8 MiB stays at 8 whatever the image now says: no drift, nothing applied.
+  const made = podOf(vm());
+  const existing = {
+    ...made,
+    metadata: {
+      ...made.metadata,
+      annotations: { ...made.metadata!.annotations, [ANNOTATIONS.memoryMiB]: "8" },
+    },
+  };
+  t.is(applied(input({ state: "read", memoryMiB: 4 }, [existing])), undefined);
+});

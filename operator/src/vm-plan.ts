@@ -2,9 +2,10 @@
 // I/O, no clock but the one passed in. The controller (unikernelvm-controller.ts) carries the actions
 // out in order and then writes the status computed from the pod the plan names.
 import type { V1Pod, V1Service } from "@kubernetes/client-node";
-import { FINALIZER, type UnikernelVM } from "../../api/index.js";
+import { ANNOTATIONS, FINALIZER, type UnikernelVM } from "../../api/index.js";
 import { desiredPod, desiredService, domainHash, InvalidSpecError, type ResourceModel } from "./desired.js";
 import { currentPod, migrationHoldsPods, type VMMigrations } from "./vm-migrations.js";
+import { type ImageLookup, podMemoryMiB, resolveGuestMemory } from "./guest-memory.js";
 
 export interface PlanInput {
   vm: UnikernelVM;
@@ -20,6 +21,8 @@ export interface PlanInput {
   now: Date;
   /** How the pod requests CPU and memory (desired.ts); the defaults when unset. */
   resources?: ResourceModel;
+  /** The image's default memory as the operator read it (only looked up when spec.memory is unset). */
+  image?: ImageLookup;
 }
 
 export interface EventSpec {
@@ -33,7 +36,7 @@ export type Action =
   | { kind: "removeFinalizer" }
   | { kind: "deletePod"; pod: V1Pod; event?: EventSpec }
   /** Server-side apply; the status is then computed from the pod the apiserver returns. */
-  | { kind: "applyPod"; pod: V1Pod; created: boolean }
+  | { kind: "applyPod"; pod: V1Pod; created: boolean; event?: EventSpec }
   | { kind: "deleteService"; service: V1Service; event: EventSpec }
   | { kind: "applyService"; service: V1Service; event: EventSpec };
 
@@ -139,8 +142,11 @@ export function plan(i: PlanInput): Plan {
   let wantPod: V1Pod | undefined;
   let wantService: V1Service | undefined;
   let invalidSpec: string | undefined;
+  // The one guest-memory figure (guest-memory.ts): a pod the VM already has keeps the one it was made with.
+  const made = pods.find((p) => p.metadata?.annotations?.[ANNOTATIONS.domainHash] === domainHash(vm));
+  const memory = resolveGuestMemory(vm, i.image, podMemoryMiB(made?.metadata?.annotations));
   try {
-    wantPod = desiredPod(vm, i.resources);
+    wantPod = desiredPod(vm, i.resources, { memoryMiB: memory.mib });
     wantService = desiredService(vm);
   } catch (err) {
     if (!(err instanceof InvalidSpecError)) throw err;
@@ -205,6 +211,9 @@ export function plan(i: PlanInput): Plan {
       kind: "applyPod",
       pod: { ...wantPod, metadata: { ...wantPod.metadata, name } },
       created: !current,
+      ...(!current && memory.warning
+        ? { event: { type: "Warning" as const, reason: "ImageMemoryUnknown", message: memory.warning } }
+        : {}),
     });
   }
   actions.push(...planServices(i.services, wantService));

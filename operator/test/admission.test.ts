@@ -181,6 +181,32 @@ test.serial("a tenant's pod may not carry superfluid.dev/ annotations; the opera
   t.not(admin.code, 0);
 });
 
+test.serial(
+  "a pod whose guest-memory request and memory-mib annotation disagree is refused, even the operator's",
+  async (t) => {
+    const withFigures = (name: string, annotated: string, requested: string) => {
+      const p = pod(name, "xen-a", {
+        "superfluid.dev/vm": `${APPS}/${name}`,
+        "superfluid.dev/memory-mib": annotated,
+      });
+      const figure = { "superfluid.dev/guest-memory-mib": requested };
+      p.spec.containers[0] = {
+        ...p.spec.containers[0]!,
+        resources: { requests: figure, limits: figure },
+      } as never;
+      return p;
+    };
+    const bad = await as.operator(["create", "-f", "-"], withFigures("mem-bad", "16", "4"));
+    t.not(bad.code, 0);
+    t.regex(
+      bad.stderr,
+      /guest memory figures of the pod disagree: annotation superfluid\.dev\/memory-mib says 16 MiB, the superfluid\.dev\/guest-memory-mib requests say 4/,
+    );
+    const good = await as.operator(["create", "-f", "-"], withFigures("mem-good", "16", "16"));
+    t.is(good.code, 0, good.stderr);
+  },
+);
+
 test.serial("a node agent acts only on its own node's pods, VMs and migrations", async (t) => {
   for (const [name, node] of [
     ["pa", "xen-a"],

@@ -63,6 +63,24 @@ static void advertise_features(void) {
   xenstore_write("control/feature-suspend", "1");
 }
 
+/* Seconds between ticks: the `interval=N` word of the command line (1..86400), else 1. A long
+ * interval keeps a thousand idle guests from flooding dom0's console daemon with lines. */
+static unsigned long tick_seconds = 1;
+
+static void parse_interval(const char *word) {
+  static const char key[] = "interval=";
+  for (size_t i = 0; i < sizeof key - 1; i++)
+    if (word[i] != key[i]) return;
+  unsigned long n = 0;
+  const char *c = word + sizeof key - 1;
+  if (!*c) return;
+  for (; *c; c++) {
+    if (*c < '0' || *c > '9' || n > 86400) return;
+    n = n * 10 + (unsigned long)(*c - '0');
+  }
+  if (n >= 1 && n <= 86400) tick_seconds = n;
+}
+
 static int is_env_assignment(const char *word) {
   const char *c = word;
   if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || *c == '_')) return 0;
@@ -87,6 +105,7 @@ static void print_command_line(const char *raw, int *nargs, int *nenv) {
     char *word = p;
     while (*p && *p != ' ') p++;
     if (*p) *p++ = 0;
+    parse_interval(word);
     if (is_env_assignment(word)) printk("hello: env %s\n", word), (*nenv)++;
     else printk("hello: arg[%d] %s\n", *nargs, word), (*nargs)++;
   }
@@ -186,15 +205,16 @@ void hello_run(const char *cmdline) {
          (unsigned long)(boot_ns / 1000 % 1000), nargs, nenv);
   advertise_features();
 
-  uint64_t next_tick = monotonic_ns() + 1000000000ULL;
+  const uint64_t period = tick_seconds * 1000000000ULL;
+  uint64_t next_tick = monotonic_ns() + period;
   for (;;) {
     if (xenstore_poll_watch()) handle_control_shutdown();
     uint64_t now = monotonic_ns();
     if (now >= next_tick) {
       printk("hello: tick %lu\n", ++tick);
-      next_tick += 1000000000ULL;
-      /* After a pause or a restore we may be far behind: one tick, then a fresh second. */
-      if (next_tick <= now) next_tick = now + 1000000000ULL;
+      next_tick += period;
+      /* After a pause or a restore we may be far behind: one tick, then a fresh period. */
+      if (next_tick <= now) next_tick = now + period;
       continue;
     }
     evtchn_port_t port = xenstore_port();

@@ -1,0 +1,183 @@
+// Runs INSIDE dom0 of an emulated Xen node (bench/density.ts starts it), in one of two modes:
+//
+//   sample <out-file> <shim-pid-file> <kubelet-pid-file>
+//     Once a second appends one JSON line (DensitySample) to <out-file>: Xen's total and free memory
+//     and the resident memory of the shim, xenstored, xenconsoled and the kubelet. One process for the
+//     whole run: under TCG every process dom0 starts costs seconds, so nothing is spawned per sample.
+//
+//   cri <socket> <image> <max> <memory-mib> <log-dir>
+//     The CRI-only run: RunPodSandbox + CreateContainer + StartContainer straight to the shim over
+//     its socket, one VM after the other, until <max> or the first failure. Prints one JSON line
+//     (CriOnlyResult) on stdout: how many VMs started, each one's create time, and why it stopped.
+import { appendFileSync, readdirSync, readFileSync } from "node:fs";
+import { ANNOTATIONS } from "../api/annotations.js";
+import { XenLibxl } from "../cri-shim/src/hypervisor/xen-libxl.js";
+import { connectCri } from "../cri-shim/src/testing/cri-client.js";
+
+export interface DensitySample {
+  seq: number;
+  /** dom0's monotonic clock (ms). */
+  t: number;
+  xenTotalKiB: number;
+  xenFreeKiB: number;
+  /** Resident memory (VmRSS) in KiB; 0 when the process is not running. */
+  shimKiB: number;
+  xenstoredKiB: number;
+  xenconsoledKiB: number;
+  kubeletKiB: number;
+  /** dom0 as a whole: MemTotal - MemAvailable (kernel, page cache that cannot go, every process). */
+  dom0UsedKiB: number;
+}
+
+export interface CriOnlyResult {
+  started: number;
+  /** Index → RunPodSandbox..StartContainer ms. */
+  createMs: number[];
+  /** Why it stopped: the first failure's message, or that it reached the maximum. */
+  stoppedBecause: string;
+  reachedMax: boolean;
+  /** Stopping and removing the sandboxes found at the start (the kubelet's, left when it stopped). */
+  cleanupMs: number;
+  cleanedUp: number;
+}
+
+function dom0UsedKiB(): number {
+  const m = readFileSync("/proc/meminfo", "utf8");
+  const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(m)?.[1] ?? NaN);
+  return field("MemTotal") - field("MemAvailable");
+}
+
+function rssKiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function pidFromFile(path: string): number | undefined {
+  try {
+    const n = Number(readFileSync(path, "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first process whose comm is one of `names` (xenstored may be the C or the OCaml one). */
+function pidByComm(names: string[]): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (names.includes(readFileSync(`/proc/${entry}/comm`, "utf8").trim())) return Number(entry);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return undefined;
+}
+
+async function sample(out: string, shimPidFile: string, kubeletPidFile: string): Promise<void> {
+  const xen = XenLibxl.open();
+  const xenstored = pidByComm(["xenstored", "oxenstored"]);
+  const xenconsoled = pidByComm(["xenconsoled"]);
+  let seq = 0;
+  let stopping = false;
+  process.on("SIGTERM", () => (stopping = true));
+  while (!stopping) {
+    const host = await xen.host();
+    const s: DensitySample = {
+      seq: seq++,
+      t: Math.round(performance.timeOrigin + performance.now()),
+      xenTotalKiB: host.totalMemoryKiB,
+      xenFreeKiB: host.freeMemoryKiB,
+      shimKiB: rssKiB(pidFromFile(shimPidFile)),
+      xenstoredKiB: rssKiB(xenstored),
+      xenconsoledKiB: rssKiB(xenconsoled),
+      kubeletKiB: rssKiB(pidFromFile(kubeletPidFile)),
+      dom0UsedKiB: dom0UsedKiB(),
+    };
+    appendFileSync(out, JSON.stringify(s) + "\n");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  await xen.close();
+}
+
+async function criOnly(socket: string, image: string, max: number, memoryMiB: number, logDir: string) {
+  const cri = connectCri(socket);
+  const result: CriOnlyResult = {
+    started: 0,
+    createMs: [],
+    stoppedBecause: "",
+    reachedMax: false,
+    cleanupMs: 0,
+    cleanedUp: 0,
+  };
+  try {
+    const c0 = performance.now();
+    const { items = [] } = await cri.runtime<{ items?: Array<{ id: string }> }>("ListPodSandbox", {});
+    for (const sb of items) {
+      await cri.runtime("StopPodSandbox", { pod_sandbox_id: sb.id });
+      await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb.id });
+    }
+    result.cleanupMs = Math.round(performance.now() - c0);
+    result.cleanedUp = items.length;
+    await cri.image("PullImage", { image: { image } });
+    for (let i = 0; i < max; i++) {
+      const name = `cri-density-${i}`;
+      const config = {
+        metadata: { name, namespace: "density", uid: `uid-${name}`, attempt: 0 },
+        hostname: name,
+        log_directory: `${logDir}/${name}`,
+        annotations: {
+          [ANNOTATIONS.memoryMiB]: String(memoryMiB),
+          [ANNOTATIONS.args]: JSON.stringify(["interval=3600"]),
+        },
+      };
+      const t0 = performance.now();
+      try {
+        const { pod_sandbox_id: sb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+          config,
+        });
+        const { container_id: ctr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
+          pod_sandbox_id: sb,
+          config: {
+            metadata: { name: "main", attempt: 0 },
+            image: { image },
+            log_path: "main/0.log",
+            linux: { resources: { memory_limit_in_bytes: String(memoryMiB * 1024 * 1024) } },
+          },
+          sandbox_config: config,
+        });
+        await cri.runtime("StartContainer", { container_id: ctr });
+      } catch (err) {
+        result.stoppedBecause = `VM ${i}: ${(err as { details?: string }).details ?? (err as Error).message}`;
+        return result;
+      }
+      result.createMs.push(Math.round(performance.now() - t0));
+      result.started = i + 1;
+      if (i % 100 === 99) process.stderr.write(`cri-only: ${i + 1} started\n`);
+    }
+    result.reachedMax = true;
+    result.stoppedBecause = `reached the run's maximum (${max})`;
+    return result;
+  } finally {
+    cri.close();
+  }
+}
+
+const [mode, ...args] = process.argv.slice(2);
+if (mode === "sample" && args.length === 3) {
+  await sample(args[0]!, args[1]!, args[2]!);
+} else if (mode === "cri" && args.length === 5) {
+  const r = await criOnly(args[0]!, args[1]!, Number(args[2]), Number(args[3]), args[4]!);
+  process.stdout.write(JSON.stringify(r) + "\n");
+} else {
+  process.stderr.write(
+    "usage: density-dom0 sample <out> <shim-pid-file> <kubelet-pid-file>\n" +
+      "       density-dom0 cri <socket> <image> <max> <memory-mib> <log-dir>\n",
+  );
+  process.exitCode = 2;
+}
