@@ -244,3 +244,23 @@ test("while busy, a low key waits lowDelayWhileBusyMs, then trickles through: no
   t.true(lowStarts[0]! >= 59, `the first low key started at ${lowStarts[0]} ms, before its delay`);
   await q.shutdown();
 });
+
+test("low keys held while high work ran go when the busy spell ends, not after lowDelayWhileBusyMs", async (t) => {
+  const t0 = performance.now();
+  const lowStarts: number[] = [];
+  const q = new WorkQueue(
+    async (k) => {
+      if (k.startsWith("low")) lowStarts.push(performance.now() - t0);
+      await sleep(k === "high" ? 100 : 1);
+    },
+    { name: "t", workers: 4, lowWorkersWhileBusy: 1, lowDelayWhileBusyMs: 5000, busyHoldMs: 50 },
+  );
+  q.add("high");
+  await sleep(5); // the high key runs: the low keys below are held (a timer for their 5 s delay)
+  for (let i = 0; i < 3; i++) q.add(`low${i}`, "low");
+  await q.idle();
+  t.is(lowStarts.length, 3);
+  // The high reconcile ends at ~100 ms and the spell 50 ms later: the held keys go then.
+  t.true(Math.max(...lowStarts) < 1000, `low keys started at ${lowStarts.map(Math.round).join(", ")} ms`);
+  await q.shutdown();
+});

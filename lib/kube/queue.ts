@@ -100,6 +100,7 @@ export class WorkQueue {
   private runningLow = 0;
   private lastHighAt = -Infinity;
   private busyTimer?: NodeJS.Timeout;
+  private busyTimerAt = Infinity;
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   /** When each timer fires: a sooner request replaces a later one (an error's retry must not wait
@@ -247,8 +248,12 @@ export class WorkQueue {
     }
     // Low keys held back for recent high work: look again when that stops being recent or the
     // oldest has waited long enough (a finishing reconcile looks again too).
-    if (retryAt !== undefined && retryAt < Infinity && !this.busyTimer) {
+    // A timer set for a later time (an oldest key's delay, while high work ran) is brought forward
+    // when the busy spell now ends sooner: held keys must not wait out the delay on an idle queue.
+    if (retryAt !== undefined && retryAt < Infinity && (!this.busyTimer || retryAt < this.busyTimerAt)) {
+      if (this.busyTimer) clearTimeout(this.busyTimer);
       const wait = Math.max(1, retryAt - now);
+      this.busyTimerAt = retryAt;
       this.busyTimer = setTimeout(() => {
         this.busyTimer = undefined;
         this.pump();
