@@ -4,6 +4,7 @@
 // by handover.ts's rule chains from what the store records.
 import { setTimeout as sleep } from "node:timers/promises";
 import { failpoint, isSimulatedCrash, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
+import { isConflict } from "../../../lib/kube/client.js";
 import { logger } from "../../../lib/log.js";
 import type { Hypervisor } from "../hypervisor/types.js";
 import {
@@ -45,6 +46,8 @@ export interface PollOptions {
 
 const DEFAULT_POLL_MS = 250;
 const READ_BACK_ATTEMPTS = 5;
+/** Commit writes tried when each fails only because the record changed meanwhile (409). */
+const COMMIT_ATTEMPTS = 5;
 
 async function readBack(store: HandoverStore): Promise<RecordedHandover> {
   for (let i = 1; ; i++) {
@@ -61,32 +64,40 @@ export function sourceHandover(store: HandoverStore, opts: PollOptions = {}): So
   const pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
   return {
     async commit(targetDomid) {
-      const r = await store.read();
-      const may = mayCommit(r);
-      if (!may.ok) {
-        log.warn("not committing", { why: may.why });
-        return "abort";
-      }
-      try {
-        failpoint(FP.sourceCommitWrite);
-        await store.write(
-          "Committed",
-          "True",
-          "Committed",
-          `the target's paused domain ${targetDomid} is the VM now`,
-          r.version,
-        );
-        failpoint(FP.sourceCommitAnswer);
-        return "commit";
-      } catch (err) {
-        if (isSimulatedCrash(err)) throw err;
-        // The write may or may not have landed: the record says which.
-        const back = await readBack(store);
-        log.warn("the commit write failed; the record decides", {
-          err: String(err),
-          committed: back.committed,
-        });
-        return back.committed === "True" ? "commit" : "abort";
+      // The write carries the record's resourceVersion: it lands only on the record it was decided
+      // from. Another writer's change in between (the operator's status, the target's) makes it a 409,
+      // and the decision is taken again on the fresh record, a few times, before it counts as lost.
+      for (let attempt = 1; ; attempt++) {
+        const r = await store.read();
+        const may = mayCommit(r);
+        if (!may.ok) {
+          log.warn("not committing", { why: may.why });
+          return "abort";
+        }
+        try {
+          failpoint(FP.sourceCommitWrite);
+          await store.write(
+            "Committed",
+            "True",
+            "Committed",
+            `the target's paused domain ${targetDomid} is the VM now`,
+            r.version,
+          );
+          failpoint(FP.sourceCommitAnswer);
+          return "commit";
+        } catch (err) {
+          if (isSimulatedCrash(err)) throw err;
+          // The write may or may not have landed: the record says which.
+          const back = await readBack(store);
+          log.warn("the commit write failed; the record decides", {
+            err: String(err),
+            committed: back.committed,
+            attempt,
+          });
+          if (back.committed === "True") return "commit";
+          if (back.committed === undefined && isConflict(err) && attempt < COMMIT_ATTEMPTS) continue;
+          return "abort";
+        }
       }
     },
     async abort(why) {

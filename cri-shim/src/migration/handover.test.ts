@@ -1,6 +1,8 @@
 // The handover's rule chains, as tables: what each side does from what the migration's status records.
 import test from "ava";
 import { parseFailpoints } from "../../../lib/failpoints.js";
+import { ApiError } from "../../../lib/kube/client.js";
+import { type HandoverStore, sourceHandover } from "./handover-actors.js";
 import {
   decideSource,
   decideTarget,
@@ -119,4 +121,46 @@ test("failpoints: parsed from name=action[*N], typos refused", (t) => {
   t.deepEqual(p.get("c"), { action: "error", remaining: 2 });
   t.is(p.get("d")?.action, "cut");
   t.throws(() => parseFailpoints("a=explode"), { message: /cannot parse/ });
+});
+
+/** A record another writer changes once, between the source's read and its commit write (as the
+ *  operator's or the target's status write may): the first conditional write gets a 409. */
+function racingStore(change: (r: RecordedHandover) => RecordedHandover): HandoverStore & { writes: number } {
+  let state: RecordedHandover = {
+    exists: true,
+    phase: "Transferring",
+    committed: undefined,
+    targetRestored: "True",
+    targetRunning: undefined,
+  };
+  let version = 1;
+  let raced = false;
+  return {
+    writes: 0,
+    async read() {
+      return { ...state, version: String(version) };
+    },
+    async write(type, status, _reason, _message, ifVersion) {
+      this.writes++;
+      if (!raced) {
+        raced = true;
+        state = change(state);
+        version++;
+      }
+      if (ifVersion !== undefined && ifVersion !== String(version))
+        throw new ApiError(409, "Conflict", "the object has been modified");
+      if (type === "Committed") state = { ...state, committed: status };
+      version++;
+    },
+  };
+}
+
+test("a commit write refused only because the record changed meanwhile is decided again on the fresh record", async (t) => {
+  const unrelated = racingStore((r) => ({ ...r }));
+  t.is(await sourceHandover(unrelated, { pollMs: 1 }).commit(7), "commit");
+  t.is(unrelated.writes, 2);
+  // The change was the operator failing the migration: the fresh record forbids the commit.
+  const failed = racingStore((r) => ({ ...r, phase: "Failed" }));
+  t.is(await sourceHandover(failed, { pollMs: 1 }).commit(7), "abort");
+  t.is(failed.writes, 1);
 });
