@@ -2,7 +2,7 @@
 // apiserver (ours included), install into a real apiserver, and the installed operator's RBAC: the
 // operator runs with the chart's ServiceAccount token, does its job, and is refused the rest.
 // Cluster-scoped objects (RuntimeClass, ClusterRoles, CRDs) make this file use a private control plane.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { KubeConfig } from "@kubernetes/client-node";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -253,12 +253,7 @@ test.serial(
         };
       };
     };
-    const daemonSets = objects.filter((o) => o.kind === "DaemonSet") as Ds[];
-    t.deepEqual(
-      daemonSets.map((d) => d.metadata.name),
-      [`${RELEASE}-cri-shim-credentials`],
-    );
-    const pod = daemonSets[0]!.spec.template.spec;
+    const pod = onlyDaemonSet<Ds>(t, objects, `${RELEASE}-cri-shim-credentials`).spec.template.spec;
     // The node agent's ServiceAccount, the one its ClusterRole and admission policy name.
     t.is(pod.serviceAccountName, `${RELEASE}-cri-shim`);
     t.true(pod.automountServiceAccountToken);
@@ -318,12 +313,7 @@ test.serial(
         };
       };
     };
-    const daemonSets = objects.filter((o) => o.kind === "DaemonSet") as Ds[];
-    t.deepEqual(
-      daemonSets.map((d) => d.metadata.name),
-      [`${RELEASE}-cri-shim-installer`],
-    );
-    const pod = daemonSets[0]!.spec.template.spec;
+    const pod = onlyDaemonSet<Ds>(t, objects, `${RELEASE}-cri-shim-installer`).spec.template.spec;
     t.is(pod.serviceAccountName, `${RELEASE}-cri-shim`);
     t.true(pod.hostPID);
     const install = pod.initContainers[0]!;
@@ -361,6 +351,16 @@ test.serial(
     }
   },
 );
+
+/** The rendered DaemonSets are exactly the one named; returns it. */
+function onlyDaemonSet<D extends Manifest>(t: ExecutionContext, objects: Manifest[], name: string): D {
+  const daemonSets = objects.filter((o) => o.kind === "DaemonSet");
+  t.deepEqual(
+    daemonSets.map((d) => d.metadata.name),
+    [name],
+  );
+  return daemonSets[0] as D;
+}
 
 test.serial("the RBAC has no wildcards", async (t) => {
   const { objects } = await render();
