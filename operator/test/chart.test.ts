@@ -25,6 +25,19 @@ const CHART = join(REPO_ROOT, "charts/superfluid");
 const RELEASE = "sf";
 const NS = "superfluid-system";
 const helm = (args: string[], input?: string) => runCommand(k8sBinary("helm"), args, input);
+/** `helm install` of the chart into the test apiserver. */
+const helmInstall = (release: string, extra: string[]) =>
+  helm([
+    "install",
+    release,
+    CHART,
+    "--namespace",
+    NS,
+    "--create-namespace",
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    ...extra,
+  ]);
 let cp: ControlPlane;
 let dir: string;
 
@@ -78,18 +91,7 @@ test.serial(
     for (const [i, [values, field]] of cases.entries()) {
       const file = join(dir, `bad-values-${i}.yaml`);
       writeFileSync(file, values);
-      const r = await helm([
-        "install",
-        `bad-${i}`,
-        CHART,
-        "--namespace",
-        NS,
-        "--create-namespace",
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "-f",
-        file,
-      ]);
+      const r = await helmInstall(`bad-${i}`, ["-f", file]);
       t.not(r.code, 0, values);
       t.regex(r.stderr, field, r.stderr);
       const releases = await helm(["list", "-A", "-q", "--kubeconfig", cp.kubeconfigPath]);
@@ -375,17 +377,7 @@ test.serial("the RBAC has no wildcards", async (t) => {
 test.serial(
   "helm install creates every object; the operator runs with the chart's ServiceAccount and is refused the rest",
   async (t) => {
-    const r = await helm([
-      "install",
-      RELEASE,
-      CHART,
-      "--namespace",
-      NS,
-      "--create-namespace",
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "--wait=false",
-    ]);
+    const r = await helmInstall(RELEASE, ["--wait=false"]);
     t.is(r.code, 0, r.stderr);
     const { objects } = await render();
     for (const o of objects) {
