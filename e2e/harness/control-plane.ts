@@ -172,7 +172,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           `--kubelet-client-key=${pki.adminKey}`,
           "--kubelet-preferred-address-types=InternalIP,Hostname",
           "--enable-priority-and-fairness=false",
-          "--profiling=false",
+          // /debug/pprof for finding where the apiserver's CPU goes (SUPERFLUID_APISERVER_PROFILING=1).
+          `--profiling=${process.env.SUPERFLUID_APISERVER_PROFILING === "1"}`,
           "--v=1",
         ],
         { logPath: join(dir, "kube-apiserver.log") },

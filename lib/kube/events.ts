@@ -130,16 +130,20 @@ export interface RecorderOptions extends CorrelatorOptions {
   /** Events sent at once. */
   concurrency?: number;
   /**
-   * While this says so (the process's queues have urgent work), one event at a time is sent:
-   * Events are best effort, and should not take the apiserver from the writes they tell of.
+   * While this says so (the process's queues have urgent work), events wait: they are best effort,
+   * and should not take the apiserver from the writes they tell of. One waiting longer than
+   * holdMaxMs goes anyway, one at a time, so a long burst delays events but never starves them.
    */
   holdWhile?: () => boolean;
+  /** How long an event may be held (default 5000 ms: the work queue's delay for low work while busy). */
+  holdMaxMs?: number;
+  now?: () => number;
 }
 
 export class EventRecorder {
   private readonly instance = hostname();
   private readonly correlator: EventCorrelator;
-  private readonly pending: (() => Promise<void>)[] = [];
+  private readonly pending: { at: number; send: () => Promise<void> }[] = [];
   private running = 0;
   private droppedSince = 0;
 
@@ -157,7 +161,7 @@ export class EventRecorder {
       if (this.droppedSince++ === 0) log.warn("event queue full; dropping events", { reason });
       return;
     }
-    this.pending.push(() => this.send(target, type, reason, c));
+    this.pending.push({ at: this.now(), send: () => this.send(target, type, reason, c) });
     this.pump();
   }
 
@@ -168,23 +172,30 @@ export class EventRecorder {
 
   private retry?: NodeJS.Timeout;
 
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  /** Events that may go now: all of them (up to the concurrency) unless held; then only overdue ones, singly. */
   private pump(): void {
     const held = this.options.holdWhile?.() ?? false;
+    const overdue = () => this.now() - this.pending[0]!.at >= (this.options.holdMaxMs ?? 5000);
     const limit = held ? 1 : (this.options.concurrency ?? 4);
-    if (held && this.pending.length > 0 && !this.retry)
-      this.retry = setTimeout(() => {
-        this.retry = undefined;
-        this.pump();
-      }, 100).unref();
-    while (this.running < limit && this.pending.length > 0) {
+    while (this.running < limit && this.pending.length > 0 && (!held || overdue())) {
       const job = this.pending.shift()!;
       this.running++;
-      void job().finally(() => {
+      void job.send().finally(() => {
         this.running--;
         if (this.pending.length === 0) this.droppedSince = 0;
         this.pump();
       });
     }
+    // Held back: look again soon (the hold may end, or the oldest become overdue).
+    if (this.pending.length > 0 && this.running < limit && !this.retry)
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        this.pump();
+      }, 100).unref();
   }
 
   private async send(

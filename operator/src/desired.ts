@@ -138,8 +138,23 @@ function domainAnnotations(vm: UnikernelVM): Record<string, string> {
   return a;
 }
 
+/**
+ * Hashes by spec object: a reconcile asks several times, and the cache's objects are never changed
+ * in place (an update is a new object), so one spec object has one hash for its name.
+ */
+const hashes = new WeakMap<object, { key: string; hash: string }>();
+
 /** Everything that shapes the domain. runPolicy is left out: pausing or suspending a domain keeps it. */
 export function domainHash(vm: UnikernelVM): string {
+  const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+  const known = hashes.get(vm.spec);
+  if (known?.key === key) return known.hash;
+  const hash = computeDomainHash(vm);
+  hashes.set(vm.spec, { key, hash });
+  return hash;
+}
+
+function computeDomainHash(vm: UnikernelVM): string {
   const spec = vm.spec;
   const input = {
     annotations: domainAnnotations(vm),
