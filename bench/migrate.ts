@@ -5,6 +5,8 @@
 // * suspend (bench/migrate-suspend.ts): through the node agent vs `xl save` + `xl restore` in dom0.
 // * migrate (bench/migrate-stream.ts): hello (16 MiB) between two emulated nodes, ours vs
 //   `xl save | socat | xl restore` (stop-and-copy).
+// * live (bench/migrate-live.ts): the http guest (PVH, 128 MiB) moved live and by stop-and-copy while
+//   a client requests it: liveDowntimeMs, stopAndCopyDowntimeMs, liveOverStopAndCopy, failed requests.
 // * faults: the migration fault suite (cri-shim/src/migration/faults.test.ts) runs, and the
 //   failpoints it actually fired in passing cases are counted.
 // Writes <out>/migrate.json (default bench/results) with, for the default backend and for lean:
@@ -21,6 +23,7 @@ import { DEFAULT_HYPERVISOR } from "../cri-shim/src/hypervisor/backend.js";
 import { plotSvg } from "./operator-plot.js";
 import { benchMigrationStream, type MigrationBenchResult } from "./migrate-stream.js";
 import { benchSuspendResume, type SuspendBenchResult } from "./migrate-suspend.js";
+import { benchLiveMigration } from "./migrate-live.js";
 
 const MAX_LOAD = 1.5;
 const { values: args } = parseArgs({
@@ -34,7 +37,7 @@ if (loadAvgAtStart > MAX_LOAD && !args.force) {
   process.exit(1);
 }
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
-const parts = new Set((process.env.BENCH_PARTS ?? "suspend,migrate,faults").split(","));
+const parts = new Set((process.env.BENCH_PARTS ?? "suspend,migrate,live,faults").split(","));
 const wanted = (process.env.BENCH_BACKENDS ?? "default,lean").split(",");
 // "default": whatever the shim picks on its own (no SUPERFLUID_HYPERVISOR); "lean": set explicitly.
 const backends = [...new Set(wanted.map((w) => (w === "default" ? DEFAULT_HYPERVISOR : w)))];
@@ -115,6 +118,13 @@ for (const backend of backends) {
 if (envBefore === undefined) delete process.env.SUPERFLUID_HYPERVISOR;
 else process.env.SUPERFLUID_HYPERVISOR = envBefore;
 
+// Live pre-copy is a property of the guest type (PVH on HAP), not of the backend: one run.
+// A failure here is reported in the results, not lost with the other parts' figures.
+const liveRun = parts.has("live")
+  ? await benchLiveMigration(128).catch((err: unknown) => ({ error: String(err) }))
+  : undefined;
+const live = liveRun && !("error" in liveRun) ? liveRun : undefined;
+if (live) writeLivePlot(live);
 const faults = parts.has("faults") ? faultPoints() : undefined;
 // The default backend's figures, or none when BENCH_BACKENDS left it out (never another backend's).
 const headline = byBackend[DEFAULT_HYPERVISOR] ?? {};
@@ -129,6 +139,12 @@ const result = {
     suspendResumeSpeedup: byBackend.lean?.suspendResumeSpeedup ?? null,
     downtimeRatioOverXl: byBackend.lean?.downtimeRatioOverXl ?? null,
   },
+  liveDowntimeMs: live?.liveDowntimeMs ?? null,
+  stopAndCopyDowntimeMs: live?.stopAndCopyDowntimeMs ?? null,
+  liveOverStopAndCopy: live?.liveOverStopAndCopy ?? null,
+  failedRequestsLive: live?.failedRequestsLive ?? null,
+  failedRequestsStopAndCopy: live?.failedRequestsStopAndCopy ?? null,
+  live: live ? { ...live, samples: undefined } : (liveRun ?? null),
   faultPointsTested: faults && "faultPointsTested" in faults ? faults.faultPointsTested : null,
   faults: faults ?? null,
   byBackend,
@@ -137,6 +153,29 @@ writeFileSync(join(out, "migrate.json"), JSON.stringify(result, null, 2) + "\n")
 console.log(
   `suspendResumeSpeedup ${result.suspendResumeSpeedup}, downtimeRatioOverXl ${result.downtimeRatioOverXl} (${DEFAULT_HYPERVISOR}); lean ${result.lean.suspendResumeSpeedup}, ${result.lean.downtimeRatioOverXl}; faultPointsTested ${result.faultPointsTested}; load at start ${loadAvgAtStart}; wrote ${join(out, "migrate.json")}`,
 );
+
+function writeLivePlot(l: NonNullable<typeof live>): void {
+  writeFileSync(
+    join(out, "migrate-live.svg"),
+    plotSvg(
+      `http guest (PVH, ${l.memoryMiB} MiB) moved while a client requests it: live ${l.liveDowntimeMs} ms vs stop-and-copy ${l.stopAndCopyDowntimeMs} ms downtime`,
+      "seconds since the move began",
+      "request answered (1) or failed (0)",
+      [
+        {
+          name: `live (${l.failedRequestsLive} failed)`,
+          color: "#1f77b4",
+          points: (l.samples.live ?? []).map(([t, ok]) => [t / 1000, ok]),
+        },
+        {
+          name: `stop-and-copy (${l.failedRequestsStopAndCopy} failed)`,
+          color: "#d62728",
+          points: (l.samples["stop-and-copy"] ?? []).map(([t, ok]) => [t / 1000, ok * 0.95]),
+        },
+      ],
+    ),
+  );
+}
 
 function plots(backend: string, r: BackendResult): void {
   const suffix = backend === DEFAULT_HYPERVISOR ? "" : `-${backend}`;

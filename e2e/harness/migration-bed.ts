@@ -117,10 +117,31 @@ export async function createHello(
   name: string,
   memoryMiB: number,
 ): Promise<{ domid: number; specFile: string }> {
-  const specFile = `${node.dom0HostDir}/${name}.spec.json`;
+  return createDomain(node, { name, kernel: HELLO_KERNEL, memoryMiB, cmdline: "interval=1" });
+}
+
+/** Builds and unpauses a domain with the shim's backend in dom0 (the migration CLI's create). */
+export async function createDomain(
+  node: Dom0,
+  o: {
+    name: string;
+    kernel: string;
+    memoryMiB: number;
+    cmdline: string;
+    initrd?: string;
+    guestType?: "pv" | "pvh";
+    vif?: { bridge: string; mac: string };
+  },
+): Promise<{ domid: number; specFile: string }> {
+  const specFile = `${node.dom0HostDir}/${o.name}.spec.json`;
+  const extra = [
+    o.initrd ? `--initrd ${o.initrd}` : "",
+    o.guestType ? `--guest-type ${o.guestType}` : "",
+    o.vif ? `--bridge ${o.vif.bridge} --mac ${o.vif.mac}` : "",
+  ].join(" ");
   const { value } = await cli<{ domid: number }>(
     node,
-    `create --kernel ${HELLO_KERNEL} --name ${name} --memory-mib ${memoryMiB} --cmdline 'interval=1' --spec-out ${specFile}`,
+    `create --kernel ${o.kernel} --name ${o.name} --memory-mib ${o.memoryMiB} --cmdline '${o.cmdline}' ${extra} --spec-out ${specFile}`,
   );
   return { domid: value.domid, specFile };
 }

@@ -5,7 +5,8 @@
 // Service). One cluster boot for the whole file; the tests run in order and share the VMs' history.
 //   1. hello moves A -> B: its tick counter (kubectl logs) continues from A's last tick.
 //   2. http moves while a client requests its Service's ClusterIP; it answers from the new node.
-//   3. a migration to a node that is not a Xen node ends Failed with a reason and an Event; the VM
+//   3. hello as a PVH guest moves live (pre-copy with HAP's log-dirty): Transferred says live.
+//   4. a migration to a node that is not a Xen node ends Failed with a reason and an Event; the VM
 //      runs on, untouched.
 import test, { type ExecutionContext } from "ava";
 import { join } from "node:path";
@@ -93,15 +94,13 @@ function logMigration(t: ExecutionContext, m: UnikernelVMMigration): void {
   );
 }
 
-test.serial("hello moves to the other node and its tick counter continues where it stopped", async (t) => {
-  const s = await scenario(t, TEST_TIMEOUT_MS);
-  const before = await applyAndWait(t, s, "hello.yaml", "hello");
+/** Follows the VM's pod log on its node A, waits for three ticks, moves it to the other node B with the plugin. */
+async function moveTicking(t: ExecutionContext, s: Scenario, vm: string) {
+  const before = await getVm(s, vm);
   const a = nodeNamed(s, before.status?.nodeName);
   const b = otherNode(s, a);
   const sourcePod = before.status?.podName ?? "";
-  t.log(`hello on ${a.xen.name} (pod ${sourcePod}, ${before.status?.ip}); moving it to ${b.xen.name}`);
-  t.is((await domainsOn(a)).length, 1, `xl list on ${a.xen.name} shows hello's domain`);
-
+  t.log(`${vm} on ${a.xen.name} (pod ${sourcePod}, ${before.status?.ip}); moving it to ${b.xen.name}`);
   // Follow A's pod before the move: it is deleted after the switch, and with it its log.
   const onA = followPodLog(s, sourcePod);
   await eventually(
@@ -110,23 +109,22 @@ test.serial("hello moves to the other node and its tick counter continues where 
     180_000,
     500,
   );
-
-  const { m, ms } = await migrate(t, s, "hello", b.xen.name);
+  const { m, ms } = await migrate(t, s, vm, b.xen.name);
   logMigration(t, m);
   t.is(m.status?.phase, "Succeeded", m.status?.message);
-  logTiming(t, "hello: migrate --wait -> Succeeded", ms);
-  t.true((m.status?.transferredBytes ?? 0) > 0, "transferredBytes is reported");
-  t.true(m.status?.downtimeMilliseconds !== undefined, "downtimeMilliseconds is reported");
-
-  const after = await getVm(s, "hello");
+  logTiming(t, `${vm}: migrate --wait -> Succeeded`, ms);
+  const after = await getVm(s, vm);
   t.is(after.status?.nodeName, b.xen.name, "the VM's status names the new node");
-  const listed = await s.ok(["get", "uvm", "hello", "--no-headers"]);
-  t.log(`kubectl get uvm hello: ${listed.trim()}`);
-  t.true(listed.includes(b.xen.name), "kubectl get uvm shows the new node");
-  const targetPod = after.status?.podName ?? "";
-  t.not(targetPod, sourcePod, "the VM's pod is the target pod now");
+  return { a, b, m, sourcePod, targetPod: after.status?.podName ?? "", onA };
+}
 
-  // A's log ends when its pod goes; B's pod log must go on from A's last tick.
+/** A's log ends when its pod goes; B's pod log must go on from A's last tick, one by one. */
+async function ticksContinue(
+  t: ExecutionContext,
+  s: Scenario,
+  moved: Awaited<ReturnType<typeof moveTicking>>,
+): Promise<void> {
+  const { a, b, m, onA, targetPod } = moved;
   await Promise.race([onA.ended, new Promise((r) => setTimeout(r, 120_000))]);
   const ticksA = parseTicks(await onA.stop());
   const lastA = ticksA.at(-1)!;
@@ -148,6 +146,21 @@ test.serial("hello moves to the other node and its tick counter continues where 
   t.is(firstB.n, lastA.n + 1, "B's first tick follows A's last: no reset, nothing lost, nothing repeated");
   const broken = ticksB.findIndex((k, i) => i > 0 && k.n !== ticksB[i - 1]!.n + 1);
   t.is(broken, -1, `every tick on B is the previous + 1 (${ticksB.map((k) => k.n).join(",")})`);
+}
+
+test.serial("hello moves to the other node and its tick counter continues where it stopped", async (t) => {
+  const s = await scenario(t, TEST_TIMEOUT_MS);
+  const placed = await applyAndWait(t, s, "hello.yaml", "hello");
+  t.is((await domainsOn(nodeNamed(s, placed.status?.nodeName))).length, 1, "xl list shows hello's domain");
+  const moved = await moveTicking(t, s, "hello");
+  const { a, b, m, sourcePod, targetPod } = moved;
+  t.true((m.status?.transferredBytes ?? 0) > 0, "transferredBytes is reported");
+  t.true(m.status?.downtimeMilliseconds !== undefined, "downtimeMilliseconds is reported");
+  const listed = await s.ok(["get", "uvm", "hello", "--no-headers"]);
+  t.log(`kubectl get uvm hello: ${listed.trim()}`);
+  t.true(listed.includes(b.xen.name), "kubectl get uvm shows the new node");
+  t.not(targetPod, sourcePod, "the VM's pod is the target pod now");
+  await ticksContinue(t, s, moved);
 
   t.deepEqual(await domainsOn(a), [], `xl list on ${a.xen.name}: Domain-0 alone`);
   t.is((await domainsOn(b)).length, 1, `xl list on ${b.xen.name}: hello's domain`);
@@ -253,6 +266,51 @@ test.serial("http keeps its Service's ClusterIP across a migration while a clien
     `client in ${a.xen.name}'s dom0 (GET every 200 ms, 1 s timeout): ${report.sent} sent, ${report.failed} failed, longest failure window ${report.longestFailureMs} ms`,
   );
   t.true(report.sent > 0, "the client ran");
+});
+
+/** hello as a PVH guest (same ELF: it carries a PVH entry next to the PV one); HAP tracks its dirty pages. */
+const HELLO_PVH = `apiVersion: superfluid.dev/v1alpha1
+kind: UnikernelVM
+metadata:
+  name: hello-pvh
+spec:
+  image: localhost:5000/superfluid/hello:v0.1
+  guestType: pvh
+  memory: 16Mi
+  vcpus: 1
+`;
+
+test.serial("a PVH hello moves live (pre-copy on HAP) through kubectl and counts on", async (t) => {
+  const s = await scenario(t, TEST_TIMEOUT_MS);
+  const on = new Map<string, Awaited<ReturnType<typeof domainsOn>>>();
+  for (const n of s.cluster.nodes) on.set(n.xen.name, await domainsOn(n));
+  const at = Date.now();
+  await s.ok(["apply", "-f", "-"], HELLO_PVH);
+  await s.ok(["wait", "--for=condition=Ready", "uvm/hello-pvh", "--timeout=900s"]);
+  logTiming(t, "hello-pvh: kubectl apply -> Ready", Date.now() - at);
+  const moved = await moveTicking(t, s, "hello-pvh");
+  const { a, b, m } = moved;
+  t.is(m.spec.mode, "live", "the plugin asks for live by default");
+  const transferred = m.status?.conditions?.find((c) => c.type === "Transferred");
+  t.regex(transferred?.message ?? "", /^live/, "the Transferred condition says the move was live (pre-copy)");
+  await ticksContinue(t, s, moved);
+  t.deepEqual(await domainsOn(a), on.get(a.xen.name), `xl list on ${a.xen.name}: hello-pvh's domain is gone`);
+  t.is(
+    (await domainsOn(b)).length,
+    on.get(b.xen.name)!.length + 1,
+    `xl list on ${b.xen.name}: hello-pvh runs there`,
+  );
+  await s.ok(["delete", "uvm", "hello-pvh", "--wait=true", "--timeout=600s"]);
+  const left = await eventually(
+    `hello-pvh's domain gone from ${b.xen.name}`,
+    async () => {
+      const ds = await domainsOn(b);
+      return ds.length === on.get(b.xen.name)!.length ? ds : undefined;
+    },
+    300_000,
+    2000,
+  );
+  t.deepEqual(left, on.get(b.xen.name), "deleted: no domain of hello-pvh left, the others untouched");
 });
 
 test.serial(

@@ -2,7 +2,8 @@
 // subcommand prints JSON on stdout (one object, or one per line for the long-running ones), logs go
 // to stderr. Exit code 0 = success, 1 = a MigrationError/failure (printed as {"error": ...}), 2 = usage.
 //   identity --out FILE                       fresh identity into FILE (0600); prints {fingerprint}
-//   create --kernel K --name N --memory-mib M [--cmdline C] [--bridge B --mac M] --spec-out FILE
+//   create --kernel K --name N --memory-mib M [--cmdline C] [--initrd F] [--guest-type pv|pvh]
+//          [--bridge B --mac M] --spec-out FILE
 //                                             builds + unpauses a domain with the driver; prints {domid}
 //   send --identity FILE --spec FILE --domid N --endpoint H:P --target-fingerprint FP [--cold] [--no-fallback] [--timeout-ms T]
 //   receive --host H --source-fingerprint FP [--bridge B] [--timeout-ms T] [--progress-every BYTES]
@@ -32,6 +33,8 @@ const { positionals, values: a } = parseArgs({
   options: {
     out: { type: "string" },
     kernel: { type: "string" },
+    initrd: { type: "string" },
+    "guest-type": { type: "string" },
     name: { type: "string" },
     "memory-mib": { type: "string" },
     cmdline: { type: "string" },
@@ -96,13 +99,16 @@ const commands: Record<string, () => Promise<void>> = {
     print({ fingerprint: id.fingerprint });
   },
   async create() {
+    const guestType = a["guest-type"] ?? "pv";
+    if (guestType !== "pv" && guestType !== "pvh") throw new UsageError("--guest-type: pv or pvh");
     const spec: DomainSpec = {
       name: need("name"),
       kernelPath: need("kernel"),
+      ...(a.initrd ? { initrdPath: a.initrd } : {}),
       cmdline: a.cmdline ?? "",
       memoryMiB: num("memory-mib"),
       vcpus: 1,
-      guestType: "pv",
+      guestType,
       vifs: a.bridge ? [{ bridge: a.bridge, mac: need("mac") }] : [],
     };
     await withHv(async (hv) => {
