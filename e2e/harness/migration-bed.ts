@@ -10,10 +10,11 @@ export const HELLO_KERNEL = join(REPO_ROOT, "native/build/hello/hello");
 // Bundled (scripts/build-bundle.mjs): dom0 reads the repo over 9p, where loading module by module is slow.
 // SUPERFLUID_HYPERVISOR in this process's environment (read at each call: a bench switches it)
 // picks the backend in dom0, as for the shim.
-const cliCmd = () => {
+// extraEnv: test-only switches, e.g. the lean save's SUPERFLUID_SAVE_ZERO_PAGES=1 for a long stream.
+const cliCmd = (extraEnv = "") => {
   const hv = process.env.SUPERFLUID_HYPERVISOR ?? "";
-  const env = /^(lean|libxl)$/.test(hv) ? `env SUPERFLUID_HYPERVISOR=${hv} ` : "";
-  return `${env}${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
+  const vars = `${/^(lean|libxl)$/.test(hv) ? `SUPERFLUID_HYPERVISOR=${hv} ` : ""}${extraEnv}`.trim();
+  return `${vars ? `env ${vars} ` : ""}${process.execPath} ${join(REPO_ROOT, "dist/bundle/migration-cli.mjs")}`;
 };
 
 /** The part of an emulated Xen node (e2e/xen-node) this needs. */
@@ -40,6 +41,8 @@ export interface SendOutcome {
   bytes?: number;
   totalMs?: number;
   downtimeMs?: number;
+  /** ms from the source domain suspended: saved, stream ended, restored, committed, running */
+  timeline?: Record<string, number>;
   error?: CliError;
   at: number;
 }
@@ -52,8 +55,13 @@ export async function sh(node: Dom0, cmd: string, timeoutMs = 180_000): Promise<
 }
 
 /** Runs cli.ts and parses the last JSON line it printed (also on exit code 1 = a reported failure). */
-async function cli<T>(node: Dom0, args: string, timeoutMs = 900_000): Promise<{ code: number; value: T }> {
-  const r = await node.exec(`${cliCmd()} ${args}`, { timeoutMs });
+async function cli<T>(
+  node: Dom0,
+  args: string,
+  timeoutMs = 900_000,
+  extraEnv = "",
+): Promise<{ code: number; value: T }> {
+  const r = await node.exec(`${cliCmd(extraEnv)} ${args}`, { timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code > 1 || (!last.startsWith("{") && !last.startsWith("[")))
     throw new Error(
@@ -175,10 +183,22 @@ export interface Receiver {
   port: number;
   fingerprint: string;
   endpoint: string;
-  events(): { event: string; bytes?: number; error?: CliError; domid?: number; restoreMs?: number }[];
-  outcome(
-    timeoutMs?: number,
-  ): Promise<{ event: string; error?: CliError; domid?: number; bytes?: number; restoreMs?: number }>;
+  events(): {
+    event: string;
+    bytes?: number;
+    error?: CliError;
+    domid?: number;
+    restoreMs?: number;
+    timeline?: Record<string, number>;
+  }[];
+  outcome(timeoutMs?: number): Promise<{
+    event: string;
+    error?: CliError;
+    domid?: number;
+    bytes?: number;
+    restoreMs?: number;
+    timeline?: Record<string, number>;
+  }>;
 }
 
 export async function startReceiver(
@@ -231,10 +251,13 @@ export async function sendFrom(
     /** false: no stop-and-copy restart when live pre-copy is impossible (cli --no-fallback). */
     fallback?: boolean;
     timeoutMs?: number;
+    /** Send all-zero pages with their data (a stream as long as the guest's memory, to cut mid-way). */
+    allPages?: boolean;
   },
 ): Promise<SendOutcome> {
   const args = `send --identity ${o.identityFile} --spec ${o.specFile} --domid ${o.domid} --endpoint ${o.endpoint} --target-fingerprint ${o.targetFingerprint}${o.live === false ? " --cold" : ""}${o.fallback === false ? " --no-fallback" : ""}${o.timeoutMs ? ` --timeout-ms ${o.timeoutMs}` : ""}`;
-  const { code, value } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000);
+  const env = o.allPages ? "SUPERFLUID_SAVE_ZERO_PAGES=1" : "";
+  const { code, value } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000, env);
   return { ok: code === 0, ...value };
 }
 

@@ -165,6 +165,7 @@ const commands: Record<string, () => Promise<void>> = {
           domid: r.domid,
           bytes: r.bytes,
           restoreMs: r.restoreMs,
+          timeline: r.timeline,
           name: r.sourceSpec.name,
           at: now(),
         });

@@ -24,6 +24,9 @@ export interface ReceivedDomain {
   domid: number;
   bytes: number;
   /** stream end -> domain unpaused here (the target's share of the downtime) */ restoreMs: number;
+  /** ms from the stream's end here: restore done, "restored" recorded and said, the commit (or
+   *  "go") seen, the domain unpaused. */
+  timeline: { restored: number; said: number; committed: number; unpaused: number };
   sourceSpec: DomainSpec;
 }
 
@@ -258,10 +261,12 @@ class ReceiveSession {
       }),
       this.ch.failure$(),
     ]);
+    const restoredAt = performance.now();
     const { handover } = this.opts;
     if (handover) await handover.restored(domid);
     failpoint(FP.targetBeforeCommit);
     this.ch.sendControl({ type: "restored", domid });
+    const saidAt = performance.now();
     let decision: "commit" | "abort" = "commit";
     if (handover) {
       this.held = true;
@@ -283,16 +288,25 @@ class ReceiveSession {
       await this.ch.expect("go");
       this.committed = true;
     }
+    const committedAt = performance.now();
     failpoint(FP.targetAfterCommit);
     await unpauseCommitted(hv, domid);
     this.running = true;
-    const restoreMs = Math.round(performance.now() - endedAt);
+    const unpausedAt = performance.now();
+    const restoreMs = Math.round(unpausedAt - endedAt);
+    const rel = (at: number) => Math.round(at - endedAt);
+    const timeline = {
+      restored: rel(restoredAt),
+      said: rel(saidAt),
+      committed: rel(committedAt),
+      unpaused: rel(unpausedAt),
+    };
     if (!this.ch.failed) this.ch.sendControl({ type: "running", domid });
     this.ch.finish();
     pair.closeLibxlEnd();
     const bytes = this.bytes;
-    log.info("migration received", { domid, bytes, restoreMs, name: spec.name });
-    return { domid, bytes, restoreMs, sourceSpec };
+    log.info("migration received", { domid, bytes, restoreMs, name: spec.name, ...timeline });
+    return { domid, bytes, restoreMs, sourceSpec, timeline };
   }
 
   /** A paused restore reading from a fresh socketpair that DATA frames feed; tells the source "ready". */

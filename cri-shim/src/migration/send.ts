@@ -26,6 +26,10 @@ export interface SendResult {
   /** Whether live pre-copy was used: false for stop-and-copy, also when live was asked for but this
    *  Xen cannot track dirty pages and `stopAndCopyFallback` allowed the restart. */
   live: boolean;
+  /** Where the downtime went, ms on the source's clock from the domain seen suspended (or the
+   *  stream's end when that was missed): the save done, the stream's last byte handed to TLS, the
+   *  target's "restored", the commit recorded, the target running. */
+  timeline: { saved: number; streamEnded: number; restored: number; committed: number; running: number };
 }
 
 /** The durable commit point, as the source sees it (the node agent records it in the migration's status). */
@@ -223,9 +227,10 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
         await ch.expect("ready");
       }
     }
-    const { suspendedAt, streamEnded } = streamed;
+    const { suspendedAt, streamEnded, savedAt } = streamed;
     ch.write(encodeFrame("end"));
     const restored = await ch.expect("restored");
+    const restoredAt = performance.now();
     targetHasCopy = true; // from here a failure records the abort, so the target drops its paused copy
     failpoint(FP.sourceBeforeCommit);
     if (failpoint(FP.sourceCutBeforeCommit) === "cut") ch.socket.destroy();
@@ -239,6 +244,7 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
         throw new MigrationError("Aborted", "the migration's recorded state does not allow the commit");
     }
     pastNoReturn = true;
+    const committedAt = performance.now();
     failpoint(FP.sourceAfterCommit);
     if (failpoint(FP.sourceCutAfterCommit) === "cut") ch.socket.destroy();
     else ch.sendControl({ type: "go" });
@@ -254,12 +260,21 @@ export async function sendDomain(opts: SendOptions): Promise<SendResult> {
       .catch((err: unknown) =>
         log.error("destroying the migrated source domain failed", { domid, err: String(err) }),
       );
+    const from = suspendedAt ?? streamEnded;
+    const rel = (at: number) => Math.round(at - from);
     const result: SendResult = {
       bytes,
       totalMs: Math.round(runningAt - started),
-      downtimeMs: Math.round(runningAt - (suspendedAt ?? streamEnded)),
+      downtimeMs: rel(runningAt),
       switchedAt: new Date(),
       live,
+      timeline: {
+        saved: rel(savedAt),
+        streamEnded: rel(streamEnded),
+        restored: rel(restoredAt),
+        committed: rel(committedAt),
+        running: rel(runningAt),
+      },
     };
     log.info("migrated", { domid, endpoint, ...result, suspendSeen: suspendedAt !== undefined });
     return result;
@@ -295,7 +310,7 @@ async function streamOut(
   opts: SendOptions,
   ch: FrameChannel,
   counted: (n: number) => void,
-): Promise<{ suspendedAt: number | undefined; streamEnded: number }> {
+): Promise<{ suspendedAt: number | undefined; savedAt: number; streamEnded: number }> {
   const pair = streamSocketpair();
   const pumped = new Promise<void>((resolve, reject) => {
     pair.socket.on("data", (chunk: Buffer) => {
@@ -335,9 +350,10 @@ async function streamOut(
     } finally {
       pair.closeLibxlEnd();
     }
+    const savedAt = performance.now();
     const suspendedAt = await watch.stop();
     await Promise.race([pumped, ch.failure$()]);
-    return { suspendedAt, streamEnded: performance.now() };
+    return { suspendedAt, savedAt, streamEnded: performance.now() };
   } finally {
     await watch.stop();
     pair.socket.destroy();

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <xenguest.h>
 
@@ -102,8 +103,10 @@ int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_m
 }
 
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
-                     char *err, int errlen)
+                     int64_t *stats, char *err, int errlen)
 {
+    struct timespec start, xc_done;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     if (domid <= 0 || fd < 0)
         return fail(err, errlen, SFX_EINVAL, "bad restore: domid %d, fd %d", domid, fd);
     int rc = read_header(fd, err, errlen);
@@ -151,6 +154,7 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
         rc = fail(err, errlen, SFX_EINVAL, "restore of domain %d: the stream holds no domain", domid);
         goto out;
     }
+    clock_gettime(CLOCK_MONOTONIC, &xc_done);
     /* xenconsoled's nodes stay dom0's (the guest may read them), as at a create. */
     char mfn[32], port[16], path[64];
     snprintf(mfn, sizeof(mfn), "%lu", console_mfn);
@@ -169,6 +173,11 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
         rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: xs_introduce_domain: %s", domid,
                   strerror(errno));
         goto out;
+    }
+    if (stats) {
+        stats[SFX_RESTORE_XC_MS] = (xc_done.tv_sec - start.tv_sec) * 1000 +
+                                   (xc_done.tv_nsec - start.tv_nsec) / 1000000;
+        stats[SFX_RESTORE_XS_MS] = ms_since(&xc_done);
     }
     rc = 0;
 out:

@@ -4,7 +4,9 @@
  * sfx_save asks the guest to suspend the way a PV guest expects (XenStore control/shutdown =
  * "suspend"; it answers with SCHEDOP_shutdown(SHUTDOWN_suspend)), then xc_domain_save writes its
  * memory and vcpu state straight to the caller's fd (a file for suspend-to-disk, a socket for a
- * migration), framed as libxl's stream v2. The domain is left suspended: the caller destroys it
+ * migration), framed as libxl's stream v2. libxenguest writes into a pipe from its own thread and
+ * zeropages.c copies that to fd, sending the pages the guest never wrote without their data. The
+ * domain is left suspended: the caller destroys it
  * (save) or keeps it until the target has taken over (migration), and sfx_resume cancels the
  * suspend (the guest returns from its hypercall with 1 and carries on as the same domain).
  */
@@ -15,6 +17,8 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +86,7 @@ int read_all(int fd, void *buf, size_t len)
     return 0;
 }
 
-static long ms_since(const struct timespec *start)
+long ms_since(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -110,6 +114,7 @@ struct suspend_req {
     uint32_t domid;
     int timeout_ms;
     long suspend_ms;
+    struct timespec suspended;
     char why[192];
 };
 
@@ -134,6 +139,7 @@ static int suspend_guest(void *data)
         int reason = shutdown_reason(&info);
         if (reason == SHUTDOWN_suspend) {
             r->suspend_ms = ms_since(&start);
+            clock_gettime(CLOCK_MONOTONIC, &r->suspended);
             return 1;
         }
         if (reason >= 0) {
@@ -166,11 +172,34 @@ static int write_rec(int fd, uint32_t type)
     return write_all(fd, &rec, sizeof(rec));
 }
 
-int sfx_save(int domid, int fd, int live, int timeout_ms, char *err, int errlen)
+/* libxenguest's save on its own thread, writing into the pipe zeropages.c reads. */
+struct save_job {
+    xc_interface *xch;
+    int fd;
+    uint32_t domid;
+    int live;
+    struct save_callbacks *cb;
+    int rc, err;
+};
+
+static void *save_thread(void *p)
 {
-    if (domid <= 0 || fd < 0 || timeout_ms < 1)
-        return fail(err, errlen, SFX_EINVAL, "bad save: domid %d, fd %d, timeout %d", domid, fd,
-                    timeout_ms);
+    struct save_job *j = p;
+    j->rc = xc_domain_save(j->xch, j->fd, j->domid, j->live ? XCFLAGS_LIVE : 0, j->cb,
+                           XC_STREAM_PLAIN, -1);
+    j->err = errno;
+    close(j->fd); /* the filter sees the end */
+    return NULL;
+}
+
+int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char *err, int errlen)
+{
+    int live = flags & SFX_SAVE_LIVE;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (domid <= 0 || fd < 0 || timeout_ms < 1 || (flags & ~(SFX_SAVE_LIVE | SFX_SAVE_ALL_PAGES)))
+        return fail(err, errlen, SFX_EINVAL, "bad save: domid %d, fd %d, flags %#x, timeout %d",
+                    domid, fd, flags, timeout_ms);
     if (!xsh)
         return fail(err, errlen, SFX_EFAIL, "library not opened");
     struct xc_call c;
@@ -216,8 +245,29 @@ int sfx_save(int domid, int fd, int live, int timeout_ms, char *err, int errlen)
     }
     struct suspend_req req = {.xch = c.xch, .domid = (uint32_t)domid, .timeout_ms = timeout_ms};
     struct save_callbacks cb = {.suspend = suspend_guest, .data = &req};
-    if (xc_domain_save(c.xch, fd, (uint32_t)domid, live ? XCFLAGS_LIVE : 0, &cb, XC_STREAM_PLAIN,
-                       -1) != 0) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "save of domain %d: pipe: %s", domid, strerror(errno));
+        goto out;
+    }
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* fewer wake-ups; the default 64 KiB works too */
+    struct save_job job = {
+        .xch = c.xch, .fd = p[1], .domid = (uint32_t)domid, .live = live, .cb = &cb};
+    pthread_t thread;
+    int terr = pthread_create(&thread, NULL, save_thread, &job);
+    if (terr != 0) {
+        close(p[0]);
+        close(p[1]);
+        rc = fail(err, errlen, SFX_EFAIL, "save of domain %d: thread: %s", domid, strerror(terr));
+        goto out;
+    }
+    struct sfx_zero_stats zs;
+    char ferr[160] = "";
+    int frc = sfx_zero_filter(p[0], fd, !(flags & SFX_SAVE_ALL_PAGES), &zs, ferr, sizeof(ferr));
+    close(p[0]); /* a save still writing gets EPIPE and gives up */
+    pthread_join(thread, NULL);
+    if (job.rc != 0) {
+        errno = job.err;
         if (req.why[0])
             rc = fail(err, errlen, SFX_EFAIL, "save of domain %d: %s", domid, req.why);
         else
@@ -225,9 +275,26 @@ int sfx_save(int domid, int fd, int live, int timeout_ms, char *err, int errlen)
                       xc_call_reason(&c));
         goto out;
     }
+    if (frc != 0) {
+        rc = fail(err, errlen, SFX_EFAIL, "save of domain %d: %s", domid, ferr);
+        goto out;
+    }
     if (write_rec(fd, SR_REC_END) != 0) {
         rc = fail(err, errlen, SFX_EFAIL, "writing the stream's end: %s", strerror(errno));
         goto out;
+    }
+    if (stats) {
+        memset(stats, 0, SFX_SAVE_STATS * sizeof(*stats));
+        stats[SFX_SAVE_SUSPEND_MS] = req.suspend_ms;
+        stats[SFX_SAVE_SUSPENDED_AT] = req.suspended.tv_sec
+                                           ? (req.suspended.tv_sec - start.tv_sec) * 1000 +
+                                                 (req.suspended.tv_nsec - start.tv_nsec) / 1000000
+                                           : -1;
+        stats[SFX_SAVE_TOTAL_MS] = ms_since(&start);
+        stats[SFX_SAVE_PAGES] = (int64_t)zs.pages;
+        stats[SFX_SAVE_ZERO_PAGES] = (int64_t)zs.zero_pages;
+        stats[SFX_SAVE_BYTES_IN] = (int64_t)zs.bytes_in;
+        stats[SFX_SAVE_BYTES_OUT] = (int64_t)zs.bytes_out;
     }
     rc = 0;
 out:

@@ -27,7 +27,24 @@ int sfx_destroy(int domid, char *err, int errlen);
 /* save.c: suspends the domain (XenStore control/shutdown) and writes it to fd as a libxl v2
  * stream (live: pre-copy first, failing before any byte if Xen cannot track dirty pages). The
  * domain is left suspended. sfx_resume cancels such a suspend (nothing to do if not suspended). */
-int sfx_save(int domid, int fd, int live, int timeout_ms, char *err, int errlen);
+int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char *err, int errlen);
+#define SFX_SAVE_LIVE 1      /* pre-copy first */
+#define SFX_SAVE_ALL_PAGES 2 /* send all-zero pages with their data too (tests that need a long stream) */
+/* stats (SFX_SAVE_STATS slots, filled on success): where a save's time and bytes went. */
+#define SFX_SAVE_STATS 8
+#define SFX_SAVE_SUSPEND_MS 0   /* suspend request -> the domain shut down for suspend */
+#define SFX_SAVE_SUSPENDED_AT 1 /* call start -> suspended (ms) */
+#define SFX_SAVE_TOTAL_MS 2     /* call start -> the stream's end written */
+#define SFX_SAVE_PAGES 3        /* pages the guest has */
+#define SFX_SAVE_ZERO_PAGES 4   /* of which all-zero (sent without data unless SFX_SAVE_ALL_PAGES) */
+#define SFX_SAVE_BYTES_IN 5     /* libxc's stream as libxenguest wrote it */
+#define SFX_SAVE_BYTES_OUT 6    /* what reached fd */
+/* zeropages.c: copies libxc's stream from in to out up to its END record, with skip all-zero
+ * ordinary pages sent as "populate, no data" (XEN_DOMCTL_PFINFO_XALLOC). 0, or -1 with a message. */
+struct sfx_zero_stats {
+    uint64_t pages, zero_pages, bytes_in, bytes_out;
+};
+int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *err, int errlen);
 int sfx_resume(int domid, char *err, int errlen);
 /* SFX_KIND_PV or SFX_KIND_HVM (PVH too: what this library cannot save), or SFX_ENOENT. */
 #define SFX_KIND_PV 1
@@ -39,5 +56,10 @@ int sfx_domain_kind(int domid);
 int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_mem_mib, int vcpus,
                       int max_vcpus, uint32_t *ports, char *err, int errlen);
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
-                     char *err, int errlen);
+                     int64_t *stats, char *err, int errlen);
+/* fill's stats (SFX_RESTORE_STATS slots): ms in libxenguest's restore (reading the stream
+ * included), ms for the console nodes and the XenStore introduction. */
+#define SFX_RESTORE_STATS 2
+#define SFX_RESTORE_XC_MS 0
+#define SFX_RESTORE_XS_MS 1
 #endif

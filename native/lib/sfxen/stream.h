@@ -39,5 +39,7 @@ const char *xc_call_reason(struct xc_call *c);
 int write_all(int fd, const void *buf, size_t len);
 /* 0, or -1 with errno (0 at end of stream). */
 int read_all(int fd, void *buf, size_t len);
+struct timespec;
+long ms_since(const struct timespec *start);
 #pragma GCC visibility pop
 #endif

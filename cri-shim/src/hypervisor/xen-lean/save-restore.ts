@@ -13,13 +13,18 @@ const log = logger("xen-lean");
 /** How long a guest gets to answer a suspend request (a loaded, emulated dom0 is slow). */
 export const SUSPEND_TIMEOUT_MS = 30_000;
 const KIND_PV = 1;
+const SAVE_LIVE = 1;
+const SAVE_ALL_PAGES = 2;
+/** Test-only: "1" sends all-zero pages with their data too (a stream as long as the guest's
+ *  memory, for tests that cut a migration mid-stream). */
+export const SAVE_ALL_PAGES_ENV = "SUPERFLUID_SAVE_ZERO_PAGES";
 
 function bind(path: string) {
   const lib = loadLibrary(path);
   return {
     save: lib.func(
-      "int sfx_save(int domid, int fd, int live, int timeout_ms, void *err, int errlen)",
-    ) as unknown as AsyncFn<[number, number, number, number, Buffer, number]>,
+      "int sfx_save(int domid, int fd, int flags, int timeout_ms, void *stats, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, number, number, Buffer, Buffer, number]>,
     resume: lib.func("int sfx_resume(int domid, void *err, int errlen)") as unknown as AsyncFn<
       [number, Buffer, number]
     >,
@@ -27,9 +32,32 @@ function bind(path: string) {
       "int sfx_restore_begin(const char *name, const char *uuid, int mem, int maxmem, int vcpus, int maxvcpus, void *ports, void *err, int errlen)",
     ) as unknown as AsyncFn<[string, string, number, number, number, number, Buffer, Buffer, number]>,
     restoreFill: lib.func(
-      "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *err, int errlen)",
-    ) as unknown as AsyncFn<[number, number, number, number, Buffer, number]>,
+      "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *stats, void *err, int errlen)",
+    ) as unknown as AsyncFn<[number, number, number, number, Buffer, Buffer, number]>,
     kind: lib.func("int sfx_domain_kind(int domid)") as unknown as AsyncFn<[number]>,
+  };
+}
+
+/** Where a save's time and bytes went (libsfxen's SFX_SAVE_* slots). */
+export interface SaveStats {
+  ms: number;
+  /** suspend request -> the domain shut down for suspend */ suspendMs: number;
+  /** call start -> suspended */ suspendedAtMs: number;
+  pages: number;
+  /** all-zero pages sent without their data */ zeroPages: number;
+  /** libxc's stream as libxenguest wrote it, and what reached fd */ bytesIn: number;
+  bytesOut: number;
+}
+
+function saveStats(b: Buffer): Omit<SaveStats, "ms"> {
+  const at = (i: number) => Number(b.readBigInt64LE(i * 8));
+  return {
+    suspendMs: at(0),
+    suspendedAtMs: at(1),
+    pages: at(3),
+    zeroPages: at(4),
+    bytesIn: at(5),
+    bytesOut: at(6),
   };
 }
 
@@ -56,14 +84,16 @@ export class SfxenStream {
   }
 
   /** Suspends the domain and writes it to fd; the domain is left suspended, not destroyed. */
-  async save(domid: number, fd: number, live: boolean): Promise<{ ms: number }> {
+  async save(domid: number, fd: number, live: boolean): Promise<SaveStats> {
     checkGuestDomid(domid, "save");
     checkFd(fd);
     const started = performance.now();
-    await call(this.l.save, domid, fd, live ? 1 : 0, SUSPEND_TIMEOUT_MS);
-    const ms = Math.round(performance.now() - started);
-    log.info("domain saved in-process", { domid, live, ms });
-    return { ms };
+    const stats = Buffer.alloc(8 * 8);
+    const flags = (live ? SAVE_LIVE : 0) | (process.env[SAVE_ALL_PAGES_ENV] === "1" ? SAVE_ALL_PAGES : 0);
+    await call(this.l.save, domid, fd, flags, SUSPEND_TIMEOUT_MS, stats);
+    const result = { ms: Math.round(performance.now() - started), ...saveStats(stats) };
+    log.info("domain saved in-process", { domid, live, ...result });
+    return result;
   }
 
   /** Cancels a suspend: the guest carries on as the same domain. No-op when not suspended. */
@@ -97,9 +127,12 @@ export class SfxenStream {
       ports,
     );
     const begun = performance.now();
+    const stats = Buffer.alloc(2 * 8);
+    let wired = begun;
     try {
       await between(domid);
-      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4));
+      wired = performance.now();
+      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
     } catch (err) {
       await discard(domid).catch(() => undefined);
       if (!(err instanceof HypervisorError)) throw err;
@@ -110,6 +143,9 @@ export class SfxenStream {
       domid,
       ms: Math.round(performance.now() - started),
       beginMs: Math.round(begun - started),
+      betweenMs: Math.round(wired - begun),
+      fillXcMs: Number(stats.readBigInt64LE(0)),
+      fillXsMs: Number(stats.readBigInt64LE(8)),
     });
     return domid;
   }

@@ -15,6 +15,7 @@ interface Err {
   message: string;
 }
 interface Round {
+  allPages: boolean;
   saveMs: number;
   restoreMs: number;
   restorePausedMs: number;
@@ -55,7 +56,7 @@ const sr = dom0Selftest<Report>({
   onReport: (report, log) => {
     const rs = report.rounds ?? [];
     log(
-      `load ${report.loadAvgAtStart}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms (paused ${rs.map((x) => x.restorePausedMs).join("/")} + unpause ${rs.map((x) => x.unpauseMs).join("/")}); xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
+      `load ${report.loadAvgAtStart}; rounds ${rs.map((x) => `${x.allPages ? "all pages" : "zero pages skipped"} ${x.bytes} B`).join(", ")}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms (paused ${rs.map((x) => x.restorePausedMs).join("/")} + unpause ${rs.map((x) => x.unpauseMs).join("/")}); xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
     );
   },
 });
@@ -69,10 +70,20 @@ test.serial(
   "suspend to disk and resume: the console ticks on from where it stopped, the vif is on the bridge",
   (t) => {
     t.regex(rep().before ?? "", /hello: tick 2/);
-    t.is(rep().rounds.length, 2);
+    t.deepEqual(
+      rep().rounds.map((r) => r.allPages),
+      [true, false, false],
+    );
     for (const r of rep().rounds) {
       t.true(r.goneAfterSave, "save leaves no domain");
-      t.true(r.bytes > 16 * 1024 * 1024 * 0.9, `the checkpoint holds the guest's memory (${r.bytes} bytes)`);
+      // hello writes a few dozen of its 4096 pages: the others go as "populate, no data" (zeropages.c),
+      // and the guest below still resumes at its tick, so what it had written came back.
+      if (r.allPages) t.true(r.bytes > 16 * 1024 * 1024 * 0.9, `every page with its data (${r.bytes} bytes)`);
+      else
+        t.true(
+          r.bytes > 16 * 1024 && r.bytes < 2 * 1024 * 1024,
+          `the checkpoint holds the pages hello wrote, not its 16 MiB (${r.bytes} bytes)`,
+        );
       t.is(r.vifMaster, "xenbr0");
       const at = Number(/suspending at tick (\d+)/.exec(r.suspended ?? "")?.[1]);
       const back = Number(/resumed at tick (\d+)/.exec(r.resumed ?? "")?.[1]);

@@ -1,5 +1,5 @@
 // Runs INSIDE dom0 (save-restore.xen.test.ts starts it): the lean backend's in-process save and
-// restore of `hello` (16 MiB, one vif): suspend to a file and resume, a migration source's suspend
+// restore of `hello` (16 MiB, one vif; the checkpoint skips its all-zero pages): suspend to a file and resume, a migration source's suspend
 // then cancel, streams crossing between the lean and libxl backends, bad streams; then `xl save` and
 // `xl restore` of the same guest for comparison. Prints one JSON report on stdout.
 //   node lean-save-selftest.mjs --kernel K --bridge B
@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { HypervisorError } from "../types.js";
 import { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
+import { SAVE_ALL_PAGES_ENV } from "./save-restore.js";
 import { XenLean } from "./xen-lean.js";
 
 const { values } = parseArgs({ options: { kernel: { type: "string" }, bridge: { type: "string" } } });
@@ -89,10 +90,15 @@ try {
   const before = await waitLine(name, /hello: tick 2\b/);
 
   phase = "rounds";
-  // Suspend to disk and resume, twice (the second round restores a restored domain).
+  // Suspend to disk and resume, three times (later rounds restore a restored domain). The first
+  // sends every page with its data (the stream before zeropages.c, for comparison), the others skip
+  // the all-zero pages.
   const rounds = [];
   let domid = first;
-  for (let i = 0; i < 2; i++) {
+  for (let i = 0; i < 3; i++) {
+    const allPages = i === 0;
+    if (allPages) process.env[SAVE_ALL_PAGES_ENV] = "1";
+    else delete process.env[SAVE_ALL_PAGES_ENV];
     const mark = consoleLines(name).length;
     const [, saveMs] = await timed(() => withFd(file, "w", (fd) => lean.save(domid, fd)));
     // A destroyed domain stays "dying" until xenstored and xenconsoled drop their mappings of it.
@@ -114,6 +120,7 @@ try {
     const resumed = await waitLine(name, /hello: resumed at tick \d+ \(restored domain\)/, mark);
     const next = await waitLine(name, new RegExp(`hello: tick ${tickOf(resumed) + 1}\\b`), mark);
     rounds.push({
+      allPages,
       saveMs,
       restoreMs,
       restorePausedMs,
