@@ -5,7 +5,8 @@
  *   sfx_restore_begin: a bare domain (ceilings and event channels, as a shell has, no memory),
  *                      named, its XenStore directory handed to the guest.
  *   sfx_restore_fill:  xc_domain_restore fills it from the caller's fd (a checkpoint file or the
- *                      migration's socket) and seeds its grant table; then xenconsoled's nodes
+ *                      migration's socket; pages sent without data are expanded to zeros on the
+ *                      way, zeropages.c) and seeds its grant table; then xenconsoled's nodes
  *                      (dom0's, as at a create) and xs_introduce_domain. The console and store
  *                      rings are the frames the stream's start_info names, translated by
  *                      libxenguest to this host's MFNs.
@@ -18,10 +19,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <xenguest.h>
 
@@ -44,6 +49,23 @@ static int skip_body(int fd, uint32_t length)
         left -= n;
     }
     return 0;
+}
+
+/* Between the caller's fd and libxenguest: pages sent without data (zeropages.c) become pages of
+ * zeros again, whatever Xen's allocator hands out. Stops right after libxc's END record, so the
+ * caller reads libxl's records after it from the same fd. */
+struct expand_job {
+    int in, out, rc;
+    struct sfx_zero_stats st;
+    char why[160];
+};
+
+static void *expand_thread(void *p)
+{
+    struct expand_job *j = p;
+    j->rc = sfx_zero_filter(j->in, j->out, SFX_ZERO_EXPAND, &j->st, j->why, sizeof(j->why));
+    close(j->out); /* libxenguest sees the end */
+    return NULL;
 }
 
 static int read_header(int fd, char *err, int errlen)
@@ -142,10 +164,38 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
             goto out;
         }
         struct restore_callbacks cb = {.static_data_done = static_data_done};
-        if (xc_domain_restore(c.xch, fd, (uint32_t)domid, store_port, &store_mfn, 0, console_port,
-                              &console_mfn, 0, XC_STREAM_PLAIN, &cb, -1) != 0) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: pipe: %s", domid,
+                      strerror(errno));
+            goto out;
+        }
+        fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+        struct expand_job job = {.in = fd, .out = p[1]};
+        pthread_t thread;
+        int terr = pthread_create(&thread, NULL, expand_thread, &job);
+        if (terr != 0) {
+            close(p[0]);
+            close(p[1]);
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: thread: %s", domid,
+                      strerror(terr));
+            goto out;
+        }
+        int xrc = xc_domain_restore(c.xch, p[0], (uint32_t)domid, store_port, &store_mfn, 0,
+                                    console_port, &console_mfn, 0, XC_STREAM_PLAIN, &cb, -1);
+        int xerr = errno;
+        close(p[0]); /* a filter still writing gets EPIPE and stops */
+        if (xrc != 0)
+            shutdown(fd, SHUT_RD); /* and one waiting on a socket gets its end (a file: ENOTSOCK) */
+        pthread_join(thread, NULL);
+        if (xrc != 0) {
+            errno = xerr;
             rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: xc_domain_restore: %s", domid,
                       xc_call_reason(&c));
+            goto out;
+        }
+        if (job.rc != 0) {
+            rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: %s", domid, job.why);
             goto out;
         }
         restored = 1;

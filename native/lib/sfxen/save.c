@@ -263,7 +263,8 @@ int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char 
     }
     struct sfx_zero_stats zs;
     char ferr[160] = "";
-    int frc = sfx_zero_filter(p[0], fd, !(flags & SFX_SAVE_ALL_PAGES), &zs, ferr, sizeof(ferr));
+    int frc = sfx_zero_filter(p[0], fd, (flags & SFX_SAVE_ALL_PAGES) ? SFX_ZERO_KEEP : SFX_ZERO_SKIP,
+                              &zs, ferr, sizeof(ferr));
     close(p[0]); /* a save still writing gets EPIPE and gives up */
     pthread_join(thread, NULL);
     if (job.rc != 0) {

@@ -34,7 +34,9 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
+#include <sys/mman.h>
 #include <xenctrl.h>
+#include <xenforeignmemory.h>
 #include <xenguest.h>
 #include <xenstore.h>
 
@@ -187,6 +189,51 @@ int check_free_memory(const char *name, int mem_mib, char *err, int errlen)
     return 0;
 }
 
+/* 1 when Xen was told not to scrub free RAM at boot (bootscrub=0/no/false/off, no-bootscrub):
+ * then the pages it hands a new domain may hold whatever that RAM held before. */
+static int xen_skips_bootscrub(void)
+{
+    static int known = -1;
+    if (known >= 0)
+        return known;
+    xen_commandline_t line;
+    memset(line, 0, sizeof(line));
+    if (xc_version(xch, XENVER_commandline, line) < 0)
+        return known = 1; /* cannot tell: assume the worst */
+    line[sizeof(line) - 1] = 0;
+    known = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(line, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        if (!strcmp(w, "no-bootscrub") || !strcmp(w, "bootscrub=0") ||
+            !strcmp(w, "bootscrub=no") || !strcmp(w, "bootscrub=false") ||
+            !strcmp(w, "bootscrub=off"))
+            known = 1;
+    return known;
+}
+
+/* A shell's memory as zeros, so a guest never sees RAM Xen left unscrubbed (bootscrub=0) and a
+ * save sends without data the pages it never wrote (zeropages.c). Off the request path for pool
+ * shells; where Xen scrubs at boot it is skipped. */
+static int zero_memory(uint32_t domid, const xen_pfn_t *p2m, xen_pfn_t pages)
+{
+    xenforeignmemory_handle *fmem = xenforeignmemory_open(NULL, 0);
+    if (!fmem)
+        return -1;
+    int rc = 0;
+    for (xen_pfn_t at = 0; at < pages && rc == 0; at += 1024) {
+        size_t n = pages - at < 1024 ? (size_t)(pages - at) : 1024;
+        void *m = xenforeignmemory_map(fmem, domid, PROT_READ | PROT_WRITE, n, p2m + at, NULL);
+        if (!m) {
+            rc = -1;
+            break;
+        }
+        memset(m, 0, n * XC_PAGE_SIZE);
+        xenforeignmemory_unmap(fmem, m, n);
+    }
+    xenforeignmemory_close(fmem);
+    return rc;
+}
+
 int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int max_vcpus,
                 char *err, int errlen)
 {
@@ -244,6 +291,9 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
         rc = SFX_ENOMEM;
         goto out_fail_rc;
     }
+    step = "zeroing guest memory";
+    if (xen_skips_bootscrub() && zero_memory(domid, s->dom->pv_p2m, s->dom->total_pages) != 0)
+        goto out_fail;
 
     /* No XenStore node yet: the shell is known by its Xen handle, and every node a guest needs
      * depends on its name or kernel. That keeps a VM's writes to what it uses (see sfx_execute). */

@@ -39,12 +39,16 @@ int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char 
 #define SFX_SAVE_ZERO_PAGES 4   /* of which all-zero (sent without data unless SFX_SAVE_ALL_PAGES) */
 #define SFX_SAVE_BYTES_IN 5     /* libxc's stream as libxenguest wrote it */
 #define SFX_SAVE_BYTES_OUT 6    /* what reached fd */
-/* zeropages.c: copies libxc's stream from in to out up to its END record, with skip all-zero
- * ordinary pages sent as "populate, no data" (XEN_DOMCTL_PFINFO_XALLOC). 0, or -1 with a message. */
+/* zeropages.c: copies libxc's stream from in to out up to its END record. SKIP: all-zero ordinary
+ * pages go as "populate, no data" (XEN_DOMCTL_PFINFO_XALLOC); EXPAND: such entries become pages
+ * of zeros again; KEEP: unchanged (zero pages counted). 0, or -1 with a message. */
+#define SFX_ZERO_KEEP 0
+#define SFX_ZERO_SKIP 1
+#define SFX_ZERO_EXPAND 2
 struct sfx_zero_stats {
     uint64_t pages, zero_pages, bytes_in, bytes_out;
 };
-int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *err, int errlen);
+int sfx_zero_filter(int in, int out, int mode, struct sfx_zero_stats *st, char *err, int errlen);
 int sfx_resume(int domid, char *err, int errlen);
 /* SFX_KIND_PV or SFX_KIND_HVM (PVH too: what this library cannot save), or SFX_ENOENT. */
 #define SFX_KIND_PV 1

@@ -8,6 +8,11 @@
  * their type whatever they hold (the restorer pins them by type). Every other record, and the
  * image and domain headers, pass through unchanged.
  *
+ * Xen does not promise zeroed memory everywhere (bootscrub=0 leaves boot-time RAM as it was, and a
+ * live domain's ballooned-out pages are not scrubbed), so our restorer does not rely on it: the
+ * same filter, in EXPAND mode between the fd and libxenguest's restore, turns each XALLOC entry
+ * back into an ordinary page of zeros. The bytes saved are the network's and the disk's.
+ *
  * libxc's stream: an image header (24 bytes, marker ~0, "XENF", version, options; big endian), a
  * domain header (16 bytes), then records {u32 type, u32 length, body padded to 8}. PAGE_DATA's
  * body: {u32 count, u32 reserved}, count u64 entries (pfn in bits 0-51, XEN_DOMCTL_PFINFO type in
@@ -110,7 +115,64 @@ static long squeeze_page_data(unsigned char *body, uint32_t length, int skip,
     return out - body;
 }
 
-int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *err, int errlen)
+/* The restorer's side: a PAGE_DATA body whose XALLOC entries become NOTAB with a zeroed page of
+ * data in their place, written to xbody (room for xcap bytes). Returns the new length, -1 when the
+ * record does not add up or would not fit. */
+static long expand_page_data(const unsigned char *body, uint32_t length, unsigned char *xbody,
+                             size_t xcap, struct sfx_zero_stats *st)
+{
+    if (length < 8)
+        return -1;
+    uint32_t count;
+    memcpy(&count, body, sizeof(count));
+    if (count == 0 || (uint64_t)count * 8 > length - 8)
+        return -1;
+    size_t head = 8 + (size_t)count * 8;
+    const uint64_t *entries = (const uint64_t *)(body + 8);
+    uint64_t *xentries = (uint64_t *)(xbody + 8);
+    const unsigned char *in = body + head, *end = body + length;
+    unsigned char *out = xbody + head;
+    if (head > xcap)
+        return -1;
+    memcpy(xbody, body, 8);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t type = (uint32_t)((entries[i] & XC_PFN_TYPE_MASK) >> 32);
+        xentries[i] = entries[i];
+        if (type == XEN_DOMCTL_PFINFO_XALLOC) {
+            if ((size_t)(out - xbody) + SR_PAGE > xcap)
+                return -1;
+            xentries[i] = entries[i] & ~XC_PFN_TYPE_MASK; /* NOTAB */
+            memset(out, 0, SR_PAGE);
+            out += SR_PAGE;
+            st->pages++;
+            st->zero_pages++;
+        } else if (page_has_data(type)) {
+            if (in + SR_PAGE > end || (size_t)(out - xbody) + SR_PAGE > xcap)
+                return -1;
+            memcpy(out, in, SR_PAGE);
+            in += SR_PAGE;
+            out += SR_PAGE;
+            st->pages++;
+        }
+    }
+    if (in != end)
+        return -1;
+    return out - xbody;
+}
+
+/* A record buffer that grows as needed (the record header's 8 bytes in front of the body). */
+static unsigned char *room(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return *buf;
+    unsigned char *grown = realloc(*buf, need);
+    if (!grown)
+        return NULL;
+    *cap = need;
+    return *buf = grown;
+}
+
+int sfx_zero_filter(int in, int out, int mode, struct sfx_zero_stats *st, char *err, int errlen)
 {
     size_t elen = errlen > 0 ? (size_t)errlen : 0;
     char scratch[1];
@@ -133,8 +195,8 @@ int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *
         return why(err, elen, "writing the stream: %s", strerror(errno));
     st->bytes_in = st->bytes_out = sizeof(head);
 
-    unsigned char *buf = NULL;
-    size_t cap = 0;
+    unsigned char *buf = NULL, *xbuf = NULL;
+    size_t cap = 0, xcap = 0;
     int rc = -1;
     for (;;) {
         struct sr_rec rec;
@@ -147,22 +209,35 @@ int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *
             why(err, elen, "%s", "a record in libxc's stream is too long");
             break;
         }
-        if (padded + sizeof(rec) > cap) {
-            unsigned char *grown = realloc(buf, padded + sizeof(rec));
-            if (!grown) {
-                why(err, elen, "%s", "out of memory");
-                break;
-            }
-            buf = grown;
-            cap = padded + sizeof(rec);
+        if (!room(&buf, &cap, padded + sizeof(rec))) {
+            why(err, elen, "%s", "out of memory");
+            break;
         }
         if (read_all(in, buf + sizeof(rec), padded) != 0) {
             why(err, elen, "reading libxc's stream: %s", errno ? strerror(errno) : "stream ended");
             break;
         }
         st->bytes_in += sizeof(rec) + padded;
+        unsigned char *rbuf = buf;
         if (rec.type == XC_REC_PAGE_DATA) {
-            long n = squeeze_page_data(buf + sizeof(rec), rec.length, skip, st);
+            long n;
+            if (mode == SFX_ZERO_EXPAND) {
+                /* At most a page per entry, within the biggest record the filter holds. */
+                uint32_t count = 0;
+                if (rec.length >= 8)
+                    memcpy(&count, buf + sizeof(rec), sizeof(count));
+                size_t most = 8 + (size_t)count * (8 + SR_PAGE);
+                if (most > XC_REC_MAX)
+                    most = XC_REC_MAX;
+                if (!room(&xbuf, &xcap, sizeof(rec) + most)) {
+                    why(err, elen, "%s", "out of memory");
+                    break;
+                }
+                n = expand_page_data(buf + sizeof(rec), rec.length, xbuf + sizeof(rec), most, st);
+                rbuf = xbuf;
+            } else {
+                n = squeeze_page_data(buf + sizeof(rec), rec.length, mode == SFX_ZERO_SKIP, st);
+            }
             if (n < 0) {
                 why(err, elen, "%s", "a PAGE_DATA record in libxc's stream does not add up");
                 break;
@@ -170,8 +245,8 @@ int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *
             rec.length = (uint32_t)n; /* whole pages and 8-byte entries: already padded */
             padded = (size_t)n;
         }
-        memcpy(buf, &rec, sizeof(rec));
-        if (write_all(out, buf, sizeof(rec) + padded) != 0) {
+        memcpy(rbuf, &rec, sizeof(rec));
+        if (write_all(out, rbuf, sizeof(rec) + padded) != 0) {
             why(err, elen, "writing the stream: %s", strerror(errno));
             break;
         }
@@ -182,5 +257,6 @@ int sfx_zero_filter(int in, int out, int skip, struct sfx_zero_stats *st, char *
         }
     }
     free(buf);
+    free(xbuf);
     return rc;
 }

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { SFXEN_LIB_PATH } from "./sfxen-names.js";
 
 const lib = koffi.load(SFXEN_LIB_PATH);
-const filter = lib.func("int sfx_zero_filter(int in, int out, int skip, void *stats, void *err, int errlen)");
+const filter = lib.func("int sfx_zero_filter(int in, int out, int mode, void *stats, void *err, int errlen)");
 
 const PAGE = 4096;
 const NOTAB = 0x0;
@@ -17,6 +17,9 @@ const L1TAB = 0x1 << 28;
 const XTAB = 0xf * 2 ** 28;
 const XALLOC = 0xe * 2 ** 28;
 const PAGE_DATA = 1;
+const KEEP = 0;
+const SKIP = 1;
+const EXPAND = 2;
 
 function headers(): Buffer {
   const b = Buffer.alloc(40);
@@ -57,7 +60,7 @@ function page(fill: (b: Buffer) => void = () => undefined): Buffer {
   return b;
 }
 
-function run(input: Buffer, skip = true): { rc: number; out: Buffer; stats: bigint[]; err: string } {
+function run(input: Buffer, mode = SKIP): { rc: number; out: Buffer; stats: bigint[]; err: string } {
   const dir = mkdtempSync(join(tmpdir(), "sf-zero-"));
   try {
     writeFileSync(join(dir, "in"), input);
@@ -65,7 +68,7 @@ function run(input: Buffer, skip = true): { rc: number; out: Buffer; stats: bigi
     const outFd = openSync(join(dir, "out"), "w");
     const stats = Buffer.alloc(32);
     const err = Buffer.alloc(256);
-    const rc = filter(inFd, outFd, skip ? 1 : 0, stats, err, err.length) as number;
+    const rc = filter(inFd, outFd, mode, stats, err, err.length) as number;
     closeSync(inFd);
     closeSync(outFd);
     return {
@@ -133,10 +136,38 @@ test("without skip the stream passes byte for byte, its zero pages counted", (t)
     ),
     record(0, Buffer.alloc(0)),
   ]);
-  const r = run(input, false);
+  const r = run(input, KEEP);
   t.is(r.rc, 0, r.err);
   t.true(r.out.equals(input));
   t.deepEqual(r.stats, [2n, 1n, BigInt(input.length), BigInt(input.length)]);
+});
+
+test("the restorer's expand gives the skipped pages back as pages of zeros, the rest unchanged", (t) => {
+  const used = page((b) => b.fill(0xab, 100, 200));
+  const original = Buffer.concat([
+    headers(),
+    record(
+      PAGE_DATA,
+      pageData([
+        { pfn: 7, type: NOTAB, data: page() },
+        { pfn: 8, type: NOTAB, data: used },
+        { pfn: 9, type: L1TAB, data: page() },
+        { pfn: 10, type: XTAB },
+        { pfn: 11, type: NOTAB, data: page() },
+      ]),
+    ),
+    record(0x0f, Buffer.from("x")),
+    record(0, Buffer.alloc(0)),
+  ]);
+  const skipped = run(original, SKIP);
+  t.is(skipped.rc, 0, skipped.err);
+  t.is(skipped.out.length, original.length - 2 * PAGE);
+  // Something after the stream's END (libxl's own records) must stay unread for the caller.
+  const back = run(Buffer.concat([skipped.out, Buffer.from("libxl record after END")]), EXPAND);
+  t.is(back.rc, 0, back.err);
+  t.true(back.out.equals(original), "the original stream again");
+  t.deepEqual(back.stats.slice(0, 2), [4n, 2n]);
+  t.is(back.stats[2], BigInt(skipped.out.length), "read no further than libxc's END record");
 });
 
 test("a record of only zero pages keeps its entries and carries no data", (t) => {
