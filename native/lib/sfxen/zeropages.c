@@ -77,16 +77,22 @@ static int why(char *err, size_t errlen, const char *fmt, const char *detail)
     return -1;
 }
 
+/* A PAGE_DATA body's entry count, 0 when it has none or they do not fit in its length. */
+static uint32_t page_data_count(const unsigned char *body, uint32_t length)
+{
+    uint32_t count = 0;
+    if (length >= 8)
+        memcpy(&count, body, sizeof(count));
+    return length >= 8 && (uint64_t)count * 8 <= length - 8 ? count : 0;
+}
+
 /* Rewrites one PAGE_DATA body (buf + 8, the record header's 8 bytes in front) in place; returns
  * its new length, or -1 when the record does not add up. */
 static long squeeze_page_data(unsigned char *body, uint32_t length, int skip,
                               struct sfx_zero_stats *st)
 {
-    if (length < 8)
-        return -1;
-    uint32_t count;
-    memcpy(&count, body, sizeof(count));
-    if (count == 0 || (uint64_t)count * 8 > length - 8)
+    uint32_t count = page_data_count(body, length);
+    if (count == 0)
         return -1;
     uint64_t *entries = (uint64_t *)(body + 8);
     unsigned char *in = body + 8 + (size_t)count * 8, *out = in;
@@ -121,11 +127,8 @@ static long squeeze_page_data(unsigned char *body, uint32_t length, int skip,
 static long expand_page_data(const unsigned char *body, uint32_t length, unsigned char *xbody,
                              size_t xcap, struct sfx_zero_stats *st)
 {
-    if (length < 8)
-        return -1;
-    uint32_t count;
-    memcpy(&count, body, sizeof(count));
-    if (count == 0 || (uint64_t)count * 8 > length - 8)
+    uint32_t count = page_data_count(body, length);
+    if (count == 0)
         return -1;
     size_t head = 8 + (size_t)count * 8;
     const uint64_t *entries = (const uint64_t *)(body + 8);

@@ -54,6 +54,17 @@ function pageData(pages: Page[]): Buffer {
   return Buffer.concat([head, ...pages.flatMap((p) => (p.data ? [p.data] : []))]);
 }
 
+/** Headers, `before` records, one PAGE_DATA record of `pages`, `after` records, END. */
+function stream(pages: Page[], before: Buffer[] = [], after: Buffer[] = []): Buffer {
+  return Buffer.concat([
+    headers(),
+    ...before,
+    record(PAGE_DATA, pageData(pages)),
+    ...after,
+    record(0, Buffer.alloc(0)),
+  ]);
+}
+
 function page(fill: (b: Buffer) => void = () => undefined): Buffer {
   const b = Buffer.alloc(PAGE);
   fill(b);
@@ -86,55 +97,38 @@ test("all-zero ordinary pages go as XALLOC without data; page tables, other page
   const lastByte = page((b) => (b[PAGE - 1] = 7));
   const early = page((b) => (b[40] = 1));
   const other = record(0x0f, Buffer.from("abcde"));
-  const input = Buffer.concat([
-    headers(),
-    other,
-    record(
-      PAGE_DATA,
-      pageData([
-        { pfn: 0, type: NOTAB, data: page() },
-        { pfn: 1, type: NOTAB, data: lastByte },
-        { pfn: 2, type: L1TAB, data: page() },
-        { pfn: 3, type: XTAB },
-        { pfn: 4, type: NOTAB, data: early },
-        { pfn: 5, type: NOTAB, data: page() },
-      ]),
-    ),
-    record(0, Buffer.alloc(0)),
-  ]);
+  const input = stream(
+    [
+      { pfn: 0, type: NOTAB, data: page() },
+      { pfn: 1, type: NOTAB, data: lastByte },
+      { pfn: 2, type: L1TAB, data: page() },
+      { pfn: 3, type: XTAB },
+      { pfn: 4, type: NOTAB, data: early },
+      { pfn: 5, type: NOTAB, data: page() },
+    ],
+    [other],
+  );
   const r = run(input);
   t.is(r.rc, 0, r.err);
-  const expected = Buffer.concat([
-    headers(),
-    other,
-    record(
-      PAGE_DATA,
-      pageData([
-        { pfn: 0, type: XALLOC },
-        { pfn: 1, type: NOTAB, data: lastByte },
-        { pfn: 2, type: L1TAB, data: page() },
-        { pfn: 3, type: XTAB },
-        { pfn: 4, type: NOTAB, data: early },
-        { pfn: 5, type: XALLOC },
-      ]),
-    ),
-    record(0, Buffer.alloc(0)),
-  ]);
+  const expected = stream(
+    [
+      { pfn: 0, type: XALLOC },
+      { pfn: 1, type: NOTAB, data: lastByte },
+      { pfn: 2, type: L1TAB, data: page() },
+      { pfn: 3, type: XTAB },
+      { pfn: 4, type: NOTAB, data: early },
+      { pfn: 5, type: XALLOC },
+    ],
+    [other],
+  );
   t.true(r.out.equals(expected), "the rewritten stream");
   t.deepEqual(r.stats, [5n, 2n, BigInt(input.length), BigInt(expected.length)]);
 });
 
 test("without skip the stream passes byte for byte, its zero pages counted", (t) => {
-  const input = Buffer.concat([
-    headers(),
-    record(
-      PAGE_DATA,
-      pageData([
-        { pfn: 0, type: NOTAB, data: page() },
-        { pfn: 1, type: NOTAB, data: page((b) => (b[9] = 1)) },
-      ]),
-    ),
-    record(0, Buffer.alloc(0)),
+  const input = stream([
+    { pfn: 0, type: NOTAB, data: page() },
+    { pfn: 1, type: NOTAB, data: page((b) => (b[9] = 1)) },
   ]);
   const r = run(input, KEEP);
   t.is(r.rc, 0, r.err);
@@ -144,21 +138,17 @@ test("without skip the stream passes byte for byte, its zero pages counted", (t)
 
 test("the restorer's expand gives the skipped pages back as pages of zeros, the rest unchanged", (t) => {
   const used = page((b) => b.fill(0xab, 100, 200));
-  const original = Buffer.concat([
-    headers(),
-    record(
-      PAGE_DATA,
-      pageData([
-        { pfn: 7, type: NOTAB, data: page() },
-        { pfn: 8, type: NOTAB, data: used },
-        { pfn: 9, type: L1TAB, data: page() },
-        { pfn: 10, type: XTAB },
-        { pfn: 11, type: NOTAB, data: page() },
-      ]),
-    ),
-    record(0x0f, Buffer.from("x")),
-    record(0, Buffer.alloc(0)),
-  ]);
+  const original = stream(
+    [
+      { pfn: 7, type: NOTAB, data: page() },
+      { pfn: 8, type: NOTAB, data: used },
+      { pfn: 9, type: L1TAB, data: page() },
+      { pfn: 10, type: XTAB },
+      { pfn: 11, type: NOTAB, data: page() },
+    ],
+    [],
+    [record(0x0f, Buffer.from("x"))],
+  );
   const skipped = run(original, SKIP);
   t.is(skipped.rc, 0, skipped.err);
   t.is(skipped.out.length, original.length - 2 * PAGE);
@@ -172,7 +162,7 @@ test("the restorer's expand gives the skipped pages back as pages of zeros, the 
 
 test("a record of only zero pages keeps its entries and carries no data", (t) => {
   const pages = Array.from({ length: 3 }, (_, i) => ({ pfn: 10 + i, type: NOTAB, data: page() }));
-  const r = run(Buffer.concat([headers(), record(PAGE_DATA, pageData(pages)), record(0, Buffer.alloc(0))]));
+  const r = run(stream(pages));
   t.is(r.rc, 0, r.err);
   const body = r.out.subarray(40 + 8, 40 + 8 + 8 + 3 * 8);
   t.is(r.out.readUInt32LE(40 + 4), 8 + 3 * 8, "record length without data");
