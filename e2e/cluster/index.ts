@@ -21,6 +21,9 @@ import { installChartObjects, nodeAgentToken } from "./chart-objects.js";
 import type { Footprint } from "./leftovers.js";
 import { dom0Kubeconfig, type Kubelet, startKubelet } from "./kubelet.js";
 import { startKubeProxy, type KubeProxy } from "./kube-proxy.js";
+import { kubeProxyManifests, waitForKubeProxyRules } from "./kube-proxy-pod.js";
+import { type Dom0Containerd, startDom0Containerd } from "./dom0-containerd.js";
+import { pushLinuxImages, type LinuxImages } from "./linux-images.js";
 import { startOperator, type Operator } from "./operator.js";
 import { type Shim, startShim } from "./shim.js";
 
@@ -42,13 +45,23 @@ export interface ClusterOptions {
   maxPods?: number;
   /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
   podPrefixLength?: number;
+  /**
+   * containerd + runc in each dom0 behind the shim (--fallback-runtime-endpoint), as on a real node,
+   * and kube-proxy as a DaemonSet pod through it instead of a dom0 process (default false).
+   */
+  containerd?: boolean;
 }
 
 export interface ClusterNode {
   readonly xen: XenNode;
   readonly shim: Shim;
   readonly kubelet: Kubelet;
+  /** kube-proxy as a dom0 process (undefined with `containerd`: then it is a DaemonSet pod). */
   readonly kubeProxy: KubeProxy | undefined;
+  /** containerd in dom0, the shim's fallback runtime (with `containerd`). */
+  readonly containerd: Dom0Containerd | undefined;
+  /** The shim's command line, to start it again after a test killed it. */
+  readonly shimArgs: string[];
 }
 
 /** Milliseconds each bring-up step took (they overlap where they can). */
@@ -67,6 +80,8 @@ export interface E2ECluster {
   readonly nodes: ClusterNode[];
   readonly registry: TestRegistry;
   readonly images: ExampleImages;
+  /** With `containerd`: the Linux images pushed (kube-proxy, a busybox web server). */
+  readonly linuxImages: LinuxImages | undefined;
   readonly operator: Operator | undefined;
   readonly timings: BringUpTimings;
   kubectl(args: string[], opts?: { input?: string }): Promise<CommandResult>;
@@ -95,7 +110,10 @@ async function startNode(
   cp: ControlPlane,
   registryPort: number,
   agentToken: string,
-  sizing: Pick<ClusterOptions, "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength">,
+  sizing: Pick<
+    ClusterOptions,
+    "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength" | "containerd"
+  >,
 ): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
   // operator's CPU allocation ratio), and its guest memory from the node's guest-memory resource.
@@ -118,17 +136,21 @@ async function startNode(
     // The pod network is the node's xenbr0 and subnet, so pods on different nodes route to each other.
     // kube-proxy needs only the apiserver: it starts alongside the shim and the kubelet (each Go
     // binary takes minutes to start in a loaded emulated dom0).
-    const kubeProxyPromise = existsSync(join(K8S_BIN_DIR, "kube-proxy"))
-      ? startKubeProxy(cp, xen).catch((err: Error) => {
-          log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", {
-            node: name,
-            error: err.message,
-          });
-          return undefined;
-        })
-      : Promise.resolve(undefined);
+    // With containerd, kube-proxy is a DaemonSet pod (started once the nodes are up).
+    const kubeProxyPromise =
+      !sizing.containerd && existsSync(join(K8S_BIN_DIR, "kube-proxy"))
+        ? startKubeProxy(cp, xen).catch((err: Error) => {
+            log.warn("kube-proxy did not start; Services are not reachable by ClusterIP on this node", {
+              node: name,
+              error: err.message,
+            });
+            return undefined;
+          })
+        : Promise.resolve(undefined);
     let shim: Shim | undefined;
+    let containerd: Dom0Containerd | undefined;
     try {
+      containerd = sizing.containerd ? await startDom0Containerd(xen) : undefined;
       // The shim's node agent writes domain id, state and boot time onto its pods and acts on
       // runPolicy, as the chart's shim ServiceAccount (node-agent ClusterRole), not as admin.
       mkdirSync(join(xen.hostDir, "shim"), { recursive: true });
@@ -145,14 +167,21 @@ async function startNode(
         "--node-address",
         xen.segmentIp,
       ];
-      shim = await startShim(xen, {
-        args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs],
-      });
+      const shimArgs = [
+        "--bridge",
+        xen.bridge,
+        "--pod-cidr",
+        xen.podCidr,
+        ...agentArgs,
+        ...(containerd ? ["--fallback-runtime-endpoint", containerd.endpoint] : []),
+      ];
+      shim = await startShim(xen, { args: shimArgs });
       const kubelet = await startKubelet(cp, xen, sizing.maxPods ? { maxPods: sizing.maxPods } : {});
-      return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
+      return { xen, shim, shimArgs, kubelet, kubeProxy: await kubeProxyPromise, containerd };
     } catch (err) {
       await (await kubeProxyPromise)?.stop();
       await shim?.stop();
+      await containerd?.stop();
       throw err;
     }
   } catch (err) {
@@ -177,7 +206,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     const registryPromise = startRegistry().then(async (registry) => {
       cleanups.push(() => registry.stop());
       const images = await pushExampleImages(registry);
-      return { registry, images, ms: Date.now() - cpStarted };
+      const linuxImages = opts.containerd ? await pushLinuxImages(registry) : undefined;
+      return { registry, images, linuxImages, ms: Date.now() - cpStarted };
     });
     const { cp, ms: controlPlaneMs } = await cpPromise;
     await cp.startScheduler();
@@ -213,7 +243,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
       operator = await startOperator(cp);
       cleanups.push(() => operator!.stop());
     }
-    const { registry, images, ms: registryAndImagesMs } = await registryPromise;
+    const { registry, images, linuxImages, ms: registryAndImagesMs } = await registryPromise;
 
     const names = Array.from({ length: nodeCount }, (_, i) => `${prefix}-${i + 1}`);
     const settled = await Promise.allSettled(
@@ -227,12 +257,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
           await s.value.kubeProxy?.stop();
           await s.value.kubelet.stop();
           await s.value.shim.stop();
+          await s.value.containerd?.stop();
           await s.value.xen.stop();
         });
       }
     }
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) throw failed.reason;
+    if (linuxImages) await startKubeProxyDaemonSet(cp, nodes, linuxImages.kubeProxy.ref);
 
     const timings: BringUpTimings = {
       controlPlaneMs,
@@ -256,6 +288,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
       nodes,
       registry,
       images,
+      linuxImages,
       operator,
       timings,
       footprint: {
@@ -297,8 +330,24 @@ async function collectDiagnostics(
   for (const n of nodes) {
     section(`shim log (${n.xen.name})`, n.shim.log(80));
     section(`kubelet log (${n.xen.name})`, n.kubelet.log(80));
+    if (n.containerd) section(`containerd log (${n.xen.name})`, n.containerd.log(60));
     const xl = await n.xen.exec("xl list").catch((e: Error) => ({ stdout: "", stderr: e.message }));
     section(`xl list (${n.xen.name})`, xl.stdout + xl.stderr);
   }
   return out.join("\n");
+}
+
+/** kube-proxy as a DaemonSet through each node's containerd; waits until every node has its rules. */
+async function startKubeProxyDaemonSet(cp: ControlPlane, nodes: ClusterNode[], image: string): Promise<void> {
+  const first = nodes[0];
+  if (!first) return;
+  const applied = await cp.kubectl(["apply", "-f", "-"], { input: kubeProxyManifests(cp, first.xen, image) });
+  if (applied.code !== 0) throw new Error(`applying the kube-proxy DaemonSet failed: ${applied.stderr}`);
+  const ready = await Promise.all(nodes.map((n) => waitForKubeProxyRules(n.xen, 900)));
+  const late = nodes.filter((_, i) => !ready[i]).map((n) => n.xen.name);
+  if (late.length) {
+    const pods = await cp.kubectl(["get", "pods", "-n", "kube-system", "-o", "wide"]);
+    throw new Error(`kube-proxy pods did not program their rules on ${late.join(", ")}:\n${pods.stdout}`);
+  }
+  log.info("kube-proxy DaemonSet has programmed every node", { nodes: nodes.length });
 }

@@ -6,9 +6,8 @@
 // in place of nginx/httpd. Specs that need the real images' contents (an nginx master process, a
 // fixed digest, preset users) fail the same way on any runtime given these stand-ins; critest runs
 // compare a runtime against containerd on the same images, never against a pass count alone.
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { buildContainerImage, buildLayer, pushImage } from "../../lib/oci/index.js";
+import { buildContainerImage, pushImage } from "../../lib/oci/index.js";
+import { busyboxLayer } from "./busybox-image.js";
 
 const WEB = [
   "e2e-test-images/nginx:1.14-2",
@@ -40,21 +39,7 @@ export const CRITEST_REGISTRIES = ["registry.k8s.io", "gcr.io"];
 
 /** Builds every stand-in and pushes it to `registryHost` (plain HTTP). */
 export async function pushCritestImages(registryHost: string): Promise<void> {
-  const applets = spawnSync("/bin/busybox", ["--list"], { encoding: "utf8" }).stdout.trim().split("\n");
-  const layer = buildLayer([
-    { path: "bin", type: "directory", mode: 0o755 },
-    { path: "bin/busybox", data: readFileSync("/bin/busybox"), mode: 0o755 },
-    ...applets
-      .filter((a) => a && a !== "busybox")
-      .map((a) => ({ path: `bin/${a}`, type: "symlink" as const, linkTarget: "busybox" })),
-    { path: "etc", type: "directory", mode: 0o755 },
-    {
-      path: "etc/passwd",
-      data: Buffer.from("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
-      mode: 0o644,
-    },
-    { path: "etc/group", data: Buffer.from("root:x:0:\nnogroup:x:65534:\n"), mode: 0o644 },
-    { path: "tmp", type: "directory", mode: 0o1777 },
+  const layer = busyboxLayer([
     { path: "www", type: "directory", mode: 0o755 },
     {
       path: "www/index.html",
