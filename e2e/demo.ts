@@ -87,6 +87,11 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
     );
   }
 
+  say(
+    "\n$ kubectl get pods -n kube-system -o wide     # kube-proxy: a Linux pod, through the shim to containerd",
+  );
+  say(indent(await kubectlOk(cluster, ["get", "pods", "-n", "kube-system", "-o", "wide"])));
+
   say("\n$ kubectl get uvm -o wide");
   say(indent(await kubectlOk(cluster, ["get", "uvm", "-o", "wide"])));
 
@@ -99,7 +104,7 @@ async function showExamples(cluster: E2ECluster): Promise<void> {
   ).trim();
   const node = cluster.nodes[0]!;
   say(`\n$ curl http://${clusterIP(clusterIp)}:8080/     # from the Xen node, through Service 'http'`);
-  if (!node.kubeProxy) {
+  if (!node.kubeProxy && !node.containerd) {
     say(
       "    (skipped: kube-proxy is not running in dom0 (not built, or its rules not programmed in time; see the log above), so ClusterIPs lead nowhere)",
     );
@@ -127,10 +132,11 @@ async function up(): Promise<number> {
     return 1;
   }
   say(
-    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim in dom0)",
+    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim + containerd in dom0, kube-proxy as a DaemonSet pod)",
   );
   say("(Xen runs under QEMU TCG emulation here: this takes a few minutes on 2 cores)");
-  const cluster = await startCluster();
+  // containerd + runc in dom0 behind the shim, as on a real node: kube-proxy is a DaemonSet pod.
+  const cluster = await startCluster({ containerd: true });
   let stopping = false;
   /** `signalled`: asked to stop (Ctrl-C, `npm run demo:down`), so someone may wait for the verdict. */
   const stop = async (code: number, signalled = false) => {
