@@ -219,6 +219,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
         "garbage-collector-controller",
         "serviceaccount-controller",
         "node-lifecycle-controller",
+        // kube-proxy and the scenarios' Linux DaemonSets, on nodes with containerd.
+        ...(opts.containerd ? ["daemonset-controller"] : []),
       ],
     });
     // The chart's RuntimeClass (placement onto the tainted Xen nodes) and RBAC (the node agent's identity).
