@@ -7,28 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { LABELS, RUNTIME_CLASS } from "../../api/annotations.js";
-import { REPO_ROOT } from "../../lib/paths.js";
 import { exampleImageRef, pushLinuxContainerImage } from "../cluster/images.js";
 import { XEN_TAINT } from "../cluster/kubelet.js";
-import { eventually, guestDomains, logTiming, useE2ECluster } from "./helpers.js";
+import { eventually, example, guestDomains, logTiming, useE2ECluster, type PodView } from "./helpers.js";
 
 const scenario = useE2ECluster(test, "ex");
 /** Per test: domain builds, pulls and probes under TCG emulation on shared cores are slow. */
 const TEST_TIMEOUT_MS = 20 * 60_000;
-const example = (name: string) => join(REPO_ROOT, "examples", `${name}.yaml`);
-
-interface PodView {
-  metadata: { name: string };
-  spec: { nodeName?: string };
-  status: {
-    phase?: string;
-    conditions?: Array<{ type: string; status: string }>;
-    containerStatuses?: Array<{
-      ready: boolean;
-      state: { waiting?: { reason?: string; message?: string }; running?: object };
-    }>;
-  };
-}
 
 test.serial(
   "hello: apply, Ready, kubectl logs shows the console, delete removes pod and domain",

@@ -128,3 +128,24 @@ export async function guestDomains(scenario: Scenario, nodeIndex = 0): Promise<s
 export function logTiming(t: ExecutionContext, what: string, ms: number): void {
   t.log(`${what}: ${(ms / 1000).toFixed(1)} s`);
 }
+
+/** examples/<name>.yaml */
+export const example = (name: string) => join(REPO_ROOT, "examples", `${name}.yaml`);
+
+/** The fields of a Pod the scenarios read (`kubectl get pod -o json`). */
+export interface PodView {
+  metadata: { name: string };
+  spec: { nodeName?: string };
+  status: {
+    phase?: string;
+    podIP?: string;
+    conditions?: Array<{ type: string; status: string }>;
+    containerStatuses?: Array<{
+      name: string;
+      ready: boolean;
+      containerID?: string;
+      restartCount: number;
+      state: { waiting?: { reason?: string; message?: string }; running?: object };
+    }>;
+  };
+}

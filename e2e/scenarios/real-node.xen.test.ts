@@ -5,29 +5,25 @@
 // unikernels run beside both, a Service's ClusterIP reaches http through the pod kube-proxy, and a
 // kill -9 of the shim loses neither side's pods.
 import test from "ava";
-import { join } from "node:path";
 import { stringify } from "yaml";
-import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
+import { k8sBinary } from "../../lib/paths.js";
 import { CONTAINERD_ENDPOINT } from "../cluster/dom0-containerd.js";
 import { SHIM_SOCKET } from "../cluster/kubelet.js";
 import { KUBE_PROXY_NAMESPACE } from "../cluster/kube-proxy-pod.js";
 import { startShim } from "../cluster/shim.js";
 import { inCidr } from "../xen-node/pod-network.js";
-import { eventually, guestDomains, logTiming, useE2ECluster, type Scenario } from "./helpers.js";
+import {
+  eventually,
+  example,
+  guestDomains,
+  logTiming,
+  useE2ECluster,
+  type PodView,
+  type Scenario,
+} from "./helpers.js";
 
 const scenario = useE2ECluster(test, "rn", { containerd: true });
 const TEST_TIMEOUT_MS = 20 * 60_000;
-const example = (name: string) => join(REPO_ROOT, "examples", `${name}.yaml`);
-
-interface PodView {
-  metadata: { name: string };
-  spec: { nodeName?: string };
-  status: {
-    phase?: string;
-    podIP?: string;
-    containerStatuses?: Array<{ name: string; containerID?: string; restartCount: number }>;
-  };
-}
 
 function busyboxDaemonSet(image: string): string {
   const labels = { app: "busybox-web" };
