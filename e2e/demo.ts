@@ -134,12 +134,12 @@ async function up(): Promise<number> {
     return 1;
   }
   say(
-    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim in dom0)",
+    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim + containerd in dom0, kube-proxy as a DaemonSet pod)",
   );
   say("(Xen runs under QEMU TCG emulation here: this takes a few minutes on 2 cores)");
-  // SUPERFLUID_DEMO_CONTAINERD=1: containerd + runc in dom0 behind the shim, as on a real node, and
-  // kube-proxy as a DaemonSet pod through it (docs/e2e.md "A real node"); else kube-proxy in dom0.
-  const cluster = await startCluster({ containerd: process.env.SUPERFLUID_DEMO_CONTAINERD === "1" });
+  // containerd + runc in dom0 behind the shim, as on a real node, and kube-proxy as a DaemonSet pod
+  // through it (docs/e2e.md "A real node"); SUPERFLUID_DEMO_CONTAINERD=0: kube-proxy in dom0 instead.
+  const cluster = await startCluster({ containerd: process.env.SUPERFLUID_DEMO_CONTAINERD !== "0" });
   let stopping = false;
   /** `signalled`: asked to stop (Ctrl-C, `npm run demo:down`), so someone may wait for the verdict. */
   const stop = async (code: number, signalled = false) => {
