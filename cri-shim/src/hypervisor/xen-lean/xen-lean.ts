@@ -8,6 +8,7 @@
 // PVH guests are built, saved and restored by libxl (the shell builder is PV only); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
+import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
 import { validateDomainSpec } from "../domain-config.js";
@@ -341,6 +342,19 @@ export class XenLean implements Hypervisor {
       }
     }
     return domid;
+  }
+  /** @releaseDomain from libsfxen's watch thread, read as a pipe socket by the event loop. */
+  async watchDomainEvents(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void> {
+    const fd = await this.sfx.releaseWatch();
+    const pipe = new Socket({ fd, readable: true, writable: false });
+    let stopped = false;
+    pipe.on("data", () => onEvent());
+    pipe.on("error", (err) => !stopped && onEnd(String(err)));
+    pipe.on("close", () => !stopped && onEnd("the @releaseDomain watch ended"));
+    return () => {
+      stopped = true;
+      pipe.destroy();
+    };
   }
   stats(domid: number): Promise<DomainStats | undefined> {
     return this.libxl.stats(domid);
