@@ -62,9 +62,10 @@ export class VmReconciler {
     if (!c || c.status.state !== "running") return;
     const path = checkpointPath(this.rt.ops.checkpointDir, uid);
 
+    const seen = await this.rt.observe(c);
     const action = decide({
       runPolicy: vm.spec.runPolicy ?? "Running",
-      domain: await this.rt.observe(c),
+      domain: seen,
       suspended: c.status.suspended !== undefined,
       checkpointExists: await fileExists(path),
       restoreFailed: this.restoreBlocked(key),
@@ -81,7 +82,8 @@ export class VmReconciler {
     const cur = this.rt.container(c.meta.id);
     if (!cur || cur.status.state === "exited") return;
     const observation: AgentObservation = {
-      domain: await this.rt.observe(cur),
+      // Nothing done: what was just seen stands (one domain query per VM per resync, not two).
+      domain: action.kind === "none" && cur === c ? seen : await this.rt.observe(cur),
       suspended: cur.status.suspended !== undefined,
     };
     const failure = this.failures.get(key);
