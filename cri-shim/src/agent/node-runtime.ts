@@ -6,6 +6,7 @@ import type { CriRuntime } from "../runtime.js";
 import type { ContainerEntry } from "../services/containers.js";
 import { sandboxRunsVM } from "../services/validate.js";
 import type { ObservedDomain } from "./decide.js";
+import type { DomainInfo } from "../hypervisor/types.js";
 import { DomainOps } from "./domain-ops.js";
 
 export interface VmRef {
@@ -24,6 +25,11 @@ export interface AgentRuntime {
   container(id: string): ContainerEntry | undefined;
   /** The container's domain as the agent sees it. */
   observe(c: ContainerEntry): Promise<ObservedDomain>;
+  /**
+   * Every container's domain as observe() would see it, from one domain list: what the resync
+   * compares with what was last reconciled, instead of one query per VM every few seconds.
+   */
+  observer(): Promise<(c: ContainerEntry) => ObservedDomain>;
   /** The pod the container's sandbox belongs to. */
   podOf(c: ContainerEntry): VmRef | undefined;
   /** Checkpoint files the container store records for suspended containers. */
@@ -31,6 +37,19 @@ export interface AgentRuntime {
   /** Memory Xen can give guests (MiB): what is free plus what guests hold now; dom0 excluded. */
   guestMemoryMiB(): Promise<number>;
   readonly ops: Pick<DomainOps, "pause" | "unpause" | "suspend" | "restore" | "checkpointDir">;
+}
+
+/** The container's domain as the agent sees it, given what Xen says of its domid. */
+function observedFrom(c: ContainerEntry, d: DomainInfo | undefined): ObservedDomain {
+  if (
+    !d ||
+    d.name !== c.meta.domainName ||
+    d.state === "shutdown" ||
+    d.state === "crashed" ||
+    d.state === "dying"
+  )
+    return "absent";
+  return d.state === "paused" ? "paused" : "running";
 }
 
 /** The key a sandbox's VM claim and a VM share: namespace, name, uid. */
@@ -76,16 +95,14 @@ export function agentRuntime(runtime: CriRuntime, ops: DomainOps): AgentRuntime 
     container: (id) => rt.containers.get(id),
     async observe(c) {
       if (c.status.suspended || c.status.domid === undefined) return "absent";
-      const d = await rt.hypervisor.info(c.status.domid);
-      if (
-        !d ||
-        d.name !== c.meta.domainName ||
-        d.state === "shutdown" ||
-        d.state === "crashed" ||
-        d.state === "dying"
-      )
-        return "absent";
-      return d.state === "paused" ? "paused" : "running";
+      return observedFrom(c, await rt.hypervisor.info(c.status.domid));
+    },
+    async observer() {
+      const byDomid = new Map((await rt.hypervisor.list()).map((d) => [d.domid, d]));
+      return (c) =>
+        c.status.suspended || c.status.domid === undefined
+          ? "absent"
+          : observedFrom(c, byDomid.get(c.status.domid));
     },
     podOf(c) {
       const sb = rt.sandboxes.get(c.meta.sandboxId);
