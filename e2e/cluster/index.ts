@@ -40,6 +40,8 @@ export interface ClusterOptions {
   dom0MemoryMiB?: number;
   /** The kubelet's maxPods per node (default 1,024: kubelet.ts DEFAULT_MAX_PODS). */
   maxPods?: number;
+  /** The kubelet's GOGC (kubelet.ts KubeletOptions.gogc; default 400). */
+  kubeletGogc?: number;
   /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
   podPrefixLength?: number;
 }
@@ -95,7 +97,10 @@ async function startNode(
   cp: ControlPlane,
   registryPort: number,
   agentToken: string,
-  sizing: Pick<ClusterOptions, "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength">,
+  sizing: Pick<
+    ClusterOptions,
+    "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength" | "kubeletGogc"
+  >,
 ): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
   // operator's CPU allocation ratio), and its guest memory from the node's guest-memory resource.
@@ -148,7 +153,10 @@ async function startNode(
       shim = await startShim(xen, {
         args: ["--bridge", xen.bridge, "--pod-cidr", xen.podCidr, ...agentArgs],
       });
-      const kubelet = await startKubelet(cp, xen, sizing.maxPods ? { maxPods: sizing.maxPods } : {});
+      const kubelet = await startKubelet(cp, xen, {
+        ...(sizing.maxPods ? { maxPods: sizing.maxPods } : {}),
+        ...(sizing.kubeletGogc ? { gogc: sizing.kubeletGogc } : {}),
+      });
       return { xen, shim, kubelet, kubeProxy: await kubeProxyPromise };
     } catch (err) {
       await (await kubeProxyPromise)?.stop();
