@@ -111,6 +111,9 @@ async function sample(out: string, shimPidFile: string, kubeletPidFile: string):
   await xen.close();
 }
 
+/** Sandboxes the CRI-only run's cleanup stops and removes at once. */
+const CLEANUP_CONCURRENCY = 8;
+
 async function criOnly(socket: string, image: string, max: number, memoryMiB: number, logDir: string) {
   const cri = connectCri(socket);
   const result: CriOnlyResult = {
@@ -124,10 +127,16 @@ async function criOnly(socket: string, image: string, max: number, memoryMiB: nu
   try {
     const c0 = performance.now();
     const { items = [] } = await cri.runtime<{ items?: Array<{ id: string }> }>("ListPodSandbox", {});
-    for (const sb of items) {
-      await cri.runtime("StopPodSandbox", { pod_sandbox_id: sb.id });
-      await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb.id });
-    }
+    // Several at once: one after the other took 2.7 s each after a 150-VM run (45 min for 1,000).
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const sb = items[next++]!;
+        await cri.runtime("StopPodSandbox", { pod_sandbox_id: sb.id });
+        await cri.runtime("RemovePodSandbox", { pod_sandbox_id: sb.id });
+      }
+    };
+    await Promise.all(Array.from({ length: CLEANUP_CONCURRENCY }, worker));
     result.cleanupMs = Math.round(performance.now() - c0);
     result.cleanedUp = items.length;
     await cri.image("PullImage", { image: { image } });
