@@ -4,9 +4,8 @@
 // falls back to polling. Over the real gRPC server with the in-memory hypervisor TEST DOUBLE, given
 // exit events here by a subclass.
 import test from "ava";
-import { join } from "node:path";
 import { MemoryHypervisorDouble } from "./testing/memory-hypervisor.js";
-import { startUnitShim } from "./testing/unit-shim.js";
+import { runPodThroughCri, startUnitShim } from "./testing/unit-shim.js";
 
 const IMAGE = "registry.test/hello:1";
 
@@ -46,22 +45,8 @@ test("exits are noticed from events; idle, the domains are not listed at the pol
   const shim = await startUnitShim({ hv });
   t.teardown(() => shim.dispose());
   const cri = shim.cri;
-  shim.images.available.add(IMAGE);
-  await cri.image("PullImage", { image: { image: IMAGE } });
-  const run = async (name: string) => {
-    const config = {
-      metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 },
-      log_directory: join(shim.dir, "logs", name),
-    };
-    const { pod_sandbox_id: sb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", { config });
-    const { container_id: ctr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
-      pod_sandbox_id: sb,
-      config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
-      sandbox_config: config,
-    });
-    await cri.runtime("StartContainer", { container_id: ctr });
-    return ctr;
-  };
+  const run = async (name: string) =>
+    (await runPodThroughCri(shim, { name, namespace: "default", image: IMAGE, annotations: {} })).ctr;
   const state = async (ctr: string) =>
     (await cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ctr })).status.state;
 

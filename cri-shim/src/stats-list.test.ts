@@ -3,8 +3,7 @@
 // thousand koffi calls queued at once (koffi refuses more than 256) every poll. Over the real gRPC
 // server with the in-memory hypervisor TEST DOUBLE, whose queries are counted.
 import test from "ava";
-import { join } from "node:path";
-import { startUnitShim } from "./testing/unit-shim.js";
+import { runPodThroughCri, startUnitShim } from "./testing/unit-shim.js";
 
 const IMAGE = "registry.test/hello:1";
 const PODS = 6;
@@ -13,25 +12,16 @@ test(`stats of ${PODS} pods come from one domain list, grouped per sandbox`, asy
   const shim = await startUnitShim();
   t.teardown(() => shim.dispose());
   const cri = shim.cri;
-  shim.images.available.add(IMAGE);
-  await cri.image("PullImage", { image: { image: IMAGE } });
   const pods: { sb: string; ctr: string }[] = [];
-  for (let i = 0; i < PODS; i++) {
-    const name = `p${i}`;
-    const config = {
-      metadata: { name, namespace: "default", uid: `uid-${name}`, attempt: 0 },
-      log_directory: join(shim.dir, "logs", name),
-      annotations: { "superfluid.dev/memory-mib": String(4 + i) },
-    };
-    const { pod_sandbox_id: sb } = await cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", { config });
-    const { container_id: ctr } = await cri.runtime<{ container_id: string }>("CreateContainer", {
-      pod_sandbox_id: sb,
-      config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
-      sandbox_config: config,
-    });
-    await cri.runtime("StartContainer", { container_id: ctr });
-    pods.push({ sb, ctr });
-  }
+  for (let i = 0; i < PODS; i++)
+    pods.push(
+      await runPodThroughCri(shim, {
+        name: `p${i}`,
+        namespace: "default",
+        image: IMAGE,
+        annotations: { "superfluid.dev/memory-mib": String(4 + i) },
+      }),
+    );
 
   const hv = shim.hv;
   const calls = { info: 0, list: 0 };

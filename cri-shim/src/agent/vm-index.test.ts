@@ -4,36 +4,19 @@
 // name and uid; a stopped container is no VM's). CRI shim over the in-memory hypervisor TEST DOUBLE.
 import test from "ava";
 import { join } from "node:path";
-import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
+import { runPodThroughCri, startUnitShim, type UnitShim } from "../testing/unit-shim.js";
 import { DomainOps } from "./domain-ops.js";
 import { agentRuntime } from "./node-runtime.js";
 
 const IMAGE = "registry.test/hello:1";
 const VMS = 40;
 
-async function runPod(shim: UnitShim, name: string, namespace: string, annotations: Record<string, string>) {
-  const config = {
-    metadata: { name, namespace, uid: `uid-${name}`, attempt: 0 },
-    log_directory: join(shim.dir, "logs", name),
-    annotations,
-  };
-  const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-    config,
-  });
-  const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
-    pod_sandbox_id: sb,
-    config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
-    sandbox_config: config,
-  });
-  await shim.cri.runtime("StartContainer", { container_id: ctr });
-  return ctr;
-}
+const runPod = async (shim: UnitShim, name: string, namespace: string, annotations: Record<string, string>) =>
+  (await runPodThroughCri(shim, { name, namespace, image: IMAGE, annotations })).ctr;
 
 test(`${VMS} VMs: each found by namespace, name and uid, with one pass over the stores per change`, async (t) => {
   const shim = await startUnitShim();
   t.teardown(() => shim.dispose());
-  shim.images.available.add(IMAGE);
-  await shim.cri.image("PullImage", { image: { image: IMAGE } });
   const claim = (i: number, ns = "ns") => ({
     "superfluid.dev/vm": `${ns}/vm-${i}`,
     "superfluid.dev/vm-uid": `u-${i}`,

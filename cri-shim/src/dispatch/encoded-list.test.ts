@@ -3,9 +3,8 @@
 // changed entry (the stores replace frozen entries) is encoded again. Then over the real gRPC server:
 // the kubelet's ListPodSandbox/ListContainers see a state change at once.
 import test from "ava";
-import { join } from "node:path";
 import { loadCriServices } from "../proto.js";
-import { startUnitShim } from "../testing/unit-shim.js";
+import { runPodThroughCri, startUnitShim } from "../testing/unit-shim.js";
 import { EncodedList, wrapDefinition } from "./wire.js";
 
 const runtime = loadCriServices().runtime;
@@ -51,27 +50,17 @@ test("concatenated one-entry encodings decode as the whole list; each entry enco
 test("over gRPC: ListPodSandbox and ListContainers show a stop at once, filters still apply", async (t) => {
   const shim = await startUnitShim();
   t.teardown(() => shim.dispose());
-  const IMAGE = "registry.test/hello:1";
-  shim.images.available.add(IMAGE);
-  await shim.cri.image("PullImage", { image: { image: IMAGE } });
   const ids: { sb: string; ctr: string }[] = [];
-  for (let i = 0; i < 3; i++) {
-    const config = {
-      metadata: { name: `p${i}`, namespace: "default", uid: `uid-${i}`, attempt: 0 },
-      log_directory: join(shim.dir, "logs", `p${i}`),
-      labels: { n: String(i) },
-    };
-    const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
-      config,
-    });
-    const { container_id: ctr } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
-      pod_sandbox_id: sb,
-      config: { metadata: { name: "main", attempt: 0 }, image: { image: IMAGE }, log_path: "main/0.log" },
-      sandbox_config: config,
-    });
-    await shim.cri.runtime("StartContainer", { container_id: ctr });
-    ids.push({ sb, ctr });
-  }
+  for (let i = 0; i < 3; i++)
+    ids.push(
+      await runPodThroughCri(shim, {
+        name: `p${i}`,
+        namespace: "default",
+        image: "registry.test/hello:1",
+        annotations: {},
+        labels: { n: String(i) },
+      }),
+    );
   type Sb = { items: { id: string; state: string }[] };
   type Ct = { containers: { id: string; state: string }[] };
   const all = await shim.cri.runtime<Sb>("ListPodSandbox", { filter: null });
