@@ -65,7 +65,7 @@ export class CriRuntime {
     this.recovery = await recover(this.ctx, this.containers);
     // Kernel copies of images removed while the shim was down.
     await collectKernelCache(this.ctx);
-    this.monitor.start();
+    await this.monitor.start();
     return this.recovery;
   }
 

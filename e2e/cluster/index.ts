@@ -43,6 +43,8 @@ export interface ClusterOptions {
   dom0MemoryMiB?: number;
   /** The kubelet's maxPods per node (default 1,024: kubelet.ts DEFAULT_MAX_PODS). */
   maxPods?: number;
+  /** The kubelet's GOGC (kubelet.ts KubeletOptions.gogc; default 400). */
+  kubeletGogc?: number;
   /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
   podPrefixLength?: number;
   /**
@@ -112,7 +114,7 @@ async function startNode(
   agentToken: string,
   sizing: Pick<
     ClusterOptions,
-    "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength" | "containerd"
+    "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength" | "containerd" | "kubeletGogc"
   >,
 ): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
@@ -176,7 +178,10 @@ async function startNode(
         ...(containerd ? ["--fallback-runtime-endpoint", containerd.endpoint] : []),
       ];
       shim = await startShim(xen, { args: shimArgs });
-      const kubelet = await startKubelet(cp, xen, sizing.maxPods ? { maxPods: sizing.maxPods } : {});
+      const kubelet = await startKubelet(cp, xen, {
+        ...(sizing.maxPods ? { maxPods: sizing.maxPods } : {}),
+        ...(sizing.kubeletGogc ? { gogc: sizing.kubeletGogc } : {}),
+      });
       return { xen, shim, shimArgs, kubelet, kubeProxy: await kubeProxyPromise, containerd };
     } catch (err) {
       await (await kubeProxyPromise)?.stop();

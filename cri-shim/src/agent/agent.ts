@@ -44,6 +44,8 @@ export interface NodeAgentConfig {
 const MIGRATIONS = "~migrations";
 const CHECKPOINTS = "~checkpoints";
 const NODE = "~node";
+/** Every this many resyncs, every VM is reconciled whether its domain moved or not. */
+const FULL_RESYNC_EVERY = 12;
 
 export class NodeAgent {
   private readonly client: KubeClient;
@@ -54,6 +56,7 @@ export class NodeAgent {
   private readonly resources: NodeResources | undefined;
   readonly queue: WorkQueue;
   private timer: NodeJS.Timeout | undefined;
+  private resyncs = 0;
 
   constructor(private readonly config: NodeAgentConfig) {
     this.client = new KubeClient(config.kubeConfig);
@@ -110,12 +113,35 @@ export class NodeAgent {
     this.client.close();
   }
 
-  /** Everything once more: domains change behind the watch's back (exits, restarts of the shim). */
+  /**
+   * Domains change behind the watch's back (a pause by hand, exits, restarts of the shim): every
+   * resync lists the domains once and requeues the VMs whose domain is not what their last
+   * reconcile saw; every FULL_RESYNC_EVERY-th requeues them all (checkpoint files, failures). One
+   * reconcile per VM every 5 s was the agent's largest cost at a few hundred VMs.
+   */
   resync(): void {
     this.queue.add(MIGRATIONS);
-    for (const vm of this.vms.list()) this.queue.add(`${vm.metadata.namespace}/${vm.metadata.name}`);
     this.queue.add(CHECKPOINTS);
     if (this.resources) this.queue.add(NODE);
+    const full = this.resyncs++ % FULL_RESYNC_EVERY === 0;
+    void this.requeueVMs(full).catch((err: unknown) => {
+      log.warn("resync failed; requeueing every VM", { err: String(err) });
+      void this.requeueVMs(true);
+    });
+  }
+
+  private async requeueVMs(all: boolean): Promise<void> {
+    const observe = all ? undefined : await this.runtime.observer();
+    for (const vm of this.vms.list()) {
+      const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+      if (observe) {
+        const c = this.runtime.vmContainer(vm);
+        const seen = this.reconciler.lastSeen.get(key);
+        const now = c?.status.state === "running" ? { container: c.meta.id, domain: observe(c) } : undefined;
+        if (seen?.container === now?.container && seen?.domain === now?.domain) continue;
+      }
+      this.queue.add(key);
+    }
   }
 
   private async reconcile(key: string): Promise<ReconcileResult | void> {

@@ -341,3 +341,39 @@ test.serial("the node's guest memory is published on its Node and kept current",
   await waitShown("2048");
   t.pass();
 });
+
+test.serial(
+  "an idle node's resync lists the domains once, not each VM's; a pause behind its back is still undone",
+  async (t) => {
+    const n = await startNode(t, "host-idle");
+    const k = api();
+    t.teardown(() => k.client.close());
+    const vms = ["idle-0", "idle-1", "idle-2", "idle-3", "idle-4", "idle-5"];
+    const domids: number[] = [];
+    for (const vm of vms) {
+      await k.createVm(vm, n.name);
+      await runPod(n, vm);
+      domids.push(n.shim.runtime.ctx.containers.list().at(-1)!.status.domid!);
+    }
+    for (const vm of vms)
+      await k.waitFor(vm, "the agent's conditions", (v) => cond(v, "Paused")?.reason === "NotPaused");
+    await sleep(1000);
+    const hv = n.shim.hv;
+    const calls = { info: 0, list: 0 };
+    const info = hv.info.bind(hv);
+    const list = hv.list.bind(hv);
+    hv.info = (d) => (calls.info++, info(d));
+    hv.list = () => (calls.list++, list());
+    // startNode's resync is every 300 ms: a reconcile per VM would have asked ~6 x 6 x 2 times.
+    await sleep(2000);
+    t.true(calls.info <= vms.length, `${calls.info} per-domain queries in 2 s of idle resyncs`);
+    t.true(calls.list >= 3, `${calls.list} domain lists`);
+    // Paused behind the agent's back (xl pause): its resync sees the domain move and reconciles the
+    // VM, whose runPolicy (Running) has it unpaused.
+    await hv.pause(domids[2]!);
+    t.is((await info(domids[2]!))?.state, "paused");
+    const deadline = Date.now() + 10_000;
+    while ((await info(domids[2]!))?.state !== "running" && Date.now() < deadline) await sleep(50);
+    t.is((await info(domids[2]!))?.state, "running", "the resync noticed the pause and undid it");
+  },
+);

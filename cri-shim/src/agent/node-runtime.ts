@@ -6,6 +6,7 @@ import type { CriRuntime } from "../runtime.js";
 import type { ContainerEntry } from "../services/containers.js";
 import { sandboxRunsVM } from "../services/validate.js";
 import type { ObservedDomain } from "./decide.js";
+import type { DomainInfo } from "../hypervisor/types.js";
 import { DomainOps } from "./domain-ops.js";
 
 export interface VmRef {
@@ -24,6 +25,11 @@ export interface AgentRuntime {
   container(id: string): ContainerEntry | undefined;
   /** The container's domain as the agent sees it. */
   observe(c: ContainerEntry): Promise<ObservedDomain>;
+  /**
+   * Every container's domain as observe() would see it, from one domain list: what the resync
+   * compares with what was last reconciled, instead of one query per VM every few seconds.
+   */
+  observer(): Promise<(c: ContainerEntry) => ObservedDomain>;
   /** The pod the container's sandbox belongs to. */
   podOf(c: ContainerEntry): VmRef | undefined;
   /** Checkpoint files the container store records for suspended containers. */
@@ -33,40 +39,70 @@ export interface AgentRuntime {
   readonly ops: Pick<DomainOps, "pause" | "unpause" | "suspend" | "restore" | "checkpointDir">;
 }
 
+/** The container's domain as the agent sees it, given what Xen says of its domid. */
+function observedFrom(c: ContainerEntry, d: DomainInfo | undefined): ObservedDomain {
+  if (
+    !d ||
+    d.name !== c.meta.domainName ||
+    d.state === "shutdown" ||
+    d.state === "crashed" ||
+    d.state === "dying"
+  )
+    return "absent";
+  return d.state === "paused" ? "paused" : "running";
+}
+
+/** The key a sandbox's VM claim and a VM share: namespace, name, uid. */
+const vmKey = (namespace: string, name: string, uid: string) => `${namespace}/${name}/${uid}`;
+
+/**
+ * Each VM's live container, in one pass over the stores: the resync reconciles every VM every few
+ * seconds, and a scan of all sandboxes and containers per VM made that quadratic in the VMs. Rebuilt
+ * when either store changed (their generations).
+ */
+function vmIndex(runtime: CriRuntime): (vm: VmIdentity) => ContainerEntry | undefined {
+  const rt = runtime.ctx;
+  let built: { sandboxes: number; containers: number; byVm: Map<string, ContainerEntry> } | undefined;
+  const index = () => {
+    if (built?.sandboxes === rt.sandboxes.generation && built.containers === rt.containers.generation)
+      return built.byVm;
+    const byVm = new Map<string, ContainerEntry>();
+    for (const c of rt.containers.list()) {
+      if ((c.status.state !== "running" && c.status.state !== "created") || c.status.incoming) continue;
+      if (c.status.migratedAway) continue;
+      const sb = rt.sandboxes.get(c.meta.sandboxId);
+      const claim = sb?.meta.config.vm;
+      if (!sb || sb.status.state !== "ready" || !claim?.uid) continue;
+      const key = vmKey(claim.namespace, claim.name, claim.uid);
+      // sandboxRunsVM's rule: the claim's namespace is the pod's own.
+      if (!byVm.has(key) && sandboxRunsVM(sb.meta, { metadata: claim })) byVm.set(key, c);
+    }
+    built = { sandboxes: rt.sandboxes.generation, containers: rt.containers.generation, byVm };
+    return byVm;
+  };
+  return (vm) => {
+    const { namespace, name, uid } = vm.metadata;
+    if (!namespace || !name || !uid) return undefined;
+    return index().get(vmKey(namespace, name, uid));
+  };
+}
+
 export function agentRuntime(runtime: CriRuntime, ops: DomainOps): AgentRuntime {
   const rt = runtime.ctx;
   return {
     ops,
-    vmContainer(vm) {
-      const ids = new Set(
-        rt.sandboxes
-          .list()
-          .filter((s) => s.status.state === "ready" && sandboxRunsVM(s.meta, vm))
-          .map((s) => s.meta.id),
-      );
-      return rt.containers
-        .list()
-        .find(
-          (c) =>
-            ids.has(c.meta.sandboxId) &&
-            (c.status.state === "running" || c.status.state === "created") &&
-            !c.status.incoming &&
-            !c.status.migratedAway,
-        );
-    },
+    vmContainer: vmIndex(runtime),
     container: (id) => rt.containers.get(id),
     async observe(c) {
       if (c.status.suspended || c.status.domid === undefined) return "absent";
-      const d = await rt.hypervisor.info(c.status.domid);
-      if (
-        !d ||
-        d.name !== c.meta.domainName ||
-        d.state === "shutdown" ||
-        d.state === "crashed" ||
-        d.state === "dying"
-      )
-        return "absent";
-      return d.state === "paused" ? "paused" : "running";
+      return observedFrom(c, await rt.hypervisor.info(c.status.domid));
+    },
+    async observer() {
+      const byDomid = new Map((await rt.hypervisor.list()).map((d) => [d.domid, d]));
+      return (c) =>
+        c.status.suspended || c.status.domid === undefined
+          ? "absent"
+          : observedFrom(c, byDomid.get(c.status.domid));
     },
     podOf(c) {
       const sb = rt.sandboxes.get(c.meta.sandboxId);

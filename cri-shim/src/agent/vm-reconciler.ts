@@ -20,7 +20,7 @@ import {
   agentFieldManager,
   type AgentObservation,
 } from "./conditions.js";
-import { type AgentAction, decide } from "./decide.js";
+import { type AgentAction, decide, type ObservedDomain } from "./decide.js";
 import { checkpointPath, fileExists } from "./domain-ops.js";
 import type { AgentRuntime } from "./node-runtime.js";
 
@@ -41,6 +41,8 @@ export class VmReconciler {
   private readonly failures = new Map<string, FailureRecord>();
   /** VM uids with a domain operation in flight: their checkpoint files are not stale. */
   readonly busy = new Set<string>();
+  /** What each VM's last reconcile saw of its domain: the resync compares, and requeues what moved. */
+  readonly lastSeen = new Map<string, { container: string; domain: ObservedDomain }>();
 
   constructor(
     private readonly client: KubeClient,
@@ -53,18 +55,23 @@ export class VmReconciler {
     const uid = vm?.metadata.uid;
     if (!vm || !uid || vm.status?.nodeName !== this.nodeName) {
       this.failures.delete(key);
+      this.lastSeen.delete(key);
       return;
     }
     const previous = this.failures.get(key);
     if (previous && (previous.uid !== uid || previous.generation !== vm.metadata.generation))
       this.failures.delete(key);
     const c = this.rt.vmContainer(vm);
-    if (!c || c.status.state !== "running") return;
+    if (!c || c.status.state !== "running") {
+      this.lastSeen.delete(key);
+      return;
+    }
     const path = checkpointPath(this.rt.ops.checkpointDir, uid);
 
+    const seen = await this.rt.observe(c);
     const action = decide({
       runPolicy: vm.spec.runPolicy ?? "Running",
-      domain: await this.rt.observe(c),
+      domain: seen,
       suspended: c.status.suspended !== undefined,
       checkpointExists: await fileExists(path),
       restoreFailed: this.restoreBlocked(key),
@@ -81,9 +88,11 @@ export class VmReconciler {
     const cur = this.rt.container(c.meta.id);
     if (!cur || cur.status.state === "exited") return;
     const observation: AgentObservation = {
-      domain: await this.rt.observe(cur),
+      // Nothing done: what was just seen stands (one domain query per VM per resync, not two).
+      domain: action.kind === "none" && cur === c ? seen : await this.rt.observe(cur),
       suspended: cur.status.suspended !== undefined,
     };
+    this.lastSeen.set(key, { container: cur.meta.id, domain: observation.domain });
     const failure = this.failures.get(key);
     if (failure) observation.failure = failure.failure;
     await this.publish(key, vm, cur, observation);

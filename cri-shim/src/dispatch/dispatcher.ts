@@ -10,7 +10,7 @@ import type { CriRuntime } from "../runtime.js";
 import type { CriService, FallbackRuntime } from "./fallback.js";
 import { BY_CONTAINER, BY_SANDBOX, planCall, type Backend, type Facts, type Plan } from "./plan.js";
 import { mergeStatus, type StatusReply } from "./status-merge.js";
-import { concatReplies, RawReply, requestBytes } from "./wire.js";
+import { concatReplies, EncodedList, RawReply, requestBytes } from "./wire.js";
 
 const log = logger("cri-dispatch");
 const FULL_ID = /^[0-9a-f]{64}$/;
@@ -55,7 +55,10 @@ export class Dispatcher {
       case "merge": {
         // The fallback's entries first: the kubelet reads ImageFsInfo's first file system as the node's.
         const [theirs, ours] = await Promise.all([forward(), local()]);
-        return concatReplies(theirs.bytes, fb.encode(service, method, withoutContainerFs(method, ours)));
+        const encode = (v: unknown) => fb.encode(service, method, v);
+        const mine =
+          ours instanceof EncodedList ? ours.encode(encode) : encode(withoutContainerFs(method, ours));
+        return concatReplies(theirs.bytes, mine);
       }
       case "status": {
         const ours = (await local()) as StatusReply;

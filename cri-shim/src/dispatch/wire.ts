@@ -9,6 +9,41 @@ export class RawReply {
   constructor(readonly bytes: Buffer) {}
 }
 
+/**
+ * A list response whose entries are encoded one by one and the encodings remembered per entry: the
+ * kubelet lists every sandbox and container every second (PLEG), and encoding a thousand of each
+ * each time cost the shim more than anything else it does per VM. `entries` must be immutable
+ * objects (the stores' frozen entries, replaced on every change), so an entry's encoding holds for
+ * as long as the entry itself; `view` must depend on the entry alone. A response of one repeated
+ * field is the concatenation of one-entry responses, so the whole is their concatenation.
+ */
+export class EncodedList<E extends object> {
+  constructor(
+    readonly field: string,
+    readonly entries: readonly E[],
+    readonly view: (entry: E) => unknown,
+  ) {}
+
+  /** The response's bytes, encoding with `serialize` only the entries not seen before. */
+  encode(serialize: (value: unknown) => Buffer): Buffer {
+    let cache = ENCODED.get(this.view);
+    if (!cache) ENCODED.set(this.view, (cache = new WeakMap()));
+    const parts = this.entries.map((e) => {
+      let bytes = cache.get(e);
+      if (!bytes) cache.set(e, (bytes = serialize({ [this.field]: [this.view(e)] })));
+      return bytes;
+    });
+    return Buffer.concat(parts);
+  }
+
+  /** The response as a plain object (for code that wants the message, not its bytes). */
+  toObject(): Record<string, unknown[]> {
+    return { [this.field]: this.entries.map(this.view) };
+  }
+}
+
+const ENCODED = new WeakMap<object, WeakMap<object, Buffer>>();
+
 const REQUEST_BYTES = new WeakMap<object, Buffer>();
 
 /** The bytes a decoded request arrived as (undefined for requests not decoded by wrapDefinition). */
@@ -28,7 +63,11 @@ export function wrapDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinit
         return value;
       },
       responseSerialize: (value: unknown) =>
-        value instanceof RawReply ? value.bytes : m.responseSerialize(value),
+        value instanceof RawReply
+          ? value.bytes
+          : value instanceof EncodedList
+            ? value.encode(m.responseSerialize)
+            : m.responseSerialize(value),
     };
   }
   return out;

@@ -10,5 +10,5 @@ export const listContainerStats: Handler<{
     state: { state: "CONTAINER_RUNNING" },
     label_selector: f?.label_selector ?? {},
   });
-  return { stats: await Promise.all(containers.map((c) => rt.stats.container(c))) };
+  return { stats: await rt.stats.containers(containers) };
 };

@@ -8,5 +8,5 @@ export const listPodSandboxStats: Handler<{
     state: { state: "SANDBOX_READY" },
     label_selector: req.filter?.label_selector ?? {},
   });
-  return { stats: await Promise.all(sandboxes.map((sb) => rt.stats.sandbox(sb))) };
+  return { stats: await rt.stats.sandboxes(sandboxes) };
 };

@@ -23,10 +23,13 @@ import {
 import { ChildprocHooksType } from "./libxl-structs.js";
 import { LibxlLogCapture } from "./libxl-log.js";
 import { HypervisorError } from "./types.js";
+import { DomainNameCache } from "./domain-names.js";
 
 export class LibxlContext {
   /** Bindings whose worker-thread calls are refused once close() has begun. */
   readonly lib: LibxlBindings;
+  /** Domain names read from XenStore, by domid and uuid (libxl-queries.ts). */
+  readonly names = new DomainNameCache({ maxAgeMs: 300_000, concurrency: 8 });
   private closing = false;
   private inflight = 0;
   private drained: (() => void) | undefined;

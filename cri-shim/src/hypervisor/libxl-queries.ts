@@ -28,6 +28,7 @@ import {
 } from "./libxl-structs.js";
 import { checkDomid, errorCodeFor, formatUuid, stateOf } from "./domain-state.js";
 import { type DomainInfo, type HostInfo, HypervisorError } from "./types.js";
+import type { DomainNameCache } from "./domain-names.js";
 
 const PAGE_KIB = 4;
 
@@ -36,6 +37,8 @@ export interface Libxl {
   readonly lib: LibxlBindings;
   readonly ctx: CPointer;
   readonly libxlLog: LibxlLogCapture;
+  /** Names already read from XenStore, by domid and uuid. */
+  readonly names: DomainNameCache;
 }
 
 /** The error for a libxl call that returned `rc`, with what libxl logged since `mark`. */
@@ -78,12 +81,11 @@ export async function hostInfo(x: Libxl): Promise<HostInfo> {
   }
 }
 
-async function toDomainInfo(x: Libxl, d: Dominfo): Promise<DomainInfo> {
-  const name = takeCString(x.lib, await x.lib.domidToName.async(x.ctx, d.domid)) ?? "";
+function toDomainInfo(d: Dominfo, uuid: string, name: string): DomainInfo {
   return {
     domid: d.domid,
     name,
-    uuid: formatUuid(d.uuid),
+    uuid,
     ...stateOf(d),
     memoryKiB: toNumber(d.current_memkb),
     maxMemoryKiB: toNumber(d.max_memkb),
@@ -93,6 +95,16 @@ async function toDomainInfo(x: Libxl, d: Dominfo): Promise<DomainInfo> {
   };
 }
 
+/** Domain infos with their names: cached ones as they are, the others read from XenStore. */
+async function named(x: Libxl, infos: Dominfo[]): Promise<DomainInfo[]> {
+  const keyed = infos.map((d) => ({ domid: d.domid, uuid: formatUuid(d.uuid) }));
+  const names = await x.names.names(keyed, async (domid) =>
+    takeCString(x.lib, await x.lib.domidToName.async(x.ctx, domid)),
+  );
+  return infos.map((d, i) => toDomainInfo(d, keyed[i]!.uuid, names[i]!));
+}
+
+/** Every domain: one hypercall, and XenStore reads only for names not yet cached. */
 export async function listDomains(x: Libxl): Promise<DomainInfo[]> {
   const countOut = cAlloc(4);
   try {
@@ -105,7 +117,8 @@ export async function listDomains(x: Libxl): Promise<DomainInfo[]> {
     } finally {
       x.lib.dominfoListFree.sync(arr, n);
     }
-    return await Promise.all(infos.map((d) => toDomainInfo(x, d)));
+    x.names.retain(infos.map((d) => d.domid));
+    return await named(x, infos);
   } finally {
     cFree(countOut);
   }
@@ -118,25 +131,25 @@ export async function domainInfo(x: Libxl, domid: number): Promise<DomainInfo | 
   try {
     x.lib.dominfoInit.sync(buf);
     const rc = await x.lib.domainInfo.async(x.ctx, buf, domid);
-    if (rc === ERROR_DOMAIN_NOTFOUND) return undefined;
+    if (rc === ERROR_DOMAIN_NOTFOUND) {
+      x.names.forget(domid);
+      return undefined;
+    }
     if (rc !== 0) throw new HypervisorError(`domain info (domain ${domid}) failed: ${libxlErrorName(rc)}`);
     const d = decode<Dominfo>(buf, DominfoType);
     x.lib.dominfoDispose.sync(buf);
-    return await toDomainInfo(x, d);
+    return (await named(x, [d]))[0]!;
   } finally {
     cFree(buf);
   }
 }
 
-/** The domain with this name, or undefined (also for a name no domain could have). */
+/**
+ * The domain with this name, or undefined (also for a name no domain could have). From the list
+ * with cached names: libxl_name_to_domid reads every domain's name from XenStore on each call, which
+ * made every create slower by the number of VMs already running.
+ */
 export async function findDomainByName(x: Libxl, name: string): Promise<DomainInfo | undefined> {
   if (typeof name !== "string" || name.length === 0 || name.includes("\0")) return undefined;
-  const out = cAlloc(4);
-  try {
-    const rc = await x.lib.nameToDomid.async(x.ctx, name, out);
-    if (rc !== 0) return undefined;
-    return await domainInfo(x, decode<number>(out, "uint32"));
-  } finally {
-    cFree(out);
-  }
+  return (await listDomains(x)).find((d) => d.name === name);
 }

@@ -123,6 +123,12 @@ export interface Hypervisor {
   resumeSuspended(domid: number): Promise<void>;
   /** Usage counters; undefined when no such domain exists. Optional: not every backend has them. */
   stats?(domid: number): Promise<DomainStats | undefined>;
+  /**
+   * Calls `onEvent` whenever a domain may have shut down, crashed or gone (what the exit monitor
+   * would otherwise poll for); `onEnd` when events stop coming (then only polling is left).
+   * Resolves to a function that stops the watch. Optional: a backend without it is polled.
+   */
+  watchDomainEvents?(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void>;
   /** The pty of the domain's console, for reading its output. */
   consolePath(domid: number): Promise<string>;
   close(): Promise<void>;

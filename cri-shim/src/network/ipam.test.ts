@@ -177,6 +177,26 @@ test("concurrent allocations inside one process get distinct addresses", async (
   t.is((await ipam.leases()).size, 0);
 });
 
+test("each lease file is read once while it exists, not at every allocation", async (t) => {
+  const dataDir = tempDir(t);
+  const ipam = new Ipam({ network: "n", dataDir, ranges: [{ subnet: "10.6.0.0/22" }] });
+  for (let i = 0; i < 200; i++) await ipam.allocate(`s${i}`);
+  // Before: every allocation read every lease (0 + 1 + ... + 199 = 19,900 reads).
+  t.true(ipam.leaseReads <= 200, `${ipam.leaseReads} lease reads for 200 allocations`);
+  // What the cache answers is what is on disk: the same id keeps its address, a released one is free.
+  const again = await ipam.allocate("s7");
+  t.is(readFileSync(join(dataDir, "n", again.ip), "utf8").split("\r\n")[0], "s7");
+  t.is(await ipam.release("s7"), 1);
+  t.false((await ipam.leases()).has(again.ip));
+  // A lease another writer adds is read (once) and respected.
+  const leases = await ipam.leases();
+  const free = Array.from({ length: 1000 }, (_, i) => `10.6.${1 + (i >> 8)}.${i & 255}`).find(
+    (ip) => !leases.has(ip) && !ip.endsWith(".0") && !ip.endsWith(".255"),
+  )!;
+  writeFileSync(join(dataDir, "n", free), "other\r\neth0");
+  t.is((await ipam.leases()).get(free), "other");
+});
+
 /** A child process that allocates `count` leases with ids `<prefix>-<i>`, printing "id ip" per lease. */
 function allocator(dataDir: string, prefix: string, count: number) {
   const script = `

@@ -11,6 +11,12 @@
 // a stray host-local, or this shim before and after a kill -9) never get the same address. A
 // temporary file a crash left behind is removed at the next pass over the directory. Inside the
 // shim the calls are serialised per Ipam.
+// Each pass lists the directory but reads only the lease files it has not seen: a lease file is
+// written whole once and never rewritten (released by unlink), so its owner is known from the first
+// read for as long as its name stays listed. Reading every lease at every allocation made each
+// RunPodSandbox slower by the number of pods on the node. (An address another writer releases and
+// takes again between two passes of this one would keep its old owner here; the shim is the only
+// writer of its lease directory.)
 import { randomBytes } from "node:crypto";
 import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -150,6 +156,10 @@ export class Ipam {
   private readonly spans: Span[];
   private readonly dir: string;
   private tail: Promise<unknown> = Promise.resolve();
+  /** Lease file name -> owner, for the files seen in the last pass. */
+  private readonly owners = new Map<string, string>();
+  /** Lease files read so far (each is read once while it exists). */
+  leaseReads = 0;
 
   constructor(private readonly config: IpamConfig) {
     if (!/^[a-zA-Z0-9_-][a-zA-Z0-9_.-]{0,63}$/.test(config.network))
@@ -199,6 +209,7 @@ export class Ipam {
       for (const [ip, owner] of await this.read())
         if (owner === id) {
           await unlink(join(this.dir, intToIp(ip))).catch(ignoreMissing);
+          this.owners.delete(intToIp(ip));
           released++;
         }
       return released;
@@ -212,6 +223,7 @@ export class Ipam {
       for (const [ip, owner] of await this.read())
         if (!owners.has(owner)) {
           await unlink(join(this.dir, intToIp(ip))).catch(ignoreMissing);
+          this.owners.delete(intToIp(ip));
           released.push(intToIp(ip));
         }
       return released;
@@ -236,6 +248,7 @@ export class Ipam {
       throw err;
     });
     const out = new Map<number, string>();
+    const listed = new Set<string>();
     for (const name of names) {
       if (name.startsWith(TMP_PREFIX)) {
         // Left by a crash mid-write; another live process's file may be in flight.
@@ -244,9 +257,18 @@ export class Ipam {
       }
       const ip = ipToInt(name);
       if (ip === undefined) continue;
-      const content = await readFile(join(this.dir, name), "utf8").catch(() => undefined);
-      if (content !== undefined) out.set(ip, leaseOwner(content));
+      listed.add(name);
+      let owner = this.owners.get(name);
+      if (owner === undefined) {
+        this.leaseReads++;
+        const content = await readFile(join(this.dir, name), "utf8").catch(() => undefined);
+        if (content === undefined) continue;
+        owner = leaseOwner(content);
+        this.owners.set(name, owner);
+      }
+      out.set(ip, owner);
     }
+    for (const name of this.owners.keys()) if (!listed.has(name)) this.owners.delete(name);
     return out;
   }
 

@@ -40,15 +40,17 @@ export class ContainerService {
 
   /** True while the sandbox's domain exists (then its memory is taken, not merely promised). */
   hasLiveDomain(sandboxId: string): boolean {
+    return this.sandboxesWithLiveDomain().has(sandboxId);
+  }
+
+  /** The sandboxes whose domain exists, in one pass over the containers (not one pass per sandbox). */
+  sandboxesWithLiveDomain(): Set<string> {
     // A container still receiving its domain by migration has none yet: its memory stays promised.
-    return this.rt.containers
-      .list()
-      .some(
-        (c) =>
-          c.meta.sandboxId === sandboxId &&
-          (c.status.state === "created" || c.status.state === "running") &&
-          !c.status.incoming,
-      );
+    const out = new Set<string>();
+    for (const c of this.rt.containers.list())
+      if ((c.status.state === "created" || c.status.state === "running") && !c.status.incoming)
+        out.add(c.meta.sandboxId);
+    return out;
   }
 
   async create(sandboxId: string, config: ContainerConfig | null): Promise<string> {

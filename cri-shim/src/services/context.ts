@@ -13,8 +13,10 @@ export interface RuntimeOptions {
   defaultVcpus: number;
   /** tmpfs directory the kernels are copied to before a domain build reads them. */
   kernelCacheDir: string;
-  /** How often running domains are checked for an exit (ms). */
+  /** How often running domains are checked for an exit (ms) when the hypervisor has no exit events. */
   monitorIntervalMs: number;
+  /** With exit events: how often the domains are listed anyway, for an event lost (ms; default 30 s). */
+  monitorSafetyIntervalMs?: number;
   /** xenconsoled's --log-dir (guest-<name>.log files): read consoles there; undefined reads the pty. */
   consoleLogDir?: string;
   /** Give the hypervisor the guest's IP on its vif, so the backend guards the vif against spoofing

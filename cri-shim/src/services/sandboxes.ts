@@ -97,9 +97,10 @@ export class SandboxService {
   private async checkMemory(requestMiB: number): Promise<void> {
     const host = await this.rt.hypervisor.host();
     const freeMiB = Math.floor(host.freeMemoryKiB / 1024);
+    const live = this.containers.sandboxesWithLiveDomain();
     const promisedMiB = this.rt.sandboxes
       .list()
-      .filter((s) => s.status.state !== "notready" && !this.containers.hasLiveDomain(s.meta.id))
+      .filter((s) => s.status.state !== "notready" && !live.has(s.meta.id))
       .reduce((sum, s) => sum + s.meta.reservedMiB, 0);
     if (requestMiB + promisedMiB > freeMiB)
       throw new CriError(

@@ -26,6 +26,8 @@ function deepFreeze<T>(value: T): T {
 export class Store<M extends { id: string }, S> {
   private readonly entries = new Map<string, Entry<M, S>>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Bumped by every change of the entries: views built from them are current while it holds. */
+  generation = 0;
   private readonly log;
 
   constructor(
@@ -49,6 +51,7 @@ export class Store<M extends { id: string }, S> {
       try {
         const parsed = JSON.parse(await readFile(path, "utf8")) as { meta: M; status: S };
         if (parsed.meta?.id !== id) throw new Error("id does not match file name");
+        this.generation++;
         this.entries.set(id, deepFreeze({ meta: parsed.meta, status: parsed.status }));
       } catch (err) {
         this.log.error("unreadable record left aside", { path, err: String(err) });
@@ -83,6 +86,7 @@ export class Store<M extends { id: string }, S> {
         throw new CriError("AlreadyExists", `${this.kind} ${meta.id} already exists`);
       const entry = deepFreeze({ meta: structuredClone(meta), status: structuredClone(status) });
       await this.write(entry);
+      this.generation++;
       this.entries.set(meta.id, entry);
       return entry;
     });
@@ -97,6 +101,7 @@ export class Store<M extends { id: string }, S> {
       const next = fn(draft, current.meta) ?? draft;
       const entry = deepFreeze({ meta: current.meta, status: next });
       await this.write(entry);
+      this.generation++;
       this.entries.set(id, entry);
       return entry;
     });
@@ -105,6 +110,7 @@ export class Store<M extends { id: string }, S> {
   async delete(id: string): Promise<void> {
     await this.serialized(id, async () => {
       await rm(this.pathOf(id), { force: true });
+      this.generation++;
       this.entries.delete(id);
     });
   }

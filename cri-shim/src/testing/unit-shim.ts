@@ -94,7 +94,13 @@ export async function startUnitShim(existing?: {
  */
 export async function runPodThroughCri(
   shim: UnitShim,
-  pod: { name: string; namespace: string; image: string; annotations: Record<string, string> },
+  pod: {
+    name: string;
+    namespace: string;
+    image: string;
+    annotations: Record<string, string>;
+    labels?: Record<string, string>;
+  },
 ): Promise<{ sb: string; ctr: string }> {
   shim.images.available.add(pod.image);
   await shim.cri.image("PullImage", { image: { image: pod.image } });
@@ -103,6 +109,7 @@ export async function runPodThroughCri(
     hostname: pod.name,
     log_directory: join(shim.dir, "logs", pod.name),
     annotations: pod.annotations,
+    ...(pod.labels ? { labels: pod.labels } : {}),
   };
   const { pod_sandbox_id: sb } = await shim.cri.runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
     config,

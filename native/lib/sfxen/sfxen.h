@@ -24,6 +24,10 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
 /* Waits for netback's vif<domid>.<devid>, joins it to the bridge, brings it up, writes hotplug-status. */
 int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, char *err, int errlen);
 int sfx_destroy(int domid, char *err, int errlen);
+/* Watches XenStore's @releaseDomain (fired when a domain shuts down, crashes or is destroyed) on a
+ * connection of its own, from a thread of its own: returns the read end of a pipe that gets a byte
+ * per event (one byte stands for any number of events not yet read; EOF: the watch ended). */
+int sfx_release_watch(char *err, int errlen);
 /* save.c: suspends the domain (XenStore control/shutdown) and writes it to fd as a libxl v2
  * stream (live: pre-copy first, failing before any byte if Xen cannot track dirty pages). The
  * domain is left suspended. sfx_resume cancels such a suspend (nothing to do if not suspended). */

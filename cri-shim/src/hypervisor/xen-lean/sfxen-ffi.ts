@@ -63,6 +63,9 @@ function load(path: string) {
     destroy: lib.func("int sfx_destroy(int domid, void *err, int errlen)") as unknown as AsyncFn<
       [number, Buffer, number]
     >,
+    releaseWatch: lib.func("int sfx_release_watch(void *err, int errlen)") as unknown as AsyncFn<
+      [Buffer, number]
+    >,
   };
 }
 
@@ -107,5 +110,10 @@ export class Sfxen {
 
   async destroy(domid: number) {
     await call(this.l.destroy, domid);
+  }
+
+  /** A pipe's read end that gets a byte whenever XenStore fires @releaseDomain (EOF: the watch ended). */
+  releaseWatch(): Promise<number> {
+    return call(this.l.releaseWatch);
   }
 }

@@ -8,8 +8,10 @@
 // PVH guests are built, saved and restored by libxl (the shell builder is PV only); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
+import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
+import { waitForInterface } from "../../network/wait-interface.js";
 import { validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
@@ -31,6 +33,8 @@ import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 const log = logger("xen-lean");
 /** How long netback gets to make a vif's interface. */
 const VIF_TIMEOUT_MS = 20_000;
+/** What libsfxen's own wait gets after the event loop's (its timeout path cleans the vif up). */
+const VIF_FINAL_WAIT_MS = 100;
 
 export interface XenLeanOptions {
   /** Shells per shape (0: no pool, every create is cold). */
@@ -195,7 +199,13 @@ export class XenLean implements Hypervisor {
 
   private attachVifs(domid: number, vifs: { devid: number; bridge: string }[]): void {
     const attach = Promise.all(
-      vifs.map((v) => this.sfx.vifAttach(domid, v.devid, v.bridge, VIF_TIMEOUT_MS)),
+      vifs.map(async (v) => {
+        // Waited for here, on the event loop's timers: libsfxen's own wait polls on a koffi worker
+        // thread, and a batch of creates waiting for a busy netback held every worker, so each
+        // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
+        const left = await waitForInterface(`vif${domid}.${v.devid}`, VIF_TIMEOUT_MS);
+        await this.sfx.vifAttach(domid, v.devid, v.bridge, Math.max(left, VIF_FINAL_WAIT_MS));
+      }),
     ).then(() => undefined);
     attach.catch(() => undefined); // observed by unpause()/destroy()
     this.attaching.set(domid, attach);
@@ -341,6 +351,19 @@ export class XenLean implements Hypervisor {
       }
     }
     return domid;
+  }
+  /** @releaseDomain from libsfxen's watch thread, read as a pipe socket by the event loop. */
+  async watchDomainEvents(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void> {
+    const fd = await this.sfx.releaseWatch();
+    const pipe = new Socket({ fd, readable: true, writable: false });
+    let stopped = false;
+    pipe.on("data", () => onEvent());
+    pipe.on("error", (err) => !stopped && onEnd(String(err)));
+    pipe.on("close", () => !stopped && onEnd("the @releaseDomain watch ended"));
+    return () => {
+      stopped = true;
+      pipe.destroy();
+    };
   }
   stats(domid: number): Promise<DomainStats | undefined> {
     return this.libxl.stats(domid);
