@@ -8,10 +8,11 @@ import tls from "node:tls";
 import { failpoint, isSimulatedCrash, MIGRATION_FAILPOINTS as FP } from "../../../lib/failpoints.js";
 import { logger } from "../../../lib/log.js";
 import { type DomainSpec, type Hypervisor, HypervisorError } from "../hypervisor/types.js";
+import type { IncomingMigration, ReceivedDomain, ReceiveOptions } from "./receive-types.js";
 import { FrameChannel } from "./channel.js";
 import { MigrationError } from "./errors.js";
 import { STREAM_CIPHERS } from "./framing.js";
-import { type MigrationIdentity, certificateFingerprint, normalizeFingerprint } from "./identity.js";
+import { certificateFingerprint, normalizeFingerprint } from "./identity.js";
 import { DEFAULT_TIMEOUT_MS } from "./send.js";
 import { streamSocketpair } from "./socketpair.js";
 
@@ -20,49 +21,10 @@ const log = logger("migration-receive");
  *  the endpoint in the API); cancel() ends the wait sooner. */
 export const DEFAULT_ACCEPT_TIMEOUT_MS = 10 * 60_000;
 
-export interface ReceivedDomain {
-  domid: number;
-  bytes: number;
-  /** stream end -> domain unpaused here (the target's share of the downtime) */ restoreMs: number;
-  /** ms from the stream's end here: restore done, "restored" recorded and said, the commit (or
-   *  "go") seen, the domain unpaused. */
-  timeline: { restored: number; said: number; committed: number; unpaused: number };
-  sourceSpec: DomainSpec;
-}
-
-export interface IncomingMigration {
-  readonly port: number;
-  /** Resolves once the domain runs here (unpaused); rejects with MigrationError. The listener is closed either way. */
-  readonly result: Promise<ReceivedDomain>;
-  /** Stops listening / aborts the stream and destroys any half-restored domain. */
-  cancel(reason: string): Promise<void>;
-}
-
-/** The durable commit point, as the target sees it (the node agent records it in the migration's status). */
-export interface TargetHandover {
-  /** Records that the paused copy exists (TargetRestored=True, with its domid) before the source hears
-   *  "restored". A failure here aborts the receive (the source never hears "restored", so cannot commit). */
-  restored(domid: number): Promise<void>;
-  /** The recorded decision; waits while it is open. Consulted when the connection fails before "go". */
-  decision(): Promise<"commit" | "abort">;
-}
-
 /** How often an unpause of a committed domain is tried before the receive gives up (domain left paused). */
 export const UNPAUSE_ATTEMPTS = 3;
 
-export interface ReceiveOptions {
-  hv: Hypervisor;
-  host: string;
-  identity: MigrationIdentity;
-  sourceFingerprint: () => Promise<string | undefined>;
-  targetSpec: (sourceSpec: DomainSpec) => DomainSpec | Promise<DomainSpec>;
-  timeoutMs?: number;
-  onProgress?: (bytes: number) => void;
-  /** Give up when no source connected within this long (default 10 min). */
-  acceptTimeoutMs?: number;
-  /** The commit point in the API. Without it "go" is the commit, and a failure before it destroys the copy. */
-  handover?: TargetHandover;
-}
+export type { IncomingMigration, ReceivedDomain, ReceiveOptions, TargetHandover } from "./receive-types.js";
 
 /** Target side: listens on host:0 for ONE mutual-TLS connection whose client certificate's fingerprint
  *  equals `await sourceFingerprint()` (asked when the connection arrives, so it can be read from the

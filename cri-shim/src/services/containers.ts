@@ -18,7 +18,7 @@ import {
   guestCmdline,
   guestDomainSpec,
   guestMemoryMiB,
-  memoryFromResources,
+  resizeFromResources,
 } from "./guest-config.js";
 import { cachedImageKernels, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
@@ -377,10 +377,7 @@ export class ContainerService {
         `container ${c.meta.id} is ${c.status.state}; only a live domain can be resized`,
       );
     const domid = c.status.domid;
-    const memoryMiB = memoryFromResources(linux);
-    const quota = Number(linux.cpu_quota),
-      period = Number(linux.cpu_period);
-    const vcpus = quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined;
+    const { memoryMiB, vcpus } = resizeFromResources(linux);
     if (memoryMiB !== undefined && memoryMiB !== c.status.memoryMiB)
       await this.rt.hypervisor.setMemory(domid, memoryMiB);
     if (vcpus !== undefined && vcpus !== c.status.vcpus) await this.rt.hypervisor.setVcpus(domid, vcpus);

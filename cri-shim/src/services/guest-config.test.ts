@@ -1,8 +1,14 @@
 // The guest's command line and memory from its pod: a table of what goes in and what comes out.
 import test from "ava";
 import { CriError } from "../errors.js";
-import type { ContainerConfig } from "../proto.js";
-import { guestCmdline, guestDomainSpec, MAX_CMDLINE, memoryFromResources } from "./guest-config.js";
+import type { ContainerConfig, LinuxContainerResources } from "../proto.js";
+import {
+  guestCmdline,
+  guestDomainSpec,
+  MAX_CMDLINE,
+  memoryFromResources,
+  resizeFromResources,
+} from "./guest-config.js";
 
 const net = { ip: "10.244.1.5", prefixLength: 24, gateway: "10.244.1.1" };
 const sandbox = (args: string[] = [], env: Record<string, string> = {}, hostname = "") => ({
@@ -147,4 +153,18 @@ test("the domain CreateContainer builds: the container's kernel and words, its s
   });
   // Without anti-spoofing the vif names no address: the hypervisor then guards nothing on it.
   t.deepEqual(guestDomainSpec(meta, size, pod, false).vifs, [{ bridge: "sfbr0", mac: "02:00:0a:f4:01:05" }]);
+});
+
+test("a resize takes the memory limit and vCPUs from the CPU quota; absent figures stay undefined", (t) => {
+  const r = (o: Record<string, string>) => resizeFromResources(o as unknown as LinuxContainerResources);
+  t.deepEqual(
+    r({ memory_limit_in_bytes: String(32 * 1024 * 1024), cpu_quota: "150000", cpu_period: "100000" }),
+    {
+      memoryMiB: 32,
+      vcpus: 2,
+    },
+  );
+  t.deepEqual(r({ cpu_quota: "10000", cpu_period: "100000" }), { memoryMiB: undefined, vcpus: 1 });
+  t.deepEqual(r({ cpu_quota: "-1", cpu_period: "100000" }), { memoryMiB: undefined, vcpus: undefined });
+  t.deepEqual(r({}), { memoryMiB: undefined, vcpus: undefined });
 });

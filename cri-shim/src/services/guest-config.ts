@@ -54,6 +54,19 @@ export function memoryFromResources(
   return bytes > 0 ? Math.ceil(bytes / (1024 * 1024)) : undefined;
 }
 
+/** UpdateContainerResources' figures for a live domain: its memory limit, and vCPUs from the CPU quota. */
+export function resizeFromResources(r: LinuxContainerResources): {
+  memoryMiB: number | undefined;
+  vcpus: number | undefined;
+} {
+  const quota = Number(r.cpu_quota),
+    period = Number(r.cpu_period);
+  return {
+    memoryMiB: memoryFromResources(r),
+    vcpus: quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined,
+  };
+}
+
 /**
  * The memory the domain is built with: the pod's superfluid.dev/memory-mib (the operator writes the
  * VM's one figure there, and the same figure as the guest-memory request the scheduler counted and
