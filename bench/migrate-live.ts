@@ -7,6 +7,7 @@
 // Downtime: the source's own measure (the guest suspended -> the target says running, on the
 // source's clock), the same for both moves. The client's view beside it: requests sent and failed
 // during each move, and the longest gap between two answered requests.
+import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import {
@@ -67,11 +68,13 @@ async function startClient(
   tag: string,
 ): Promise<{ stop(): Promise<[number, number, boolean][]> }> {
   const url = `http://${GUEST_IP}:${PORT}/healthz`;
-  const { out } = await background(
-    node,
-    tag,
-    `while :; do s=$(date +%s%3N); if curl -sf -m 2 -o /dev/null ${url}; then r=ok; else r=fail; fi; echo "{\\"s\\": $s, \\"e\\": $(date +%s%3N), \\"r\\": \\"$r\\"}"; sleep 0.1; done`,
+  // A script file: background() execs one command, and a loop is not one.
+  writeFileSync(
+    join(node.hostDir, `${tag}.sh`),
+    `while :; do s=$(date +%s%3N); if curl -sf -m 2 -o /dev/null ${url}; then r=ok; else r=fail; fi; ` +
+      `echo "{\\"s\\": $s, \\"e\\": $(date +%s%3N), \\"r\\": \\"$r\\"}"; sleep 0.1; done\n`,
   );
+  const { out } = await background(node, tag, `sh ${node.dom0HostDir}/${tag}.sh`);
   return {
     async stop() {
       await signalBackground(node, tag, "TERM");
@@ -160,7 +163,7 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
     // Back by stop-and-copy: the domain B restored, with the spec A sent (the CLI wrote it beside it).
     const onB = (await sh(b, `xl domid ${name}`)).trim();
     const specB = join(b.dom0HostDir, `${name}.spec.json`);
-    await sh(b, `cp ${created.specFile} ${specB}`);
+    copyFileSync(join(a.hostDir, `${name}.spec.json`), join(b.hostDir, `${name}.spec.json`));
     const cold = await move("stop-and-copy", b, a, a, { domid: Number(onB), specFile: specB }, idB, "cold");
     await sh(a, `xl destroy ${name}`).catch(() => undefined);
     const ratio = Number((live.result.downtimeMs / cold.result.downtimeMs).toFixed(3));

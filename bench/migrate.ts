@@ -6,7 +6,8 @@
 // * migrate (bench/migrate-stream.ts): hello (16 MiB) between two emulated nodes, ours vs
 //   `xl save | socat | xl restore` (stop-and-copy).
 // * live (bench/migrate-live.ts): the http guest (PVH, 128 MiB) moved live and by stop-and-copy while
-//   a client requests it: liveDowntimeMs, stopAndCopyDowntimeMs, liveOverStopAndCopy, failed requests.
+//   a client requests it: liveDowntimeMs, stopAndCopyDowntimeMs, liveOverStopAndCopy, failed requests,
+//   in <out>/migrate-live.json (its own file: BENCH_PARTS=live runs it alone).
 // * faults: the migration fault suite (cri-shim/src/migration/faults.test.ts) runs, and the
 //   failpoints it actually fired in passing cases are counted.
 // Writes <out>/migrate.json (default bench/results) with, for the default backend and for lean:
@@ -139,20 +140,35 @@ const result = {
     suspendResumeSpeedup: byBackend.lean?.suspendResumeSpeedup ?? null,
     downtimeRatioOverXl: byBackend.lean?.downtimeRatioOverXl ?? null,
   },
-  liveDowntimeMs: live?.liveDowntimeMs ?? null,
-  stopAndCopyDowntimeMs: live?.stopAndCopyDowntimeMs ?? null,
-  liveOverStopAndCopy: live?.liveOverStopAndCopy ?? null,
-  failedRequestsLive: live?.failedRequestsLive ?? null,
-  failedRequestsStopAndCopy: live?.failedRequestsStopAndCopy ?? null,
-  live: live ? { ...live, samples: undefined } : (liveRun ?? null),
   faultPointsTested: faults && "faultPointsTested" in faults ? faults.faultPointsTested : null,
   faults: faults ?? null,
   byBackend,
 };
-writeFileSync(join(out, "migrate.json"), JSON.stringify(result, null, 2) + "\n");
-console.log(
-  `suspendResumeSpeedup ${result.suspendResumeSpeedup}, downtimeRatioOverXl ${result.downtimeRatioOverXl} (${DEFAULT_HYPERVISOR}); lean ${result.lean.suspendResumeSpeedup}, ${result.lean.downtimeRatioOverXl}; faultPointsTested ${result.faultPointsTested}; load at start ${loadAvgAtStart}; wrote ${join(out, "migrate.json")}`,
-);
+// The live part has its own file, so that it can run alone (BENCH_PARTS=live) without touching
+// the other parts' figures; migrate.json is written when any of those ran.
+if (liveRun) {
+  const liveOut = {
+    what: "live (pre-copy) vs stop-and-copy migration of the http guest (PVH) under a steady client",
+    loadAvgAtStart,
+    forced: args.force && loadAvgAtStart > MAX_LOAD,
+    liveDowntimeMs: live?.liveDowntimeMs ?? null,
+    stopAndCopyDowntimeMs: live?.stopAndCopyDowntimeMs ?? null,
+    liveOverStopAndCopy: live?.liveOverStopAndCopy ?? null,
+    failedRequestsLive: live?.failedRequestsLive ?? null,
+    failedRequestsStopAndCopy: live?.failedRequestsStopAndCopy ?? null,
+    run: live ? { ...live, samples: undefined } : liveRun,
+  };
+  writeFileSync(join(out, "migrate-live.json"), JSON.stringify(liveOut, null, 2) + "\n");
+  console.log(
+    `live ${liveOut.liveDowntimeMs} ms vs stop-and-copy ${liveOut.stopAndCopyDowntimeMs} ms downtime: liveOverStopAndCopy ${liveOut.liveOverStopAndCopy}; failed requests ${liveOut.failedRequestsLive} / ${liveOut.failedRequestsStopAndCopy}; wrote ${join(out, "migrate-live.json")}`,
+  );
+}
+if (parts.has("suspend") || parts.has("migrate") || parts.has("faults")) {
+  writeFileSync(join(out, "migrate.json"), JSON.stringify(result, null, 2) + "\n");
+  console.log(
+    `suspendResumeSpeedup ${result.suspendResumeSpeedup}, downtimeRatioOverXl ${result.downtimeRatioOverXl} (${DEFAULT_HYPERVISOR}); lean ${result.lean.suspendResumeSpeedup}, ${result.lean.downtimeRatioOverXl}; faultPointsTested ${result.faultPointsTested}; load at start ${loadAvgAtStart}; wrote ${join(out, "migrate.json")}`,
+  );
+}
 
 function writeLivePlot(l: NonNullable<typeof live>): void {
   writeFileSync(
