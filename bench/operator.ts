@@ -396,6 +396,22 @@ async function clear(client: KubeClient, n: number, round: number): Promise<void
       path: paths.pods(ns),
       body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
     });
+  // The round's UnikernelVMs go too, so that a later count's apiserver and etcd hold no more objects
+  // than the first's. The operator is stopped: its finalizer is taken off by hand.
+  for (const ns of [`bench-uvm-${n}-${round}`, `bench-uvm-alone-${n}-${round}`]) {
+    const path = paths.custom(UNIKERNELVM_PLURAL, ns);
+    await client.request({ method: "DELETE", path });
+    const left = await client.request<{ items: UnikernelVM[] }>({ method: "GET", path });
+    const held = left.items.filter((vm) => vm.metadata.finalizers?.length);
+    await inBatches(held.length, CONCURRENCY, (i) =>
+      client.request({
+        method: "PATCH",
+        path: `${path}/${held[i]!.metadata.name}`,
+        body: { metadata: { finalizers: null } },
+        contentType: "application/merge-patch+json",
+      }),
+    );
+  }
 }
 
 async function main(): Promise<void> {
