@@ -100,11 +100,15 @@ test.serial(
       bootTimeMilliseconds: 41,
       podName: pod!.metadata!.name,
     });
-    const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({
-      method: "GET",
-      path: paths.events(cluster().namespace),
+    // Events are sent after the writes they tell of, asynchronously: wait for both.
+    const reasons = await until("the PodCreated and Running events", async () => {
+      const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({
+        method: "GET",
+        path: paths.events(cluster().namespace),
+      });
+      const r = events.items.filter((e) => e.involvedObject.name === "alpha").map((e) => e.reason);
+      return r.includes("PodCreated") && r.includes("Running") && r;
     });
-    const reasons = events.items.filter((e) => e.involvedObject.name === "alpha").map((e) => e.reason);
     t.true(reasons.includes("PodCreated") && reasons.includes("Running"), reasons.join(","));
   },
 );
@@ -197,14 +201,17 @@ test.serial("restartPolicy Always: a pod that failed (evicted) is replaced by a 
   });
   // Same spec, same name: a new pod object, not a second pod.
   t.is(replacement.metadata!.name, pod!.metadata!.name);
-  const events = await client.request<{
-    items: { reason: string; message: string; involvedObject: { name: string } }[];
-  }>({
-    method: "GET",
-    path: paths.events(cluster().namespace),
+  // Events go out after the writes they tell of (held while the work queue is busy): wait for it.
+  const restart = await until("the Restarting event", async () => {
+    const events = await client.request<{
+      items: { reason: string; message: string; involvedObject: { name: string } }[];
+    }>({
+      method: "GET",
+      path: paths.events(cluster().namespace),
+    });
+    return events.items.find((e) => e.involvedObject.name === "alpha" && e.reason === "Restarting");
   });
-  const restart = events.items.find((e) => e.involvedObject.name === "alpha" && e.reason === "Restarting");
-  t.regex(restart?.message ?? "", /Evicted/);
+  t.regex(restart.message, /Evicted/);
 });
 
 test.serial(
