@@ -338,16 +338,27 @@ test.serial(
       t.is(m.status?.phase, "Failed");
       const succeeded = m.status?.conditions?.find((c) => c.type === "Succeeded");
       t.like(succeeded, { status: "False", reason: "TargetNotXenNode" });
-      const events = JSON.parse(
-        await s.ok([
-          "get",
-          "events",
-          "--field-selector",
-          `involvedObject.name=${m.metadata.name},involvedObject.kind=UnikernelVMMigration`,
-          "-o",
-          "json",
-        ]),
-      ) as { items: Array<{ type: string; reason: string; message: string }> };
+      // Events go after the writes they tell of: wait for the Warning rather than read once.
+      const events = await eventually(
+        "the TargetNotXenNode Warning",
+        async () => {
+          const list = JSON.parse(
+            await s.ok([
+              "get",
+              "events",
+              "--field-selector",
+              `involvedObject.name=${m.metadata.name},involvedObject.kind=UnikernelVMMigration`,
+              "-o",
+              "json",
+            ]),
+          ) as { items: Array<{ type: string; reason: string; message: string }> };
+          return list.items.some((e) => e.type === "Warning" && e.reason === "TargetNotXenNode")
+            ? list
+            : undefined;
+        },
+        60_000,
+        1000,
+      );
       t.log(
         `events of ${m.metadata.name}: ${events.items.map((e) => `${e.type} ${e.reason}: ${e.message}`).join(" | ")}`,
       );

@@ -34,7 +34,19 @@ let op: RunningOperator;
 test.before(async () => ({ client, op } = await operator.ready()));
 
 const world = migrationWorld(operator, () => client);
-const { ns, mPath, getM, getPod, runningVM, createMigration, phaseIs, agentApply, events, podsOfVM } = world;
+const {
+  ns,
+  mPath,
+  getM,
+  getPod,
+  runningVM,
+  createMigration,
+  phaseIs,
+  agentApply,
+  events,
+  eventsOnce,
+  podsOfVM,
+} = world;
 /** Another controller's finalizer: it keeps a deleted migration readable after ours is released. */
 const INSPECT = "test.superfluid.dev/inspect";
 
@@ -157,8 +169,9 @@ test.serial(
       conditions: [agentCondition("Transferred", "True", "Transferred")],
     });
     await gone("mid");
-    t.true((await events("mid")).some((e) => e.reason === "Succeeded"));
-    t.is((await events("mid")).filter((e) => e.reason === "DeletionDeferred").length, 1);
+    const mid = await eventsOnce("mid", (es) => es.some((e) => e.reason === "Succeeded"));
+    t.true(mid.some((e) => e.reason === "Succeeded"));
+    t.is(mid.filter((e) => e.reason === "DeletionDeferred").length, 1);
 
     // The pod that runs the VM now is the VM's, not the deleted migration's: no collector can take it.
     const adopted = (await getPod(targetName))!;
@@ -213,7 +226,9 @@ test.serial(
     await eventOf("orphaned", "DeletionDeferred");
     await client.request({ method: "DELETE", path: operator.vmPath("doomed") });
     await gone("orphaned");
-    const reasons = (await events("orphaned")).map((e) => e.reason);
+    const reasons = (await eventsOnce("orphaned", (es) => es.some((e) => e.reason === "VMDeleted"))).map(
+      (e) => e.reason,
+    );
     t.true(reasons.includes("VMDeleted"), reasons.join(","));
     await until("target pod gone", async () => (await getPod(during.status!.targetPod!)) === undefined);
     await until("source pod gone", async () => (await getPod(source.metadata!.name!)) === undefined);

@@ -128,6 +128,20 @@ export function migrationWorld(operator: OperatorHarness, client: () => KubeClie
       return list.items.filter((e) => e.involvedObject.name === name);
     },
 
+    /**
+     * The Events about the object once `ok` holds for them. Events go after the writes they tell of,
+     * and wait while the operator's work queue is busy: a test reads them when they have come.
+     */
+    eventsOnce(name: string, ok: (es: RecordedEvent[]) => boolean): Promise<RecordedEvent[]> {
+      return until(`${name}'s events`, async () => {
+        const list = await client().request<{
+          items: (RecordedEvent & { involvedObject: { name: string } })[];
+        }>({ method: "GET", path: paths.events(ns()) });
+        const es = list.items.filter((e) => e.involvedObject.name === name);
+        return ok(es) && es;
+      });
+    },
+
     /** The VM's pods that are not being deleted. */
     podsOfVM: async (vm: string) =>
       (await listPods(client(), ns(), `${LABELS.vm}=${vm}`)).filter((p) => !p.metadata?.deletionTimestamp),

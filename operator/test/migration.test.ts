@@ -35,8 +35,19 @@ let op: RunningOperator;
 test.before(async () => ({ client, op } = await operator.ready()));
 
 const { vmPath, applyVM, getVM } = operator;
-const { ns, getM, getPod, runningVM, createMigration, phaseIs, agentApply, events, podsOfVM, pluginMigrate } =
-  migrationWorld(operator, () => client);
+const {
+  ns,
+  getM,
+  getPod,
+  runningVM,
+  createMigration,
+  phaseIs,
+  agentApply,
+  events,
+  eventsOnce,
+  podsOfVM,
+  pluginMigrate,
+} = migrationWorld(operator, () => client);
 
 /** Reconciles the migration controller has finished so far, from its metrics. */
 async function migrationReconciles(): Promise<number> {
@@ -169,10 +180,17 @@ test.serial(
     );
     t.is(await getPod(podName(vm)), undefined);
 
-    const mReasons = (await events(name)).map((e) => e.reason);
-    for (const r of ["Scheduling", "TargetPreparing", "Transferring", "Switching", "Succeeded"])
-      t.true(mReasons.includes(r), `${r} in ${mReasons.join(",")}`);
-    const vmReasons = (await events("web")).map((e) => e.reason);
+    const steps = ["Scheduling", "TargetPreparing", "Transferring", "Switching", "Succeeded"];
+    const mReasons = (await eventsOnce(name, (es) => steps.every((r) => es.some((e) => e.reason === r)))).map(
+      (e) => e.reason,
+    );
+    for (const r of steps) t.true(mReasons.includes(r), `${r} in ${mReasons.join(",")}`);
+    const vmReasons = (
+      await eventsOnce(
+        "web",
+        (es) => es.some((e) => e.reason === "Migrated") && es.some((e) => e.reason.startsWith("Migration")),
+      )
+    ).map((e) => e.reason);
     t.true(
       vmReasons.includes("Migrated") && vmReasons.some((r) => r.startsWith("Migration")),
       vmReasons.join(","),
@@ -245,7 +263,10 @@ test.serial(
     });
     t.is(vm.status?.nodeName, nodeB);
     t.regex(findCondition(vm.status?.conditions, "Migrating")!.message, /StreamBroken|connection reset/);
-    t.true((await events("back")).some((e) => e.type === "Warning" && e.reason === "StreamBroken"));
+    const back = await eventsOnce("back", (es) =>
+      es.some((e) => e.type === "Warning" && e.reason === "StreamBroken"),
+    );
+    t.true(back.some((e) => e.type === "Warning" && e.reason === "StreamBroken"));
 
     // Failed is history too: a late TargetRunning neither revives it nor brings a target pod back.
     await settleAfter(() =>
