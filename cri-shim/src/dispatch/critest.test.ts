@@ -58,8 +58,13 @@ interface SpecResult {
 }
 
 /** One critest run against `endpoint`; the per-spec outcome from its JSON report. */
-async function critest(endpoint: string, report: string): Promise<{ specs: SpecResult[]; seconds: number }> {
+async function critest(
+  endpoint: string,
+  report: string,
+  focus: string[] = [],
+): Promise<{ specs: SpecResult[]; seconds: number }> {
   const skip = SKIP.map((s) => s.replace(/ /g, "\\s")).join("|");
+  const only = focus.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/ /g, "\\s")).join("|");
   const started = Date.now();
   const r = await runAsync(
     k8sBinary("critest"),
@@ -68,6 +73,7 @@ async function critest(endpoint: string, report: string): Promise<{ specs: SpecR
       `--image-endpoint=${endpoint}`,
       "--ginkgo.no-color",
       `--ginkgo.skip=${skip}`,
+      ...(only ? [`--ginkgo.focus=${only}`] : []),
       `--ginkgo.json-report=${report}`,
     ],
     { timeoutMs: 900_000 },
@@ -110,11 +116,18 @@ test("critest through our CRI front passes every spec containerd passes directly
   // The baseline really ran: the container, streaming, security-context and image specs pass on
   // containerd with the stand-ins (72 of 96 when measured).
   t.true(directPassed.size >= 60, `only ${directPassed.size} specs passed on containerd directly`);
-  t.deepEqual(
-    [...directPassed].filter((n) => !frontPassed.has(n)),
-    [],
-    "specs that pass on containerd but not through our front",
-  );
+  // A spec that missed through the front runs again, both ways, once: timing-sensitive specs (the
+  // OOM kill) can miss under a loaded machine. Every miss is logged; a spec that passes directly and
+  // misses through the front again fails the test.
+  const missed = [...directPassed].filter((n) => !frontPassed.has(n));
+  let stillMissed = missed;
+  if (missed.length > 0) {
+    t.log(`missed through the front on the first run, run again both ways: ${missed.join(" | ")}`);
+    const d2 = passed(await critest(containerd.endpoint, join(shim.dir, "critest-direct-2.json"), missed));
+    const f2 = passed(await critest(`unix://${shim.socket}`, join(shim.dir, "critest-front-2.json"), missed));
+    stillMissed = missed.filter((n) => d2.has(n) && !f2.has(n));
+  }
+  t.deepEqual(stillMissed, [], "specs that pass on containerd but not through our front");
   // Both ran the same specs.
   t.deepEqual(front.specs.map((s) => s.name).sort(), direct.specs.map((s) => s.name).sort());
   // Nothing left behind in containerd by either run.
