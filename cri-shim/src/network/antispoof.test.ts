@@ -104,8 +104,10 @@ test("a guarded vif passes the guest's own IP and MAC and drops a spoofed source
   await inGuest(`ip link set vg-${id} address ${GUEST_MAC}`);
   t.is(await ping(inGuest, GUEST_IP), "ok", "and the real one passes again");
 
-  // One table, one chain per guarded vif.
-  t.regex(await inDom0(`${NFT} list table bridge sf-antispoof`), /chain port-vif7\.0/);
+  // One table; a guarded vif is set elements in it, not a chain of its own.
+  const table = await inDom0(`${NFT} list table bridge sf-antispoof`);
+  t.regex(table, /"vif7\.0" \. 00:16:3e:0a:0b:0c \. 10\.77\.0\.5/);
+  t.notRegex(table, /chain port-/);
 
   // Guarding again with another address replaces the old one (a vif name reused by a new domain).
   await forget();
@@ -117,7 +119,7 @@ test("a guarded vif passes the guest's own IP and MAC and drops a spoofed source
   await call("unguardVif", `"${VIF}"`); // idempotent
   t.deepEqual(JSON.parse(await call("guardedVifs", "")), []);
   t.is(await ping(inGuest, GUEST_IP), "ok", "unguarded again: everything passes");
-  t.notRegex(await inDom0(`${NFT} list table bridge sf-antispoof`), /port-vif7\.0/, "its chain is gone");
+  t.notRegex(await inDom0(`${NFT} list table bridge sf-antispoof`), /vif7\.0/, "its elements are gone");
 
   // unguardDomainVifs finds a domain's vifs by name; pruneGuards drops the guards of vifs gone.
   await call("guardVif", `"${VIF}", "${GUEST_IP}", "${GUEST_MAC}"`);
@@ -126,6 +128,45 @@ test("a guarded vif passes the guest's own IP and MAC and drops a spoofed source
   t.deepEqual(JSON.parse(await call("guardedVifs", "")), ["vif8.0"]);
   t.deepEqual(JSON.parse(await call("pruneGuards", "")), ["vif8.0"], "vif8.0 does not exist in dom0");
   t.deepEqual(JSON.parse(await call("guardedVifs", "")), []);
+});
+
+test("an earlier shim's chain per vif is taken over, and a view of the table gone stale is read again", async (t) => {
+  const ns = `sf-as-l-${randomBytes(3).toString("hex")}`;
+  await sh(`ip netns add ${ns}`);
+  t.teardown(() => sh(`ip netns del ${ns} 2>/dev/null; true`));
+  const nft = (cmds: string) => sh(`ip netns exec ${ns} ${NFT} -f - <<'EOF'\n${cmds}\nEOF`);
+  const list = () => sh(`ip netns exec ${ns} ${NFT} list table bridge sf-antispoof`);
+  // The layout before sets: a map to a chain per vif.
+  await nft(`table bridge sf-antispoof {
+    map ports { type ifname : verdict; }
+    chain guard { type filter hook prerouting priority -350; policy accept; iifname vmap @ports; }
+    chain port-vif3.0 { ether saddr != 00:16:3e:00:00:03 drop; drop; }
+    chain port-vif4.0 { drop; }
+    }
+    add element bridge sf-antispoof ports { "vif3.0" : jump port-vif3.0, "vif4.0" : jump port-vif4.0 }`);
+  // One process: the legacy guards are replaced and removed; then another process (nft here)
+  // frees vif5.0 behind its back, and guarding vif5.0 again still leaves exactly its new address.
+  const script = `
+    const m = await import(${JSON.stringify(MODULE)});
+    await m.guardVif("vif3.0", "10.1.0.3", "00:16:3e:00:00:03");
+    await m.unguardVif("vif4.0");
+    await m.guardVif("vif5.0", "10.1.0.5", "00:16:3e:00:00:05");
+    const { execFileSync } = await import("node:child_process");
+    execFileSync(${JSON.stringify(NFT)}, ["-f", "-"], { input: [
+      'delete element bridge sf-antispoof ports { "vif5.0" }',
+      'delete element bridge sf-antispoof addrs { "vif5.0" . 00:16:3e:00:00:05 . 10.1.0.5 }',
+    ].join("\\n") });
+    await m.guardVif("vif5.0", "10.1.0.55", "00:16:3e:00:00:55");
+    console.log(JSON.stringify(await m.guardedVifs()));
+  `;
+  const out = await sh(`ip netns exec ${ns} ${process.execPath} --input-type=module -e ${quoted(script)}`);
+  t.deepEqual(JSON.parse(out), ["vif3.0", "vif5.0"]);
+  const table = await list();
+  t.notRegex(table, /chain port-/, "the legacy chains are gone");
+  t.regex(table, /"vif3\.0" \. 00:16:3e:00:00:03 \. 10\.1\.0\.3/);
+  t.regex(table, /"vif5\.0" \. 00:16:3e:00:00:55 \. 10\.1\.0\.55/);
+  t.notRegex(table, /10\.1\.0\.5[^5]/, "nothing of vif5.0's old address is left");
+  t.notRegex(table, /vif4\.0/);
 });
 
 test("bad input is refused before anything is built", (t) => {
@@ -144,6 +185,15 @@ test("bad input is refused before anything is built", (t) => {
   t.throws(() => unguardCommands(['x" }']), { message: /not an interface name/ });
   // One transaction for several vifs; the MAC is normalised to lower case.
   const text = guardCommands([good, { ifname: "vif2.0", ip: "10.0.0.3", mac: "00:16:3E:00:00:02" }]);
-  t.is(text.match(/^add element/gm)?.length, 2);
-  t.regex(text, /ether saddr != 00:16:3e:00:00:02 drop/);
+  t.is(text.match(/^add element bridge sf-antispoof ports/gm)?.length, 2);
+  t.regex(text, /addrs \{ "vif2\.0" \. 00:16:3e:00:00:02 \. 10\.0\.0\.3 \}/);
+  // Guarding a vif again deletes what guarded it before, in the same transaction.
+  const again = guardCommands(
+    [good],
+    new Map([["vif1.0", { port: "check", addrs: ["00:16:3e:00:00:09 . 10.0.0.9"], arps: [] }]]),
+  );
+  t.regex(
+    again,
+    /delete element bridge sf-antispoof addrs \{ "vif1\.0" \. 00:16:3e:00:00:09 \. 10\.0\.0\.9 \}[^]*add element bridge sf-antispoof addrs \{ "vif1\.0"/,
+  );
 });

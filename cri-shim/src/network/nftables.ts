@@ -97,6 +97,7 @@ export interface NftObject {
   chain?: { name?: string; table?: string };
   rule?: { comment?: string; chain?: string };
   map?: { name?: string; elem?: unknown[] };
+  set?: { name?: string; elem?: unknown[] };
 }
 
 export function parseNftJson(text: string): NftObject[] {
