@@ -13,6 +13,7 @@ import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import { ANNOTATIONS } from "../api/annotations.js";
 import { XenLibxl } from "../cri-shim/src/hypervisor/xen-libxl.js";
 import { connectCri } from "../cri-shim/src/testing/cri-client.js";
+import { KERNEL_FIELDS, type KernelField } from "./density-fields.js";
 
 export interface DensitySample {
   seq: number;
@@ -27,6 +28,8 @@ export interface DensitySample {
   kubeletKiB: number;
   /** dom0 as a whole: MemTotal - MemAvailable (kernel, page cache that cannot go, every process). */
   dom0UsedKiB: number;
+  /** Where dom0's kernel holds memory (/proc/meminfo, KiB): tmpfs files, slab, stacks, page tables, vmalloc. */
+  dom0Kernel: Record<KernelField, number>;
 }
 
 export interface CriOnlyResult {
@@ -41,10 +44,9 @@ export interface CriOnlyResult {
   cleanedUp: number;
 }
 
-function dom0UsedKiB(): number {
+function meminfo(): (k: string) => number {
   const m = readFileSync("/proc/meminfo", "utf8");
-  const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(m)?.[1] ?? NaN);
-  return field("MemTotal") - field("MemAvailable");
+  return (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(m)?.[1] ?? NaN);
 }
 
 function rssKiB(pid: number | undefined): number {
@@ -94,6 +96,7 @@ async function sample(out: string, shimPidFile: string, kubeletPidFile: string):
   process.on("SIGTERM", () => (stopping = true));
   while (!stopping) {
     const host = await xen.host();
+    const mem = meminfo();
     const s: DensitySample = {
       seq: seq++,
       t: Math.round(performance.timeOrigin + performance.now()),
@@ -103,7 +106,8 @@ async function sample(out: string, shimPidFile: string, kubeletPidFile: string):
       xenstoredKiB: rssKiB(xenstored),
       xenconsoledKiB: rssKiB(xenconsoled),
       kubeletKiB: rssKiB(pidFromFile(kubeletPidFile)),
-      dom0UsedKiB: dom0UsedKiB(),
+      dom0UsedKiB: mem("MemTotal") - mem("MemAvailable"),
+      dom0Kernel: Object.fromEntries(KERNEL_FIELDS.map((k) => [k, mem(k)])) as DensitySample["dom0Kernel"],
     };
     appendFileSync(out, JSON.stringify(s) + "\n");
     await new Promise((r) => setTimeout(r, SAMPLE_EVERY_MS));

@@ -24,6 +24,7 @@ import { exampleImageRef } from "../e2e/cluster/images.js";
 import { SHIM_SOCKET } from "../e2e/cluster/kubelet.js";
 import { startFleet } from "../e2e/cluster/fleet.js";
 import type { CriOnlyResult, DensitySample } from "./density-dom0.js";
+import { KERNEL_FIELDS } from "./density-fields.js";
 import { densitySvg } from "./density-plot.js";
 
 const { values } = parseArgs({ options: { force: { type: "boolean" }, out: { type: "string" } } });
@@ -224,6 +225,16 @@ const result = {
   // Of that, the four processes that hold per-VM state.
   dom0ProcessesKiBPerVm:
     last && baseline && vmsReady ? Math.round((dom0KiB(last.sample) - dom0KiB(baseline)) / vmsReady) : null,
+  // Of the rest, the kernel's share by /proc/meminfo line (tmpfs, slab, kernel stacks, ...).
+  dom0KernelKiBPerVm:
+    last && baseline && vmsReady && last.sample.dom0Kernel && baseline.dom0Kernel
+      ? Object.fromEntries(
+          KERNEL_FIELDS.map((k) => [
+            k,
+            Math.round((last.sample.dom0Kernel[k] - baseline.dom0Kernel[k]) / vmsReady),
+          ]),
+        )
+      : null,
   xenKiBPerVm:
     last && baseline && vmsReady
       ? Math.round((xenUsedKiB(last.sample) - xenUsedKiB(baseline)) / vmsReady)
