@@ -12,3 +12,39 @@ export const KERNEL_FIELDS = [
 ] as const;
 
 export type KernelField = (typeof KERNEL_FIELDS)[number];
+
+/** KiB each slab cache holds (its slabs × pages per slab × 4 KiB), from /proc/slabinfo's text. */
+export function slabKiB(slabinfo: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of slabinfo.split("\n")) {
+    if (!line || line.startsWith("slabinfo") || line.startsWith("#")) continue;
+    const [head, , slabdata] = line.split(" : ");
+    const h = head?.trim().split(/\s+/) ?? [];
+    const d = slabdata?.trim().split(/\s+/) ?? [];
+    const name = h[0];
+    const pagesPerSlab = Number(h[5]);
+    const numSlabs = Number(d[2]);
+    if (!name || !Number.isFinite(pagesPerSlab) || !Number.isFinite(numSlabs) || d[0] !== "slabdata")
+      continue;
+    out[name] = numSlabs * pagesPerSlab * 4;
+  }
+  return out;
+}
+
+/** The caches that grew most between two snapshots, in KiB per VM, largest first. */
+export function slabGrowthPerVm(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  vms: number,
+  top = 10,
+): Record<string, number> {
+  if (vms <= 0) return {};
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([name, kib]) => [name, (kib - (before[name] ?? 0)) / vms] as const)
+      .filter(([, perVm]) => perVm > 0)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, perVm]) => [name, Math.round(perVm * 10) / 10]),
+  );
+}

@@ -24,7 +24,7 @@ import { exampleImageRef } from "../e2e/cluster/images.js";
 import { SHIM_SOCKET } from "../e2e/cluster/kubelet.js";
 import { startFleet } from "../e2e/cluster/fleet.js";
 import type { CriOnlyResult, DensitySample } from "./density-dom0.js";
-import { KERNEL_FIELDS } from "./density-fields.js";
+import { KERNEL_FIELDS, slabGrowthPerVm, slabKiB } from "./density-fields.js";
 import { densitySvg } from "./density-plot.js";
 
 const { values } = parseArgs({ options: { force: { type: "boolean" }, out: { type: "string" } } });
@@ -118,12 +118,20 @@ interface BatchRecord {
   vms: number;
   readyAfterMs: number;
   sample: DensitySample;
+  /** dom0's slab caches (KiB), read once per batch: what the kernel holds per VM, by cache. */
+  slab: Record<string, number>;
 }
+/** dom0's /proc/slabinfo as KiB per cache ({} if it cannot be read). */
+const dom0Slab = async (): Promise<Record<string, number>> => {
+  const r = await node.xen.exec("cat /proc/slabinfo").catch(() => undefined);
+  return r?.code === 0 ? slabKiB(r.stdout) : {};
+};
 const perVm: Array<{ index: number; name: string; createMs: number; xenUsedKiB: number }> = [];
 const batches: BatchRecord[] = [];
 let cri: CriOnlyResult | undefined;
 let criCleanupMs = 0;
 let baseline: DensitySample | undefined;
+let baselineSlab: Record<string, number> = {};
 let failure: string | undefined;
 
 try {
@@ -133,6 +141,7 @@ try {
   );
   if (started.code !== 0) throw new Error(`starting the dom0 sampler failed: ${started.stderr}`);
   baseline = await nextSample();
+  baselineSlab = await dom0Slab();
 
   const fleet = await startFleet(cluster.cp, {
     namespace,
@@ -160,7 +169,12 @@ try {
         break;
       }
       const sample = await nextSample();
-      batches.push({ vms: from + names.length, readyAfterMs: Date.now() - b0, sample });
+      batches.push({
+        vms: from + names.length,
+        readyAfterMs: Date.now() - b0,
+        sample,
+        slab: await dom0Slab(),
+      });
       console.log(
         `${from + names.length} VMs Ready (batch ${Date.now() - b0} ms); dom0 ${Math.round(dom0KiB(sample) / 1024)} MiB in the four, Xen ${Math.round(xenUsedKiB(sample) / 1024)} MiB used`,
       );
@@ -235,6 +249,8 @@ const result = {
           ]),
         )
       : null,
+  // The slab caches behind SUnreclaim/SReclaimable's growth, largest first (KiB per VM).
+  dom0SlabKiBPerVm: last && vmsReady ? slabGrowthPerVm(baselineSlab, last.slab, vmsReady) : null,
   xenKiBPerVm:
     last && baseline && vmsReady
       ? Math.round((xenUsedKiB(last.sample) - xenUsedKiB(baseline)) / vmsReady)
