@@ -6,7 +6,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const dirs = ["api", "lib", "operator", "cri-shim", "e2e", "tools"];
+const dirs = ["api", "lib", "operator", "cri-shim", "e2e", "bench", "tools"];
 const only = process.argv.slice(2); // optional substrings to select files
 
 function walk(dir, out = []) {
