@@ -65,6 +65,16 @@ test("bridge, addresses, vif attach/detach and neighbours over rtnetlink", async
     /10\.66\.0\.1\/24/,
   );
 
+  // A vif's queue: a plain FIFO set while it is down stays when it comes up (no default made).
+  await run("ip", ["-n", ns, "tuntap", "add", "dev", "vif4.0", "mode", "tap"]);
+  const fifo = `const m = await import(${JSON.stringify(MODULE)}); m.useFifoQdisc("vif4.0"); try { m.useFifoQdisc("vif98.0"); } catch (e) { console.log(e.errno); }`;
+  const fifoOut = await run("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", fifo]);
+  t.is(fifoOut.stdout.trim(), "19", "ENODEV for a missing interface");
+  await run("ip", ["-n", ns, "link", "set", "vif4.0", "up"]);
+  const qdiscs = (await run("ip", ["netns", "exec", ns, "tc", "qdisc", "show", "dev", "vif4.0"])).stdout;
+  t.regex(qdiscs, /^qdisc pfifo [0-9a-f]+: root/m);
+  t.notRegex(qdiscs, /fq_codel|pfifo_fast|mq/);
+
   const detach = `const m = await import(${JSON.stringify(MODULE)}); m.detachFromBridge("vif3.0"); m.detachFromBridge("vif99.0");`;
   await run("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", detach]);
   const detached = (await run("ip", ["-n", ns, "-o", "link", "show", "vif3.0"])).stdout;

@@ -12,6 +12,7 @@ import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
 import { waitForInterface } from "../../network/wait-interface.js";
+import { useFifoQdisc } from "../../network/netlink.js";
 import { validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
@@ -203,7 +204,14 @@ export class XenLean implements Hypervisor {
         // Waited for here, on the event loop's timers: libsfxen's own wait polls on a koffi worker
         // thread, and a batch of creates waiting for a busy netback held every worker, so each
         // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
-        const left = await waitForInterface(`vif${domid}.${v.devid}`, VIF_TIMEOUT_MS);
+        const ifname = `vif${domid}.${v.devid}`;
+        const left = await waitForInterface(ifname, VIF_TIMEOUT_MS);
+        // Before the attach brings it up: see useFifoQdisc. Not fatal; the default queue works.
+        try {
+          useFifoQdisc(ifname);
+        } catch (err) {
+          log.warn("vif keeps the kernel's default queue", { ifname, err: String(err) });
+        }
         await this.sfx.vifAttach(domid, v.devid, v.bridge, Math.max(left, VIF_FINAL_WAIT_MS));
       }),
     ).then(() => undefined);
