@@ -38,6 +38,9 @@ export interface MigrationBenchResult {
     bytes: number[];
     /** Whether live pre-copy ran (false: the stop-and-copy restart, on a Xen without log-dirty). */
     liveUsed: boolean[];
+    /** per round: the source's timeline (ms from suspended) and save phases, the target's
+     *  timeline (ms from the stream's end) and restore phases (lean backend) */
+    phases: Record<string, unknown>[];
   };
   xl: { downtimeMs: number[]; totalMs: number[]; bytes: number[] };
   median: { oursDowntimeMs: number; oursTotalMs: number; xlDowntimeMs: number; xlTotalMs: number };
@@ -91,6 +94,7 @@ export async function benchMigrationStream(
       sourceMeasuredDowntimeMs: [] as number[],
       bytes: [] as number[],
       liveUsed: [] as boolean[],
+      phases: [] as Record<string, unknown>[],
     };
     const xl = { downtimeMs: [] as number[], totalMs: [] as number[], bytes: [] as number[] };
 
@@ -114,7 +118,8 @@ export async function benchMigrationStream(
             live: true,
           });
           if (!s.ok) throw new Error(`migration failed: ${JSON.stringify(s.error)}`);
-          await rx.outcome();
+          const got = await rx.outcome();
+          ours.phases.push({ source: s.timeline, save: s.phases, target: got.timeline, restore: got.phases });
           total = s.totalMs!;
           ours.liveUsed.push(s.live === true);
           ours.sourceMeasuredDowntimeMs.push(s.downtimeMs!);

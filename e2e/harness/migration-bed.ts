@@ -43,6 +43,8 @@ export interface SendOutcome {
   downtimeMs?: number;
   /** ms from the source domain suspended: saved, stream ended, restored, committed, running */
   timeline?: Record<string, number>;
+  /** the lean backend's save phases */
+  phases?: Record<string, number>;
   error?: CliError;
   at: number;
 }
@@ -198,6 +200,8 @@ export interface Receiver {
     bytes?: number;
     restoreMs?: number;
     timeline?: Record<string, number>;
+    /** the lean backend's restore phases */
+    phases?: Record<string, number>;
   }>;
 }
 

@@ -82,6 +82,11 @@ async function openHv(): Promise<Hypervisor> {
   return XenLean.open(libxl, { poolDepth: 0, poolMaxMiB: 0, reapStaleShells: false });
 }
 
+/** The lean backend's last in-process save/restore phases (undefined for libxl's). */
+function phasesOf(hv: Hypervisor): ReturnType<XenLean["streamPhases"]> | undefined {
+  return hv instanceof XenLean ? hv.streamPhases() : undefined;
+}
+
 async function withHv<T>(fn: (hv: Hypervisor) => Promise<T>): Promise<T> {
   const hv = await openHv();
   try {
@@ -133,7 +138,7 @@ const commands: Record<string, () => Promise<void>> = {
         stopAndCopyFallback: !a["no-fallback"],
         timeoutMs: optionalNum("timeout-ms"),
       });
-      print({ event: "result", ...r, at: now() });
+      print({ event: "result", ...r, phases: phasesOf(hv)?.lastSave, at: now() });
     });
   },
   async receive() {
@@ -166,6 +171,7 @@ const commands: Record<string, () => Promise<void>> = {
           bytes: r.bytes,
           restoreMs: r.restoreMs,
           timeline: r.timeline,
+          phases: phasesOf(hv)?.lastRestore,
           name: r.sourceSpec.name,
           at: now(),
         });

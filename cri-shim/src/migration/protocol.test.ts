@@ -79,11 +79,41 @@ test("live asked on a Xen without log-dirty: restarted stop-and-copy on the same
   t.deepEqual(await b.list(), [], "the first restore attempt left nothing");
 
   const incoming = await receive();
+  const restoresBefore = b.restoresStarted;
   const sent = await send(incoming.port);
   t.false(sent.live, "the result says stop-and-copy was used");
   const got = await incoming.result;
   t.is((await b.info(got.domid))?.state, "running");
   t.is((await b.list()).length, 1, "only the second attempt's domain exists on the target");
+  t.is(b.restoresStarted - restoresBefore, 2, "libxl's header came first: the target started over");
+  t.deepEqual(await a.list(), []);
+});
+
+test("live impossible before the first byte (lean): the target's restore in progress waits on", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  a.liveMigrationUnsupported = true;
+  a.liveFailsBeforeFirstByte = true;
+  const incoming = await receiveDomain({
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => src.fingerprint,
+    targetSpec: (s) => s,
+  });
+  const sent = await sendDomain({
+    hv: a,
+    domid,
+    spec,
+    endpoint: `127.0.0.1:${incoming.port}`,
+    identity: src,
+    targetFingerprint: dst.fingerprint,
+    live: true,
+  });
+  t.false(sent.live);
+  const got = await incoming.result;
+  t.is((await b.info(got.domid))?.state, "running");
+  t.is(b.restoresStarted, 1, "one restore, kept across the restart");
+  t.is((await b.list()).length, 1);
   t.deepEqual(await a.list(), []);
 });
 

@@ -207,9 +207,16 @@ class ReceiveSession {
     let end = await Promise.race([this.ch.next(), attempt.failed]);
     while (end.kind === "control" && end.message.type === "restart") {
       // The source could not pre-copy (no log-dirty on its Xen) and starts over stop-and-copy.
-      log.warn("the source restarts its stream; dropping the restore in progress");
-      await this.abandonRestore();
-      attempt = this.startRestore(spec);
+      if (this.bytes === attempt.bytesAtStart) {
+        // Nothing of the first stream came (the lean source finds out before its first byte): the
+        // restore in progress, its domain and vifs made, still waits for the stream's header.
+        log.info("the source restarts its stream before sending any of it; the restore waits on");
+        this.ch.sendControl({ type: "ready" });
+      } else {
+        log.warn("the source restarts its stream; dropping the restore in progress");
+        await this.abandonRestore();
+        attempt = this.startRestore(spec);
+      }
       end = await Promise.race([this.ch.next(), attempt.failed]);
     }
     if (end.kind !== "end")
@@ -276,7 +283,9 @@ class ReceiveSession {
     pair: ReturnType<typeof streamSocketpair>;
     restoring: Promise<number>;
     failed: Promise<never>;
+    bytesAtStart: number;
   } {
+    const bytesAtStart = this.bytes;
     const pair = (this.pair = streamSocketpair());
     pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
     this.ch.onData = (payload) => {
@@ -302,7 +311,7 @@ class ReceiveSession {
     );
     failed.catch(() => undefined); // only raced while the stream flows
     this.ch.sendControl({ type: "ready" });
-    return { pair, restoring, failed };
+    return { pair, restoring, failed, bytesAtStart };
   }
 
   /** Stops the restore in progress and removes what it built, keeping the connection. */

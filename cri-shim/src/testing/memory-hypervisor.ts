@@ -158,6 +158,7 @@ export class MemoryHypervisorDouble implements Hypervisor {
   /** Reads what migrateOut() wrote (until EOF, off the main thread: the writer may be this process)
    *  and builds a domain from `spec`; a stream not written by this double is refused. */
   async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+    this.restoresStarted++;
     const chunks: Buffer[] = [];
     for (;;) {
       const buf = Buffer.alloc(65536);
@@ -175,13 +176,18 @@ export class MemoryHypervisorDouble implements Hypervisor {
   }
   /** Test control: behave like Debian's Xen, which cannot put a PV guest in log-dirty mode. */
   liveMigrationUnsupported = false;
+  /** With liveMigrationUnsupported: fail before writing a byte, as the lean backend does (libxl
+   *  writes its stream header first). */
+  liveFailsBeforeFirstByte = false;
+  /** How many restores were started. */
+  restoresStarted = 0;
   /** Models the source half only: the domain is left suspended, and a marker (not a real Xen
    *  stream) is written to fd so a reader sees bytes. */
   async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
     const d = this.must(domid);
     if (opts.live && this.liveMigrationUnsupported) {
       // libxl writes its stream header, then fails to enable log-dirty before suspending anything.
-      writeSync(fd, "XenStreamHeader");
+      if (!this.liveFailsBeforeFirstByte) writeSync(fd, "XenStreamHeader");
       throw new HypervisorError("save failed: xc: error: Failed to enable logdirty: 95,22,0");
     }
     writeSync(fd, JSON.stringify({ testDouble: true, spec: d.spec }));

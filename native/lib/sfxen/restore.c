@@ -55,7 +55,8 @@ static int skip_body(int fd, uint32_t length)
  * zeros again, whatever Xen's allocator hands out. Stops right after libxc's END record, so the
  * caller reads libxl's records after it from the same fd. */
 struct expand_job {
-    int in, out, rc;
+    int in, out, mode, rc;
+    long cpu_ms;
     struct sfx_zero_stats st;
     char why[160];
 };
@@ -63,7 +64,10 @@ struct expand_job {
 static void *expand_thread(void *p)
 {
     struct expand_job *j = p;
-    j->rc = sfx_zero_filter(j->in, j->out, SFX_ZERO_EXPAND, &j->st, j->why, sizeof(j->why));
+    j->rc = sfx_zero_filter(j->in, j->out, j->mode, &j->st, j->why, sizeof(j->why));
+    struct timespec cpu;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    j->cpu_ms = cpu.tv_sec * 1000 + cpu.tv_nsec / 1000000;
     close(j->out); /* libxenguest sees the end */
     return NULL;
 }
@@ -129,11 +133,16 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
 {
     struct timespec start, xc_done;
     clock_gettime(CLOCK_MONOTONIC, &start);
+    if (stats)
+        memset(stats, 0, SFX_RESTORE_STATS * sizeof(*stats));
     if (domid <= 0 || fd < 0)
         return fail(err, errlen, SFX_EINVAL, "bad restore: domid %d, fd %d", domid, fd);
     int rc = read_header(fd, err, errlen);
     if (rc)
         return rc;
+    if (stats)
+        stats[SFX_RESTORE_WAIT_MS] = ms_since(&start);
+    long filter_cpu_ms = 0;
     struct xc_call c;
     if (xc_call_open(&c) != 0)
         return fail(err, errlen, SFX_EFAIL, "cannot open /dev/xen/privcmd: %s", strerror(errno));
@@ -171,7 +180,7 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
             goto out;
         }
         fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
-        struct expand_job job = {.in = fd, .out = p[1]};
+        struct expand_job job = {.in = fd, .out = p[1], .mode = SFX_ZERO_EXPAND};
         pthread_t thread;
         int terr = pthread_create(&thread, NULL, expand_thread, &job);
         if (terr != 0) {
@@ -198,6 +207,7 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
             rc = fail(err, errlen, SFX_EFAIL, "restore of domain %d: %s", domid, job.why);
             goto out;
         }
+        filter_cpu_ms = job.cpu_ms;
         restored = 1;
     }
     if (!restored) {
@@ -228,6 +238,7 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
         stats[SFX_RESTORE_XC_MS] = (xc_done.tv_sec - start.tv_sec) * 1000 +
                                    (xc_done.tv_nsec - start.tv_nsec) / 1000000;
         stats[SFX_RESTORE_XS_MS] = ms_since(&xc_done);
+        stats[SFX_RESTORE_FILTER_CPU_MS] = filter_cpu_ms;
     }
     rc = 0;
 out:

@@ -263,8 +263,11 @@ int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char 
     }
     struct sfx_zero_stats zs;
     char ferr[160] = "";
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     int frc = sfx_zero_filter(p[0], fd, (flags & SFX_SAVE_ALL_PAGES) ? SFX_ZERO_KEEP : SFX_ZERO_SKIP,
                               &zs, ferr, sizeof(ferr));
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
     close(p[0]); /* a save still writing gets EPIPE and gives up */
     pthread_join(thread, NULL);
     if (job.rc != 0) {
@@ -296,6 +299,8 @@ int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char 
         stats[SFX_SAVE_ZERO_PAGES] = (int64_t)zs.zero_pages;
         stats[SFX_SAVE_BYTES_IN] = (int64_t)zs.bytes_in;
         stats[SFX_SAVE_BYTES_OUT] = (int64_t)zs.bytes_out;
+        stats[SFX_SAVE_FILTER_CPU_MS] = (cpu1.tv_sec - cpu0.tv_sec) * 1000 +
+                                        (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
     }
     rc = 0;
 out:

@@ -19,6 +19,9 @@ int sfx_prepare(const char *name, int mem_mib, int max_mem_mib, int vcpus, int m
 int sfx_execute(int domid, const char *kernel, const char *initrd, const char *cmdline,
                 const char *name, const char *uuid, char *err, int errlen);
 /* Writes one vif's frontend and backend entries (one transaction); netback then makes the interface. */
+/* The last sfx_vif_write's time: out[0] µs for its transaction's writes, out[1] µs for the commit
+ * (netback's probe of the new backend competes with it), out[2] attempts. */
+void sfx_vif_write_stats(int64_t *out);
 int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, char *err,
                   int errlen);
 /* Waits for netback's vif<domid>.<devid>, joins it to the bridge, brings it up, writes hotplug-status. */
@@ -43,6 +46,7 @@ int sfx_save(int domid, int fd, int flags, int timeout_ms, int64_t *stats, char 
 #define SFX_SAVE_ZERO_PAGES 4   /* of which all-zero (sent without data unless SFX_SAVE_ALL_PAGES) */
 #define SFX_SAVE_BYTES_IN 5     /* libxc's stream as libxenguest wrote it */
 #define SFX_SAVE_BYTES_OUT 6    /* what reached fd */
+#define SFX_SAVE_FILTER_CPU_MS 7 /* CPU time of the zero-page filter (reads and scans every page) */
 /* zeropages.c: copies libxc's stream from in to out up to its END record. SKIP: all-zero ordinary
  * pages go as "populate, no data" (XEN_DOMCTL_PFINFO_XALLOC); EXPAND: such entries become pages
  * of zeros again; KEEP: unchanged (zero pages counted). 0, or -1 with a message. */
@@ -65,9 +69,12 @@ int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_m
                       int max_vcpus, uint32_t *ports, char *err, int errlen);
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
                      int64_t *stats, char *err, int errlen);
-/* fill's stats (SFX_RESTORE_STATS slots): ms in libxenguest's restore (reading the stream
- * included), ms for the console nodes and the XenStore introduction. */
-#define SFX_RESTORE_STATS 2
-#define SFX_RESTORE_XC_MS 0
-#define SFX_RESTORE_XS_MS 1
+/* fill's stats (SFX_RESTORE_STATS slots): where a restore's time went. */
+#define SFX_RESTORE_STATS 6
+#define SFX_RESTORE_XC_MS 0         /* libxenguest's restore, reading the stream included */
+#define SFX_RESTORE_XS_MS 1         /* the console nodes and the XenStore introduction */
+#define SFX_RESTORE_WAIT_MS 2       /* fill start -> the stream's header read (a migration's wait) */
+#define SFX_RESTORE_FILTER_CPU_MS 3 /* CPU time of the filter thread between fd and libxenguest */
+#define SFX_RESTORE_ZERO_MS 4       /* zeroing the pages the stream sent without data */
+#define SFX_RESTORE_ZERO_PAGES 5    /* how many */
 #endif

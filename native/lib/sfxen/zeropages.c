@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/uio.h>
 
 #include <xenctrl.h>
 
@@ -121,46 +123,96 @@ static long squeeze_page_data(unsigned char *body, uint32_t length, int skip,
     return out - body;
 }
 
-/* The restorer's side: a PAGE_DATA body whose XALLOC entries become NOTAB with a zeroed page of
- * data in their place, written to xbody (room for xcap bytes). Returns the new length, -1 when the
- * record does not add up or would not fit. */
-static long expand_page_data(const unsigned char *body, uint32_t length, unsigned char *xbody,
-                             size_t xcap, struct sfx_zero_stats *st)
+/* A page of zeros the expand hands to the pipe by reference: never written. */
+static const unsigned char zero_page[SR_PAGE] __attribute__((aligned(SR_PAGE)));
+#define ZERO_IOV 64
+
+/* Writes n pages of zeros to out. Into a pipe (libxenguest's, in the restorer) they go by
+ * reference (vmsplice: no memset, no copy into the pipe); anywhere else they are copied. */
+static int put_zero_pages(int out, size_t n, int *by_reference)
 {
-    uint32_t count = page_data_count(body, length);
+    struct iovec iov[ZERO_IOV];
+    size_t skip = 0; /* bytes of the first page a partial write already sent */
+    while (n > 0) {
+        size_t k = n < ZERO_IOV ? n : ZERO_IOV;
+        for (size_t i = 0; i < k; i++)
+            iov[i] = (struct iovec){.iov_base = (void *)zero_page, .iov_len = SR_PAGE};
+        iov[0].iov_base = (char *)iov[0].iov_base + skip;
+        iov[0].iov_len -= skip;
+        ssize_t w = *by_reference ? vmsplice(out, iov, k, 0) : writev(out, iov, (int)k);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && *by_reference && (errno == EBADF || errno == EINVAL)) {
+            *by_reference = 0; /* not a pipe */
+            continue;
+        }
+        if (w <= 0)
+            return -1;
+        size_t done = skip + (size_t)w;
+        n -= done / SR_PAGE;
+        skip = done % SR_PAGE;
+    }
+    return 0;
+}
+
+/* The restorer's side: writes one PAGE_DATA record (its header rec, its body) to out with its
+ * XALLOC entries made NOTAB and a page of zeros in their place. Returns the new body's length, or
+ * -1 with *bad set when the record does not add up (nothing written then), clear when out failed. */
+static long expand_page_data(int out, struct sr_rec rec, const unsigned char *body,
+                            struct sfx_zero_stats *st, int *by_reference, int *bad)
+{
+    uint32_t count = page_data_count(body, rec.length);
+    *bad = 1;
     if (count == 0)
         return -1;
     size_t head = 8 + (size_t)count * 8;
     const uint64_t *entries = (const uint64_t *)(body + 8);
-    uint64_t *xentries = (uint64_t *)(xbody + 8);
-    const unsigned char *in = body + head, *end = body + length;
-    unsigned char *out = xbody + head;
-    if (head > xcap)
-        return -1;
-    memcpy(xbody, body, 8);
+    size_t data = 0, zeros = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t type = (uint32_t)((entries[i] & XC_PFN_TYPE_MASK) >> 32);
-        xentries[i] = entries[i];
-        if (type == XEN_DOMCTL_PFINFO_XALLOC) {
-            if ((size_t)(out - xbody) + SR_PAGE > xcap)
-                return -1;
-            xentries[i] = entries[i] & ~XC_PFN_TYPE_MASK; /* NOTAB */
-            memset(out, 0, SR_PAGE);
-            out += SR_PAGE;
-            st->pages++;
-            st->zero_pages++;
-        } else if (page_has_data(type)) {
-            if (in + SR_PAGE > end || (size_t)(out - xbody) + SR_PAGE > xcap)
-                return -1;
-            memcpy(out, in, SR_PAGE);
-            in += SR_PAGE;
-            out += SR_PAGE;
-            st->pages++;
-        }
+        zeros += type == XEN_DOMCTL_PFINFO_XALLOC;
+        data += page_has_data(type);
     }
-    if (in != end)
+    if (head + data * SR_PAGE != rec.length || head + (data + zeros) * SR_PAGE > XC_REC_MAX)
         return -1;
-    return out - xbody;
+    *bad = 0;
+    unsigned char *xhead = malloc(head);
+    if (!xhead)
+        return -1;
+    memcpy(xhead, body, head);
+    uint64_t *xentries = (uint64_t *)(xhead + 8);
+    for (uint32_t i = 0; i < count; i++)
+        if ((entries[i] & XC_PFN_TYPE_MASK) >> 32 == XEN_DOMCTL_PFINFO_XALLOC)
+            xentries[i] = entries[i] & ~XC_PFN_TYPE_MASK; /* NOTAB */
+    rec.length = (uint32_t)(head + (data + zeros) * SR_PAGE);
+    int rc = write_all(out, &rec, sizeof(rec)) || write_all(out, xhead, head) ? -1 : 0;
+    free(xhead);
+    /* Runs in entry order: data pages straight from the record, zero pages by reference. */
+    const unsigned char *in = body + head;
+    for (uint32_t i = 0; i < count && rc == 0;) {
+        uint32_t type = (uint32_t)((entries[i] & XC_PFN_TYPE_MASK) >> 32);
+        uint32_t j = i + 1;
+        if (type == XEN_DOMCTL_PFINFO_XALLOC) {
+            while (j < count && (entries[j] & XC_PFN_TYPE_MASK) >> 32 == XEN_DOMCTL_PFINFO_XALLOC)
+                j++;
+            rc = put_zero_pages(out, j - i, by_reference);
+            st->pages += j - i;
+            st->zero_pages += j - i;
+        } else if (page_has_data(type)) {
+            size_t run = 1;
+            for (; j < count; j++) {
+                uint32_t t = (uint32_t)((entries[j] & XC_PFN_TYPE_MASK) >> 32);
+                if (t == XEN_DOMCTL_PFINFO_XALLOC)
+                    break;
+                run += page_has_data(t);
+            }
+            rc = write_all(out, in, run * SR_PAGE);
+            in += run * SR_PAGE;
+            st->pages += run;
+        }
+        i = j;
+    }
+    return rc == 0 ? (long)rec.length : -1;
 }
 
 /* A record buffer that grows as needed (the record header's 8 bytes in front of the body). */
@@ -198,8 +250,9 @@ int sfx_zero_filter(int in, int out, int mode, struct sfx_zero_stats *st, char *
         return why(err, elen, "writing the stream: %s", strerror(errno));
     st->bytes_in = st->bytes_out = sizeof(head);
 
-    unsigned char *buf = NULL, *xbuf = NULL;
-    size_t cap = 0, xcap = 0;
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    int by_reference = 1;
     int rc = -1;
     for (;;) {
         struct sr_rec rec;
@@ -225,19 +278,18 @@ int sfx_zero_filter(int in, int out, int mode, struct sfx_zero_stats *st, char *
         if (rec.type == XC_REC_PAGE_DATA) {
             long n;
             if (mode == SFX_ZERO_EXPAND) {
-                /* At most a page per entry, within the biggest record the filter holds. */
-                uint32_t count = 0;
-                if (rec.length >= 8)
-                    memcpy(&count, buf + sizeof(rec), sizeof(count));
-                size_t most = 8 + (size_t)count * (8 + SR_PAGE);
-                if (most > XC_REC_MAX)
-                    most = XC_REC_MAX;
-                if (!room(&xbuf, &xcap, sizeof(rec) + most)) {
-                    why(err, elen, "%s", "out of memory");
+                /* Written here, straight from the record and the zero page. */
+                int bad = 0;
+                long w = expand_page_data(out, rec, buf + sizeof(rec), st, &by_reference, &bad);
+                if (w < 0) {
+                    if (bad)
+                        why(err, elen, "%s", "a PAGE_DATA record in libxc's stream does not add up");
+                    else
+                        why(err, elen, "writing the stream: %s", strerror(errno));
                     break;
                 }
-                n = expand_page_data(buf + sizeof(rec), rec.length, xbuf + sizeof(rec), most, st);
-                rbuf = xbuf;
+                st->bytes_out += sizeof(rec) + (size_t)w;
+                continue;
             } else {
                 n = squeeze_page_data(buf + sizeof(rec), rec.length, mode == SFX_ZERO_SKIP, st);
             }
@@ -260,6 +312,5 @@ int sfx_zero_filter(int in, int out, int mode, struct sfx_zero_stats *st, char *
         }
     }
     free(buf);
-    free(xbuf);
     return rc;
 }

@@ -15,6 +15,8 @@ export const SUSPEND_TIMEOUT_MS = 30_000;
 const KIND_PV = 1;
 const SAVE_LIVE = 1;
 const SAVE_ALL_PAGES = 2;
+/** libsfxen's SFX_RESTORE_STATS. */
+const RESTORE_STATS = 6;
 /** Test-only: "1" sends all-zero pages with their data too (a stream as long as the guest's
  *  memory, for tests that cut a migration mid-stream). */
 export const SAVE_ALL_PAGES_ENV = "SUPERFLUID_SAVE_ZERO_PAGES";
@@ -47,6 +49,20 @@ export interface SaveStats {
   /** all-zero pages sent without their data */ zeroPages: number;
   /** libxc's stream as libxenguest wrote it, and what reached fd */ bytesIn: number;
   bytesOut: number;
+  /** CPU time of the zero-page filter */ filterCpuMs: number;
+}
+
+/** Where a restore's time went (ms; libsfxen's SFX_RESTORE_* slots and the steps around them). */
+export interface RestorePhases {
+  ms: number;
+  /** the bare domain made and named */ beginMs: number;
+  /** the caller's step between (vifs written) */ betweenMs: number;
+  /** fill start -> the stream's header read (a migration waits for the source here) */ waitMs: number;
+  /** libxenguest's restore, reading the stream included */ fillXcMs: number;
+  /** CPU time of the filter between fd and libxenguest */ filterCpuMs: number;
+  /** zeroing the pages the stream sent without data */ zeroMs: number;
+  zeroPages: number;
+  /** console nodes and the XenStore introduction */ fillXsMs: number;
 }
 
 function saveStats(b: Buffer): Omit<SaveStats, "ms"> {
@@ -58,6 +74,7 @@ function saveStats(b: Buffer): Omit<SaveStats, "ms"> {
     zeroPages: at(4),
     bytesIn: at(5),
     bytesOut: at(6),
+    filterCpuMs: at(7),
   };
 }
 
@@ -68,6 +85,10 @@ function checkFd(fd: number): void {
 
 /** libsfxen's stream calls (the library must have been opened by Sfxen.open first). */
 export class SfxenStream {
+  /** The last save's and restore's figures (also logged), for selftests and benchmarks. */
+  lastSave: SaveStats | undefined;
+  lastRestore: RestorePhases | undefined;
+
   private constructor(private readonly l: ReturnType<typeof bind>) {}
 
   static open(path = SFXEN_LIB_PATH): SfxenStream {
@@ -92,6 +113,7 @@ export class SfxenStream {
     const flags = (live ? SAVE_LIVE : 0) | (process.env[SAVE_ALL_PAGES_ENV] === "1" ? SAVE_ALL_PAGES : 0);
     await call(this.l.save, domid, fd, flags, SUSPEND_TIMEOUT_MS, stats);
     const result = { ms: Math.round(performance.now() - started), ...saveStats(stats) };
+    this.lastSave = result;
     log.info("domain saved in-process", { domid, live, ...result });
     return result;
   }
@@ -104,8 +126,9 @@ export class SfxenStream {
 
   /**
    * A new paused domain from the stream on fd, named and shaped by spec. `between` runs once the
-   * domain exists and before its memory is read (the caller writes its vifs there, so netback makes
-   * them while the stream flows). On any failure the domain is handed to `discard`.
+   * domain exists, while its memory is read (the caller writes its vifs there, so netback makes
+   * them while the stream flows). On any failure the domain is handed to `discard` (after both
+   * have settled).
    */
   async restore(
     spec: DomainSpec,
@@ -127,26 +150,42 @@ export class SfxenStream {
       ports,
     );
     const begun = performance.now();
-    const stats = Buffer.alloc(2 * 8);
+    const stats = Buffer.alloc(RESTORE_STATS * 8);
     let wired = begun;
-    try {
-      await between(domid);
-      wired = performance.now();
-      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
-    } catch (err) {
-      await discard(domid).catch(() => undefined);
+    // The caller's step (vif XenStore writes: netback makes their interfaces meanwhile) and the
+    // memory run side by side: the domain stays paused until the caller unpauses it, so its
+    // devices need only be there by then. Both settle before the domain is handed out or discarded.
+    const wiring = between(domid).then(() => void (wired = performance.now()));
+    const filling = call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
+    const [w, f] = await Promise.allSettled([
+      // A failed step stops the fill too: destroying the domain fails libxenguest's next hypercall.
+      wiring.catch(async (err: unknown) => {
+        await discard(domid).catch(() => undefined);
+        throw err;
+      }),
+      filling,
+    ]);
+    const failed = w.status === "rejected" ? w : f.status === "rejected" ? f : undefined;
+    if (failed) {
+      if (w.status === "fulfilled") await discard(domid).catch(() => undefined);
+      const err: unknown = failed.reason;
       if (!(err instanceof HypervisorError)) throw err;
       throw new HypervisorError(`restore ${spec.name}: ${err.message}`, err.code);
     }
-    log.info("domain restored in-process", {
-      name: spec.name,
-      domid,
+    const at = (i: number) => Number(stats.readBigInt64LE(i * 8));
+    const phases: RestorePhases = {
       ms: Math.round(performance.now() - started),
       beginMs: Math.round(begun - started),
       betweenMs: Math.round(wired - begun),
-      fillXcMs: Number(stats.readBigInt64LE(0)),
-      fillXsMs: Number(stats.readBigInt64LE(8)),
-    });
+      waitMs: at(2),
+      fillXcMs: at(0),
+      filterCpuMs: at(3),
+      zeroMs: at(4),
+      zeroPages: at(5),
+      fillXsMs: at(1),
+    };
+    this.lastRestore = phases;
+    log.info("domain restored in-process", { name: spec.name, domid, ...phases });
     return domid;
   }
 }

@@ -22,6 +22,9 @@ interface Round {
   unpauseMs: number;
   bytes: number;
   goneAfterSave: boolean;
+  savePhases?: Record<string, number>;
+  restorePhases?: Record<string, number>;
+  wirePhases?: Record<string, number>;
   vifMaster?: string;
   suspended?: string;
   resumed?: string;
@@ -55,6 +58,10 @@ const sr = dom0Selftest<Report>({
   timeoutMs: 900_000,
   onReport: (report, log) => {
     const rs = report.rounds ?? [];
+    for (const [i, x] of rs.entries())
+      log(
+        `round ${i + 1} phases: save ${JSON.stringify(x.savePhases)}; restore ${JSON.stringify(x.restorePhases)}; vifs ${JSON.stringify(x.wirePhases)}`,
+      );
     log(
       `load ${report.loadAvgAtStart}; rounds ${rs.map((x) => `${x.allPages ? "all pages" : "zero pages skipped"} ${x.bytes} B`).join(", ")}; lean save ${rs.map((x) => x.saveMs).join("/")} ms, restore ${rs.map((x) => x.restoreMs).join("/")} ms (paused ${rs.map((x) => x.restorePausedMs).join("/")} + unpause ${rs.map((x) => x.unpauseMs).join("/")}); xl save ${report.xl?.saveMs} ms, restore ${report.xl?.restoreMs} ms; suspend-cancel ${report.cancel?.outMs}+${report.cancel?.cancelMs} ms`,
     );

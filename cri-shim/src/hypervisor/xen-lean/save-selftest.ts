@@ -101,6 +101,7 @@ try {
     else delete process.env[SAVE_ALL_PAGES_ENV];
     const mark = consoleLines(name).length;
     const [, saveMs] = await timed(() => withFd(file, "w", (fd) => lean.save(domid, fd)));
+    const savePhases = lean.streamPhases().lastSave;
     // A destroyed domain stays "dying" until xenstored and xenconsoled drop their mappings of it.
     let left = await lean.info(domid);
     for (let w = 0; w < 100 && left !== undefined; w++) {
@@ -113,6 +114,7 @@ try {
     const [restored, restorePausedMs] = await timed(() =>
       withFd(file, "r", (fd) => lean.restore(spec(name), fd, { paused: true })),
     );
+    const { lastRestore: restorePhases, lastWire: wirePhases } = lean.streamPhases();
     const [, unpauseMs] = await timed(() => lean.unpause(restored));
     const restoreMs = restorePausedMs + unpauseMs;
     const master = vifMaster(restored);
@@ -127,6 +129,9 @@ try {
       unpauseMs,
       bytes,
       goneAfterSave,
+      savePhases,
+      restorePhases,
+      wirePhases,
       vifMaster: master,
       suspended,
       resumed,

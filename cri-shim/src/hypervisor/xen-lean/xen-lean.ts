@@ -61,6 +61,14 @@ export class XenLean implements Hypervisor {
 
   private readonly stream: SfxenStream;
 
+  /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
+  private lastWire: Record<string, number> | undefined;
+
+  /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
+  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & { lastWire?: Record<string, number> } {
+    return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire: this.lastWire };
+  }
+
   private constructor(
     private readonly sfx: Sfxen,
     private readonly libxl: XenLibxl,
@@ -181,13 +189,23 @@ export class XenLean implements Hypervisor {
    */
   private async wireVifs(domid: number, spec: DomainSpec): Promise<void> {
     try {
-      for (const [devid, vif] of spec.vifs.entries())
-        await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
+      const t0 = performance.now();
+      const wire = { writesMs: 0, commitMs: 0, attempts: 0, xsMs: 0, guardMs: 0 };
+      for (const [devid, vif] of spec.vifs.entries()) {
+        const w = await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
+        wire.writesMs += w.writesUs / 1000;
+        wire.commitMs += w.commitUs / 1000;
+        wire.attempts += w.attempts;
+      }
+      const t1 = performance.now();
       // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
       // it holds from the moment netback makes the interface).
       await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
         throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
       });
+      wire.xsMs = t1 - t0;
+      wire.guardMs = performance.now() - t1;
+      this.lastWire = Object.fromEntries(Object.entries(wire).map(([k, v]) => [k, Math.round(v)]));
     } catch (err) {
       await this.sfx.destroy(domid).catch(() => undefined);
       throw err;

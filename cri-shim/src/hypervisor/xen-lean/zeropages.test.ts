@@ -3,7 +3,17 @@
 // "populate, no data" (XALLOC) entries, everything else byte for byte.
 import test from "ava";
 import koffi from "koffi";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SFXEN_LIB_PATH } from "./sfxen-names.js";
@@ -158,6 +168,66 @@ test("the restorer's expand gives the skipped pages back as pages of zeros, the 
   t.true(back.out.equals(original), "the original stream again");
   t.deepEqual(back.stats.slice(0, 2), [4n, 2n]);
   t.is(back.stats[2], BigInt(skipped.out.length), "read no further than libxc's END record");
+});
+
+/** The filter with a pipe (a FIFO) as its output, as the restorer's: zero pages go by reference. */
+async function runIntoPipe(input: Buffer, mode: number): Promise<{ rc: number; out: Buffer; err: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "sf-zero-"));
+  try {
+    writeFileSync(join(dir, "in"), input);
+    execFileSync("mkfifo", [join(dir, "pipe")]);
+    const readFd = openSync(join(dir, "pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
+    const writeFd = openSync(join(dir, "pipe"), constants.O_WRONLY);
+    const inFd = openSync(join(dir, "in"), "r");
+    const stats = Buffer.alloc(32);
+    const err = Buffer.alloc(256);
+    let done: number | undefined;
+    filter.async(inFd, writeFd, mode, stats, err, err.length, (e: unknown, rc: number) => {
+      if (e) throw e instanceof Error ? e : new Error(String(e));
+      done = rc;
+    });
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(1 << 16);
+    for (let closed = false; ;) {
+      let n = 0;
+      try {
+        n = readSync(readFd, buf);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+        n = -1;
+      }
+      if (n > 0) chunks.push(Buffer.from(buf.subarray(0, n)));
+      else if (n === 0 && closed) break;
+      else {
+        if (done !== undefined && !closed) {
+          closeSync(writeFd);
+          closed = true;
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    }
+    closeSync(readFd);
+    closeSync(inFd);
+    return { rc: done!, out: Buffer.concat(chunks), err: err.toString("utf8", 0, err.indexOf(0)) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("into a pipe, the expand's zero pages (sent by reference) read as zeros, in order", async (t) => {
+  const used = page((b) => b.fill(0x5a, 0, PAGE));
+  // Runs of zero pages longer than one vmsplice call's 64 pages, between pages with data.
+  const pages: Page[] = [];
+  for (let i = 0; i < 300; i++)
+    pages.push({ pfn: i, type: NOTAB, data: i % 97 === 5 ? page((b) => b.writeUInt32LE(i, 8)) : page() });
+  pages.push({ pfn: 300, type: NOTAB, data: used });
+  const original = stream(pages);
+  const skipped = run(original, SKIP);
+  t.is(skipped.rc, 0, skipped.err);
+  t.true(skipped.out.length < 8 * PAGE, "the zero pages left without data");
+  const back = await runIntoPipe(skipped.out, EXPAND);
+  t.is(back.rc, 0, back.err);
+  t.true(back.out.equals(original), "the original stream again, byte for byte");
 });
 
 test("a record of only zero pages keeps its entries and carries no data", (t) => {
