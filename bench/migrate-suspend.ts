@@ -69,13 +69,31 @@ export async function benchSuspendResume(rounds: number, backend: string): Promi
 
     const ours = { suspendMs: [] as number[], resumeMs: [] as number[] };
     const xl = { saveMs: [] as number[], restoreMs: [] as number[] };
-    const agentOps = (): { save: number[]; restore: number[] } => {
+    type Logged = { ms: number; phases?: Record<string, number> } & Record<string, unknown>;
+    const agentOps = () => {
       const lines = bed.shim.log(1_000_000).split("\n");
-      const ms = (msg: string) =>
+      const logged = (msg: string) =>
         lines
           .filter((l) => l.includes(`"message":"${msg}"`))
-          .map((l) => (JSON.parse(l.slice(l.indexOf("{"))) as { ms: number }).ms);
-      return { save: ms("domain suspended to disk"), restore: ms("domain restored") };
+          .map((l) => JSON.parse(l.slice(l.indexOf("{"))) as Logged);
+      const pick = (l: Logged, keys: string[]) => Object.fromEntries(keys.map((k) => [k, l[k]]));
+      const saves = logged("domain suspended to disk");
+      const restores = logged("domain restored");
+      return {
+        save: saves.map((l) => l.ms),
+        restore: restores.map((l) => l.ms),
+        // where the agent's time went, and the backend's own phases (lean: in-process save/restore)
+        phases: {
+          save: saves.map((l) => l.phases),
+          restore: restores.map((l) => l.phases),
+          backendSave: logged("domain saved in-process").map((l) =>
+            pick(l, ["ms", "suspendMs", "suspendedAtMs", "filterCpuMs"]),
+          ),
+          backendRestore: logged("domain restored in-process").map((l) =>
+            pick(l, ["ms", "beginMs", "betweenMs", "fillXcMs", "filterCpuMs", "fillXsMs"]),
+          ),
+        },
+      };
     };
     const viaAgent = async () => {
       const t0 = performance.now();
@@ -130,6 +148,7 @@ export async function benchSuspendResume(rounds: number, backend: string): Promi
       agentInternal: {
         saveMs: ops.save,
         restoreMs: ops.restore,
+        phases: ops.phases,
         note: "the agent's own save/restore time (shim log), without the API round trips",
       },
       xl: { saveMs: xl.saveMs.map(round), restoreMs: xl.restoreMs.map(round), totalMs: xlTotal.map(round) },
