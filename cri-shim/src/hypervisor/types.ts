@@ -88,6 +88,14 @@ export interface HostInfo {
   xenVersion: string;
 }
 
+export interface RestoreOptions {
+  paused?: boolean;
+  /** Called once, when the domain exists with its devices and waits only for the stream (a
+   *  migration target tells its source to stop the guest then); a backend that cannot tell calls
+   *  it at once. Not called when the restore fails first. */
+  onPrepared?: () => void;
+}
+
 export interface Hypervisor {
   readonly name: string;
   host(): Promise<HostInfo>;
@@ -113,7 +121,7 @@ export interface Hypervisor {
   /** Suspends the domain and writes its state to `fd` (a file or a socket); the domain is gone after. */
   save(domid: number, fd: number, opts?: { live?: boolean }): Promise<void>;
   /** Restores a domain from `fd`; `paused` leaves it paused. Returns the new domain id. */
-  restore(spec: DomainSpec, fd: number, opts?: { paused?: boolean }): Promise<number>;
+  restore(spec: DomainSpec, fd: number, opts?: RestoreOptions): Promise<number>;
   /** Live migration's source half: writes the domain's state to `fd` (with live, libxl's pre-copy
    *  while the guest runs, then the final suspended round) and leaves the domain SUSPENDED, not
    *  destroyed, so resumeSuspended() can bring it back if the target fails. */

@@ -44,6 +44,7 @@ import {
   type HostInfo,
   type Hypervisor,
   HypervisorError,
+  type RestoreOptions,
 } from "./types.js";
 
 const log = logger("xen-libxl");
@@ -314,9 +315,11 @@ export class XenLibxl implements Hypervisor {
     await this.rc("resume", domid, () => this.lib.domainResume.async(this.ctx, domid, 1, null));
   }
 
-  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+  async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
     if (!Number.isInteger(fd) || fd < 0)
       throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
+    // libxl builds the domain and its devices inside one call that also reads the stream.
+    opts.onPrepared?.();
     const params = cAlloc(koffi.sizeof(RestoreParamsType));
     try {
       this.lib.restoreParamsInit.sync(params);

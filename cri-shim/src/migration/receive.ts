@@ -209,9 +209,9 @@ class ReceiveSession {
       // The source could not pre-copy (no log-dirty on its Xen) and starts over stop-and-copy.
       if (this.bytes === attempt.bytesAtStart) {
         // Nothing of the first stream came (the lean source finds out before its first byte): the
-        // restore in progress, its domain and vifs made, still waits for the stream's header.
+        // restore in progress, its domain and vifs made or being made, still waits for the header.
         log.info("the source restarts its stream before sending any of it; the restore waits on");
-        this.ch.sendControl({ type: "ready" });
+        attempt.sayReady();
       } else {
         log.warn("the source restarts its stream; dropping the restore in progress");
         await this.abandonRestore();
@@ -278,14 +278,25 @@ class ReceiveSession {
     return { domid, bytes, restoreMs, sourceSpec, timeline };
   }
 
-  /** A paused restore reading from a fresh socketpair that DATA frames feed; tells the source "ready". */
+  /** A paused restore reading from a fresh socketpair that DATA frames feed; tells the source "ready"
+   *  once its domain is prepared. */
   private startRestore(spec: DomainSpec): {
     pair: ReturnType<typeof streamSocketpair>;
     restoring: Promise<number>;
     failed: Promise<never>;
     bytesAtStart: number;
+    /** Says "ready" once the domain is prepared (at once if it already is). */
+    sayReady: () => void;
   } {
     const bytesAtStart = this.bytes;
+    // "ready" goes out once the domain exists with its vifs and waits only for the stream: the
+    // source stops its guest then, so building them (netback's probe) is not downtime.
+    let markPrepared!: () => void;
+    const prepared = new Promise<void>((resolve) => (markPrepared = resolve));
+    const sayReady = (): void =>
+      void prepared.then(() => {
+        if (!this.ch.failed) this.ch.sendControl({ type: "ready" });
+      });
     const pair = (this.pair = streamSocketpair());
     pair.socket.on("error", () => undefined); // libxl closing its end early shows up as the restore's error
     this.ch.onData = (payload) => {
@@ -298,7 +309,10 @@ class ReceiveSession {
     };
     // A dead connection must stop libxl: closing our end gives its read EOF, and it gives up.
     this.ch.onFailure(() => pair.socket.destroy());
-    const restoring = (this.restoring = this.opts.hv.restore(spec, pair.libxlFd, { paused: true }));
+    const restoring = (this.restoring = this.opts.hv.restore(spec, pair.libxlFd, {
+      paused: true,
+      onPrepared: markPrepared,
+    }));
     restoring.then(
       (domid) => (this.domid = domid),
       () => undefined,
@@ -310,8 +324,8 @@ class ReceiveSession {
       },
     );
     failed.catch(() => undefined); // only raced while the stream flows
-    this.ch.sendControl({ type: "ready" });
-    return { pair, restoring, failed, bytesAtStart };
+    sayReady();
+    return { pair, restoring, failed, bytesAtStart, sayReady };
   }
 
   /** Stops the restore in progress and removes what it built, keeping the connection. */

@@ -11,6 +11,7 @@ import {
   type HostInfo,
   type Hypervisor,
   HypervisorError,
+  type RestoreOptions,
   type VifSpec,
 } from "../hypervisor/types.js";
 
@@ -157,8 +158,9 @@ export class MemoryHypervisorDouble implements Hypervisor {
   }
   /** Reads what migrateOut() wrote (until EOF, off the main thread: the writer may be this process)
    *  and builds a domain from `spec`; a stream not written by this double is refused. */
-  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+  async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
     this.restoresStarted++;
+    opts.onPrepared?.();
     const chunks: Buffer[] = [];
     for (;;) {
       const buf = Buffer.alloc(65536);

@@ -24,6 +24,7 @@ import {
   type HostInfo,
   type Hypervisor,
   HypervisorError,
+  type RestoreOptions,
   type VifSpec,
 } from "../types.js";
 import { LeanMetrics } from "./metrics.js";
@@ -354,7 +355,7 @@ export class XenLean implements Hypervisor {
     await this.stream.resume(domid);
   }
 
-  async restore(spec: DomainSpec, fd: number, opts: { paused?: boolean } = {}): Promise<number> {
+  async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
     validateDomainSpec(spec);
     if (spec.guestType !== "pv") return this.libxl.restore(spec, fd, opts);
     if (spec.name.startsWith("sf-shell-"))
@@ -365,7 +366,10 @@ export class XenLean implements Hypervisor {
     const domid = await this.stream.restore(
       spec,
       fd,
-      (d) => this.wireVifs(d, spec),
+      async (d) => {
+        await this.wireVifs(d, spec);
+        opts.onPrepared?.();
+      },
       (d) => this.destroy(d),
     );
     if (!opts.paused) {
