@@ -89,6 +89,30 @@ test("live asked on a Xen without log-dirty: restarted stop-and-copy on the same
   t.deepEqual(await a.list(), []);
 });
 
+test("the source stops its guest only once the target's domain is prepared", async (t) => {
+  const { a, b, domid, src, dst } = await twoNodes(t);
+  b.prepareDelayMs = 300;
+  const incoming = await receiveDomain({
+    hv: b,
+    host: "127.0.0.1",
+    identity: dst,
+    sourceFingerprint: async () => src.fingerprint,
+    targetSpec: (s) => s,
+  });
+  await sendDomain({
+    hv: a,
+    domid,
+    spec,
+    endpoint: `127.0.0.1:${incoming.port}`,
+    identity: src,
+    targetFingerprint: dst.fingerprint,
+    live: false,
+  });
+  await incoming.result;
+  t.truthy(b.preparedAt && a.migrateOutAt);
+  t.true(a.migrateOutAt! >= b.preparedAt!, `save at ${a.migrateOutAt}, prepared at ${b.preparedAt}`);
+});
+
 test("live impossible before the first byte (lean): the target's restore in progress waits on", async (t) => {
   const { a, b, domid, src, dst } = await twoNodes(t);
   a.liveMigrationUnsupported = true;

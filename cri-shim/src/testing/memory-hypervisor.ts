@@ -160,6 +160,8 @@ export class MemoryHypervisorDouble implements Hypervisor {
    *  and builds a domain from `spec`; a stream not written by this double is refused. */
   async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
     this.restoresStarted++;
+    if (this.prepareDelayMs > 0) await new Promise((r) => setTimeout(r, this.prepareDelayMs));
+    this.preparedAt = performance.now();
     opts.onPrepared?.();
     const chunks: Buffer[] = [];
     for (;;) {
@@ -183,10 +185,16 @@ export class MemoryHypervisorDouble implements Hypervisor {
   liveFailsBeforeFirstByte = false;
   /** How many restores were started. */
   restoresStarted = 0;
+  /** A restore's domain takes this long to prepare (its devices) before onPrepared. */
+  prepareDelayMs = 0;
+  /** When (performance.now()) the last restore said it was prepared, and the last migrateOut began. */
+  preparedAt: number | undefined;
+  migrateOutAt: number | undefined;
   /** Models the source half only: the domain is left suspended, and a marker (not a real Xen
    *  stream) is written to fd so a reader sees bytes. */
   async migrateOut(domid: number, fd: number, opts: { live: boolean }): Promise<void> {
     const d = this.must(domid);
+    this.migrateOutAt = performance.now();
     if (opts.live && this.liveMigrationUnsupported) {
       // libxl writes its stream header, then fails to enable log-dirty before suspending anything.
       if (!this.liveFailsBeforeFirstByte) writeSync(fd, "XenStreamHeader");
