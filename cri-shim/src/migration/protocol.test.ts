@@ -3,20 +3,24 @@
 import net from "node:net";
 import test from "ava";
 import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
+import type { DomainSpec } from "../hypervisor/types.js";
 import { TEST_DOMAIN_SPEC, twoNodes } from "../testing/migration-nodes.js";
 import { MigrationError, createIdentity, receiveDomain, sendDomain } from "./index.js";
 
 const spec = TEST_DOMAIN_SPEC;
 
-test("a domain moves: gone on the source, running on the target under the target's spec", async (t) => {
-  const { a, b, domid, src, dst } = await twoNodes(t);
-  const progress: number[] = [];
+/** One move from a to b (the target keeps the source's spec unless told otherwise). */
+async function move(
+  nodes: Awaited<ReturnType<typeof twoNodes>>,
+  o: { live: boolean; targetSpec?: (s: DomainSpec) => DomainSpec; onProgress?: (n: number) => void },
+) {
+  const { a, b, domid, src, dst } = nodes;
   const incoming = await receiveDomain({
     hv: b,
     host: "127.0.0.1",
     identity: dst,
     sourceFingerprint: async () => src.fingerprint,
-    targetSpec: (s) => ({ ...s, name: `${s.name}-b` }),
+    targetSpec: o.targetSpec ?? ((s) => s),
   });
   const sent = await sendDomain({
     hv: a,
@@ -25,10 +29,21 @@ test("a domain moves: gone on the source, running on the target under the target
     endpoint: `127.0.0.1:${incoming.port}`,
     identity: src,
     targetFingerprint: dst.fingerprint,
+    live: o.live,
+    onProgress: o.onProgress,
+  });
+  return { sent, got: await incoming.result, port: incoming.port };
+}
+
+test("a domain moves: gone on the source, running on the target under the target's spec", async (t) => {
+  const nodes = await twoNodes(t);
+  const { a, b } = nodes;
+  const progress: number[] = [];
+  const { sent, got, port } = await move(nodes, {
     live: true,
+    targetSpec: (s) => ({ ...s, name: `${s.name}-b` }),
     onProgress: (n) => progress.push(n),
   });
-  const got = await incoming.result;
   t.deepEqual(await a.list(), [], "source domain destroyed");
   const there = await b.info(got.domid);
   t.is(there?.state, "running");
@@ -37,11 +52,7 @@ test("a domain moves: gone on the source, running on the target under the target
   t.true(sent.bytes > 0 && sent.bytes === got.bytes, `bytes ${sent.bytes} / ${got.bytes}`);
   t.is(progress.at(-1), sent.bytes);
   t.true(sent.downtimeMs >= 0 && sent.downtimeMs <= sent.totalMs);
-  await t.throwsAsync(
-    () => connectOnce(incoming.port),
-    undefined,
-    "the listener is closed after the migration",
-  );
+  await t.throwsAsync(() => connectOnce(port), undefined, "the listener is closed after the migration");
 });
 
 test("live asked on a Xen without log-dirty: restarted stop-and-copy on the same connection, or refused", async (t) => {
@@ -90,51 +101,21 @@ test("live asked on a Xen without log-dirty: restarted stop-and-copy on the same
 });
 
 test("the source stops its guest only once the target's domain is prepared", async (t) => {
-  const { a, b, domid, src, dst } = await twoNodes(t);
+  const nodes = await twoNodes(t);
+  const { a, b } = nodes;
   b.prepareDelayMs = 300;
-  const incoming = await receiveDomain({
-    hv: b,
-    host: "127.0.0.1",
-    identity: dst,
-    sourceFingerprint: async () => src.fingerprint,
-    targetSpec: (s) => s,
-  });
-  await sendDomain({
-    hv: a,
-    domid,
-    spec,
-    endpoint: `127.0.0.1:${incoming.port}`,
-    identity: src,
-    targetFingerprint: dst.fingerprint,
-    live: false,
-  });
-  await incoming.result;
+  await move(nodes, { live: false });
   t.truthy(b.preparedAt && a.migrateOutAt);
   t.true(a.migrateOutAt! >= b.preparedAt!, `save at ${a.migrateOutAt}, prepared at ${b.preparedAt}`);
 });
 
 test("live impossible before the first byte (lean): the target's restore in progress waits on", async (t) => {
-  const { a, b, domid, src, dst } = await twoNodes(t);
+  const nodes = await twoNodes(t);
+  const { a, b } = nodes;
   a.liveMigrationUnsupported = true;
   a.liveFailsBeforeFirstByte = true;
-  const incoming = await receiveDomain({
-    hv: b,
-    host: "127.0.0.1",
-    identity: dst,
-    sourceFingerprint: async () => src.fingerprint,
-    targetSpec: (s) => s,
-  });
-  const sent = await sendDomain({
-    hv: a,
-    domid,
-    spec,
-    endpoint: `127.0.0.1:${incoming.port}`,
-    identity: src,
-    targetFingerprint: dst.fingerprint,
-    live: true,
-  });
+  const { sent, got } = await move(nodes, { live: true });
   t.false(sent.live);
-  const got = await incoming.result;
   t.is((await b.info(got.domid))?.state, "running");
   t.is(b.restoresStarted, 1, "one restore, kept across the restart");
   t.is((await b.list()).length, 1);
