@@ -37,6 +37,7 @@ function bind(path: string) {
       "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *stats, void *err, int errlen)",
     ) as unknown as AsyncFn<[number, number, number, number, Buffer, Buffer, number]>,
     kind: lib.func("int sfx_domain_kind(int domid)") as unknown as AsyncFn<[number]>,
+    stopFill: lib.func("int sfx_restore_stop(int fd)") as unknown as (fd: number) => number,
   };
 }
 
@@ -158,8 +159,10 @@ export class SfxenStream {
     const wiring = between(domid).then(() => void (wired = performance.now()));
     const filling = call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
     const [w, f] = await Promise.allSettled([
-      // A failed step stops the fill too: destroying the domain fails libxenguest's next hypercall.
+      // A failed step stops the fill too: a fill still waiting on a socket sees its end, and
+      // destroying the domain fails libxenguest's next hypercall.
       wiring.catch(async (err: unknown) => {
+        this.l.stopFill(fd);
         await discard(domid).catch(() => undefined);
         throw err;
       }),

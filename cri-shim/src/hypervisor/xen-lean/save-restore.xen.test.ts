@@ -46,7 +46,13 @@ interface Report {
     stateAfterLive?: string;
   };
   cross: { leanToLibxl: boolean; libxlToLean?: string; vifMaster?: string };
-  bad: { garbage: Err; truncated: Err; leftovers: number; xenstoreOrphans: string[] };
+  bad: {
+    garbage: Err;
+    truncated: Err;
+    noBridge: Err & { ms?: number };
+    leftovers: number;
+    xenstoreOrphans: string[];
+  };
   xl: { saveMs: number; restoreMs: number };
   stateAtEnd?: string;
 }
@@ -132,6 +138,10 @@ test.serial("bad streams fail clearly and leave no domain or XenStore node", (t)
     b.truncated.message,
     /^restore lean-save-bad: restore of domain \d+: (xc_domain_restore|reading a record)/,
   );
+  // The vif step fails while the fill waits on a silent socket: the restore ends at once.
+  t.is(b.noBridge.code, "NotFound", JSON.stringify(b.noBridge));
+  t.regex(b.noBridge.message, /bridge sfnobr0 does not exist/);
+  t.true((b.noBridge.ms ?? Infinity) < 10_000, `failed after ${b.noBridge.ms} ms`);
   t.is(b.leftovers, 0);
   t.deepEqual(b.xenstoreOrphans, []);
 });

@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { HypervisorError } from "../types.js";
 import { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
+import { streamSocketpair } from "../../migration/socketpair.js";
 import { SAVE_ALL_PAGES_ENV } from "./save-restore.js";
 import { XenLean } from "./xen-lean.js";
 
@@ -203,6 +204,21 @@ try {
       (d) => ({ unexpectedDomid: d }),
       (e: unknown) => errOf(e),
     );
+  // A vif that cannot be wired (no such bridge) while the fill waits on a socket that sends
+  // nothing (a migration before "ready"): the restore fails at once, not when the source gives up.
+  const pair = streamSocketpair();
+  const t0 = performance.now();
+  bad.noBridge = await lean
+    .restore(
+      { ...spec(`${name}-nobr`), vifs: [{ bridge: "sfnobr0", mac: "00:16:3e:00:00:09" }] },
+      pair.libxlFd,
+    )
+    .then(
+      (d) => ({ unexpectedDomid: d }),
+      (e: unknown) => ({ ...errOf(e), ms: Math.round(performance.now() - t0) }),
+    );
+  pair.socket.destroy();
+  pair.closeLibxlEnd();
   for (let i = 0; i < 100 && (await libxl.list()).length > domainsBefore; i++) await sleep(100);
   const live = new Set((await libxl.list()).map((d) => String(d.domid)));
   report.bad = {
