@@ -55,7 +55,7 @@ static int skip_body(int fd, uint32_t length)
  * zeros again, whatever Xen's allocator hands out. Stops right after libxc's END record, so the
  * caller reads libxl's records after it from the same fd. */
 struct expand_job {
-    int in, out, mode, rc;
+    int in, out, rc;
     long cpu_ms;
     struct sfx_zero_stats st;
     char why[160];
@@ -64,7 +64,7 @@ struct expand_job {
 static void *expand_thread(void *p)
 {
     struct expand_job *j = p;
-    j->rc = sfx_zero_filter(j->in, j->out, j->mode, &j->st, j->why, sizeof(j->why));
+    j->rc = sfx_zero_filter(j->in, j->out, SFX_ZERO_EXPAND, &j->st, j->why, sizeof(j->why));
     struct timespec cpu;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     j->cpu_ms = cpu.tv_sec * 1000 + cpu.tv_nsec / 1000000;
@@ -187,7 +187,7 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
             goto out;
         }
         fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
-        struct expand_job job = {.in = fd, .out = p[1], .mode = SFX_ZERO_EXPAND};
+        struct expand_job job = {.in = fd, .out = p[1]};
         pthread_t thread;
         int terr = pthread_create(&thread, NULL, expand_thread, &job);
         if (terr != 0) {

@@ -72,11 +72,9 @@ int sfx_restore_stop(int fd);
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
                      int64_t *stats, char *err, int errlen);
 /* fill's stats (SFX_RESTORE_STATS slots): where a restore's time went. */
-#define SFX_RESTORE_STATS 6
+#define SFX_RESTORE_STATS 4
 #define SFX_RESTORE_XC_MS 0         /* libxenguest's restore, reading the stream included */
 #define SFX_RESTORE_XS_MS 1         /* the console nodes and the XenStore introduction */
 #define SFX_RESTORE_WAIT_MS 2       /* fill start -> the stream's header read (a migration's wait) */
 #define SFX_RESTORE_FILTER_CPU_MS 3 /* CPU time of the filter thread between fd and libxenguest */
-#define SFX_RESTORE_ZERO_MS 4       /* zeroing the pages the stream sent without data */
-#define SFX_RESTORE_ZERO_PAGES 5    /* how many */
 #endif

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +20,19 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
-/* Where the last sfx_vif_write's time went (sfx_vif_write_stats), for the restore's phase log. */
+/* Where the last sfx_vif_write's time went (sfx_vif_write_stats), for the phase logs. */
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     int64_t writes_us, commit_us, attempts;
 } last_vif_write;
 
 void sfx_vif_write_stats(int64_t *out)
 {
+    pthread_mutex_lock(&last_lock);
     out[0] = last_vif_write.writes_us;
     out[1] = last_vif_write.commit_us;
     out[2] = last_vif_write.attempts;
+    pthread_mutex_unlock(&last_lock);
 }
 
 static int bridge_exists(const char *bridge)
@@ -108,7 +112,6 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
     struct timespec t0, t1, t2;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int attempt = 0; attempt < 5; attempt++) {
-        last_vif_write.attempts = attempt + 1;
         xs_transaction_t t = xs_transaction_start(xsh);
         if (t == XBT_NULL)
             return fail(err, errlen, SFX_EFAIL, "XenStore transaction: %s", strerror(errno));
@@ -132,8 +135,11 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
         clock_gettime(CLOCK_MONOTONIC, &t1);
         int committed = xs_transaction_end(xsh, t, false);
         clock_gettime(CLOCK_MONOTONIC, &t2);
+        pthread_mutex_lock(&last_lock);
         last_vif_write.writes_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
         last_vif_write.commit_us = (t2.tv_sec - t1.tv_sec) * 1000000 + (t2.tv_nsec - t1.tv_nsec) / 1000;
+        last_vif_write.attempts = attempt + 1;
+        pthread_mutex_unlock(&last_lock);
         if (committed)
             break;
         if (errno != EAGAIN || attempt == 4)

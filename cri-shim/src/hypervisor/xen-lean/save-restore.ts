@@ -16,7 +16,7 @@ const KIND_PV = 1;
 const SAVE_LIVE = 1;
 const SAVE_ALL_PAGES = 2;
 /** libsfxen's SFX_RESTORE_STATS. */
-const RESTORE_STATS = 6;
+const RESTORE_STATS = 4;
 /** Test-only: "1" sends all-zero pages with their data too (a stream as long as the guest's
  *  memory, for tests that cut a migration mid-stream). */
 export const SAVE_ALL_PAGES_ENV = "SUPERFLUID_SAVE_ZERO_PAGES";
@@ -61,8 +61,6 @@ export interface RestorePhases {
   /** fill start -> the stream's header read (a migration waits for the source here) */ waitMs: number;
   /** libxenguest's restore, reading the stream included */ fillXcMs: number;
   /** CPU time of the filter between fd and libxenguest */ filterCpuMs: number;
-  /** zeroing the pages the stream sent without data */ zeroMs: number;
-  zeroPages: number;
   /** console nodes and the XenStore introduction */ fillXsMs: number;
 }
 
@@ -183,8 +181,6 @@ export class SfxenStream {
       waitMs: at(2),
       fillXcMs: at(0),
       filterCpuMs: at(3),
-      zeroMs: at(4),
-      zeroPages: at(5),
       fillXsMs: at(1),
     };
     this.lastRestore = phases;
