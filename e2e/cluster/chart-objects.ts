@@ -3,13 +3,16 @@
 // of the shim's node agent. The operator and the shims run outside the chart here (on the host, in
 // dom0), but with the chart's RuntimeClass and the node agent's own least-privilege identity, so a
 // missing permission or a placement rule the chart gets wrong shows up in the e2e tests.
+// They carry Helm's ownership marks for the release `superfluid`, so a later `helm install` of the
+// whole chart (helm-release.ts) adopts them instead of refusing to touch objects it did not make.
 import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
 import { runAsync } from "../../lib/process.js";
 import type { ControlPlane } from "../harness/control-plane.js";
 
-const CHART_DIR = join(REPO_ROOT, "charts", "superfluid");
-const RELEASE = "superfluid";
+export const CHART_DIR = join(REPO_ROOT, "charts", "superfluid");
+export const RELEASE = "superfluid";
 export const CHART_NAMESPACE = "superfluid-system";
 /** The shim DaemonSet's ServiceAccount (the chart's `superfluid.shim.name`), bound to the node-agent ClusterRole. */
 export const NODE_AGENT_SERVICE_ACCOUNT = `${RELEASE}-cri-shim`;
@@ -38,7 +41,9 @@ export async function installChartObjects(cp: ControlPlane): Promise<void> {
   );
   if (rendered.code !== 0) throw new Error(`helm template ${CHART_DIR}: ${rendered.stderr.trim()}`);
   const namespace = `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${CHART_NAMESPACE} }\n---\n`;
-  const applied = await cp.kubectl(["apply", "-f", "-"], { input: namespace + rendered.stdout });
+  const applied = await cp.kubectl(["apply", "-f", "-"], {
+    input: namespace + withHelmOwnership(rendered.stdout),
+  });
   if (applied.code !== 0)
     throw new Error(`applying the chart's RBAC and RuntimeClass: ${applied.stderr.trim()}`);
 }
@@ -55,4 +60,20 @@ export async function nodeAgentToken(cp: ControlPlane): Promise<string> {
   ]);
   if (r.code !== 0) throw new Error(`a token for ${NODE_AGENT_USER}: ${r.stderr.trim()}`);
   return r.stdout.trim();
+}
+
+/** The annotations by which Helm recognises an object as its release's (and adopts it on install). */
+export function withHelmOwnership(manifests: string): string {
+  return parseAllDocuments(manifests)
+    .map((d) => d.toJS() as { metadata?: { annotations?: Record<string, string> } } | null)
+    .filter((o): o is { metadata: { annotations?: Record<string, string> } } => !!o?.metadata)
+    .map((o) => {
+      o.metadata.annotations = {
+        ...o.metadata.annotations,
+        "meta.helm.sh/release-name": RELEASE,
+        "meta.helm.sh/release-namespace": CHART_NAMESPACE,
+      };
+      return JSON.stringify(o);
+    })
+    .join("\n---\n");
 }

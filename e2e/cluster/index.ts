@@ -29,6 +29,8 @@ import { type Shim, startShim } from "./shim.js";
 
 const log = logger("e2e-cluster");
 const VIF_BRIDGE_LEAN = join(REPO_ROOT, "e2e", "cluster", "vif-bridge-lean.sh");
+/** The host's loopback as every emulated node's dom0 reaches it (QEMU's user network). */
+const XEN_NODE_HOST_IP: XenNode["hostIpFromDom0"] = "10.0.2.2";
 
 export interface ClusterOptions {
   /** Number of emulated Xen nodes (default 1). */
@@ -204,10 +206,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
   try {
     // Control plane, registry + images and node boot are independent: overlap them.
     const cpStarted = Date.now();
-    const cpPromise = startControlPlane().then((cp) => {
-      cleanups.push(() => cp.stop());
-      return { cp, ms: Date.now() - cpStarted };
-    });
+    // With containerd, Linux pods may use in-cluster config (the chart's operator and node DaemonSet):
+    // the `kubernetes` Service then leads, through the kube-proxy pod's rules, to where dom0
+    // reaches the host's apiserver.
+    const cpPromise = startControlPlane(opts.containerd ? { advertiseAddress: XEN_NODE_HOST_IP } : {}).then(
+      (cp) => {
+        cleanups.push(() => cp.stop());
+        return { cp, ms: Date.now() - cpStarted };
+      },
+    );
     const registryPromise = startRegistry().then(async (registry) => {
       cleanups.push(() => registry.stop());
       const images = await pushExampleImages(registry);
@@ -224,8 +231,17 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
         "garbage-collector-controller",
         "serviceaccount-controller",
         "node-lifecycle-controller",
-        // kube-proxy and the scenarios' Linux DaemonSets, on nodes with containerd.
-        ...(opts.containerd ? ["daemonset-controller"] : []),
+        // kube-proxy, the scenarios' Linux DaemonSets and the chart's workloads (its operator's
+        // Deployment; kube-root-ca.crt for the ServiceAccount tokens of in-cluster pods), on
+        // nodes with containerd.
+        ...(opts.containerd
+          ? [
+              "daemonset-controller",
+              "deployment-controller",
+              "replicaset-controller",
+              "root-ca-certificate-publisher-controller",
+            ]
+          : []),
       ],
     });
     // The chart's RuntimeClass (placement onto the tainted Xen nodes) and RBAC (the node agent's identity).

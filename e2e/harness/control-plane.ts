@@ -25,6 +25,13 @@ export interface ControlPlaneOptions {
   extraIps?: string[];
   /** Address the apiserver listens on (default 127.0.0.1). */
   bindAddress?: string;
+  /**
+   * The address the `kubernetes` Service's endpoint names (default the bind address, 127.0.0.1 for
+   * 0.0.0.0). Pods that use in-cluster config reach the apiserver through it: an emulated node's
+   * pods need the address its dom0 reaches the host at (10.0.2.2), and the certificate names
+   * 10.96.0.1, the Service's ClusterIP.
+   */
+  advertiseAddress?: string;
 }
 
 export interface CommandResult {
@@ -156,7 +163,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         [
           `--etcd-servers=http://127.0.0.1:${etcdPort}`,
           `--bind-address=${bind}`,
-          `--advertise-address=${bind === "0.0.0.0" ? "127.0.0.1" : bind}`,
+          `--advertise-address=${opts.advertiseAddress ?? (bind === "0.0.0.0" ? "127.0.0.1" : bind)}`,
           `--secure-port=${apiPort}`,
           `--tls-cert-file=${pki.serverCert}`,
           `--tls-private-key-file=${pki.serverKey}`,

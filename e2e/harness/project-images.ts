@@ -37,10 +37,15 @@ export async function pushProjectImages(registry: string): Promise<ImagesReport>
 
 const CHART_KEY = { operator: "operator", "cri-shim": "shim" } as const;
 
-/** `--set` arguments that point the chart at the report's images, pinned by digest. */
-export function helmImageValues(report: ImagesReport): string[] {
+/**
+ * `--set` arguments that point the chart at the report's images, pinned by digest. `pullFrom`: the
+ * registry as the nodes reach it, when that is not the address the images were pushed to (an
+ * emulated node pulls the host's registry through its own localhost:5000).
+ */
+export function helmImageValues(report: ImagesReport, pullFrom?: string): string[] {
   return report.images.flatMap((i) => {
-    const repository = i.pinned.slice(0, i.pinned.lastIndexOf("@"));
+    const pushed = i.pinned.slice(0, i.pinned.lastIndexOf("@"));
+    const repository = pullFrom ? `${pullFrom}${pushed.slice(pushed.indexOf("/"))}` : pushed;
     return [
       "--set",
       `${CHART_KEY[i.name]}.image.repository=${repository}`,
