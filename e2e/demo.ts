@@ -1,6 +1,10 @@
-// `npm run demo`: a whole superfluid cluster on this machine (control plane, scheduler, operator, one
-// emulated Xen node with the CRI shim and a real kubelet, a registry with the examples' images),
-// then examples/hello.yaml and examples/http.yaml applied and shown working. It keeps running until
+// `npm run demo`: a whole superfluid cluster on this machine (control plane, scheduler, one emulated
+// Xen node with the CRI shim, containerd and a real kubelet, a registry with the examples' images),
+// the chart installed with `helm install` (the project's images from `npm run images`, the operator
+// as its Deployment, the node agent on its node-credentials DaemonSet: e2e/cluster/helm-release.ts),
+// then examples/hello.yaml and examples/http.yaml applied and shown working.
+// SUPERFLUID_DEMO_OPERATOR=host: the operator as a host process instead of the chart (as does
+// SUPERFLUID_DEMO_CONTAINERD=0, where the node has no containerd to run the chart's pods). It keeps running until
 // Ctrl-C or `npm run demo:down` (`node dist/e2e/demo.js down`), and tears everything down on the way
 // out, then checks that nothing is left.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -8,6 +12,14 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CACHE_DIR, k8sBinary, REPO_ROOT } from "../lib/paths.js";
 import { type E2ECluster, startCluster } from "./cluster/index.js";
+import {
+  applyRelease,
+  CHART_NAMESPACE,
+  pushChartImages,
+  realHostValues,
+  RELEASE,
+  useChartNodeCredentials,
+} from "./cluster/helm-release.js";
 import { findLeftovers } from "./cluster/leftovers.js";
 
 const STATE_FILE = join(CACHE_DIR, "demo.json");
@@ -72,6 +84,25 @@ async function kubectlOk(cluster: E2ECluster, args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** The chart as a user installs it, the operator and the node agent's credentials from it. */
+async function installChart(cluster: E2ECluster): Promise<void> {
+  say("\n$ npm run images -- --registry <the cluster's registry>");
+  const images = await pushChartImages(cluster);
+  for (const i of images.report.images)
+    say(`    ${i.name}: ${(i.sizeBytes / 1e6).toFixed(1)} MB (${i.digest.slice(0, 19)}...)`);
+  say(
+    `$ helm install ${RELEASE} charts/superfluid -n ${CHART_NAMESPACE} --set shim.enabled=false --set nodeCredentials.enabled=true <image digests> --wait`,
+  );
+  const started = Date.now();
+  await applyRelease(cluster, "install", realHostValues({ replicas: 1 }), images);
+  say(
+    `    deployed in ${((Date.now() - started) / 1000).toFixed(1)} s (images pulled into dom0's containerd)`,
+  );
+  say(indent(await kubectlOk(cluster, ["get", "pods", "-n", CHART_NAMESPACE, "-o", "wide"])));
+  say("# the shim (systemd's part on a real host) restarted with the node agent's kubeconfig from the chart");
+  await useChartNodeCredentials(cluster.nodes[0]!);
+}
+
 async function showExamples(cluster: E2ECluster): Promise<void> {
   // One after the other: two domain builds at once (and the HTTP guest's Linux booting) starve an
   // emulated dom0, and libxl gives up on a vif hotplug script that runs longer than its timeout.
@@ -134,12 +165,14 @@ async function up(): Promise<number> {
     return 1;
   }
   say(
-    "bringing up: control plane, scheduler, controller-manager, operator, registry, one emulated Xen node (kubelet + CRI shim + containerd in dom0, kube-proxy as a DaemonSet pod)",
+    "bringing up: control plane, scheduler, controller-manager, registry, one emulated Xen node (kubelet + CRI shim + containerd in dom0, kube-proxy as a DaemonSet pod), then the chart with helm",
   );
   say("(Xen runs under QEMU TCG emulation here: this takes a few minutes on 2 cores)");
   // containerd + runc in dom0 behind the shim, as on a real node, and kube-proxy as a DaemonSet pod
   // through it (docs/e2e.md "A real node"); SUPERFLUID_DEMO_CONTAINERD=0: kube-proxy in dom0 instead.
-  const cluster = await startCluster({ containerd: process.env.SUPERFLUID_DEMO_CONTAINERD !== "0" });
+  const containerd = process.env.SUPERFLUID_DEMO_CONTAINERD !== "0";
+  const chart = containerd && process.env.SUPERFLUID_DEMO_OPERATOR !== "host";
+  const cluster = await startCluster({ containerd, operator: !chart });
   let stopping = false;
   /** `signalled`: asked to stop (Ctrl-C, `npm run demo:down`), so someone may wait for the verdict. */
   const stop = async (code: number, signalled = false) => {
@@ -170,6 +203,7 @@ async function up(): Promise<number> {
     `cluster up in ${(t.totalMs / 1000).toFixed(1)} s (control plane ${(t.controlPlaneMs / 1000).toFixed(1)} s, Xen node boot ${(t.nodeBootMs[0]! / 1000).toFixed(1)} s, CRI shim start ${(t.shimStartMs[0]! / 1000).toFixed(1)} s, kubelet start to node Ready ${(t.kubeletStartToReadyMs[0]! / 1000).toFixed(1)} s)`,
   );
   try {
+    if (chart) await installChart(cluster);
     await showExamples(cluster);
   } catch (err) {
     say(`\nthe demo failed: ${(err as Error).message}`);

@@ -65,7 +65,8 @@ export function syncCredentials(root: string, src: CredentialSource): string[] {
   const changed: string[] = [];
   if (replace(join(dir, "ca.crt"), readFileSync(join(src.from, "ca.crt"), "utf8"), 0o644))
     changed.push("ca.crt");
-  if (replace(join(dir, "token"), token + "\n", 0o600)) changed.push("token");
+  // No newline: as the kubelet writes it (client-node sends the file as it is, a newline included).
+  if (replace(join(dir, "token"), token, 0o600)) changed.push("token");
   if (replace(join(dir, "kubeconfig"), agentKubeconfig(src.server), 0o600)) changed.push("kubeconfig");
   return changed;
 }

@@ -4,6 +4,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { CriRuntime } from "../runtime.js";
 import { logger } from "../../../lib/log.js";
 import { NodeAgent } from "./agent.js";
+import { loadAgentKubeconfig } from "./kubeconfig.js";
 
 const log = logger("node-agent");
 
@@ -24,9 +25,8 @@ export function startNodeAgent(
     streamTimeoutMs?: number | undefined;
   } = {},
 ): NodeAgent {
-  const kubeConfig = new KubeConfig();
-  if (kubeconfigPath) kubeConfig.loadFromFile(kubeconfigPath);
-  else kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
+  const kubeConfig = kubeconfigPath ? loadAgentKubeconfig(kubeconfigPath) : new KubeConfig();
+  if (!kubeconfigPath) kubeConfig.loadFromCluster(); // the chart's DaemonSet: in-cluster service account
   const agent = new NodeAgent({
     kubeConfig,
     nodeName,
