@@ -305,10 +305,17 @@ function renamedExample(name: string, as: string): string {
   return stringify(doc);
 }
 
+/** The VM's domain id once it shows: the node agent annotates the pod, the operator copies it to status (after Ready, maybe). */
 async function domainIdOf(s: Scenario, ns: string, vm: string): Promise<string> {
-  return (
-    await s.cluster.kubectl(["get", "uvm", vm, "-n", ns, "-o", "jsonpath={.status.domainId}"])
-  ).stdout.trim();
+  return eventually(
+    `uvm ${ns}/${vm}'s domain id`,
+    async () => {
+      const r = await s.cluster.kubectl(["get", "uvm", vm, "-n", ns, "-o", "jsonpath={.status.domainId}"]);
+      return r.stdout.trim() || undefined;
+    },
+    120_000,
+    2000,
+  ).catch(() => "");
 }
 
 test.serial(
