@@ -31,11 +31,28 @@ const all = dirs
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
 // SUPERFLUID_STAGES=host (or xen) runs one stage only, for a quick local loop; CI runs both.
 const wanted = (process.env.SUPERFLUID_STAGES ?? "host,xen").split(",");
+// ava runs the files in the order given, two at a time on 2 cores: the longest Xen files (minutes
+// each, from the last full runs) go first, so that none of them starts last and runs on alone.
+const LONGEST_XEN = [
+  "e2e/scenarios/real-node",
+  "e2e/scenarios/migration",
+  "e2e/scenarios/density",
+  "cri-shim/src/migration/migrate",
+  "e2e/scenarios/two-nodes",
+];
+function longFirst(files) {
+  const rank = (f) => {
+    const i = LONGEST_XEN.findIndex((p) => f.startsWith(p));
+    return i < 0 ? LONGEST_XEN.length : i;
+  };
+  return [...files].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
 const stages = [
   { name: "host", files: all.filter((f) => !f.endsWith(".xen.test.ts")), args: [] },
   // Booting an emulated Xen node happens in before-hooks and can take minutes on a busy 2-core
   // machine; ava's timeout is one of inactivity, so give this stage room.
-  { name: "xen", files: all.filter((f) => f.endsWith(".xen.test.ts")), args: ["--timeout=20m"] },
+  { name: "xen", files: longFirst(all.filter((f) => f.endsWith(".xen.test.ts"))), args: ["--timeout=20m"] },
 ].filter((s) => wanted.includes(s.name));
 
 function runAva(files, extraArgs) {
