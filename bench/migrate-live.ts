@@ -7,7 +7,7 @@
 // Downtime: the source's own measure (the guest suspended -> the target says running, on the
 // source's clock), the same for both moves. The client's view beside it: requests sent and failed
 // during each move, and the longest gap between two answered requests.
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import {
@@ -27,6 +27,11 @@ import { ensureHttpGuestImage, httpGuestCmdline } from "../e2e/guests/http-guest
 const BRIDGE = "sfseg";
 const GUEST_IP = "10.99.0.200";
 const PORT = 8080;
+/** BENCH_LIVE_LOG_DIR: keep both ends' logs of each move there; BENCH_LIBXL_LOG_LEVEL (e.g. debug)
+ *  makes them carry libxl's own steps (the save's rounds, the restore's devices). */
+const LOG_DIR = process.env.BENCH_LIVE_LOG_DIR;
+const LIBXL_LEVEL = process.env.BENCH_LIBXL_LOG_LEVEL;
+const CLI_ENV = LIBXL_LEVEL && /^[a-z]+$/.test(LIBXL_LEVEL) ? `LIBXL_LOG_LEVEL=${LIBXL_LEVEL}` : "";
 
 export interface MoveResult {
   how: "live" | "stop-and-copy";
@@ -37,6 +42,10 @@ export interface MoveResult {
   requestsSent: number;
   requestsFailed: number;
   longestGapMs: number;
+  /** Where the downtime went, ms from the guest seen suspended, on the source's clock. */
+  sourceTimeline: Record<string, number>;
+  /** The target's view, ms from the stream's last byte, on the target's clock. */
+  targetTimeline: Record<string, number>;
 }
 
 export interface LiveBenchResult {
@@ -97,7 +106,7 @@ async function move(
   const probe = await startClient(client, `client-${tag}`);
   // Steady state first: a few answered requests before the move.
   await new Promise((r) => setTimeout(r, 5000));
-  const rx = await startReceiver(to, `rx-${tag}`, identity.fingerprint, `--bridge ${BRIDGE}`);
+  const rx = await startReceiver(to, `rx-${tag}`, identity.fingerprint, `--bridge ${BRIDGE}`, CLI_ENV);
   const t0 = await dom0Now(client);
   const s = await sendFrom(from, {
     identityFile: identity.file,
@@ -107,9 +116,15 @@ async function move(
     targetFingerprint: rx.fingerprint,
     live: how === "live",
     fallback: false,
+    env: CLI_ENV,
   });
+  if (LOG_DIR) {
+    mkdirSync(LOG_DIR, { recursive: true });
+    writeFileSync(join(LOG_DIR, `${tag}-source.log`), s.stderr);
+  }
   if (!s.ok) throw new Error(`${how} move failed: ${JSON.stringify(s.error)}`);
   const landed = await rx.outcome();
+  if (LOG_DIR) copyFileSync(rx.logFile, join(LOG_DIR, `${tag}-target.log`));
   // The client's view settles a few seconds after the switch (ARP, the first answers from B).
   await new Promise((r) => setTimeout(r, 5000));
   const t1 = await dom0Now(client);
@@ -127,6 +142,8 @@ async function move(
     requestsSent: lines.length,
     requestsFailed: lines.filter(([, , ok]) => !ok).length,
     longestGapMs,
+    sourceTimeline: s.timeline ?? {},
+    targetTimeline: landed.timeline ?? {},
   };
   console.log(`${how}: ${JSON.stringify(result)} (target domid ${landed.domid})`);
   return { result, samples: lines.map(([start, , ok]) => [start - t0, ok ? 1 : 0]) };

@@ -62,14 +62,14 @@ async function cli<T>(
   args: string,
   timeoutMs = 900_000,
   extraEnv = "",
-): Promise<{ code: number; value: T }> {
+): Promise<{ code: number; value: T; stderr: string }> {
   const r = await node.exec(`${cliCmd(extraEnv)} ${args}`, { timeoutMs });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.code > 1 || (!last.startsWith("{") && !last.startsWith("[")))
     throw new Error(
       `${node.name}: cli ${args}\nexit ${r.code}\n${r.stderr.slice(-3000)}${r.stdout.slice(-1000)}`,
     );
-  return { code: r.code, value: JSON.parse(last) as T };
+  return { code: r.code, value: JSON.parse(last) as T, stderr: r.stderr };
 }
 
 export function readLines<T>(path: string): T[] {
@@ -182,6 +182,8 @@ export async function watchConsole(
 }
 
 export interface Receiver {
+  /** The receiver's stderr (its log lines), in the host's view of the node's dir. */
+  logFile: string;
   port: number;
   fingerprint: string;
   endpoint: string;
@@ -210,11 +212,13 @@ export async function startReceiver(
   tag: string,
   sourceFingerprint: string,
   extra = "",
+  /** Variables for the receiver's environment, e.g. LIBXL_LOG_LEVEL=debug. */
+  extraEnv = "",
 ): Promise<Receiver> {
   const { out, err } = await background(
     node,
     tag,
-    `${cliCmd()} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`,
+    `${cliCmd(extraEnv)} receive --host ${node.segmentIp} --source-fingerprint ${sourceFingerprint} ${extra}`,
   );
   type Line = { event: string; port?: number; fingerprint?: string };
   const listening = await waitFor(
@@ -230,6 +234,7 @@ export async function startReceiver(
   );
   const events = () => readLines<ReturnType<Receiver["events"]>[number]>(out);
   return {
+    logFile: err,
     port: listening.port!,
     fingerprint: listening.fingerprint!,
     endpoint: `${node.segmentIp}:${listening.port!}`,
@@ -257,12 +262,14 @@ export async function sendFrom(
     timeoutMs?: number;
     /** Send all-zero pages with their data (a stream as long as the guest's memory, to cut mid-way). */
     allPages?: boolean;
+    /** More variables for the sender's environment, e.g. LIBXL_LOG_LEVEL=debug. */
+    env?: string;
   },
-): Promise<SendOutcome> {
+): Promise<SendOutcome & { stderr: string }> {
   const args = `send --identity ${o.identityFile} --spec ${o.specFile} --domid ${o.domid} --endpoint ${o.endpoint} --target-fingerprint ${o.targetFingerprint}${o.live === false ? " --cold" : ""}${o.fallback === false ? " --no-fallback" : ""}${o.timeoutMs ? ` --timeout-ms ${o.timeoutMs}` : ""}`;
-  const env = o.allPages ? "SUPERFLUID_SAVE_ZERO_PAGES=1" : "";
-  const { code, value } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000, env);
-  return { ok: code === 0, ...value };
+  const env = `${o.allPages ? "SUPERFLUID_SAVE_ZERO_PAGES=1 " : ""}${o.env ?? ""}`.trim();
+  const { code, value, stderr } = await cli<Omit<SendOutcome, "ok">>(node, args, 900_000, env);
+  return { ok: code === 0, ...value, stderr };
 }
 
 export async function domains(

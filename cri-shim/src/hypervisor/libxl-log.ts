@@ -39,9 +39,10 @@ export class LibxlLogCapture {
     /** The xentoollog_logger* to hand to libxl_ctx_alloc. */
     readonly xtlLogger: CPointer,
   ) {
-    // libxl may log from worker threads while JS is idle; drain now and then so the pipe never fills
+    // libxl may log from worker threads while JS is idle; drain often, so the pipe never fills and
+    // a line's timestamp is within 50 ms of when libxl wrote it (the phases of a restore read from it)
     // (both ends are non-blocking: a full pipe drops libxl's log lines instead of stalling libxl).
-    this.drainTimer = setInterval(() => this.drain(), 250);
+    this.drainTimer = setInterval(() => this.drain(), 50);
     this.drainTimer.unref();
   }
 
