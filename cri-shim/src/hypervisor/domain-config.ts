@@ -98,7 +98,22 @@ export interface LibxlDomainConfigJson {
     "type.pv"?: Record<string, never>;
     "type.pvh"?: Record<string, never>;
   };
-  nics: { devid: number; backend_domid: 0; nictype: "vif"; bridge: string; mac: string; ip?: string }[];
+  nics: {
+    devid: number;
+    backend_domid: 0;
+    nictype: "vif";
+    bridge: string;
+    mac: string;
+    ip?: string;
+    script?: string;
+  }[];
+}
+
+/** How libxl builds a domain's devices, beyond the spec. */
+export interface LibxlBuildOptions {
+  /** The hotplug script libxl runs for each vif (an absolute path); its default (Xen's vif-bridge)
+   *  when unset. A caller that wires the vifs itself gives a no-op here. */
+  vifScript?: string;
 }
 
 /**
@@ -111,8 +126,13 @@ export function pvhPagingPoolKiB(vcpus: number, memoryMiB: number): number {
 }
 
 /** Validates `spec` and maps it onto libxl_domain_config. */
-export function domainConfig(spec: DomainSpec): LibxlDomainConfigJson {
+export function domainConfig(spec: DomainSpec, opts: LibxlBuildOptions = {}): LibxlDomainConfigJson {
   validateDomainSpec(spec);
+  if (opts.vifScript !== undefined && !/^\/[\w./-]+$/.test(opts.vifScript))
+    throw new HypervisorError(
+      `vifScript must be an absolute path, got ${JSON.stringify(opts.vifScript)}`,
+      "InvalidArgument",
+    );
   const maxVcpus = spec.maxVcpus ?? spec.vcpus;
   const b_info: LibxlDomainConfigJson["b_info"] = {
     max_vcpus: maxVcpus,
@@ -138,10 +158,11 @@ export function domainConfig(spec: DomainSpec): LibxlDomainConfigJson {
       bridge: vif.bridge,
       mac: vif.mac.toLowerCase(),
       ...(vif.ip !== undefined ? { ip: vif.ip } : {}),
+      ...(opts.vifScript !== undefined ? { script: opts.vifScript } : {}),
     })),
   };
 }
 
-export function domainConfigJSON(spec: DomainSpec): string {
-  return JSON.stringify(domainConfig(spec));
+export function domainConfigJSON(spec: DomainSpec, opts: LibxlBuildOptions = {}): string {
+  return JSON.stringify(domainConfig(spec, opts));
 }

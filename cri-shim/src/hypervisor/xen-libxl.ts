@@ -15,7 +15,7 @@ import { access, constants as fsConstants } from "node:fs/promises";
 import koffi from "koffi";
 import { logger } from "../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../network/antispoof.js";
-import { domainConfigJSON, validateDomainSpec } from "./domain-config.js";
+import { type LibxlBuildOptions, domainConfigJSON, validateDomainSpec } from "./domain-config.js";
 import {
   type CPointer,
   DOMAIN_CONFIG_BUFFER_BYTES,
@@ -145,8 +145,12 @@ export class XenLibxl implements Hypervisor {
   }
 
   /** Builds the config in C memory, runs `build` with it, and always disposes it. */
-  private async withConfig<T>(spec: DomainSpec, build: (config: CPointer) => Promise<T>): Promise<T> {
-    const json = domainConfigJSON(spec);
+  private async withConfig<T>(
+    spec: DomainSpec,
+    opts: LibxlBuildOptions,
+    build: (config: CPointer) => Promise<T>,
+  ): Promise<T> {
+    const json = domainConfigJSON(spec, opts);
     const config = cAlloc(DOMAIN_CONFIG_BUFFER_BYTES);
     try {
       this.lib.domainConfigInit.sync(config);
@@ -166,13 +170,14 @@ export class XenLibxl implements Hypervisor {
   private async buildDomain(
     op: string,
     spec: DomainSpec,
+    opts: LibxlBuildOptions,
     create: (config: CPointer, domidOut: CPointer) => Promise<number>,
   ): Promise<number> {
     this.assertOpen();
     await this.precheck(spec);
     const domidOut = cAlloc(4);
     try {
-      return await this.withConfig(spec, async (config) => {
+      return await this.withConfig(spec, opts, async (config) => {
         const mark = this.libxlLog.mark();
         const started = performance.now();
         const rc = await create(config, domidOut);
@@ -196,8 +201,9 @@ export class XenLibxl implements Hypervisor {
     }
   }
 
-  createPaused(spec: DomainSpec): Promise<number> {
-    return this.buildDomain("create", spec, (config, domidOut) =>
+  /** `build`: how libxl makes the devices (the lean backend wires the vifs itself). */
+  createPaused(spec: DomainSpec, build: LibxlBuildOptions = {}): Promise<number> {
+    return this.buildDomain("create", spec, build, (config, domidOut) =>
       this.lib.domainCreateNew.async(this.ctx, config, domidOut, null, null),
     );
   }
@@ -315,7 +321,11 @@ export class XenLibxl implements Hypervisor {
     await this.rc("resume", domid, () => this.lib.domainResume.async(this.ctx, domid, 1, null));
   }
 
-  async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
+  async restore(
+    spec: DomainSpec,
+    fd: number,
+    opts: RestoreOptions & { build?: LibxlBuildOptions } = {},
+  ): Promise<number> {
     if (!Number.isInteger(fd) || fd < 0)
       throw new HypervisorError(`not a file descriptor: ${JSON.stringify(fd)}`, "InvalidArgument");
     // libxl builds the domain and its devices inside one call that also reads the stream.
@@ -324,7 +334,7 @@ export class XenLibxl implements Hypervisor {
     try {
       this.lib.restoreParamsInit.sync(params);
       encode(params, "uint32", LIBXL_STREAM_VERSION, koffi.offsetof(RestoreParamsType, "stream_version"));
-      const domid = await this.buildDomain("restore", spec, (config, domidOut) =>
+      const domid = await this.buildDomain("restore", spec, opts.build ?? {}, (config, domidOut) =>
         this.lib.domainCreateRestore.async(this.ctx, config, domidOut, fd, -1, params, null, null),
       );
       if (!opts.paused) {

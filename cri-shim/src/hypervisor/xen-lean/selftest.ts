@@ -1,10 +1,10 @@
 // Runs INSIDE dom0 (xen-lean.xen.test.ts starts it): drives the lean backend through a warm and a
-// cold create of `hello` with one vif, its console line, destroy, bad input, and a shim killed
-// mid-prepare; prints one JSON report on stdout. The test asserts on the report.
+// cold create of `hello` with one vif, its console line, destroy, a PVH create, save and restore
+// (libxl's build, the vif joined in-process), bad input, and a shim killed mid-prepare; prints one JSON report on stdout. The test asserts on the report.
 //   node lean-selftest.mjs --kernel K --bridge B            the scenario
 //   node lean-selftest.mjs --prepare-forever                 (child) fills a pool until killed
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readlinkSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
@@ -72,6 +72,22 @@ async function waitLine(name: string, pattern: RegExp, ms = 60_000): Promise<str
   return undefined;
 }
 
+/** What dom0 shows of a domain's first vif: its bridge, libxl's hotplug script, netback's go-ahead. */
+async function vifState(domid: number) {
+  const be = `/local/domain/0/backend/vif/${domid}/0`;
+  let master: string | undefined;
+  try {
+    master = readlinkSync(`/sys/class/net/vif${domid}.0/master`).split("/").pop();
+  } catch {
+    master = undefined;
+  }
+  return {
+    master,
+    script: await xs.read(`${be}/script`),
+    hotplugStatus: await xs.read(`${be}/hotplug-status`),
+  };
+}
+
 const spec = (name: string, memoryMiB: number, br = bridge, k = kernel) => ({
   name,
   kernelPath: k,
@@ -125,6 +141,29 @@ try {
   await lean.destroy(cold);
   report.cold = { ms: coldMs, ready: coldReady, after: await waitGone(cold) };
   await lean.pool.idle();
+
+  // PVH: libxl builds it and runs a no-op for the vif's hotplug script; the vif is joined to its
+  // bridge in-process, after a create and after a restore alike, before the guest runs.
+  const pvhSpec = { ...spec("lean-pvh", 32), guestType: "pvh" as const };
+  const pvh = await lean.createPaused(pvhSpec);
+  await lean.unpause(pvh);
+  const created = await vifState(pvh);
+  const pvhReady = await waitLine("lean-pvh", /hello: ready/);
+  const image = "/tmp/lean-pvh.save";
+  let fd = openSync(image, "w");
+  await lean.save(pvh, fd).finally(() => closeSync(fd));
+  await waitGone(pvh);
+  fd = openSync(image, "r");
+  t0 = performance.now();
+  const back = await lean.restore(pvhSpec, fd, { paused: true }).finally(() => closeSync(fd));
+  const restoreMs = performance.now() - t0;
+  await lean.vifsAttached(back);
+  const restored = { ...(await vifState(back)), state: (await lean.info(back))?.state };
+  await lean.unpause(back);
+  const resumed = await waitLine("lean-pvh", /hello: resumed/);
+  await lean.destroy(back);
+  rmSync(image, { force: true });
+  report.pvh = { created, ready: pvhReady, restored, restoreMs, resumed, after: await waitGone(back) };
 
   // Bad input: each must fail clearly and leave no domain behind.
   const before = (await libxl.list()).map((d) => d.domid);

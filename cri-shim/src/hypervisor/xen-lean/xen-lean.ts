@@ -5,15 +5,14 @@
 // migration stream and suspend-cancel (save-restore.ts: libxenguest in-process, vifs wired as at
 // creation). Everything else goes through the libxl backend on the same node, which sees a
 // lean-built domain as any other: its name and console are in XenStore where libxl looks for them.
-// PVH guests are built, saved and restored by libxl (the shell builder is PV only); see docs/cri.md.
+// PVH guests are built, saved and restored by libxl (the shell builder is PV only), with a no-op
+// vif hotplug script: their vifs join the bridge in-process too (vif-attach.ts); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
-import { waitForInterface } from "../../network/wait-interface.js";
-import { useFifoQdisc } from "../../network/netlink.js";
-import { validateDomainSpec } from "../domain-config.js";
+import { type LibxlBuildOptions, validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
@@ -31,12 +30,9 @@ import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
+import { IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
 
 const log = logger("xen-lean");
-/** How long netback gets to make a vif's interface. */
-const VIF_TIMEOUT_MS = 20_000;
-/** What libsfxen's own wait gets after the event loop's (its timeout path cleans the vif up). */
-const VIF_FINAL_WAIT_MS = 100;
 
 export interface XenLeanOptions {
   /** Shells per shape (0: no pool, every create is cold). */
@@ -57,8 +53,7 @@ export class XenLean implements Hypervisor {
   readonly name = "xen-lean";
   readonly pool: ShellPool;
   readonly metrics: LeanMetrics;
-  /** Vif attaches still waiting for netback, by domid. */
-  private readonly attaching = new Map<number, Promise<void>>();
+  private readonly vifs: VifAttacher;
 
   private readonly stream: SfxenStream;
 
@@ -77,6 +72,7 @@ export class XenLean implements Hypervisor {
     opts: XenLeanOptions,
   ) {
     this.stream = SfxenStream.open();
+    this.vifs = new VifAttacher(sfx);
     this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
       {
@@ -124,7 +120,8 @@ export class XenLean implements Hypervisor {
 
   async createPaused(spec: DomainSpec): Promise<number> {
     validateDomainSpec(spec);
-    if (spec.guestType !== "pv") return this.libxl.createPaused(spec);
+    if (spec.guestType !== "pv")
+      return this.vifsInProcess(spec, (build) => this.libxl.createPaused(spec, build));
     if (spec.name.startsWith("sf-shell-"))
       throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
     for (const [what, path] of [
@@ -211,55 +208,42 @@ export class XenLean implements Hypervisor {
       await this.sfx.destroy(domid).catch(() => undefined);
       throw err;
     }
-    this.attachVifs(
+    this.vifs.attach(
       domid,
       spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
     );
   }
 
-  private attachVifs(domid: number, vifs: { devid: number; bridge: string }[]): void {
-    const attach = Promise.all(
-      vifs.map(async (v) => {
-        // Waited for here, on the event loop's timers: libsfxen's own wait polls on a koffi worker
-        // thread, and a batch of creates waiting for a busy netback held every worker, so each
-        // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
-        const ifname = `vif${domid}.${v.devid}`;
-        const left = await waitForInterface(ifname, VIF_TIMEOUT_MS);
-        // Before the attach brings it up: see useFifoQdisc. Not fatal; the default queue works.
-        try {
-          useFifoQdisc(ifname);
-        } catch (err) {
-          log.warn("vif keeps the kernel's default queue", { ifname, err: String(err) });
-        }
-        await this.sfx.vifAttach(domid, v.devid, v.bridge, Math.max(left, VIF_FINAL_WAIT_MS));
-      }),
-    ).then(() => undefined);
-    attach.catch(() => undefined); // observed by unpause()/destroy()
-    this.attaching.set(domid, attach);
+  /** A domain libxl builds (PVH): libxl writes its vifs and runs a no-op for their hotplug script;
+   *  they are joined to their bridges here, and unpause() waits for that. */
+  private async vifsInProcess(
+    spec: DomainSpec,
+    build: (opts: LibxlBuildOptions) => Promise<number>,
+  ): Promise<number> {
+    const domid = await build({ vifScript: IN_PROCESS_VIF_SCRIPT });
+    this.vifs.attach(
+      domid,
+      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+    );
+    return domid;
   }
 
   /**
    * A domain an earlier process built: its vifs whose backend has no hotplug-status "connected"
    * (the process died before netback's interface joined the bridge) are attached again, and
-   * unpause() waits for them as after a create. XenStore is the record; libxl's own domains and
-   * vifs already attached are left alone.
+   * unpause() waits for them as after a create. XenStore is the record; vifs libxl's hotplug script
+   * wires and vifs already attached are left alone.
    */
   async adopt(domid: number, vifs: VifSpec[]): Promise<void> {
     checkGuestDomid(domid, "adopt");
-    if (this.attaching.has(domid) || (await this.libxlMade(domid))) return;
-    const pending: { devid: number; bridge: string }[] = [];
-    for (const [devid, vif] of vifs.entries()) {
-      const be = `/local/domain/0/backend/vif/${domid}/${devid}`;
-      if ((await this.xs.read(`${be}/frontend-id`)) === undefined) continue;
-      if ((await this.xs.read(`${be}/hotplug-status`)) !== "connected")
-        pending.push({ devid, bridge: vif.bridge });
-    }
+    if (this.vifs.has(domid)) return;
+    const pending = await unattachedVifs(this.xs, domid, vifs, await this.libxlMade(domid));
     if (pending.length === 0) return;
     log.info("attaching vifs an earlier process left unattached", {
       domid,
       devids: pending.map((p) => p.devid),
     });
-    this.attachVifs(domid, pending);
+    this.vifs.attach(domid, pending);
   }
 
   /** A shell built on the request path; short of memory, the pool gives back shells of other shapes first. */
@@ -282,19 +266,8 @@ export class XenLean implements Hypervisor {
   }
 
   /** Resolves when the domain's vifs are on their bridges (at once for a domain not built here). */
-  async vifsAttached(domid: number): Promise<void> {
-    const attach = this.attaching.get(domid);
-    if (!attach) return;
-    try {
-      await attach;
-    } catch (err) {
-      throw new HypervisorError(
-        `domain ${domid}: ${err instanceof Error ? err.message : String(err)}`,
-        err instanceof HypervisorError ? err.code : "Failed",
-      );
-    } finally {
-      this.attaching.delete(domid);
-    }
+  vifsAttached(domid: number): Promise<void> {
+    return this.vifs.attached(domid);
   }
 
   async unpause(domid: number): Promise<void> {
@@ -311,7 +284,7 @@ export class XenLean implements Hypervisor {
   async destroy(domid: number): Promise<void> {
     checkGuestDomid(domid, "destroy");
     const started = performance.now();
-    this.attaching.delete(domid); // its wait ends by itself once the backend's nodes are gone
+    this.vifs.forget(domid);
     // The builder undoes its own records: a domain libxl made (a PVH guest, a restore, an incoming
     // migration) has libxl's XenStore directory, userdata file and hotplug-run vifs, which only
     // libxl's destroy removes. libxl's destroy drops the anti-spoofing rules too.
@@ -357,21 +330,31 @@ export class XenLean implements Hypervisor {
 
   async restore(spec: DomainSpec, fd: number, opts: RestoreOptions = {}): Promise<number> {
     validateDomainSpec(spec);
-    if (spec.guestType !== "pv") return this.libxl.restore(spec, fd, opts);
-    if (spec.name.startsWith("sf-shell-"))
-      throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
-    if (await this.libxl.findByName(spec.name))
-      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
-    // Vifs before the memory: netback makes their interfaces while the stream is read.
-    const domid = await this.stream.restore(
-      spec,
-      fd,
-      async (d) => {
-        await this.wireVifs(d, spec);
-        opts.onPrepared?.();
-      },
-      (d) => this.destroy(d),
-    );
+    let domid: number;
+    if (spec.guestType !== "pv") {
+      // Paused: unpause() here waits for the vifs joined in-process.
+      domid = await this.vifsInProcess(spec, (build) =>
+        this.libxl.restore(spec, fd, { paused: true, build, onPrepared: opts.onPrepared }),
+      );
+    } else {
+      if (spec.name.startsWith("sf-shell-"))
+        throw new HypervisorError(
+          `domain name prefix sf-shell- is reserved: ${spec.name}`,
+          "InvalidArgument",
+        );
+      if (await this.libxl.findByName(spec.name))
+        throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+      // Vifs before the memory: netback makes their interfaces while the stream is read.
+      domid = await this.stream.restore(
+        spec,
+        fd,
+        async (d) => {
+          await this.wireVifs(d, spec);
+          opts.onPrepared?.();
+        },
+        (d) => this.destroy(d),
+      );
+    }
     if (!opts.paused) {
       try {
         await this.unpause(domid);

@@ -1,5 +1,6 @@
 // The lean backend inside dom0 of an emulated Xen node: selftest.ts creates `hello` from the pool
-// and cold, reads its console line, destroys it, feeds it bad input and kills a process mid-prepare;
+// and cold, reads its console line, destroys it, builds, saves and restores it as PVH (through libxl,
+// its vif wired in-process), feeds it bad input and kills a process mid-prepare;
 // this test checks its report and, independently, that `xl list` shows nothing left behind.
 import test from "ava";
 import { existsSync } from "node:fs";
@@ -16,6 +17,11 @@ interface Leftovers {
   xenstore: boolean;
   backend: boolean;
   vif: boolean;
+}
+interface VifState {
+  master?: string;
+  script?: string;
+  hotplugStatus?: string;
 }
 interface Err {
   code?: string;
@@ -35,6 +41,14 @@ interface Report {
     after: Leftovers;
   };
   cold: { ms: number; ready?: string; after: Leftovers };
+  pvh: {
+    created: VifState;
+    ready?: string;
+    restored: VifState & { state?: string };
+    restoreMs: number;
+    resumed?: string;
+    after: Leftovers;
+  };
   bad: Record<"notAKernel" | "tooBig" | "noBridge", Err>;
   badLeftovers: string[];
   badXenstore: string[];
@@ -92,6 +106,20 @@ test.serial("a create from the pool is paused, its vif on the bridge, and hello 
 test.serial("a cold create boots too", (t) => {
   t.regex(rep().cold.ready ?? "", /hello: ready in/);
 });
+
+test.serial(
+  "a PVH guest's vif is joined in-process, not by a hotplug script, after create and restore",
+  (t) => {
+    const p = rep().pvh;
+    t.log(`PVH restore ${Math.round(p.restoreMs)} ms`);
+    const wired = { master: "xenbr0", script: "/bin/true", hotplugStatus: "connected" };
+    t.deepEqual(p.created, wired);
+    t.deepEqual(p.restored, { ...wired, state: "paused" });
+    t.regex(p.ready ?? "", /hello: ready in/);
+    t.regex(p.resumed ?? "", /hello: resumed/);
+    t.deepEqual(p.after, clean);
+  },
+);
 
 test.serial("destroy leaves no domain, XenStore node or vif", (t) => {
   t.deepEqual(rep().warm.after, clean);

@@ -1,0 +1,100 @@
+// The lean backend's vifs join their bridges in-process (libsfxen: the bridge ioctl, then
+// hotplug-status "connected" for netback), never through a hotplug script: for the shells it builds
+// and for the PVH domains libxl builds for it, whose vif script is a no-op.
+import { logger } from "../../../../lib/log.js";
+import { useFifoQdisc } from "../../network/netlink.js";
+import { waitForInterface } from "../../network/wait-interface.js";
+import type { XenStore } from "../xenstore.js";
+import { HypervisorError, type VifSpec } from "../types.js";
+import type { Sfxen } from "./sfxen-ffi.js";
+
+const log = logger("xen-lean");
+/** How long netback gets to make a vif's interface. */
+const VIF_TIMEOUT_MS = 20_000;
+/** What libsfxen's own wait gets after the event loop's (its timeout path cleans the vif up). */
+const VIF_FINAL_WAIT_MS = 100;
+/** The vif hotplug script libxl runs for the domains it builds here (PVH guests, their restores): a
+ *  no-op, since the vifs are joined in-process as the shells' are. Xen's vif-bridge (bash, ~30
+ *  processes) took seconds in a busy dom0, and a restore runs it after the last byte of the stream,
+ *  while a migrating guest is down. */
+export const IN_PROCESS_VIF_SCRIPT = "/bin/true";
+
+export interface PendingVif {
+  devid: number;
+  bridge: string;
+}
+
+export class VifAttacher {
+  /** Vif attaches still waiting for netback, by domid. */
+  private readonly attaching = new Map<number, Promise<void>>();
+
+  constructor(private readonly sfx: Sfxen) {}
+
+  has(domid: number): boolean {
+    return this.attaching.has(domid);
+  }
+
+  /** Its wait ends by itself once the backend's nodes are gone. */
+  forget(domid: number): void {
+    this.attaching.delete(domid);
+  }
+
+  /** Joins each vif to its bridge as soon as netback made its interface; attached() waits for it. */
+  attach(domid: number, vifs: PendingVif[]): void {
+    const started = performance.now();
+    const attach = Promise.all(
+      vifs.map(async (v) => {
+        // Waited for here, on the event loop's timers: libsfxen's own wait polls on a koffi worker
+        // thread, and a batch of creates waiting for a busy netback held every worker, so each
+        // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
+        const ifname = `vif${domid}.${v.devid}`;
+        const left = await waitForInterface(ifname, VIF_TIMEOUT_MS);
+        // Before the attach brings it up: see useFifoQdisc. Not fatal; the default queue works.
+        try {
+          useFifoQdisc(ifname);
+        } catch (err) {
+          log.warn("vif keeps the kernel's default queue", { ifname, err: String(err) });
+        }
+        await this.sfx.vifAttach(domid, v.devid, v.bridge, Math.max(left, VIF_FINAL_WAIT_MS));
+      }),
+    ).then(() => {
+      log.debug("vifs on their bridges", { domid, ms: Math.round(performance.now() - started) });
+    });
+    attach.catch(() => undefined); // observed by attached()
+    this.attaching.set(domid, attach);
+  }
+
+  /** Resolves when the domain's vifs are on their bridges (at once for a domain not attached here). */
+  async attached(domid: number): Promise<void> {
+    const attach = this.attaching.get(domid);
+    if (!attach) return;
+    try {
+      await attach;
+    } catch (err) {
+      throw new HypervisorError(
+        `domain ${domid}: ${err instanceof Error ? err.message : String(err)}`,
+        err instanceof HypervisorError ? err.code : "Failed",
+      );
+    } finally {
+      this.attaching.delete(domid);
+    }
+  }
+}
+
+/** The vifs of a domain an earlier process built that are ours to attach and not attached: no
+ *  hotplug-status "connected". A vif libxl wires with a real hotplug script is not ours. */
+export async function unattachedVifs(
+  xs: XenStore,
+  domid: number,
+  vifs: VifSpec[],
+  libxlMade: boolean,
+): Promise<PendingVif[]> {
+  const pending: PendingVif[] = [];
+  for (const [devid, vif] of vifs.entries()) {
+    const be = `/local/domain/0/backend/vif/${domid}/${devid}`;
+    if ((await xs.read(`${be}/frontend-id`)) === undefined) continue;
+    if (libxlMade && (await xs.read(`${be}/script`)) !== IN_PROCESS_VIF_SCRIPT) continue;
+    if ((await xs.read(`${be}/hotplug-status`)) !== "connected") pending.push({ devid, bridge: vif.bridge });
+  }
+  return pending;
+}
