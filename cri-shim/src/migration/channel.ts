@@ -34,6 +34,9 @@ export class FrameChannel {
     private readonly peer: string,
     timeoutMs: number,
   ) {
+    // The switch-over's small frames (end, restored, go, running) go at once, not held by Nagle until
+    // the peer's (delayed) ACK of what went before: they are all inside the guest's downtime.
+    socket.setNoDelay(true);
     socket.setTimeout(timeoutMs, () =>
       this.fail(
         new MigrationError("StreamTimeout", `nothing received from or sent to ${peer} for ${timeoutMs} ms`),
