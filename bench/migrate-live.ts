@@ -28,10 +28,11 @@ const BRIDGE = "sfseg";
 const GUEST_IP = "10.99.0.200";
 const PORT = 8080;
 /** BENCH_LIVE_LOG_DIR: keep both ends' logs of each move there; BENCH_LIBXL_LOG_LEVEL (e.g. debug)
- *  makes them carry libxl's own steps (the save's rounds, the restore's devices). */
+ *  makes them carry libxl's own steps (the save's rounds, the restore's devices) and our debug lines. */
 const LOG_DIR = process.env.BENCH_LIVE_LOG_DIR;
 const LIBXL_LEVEL = process.env.BENCH_LIBXL_LOG_LEVEL;
-const CLI_ENV = LIBXL_LEVEL && /^[a-z]+$/.test(LIBXL_LEVEL) ? `LIBXL_LOG_LEVEL=${LIBXL_LEVEL}` : "";
+const CLI_ENV =
+  LIBXL_LEVEL && /^[a-z]+$/.test(LIBXL_LEVEL) ? `LIBXL_LOG_LEVEL=${LIBXL_LEVEL} LOG_LEVEL=debug` : "";
 
 export interface MoveResult {
   how: "live" | "stop-and-copy";

@@ -172,6 +172,7 @@ try {
     ["notAKernel", spec("lean-bad1", 4, bridge, "/bin/true")],
     ["tooBig", spec("lean-bad2", 900_000)],
     ["noBridge", spec("lean-bad3", 4, "nosuchbr0")],
+    ["pvhNoBridge", { ...spec("lean-bad4", 32, "nosuchbr0"), guestType: "pvh" as const }],
   ] as const) {
     bad[what] = await lean.createPaused(s).then(
       (d) => ({ unexpectedDomid: d }),

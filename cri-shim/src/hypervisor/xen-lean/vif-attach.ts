@@ -1,6 +1,7 @@
 // The lean backend's vifs join their bridges in-process (libsfxen: the bridge ioctl, then
 // hotplug-status "connected" for netback), never through a hotplug script: for the shells it builds
 // and for the PVH domains libxl builds for it, whose vif script is a no-op.
+import { statSync } from "node:fs";
 import { logger } from "../../../../lib/log.js";
 import { useFifoQdisc } from "../../network/netlink.js";
 import { waitForInterface } from "../../network/wait-interface.js";
@@ -18,6 +19,15 @@ const VIF_FINAL_WAIT_MS = 100;
  *  processes) took seconds in a busy dom0, and a restore runs it after the last byte of the stream,
  *  while a migrating guest is down. */
 export const IN_PROCESS_VIF_SCRIPT = "/bin/true";
+
+/** Whether dom0 has a bridge of that name (the name is a validated interface name). */
+export function bridgeExists(bridge: string): boolean {
+  try {
+    return statSync(`/sys/class/net/${bridge}/bridge`).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 export interface PendingVif {
   devid: number;

@@ -30,7 +30,7 @@ import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
-import { IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
+import { bridgeExists, IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
 
 const log = logger("xen-lean");
 
@@ -220,6 +220,10 @@ export class XenLean implements Hypervisor {
     spec: DomainSpec,
     build: (opts: LibxlBuildOptions) => Promise<number>,
   ): Promise<number> {
+    // Xen's script would have failed the build on a missing bridge; the no-op does not look.
+    for (const vif of spec.vifs)
+      if (!bridgeExists(vif.bridge))
+        throw new HypervisorError(`bridge ${vif.bridge} does not exist in dom0`, "NotFound");
     const domid = await build({ vifScript: IN_PROCESS_VIF_SCRIPT });
     this.vifs.attach(
       domid,

@@ -49,7 +49,7 @@ interface Report {
     resumed?: string;
     after: Leftovers;
   };
-  bad: Record<"notAKernel" | "tooBig" | "noBridge", Err>;
+  bad: Record<"notAKernel" | "tooBig" | "noBridge" | "pvhNoBridge", Err>;
   badLeftovers: string[];
   badXenstore: string[];
   shellsAfterClose: number;
@@ -134,6 +134,8 @@ test.serial("bad input gives clear errors and leaks nothing", (t) => {
   t.regex(b.tooBig.message, /needs 900000 MiB/);
   t.is(b.noBridge.code, "NotFound");
   t.regex(b.noBridge.message, /bridge nosuchbr0 does not exist/);
+  t.is(b.pvhNoBridge.code, "NotFound");
+  t.regex(b.pvhNoBridge.message, /bridge nosuchbr0 does not exist/);
   t.deepEqual(rep().badLeftovers, []);
   t.deepEqual(rep().badXenstore, []);
 });
