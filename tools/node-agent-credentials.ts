@@ -7,8 +7,8 @@
 //   <root>/var/lib/superfluid/agent/kubeconfig   server, CA and tokenFile, relative to this dir
 //   <root>/var/lib/superfluid/agent/ca.crt
 //   <root>/var/lib/superfluid/agent/token        0600, replaced atomically when the pod's changes
-// The shim reads the kubeconfig with `--kubeconfig` (cri-shim/src/agent/kubeconfig.ts) and re-reads the
-// token file once a minute.
+// The shim reads the kubeconfig with `--kubeconfig` (lib/kube/kubeconfig.ts, as the operator does) and
+// re-reads the token file with its other credentials every 10 s.
 // On disk rather than in /run: after a reboot the shim starts before any pod can run, and it should
 // find its last credentials (the agent retries until the refreshed token arrives).
 import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from "node:fs";

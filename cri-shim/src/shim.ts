@@ -124,7 +124,7 @@ export async function runShim(config: ShimConfig): Promise<void> {
   // Optional: without an apiserver the shim is a plain CRI runtime.
   // --node-name alone (in a pod) uses the in-cluster service account; --kubeconfig names a file.
   const agent = config.nodeName
-    ? startNodeAgent(runtime, config.kubeconfig, config.nodeName, {
+    ? await startNodeAgent(runtime, config.kubeconfig, config.nodeName, {
         checkpointDir: config.checkpointDir,
         nodeAddress: config.nodeAddress,
         streamTimeoutMs: config.migrationTimeoutMs,

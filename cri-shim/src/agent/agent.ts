@@ -6,13 +6,13 @@
 // in (migration-agent.ts), stale checkpoint files, and the guest memory it publishes on its Node.
 // It writes the Paused and Suspended conditions (conditions.ts), the domain annotations on the pod,
 // and the Node's guest-memory resource; never status.phase, which is the operator's.
-import type { KubeConfig } from "@kubernetes/client-node";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../../../api/index.js";
 import { watchResource, type Watched } from "../../../lib/kube/informers.js";
 import { KubeClient, paths } from "../../../lib/kube/client.js";
+import type { KubeCredentials } from "../../../lib/kube/kubeconfig.js";
 import { type ReconcileResult, WorkQueue } from "../../../lib/kube/queue.js";
 import type { CriRuntime } from "../runtime.js";
 import { DEFAULT_CHECKPOINT_DIR, DomainOps } from "./domain-ops.js";
@@ -24,7 +24,8 @@ import { VmReconciler } from "./vm-reconciler.js";
 const log = logger("node-agent");
 
 export interface NodeAgentConfig {
-  kubeConfig: KubeConfig;
+  /** A kubeconfig file's credentials (lib/kube/kubeconfig.ts) or client-node's KubeConfig. */
+  kubeConfig: KubeCredentials;
   nodeName: string;
   runtime: CriRuntime;
   checkpointDir?: string;
@@ -60,7 +61,7 @@ export class NodeAgent {
 
   constructor(private readonly config: NodeAgentConfig) {
     this.client = new KubeClient(config.kubeConfig);
-    this.vms = watchResource<UnikernelVM>(config.kubeConfig, this.client, paths.custom(UNIKERNELVM_PLURAL), {
+    this.vms = watchResource<UnikernelVM>(undefined, this.client, paths.custom(UNIKERNELVM_PLURAL), {
       fieldSelector: `status.nodeName=${config.nodeName}`,
     });
     const ops = new DomainOps(

@@ -43,7 +43,7 @@ export class MigrationAgent {
 
   constructor(private readonly config: MigrationAgentConfig) {
     this.migrations = watchResource<UnikernelVMMigration>(
-      config.kubeConfig,
+      undefined,
       config.client,
       paths.custom(MIGRATION_PLURAL),
     );

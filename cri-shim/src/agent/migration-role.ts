@@ -1,13 +1,13 @@
 // What the node agent's two migration roles (migration-receive.ts, migration-send.ts) share: the
 // agent's configuration and how a failure becomes a condition's reason and message.
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { KubeClient } from "../../../lib/kube/client.js";
+import type { KubeCredentials } from "../../../lib/kube/kubeconfig.js";
 import { MigrationError } from "../migration/index.js";
 import type { CriRuntime } from "../runtime.js";
 import type { DomainOps } from "./domain-ops.js";
 
 export interface MigrationAgentConfig {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeCredentials;
   client: KubeClient;
   nodeName: string;
   runtime: CriRuntime;
