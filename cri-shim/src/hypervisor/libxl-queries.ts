@@ -21,6 +21,8 @@ import type { LibxlLogCapture } from "./libxl-log.js";
 import {
   type Dominfo,
   DominfoType,
+  dominfoBytes,
+  readDominfos,
   type Physinfo,
   PhysinfoType,
   type VersionInfo,
@@ -113,7 +115,7 @@ export async function listDomains(x: Libxl): Promise<DomainInfo[]> {
     const n = decode<number>(countOut, "int");
     let infos: Dominfo[];
     try {
-      infos = n > 0 ? (koffi.decode(arr, 0, DominfoType, n) as Dominfo[]) : [];
+      infos = n > 0 ? readDominfos(koffi.view(arr, dominfoBytes(n)), n) : [];
     } finally {
       x.lib.dominfoListFree.sync(arr, n);
     }
