@@ -2,6 +2,7 @@
 // environment variable twin (SUPERFLUID_<FLAG>) so a systemd unit or a chart can set either.
 import { parseArgs } from "node:util";
 import { DEFAULT_HYPERVISOR } from "./hypervisor/backend.js";
+import { THREADPOOL_SIZE } from "./threadpool.js";
 
 const HELP = `superfluid CRI shim: serves CRI v1 (RuntimeService, ImageService) on a unix socket, runs pods as Xen domains.
   --socket PATH            CRI socket (default /run/superfluid/cri.sock)
@@ -95,6 +96,11 @@ const flag = (name: Flag): string => {
 
 // The logger reads LOG_LEVEL when first imported: set it before anything else loads.
 process.env.LOG_LEVEL = flag("log-level");
+// libuv's thread pool runs every koffi async call (libxl, libxenguest, XenStore) and every fs call
+// (the stores' write-fsync-rename). Its default of 4 threads made a burst of creates queue their
+// XenStore writes behind each other's fsyncs and libxl calls: a create's vif step took 0.6-1.8 s at
+// 200 VMs. libuv reads the size at its first use, which is after this line.
+process.env.UV_THREADPOOL_SIZE ??= String(THREADPOOL_SIZE);
 const { runShim } = await import("./shim.js");
 const memory = Number(flag("default-memory-mib"));
 const migrationTimeoutS = Number(flag("migration-timeout"));
