@@ -318,3 +318,30 @@ test("interchangeable with Debian's host-local plugin: each sees and releases th
   t.false((await ipam.leases()).has(ours.ip), "the plugin releases our lease");
   t.is(await ipam.release("from-plugin"), 1, "we release the plugin's");
 });
+
+test("allocations choose from memory; a name another writer took since is noticed at the link and skipped", async (t) => {
+  const dataDir = tempDir(t);
+  const ipam = new Ipam({ network: "n", dataDir, ranges: [{ subnet: "10.8.0.0/29" }] });
+  t.is((await ipam.allocate("a")).ip, "10.8.0.2");
+  // Behind this process's back: the next address in round-robin order is taken on disk.
+  writeFileSync(join(dataDir, "n", "10.8.0.3"), "stranger\r\neth0");
+  t.is((await ipam.allocate("b")).ip, "10.8.0.4", "the taken name is skipped, not shared");
+  t.is(
+    readFileSync(join(dataDir, "n", "10.8.0.3"), "utf8"),
+    "stranger\r\neth0",
+    "the stranger's lease is intact",
+  );
+  t.is((await ipam.leases()).get("10.8.0.3"), "stranger");
+  // 20 at once on a /27: all distinct, all on disk, no temporary file left.
+  const big = new Ipam({ network: "m", dataDir, ranges: [{ subnet: "10.9.0.0/27" }] });
+  const leases = await Promise.all(Array.from({ length: 20 }, (_, i) => big.allocate(`s${i}`)));
+  t.is(new Set(leases.map((l) => l.ip)).size, 20);
+  const files = readdirSync(join(dataDir, "m"));
+  t.is(files.filter((f) => ipToInt(f) !== undefined).length, 20);
+  t.false(
+    files.some((f) => f.startsWith(".lease-")),
+    `temporary files left: ${files.join(" ")}`,
+  );
+  // Chosen in order .2 to .21: the file holds the newest, written once or twice for the burst.
+  t.is(readFileSync(join(dataDir, "m", "last_reserved_ip.0"), "utf8"), "10.9.0.21");
+});

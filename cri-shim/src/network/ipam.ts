@@ -10,16 +10,19 @@
 // hard-linked to its address name; link() fails when the name exists, so two writers (this shim and
 // a stray host-local, or this shim before and after a kill -9) never get the same address. A
 // temporary file a crash left behind is removed at the next pass over the directory. Inside the
-// shim the calls are serialised per Ipam.
-// Each pass lists the directory but reads only the lease files it has not seen: a lease file is
-// written whole once and never rewritten (released by unlink), so its owner is known from the first
-// read for as long as its name stays listed. Reading every lease at every allocation made each
-// RunPodSandbox slower by the number of pods on the node. (An address another writer releases and
-// takes again between two passes of this one would keep its old owner here; the shim is the only
-// writer of its lease directory.)
+// shim only the choice of an address is serialised per Ipam, in memory; the lease files are written
+// after it, side by side.
+// The directory is read once; then allocations choose from that view, kept with this process's own
+// leases, and read it again only when a link finds its name taken (another writer). A pass reads
+// only the lease files it has not seen: a lease file is written whole once and never rewritten
+// (released by unlink), so its owner is known from the first read for as long as its name stays
+// listed. Listing and reading at every allocation made each RunPodSandbox slower by the number of
+// pods on the node, and held every other one up. (An address another writer releases and takes
+// again between two passes of this one would keep its old owner here; the shim is the only writer
+// of its lease directory.)
 import { randomBytes } from "node:crypto";
 import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
 export interface IpRange {
   subnet: string;
@@ -158,6 +161,15 @@ export class Ipam {
   private tail: Promise<unknown> = Promise.resolve();
   /** Lease file name -> owner, for the files seen in the last pass. */
   private readonly owners = new Map<string, string>();
+  /** Address -> owner: the directory as last read, with this process's leases since. */
+  private view: Map<number, string> | undefined;
+  /** Addresses picked and not yet linked on disk (-> owner): kept across re-reads. */
+  private readonly claiming = new Map<number, string>();
+  /** Temporary files this process is writing (a concurrent pass must not take them for leftovers). */
+  private readonly writing = new Set<string>();
+  private last: number | undefined;
+  private lastWritten: number | undefined;
+  private lastChain: Promise<void> = Promise.resolve();
   /** Lease files read so far (each is read once while it exists). */
   leaseReads = 0;
 
@@ -177,42 +189,63 @@ export class Ipam {
     return { gateway: intToIp(this.spans[0]!.gateway), prefixLength: this.spans[0]!.prefix };
   }
 
-  /** Leases an address for `id`; the same id gets the address it already holds. */
-  allocate(id: string, ifname = "eth0"): Promise<Lease> {
-    return this.serial(async () => {
-      checkId(id);
-      await mkdir(this.dir, { recursive: true });
-      const leases = await this.read();
-      const held = [...leases].find(([, owner]) => owner === id)?.[0];
-      if (held !== undefined) return this.leaseFor(held);
-      const taken = new Set(leases.keys());
-      const lastFile = join(this.dir, "last_reserved_ip.0");
-      const last = ipToInt((await readFile(lastFile, "utf8").catch(() => "")).trim());
-      for (;;) {
-        const ip = nextFree(this.spans, taken, last);
+  /**
+   * Leases an address for `id`; the same id gets the address it already holds. Only the choice is
+   * serialised (in memory, from the view); the lease file is linked after it, so a burst of
+   * sandboxes does not wait in one line for each other's file writes. A name another writer took
+   * meanwhile makes the link fail: the directory is read again and another address chosen.
+   */
+  async allocate(id: string, ifname = "eth0"): Promise<Lease> {
+    checkId(id);
+    for (let reread = false; ; reread = true) {
+      const picked = await this.serial(async () => {
+        const view = await this.current(reread);
+        const held = [...view].find(([, owner]) => owner === id)?.[0];
+        if (held !== undefined) return { ip: held, fresh: false };
+        const ip = nextFree(this.spans, new Set(view.keys()), this.last);
         if (ip === undefined)
           throw new IpamError(`no IP addresses available in network ${this.config.network}`, "exhausted");
-        if (await this.claim(ip, `${id}${LINE_BREAK}${ifname}`)) {
-          await atomicWrite(lastFile, intToIp(ip));
-          return this.leaseFor(ip);
-        }
-        taken.add(ip); // someone else took it between the read and the link
+        view.set(ip, id);
+        this.claiming.set(ip, id);
+        this.last = ip;
+        return { ip, fresh: true };
+      });
+      if (!picked.fresh) {
+        // Held, or being linked by a concurrent call for the same id: wait for that to settle.
+        while (this.claiming.get(picked.ip) === id) await new Promise((r) => setTimeout(r, 5));
+        if (this.view?.get(picked.ip) === id) return this.leaseFor(picked.ip);
+        continue;
       }
-    });
+      let linked = false;
+      try {
+        linked = await this.claim(picked.ip, `${id}${LINE_BREAK}${ifname}`);
+      } finally {
+        this.claiming.delete(picked.ip);
+        if (!linked && this.view?.get(picked.ip) === id) this.view.delete(picked.ip);
+      }
+      if (linked) {
+        await this.saveLast();
+        return this.leaseFor(picked.ip);
+      }
+      // Someone else linked that name between our read and our link: read the directory again.
+    }
   }
 
   /** Releases every address `id` holds; a second call (or one for an unknown id) is a no-op. */
   release(id: string): Promise<number> {
     return this.serial(async () => {
       checkId(id);
-      let released = 0;
-      for (const [ip, owner] of await this.read())
-        if (owner === id) {
-          await unlink(join(this.dir, intToIp(ip))).catch(ignoreMissing);
-          this.owners.delete(intToIp(ip));
-          released++;
-        }
-      return released;
+      const of = (view: Map<number, string>) => [...view].filter(([, owner]) => owner === id);
+      let mine = of(await this.current(false));
+      // An address another writer leased for this id since the last read.
+      if (mine.length === 0) mine = of(await this.current(true));
+      for (const [ip] of mine) {
+        if (this.claiming.has(ip)) continue;
+        await unlink(join(this.dir, intToIp(ip))).catch(ignoreMissing);
+        this.owners.delete(intToIp(ip));
+        this.view?.delete(ip);
+      }
+      return mine.filter(([ip]) => !this.claiming.has(ip)).length;
     });
   }
 
@@ -220,26 +253,66 @@ export class Ipam {
   releaseUnowned(owners: ReadonlySet<string>): Promise<string[]> {
     return this.serial(async () => {
       const released: string[] = [];
-      for (const [ip, owner] of await this.read())
-        if (!owners.has(owner)) {
+      for (const [ip, owner] of await this.current(true))
+        if (!owners.has(owner) && !this.claiming.has(ip)) {
           await unlink(join(this.dir, intToIp(ip))).catch(ignoreMissing);
           this.owners.delete(intToIp(ip));
+          this.view?.delete(ip);
           released.push(intToIp(ip));
         }
       return released;
     });
   }
 
-  /** Every lease: address -> container id. */
+  /** Every lease on disk (read now): address -> container id. */
   leases(): Promise<Map<string, string>> {
-    return this.serial(
-      async () => new Map([...(await this.read())].map(([ip, owner]) => [intToIp(ip), owner] as const)),
-    );
+    return this.serial(async () => {
+      const view = await this.current(true);
+      return new Map(
+        [...view]
+          .filter(([ip]) => !this.claiming.has(ip))
+          .map(([ip, owner]) => [intToIp(ip), owner] as const),
+      );
+    });
   }
 
   private leaseFor(ip: number): Lease {
     const span = this.spans.find((s) => ip >= s.first && ip <= s.last) ?? this.spans[0]!;
     return { ip: intToIp(ip), prefixLength: span.prefix, gateway: intToIp(span.gateway) };
+  }
+
+  /** The view, read from the directory the first time or when `reread`; addresses being linked stay. */
+  private async current(reread: boolean): Promise<Map<number, string>> {
+    if (this.view && !reread) return this.view;
+    if (!this.view) {
+      await mkdir(this.dir, { recursive: true });
+      const last = (await readFile(join(this.dir, "last_reserved_ip.0"), "utf8").catch(() => "")).trim();
+      this.last = ipToInt(last);
+      this.lastWritten = this.last;
+    }
+    const view = await this.read();
+    for (const [ip, owner] of this.claiming) view.set(ip, owner);
+    this.view = view;
+    return view;
+  }
+
+  /** Writes the newest reservation to last_reserved_ip.0; a burst of calls writes it once or twice. */
+  private saveLast(): Promise<void> {
+    const run = this.lastChain.then(async () => {
+      const value = this.last;
+      if (value === undefined || value === this.lastWritten) return;
+      const name = tmpName();
+      this.writing.add(name);
+      try {
+        await writeFile(join(this.dir, name), intToIp(value));
+        await rename(join(this.dir, name), join(this.dir, "last_reserved_ip.0"));
+      } finally {
+        this.writing.delete(name);
+      }
+      this.lastWritten = value;
+    });
+    this.lastChain = run.catch(() => undefined);
+    return run;
   }
 
   private async read(): Promise<Map<number, string>> {
@@ -251,8 +324,9 @@ export class Ipam {
     const listed = new Set<string>();
     for (const name of names) {
       if (name.startsWith(TMP_PREFIX)) {
-        // Left by a crash mid-write; another live process's file may be in flight.
-        if (!writerAlive(name)) await unlink(join(this.dir, name)).catch(ignoreMissing);
+        // Left by a crash mid-write; another live process's file may be in flight, and ours.
+        if (!this.writing.has(name) && !writerAlive(name))
+          await unlink(join(this.dir, name)).catch(ignoreMissing);
         continue;
       }
       const ip = ipToInt(name);
@@ -274,16 +348,20 @@ export class Ipam {
 
   /** Creates the lease file whole, or returns false if the address is taken. */
   private async claim(ip: number, content: string): Promise<boolean> {
-    const tmp = join(this.dir, tmpName());
-    await writeFile(tmp, content, { mode: 0o644 });
+    const name = tmpName();
+    const tmp = join(this.dir, name);
+    this.writing.add(name);
     try {
+      await writeFile(tmp, content, { mode: 0o644 });
       await link(tmp, join(this.dir, intToIp(ip)));
+      this.owners.set(intToIp(ip), leaseOwner(content));
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
       throw err;
     } finally {
       await unlink(tmp).catch(ignoreMissing);
+      this.writing.delete(name);
     }
   }
 
@@ -320,10 +398,4 @@ function checkId(id: string): void {
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== "ENOENT") throw err;
-}
-
-async function atomicWrite(path: string, content: string): Promise<void> {
-  const tmp = join(dirname(path), tmpName());
-  await writeFile(tmp, content);
-  await rename(tmp, path);
 }
