@@ -442,3 +442,33 @@ test("a restarted shim adopts running domains and cleans half-made objects", asy
   t.deepEqual(leases(shim), []);
   t.deepEqual(await shim.hv.list(), []);
 });
+
+test("a burst of RunPodSandbox calls never promises more guest memory than Xen has free, nor refuses what fits", async (t) => {
+  const shim = await startUnitShim();
+  t.teardown(() => shim.dispose());
+  shim.hv.totalMemoryKiB = 100 * 1024; // 100 MiB for guests, none used yet
+  const tries = Array.from({ length: 30 }, (_, i) =>
+    shim.cri
+      .runtime<{ pod_sandbox_id: string }>("RunPodSandbox", {
+        config: sandboxConfig(shim, `burst-${i}`, { "superfluid.dev/memory-mib": "8" }),
+      })
+      .then(
+        () => "ok",
+        (e: ServiceError) => e.details,
+      ),
+  );
+  const results = await Promise.all(tries);
+  t.is(results.filter((r) => r === "ok").length, 12, "12 x 8 MiB fit in 100 MiB, a 13th does not");
+  const refusals = results.filter((r) => r !== "ok");
+  t.is(refusals.length, 18);
+  for (const r of refusals)
+    t.regex(r, /needs 8 MiB of guest memory; the node has 100 MiB free and 96 MiB of it promised/);
+  t.is(leases(shim).length, 12, "an address for each admitted sandbox only");
+  // A stopped sandbox holds nothing: one more now fits.
+  const { items } = await shim.cri.runtime<{ items: Array<{ id: string }> }>("ListPodSandbox", {});
+  await shim.cri.runtime("StopPodSandbox", { pod_sandbox_id: items[0]!.id });
+  await shim.cri.runtime("RunPodSandbox", {
+    config: sandboxConfig(shim, "after-stop", { "superfluid.dev/memory-mib": "8" }),
+  });
+  t.is(leases(shim).length, 12, "the stopped one's address went back, the new one has one");
+});

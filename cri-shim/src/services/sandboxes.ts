@@ -10,6 +10,7 @@ import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import type { SandboxMeta, SandboxStatus } from "./model.js";
 import type { ContainerService } from "./containers.js";
+import { type Holder, MemoryAdmission } from "./memory-admission.js";
 import { checkAbsoluteDir, checkHostname, checkMetadata, checkName, matchesLabels } from "./validate.js";
 
 const log = logger("cri-sandbox");
@@ -20,10 +21,19 @@ export function criSandboxState(status: SandboxStatus): PodSandboxState {
 }
 
 export class SandboxService {
+  /** Sandboxes admitted under the name lock whose record is still being written. */
+  private readonly claims = new Map<string, SandboxMeta>();
+  private readonly memory: MemoryAdmission;
+
   constructor(
     private readonly rt: RuntimeContext,
     private readonly containers: ContainerService,
-  ) {}
+  ) {
+    this.memory = new MemoryAdmission({
+      live: () => this.containers.sandboxesWithLiveDomain(),
+      freeKiB: async () => (await this.rt.hypervisor.host()).freeMemoryKiB,
+    });
+  }
 
   /** Resolves an id (or unique prefix) to a sandbox, NotFound otherwise. */
   mustGet(id: string): SandboxEntry {
@@ -51,22 +61,21 @@ export class SandboxService {
     const parsed = parseSandboxAnnotations(config.annotations);
     const nameKey = `${md.name}_${md.namespace}_${md.uid}_${md.attempt}`;
 
-    // Only the name and the memory are claimed under the lock (a record written as "creating" holds
-    // both); the address is leased after it, so a burst of sandboxes does not wait in one line for
-    // each other's leases and store writes (50 at once waited 20-30 s each in an emulated dom0).
+    // Only the name and the memory are claimed under the lock, in memory (the memory check from a
+    // snapshot of Xen's free memory, memory-admission.ts); the record, the address and the ready
+    // write come after it. A burst of sandboxes waited in one line for each other's records and
+    // libxl calls: 50 at once took 20-30 s each in an emulated dom0.
     const t = { start: performance.now(), locked: 0, memory: 0, claimed: 0, leased: 0 };
     const meta = await this.rt.locks.run("sandbox-names", async () => {
       t.locked = performance.now();
-      const dup = this.rt.sandboxes.list().find((s) => s.meta.nameKey === nameKey);
+      const dup =
+        this.rt.sandboxes.list().find((s) => s.meta.nameKey === nameKey)?.meta ??
+        [...this.claims.values()].find((m) => m.nameKey === nameKey);
       if (dup)
-        throw new CriError(
-          "AlreadyExists",
-          `sandbox name ${nameKey} is already used by sandbox ${dup.meta.id}`,
-        );
+        throw new CriError("AlreadyExists", `sandbox name ${nameKey} is already used by sandbox ${dup.id}`);
       const reservedMiB = parsed.memoryMiB ?? this.rt.options.defaultMemoryMiB;
       await this.checkMemory(reservedMiB);
       t.memory = performance.now();
-
       const id = randomBytes(32).toString("hex");
       const meta: SandboxMeta = {
         id,
@@ -82,10 +91,15 @@ export class SandboxService {
         domainName: `sf-${id.slice(0, 12)}`,
         reservedMiB,
       };
-      // Written first as "creating", so a crash before the end is cleaned up by recovery (CNI DEL).
-      await this.rt.sandboxes.create(meta, { state: "creating" });
+      this.claims.set(id, meta);
       return meta;
     });
+    try {
+      // Written first as "creating", so a crash before the end is cleaned up by recovery (CNI DEL).
+      await this.rt.sandboxes.create(meta, { state: "creating" });
+    } finally {
+      this.claims.delete(meta.id);
+    }
     t.claimed = performance.now();
     const { id } = meta;
     try {
@@ -117,19 +131,21 @@ export class SandboxService {
     }
   }
 
-  /** Memory not yet taken by a domain but promised to ready sandboxes, plus this one, must fit. */
+  /** Memory not yet taken by a domain but promised to sandboxes, plus this one, must fit. */
   private async checkMemory(requestMiB: number): Promise<void> {
-    const host = await this.rt.hypervisor.host();
-    const freeMiB = Math.floor(host.freeMemoryKiB / 1024);
-    const live = this.containers.sandboxesWithLiveDomain();
-    const promisedMiB = this.rt.sandboxes
-      .list()
-      .filter((s) => s.status.state !== "notready" && !live.has(s.meta.id))
-      .reduce((sum, s) => sum + s.meta.reservedMiB, 0);
-    if (requestMiB + promisedMiB > freeMiB)
+    const holders = (): Holder[] => [
+      ...this.rt.sandboxes.list().map((s) => ({
+        id: s.meta.id,
+        reservedMiB: s.meta.reservedMiB,
+        released: s.status.state === "notready",
+      })),
+      ...[...this.claims.values()].map((m) => ({ id: m.id, reservedMiB: m.reservedMiB, released: false })),
+    ];
+    const r = await this.memory.fits(requestMiB, holders);
+    if (!r.ok)
       throw new CriError(
         "ResourceExhausted",
-        `sandbox needs ${requestMiB} MiB of guest memory; the node has ${freeMiB} MiB free and ${promisedMiB} MiB of it promised to other sandboxes`,
+        `sandbox needs ${requestMiB} MiB of guest memory; the node has ${r.freeMiB} MiB free and ${r.promisedMiB} MiB of it promised to other sandboxes`,
       );
   }
 
