@@ -8,6 +8,7 @@ import { logger } from "../../../../lib/log.js";
 import { checkGuestDomid } from "../domain-state.js";
 import { type DomainSpec, HypervisorError } from "../types.js";
 import { type AsyncFn, call, loadLibrary, SFXEN_LIB_PATH } from "./sfxen-ffi.js";
+import { type StepTimes, type Wiring, wireThenFill } from "./vif-wire.js";
 
 const log = logger("xen-lean");
 /** How long a guest gets to answer a suspend request (a loaded, emulated dom0 is slow). */
@@ -57,7 +58,9 @@ export interface SaveStats {
 export interface RestorePhases {
   ms: number;
   /** the bare domain made and named */ beginMs: number;
-  /** the caller's step between (vifs written) */ betweenMs: number;
+  /** begin -> the vifs wired (written and guarded) */ betweenMs: number;
+  /** begin -> the vifs' XenStore writes committed (the fill starts there) */ writtenMs: number;
+  /** the fill as the caller saw it (start -> its call returned) */ filledMs: number;
   /** fill start -> the stream's header read (a migration waits for the source here) */ waitMs: number;
   /** libxenguest's restore, reading the stream included */ fillXcMs: number;
   /** CPU time of the filter between fd and libxenguest */ filterCpuMs: number;
@@ -124,15 +127,15 @@ export class SfxenStream {
   }
 
   /**
-   * A new paused domain from the stream on fd, named and shaped by spec. `between` runs once the
-   * domain exists, while its memory is read (the caller writes its vifs there, so netback makes
-   * them while the stream flows). On any failure the domain is handed to `discard` (after both
-   * have settled).
+   * A new paused domain from the stream on fd, named and shaped by spec. `wire` starts once the
+   * domain exists; the memory is read once its XenStore writes are committed (netback makes the
+   * vifs while the stream flows) beside the rest of it. On any failure the domain is handed to
+   * `discard` (after both have settled).
    */
   async restore(
     spec: DomainSpec,
     fd: number,
-    between: (domid: number) => Promise<void>,
+    wire: (domid: number) => Wiring,
     discard: (domid: number) => Promise<void>,
   ): Promise<number> {
     checkFd(fd);
@@ -150,38 +153,31 @@ export class SfxenStream {
     );
     const begun = performance.now();
     const stats = Buffer.alloc(RESTORE_STATS * 8);
-    let wired = begun;
-    // The caller's step (vif XenStore writes: netback makes their interfaces meanwhile) and the
-    // memory run side by side: the domain stays paused until the caller unpauses it, so its
-    // devices need only be there by then. Both settle before the domain is handed out or discarded.
-    const wiring = between(domid).then(() => void (wired = performance.now()));
-    const filling = call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
-    const [w, f] = await Promise.allSettled([
-      // A failed step stops the fill too: a fill still waiting on a socket sees its end, and
-      // destroying the domain fails libxenguest's next hypercall.
-      wiring.catch(async (err: unknown) => {
-        this.l.stopFill(fd);
-        await discard(domid).catch(() => undefined);
-        throw err;
-      }),
-      filling,
-    ]);
-    const failed = w.status === "rejected" ? w : f.status === "rejected" ? f : undefined;
-    if (failed) {
-      if (w.status === "fulfilled") await discard(domid).catch(() => undefined);
-      const err: unknown = failed.reason;
+    let at: StepTimes;
+    try {
+      ({ at } = await wireThenFill({
+        wiring: wire(domid),
+        fill: () => call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats),
+        // A failed wiring stops the fill too: a fill still waiting on a socket sees its end, and
+        // destroying the domain fails libxenguest's next hypercall.
+        stop: () => void this.l.stopFill(fd),
+        discard: () => discard(domid),
+      }));
+    } catch (err) {
       if (!(err instanceof HypervisorError)) throw err;
       throw new HypervisorError(`restore ${spec.name}: ${err.message}`, err.code);
     }
-    const at = (i: number) => Number(stats.readBigInt64LE(i * 8));
+    const slot = (i: number) => Number(stats.readBigInt64LE(i * 8));
     const phases: RestorePhases = {
       ms: Math.round(performance.now() - started),
       beginMs: Math.round(begun - started),
-      betweenMs: Math.round(wired - begun),
-      waitMs: at(2),
-      fillXcMs: at(0),
-      filterCpuMs: at(3),
-      fillXsMs: at(1),
+      betweenMs: Math.round(at.wired - begun),
+      writtenMs: Math.round(at.written - begun),
+      filledMs: Math.round(at.filled - at.written),
+      waitMs: slot(2),
+      fillXcMs: slot(0),
+      filterCpuMs: slot(3),
+      fillXsMs: slot(1),
     };
     this.lastRestore = phases;
     log.info("domain restored in-process", { name: spec.name, domid, ...phases });

@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
-import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
+import { guardDomainVifs, guardTableReads, unguardDomainVifs } from "../../network/antispoof.js";
 import { type LibxlBuildOptions, validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
@@ -31,6 +31,7 @@ import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 import { bridgeExists, IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
+import { startWiring, type WireDeps, type WirePhases, type Wiring } from "./vif-wire.js";
 
 const log = logger("xen-lean");
 
@@ -58,10 +59,11 @@ export class XenLean implements Hypervisor {
   private readonly stream: SfxenStream;
 
   /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
-  private lastWire: Record<string, number> | undefined;
+  private lastWire: WirePhases | undefined;
+  private readonly wireDeps: WireDeps;
 
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
-  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & { lastWire?: Record<string, number> } {
+  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & { lastWire?: WirePhases } {
     return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire: this.lastWire };
   }
 
@@ -73,6 +75,11 @@ export class XenLean implements Hypervisor {
   ) {
     this.stream = SfxenStream.open();
     this.vifs = new VifAttacher(sfx);
+    this.wireDeps = {
+      vifWrite: (...a) => sfx.vifWrite(...a),
+      guard: guardDomainVifs,
+      tableReads: guardTableReads,
+    };
     this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
       {
@@ -165,7 +172,7 @@ export class XenLean implements Hypervisor {
       uuid: spec.uuid ?? randomUUID(),
     });
     const executed = performance.now();
-    await this.wireVifs(domid, spec);
+    await this.wireVifs(domid, spec).done;
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -181,37 +188,29 @@ export class XenLean implements Hypervisor {
   }
 
   /**
-   * Writes the domain's vifs and guards them, destroying the domain if that fails; netback makes
-   * the interfaces on its own time, they are joined to their bridges as they come, and unpause()
-   * waits for that, so the guest never runs unplugged.
+   * Writes the domain's vifs and guards them (side by side, vif-wire.ts); a failure of either
+   * destroys the domain. netback makes the interfaces on its own time, they are joined to their
+   * bridges as they come, and unpause() waits for that, so the guest never runs unplugged.
    */
-  private async wireVifs(domid: number, spec: DomainSpec): Promise<void> {
-    try {
-      const t0 = performance.now();
-      const wire = { writesMs: 0, commitMs: 0, attempts: 0, xsMs: 0, guardMs: 0 };
-      for (const [devid, vif] of spec.vifs.entries()) {
-        const w = await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
-        wire.writesMs += w.writesUs / 1000;
-        wire.commitMs += w.commitUs / 1000;
-        wire.attempts += w.attempts;
-      }
-      const t1 = performance.now();
-      // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
-      // it holds from the moment netback makes the interface).
-      await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
-        throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
-      });
-      wire.xsMs = t1 - t0;
-      wire.guardMs = performance.now() - t1;
-      this.lastWire = Object.fromEntries(Object.entries(wire).map(([k, v]) => [k, Math.round(v)]));
-    } catch (err) {
-      await this.sfx.destroy(domid).catch(() => undefined);
-      throw err;
-    }
-    this.vifs.attach(
-      domid,
-      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+  private wireVifs(domid: number, spec: DomainSpec): Wiring {
+    const w = startWiring(this.wireDeps, domid, spec, (p) => void (this.lastWire = p));
+    // Joined to the bridge as soon as netback makes them (the guest stays paused until the guard
+    // is in too: create and restore return only after `done`).
+    const attach = w.written.then(() =>
+      this.vifs.attach(
+        domid,
+        spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+      ),
     );
+    const done = Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
+      const failed = d.status === "rejected" ? d : a.status === "rejected" ? a : undefined;
+      if (!failed) return;
+      this.vifs.forget(domid);
+      await this.sfx.destroy(domid).catch(() => undefined);
+      await unguardDomainVifs(domid).catch(() => undefined);
+      throw failed.reason;
+    });
+    return { written: w.written, done };
   }
 
   /** A domain libxl builds (PVH): libxl writes its vifs and runs a no-op for their hotplug script;
@@ -352,9 +351,9 @@ export class XenLean implements Hypervisor {
       domid = await this.stream.restore(
         spec,
         fd,
-        async (d) => {
-          await this.wireVifs(d, spec);
-          opts.onPrepared?.();
+        (d) => {
+          const w = this.wireVifs(d, spec);
+          return { written: Promise.resolve(), done: w.done.then(() => opts.onPrepared?.()) };
         },
         (d) => this.destroy(d),
       );
