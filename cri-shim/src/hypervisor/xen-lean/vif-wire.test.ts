@@ -116,7 +116,7 @@ function deps() {
       const w = deferred();
       writes.push({ devid, d: w });
       await w.promise;
-      return { writesUs: 1500, commitUs: 500, attempts: 1 };
+      return { writesUs: 1500, commitUs: 500, attempts: 1, batched: devid === 0 };
     },
     guard: (domid, vifs) => {
       calls.push(`guard ${domid} ${vifs.length}`);
@@ -156,6 +156,7 @@ test("the guard runs beside the XenStore writes; done needs both, written only t
   x.guard.resolve();
   await w.done;
   t.is(phases?.attempts, 2);
+  t.is(phases?.batched, 1);
   t.is(phases?.writesMs, 3);
   t.is(phases?.commitMs, 1);
   t.is(phases?.guardTableReads, 1);

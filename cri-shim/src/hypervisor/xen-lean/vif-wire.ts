@@ -16,7 +16,7 @@ export interface Wiring {
 
 /** Where a wiring's time went (ms, rounded; attempts counted). */
 export type WirePhases = Record<
-  "writesMs" | "commitMs" | "attempts" | "xsMs" | "queuedMs" | "guardMs" | "guardTableReads",
+  "writesMs" | "commitMs" | "attempts" | "batched" | "xsMs" | "queuedMs" | "guardMs" | "guardTableReads",
   number
 >;
 
@@ -26,7 +26,7 @@ export interface WireDeps {
     devid: number,
     mac: string,
     bridge: string,
-  ): Promise<{ writesUs: number; commitUs: number; attempts: number }>;
+  ): Promise<{ writesUs: number; commitUs: number; attempts: number; batched: boolean }>;
   guard(domid: number, vifs: DomainSpec["vifs"]): Promise<void>;
   /** How many times the guard has read the nft table so far (a read costs a listing). */
   tableReads(): number;
@@ -43,13 +43,24 @@ export function startWiring(
   phases: (p: WirePhases) => void,
 ): Wiring {
   const t0 = performance.now();
-  const p = { writesMs: 0, commitMs: 0, attempts: 0, xsMs: 0, queuedMs: 0, guardMs: 0, guardTableReads: 0 };
+  const p = {
+    writesMs: 0,
+    commitMs: 0,
+    attempts: 0,
+    /** vifs whose transaction went out batched on xenstored's socket (libsfxen's xsbatch.c) */
+    batched: 0,
+    xsMs: 0,
+    queuedMs: 0,
+    guardMs: 0,
+    guardTableReads: 0,
+  };
   const written = (async () => {
     for (const [devid, vif] of spec.vifs.entries()) {
       const w = await deps.vifWrite(domid, devid, vif.mac, vif.bridge);
       p.writesMs += w.writesUs / 1000;
       p.commitMs += w.commitUs / 1000;
       p.attempts += w.attempts;
+      p.batched += w.batched ? 1 : 0;
     }
     p.xsMs = performance.now() - t0;
     // Time the calls spent waiting for a worker thread or coming back, not in libsfxen.
