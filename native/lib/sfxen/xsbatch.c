@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -48,36 +49,14 @@ static int conn_open(void)
     return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* read_all, with EPIPE for a stream that ended. */
+static int read_some(int fd, void *buf, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all_fd(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r == 0)
-                errno = EPIPE;
-            return -1;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    if (read_all(fd, buf, n) == 0)
+        return 0;
+    if (errno == 0)
+        errno = EPIPE;
+    return -1;
 }
 
 /* Appends one request (header + payload parts, each part's length given) to out. */
@@ -98,14 +77,14 @@ static size_t put(char *out, size_t at, size_t cap, uint32_t type, uint32_t req,
 static int reply(int fd, uint32_t req, char body[BODY_MAX])
 {
     struct xsd_sockmsg h;
-    if (read_all_fd(fd, &h, sizeof(h)) != 0)
+    if (read_some(fd, &h, sizeof(h)) != 0)
         return -1;
     if (h.len > XENSTORE_PAYLOAD_MAX) {
         errno = EPROTO;
         return -1;
     }
     char tmp[XENSTORE_PAYLOAD_MAX];
-    if (read_all_fd(fd, tmp, h.len) != 0)
+    if (read_some(fd, tmp, h.len) != 0)
         return -1;
     size_t keep = h.len < BODY_MAX - 1 ? h.len : BODY_MAX - 1;
     memcpy(body, tmp, keep);
