@@ -16,7 +16,15 @@ export interface Wiring {
 
 /** Where a wiring's time went (ms, rounded; attempts counted). */
 export type WirePhases = Record<
-  "writesMs" | "commitMs" | "attempts" | "batched" | "xsMs" | "queuedMs" | "guardMs" | "guardTableReads",
+  | "writesMs"
+  | "commitMs"
+  | "attempts"
+  | "batched"
+  | "xsMs"
+  | "queuedMs"
+  | "guardMs"
+  | "guardTableReads"
+  | "doneMs",
   number
 >;
 
@@ -53,6 +61,8 @@ export function startWiring(
     queuedMs: 0,
     guardMs: 0,
     guardTableReads: 0,
+    /** start -> both steps seen settled */
+    doneMs: 0,
   };
   const written = (async () => {
     for (const [devid, vif] of spec.vifs.entries()) {
@@ -80,6 +90,7 @@ export function startWiring(
   const done = Promise.allSettled([written, guarded]).then(([w, g]) => {
     if (w.status === "rejected") throw w.reason;
     if (g.status === "rejected") throw g.reason;
+    p.doneMs = performance.now() - t0;
     phases(Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Math.round(v)])) as WirePhases);
   });
   written.catch(() => undefined); // reported through done

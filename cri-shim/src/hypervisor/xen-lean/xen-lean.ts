@@ -61,10 +61,14 @@ export class XenLean implements Hypervisor {
   /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
   private lastWire: WirePhases | undefined;
   private readonly wireDeps: WireDeps;
+  private lastAttachCallMs = 0;
 
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
-  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & { lastWire?: WirePhases } {
-    return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire: this.lastWire };
+  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & {
+    lastWire?: WirePhases & { attachCallMs: number };
+  } {
+    const lastWire = this.lastWire && { ...this.lastWire, attachCallMs: this.lastAttachCallMs };
+    return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire };
   }
 
   private constructor(
@@ -196,12 +200,14 @@ export class XenLean implements Hypervisor {
     const w = startWiring(this.wireDeps, domid, spec, (p) => void (this.lastWire = p));
     // Joined to the bridge as soon as netback makes them (the guest stays paused until the guard
     // is in too: create and restore return only after `done`).
-    const attach = w.written.then(() =>
+    const attach = w.written.then(() => {
+      const t = performance.now();
       this.vifs.attach(
         domid,
         spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
-      ),
-    );
+      );
+      this.lastAttachCallMs = Math.round(performance.now() - t);
+    });
     const done = Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
       const failed = d.status === "rejected" ? d : a.status === "rejected" ? a : undefined;
       if (!failed) return;
