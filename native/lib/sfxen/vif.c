@@ -61,6 +61,16 @@ static int bridge_exists(const char *bridge)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Whether the interface exists, by sysfs: if_nametoindex of a missing name makes the kernel run
+ * `modprobe netdev-<name>` and wait for it (dev_load), a process per poll. */
+static int iface_exists(const char *ifname)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof(path), "/sys/class/net/%s", ifname);
+    return stat(path, &st) == 0;
+}
+
 static int valid_ifname(const char *n)
 {
     size_t len = n ? strlen(n) : 0;
@@ -207,7 +217,7 @@ int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, cha
     snprintf(ifname, sizeof(ifname), "vif%d.%d", domid, devid);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    for (int i = 1; if_nametoindex(ifname) == 0; i++) {
+    for (int i = 1; !iface_exists(ifname); i++) {
         if (i % 20 == 0) {
             /* Destroyed meanwhile: nothing will appear. (A read, not a write.) */
             char *still = xs_read(xsh, XBT_NULL, probe, NULL);

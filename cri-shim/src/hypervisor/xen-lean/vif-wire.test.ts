@@ -1,8 +1,7 @@
-// The restore's ordering of vif wiring and memory fill (wireThenFill) and the wiring's two steps
-// (startWiring), against doubles of our own WireDeps and RestoreSteps (no Xen).
+// The vif wiring's two steps (startWiring) against a double of our own WireDeps (no Xen).
 import test from "ava";
 import { HypervisorError } from "../types.js";
-import { type RestoreSteps, startWiring, type WireDeps, type Wiring, wireThenFill } from "./vif-wire.js";
+import { startWiring, type WireDeps, type Wiring } from "./vif-wire.js";
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;
@@ -15,94 +14,6 @@ function deferred<T = void>() {
   return { promise, resolve, reject };
 }
 const tick = () => new Promise((r) => setImmediate(r));
-
-/** A restore whose wiring and fill the test settles by hand, recording what was called. */
-function bed() {
-  const written = deferred();
-  const done = deferred();
-  const fill = deferred<number>();
-  const log: string[] = [];
-  const steps: RestoreSteps<number> = {
-    wiring: { written: written.promise, done: done.promise },
-    fill: () => {
-      log.push("fill");
-      return fill.promise;
-    },
-    stop: () => void log.push("stop"),
-    discard: async () => void log.push("discard"),
-  };
-  return { written, done, fill, log, steps };
-}
-
-test("the fill starts only once the vifs are written, and the restore waits for the whole wiring", async (t) => {
-  const b = bed();
-  let settled = false;
-  const run = wireThenFill(b.steps).finally(() => (settled = true));
-  await tick();
-  t.deepEqual(b.log, [], "no fill before the XenStore writes are committed");
-  b.written.resolve();
-  await tick();
-  t.deepEqual(b.log, ["fill"]);
-  b.fill.resolve(7);
-  await tick();
-  t.false(settled, "not handed out before the guard is in");
-  b.done.resolve();
-  const r = await run;
-  t.is(r.fill, 7);
-  t.deepEqual(b.log, ["fill"], "nothing stopped or discarded");
-  t.true(r.at.written <= r.at.filled && r.at.written <= r.at.wired);
-});
-
-test("a failed XenStore write: no fill, the domain discarded once, the wiring's error thrown", async (t) => {
-  const b = bed();
-  const run = wireThenFill(b.steps);
-  const err = new HypervisorError("bridge sfnobr0 does not exist in dom0", "NotFound");
-  b.written.reject(err);
-  b.done.reject(err);
-  t.is(await t.throwsAsync(run), err);
-  t.deepEqual(b.log, ["discard"]);
-});
-
-test("a guard that fails during the fill stops the fill and discards at once, then waits for the fill", async (t) => {
-  const b = bed();
-  let settled = false;
-  const run = wireThenFill(b.steps).finally(() => (settled = true));
-  b.written.resolve();
-  await tick();
-  const err = new Error("nft: no such table");
-  b.done.reject(err);
-  await tick();
-  t.deepEqual(b.log, ["fill", "stop", "discard"]);
-  t.false(settled, "the fill still runs: not settled before it ends");
-  b.fill.reject(new HypervisorError("xc_domain_restore: domain gone"));
-  t.is(await t.throwsAsync(run), err, "the wiring's failure, not the fill's consequence");
-  t.deepEqual(b.log, ["fill", "stop", "discard"], "discarded once");
-});
-
-test("a guard that failed before the writes committed: the fill never starts", async (t) => {
-  const b = bed();
-  const run = wireThenFill(b.steps);
-  const err = new Error("guard failed");
-  b.done.reject(err);
-  await tick();
-  b.written.resolve();
-  t.is(await t.throwsAsync(run), err);
-  t.deepEqual(b.log, ["discard"]);
-});
-
-test("a failed fill with a good wiring: discarded after both settled, the fill's error thrown", async (t) => {
-  const b = bed();
-  const run = wireThenFill(b.steps);
-  b.written.resolve();
-  await tick();
-  const err = new HypervisorError("not a Xen migration stream v2", "InvalidArgument");
-  b.fill.reject(err);
-  await tick();
-  t.deepEqual(b.log, ["fill"], "not discarded while the guard still runs");
-  b.done.resolve();
-  t.is(await t.throwsAsync(run), err);
-  t.deepEqual(b.log, ["fill", "discard"]);
-});
 
 /** WireDeps whose XenStore writes and guard the test settles by hand. */
 function deps() {

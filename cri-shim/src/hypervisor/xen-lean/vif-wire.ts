@@ -1,9 +1,7 @@
 // A lean domain's vifs wired in two steps that run side by side: the XenStore transaction per vif
 // (netback makes the interfaces from its commit on) and the anti-spoofing guard (nftables, matched
-// by the vif's name, so it can go in before the interface exists). A restore starts reading the
-// memory only once the transactions are committed: under emulation the fill's threads take the CPU,
-// and a dozen XenStore round trips beside them took 250-340 ms against ~20 ms alone (issue 14).
-// wireThenFill is that ordering, kept free of Xen so it is unit-tested.
+// by the vif's name, so it can go in before the interface exists). Kept free of Xen (WireDeps) so
+// it is unit-tested. A restore wires before it reads the memory, not beside it (save-restore.ts).
 import type { DomainSpec } from "../types.js";
 import { HypervisorError } from "../types.js";
 
@@ -95,59 +93,4 @@ export function startWiring(
   });
   written.catch(() => undefined); // reported through done
   return { written, done };
-}
-
-export interface RestoreSteps<F> {
-  wiring: Wiring;
-  /** Reads the memory; started once the wiring is written. */
-  fill: () => Promise<F>;
-  /** Ends a fill that waits on its stream (a socket); a file's fill ends on the discarded domain. */
-  stop: () => void;
-  /** Destroys the half-made domain (called at most once, errors swallowed). */
-  discard: () => Promise<void>;
-}
-
-/** performance.now() of each step's end (NaN for a step that did not end). */
-export interface StepTimes {
-  written: number;
-  wired: number;
-  filled: number;
-}
-
-/**
- * The wiring's XenStore writes, then the fill beside the rest of the wiring (the guard). Both
- * settle before this does. A failed wiring stops and discards at once (a fill waiting on a silent
- * socket ends then); any failure discards the domain and is rethrown, the wiring's first.
- */
-export async function wireThenFill<F>(s: RestoreSteps<F>): Promise<{ fill: F; at: StepTimes }> {
-  const at: StepTimes = { written: NaN, wired: NaN, filled: NaN };
-  let failed = false;
-  let started = false;
-  let discarded: Promise<void> | undefined;
-  const discard = () => (discarded ??= s.discard().catch(() => undefined));
-  const wire = s.wiring.done.then(
-    () => void (at.wired = performance.now()),
-    async (err: unknown) => {
-      failed = true;
-      if (started) {
-        s.stop();
-        await discard();
-      }
-      throw err;
-    },
-  );
-  const fill = s.wiring.written.then(async () => {
-    at.written = performance.now();
-    if (failed) return undefined;
-    started = true;
-    const v = await s.fill();
-    at.filled = performance.now();
-    return v;
-  });
-  const [w, f] = await Promise.allSettled([wire, fill]);
-  if (w.status === "rejected" || f.status === "rejected") {
-    await discard();
-    throw w.status === "rejected" ? w.reason : (f as PromiseRejectedResult).reason;
-  }
-  return { fill: (f as PromiseFulfilledResult<F>).value, at };
 }

@@ -353,13 +353,14 @@ export class XenLean implements Hypervisor {
         );
       if (await this.libxl.findByName(spec.name))
         throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
-      // Vifs before the memory: netback makes their interfaces while the stream is read.
+      // Vifs before the memory (written and guarded): netback makes their interfaces while the
+      // stream is read.
       domid = await this.stream.restore(
         spec,
         fd,
-        (d) => {
-          const w = this.wireVifs(d, spec);
-          return { written: Promise.resolve(), done: w.done.then(() => opts.onPrepared?.()) };
+        async (d) => {
+          await this.wireVifs(d, spec).done;
+          opts.onPrepared?.();
         },
         (d) => this.destroy(d),
       );
