@@ -31,7 +31,7 @@ import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 import { bridgeExists, IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
-import { startWiring, type WireDeps, type WirePhases, type Wiring } from "./vif-wire.js";
+import { startWiring, type WireDeps, type WirePhases } from "./vif-wire.js";
 
 const log = logger("xen-lean");
 
@@ -176,7 +176,7 @@ export class XenLean implements Hypervisor {
       uuid: spec.uuid ?? randomUUID(),
     });
     const executed = performance.now();
-    await this.wireVifs(domid, spec).done;
+    await this.wireVifs(domid, spec);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -196,10 +196,10 @@ export class XenLean implements Hypervisor {
    * destroys the domain. netback makes the interfaces on its own time, they are joined to their
    * bridges as they come, and unpause() waits for that, so the guest never runs unplugged.
    */
-  private wireVifs(domid: number, spec: DomainSpec): Wiring {
+  private wireVifs(domid: number, spec: DomainSpec): Promise<void> {
     const w = startWiring(this.wireDeps, domid, spec, (p) => void (this.lastWire = p));
-    // Joined to the bridge as soon as netback makes them (the guest stays paused until the guard
-    // is in too: create and restore return only after `done`).
+    // Joined to the bridge as soon as netback makes them (the guest stays paused: create and
+    // restore return only once the guard is in too).
     const attach = w.written.then(() => {
       const t = performance.now();
       this.vifs.attach(
@@ -208,7 +208,7 @@ export class XenLean implements Hypervisor {
       );
       this.lastAttachCallMs = Math.round(performance.now() - t);
     });
-    const done = Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
+    return Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
       const failed = d.status === "rejected" ? d : a.status === "rejected" ? a : undefined;
       if (!failed) return;
       this.vifs.forget(domid);
@@ -216,7 +216,6 @@ export class XenLean implements Hypervisor {
       await unguardDomainVifs(domid).catch(() => undefined);
       throw failed.reason;
     });
-    return { written: w.written, done };
   }
 
   /** A domain libxl builds (PVH): libxl writes its vifs and runs a no-op for their hotplug script;
@@ -359,7 +358,7 @@ export class XenLean implements Hypervisor {
         spec,
         fd,
         async (d) => {
-          await this.wireVifs(d, spec).done;
+          await this.wireVifs(d, spec);
           opts.onPrepared?.();
         },
         (d) => this.destroy(d),
