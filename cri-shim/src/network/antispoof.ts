@@ -176,8 +176,15 @@ export function guardsOfTable(objects: NftObject[]): Map<string, Guard> {
 
 /** This process's view of the table (ifname → guard): read once, changed with every transaction. */
 let known: Map<string, Guard> | undefined;
+let tableReads = 0;
+
+/** How many times this process has read the table (for the phase logs: a read is a listing). */
+export function guardTableReads(): number {
+  return tableReads;
+}
 
 async function readGuards(): Promise<Map<string, Guard>> {
+  tableReads++;
   const out = await nftRun(`list table bridge ${TABLE}`, { json: true }).catch(() => "");
   known = guardsOfTable(parseNftJson(out));
   return known;

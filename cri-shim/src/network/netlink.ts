@@ -3,7 +3,7 @@
 // address, drop a neighbour entry, and list a link's IPv4 addresses. Each request is one message
 // with NLM_F_ACK; the kernel answers at once, so the calls are synchronous. Messages are laid out
 // here from the kernel's stable UAPI (linux/netlink.h, rtnetlink.h, if_addr.h, neighbour.h).
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import koffi from "koffi";
 import { LIBC } from "../hypervisor/libxl-ffi.js";
 
@@ -136,6 +136,21 @@ function errnoName(errno: number): string {
     99: "cannot assign requested address",
   };
   return `${names[errno] ?? "error"} (errno ${errno})`;
+}
+
+/**
+ * Whether the interface exists (sysfs, as the network namespace that mounted /sys sees it). For
+ * names that may not exist yet: if_nametoindex (linkIndex) of a missing name makes the kernel run
+ * `modprobe netdev-<name>` (dev_load) and waits for it, ~0.3 s under emulation, on the event loop.
+ */
+export function linkExists(name: string): boolean {
+  if (!/^[^/\s]{1,15}$/.test(name) || name === "." || name === "..") return false;
+  try {
+    statSync(`/sys/class/net/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The interface's index, or undefined when there is no such interface in this network namespace. */

@@ -1,6 +1,7 @@
 // waitForInterface: resolves as soon as the interface exists, with the time left; gives up at the
 // timeout with 0; and leaves the event loop free meanwhile (it is what a batch of creates waits on).
 import test from "ava";
+import { linkExists } from "./netlink.js";
 import { waitForInterface } from "./wait-interface.js";
 
 test("resolves once the interface exists, with the time left", async (t) => {
@@ -24,4 +25,14 @@ test("gives up at the timeout with 0 left; the event loop runs meanwhile", async
 
 test("an interface that is there already: no wait", async (t) => {
   t.true((await waitForInterface("lo", 1000)) >= 990);
+});
+
+test("linkExists: sysfs, so a missing name costs a stat (if_nametoindex would run modprobe as root)", (t) => {
+  t.true(linkExists("lo"));
+  t.false(linkExists("sfnosuch0"));
+  for (const bad of ["", ".", "..", "../lo", "a/b", "averyveryverylongname"]) t.false(linkExists(bad), bad);
+  // A missing name answers without the kernel's module autoload: many checks stay quick.
+  const t0 = performance.now();
+  for (let i = 0; i < 200; i++) linkExists(`sfnosuch${i}`);
+  t.true(performance.now() - t0 < 200, `${Math.round(performance.now() - t0)} ms for 200 checks`);
 });

@@ -1,15 +1,15 @@
 // Waiting for a network interface to appear (netback makes a vif's when it probes the backend),
 // on the event loop's timers rather than on a worker thread.
-import { linkIndex } from "./netlink.js";
+import { linkExists } from "./netlink.js";
 
 /**
  * Resolves once the network interface exists, or when `timeoutMs` is up; with the milliseconds left.
- * Polls if_nametoindex (one syscall) with a growing pause, 2 ms to 50 ms.
+ * Polls sysfs (one stat; not if_nametoindex, see linkExists) with a growing pause, 2 ms to 50 ms.
  */
 export async function waitForInterface(
   name: string,
   timeoutMs: number,
-  exists: (name: string) => boolean = (n) => linkIndex(n) !== undefined,
+  exists: (name: string) => boolean = linkExists,
 ): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   for (let pause = 2; !exists(name); pause = Math.min(50, pause * 2)) {

@@ -35,5 +35,20 @@ int domain_create_bare(xc_interface *xch, const uint8_t handle[16], int max_mem_
 int domain_xs_skeleton(uint32_t domid, const char *name, unsigned long console_mfn,
                        unsigned int console_port, unsigned long store_mfn, unsigned int store_port,
                        const char **step);
+/* One request of an xsb_transaction: a write of the string `value` at path, or (perms set) path's
+ * permissions as xs_perms sets them: owner `owner`, `reader` may read. */
+struct xsb_op {
+    const char *path;
+    const char *value;
+    int perms;
+    uint32_t owner, reader;
+};
+#define XSB_FAILED (-1)
+#define XSB_NO_SOCKET (-2)
+/* The ops in one transaction, sent together on a socket to xenstored, retried while the commit
+ * loses a race (up to 5 attempts, *attempts set). 0; XSB_NO_SOCKET when xenstored has no socket
+ * here or the socket failed mid-way (do it with libxenstore: the writes are idempotent);
+ * XSB_FAILED with errno (xenstored refused a request or every commit lost its race). */
+int xsb_transaction(const struct xsb_op *ops, int n, int *attempts);
 #pragma GCC visibility pop
 #endif

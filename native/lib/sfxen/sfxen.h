@@ -20,7 +20,8 @@ int sfx_execute(int domid, const char *kernel, const char *initrd, const char *c
                 const char *name, const char *uuid, char *err, int errlen);
 /* Writes one vif's frontend and backend entries (one transaction); netback then makes the interface. */
 /* The last sfx_vif_write's time: out[0] µs for its transaction's writes, out[1] µs for the commit
- * (netback's probe of the new backend competes with it), out[2] attempts. */
+ * (netback's probe of the new backend competes with it), out[2] attempts, out[3] 1 when the
+ * transaction went out batched on xenstored's socket (then out[0] is all of it). */
 void sfx_vif_write_stats(int64_t *out);
 int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, char *err,
                   int errlen);

@@ -23,8 +23,25 @@
 /* Where the last sfx_vif_write's time went (sfx_vif_write_stats), for the phase logs. */
 static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    int64_t writes_us, commit_us, attempts;
+    int64_t writes_us, commit_us, attempts, batched;
 } last_vif_write;
+
+static int64_t us_between(const struct timespec *a, const struct timespec *b)
+{
+    return (b->tv_sec - a->tv_sec) * 1000000 + (b->tv_nsec - a->tv_nsec) / 1000;
+}
+
+/* writes: t0 -> t1, commit: t1 -> t2 (a batched transaction is all "writes"). */
+static void record(const struct timespec *t0, const struct timespec *t1, const struct timespec *t2,
+                   int attempts, int batched)
+{
+    pthread_mutex_lock(&last_lock);
+    last_vif_write.writes_us = us_between(t0, t1);
+    last_vif_write.commit_us = us_between(t1, t2);
+    last_vif_write.attempts = attempts;
+    last_vif_write.batched = batched;
+    pthread_mutex_unlock(&last_lock);
+}
 
 void sfx_vif_write_stats(int64_t *out)
 {
@@ -32,6 +49,7 @@ void sfx_vif_write_stats(int64_t *out)
     out[0] = last_vif_write.writes_us;
     out[1] = last_vif_write.commit_us;
     out[2] = last_vif_write.attempts;
+    out[3] = last_vif_write.batched;
     pthread_mutex_unlock(&last_lock);
 }
 
@@ -41,6 +59,16 @@ static int bridge_exists(const char *bridge)
     struct stat st;
     snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whether the interface exists, by sysfs: if_nametoindex of a missing name makes the kernel run
+ * `modprobe netdev-<name>` and wait for it (dev_load), a process per poll. */
+static int iface_exists(const char *ifname)
+{
+    char path[64];
+    struct stat st;
+    snprintf(path, sizeof(path), "/sys/class/net/%s", ifname);
+    return stat(path, &st) == 0;
 }
 
 static int valid_ifname(const char *n)
@@ -105,27 +133,58 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
         return fail(err, errlen, SFX_EINVAL, "bad vif: domid, devid, mac or bridge name");
     if (!bridge_exists(bridge))
         return fail(err, errlen, SFX_ENOENT, "bridge %s does not exist in dom0", bridge);
-    char fe[96], be[96], val[16];
+    char fe[96], be[96], dom[16], dev[16];
+    char p[9][128];
     snprintf(fe, sizeof(fe), "/local/domain/%d/device/vif/%d", domid, devid);
     snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%d/%d", domid, devid);
-    int failed = 0;
+    snprintf(dom, sizeof(dom), "%d", domid);
+    snprintf(dev, sizeof(dev), "%d", devid);
+    const char *fe_keys[4] = {"backend", "backend-id", "mac", "state"};
+    const char *be_keys[5] = {"frontend-id", "handle", "mac", "state", "script"};
+    for (int i = 0; i < 4; i++)
+        snprintf(p[i], sizeof(p[i]), "%s/%s", fe, fe_keys[i]);
+    for (int i = 0; i < 5; i++)
+        snprintf(p[4 + i], sizeof(p[4 + i]), "%s/%s", be, be_keys[i]);
+    char be_frontend[112];
+    snprintf(be_frontend, sizeof(be_frontend), "%s/frontend", be);
+    /* Frontend: under the guest's directory, so the guest's (netfront writes its rings there), as
+     * libxl makes it. Backend: dom0's, readable by the guest; appears at once (one transaction), so
+     * netback probes it whole. */
+    const struct xsb_op ops[] = {
+        {p[0], be, 0, 0, 0},
+        {p[1], "0", 0, 0, 0},
+        {p[2], mac, 0, 0, 0},
+        {p[3], "1", 0, 0, 0},
+        {be_frontend, fe, 0, 0, 0},
+        {be, NULL, 1, 0, (uint32_t)domid},
+        {p[4], dom, 0, 0, 0},
+        {p[5], dev, 0, 0, 0},
+        {p[6], mac, 0, 0, 0},
+        {p[7], "1", 0, 0, 0},
+        {p[8], "", 0, 0, 0},
+    };
+    int n = (int)(sizeof(ops) / sizeof(ops[0]));
     struct timespec t0, t1, t2;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    int attempts = 0;
+    int rc = xsb_transaction(ops, n, &attempts);
+    if (rc == 0 || rc == XSB_FAILED) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        record(&t0, &t1, &t1, attempts, 1);
+        if (rc != 0)
+            return fail(err, errlen, SFX_EFAIL, "XenStore transaction for vif %d.%d: %s", domid,
+                        devid, strerror(errno));
+        return 0;
+    }
+    /* No xenstored socket here: libxenstore, one round trip per request. */
     for (int attempt = 0; attempt < 5; attempt++) {
         xs_transaction_t t = xs_transaction_start(xsh);
         if (t == XBT_NULL)
             return fail(err, errlen, SFX_EFAIL, "XenStore transaction: %s", strerror(errno));
-        /* Frontend: under the guest's directory, so the guest's (netfront writes its rings
-         * there), as libxl makes it. */
-        failed = xs_writef(t, be, "%s/backend", fe) || xs_writef(t, "0", "%s/backend-id", fe) ||
-                 xs_writef(t, mac, "%s/mac", fe) || xs_writef(t, "1", "%s/state", fe);
-        /* Backend: dom0's, readable by the guest; appears at once, so netback probes it whole. */
-        snprintf(val, sizeof(val), "%d", domid);
-        failed = failed || xs_writef(t, fe, "%s/frontend", be) ||
-                 xs_perms(t, be, 0, (uint32_t)domid) || xs_writef(t, val, "%s/frontend-id", be);
-        snprintf(val, sizeof(val), "%d", devid);
-        failed = failed || xs_writef(t, val, "%s/handle", be) || xs_writef(t, mac, "%s/mac", be) ||
-                 xs_writef(t, "1", "%s/state", be) || xs_writef(t, "", "%s/script", be);
+        int failed = 0;
+        for (int i = 0; i < n && !failed; i++)
+            failed = ops[i].perms ? xs_perms(t, ops[i].path, ops[i].owner, ops[i].reader)
+                                  : xs_writef(t, ops[i].value, "%s", ops[i].path);
         if (failed) {
             int e = errno;
             xs_transaction_end(xsh, t, true);
@@ -135,18 +194,13 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
         clock_gettime(CLOCK_MONOTONIC, &t1);
         int committed = xs_transaction_end(xsh, t, false);
         clock_gettime(CLOCK_MONOTONIC, &t2);
-        pthread_mutex_lock(&last_lock);
-        last_vif_write.writes_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
-        last_vif_write.commit_us = (t2.tv_sec - t1.tv_sec) * 1000000 + (t2.tv_nsec - t1.tv_nsec) / 1000;
-        last_vif_write.attempts = attempt + 1;
-        pthread_mutex_unlock(&last_lock);
+        record(&t0, &t1, &t2, attempt + 1, 0);
         if (committed)
             break;
         if (errno != EAGAIN || attempt == 4)
             return fail(err, errlen, SFX_EFAIL, "XenStore commit for vif %d.%d: %s", domid,
                         devid, strerror(errno));
     }
-
     return 0;
 }
 
@@ -163,7 +217,7 @@ int sfx_vif_attach(int domid, int devid, const char *bridge, int timeout_ms, cha
     snprintf(ifname, sizeof(ifname), "vif%d.%d", domid, devid);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    for (int i = 1; if_nametoindex(ifname) == 0; i++) {
+    for (int i = 1; !iface_exists(ifname); i++) {
         if (i % 20 == 0) {
             /* Destroyed meanwhile: nothing will appear. (A read, not a write.) */
             char *still = xs_read(xsh, XBT_NULL, probe, NULL);

@@ -37,7 +37,6 @@ function bind(path: string) {
       "int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port, void *stats, void *err, int errlen)",
     ) as unknown as AsyncFn<[number, number, number, number, Buffer, Buffer, number]>,
     kind: lib.func("int sfx_domain_kind(int domid)") as unknown as AsyncFn<[number]>,
-    stopFill: lib.func("int sfx_restore_stop(int fd)") as unknown as (fd: number) => number,
   };
 }
 
@@ -57,7 +56,8 @@ export interface SaveStats {
 export interface RestorePhases {
   ms: number;
   /** the bare domain made and named */ beginMs: number;
-  /** the caller's step between (vifs written) */ betweenMs: number;
+  /** the caller's step between (vifs written and guarded), before the fill */ betweenMs: number;
+  /** the fill as the caller saw it (start -> its call returned) */ filledMs: number;
   /** fill start -> the stream's header read (a migration waits for the source here) */ waitMs: number;
   /** libxenguest's restore, reading the stream included */ fillXcMs: number;
   /** CPU time of the filter between fd and libxenguest */ filterCpuMs: number;
@@ -125,9 +125,8 @@ export class SfxenStream {
 
   /**
    * A new paused domain from the stream on fd, named and shaped by spec. `between` runs once the
-   * domain exists, while its memory is read (the caller writes its vifs there, so netback makes
-   * them while the stream flows). On any failure the domain is handed to `discard` (after both
-   * have settled).
+   * domain exists and before its memory is read (the caller wires its vifs there; netback makes
+   * them while the stream is read). On any failure the domain is handed to `discard`.
    */
   async restore(
     spec: DomainSpec,
@@ -150,38 +149,30 @@ export class SfxenStream {
     );
     const begun = performance.now();
     const stats = Buffer.alloc(RESTORE_STATS * 8);
+    // One after the other, not side by side: under emulation the fill's threads keep vCPUs busy,
+    // and whatever else waits meanwhile (each XenStore round trip, the guard, the event loop's
+    // turn to see a step end) waited for them; the wiring beside the fill took 2-3x the fill.
     let wired = begun;
-    // The caller's step (vif XenStore writes: netback makes their interfaces meanwhile) and the
-    // memory run side by side: the domain stays paused until the caller unpauses it, so its
-    // devices need only be there by then. Both settle before the domain is handed out or discarded.
-    const wiring = between(domid).then(() => void (wired = performance.now()));
-    const filling = call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
-    const [w, f] = await Promise.allSettled([
-      // A failed step stops the fill too: a fill still waiting on a socket sees its end, and
-      // destroying the domain fails libxenguest's next hypercall.
-      wiring.catch(async (err: unknown) => {
-        this.l.stopFill(fd);
-        await discard(domid).catch(() => undefined);
-        throw err;
-      }),
-      filling,
-    ]);
-    const failed = w.status === "rejected" ? w : f.status === "rejected" ? f : undefined;
-    if (failed) {
-      if (w.status === "fulfilled") await discard(domid).catch(() => undefined);
-      const err: unknown = failed.reason;
+    try {
+      await between(domid);
+      wired = performance.now();
+      await call(this.l.restoreFill, domid, fd, ports.readUInt32LE(0), ports.readUInt32LE(4), stats);
+    } catch (err) {
+      await discard(domid).catch(() => undefined);
       if (!(err instanceof HypervisorError)) throw err;
       throw new HypervisorError(`restore ${spec.name}: ${err.message}`, err.code);
     }
-    const at = (i: number) => Number(stats.readBigInt64LE(i * 8));
+    const filled = performance.now();
+    const slot = (i: number) => Number(stats.readBigInt64LE(i * 8));
     const phases: RestorePhases = {
       ms: Math.round(performance.now() - started),
       beginMs: Math.round(begun - started),
       betweenMs: Math.round(wired - begun),
-      waitMs: at(2),
-      fillXcMs: at(0),
-      filterCpuMs: at(3),
-      fillXsMs: at(1),
+      filledMs: Math.round(filled - wired),
+      waitMs: slot(2),
+      fillXcMs: slot(0),
+      filterCpuMs: slot(3),
+      fillXsMs: slot(1),
     };
     this.lastRestore = phases;
     log.info("domain restored in-process", { name: spec.name, domid, ...phases });

@@ -100,13 +100,14 @@ export class Sfxen {
   }
 
   /** Writes the vif's frontend and backend entries; fails at once on a missing bridge. Returns
-   *  where its time went: the transaction's writes and its commit (µs), and the attempts. */
+   *  where its time went: the transaction's writes and its commit (µs; a transaction batched on
+   *  xenstored's socket is all writes), and the attempts. */
   async vifWrite(domid: number, devid: number, mac: string, bridge: string) {
     await call(this.l.vifWrite, domid, devid, mac, bridge);
-    const out = Buffer.alloc(24);
+    const out = Buffer.alloc(32);
     this.l.vifWriteStats(out);
     const at = (i: number) => Number(out.readBigInt64LE(i * 8));
-    return { writesUs: at(0), commitUs: at(1), attempts: at(2) };
+    return { writesUs: at(0), commitUs: at(1), attempts: at(2), batched: at(3) === 1 };
   }
 
   /** Waits for netback's interface, joins it to the bridge and brings it up (ioctl). */

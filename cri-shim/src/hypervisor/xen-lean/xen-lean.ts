@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { access, constants as fsConstants } from "node:fs/promises";
 import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
-import { guardDomainVifs, unguardDomainVifs } from "../../network/antispoof.js";
+import { guardDomainVifs, guardTableReads, unguardDomainVifs } from "../../network/antispoof.js";
 import { type LibxlBuildOptions, validateDomainSpec } from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
@@ -31,6 +31,7 @@ import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 import { bridgeExists, IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
+import { startWiring, type WireDeps, type WirePhases } from "./vif-wire.js";
 
 const log = logger("xen-lean");
 
@@ -58,11 +59,16 @@ export class XenLean implements Hypervisor {
   private readonly stream: SfxenStream;
 
   /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
-  private lastWire: Record<string, number> | undefined;
+  private lastWire: WirePhases | undefined;
+  private readonly wireDeps: WireDeps;
+  private lastAttachCallMs = 0;
 
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
-  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & { lastWire?: Record<string, number> } {
-    return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire: this.lastWire };
+  streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & {
+    lastWire?: WirePhases & { attachCallMs: number };
+  } {
+    const lastWire = this.lastWire && { ...this.lastWire, attachCallMs: this.lastAttachCallMs };
+    return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire };
   }
 
   private constructor(
@@ -73,6 +79,11 @@ export class XenLean implements Hypervisor {
   ) {
     this.stream = SfxenStream.open();
     this.vifs = new VifAttacher(sfx);
+    this.wireDeps = {
+      vifWrite: (...a) => sfx.vifWrite(...a),
+      guard: guardDomainVifs,
+      tableReads: guardTableReads,
+    };
     this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
       {
@@ -181,37 +192,30 @@ export class XenLean implements Hypervisor {
   }
 
   /**
-   * Writes the domain's vifs and guards them, destroying the domain if that fails; netback makes
-   * the interfaces on its own time, they are joined to their bridges as they come, and unpause()
-   * waits for that, so the guest never runs unplugged.
+   * Writes the domain's vifs and guards them (side by side, vif-wire.ts); a failure of either
+   * destroys the domain. netback makes the interfaces on its own time, they are joined to their
+   * bridges as they come, and unpause() waits for that, so the guest never runs unplugged.
    */
-  private async wireVifs(domid: number, spec: DomainSpec): Promise<void> {
-    try {
-      const t0 = performance.now();
-      const wire = { writesMs: 0, commitMs: 0, attempts: 0, xsMs: 0, guardMs: 0 };
-      for (const [devid, vif] of spec.vifs.entries()) {
-        const w = await this.sfx.vifWrite(domid, devid, vif.mac, vif.bridge);
-        wire.writesMs += w.writesUs / 1000;
-        wire.commitMs += w.commitUs / 1000;
-        wire.attempts += w.attempts;
-      }
-      const t1 = performance.now();
-      // Anti-spoofing before the guest can run (in-process nftables, matched by the vif's name, so
-      // it holds from the moment netback makes the interface).
-      await guardDomainVifs(domid, spec.vifs).catch((err: unknown) => {
-        throw new HypervisorError(`create ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
-      });
-      wire.xsMs = t1 - t0;
-      wire.guardMs = performance.now() - t1;
-      this.lastWire = Object.fromEntries(Object.entries(wire).map(([k, v]) => [k, Math.round(v)]));
-    } catch (err) {
+  private wireVifs(domid: number, spec: DomainSpec): Promise<void> {
+    const w = startWiring(this.wireDeps, domid, spec, (p) => void (this.lastWire = p));
+    // Joined to the bridge as soon as netback makes them (the guest stays paused: create and
+    // restore return only once the guard is in too).
+    const attach = w.written.then(() => {
+      const t = performance.now();
+      this.vifs.attach(
+        domid,
+        spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
+      );
+      this.lastAttachCallMs = Math.round(performance.now() - t);
+    });
+    return Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
+      const failed = d.status === "rejected" ? d : a.status === "rejected" ? a : undefined;
+      if (!failed) return;
+      this.vifs.forget(domid);
       await this.sfx.destroy(domid).catch(() => undefined);
-      throw err;
-    }
-    this.vifs.attach(
-      domid,
-      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
-    );
+      await unguardDomainVifs(domid).catch(() => undefined);
+      throw failed.reason;
+    });
   }
 
   /** A domain libxl builds (PVH): libxl writes its vifs and runs a no-op for their hotplug script;
@@ -348,7 +352,8 @@ export class XenLean implements Hypervisor {
         );
       if (await this.libxl.findByName(spec.name))
         throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
-      // Vifs before the memory: netback makes their interfaces while the stream is read.
+      // Vifs before the memory (written and guarded): netback makes their interfaces while the
+      // stream is read.
       domid = await this.stream.restore(
         spec,
         fd,
