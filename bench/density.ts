@@ -225,6 +225,9 @@ const result = {
     guestMemoryMiB: GUEST_MIB,
     cpus: 4,
     accel: "tcg",
+    // QEMU's TCG threads: "single" runs the node's 4 vCPUs on one host thread (the e2e default),
+    // "multi" one thread each (SUPERFLUID_XEN_TCG_THREAD=multi; for a node alone on the machine).
+    tcgThread: process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single",
     kubeletGogc: KUBELET_GOGC,
   },
   vmsReady,
