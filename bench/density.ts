@@ -53,6 +53,12 @@ const NODE_MIB = envInt(
   DOM0_MIB + XEN_SLACK_MIB + Math.max(N, CRI_MAX) * (GUEST_MIB + PER_VM_XEN_MIB),
 );
 const BATCH_TIMEOUT_MS = envInt("DENSITY_BATCH_TIMEOUT_S", 900) * 1000;
+/**
+ * No new batch starts after this many minutes of creating (0: no limit); the run then goes on to
+ * its CRI-only part and writes what it measured, with `stoppedEarly` saying why. A run whose batches
+ * grow slower than expected still leaves its figures instead of nothing when it must end.
+ */
+const DEADLINE_MIN = envInt("DENSITY_DEADLINE_MIN", 0);
 
 const median = (xs: number[]) => {
   if (xs.length === 0) return NaN;
@@ -133,6 +139,7 @@ let criCleanupMs = 0;
 let baseline: DensitySample | undefined;
 let baselineSlab: Record<string, number> = {};
 let failure: string | undefined;
+let stoppedEarly: string | undefined;
 
 try {
   await cluster.kubectl(["create", "namespace", namespace]);
@@ -157,7 +164,13 @@ try {
     perVm.push({ index: index.get(name)!, name, createMs: ms, xenUsedKiB: s ? xenUsedKiB(s) : NaN });
   });
   try {
+    const creating = Date.now();
     for (let from = 0; from < N; from += BATCH) {
+      if (DEADLINE_MIN > 0 && Date.now() - creating > DEADLINE_MIN * 60_000) {
+        stoppedEarly = `DENSITY_DEADLINE_MIN=${DEADLINE_MIN}: no batch started after ${DEADLINE_MIN} min of creating, at ${from} VMs`;
+        console.log(stoppedEarly);
+        break;
+      }
       const names = Array.from({ length: Math.min(BATCH, N - from) }, (_, i) => `hello-${from + i}`);
       names.forEach((n, i) => index.set(n, from + i));
       const b0 = Date.now();
@@ -263,6 +276,7 @@ const result = {
   criOnlyMedianCreateMs: cri ? Math.round(median(cri.createMs)) : null,
   criOnlyCleanupMs: criCleanupMs,
   failure: failure ?? null,
+  stoppedEarly: stoppedEarly ?? null,
   totalMs: Date.now() - t0,
   baseline: baseline ?? null,
   batches: batches.map((b) => ({ vms: b.vms, readyAfterMs: b.readyAfterMs, ...b.sample })),
