@@ -21,6 +21,9 @@ const IOLBF = 1;
 /** Lines kept for attaching to errors; a failing call rarely logs more than a handful. */
 const KEEP_LINES = 200;
 
+/** A libc function bound by its C declaration. */
+const libcFunc = <F>(declaration: string): F => koffi.load("libc.so.6").func(declaration) as unknown as F;
+
 interface LogLine {
   seq: number;
   text: string;
@@ -54,10 +57,9 @@ export class LibxlLogCapture {
 
   static open(lib: LibxlBindings, log: Logger, level: XtlLevel): LibxlLogCapture {
     const fds = new Int32Array(2);
-    const pipe2 = koffi.load("libc.so.6").func("int pipe2(_Out_ int *fds, int flags)") as unknown as (
-      fds: Int32Array,
-      flags: number,
-    ) => number;
+    const pipe2 = libcFunc<(fds: Int32Array, flags: number) => number>(
+      "int pipe2(_Out_ int *fds, int flags)",
+    );
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error(`pipe2 failed: errno ${koffi.errno()}`);
     const [readFd, writeFd] = [fds[0] ?? -1, fds[1] ?? -1];
     const stream = lib.fdopen.sync(writeFd, "w");
@@ -66,14 +68,9 @@ export class LibxlLogCapture {
       closeSync(writeFd);
       throw new Error("fdopen of the libxl log pipe failed");
     }
-    const setvbuf = koffi
-      .load("libc.so.6")
-      .func("int setvbuf(void *f, void *buf, int mode, size_t size)") as unknown as (
-      f: CPointer,
-      buf: null,
-      mode: number,
-      size: number,
-    ) => number;
+    const setvbuf = libcFunc<(f: CPointer, buf: null, mode: number, size: number) => number>(
+      "int setvbuf(void *f, void *buf, int mode, size_t size)",
+    );
     setvbuf(stream, null, IOLBF, 0);
     const xtl = lib.xtlCreateStdioLogger.sync(stream, XTL_LEVELS[level], XTL_STDIOSTREAM_HIDE_PROGRESS);
     if (xtl === null) {
@@ -81,13 +78,9 @@ export class LibxlLogCapture {
       closeSync(readFd);
       throw new Error("xtl_createlogger_stdiostream failed");
     }
-    const ioctl = koffi
-      .load("libc.so.6")
-      .func("int ioctl(int fd, unsigned long request, _Out_ int *count)") as unknown as (
-      fd: number,
-      request: number,
-      count: Int32Array,
-    ) => number;
+    const ioctl = libcFunc<(fd: number, request: number, count: Int32Array) => number>(
+      "int ioctl(int fd, unsigned long request, _Out_ int *count)",
+    );
     return new LibxlLogCapture(lib, log, readFd, stream, xtl, (fd, out) => ioctl(fd, FIONREAD, out));
   }
 

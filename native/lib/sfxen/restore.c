@@ -128,13 +128,6 @@ int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_m
     return (int)bare.domid;
 }
 
-int sfx_restore_stop(int fd)
-{
-    /* A socket's reader (the filter thread, or libxenguest) gets the end of its stream; a file's
-     * fill reads to its end and fails on the destroyed domain by itself (ENOTSOCK here). */
-    return fd >= 0 && shutdown(fd, SHUT_RD) == 0 ? 0 : SFX_EFAIL;
-}
-
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
                      int64_t *stats, char *err, int errlen)
 {

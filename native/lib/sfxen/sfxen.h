@@ -65,11 +65,9 @@ int sfx_resume(int domid, char *err, int errlen);
 int sfx_domain_kind(int domid);
 /* restore.c: a new domain from a libxl v2 stream (either backend's), left paused. begin makes it
  * bare and named (ports[0], ports[1]: its store and console event channels); fill reads fd into
- * it; the caller writes vifs between the two and destroys the domain if fill fails. */
+ * it; the caller wires the vifs between the two and destroys the domain if fill fails. */
 int sfx_restore_begin(const char *name, const char *uuid, int mem_mib, int max_mem_mib, int vcpus,
                       int max_vcpus, uint32_t *ports, char *err, int errlen);
-/* Makes a fill waiting on fd (a socket) see the end of its stream, so it gives up. */
-int sfx_restore_stop(int fd);
 int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int console_port,
                      int64_t *stats, char *err, int errlen);
 /* fill's stats (SFX_RESTORE_STATS slots): where a restore's time went. */
