@@ -9,17 +9,14 @@
 // Crash safety: a lease appears whole or not at all. It is written to a temporary file and then
 // hard-linked to its address name; link() fails when the name exists, so two writers (this shim and
 // a stray host-local, or this shim before and after a kill -9) never get the same address. A
-// temporary file a crash left behind is removed at the next pass over the directory. Inside the
-// shim only the choice of an address is serialised per Ipam, in memory; the lease files are written
-// after it, side by side.
-// The directory is read once; then allocations choose from that view, kept with this process's own
-// leases, and read it again only when a link finds its name taken (another writer). A pass reads
-// only the lease files it has not seen: a lease file is written whole once and never rewritten
-// (released by unlink), so its owner is known from the first read for as long as its name stays
+// temporary file a crash left behind is removed at the next pass over the directory. Only the
+// choice of an address is serialised per Ipam, in memory, from a view of the directory read once
+// (again when a link finds its name taken: another writer); lease files are linked after it. A
+// pass reads only the lease files it has not seen: a lease file is written whole once and never
+// rewritten (released by unlink), so its owner is known from the first read while its name stays
 // listed. Listing and reading at every allocation made each RunPodSandbox slower by the number of
-// pods on the node, and held every other one up. (An address another writer releases and takes
-// again between two passes of this one would keep its old owner here; the shim is the only writer
-// of its lease directory.)
+// pods on the node and held every other one up. (An address another writer releases and takes again
+// between two passes keeps its old owner here; the shim is the only writer of its directory.)
 import { randomBytes } from "node:crypto";
 import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -55,14 +55,12 @@ export class XenLean implements Hypervisor {
   readonly pool: ShellPool;
   readonly metrics: LeanMetrics;
   private readonly vifs: VifAttacher;
-
   private readonly stream: SfxenStream;
 
   /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
   private lastWire: WirePhases | undefined;
   private readonly wireDeps: WireDeps;
   private lastAttachCallMs = 0;
-
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
   streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & {
     lastWire?: WirePhases & { attachCallMs: number };
