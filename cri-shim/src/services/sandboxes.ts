@@ -112,8 +112,8 @@ export class SandboxService {
         pod: `${md.namespace}/${md.name}`,
         ip: network.ip,
         reservedMiB: meta.reservedMiB,
-        // Where the call's time went: waiting for the name lock, the memory check and the record
-        // under it, the address lease, the ready write.
+        // Where the call's time went: waiting for the name lock, the memory check under it, the
+        // record (after it), the address lease, the ready write.
         ms: ms(t.start, performance.now()),
         lockWaitMs: ms(t.start, t.locked),
         memoryMs: ms(t.locked, t.memory),
