@@ -4,10 +4,12 @@
 // run as their own processes with the same client rate limit, both warm up on one object first; each
 // side's RSS (peak) and CPU seconds, and the apiserver's and etcd's CPU seconds over that side's run
 // (what each controller costs the control plane), are read from /proc, and the operator's API requests
-// by verb and resource from its own client metrics; the same N creates with no operator running
-// (createVMsAloneMs) show what the apiserver's CR path costs by itself. Writes --out (bench/results/operator.json) and
-// an SVG beside it; refuses to write when the 1-minute load average at start is 1.5 or more, unless --force.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+// by verb and resource from its own client metrics. Two runs with no operator frame its figures: the
+// same N creates alone (createVMsAloneMs: the apiserver's CR path by itself), and the same VMs with
+// their pods made by a plain client (floorMs, floorRatio: a UnikernelVM and its pod with no controller
+// at all). Writes --out (bench/results/operator.json) and an SVG beside it; refuses to write when the
+// 1-minute load average at start is 1.5 or more, unless --force.
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -19,6 +21,7 @@ import { managedTempDir, releaseTempDir, startProcess } from "../lib/process.js"
 import { desiredPod } from "../operator/src/desired.js";
 import { KubeClient, paths } from "../lib/kube/client.js";
 import { watchResource } from "../lib/kube/informers.js";
+import { controlPlaneMeter, ProcessMeter } from "./operator-meters.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -56,79 +59,6 @@ const vmBody = (name: string): UnikernelVM => ({
   metadata: { name },
   spec: { image: "registry.local:5000/superfluid/hello:1", memory: "8Mi" },
 });
-
-/** RSS and CPU time of a process, from /proc; the peak RSS is sampled every 200 ms. */
-class ProcessMeter {
-  private peakKiB = 0;
-  private readonly cpu0: number;
-  private readonly timer: NodeJS.Timeout;
-  constructor(private readonly pid: number) {
-    this.cpu0 = this.cpuSeconds();
-    this.sample();
-    this.timer = setInterval(() => this.sample(), 200);
-  }
-  private sample(): void {
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
-      if (m) this.peakKiB = Math.max(this.peakKiB, Number(m[1]));
-    } catch {
-      /* the process ended */
-    }
-  }
-  private cpuSeconds(): number {
-    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s on Linux).
-    const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  }
-  /** CPU seconds since the meter started. */
-  cpuSoFar(): number {
-    return Number((this.cpuSeconds() - this.cpu0).toFixed(2));
-  }
-  stop(): { rssMiB: number; cpuSeconds: number } {
-    this.sample();
-    clearInterval(this.timer);
-    return {
-      rssMiB: Number((this.peakKiB / 1024).toFixed(1)),
-      cpuSeconds: Number((this.cpuSeconds() - this.cpu0).toFixed(2)),
-    };
-  }
-}
-
-/** Our child process running this command (the control plane's kube-apiserver, etcd), from /proc. */
-function childPid(command: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (comm === command.slice(0, 15) && ppid === process.pid) return Number(entry);
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  throw new Error(`no child process ${command}`);
-}
-
-/**
- * The apiserver's and etcd's CPU seconds over one side's run: what each controller costs the control
- * plane; and the apiserver's until the N pods exist (podsReached), the part that decides the ratio.
- * CPU seconds are what a loaded machine changes least: on a quiet one they turn into time.
- */
-function controlPlaneMeter() {
-  const api = new ProcessMeter(childPid("kube-apiserver"));
-  const etcd = new ProcessMeter(childPid("etcd"));
-  let toPods: number | undefined;
-  return {
-    podsReached: () => void (toPods = api.cpuSoFar()),
-    stop: () => ({
-      apiserverCpuSeconds: api.stop().cpuSeconds,
-      apiserverCpuSecondsToPods: toPods ?? null,
-      etcdCpuSeconds: etcd.stop().cpuSeconds,
-    }),
-  };
-}
 
 async function prepare(client: KubeClient, ns: string): Promise<void> {
   await client.request({ method: "POST", path: "/api/v1/namespaces", body: { metadata: { name: ns } } });
@@ -200,23 +130,74 @@ interface SideResult {
  * operator run's createVMsMs it separates what the CRD costs from what the operator's writes
  * (pods, finalizer, status, Events) take from the same apiserver meanwhile.
  */
-async function createVMsAlone(client: KubeClient, n: number, round: number): Promise<number> {
+async function createVMsAlone(
+  client: KubeClient,
+  n: number,
+  round: number,
+): Promise<{ ms: number; apiserverCpuSeconds: number; etcdCpuSeconds: number }> {
   const ns = `bench-uvm-alone-${n}-${round}`;
   await prepare(client, ns);
   const path = paths.custom(UNIKERNELVM_PLURAL, ns);
   await client.request({ method: "POST", path, body: vmBody("warmup") });
+  const cpMeter = controlPlaneMeter();
   const t0 = performance.now();
   await inBatches(n, CONCURRENCY, (i) => client.request({ method: "POST", path, body: vmBody(`vm-${i}`) }));
   const ms = performance.now() - t0;
+  const { apiserverCpuSeconds, etcdCpuSeconds } = cpMeter.stop();
   await client.request({ method: "DELETE", path });
-  return Math.round(ms);
+  return { ms: Math.round(ms), apiserverCpuSeconds, etcdCpuSeconds };
+}
+
+/**
+ * The floor: what the same apiserver takes to make n UnikernelVMs and n pods when nothing watches
+ * or decides: the bench's own client creates the VMs as in the operator's run, and each VM's pod
+ * (the operator's pod for it) as soon as the VM is made. The operator can come near this, not under it:
+ * against the ReplicaSet controller's time it shows what the CRD's writes cost by themselves.
+ */
+async function vmsAndPodsFloor(
+  client: KubeClient,
+  n: number,
+  round: number,
+): Promise<{ ms: number; apiserverCpuSeconds: number }> {
+  const ns = `bench-floor-${n}-${round}`;
+  await prepare(client, ns);
+  const path = paths.custom(UNIKERNELVM_PLURAL, ns);
+  // Each VM's pod goes out as soon as the VM is made, beside the next VM creates (as the operator's do).
+  const podsMade: Promise<unknown>[] = [];
+  const one = async (name: string) => {
+    const vm = await client.request<UnikernelVM>({ method: "POST", path, body: vmBody(name) });
+    podsMade.push(client.request({ method: "POST", path: paths.pods(ns), body: desiredPod(vm) }));
+  };
+  await one("warmup");
+  await Promise.all(podsMade.splice(0));
+  const cpMeter = controlPlaneMeter();
+  const t0 = performance.now();
+  await inBatches(n, CONCURRENCY, (i) => one(`vm-${i}`));
+  await Promise.all(podsMade);
+  const ms = performance.now() - t0;
+  const { apiserverCpuSeconds } = cpMeter.stop();
+  // Gone before the operator's run, as the VMs alone are: its caches and the apiserver's hold no more.
+  await client.request({
+    method: "DELETE",
+    path: paths.pods(ns),
+    body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
+  });
+  await client.request({ method: "DELETE", path });
+  return { ms: Math.round(ms), apiserverCpuSeconds };
 }
 
 async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n: number, round: number) {
   const ns = `bench-uvm-${n}-${round}`;
   await prepare(client, ns);
-  const createVMsAloneMs = await createVMsAlone(client, n, round);
-  console.log(`apiserver alone: ${n} UnikernelVMs created in ${createVMsAloneMs} ms (no operator)`);
+  const alone = await createVMsAlone(client, n, round);
+  const createVMsAloneMs = alone.ms;
+  console.log(
+    `apiserver alone: ${n} UnikernelVMs created in ${createVMsAloneMs} ms (no operator; apiserver ${alone.apiserverCpuSeconds} s CPU, etcd ${alone.etcdCpuSeconds} s)`,
+  );
+  const floor = await vmsAndPodsFloor(client, n, round);
+  console.log(
+    `floor: ${n} UnikernelVMs and their ${n} pods by a plain client in ${floor.ms} ms (apiserver ${floor.apiserverCpuSeconds} s CPU)`,
+  );
   const port = await freePort();
   const op = startProcess(
     "operator",
@@ -273,6 +254,8 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     const createMs = performance.now() - t0;
     const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
     cpMeter.podsReached();
+    // What the operator sent while the pods were being made: what shared the apiserver with them.
+    const requestsToPods = minus(await operatorRequests(port), before);
     // Watched from here, not during the pods: the ReplicaSet's side has no watcher loading the
     // apiserver then either. Its first list holds the statuses already written.
     await vms.start();
@@ -297,21 +280,29 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     const result: SideResult & {
       createVMsMs: number;
       createVMsAloneMs: number;
+      createVMsAloneApiserverCpuSeconds: number;
+      floorMs: number;
+      floorApiserverCpuSeconds: number;
       requests: Record<string, number>;
+      requestsToPods: Record<string, number>;
       requestsPerVm: number;
     } = {
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
       createVMsMs: Math.round(createMs),
       createVMsAloneMs,
+      createVMsAloneApiserverCpuSeconds: alone.apiserverCpuSeconds,
+      floorMs: floor.ms,
+      floorApiserverCpuSeconds: floor.apiserverCpuSeconds,
       ...usage,
       requests,
+      requestsToPods,
       requestsPerVm: Number((total / n).toFixed(3)),
       samples,
     };
     console.log(
       `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
-        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}`,
+        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}, until the pods ${JSON.stringify(requestsToPods)}`,
     );
     return result;
   } finally {
@@ -390,7 +381,7 @@ async function clear(client: KubeClient, n: number, round: number): Promise<void
     path: `/apis/apps/v1/namespaces/bench-rs-${n}-${round}/replicasets`,
     body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Orphan" },
   });
-  for (const ns of [`bench-rs-${n}-${round}`, `bench-uvm-${n}-${round}`])
+  for (const ns of [`bench-rs-${n}-${round}`, `bench-uvm-${n}-${round}`, `bench-floor-${n}-${round}`])
     await client.request({
       method: "DELETE",
       path: paths.pods(ns),
@@ -398,7 +389,11 @@ async function clear(client: KubeClient, n: number, round: number): Promise<void
     });
   // The round's UnikernelVMs go too, so that a later count's apiserver and etcd hold no more objects
   // than the first's. The operator is stopped: its finalizer is taken off by hand.
-  for (const ns of [`bench-uvm-${n}-${round}`, `bench-uvm-alone-${n}-${round}`]) {
+  for (const ns of [
+    `bench-uvm-${n}-${round}`,
+    `bench-uvm-alone-${n}-${round}`,
+    `bench-floor-${n}-${round}`,
+  ]) {
     const path = paths.custom(UNIKERNELVM_PLURAL, ns);
     await client.request({ method: "DELETE", path });
     const left = await client.request<{ items: UnikernelVM[] }>({ method: "GET", path });
@@ -429,6 +424,7 @@ async function main(): Promise<void> {
     operator: Awaited<ReturnType<typeof runOperator>>;
     replicaSetController: SideResult;
     ratio: number;
+    floorRatio: number;
   };
   const runs: Record<string, Round & { roundRatios: number[] }> = {};
   try {
@@ -459,10 +455,11 @@ async function main(): Promise<void> {
         const base = await runReplicaSet(cp, client, n, round);
         const ours = await runOperator(cp, client, logs, n, round);
         const ratio = Number((ours.podsMs / base.podsMs).toFixed(3));
+        const floorRatio = Number((ours.floorMs / base.podsMs).toFixed(3));
         console.log(
-          `ratio at ${n}, round ${round} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}\n`,
+          `ratio at ${n}, round ${round} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}; the floor's (VMs and pods by a plain client): ${floorRatio}\n`,
         );
-        rounds.push({ operator: ours, replicaSetController: base, ratio });
+        rounds.push({ operator: ours, replicaSetController: base, ratio, floorRatio });
         // Only between rounds; the control plane goes anyway after the last. A deletecollection of
         // 10,000 pods can outlast the client's 30 s on a loaded machine: that must not lose the figures.
         if (n !== COUNTS.at(-1) || round < roundsAt(n))
@@ -490,6 +487,8 @@ async function main(): Promise<void> {
     benchmark: "operator",
     ratio1000: runs[1000]?.ratio ?? null,
     ratio10000: runs[10000]?.ratio ?? null,
+    floorRatio1000: runs[1000]?.floorRatio ?? null,
+    floorRatio10000: runs[10000]?.floorRatio ?? null,
     requestsPerVm: largest.operator.requestsPerVm,
     operatorRssMiB10000: runs[10000]?.operator.rssMiB ?? null,
     kcmRssMiB10000: runs[10000]?.replicaSetController.rssMiB ?? null,
@@ -500,6 +499,7 @@ async function main(): Promise<void> {
         {
           ratio: r.ratio,
           roundRatios: r.roundRatios,
+          floorRatio: r.floorRatio,
           operator: strip(r.operator),
           replicaSetController: strip(r.replicaSetController),
         },
