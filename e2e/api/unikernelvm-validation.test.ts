@@ -25,6 +25,24 @@ const cases: {
   },
   { name: "memory that is not a quantity", spec: { ...valid, memory: "lots" }, field: /spec\.memory/ },
   {
+    name: "memory above the 64Gi maximum",
+    spec: { ...valid, memory: "65Gi" },
+    field: /spec\.memory/,
+    says: /at most 64Gi/,
+  },
+  {
+    name: "zero cpuRequest",
+    spec: { ...valid, cpuRequest: "0" },
+    field: /spec\.cpuRequest/,
+    says: /positive/,
+  },
+  {
+    name: "cpuRequest above 64",
+    spec: { ...valid, cpuRequest: "65" },
+    field: /spec\.cpuRequest/,
+    says: /at most 64/,
+  },
+  {
     name: "zero vcpus",
     spec: { ...valid, vcpus: 0 },
     field: /spec\.vcpus/,
