@@ -7,12 +7,13 @@
 // Downtime: the source's own measure (the guest suspended -> the target says running, on the
 // source's clock), the same for both moves. The client's view beside it: requests sent and failed
 // during each move, and the longest gap between two answered requests.
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import {
   type Dom0,
   background,
+  clockOffset,
   createDomain,
   makeIdentity,
   readLines,
@@ -31,6 +32,10 @@ const PORT = 8080;
  *  makes them carry libxl's own steps (the save's rounds, the restore's devices) and our debug lines. */
 const LOG_DIR = process.env.BENCH_LIVE_LOG_DIR;
 const LIBXL_LEVEL = process.env.BENCH_LIBXL_LOG_LEVEL;
+/** BENCH_LIVE_PCAP=1 (with BENCH_LIVE_LOG_DIR): both dom0s capture the guest's traffic (ARP, IPv6
+ *  neighbour discovery, the client's TCP) on every interface during each move, with each packet's
+ *  interface and time on that dom0's clock, into <dir>/<move>-<node>.pcap.txt. */
+const PCAP = Boolean(LOG_DIR) && process.env.BENCH_LIVE_PCAP === "1";
 const CLI_ENV =
   LIBXL_LEVEL && /^[a-z]+$/.test(LIBXL_LEVEL) ? `LIBXL_LOG_LEVEL=${LIBXL_LEVEL} LOG_LEVEL=debug` : "";
 
@@ -93,6 +98,26 @@ async function startClient(
   };
 }
 
+/** tcpdump in a dom0: ARP, neighbour discovery and the client's port, on every interface. */
+async function capture(
+  node: Dom0,
+  tag: string,
+): Promise<{ tag: string; stop(to: string, t0: number): Promise<void> }> {
+  const { out } = await background(
+    node,
+    tag,
+    `tcpdump -i any -n -tt -e -l -U 'arp or icmp6 or tcp port ${PORT}'`,
+  );
+  return {
+    tag: tag.replace(/^pcap-[a-z]+-/, ""),
+    async stop(to, t0) {
+      await signalBackground(node, tag, "TERM");
+      await new Promise((r) => setTimeout(r, 500));
+      writeFileSync(to, `# t0 (move start, client's clock) ${t0}\n${readFileSync(out, "utf8")}`);
+    },
+  };
+}
+
 const dom0Now = async (node: Dom0) => Number(await sh(node, "date +%s%3N"));
 
 async function move(
@@ -105,6 +130,9 @@ async function move(
   tag: string,
 ): Promise<{ result: MoveResult; samples: [number, number][] }> {
   const probe = await startClient(client, `client-${tag}`);
+  const captures = PCAP
+    ? await Promise.all([capture(from, `pcap-${tag}-src`), capture(to, `pcap-${tag}-dst`)])
+    : [];
   // Steady state first: a few answered requests before the move.
   await new Promise((r) => setTimeout(r, 5000));
   const rx = await startReceiver(to, `rx-${tag}`, identity.fingerprint, `--bridge ${BRIDGE}`, CLI_ENV);
@@ -129,6 +157,7 @@ async function move(
   // The client's view settles a few seconds after the switch (ARP, the first answers from B).
   await new Promise((r) => setTimeout(r, 5000));
   const t1 = await dom0Now(client);
+  for (const c of captures) await c.stop(join(LOG_DIR!, `${tag}-${c.tag}.pcap.txt`), t0);
   const lines = (await probe.stop()).filter(([start]) => start >= t0 && start <= t1);
   const answered = lines.filter(([, , ok]) => ok).map(([, end]) => end);
   let longestGapMs = 0;
@@ -177,6 +206,10 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
       600_000,
       2000,
     );
+    if (PCAP) {
+      const clock = await clockOffset(a, b);
+      writeFileSync(join(LOG_DIR!, "clock.json"), `${JSON.stringify({ bMinusAMs: clock })}\n`);
+    }
     const live = await move("live", a, b, a, created, idA, "live");
     // Back by stop-and-copy: the domain B restored, with the spec A sent (the CLI wrote it beside it).
     const onB = (await sh(b, `xl domid ${name}`)).trim();

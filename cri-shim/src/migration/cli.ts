@@ -23,6 +23,7 @@ import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
 import { XenLibxl } from "../hypervisor/xen-libxl.js";
 import { XenLean } from "../hypervisor/xen-lean/xen-lean.js";
 import { DEFAULT_HYPERVISOR } from "../hypervisor/backend.js";
+import { announceGuest, guestPorts } from "../network/announce.js";
 import { MigrationError } from "./errors.js";
 import { type MigrationIdentity, createIdentity } from "./identity.js";
 import { receiveDomain } from "./receive.js";
@@ -154,6 +155,7 @@ const commands: Record<string, () => Promise<void>> = {
         timeoutMs: optionalNum("timeout-ms"),
         sourceFingerprint: async () => sourceFingerprint,
         targetSpec: (s) => ({ ...s, vifs: s.vifs.map((v) => ({ ...v, bridge: a.bridge ?? v.bridge })) }),
+        onUnpaused: (domid, spec) => announceGuest(guestPorts(domid, spec.vifs)),
         onProgress: (bytes) => {
           if (bytes - reported < every) return;
           reported = bytes;

@@ -261,6 +261,7 @@ class ReceiveSession {
     failpoint(FP.targetAfterCommit);
     await unpauseCommitted(hv, domid);
     this.running = true;
+    this.opts.onUnpaused?.(domid, spec);
     const unpausedAt = performance.now();
     const restoreMs = Math.round(unpausedAt - endedAt);
     const rel = (at: number) => Math.round(at - endedAt);

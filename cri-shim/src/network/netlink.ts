@@ -24,6 +24,7 @@ const RTM_NEWLINK = 16;
 const RTM_NEWADDR = 20;
 const RTM_DELADDR = 21;
 const RTM_GETADDR = 22;
+const RTM_NEWNEIGH = 28;
 const RTM_DELNEIGH = 29;
 const RTM_NEWQDISC = 36;
 const NLM_F_REPLACE = 0x100;
@@ -38,6 +39,10 @@ const IFLA_INFO_KIND = 1;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const AF_BRIDGE = 7;
+const NUD_REACHABLE = 0x02;
+const NTF_MASTER = 0x04;
 const IFF_UP = 1;
 
 export class NetlinkError extends Error {
@@ -306,4 +311,23 @@ export function deleteNeighbour(name: string, ip: string): boolean {
     if (err instanceof NetlinkError && err.errno === 2) return false;
     throw err;
   }
+}
+
+/**
+ * `bridge fdb replace <mac> dev <port> master dynamic`: the bridge sends frames for `mac` to `port`
+ * now, as if it had just learned it there (the entry ages and relearns like any learned one).
+ */
+export function learnOnPort(port: string, mac: string): void {
+  const lladdr = Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
+  if (lladdr.length !== 6 || lladdr.some((b) => Number.isNaN(b)))
+    throw new NetlinkError(`${JSON.stringify(mac.slice(0, 40))} is not a MAC address`, 22);
+  const nd = Buffer.alloc(12); // struct ndmsg: family, pad, ifindex, state, flags, type
+  nd.writeUInt8(AF_BRIDGE, 0);
+  nd.writeInt32LE(mustIndex(port), 4);
+  nd.writeUInt16LE(NUD_REACHABLE, 8);
+  nd.writeUInt8(NTF_MASTER, 10);
+  request(
+    `learn ${mac} on ${port}`,
+    message(RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, [nd, attr(NDA_LLADDR, lladdr)]),
+  );
 }
