@@ -149,10 +149,14 @@ export async function createDomain(
     o.guestType ? `--guest-type ${o.guestType}` : "",
     o.vif ? `--bridge ${o.vif.bridge} --mac ${o.vif.mac}` : "",
   ].join(" ");
-  const { value } = await cli<{ domid: number }>(
+  const { code, value, stderr } = await cli<{ domid: number }>(
     node,
     `create --kernel ${o.kernel} --name ${o.name} --memory-mib ${o.memoryMiB} --cmdline '${o.cmdline}' ${extra} --spec-out ${specFile}`,
   );
+  if (code !== 0 || !Number.isInteger(value.domid))
+    throw new Error(
+      `${node.name}: create ${o.name} failed: ${JSON.stringify(value)}\n${stderr.slice(-2000)}`,
+    );
   return { domid: value.domid, specFile };
 }
 
