@@ -13,6 +13,7 @@ import { startXenNode } from "../e2e/xen-node/index.js";
 import {
   type Dom0,
   background,
+  bridgeSegment,
   clockOffset,
   createDomain,
   makeIdentity,
@@ -66,15 +67,6 @@ export interface LiveBenchResult {
   failedRequestsStopAndCopy: number;
   /** Client samples (ms since the move began, 1 answered / 0 failed), for the plot. */
   samples: Record<string, [number, number][]>;
-}
-
-/** The segment NIC moves into a bridge that keeps its address, so guests on it share the segment. */
-async function bridgeSegment(node: Dom0): Promise<void> {
-  await sh(
-    node,
-    `ip link add ${BRIDGE} type bridge && ip link set ${BRIDGE} up && ip addr del ${node.segmentIp}/24 dev eth1 && ` +
-      `ip link set eth1 master ${BRIDGE} && ip addr add ${node.segmentIp}/24 dev ${BRIDGE}`,
-  );
 }
 
 /** A curl loop in dom0: one line per request, `<start ms> <end ms> ok|fail` on dom0's clock. */
@@ -186,7 +178,7 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
     startXenNode({ name: "bench-live-b" }),
   ]);
   try {
-    await Promise.all([bridgeSegment(a), bridgeSegment(b)]);
+    await Promise.all([bridgeSegment(a, BRIDGE), bridgeSegment(b, BRIDGE)]);
     const [idA, idB] = await Promise.all([makeIdentity(a, "a"), makeIdentity(b, "b")]);
     const name = "http-live";
     const created = await createDomain(a, {

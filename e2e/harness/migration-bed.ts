@@ -113,6 +113,16 @@ export async function signalBackground(node: Dom0, tag: string, signal: "TERM" |
   await sh(node, `kill -${signal} $(cat ${node.dom0HostDir}/${tag}.pid) 2>/dev/null || true`);
 }
 
+/** The segment NIC (eth1) moves into a bridge that keeps its address, so guests whose vifs join that
+ *  bridge are on the segment, with the same address on every node. */
+export async function bridgeSegment(node: Dom0, bridge: string): Promise<void> {
+  await sh(
+    node,
+    `ip link add ${bridge} type bridge && ip link set ${bridge} up && ip addr del ${node.segmentIp}/24 dev eth1 && ` +
+      `ip link set eth1 master ${bridge} && ip addr add ${node.segmentIp}/24 dev ${bridge}`,
+  );
+}
+
 export async function makeIdentity(node: Dom0, tag: string): Promise<{ file: string; fingerprint: string }> {
   const file = `${node.dom0HostDir}/${tag}.identity.json`;
   return {
