@@ -98,7 +98,7 @@ async function capture(
   const { out } = await background(
     node,
     tag,
-    `tcpdump -i any -n -tt -e -l -U 'arp or icmp6 or tcp port ${PORT}'`,
+    `tcpdump -i any -n -tt -e -l -U arp or rarp or icmp6 or tcp port ${PORT}`,
   );
   return {
     tag: tag.replace(/^pcap-[a-z]+-/, ""),

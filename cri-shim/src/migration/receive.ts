@@ -261,7 +261,6 @@ class ReceiveSession {
     failpoint(FP.targetAfterCommit);
     await unpauseCommitted(hv, domid);
     this.running = true;
-    this.opts.onUnpaused?.(domid, spec);
     const unpausedAt = performance.now();
     const restoreMs = Math.round(unpausedAt - endedAt);
     const rel = (at: number) => Math.round(at - endedAt);
@@ -272,6 +271,7 @@ class ReceiveSession {
       unpaused: rel(unpausedAt),
     };
     if (!this.ch.failed) this.ch.sendControl({ type: "running", domid });
+    this.opts.onUnpaused?.(domid, spec); // after "running": the source's downtime is the guest's
     this.ch.finish();
     pair.closeLibxlEnd();
     const bytes = this.bytes;

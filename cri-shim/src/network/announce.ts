@@ -6,8 +6,9 @@
 // segment before the move) back out of its uplink.
 //
 // So the target's dom0 announces the guest itself as it unpauses it, in-process (no process per VM):
-//   1. its own bridge gets the MAC on the guest's vif (a dynamic entry, as if learned there), so
-//      traffic for the guest that arrives over the uplink goes to the vif, not back out;
+//   1. its own bridge forgets where it learned the MAC (the uplink, from the guest's broadcasts on
+//      the source), so traffic for the guest that arrives over the uplink is flooded to the vif
+//      (and learned there once the guest speaks), not dropped as belonging behind the uplink;
 //   2. a RARP broadcast from the guest's MAC leaves through the bridge (QEMU's "announce-self"
 //      frame, which guests ignore and every bridge on the way learns from), so the rest of the
 //      segment sends to this node at once. It repeats a few times in case one is lost.
@@ -16,7 +17,7 @@
 import koffi from "koffi";
 import { logger } from "../../../lib/log.js";
 import { LIBC } from "../hypervisor/libxl-ffi.js";
-import { learnOnPort, linkExists, linkIndex } from "./netlink.js";
+import { forgetMac, linkExists, linkIndex } from "./netlink.js";
 
 const log = logger("announce");
 
@@ -99,7 +100,7 @@ export function guestPorts(domid: number, vifs: { bridge: string; mac: string }[
   return vifs.map((v, devid) => ({ ifname: `vif${domid}.${devid}`, bridge: v.bridge, mac: v.mac }));
 }
 
-/** Points the bridge at the vif for the guest's MAC, then broadcasts RARPs from it on the bridge
+/** Makes the bridge forget the guest MAC's old port, then broadcasts RARPs from it on the bridge
  *  (now and on ANNOUNCE_SCHEDULE_MS). Best effort: a failure is logged, never thrown; the guest's
  *  own traffic teaches the bridges in the end. The first announcement is out when it returns. */
 export function announceGuest(ports: GuestPort[], schedule = ANNOUNCE_SCHEDULE_MS): void {
@@ -110,9 +111,11 @@ export function announceGuest(ports: GuestPort[], schedule = ANNOUNCE_SCHEDULE_M
       continue;
     }
     try {
-      learnOnPort(p.ifname, p.mac);
+      const was = forgetMac(p.bridge, p.mac);
+      if (was !== undefined && was !== p.ifname)
+        log.debug("the bridge forgot the guest's old port", { ...p, was });
     } catch (err) {
-      log.warn("cannot point the bridge at the guest's vif", { ...p, err: String(err) });
+      log.warn("cannot make the bridge forget the guest's old port", { ...p, err: String(err) });
     }
     let frame: Buffer;
     try {

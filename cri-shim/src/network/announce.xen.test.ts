@@ -1,8 +1,10 @@
 // The target announces a migrated guest (announce.ts), on two emulated Xen nodes whose segment NICs
 // sit in a bridge with the guests' vifs (as in bench:migrate's live part). The guest is a PVH hello:
 // it never sends a frame, so whatever the bridges know of its MAC after the move, the target's dom0
-// told them. Moved live A -> B through the migration CLI, B's bridge must send the MAC to the new
-// vif, and A's bridge (whose vif for it is gone) out of its segment NIC, towards B.
+// told them. Moved live A -> B through the migration CLI, A's bridge (whose vif for it is gone) must
+// send the MAC out of its segment NIC, towards B, and B's must not send it back (it floods it, the
+// new vif included, until the guest speaks: a dynamic entry cannot point at a vif whose frontend
+// has not connected yet).
 import test from "ava";
 import { existsSync } from "node:fs";
 import { startXenNode } from "../../../e2e/xen-node/index.js";
@@ -29,7 +31,7 @@ async function portsOf(node: Dom0): Promise<string[]> {
     .map((l) => l.split(" ")[2]!);
 }
 
-test("after a live move the segment's bridges send the guest's MAC to the target's vif", async (t) => {
+test("after a live move the segment's bridges send the guest's MAC towards the target", async (t) => {
   t.timeout(30 * 60_000);
   if (!existsSync(HELLO_KERNEL)) return t.fail(`${HELLO_KERNEL} is missing (make -C native)`);
   const [a, b] = await Promise.all([
@@ -62,6 +64,6 @@ test("after a live move the segment's bridges send the guest's MAC to the target
   const landed = await rx.outcome();
   t.is(landed.event, "result", JSON.stringify(landed));
   t.true(s.live, "moved live (PVH on HAP)");
-  t.deepEqual(await portsOf(b), [`vif${landed.domid}.0`], "B sends the guest's MAC to its vif");
+  t.false((await portsOf(b)).includes("eth1"), "B does not send the guest's MAC back to the segment");
   t.deepEqual(await portsOf(a), ["eth1"], "A sends the guest's MAC to the segment, towards B");
 });
