@@ -51,7 +51,8 @@ export interface MoveResult {
   longestGapMs: number;
   /** Where the downtime went, ms from the guest seen suspended, on the source's clock. */
   sourceTimeline: Record<string, number>;
-  /** The target's view, ms from the stream's last byte, on the target's clock. */
+  /** The target's view, ms from the stream's last byte, on the target's clock; guestLinkUp: its vif's
+   *  carrier came up (netfront reconnected, the guest reachable again). */
   targetTimeline: Record<string, number>;
 }
 
@@ -145,6 +146,13 @@ async function move(
   }
   if (!s.ok) throw new Error(`${how} move failed: ${JSON.stringify(s.error)}`);
   const landed = await rx.outcome();
+  // The guest's network is back when its vif's carrier is (netfront reconnected), on the target's clock.
+  const linkUp = await waitFor(
+    "the guest's link on the target",
+    () => rx.events().find((e) => e.event === "guest-link-up"),
+    30_000,
+    200,
+  ).catch(() => undefined);
   if (LOG_DIR) copyFileSync(rx.logFile, join(LOG_DIR, `${tag}-target.log`));
   // The client's view settles a few seconds after the switch (ARP, the first answers from B).
   await new Promise((r) => setTimeout(r, 5000));
@@ -165,7 +173,12 @@ async function move(
     requestsFailed: lines.filter(([, , ok]) => !ok).length,
     longestGapMs,
     sourceTimeline: s.timeline ?? {},
-    targetTimeline: landed.timeline ?? {},
+    targetTimeline: {
+      ...landed.timeline,
+      ...(typeof linkUp?.msAfterResult === "number" && landed.timeline?.unpaused !== undefined
+        ? { guestLinkUp: landed.timeline.unpaused + linkUp.msAfterResult }
+        : {}),
+    },
   };
   console.log(`${how}: ${JSON.stringify(result)} (target domid ${landed.domid})`);
   return { result, samples: lines.map(([start, , ok]) => [start - t0, ok ? 1 : 0]) };

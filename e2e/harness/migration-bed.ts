@@ -203,6 +203,8 @@ export interface Receiver {
   endpoint: string;
   events(): {
     event: string;
+    /** guest-link-up: ms from the result to the guest's vifs' carrier up (null: not within 15 s) */
+    msAfterResult?: number | null;
     bytes?: number;
     error?: CliError;
     domid?: number;
