@@ -76,15 +76,8 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
     out.afterMissing = fdb();
     console.log(JSON.stringify(out));
   `;
-  const { stdout } = await run("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    "--input-type=module",
-    "-e",
-    script,
-  ]);
+  const nodeScript = [process.execPath, "--input-type=module", "-e", script];
+  const { stdout } = await run("ip", ["netns", "exec", ns, ...nodeScript]);
   const out = JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, unknown>;
   t.deepEqual(out.before, ["up0"], "learned on the uplink first");
   t.deepEqual(out.after, [], "the bridge forgot the uplink for the guest's MAC at once");
