@@ -70,6 +70,11 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
     out.after = fdb();
     await new Promise((r) => setTimeout(r, 200));
     out.uplinkFrames = rx() - rxBefore;
+    // The guest speaks on its vif: learned there, and a second announcement leaves that entry alone.
+    m.sendFrame("guest0", m.rarpFrame(${JSON.stringify(mac)}));
+    await new Promise((r) => setTimeout(r, 100));
+    m.announceGuest([{ ifname: "vif9.0", bridge: "sfbr", mac: ${JSON.stringify(mac)} }], [0]);
+    out.kept = fdb();
     m.sendFrame("wire0", m.rarpFrame(${JSON.stringify(mac)}));
     await new Promise((r) => setTimeout(r, 100));
     m.announceGuest([{ ifname: "vif8.0", bridge: "sfbr", mac: ${JSON.stringify(mac)} }], [0]);
@@ -81,6 +86,7 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
   const out = JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, unknown>;
   t.deepEqual(out.before, ["up0"], "learned on the uplink first");
   t.deepEqual(out.after, [], "the bridge forgot the uplink for the guest's MAC at once");
-  t.is(out.uplinkFrames, 2, "both announcements left through the uplink");
+  t.deepEqual(out.kept, ["vif9.0"], "an entry on the guest's own vif stays");
+  t.is(out.uplinkFrames, 2, "both scheduled announcements left through the uplink");
   t.deepEqual(out.afterMissing, ["up0"], "a missing vif changes nothing and throws nothing");
 });

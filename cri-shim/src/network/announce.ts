@@ -111,7 +111,7 @@ export function announceGuest(ports: GuestPort[], schedule = ANNOUNCE_SCHEDULE_M
       continue;
     }
     try {
-      const was = forgetMac(p.bridge, p.mac);
+      const was = forgetMac(p.bridge, p.mac, p.ifname);
       if (was !== undefined && was !== p.ifname)
         log.debug("the bridge forgot the guest's old port", { ...p, was });
     } catch (err) {

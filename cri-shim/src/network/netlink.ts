@@ -316,14 +316,15 @@ export function deleteNeighbour(name: string, ip: string): boolean {
  * (read from the bridge's forwarding table in sysfs); until the MAC speaks again the bridge floods
  * its frames to every port. A learned entry cannot be pointed at a port that is not forwarding yet
  * (the kernel refuses a dynamic entry there, EPERM), and a static one would never age out.
- * Returns the port it was on, or undefined when the bridge did not know the MAC.
+ * Returns the port it was on, or undefined when the bridge did not know the MAC. An entry on `keep`
+ * (the port the MAC is behind now) stays.
  */
-export function forgetMac(bridge: string, mac: string): string | undefined {
+export function forgetMac(bridge: string, mac: string, keep?: string): string | undefined {
   const lladdr = Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
     throw new NetlinkError(`${JSON.stringify(mac.slice(0, 40))} is not a MAC address`, 22);
   const port = fdbPort(bridge, lladdr);
-  if (port === undefined) return undefined;
+  if (port === undefined || port === keep) return port;
   const nd = Buffer.alloc(12); // struct ndmsg: family, pad, ifindex, state, flags, type
   nd.writeUInt8(AF_BRIDGE, 0);
   nd.writeInt32LE(mustIndex(port), 4);
