@@ -7,12 +7,14 @@
 // Downtime: the source's own measure (the guest suspended -> the target says running, on the
 // source's clock), the same for both moves. The client's view beside it: requests sent and failed
 // during each move, and the longest gap between two answered requests.
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import {
   type Dom0,
   background,
+  bridgeSegment,
+  clockOffset,
   createDomain,
   makeIdentity,
   readLines,
@@ -31,6 +33,10 @@ const PORT = 8080;
  *  makes them carry libxl's own steps (the save's rounds, the restore's devices) and our debug lines. */
 const LOG_DIR = process.env.BENCH_LIVE_LOG_DIR;
 const LIBXL_LEVEL = process.env.BENCH_LIBXL_LOG_LEVEL;
+/** BENCH_LIVE_PCAP=1 (with BENCH_LIVE_LOG_DIR): both dom0s capture the guest's traffic (ARP, IPv6
+ *  neighbour discovery, the client's TCP) on every interface during each move, with each packet's
+ *  interface and time on that dom0's clock, into <dir>/<move>-<node>.pcap.txt. */
+const PCAP = Boolean(LOG_DIR) && process.env.BENCH_LIVE_PCAP === "1";
 const CLI_ENV =
   LIBXL_LEVEL && /^[a-z]+$/.test(LIBXL_LEVEL) ? `LIBXL_LOG_LEVEL=${LIBXL_LEVEL} LOG_LEVEL=debug` : "";
 
@@ -45,7 +51,8 @@ export interface MoveResult {
   longestGapMs: number;
   /** Where the downtime went, ms from the guest seen suspended, on the source's clock. */
   sourceTimeline: Record<string, number>;
-  /** The target's view, ms from the stream's last byte, on the target's clock. */
+  /** The target's view, ms from the stream's last byte, on the target's clock; guestLinkUp: its vif's
+   *  carrier came up (netfront reconnected, the guest reachable again). */
   targetTimeline: Record<string, number>;
 }
 
@@ -61,15 +68,6 @@ export interface LiveBenchResult {
   failedRequestsStopAndCopy: number;
   /** Client samples (ms since the move began, 1 answered / 0 failed), for the plot. */
   samples: Record<string, [number, number][]>;
-}
-
-/** The segment NIC moves into a bridge that keeps its address, so guests on it share the segment. */
-async function bridgeSegment(node: Dom0): Promise<void> {
-  await sh(
-    node,
-    `ip link add ${BRIDGE} type bridge && ip link set ${BRIDGE} up && ip addr del ${node.segmentIp}/24 dev eth1 && ` +
-      `ip link set eth1 master ${BRIDGE} && ip addr add ${node.segmentIp}/24 dev ${BRIDGE}`,
-  );
 }
 
 /** A curl loop in dom0: one line per request, `<start ms> <end ms> ok|fail` on dom0's clock. */
@@ -93,6 +91,26 @@ async function startClient(
   };
 }
 
+/** tcpdump in a dom0: ARP, neighbour discovery and the client's port, on every interface. */
+async function capture(
+  node: Dom0,
+  tag: string,
+): Promise<{ tag: string; stop(to: string, t0: number): Promise<void> }> {
+  const { out } = await background(
+    node,
+    tag,
+    `tcpdump -i any -n -tt -e -l -U arp or rarp or icmp6 or tcp port ${PORT}`,
+  );
+  return {
+    tag: tag.replace(/^pcap-[a-z]+-/, ""),
+    async stop(to, t0) {
+      await signalBackground(node, tag, "TERM");
+      await new Promise((r) => setTimeout(r, 500));
+      writeFileSync(to, `# t0 (move start, client's clock) ${t0}\n${readFileSync(out, "utf8")}`);
+    },
+  };
+}
+
 const dom0Now = async (node: Dom0) => Number(await sh(node, "date +%s%3N"));
 
 async function move(
@@ -105,6 +123,9 @@ async function move(
   tag: string,
 ): Promise<{ result: MoveResult; samples: [number, number][] }> {
   const probe = await startClient(client, `client-${tag}`);
+  const captures = PCAP
+    ? await Promise.all([capture(from, `pcap-${tag}-src`), capture(to, `pcap-${tag}-dst`)])
+    : [];
   // Steady state first: a few answered requests before the move.
   await new Promise((r) => setTimeout(r, 5000));
   const rx = await startReceiver(to, `rx-${tag}`, identity.fingerprint, `--bridge ${BRIDGE}`, CLI_ENV);
@@ -125,10 +146,18 @@ async function move(
   }
   if (!s.ok) throw new Error(`${how} move failed: ${JSON.stringify(s.error)}`);
   const landed = await rx.outcome();
+  // The guest's network is back when its vif's carrier is (netfront reconnected), on the target's clock.
+  const linkUp = await waitFor(
+    "the guest's link on the target",
+    () => rx.events().find((e) => e.event === "guest-link-up"),
+    30_000,
+    200,
+  ).catch(() => undefined);
   if (LOG_DIR) copyFileSync(rx.logFile, join(LOG_DIR, `${tag}-target.log`));
   // The client's view settles a few seconds after the switch (ARP, the first answers from B).
   await new Promise((r) => setTimeout(r, 5000));
   const t1 = await dom0Now(client);
+  for (const c of captures) await c.stop(join(LOG_DIR!, `${tag}-${c.tag}.pcap.txt`), t0);
   const lines = (await probe.stop()).filter(([start]) => start >= t0 && start <= t1);
   const answered = lines.filter(([, , ok]) => ok).map(([, end]) => end);
   let longestGapMs = 0;
@@ -144,7 +173,12 @@ async function move(
     requestsFailed: lines.filter(([, , ok]) => !ok).length,
     longestGapMs,
     sourceTimeline: s.timeline ?? {},
-    targetTimeline: landed.timeline ?? {},
+    targetTimeline: {
+      ...landed.timeline,
+      ...(typeof linkUp?.msAfterResult === "number" && landed.timeline?.unpaused !== undefined
+        ? { guestLinkUp: landed.timeline.unpaused + linkUp.msAfterResult }
+        : {}),
+    },
   };
   console.log(`${how}: ${JSON.stringify(result)} (target domid ${landed.domid})`);
   return { result, samples: lines.map(([start, , ok]) => [start - t0, ok ? 1 : 0]) };
@@ -157,7 +191,7 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
     startXenNode({ name: "bench-live-b" }),
   ]);
   try {
-    await Promise.all([bridgeSegment(a), bridgeSegment(b)]);
+    await Promise.all([bridgeSegment(a, BRIDGE), bridgeSegment(b, BRIDGE)]);
     const [idA, idB] = await Promise.all([makeIdentity(a, "a"), makeIdentity(b, "b")]);
     const name = "http-live";
     const created = await createDomain(a, {
@@ -177,6 +211,10 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
       600_000,
       2000,
     );
+    if (PCAP) {
+      const clock = await clockOffset(a, b);
+      writeFileSync(join(LOG_DIR!, "clock.json"), `${JSON.stringify({ bMinusAMs: clock })}\n`);
+    }
     const live = await move("live", a, b, a, created, idA, "live");
     // Back by stop-and-copy: the domain B restored, with the spec A sent (the CLI wrote it beside it).
     const onB = (await sh(b, `xl domid ${name}`)).trim();

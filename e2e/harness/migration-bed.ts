@@ -113,6 +113,16 @@ export async function signalBackground(node: Dom0, tag: string, signal: "TERM" |
   await sh(node, `kill -${signal} $(cat ${node.dom0HostDir}/${tag}.pid) 2>/dev/null || true`);
 }
 
+/** The segment NIC (eth1) moves into a bridge that keeps its address, so guests whose vifs join that
+ *  bridge are on the segment, with the same address on every node. */
+export async function bridgeSegment(node: Dom0, bridge: string): Promise<void> {
+  await sh(
+    node,
+    `ip link add ${bridge} type bridge && ip link set ${bridge} up && ip addr del ${node.segmentIp}/24 dev eth1 && ` +
+      `ip link set eth1 master ${bridge} && ip addr add ${node.segmentIp}/24 dev ${bridge}`,
+  );
+}
+
 export async function makeIdentity(node: Dom0, tag: string): Promise<{ file: string; fingerprint: string }> {
   const file = `${node.dom0HostDir}/${tag}.identity.json`;
   return {
@@ -149,10 +159,14 @@ export async function createDomain(
     o.guestType ? `--guest-type ${o.guestType}` : "",
     o.vif ? `--bridge ${o.vif.bridge} --mac ${o.vif.mac}` : "",
   ].join(" ");
-  const { value } = await cli<{ domid: number }>(
+  const { code, value, stderr } = await cli<{ domid: number }>(
     node,
     `create --kernel ${o.kernel} --name ${o.name} --memory-mib ${o.memoryMiB} --cmdline '${o.cmdline}' ${extra} --spec-out ${specFile}`,
   );
+  if (code !== 0 || !Number.isInteger(value.domid))
+    throw new Error(
+      `${node.name}: create ${o.name} failed: ${JSON.stringify(value)}\n${stderr.slice(-2000)}`,
+    );
   return { domid: value.domid, specFile };
 }
 
@@ -189,6 +203,8 @@ export interface Receiver {
   endpoint: string;
   events(): {
     event: string;
+    /** guest-link-up: ms from the result to the guest's vifs' carrier up (null: not within 15 s) */
+    msAfterResult?: number | null;
     bytes?: number;
     error?: CliError;
     domid?: number;

@@ -9,6 +9,7 @@ import { logger } from "../../../lib/log.js";
 import { paths } from "../../../lib/kube/client.js";
 import type { DomainSpec } from "../hypervisor/types.js";
 import { createIdentity, type IncomingMigration, MigrationError, receiveDomain } from "../migration/index.js";
+import { announceGuest, guestPorts } from "../network/announce.js";
 import { applyReaddressing } from "../network/readdress.js";
 import type { ContainerEntry } from "../services/containers.js";
 import type { RuntimeContext } from "../services/context.js";
@@ -61,6 +62,7 @@ export async function receiveAsTarget(
         return spec;
       },
       ...(config.streamTimeoutMs ? { timeoutMs: config.streamTimeoutMs } : {}),
+      onUnpaused: (domid, spec) => announceGuest(guestPorts(domid, spec.vifs)),
       handover: {
         ...handover,
         restored: async (domid) => {

@@ -23,6 +23,8 @@ import type { DomainSpec, Hypervisor } from "../hypervisor/types.js";
 import { XenLibxl } from "../hypervisor/xen-libxl.js";
 import { XenLean } from "../hypervisor/xen-lean/xen-lean.js";
 import { DEFAULT_HYPERVISOR } from "../hypervisor/backend.js";
+import { announceGuest, guestPorts } from "../network/announce.js";
+import { waitForCarrier } from "../network/wait-interface.js";
 import { MigrationError } from "./errors.js";
 import { type MigrationIdentity, createIdentity } from "./identity.js";
 import { receiveDomain } from "./receive.js";
@@ -154,6 +156,7 @@ const commands: Record<string, () => Promise<void>> = {
         timeoutMs: optionalNum("timeout-ms"),
         sourceFingerprint: async () => sourceFingerprint,
         targetSpec: (s) => ({ ...s, vifs: s.vifs.map((v) => ({ ...v, bridge: a.bridge ?? v.bridge })) }),
+        onUnpaused: (domid, spec) => announceGuest(guestPorts(domid, spec.vifs)),
         onProgress: (bytes) => {
           if (bytes - reported < every) return;
           reported = bytes;
@@ -175,6 +178,21 @@ const commands: Record<string, () => Promise<void>> = {
           name: r.sourceSpec.name,
           at: now(),
         });
+        // The guest's network is back once netfront reconnected (its vifs' carrier up): reported, and
+        // waited for before this process tears down, which would compete with the guest's resume for
+        // dom0's CPU (a node agent stays up; a process per migration should not cost the guest).
+        const resultAt = performance.now();
+        const waits = await Promise.all(
+          guestPorts(r.domid, r.sourceSpec.vifs).map((p) => waitForCarrier(p.ifname, 15_000)),
+        );
+        if (waits.length > 0)
+          print({
+            event: "guest-link-up",
+            msAfterResult: waits.some((w) => w === undefined)
+              ? null
+              : Math.round(performance.now() - resultAt),
+            at: now(),
+          });
       } finally {
         process.off("SIGTERM", cancel);
       }

@@ -42,4 +42,7 @@ export interface ReceiveOptions {
   acceptTimeoutMs?: number;
   /** The commit point in the API. Without it "go" is the commit, and a failure before it destroys the copy. */
   handover?: TargetHandover;
+  /** Called right after the restored domain is unpaused (and "running" said): tells the network
+   *  where the guest is now (network/announce.ts). Must not throw. */
+  onUnpaused?: (domid: number, spec: DomainSpec) => void;
 }

@@ -271,6 +271,7 @@ class ReceiveSession {
       unpaused: rel(unpausedAt),
     };
     if (!this.ch.failed) this.ch.sendControl({ type: "running", domid });
+    this.opts.onUnpaused?.(domid, spec); // after "running": the source's downtime is the guest's
     this.ch.finish();
     pair.closeLibxlEnd();
     const bytes = this.bytes;

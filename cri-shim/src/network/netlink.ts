@@ -3,7 +3,7 @@
 // address, drop a neighbour entry, and list a link's IPv4 addresses. Each request is one message
 // with NLM_F_ACK; the kernel answers at once, so the calls are synchronous. Messages are laid out
 // here from the kernel's stable UAPI (linux/netlink.h, rtnetlink.h, if_addr.h, neighbour.h).
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import koffi from "koffi";
 import { LIBC } from "../hypervisor/libxl-ffi.js";
 
@@ -38,6 +38,9 @@ const IFLA_INFO_KIND = 1;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const AF_BRIDGE = 7;
+const NTF_MASTER = 0x04;
 const IFF_UP = 1;
 
 export class NetlinkError extends Error {
@@ -306,4 +309,46 @@ export function deleteNeighbour(name: string, ip: string): boolean {
     if (err instanceof NetlinkError && err.errno === 2) return false;
     throw err;
   }
+}
+
+/**
+ * `bridge fdb del <mac> dev <port> master` for whichever port of `bridge` the MAC was learned on
+ * (read from the bridge's forwarding table in sysfs); until the MAC speaks again the bridge floods
+ * its frames to every port. A learned entry cannot be pointed at a port that is not forwarding yet
+ * (the kernel refuses a dynamic entry there, EPERM), and a static one would never age out.
+ * Returns the port it was on, or undefined when the bridge did not know the MAC. An entry on `keep`
+ * (the port the MAC is behind now) stays.
+ */
+export function forgetMac(bridge: string, mac: string, keep?: string): string | undefined {
+  const lladdr = Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
+    throw new NetlinkError(`${JSON.stringify(mac.slice(0, 40))} is not a MAC address`, 22);
+  const port = fdbPort(bridge, lladdr);
+  if (port === undefined || port === keep) return port;
+  const nd = Buffer.alloc(12); // struct ndmsg: family, pad, ifindex, state, flags, type
+  nd.writeUInt8(AF_BRIDGE, 0);
+  nd.writeInt32LE(mustIndex(port), 4);
+  nd.writeUInt8(NTF_MASTER, 10);
+  try {
+    request(`forget ${mac} on ${port}`, message(RTM_DELNEIGH, NLM_F_ACK, [nd, attr(NDA_LLADDR, lladdr)]));
+  } catch (err) {
+    if (!(err instanceof NetlinkError && err.errno === 2)) throw err; // aged out meanwhile
+  }
+  return port;
+}
+
+/** The port a bridge sends `lladdr` to: its learned entries (struct __fdb_entry, 16 bytes each, in
+ *  /sys/class/net/<bridge>/brforward), the port number mapped to a name through brif/<port>/port_no. */
+function fdbPort(bridge: string, lladdr: Buffer): string | undefined {
+  if (!linkExists(bridge)) throw new NetlinkError(`no bridge ${bridge}`, 19);
+  const table = readFileSync(`/sys/class/net/${bridge}/brforward`);
+  for (let off = 0; off + 16 <= table.length; off += 16) {
+    if (!table.subarray(off, off + 6).equals(lladdr) || table.readUInt8(off + 7) !== 0) continue; // local: ours
+    const portNo = table.readUInt8(off + 6) | (table.readUInt8(off + 12) << 8);
+    for (const name of readdirSync(`/sys/class/net/${bridge}/brif`)) {
+      const no = Number(readFileSync(`/sys/class/net/${bridge}/brif/${name}/port_no`, "utf8").trim());
+      if (no === portNo) return name;
+    }
+  }
+  return undefined;
 }

@@ -2,7 +2,7 @@
 // timeout with 0; and leaves the event loop free meanwhile (it is what a batch of creates waits on).
 import test from "ava";
 import { linkExists } from "./netlink.js";
-import { waitForInterface } from "./wait-interface.js";
+import { carrierUp, waitForCarrier, waitForInterface } from "./wait-interface.js";
 
 test("resolves once the interface exists, with the time left", async (t) => {
   let checks = 0;
@@ -35,4 +35,14 @@ test("linkExists: sysfs, so a missing name costs a stat (if_nametoindex would ru
   const t0 = performance.now();
   for (let i = 0; i < 200; i++) linkExists(`sfnosuch${i}`);
   t.true(performance.now() - t0 < 200, `${Math.round(performance.now() - t0)} ms for 200 checks`);
+});
+
+test("waitForCarrier: the ms waited once the carrier is up, undefined at the timeout", async (t) => {
+  const upAt = performance.now() + 40;
+  const waited = await waitForCarrier("vif9.0", 2000, () => performance.now() >= upAt);
+  t.true(waited !== undefined && waited >= 39 && waited < 1000, `${waited} ms`);
+  t.is(await waitForCarrier("vif9.1", 50, () => false), undefined);
+  t.true(carrierUp("lo"), "loopback's carrier is up");
+  t.false(carrierUp("nope0"));
+  t.false(carrierUp("../x"));
 });
