@@ -1,7 +1,7 @@
 // The slice of a UnikernelVM's status the node agent owns: the Paused and Suspended conditions and the
 // domain's id and state (AGENT_STATUS_FIELDS), nothing else. A pure function of what the agent
-// observed on its node. The operator owns phase,
-// Ready, Scheduled and Migrating, and derives the phase from the pod and these two conditions:
+// observed on its node. The operator owns phase, Ready, Scheduled and Migrating, and derives the
+// phase from the pod and these two conditions (then domainState):
 //   Paused=True     the domain exists and is paused (its memory is kept)      -> phase Paused
 //   Suspended=True  the domain is saved to a checkpoint on the node (no memory) -> phase Suspended
 // Both False: the domain runs as far as the agent is concerned (the reason tells why it is not, yet,
