@@ -22,19 +22,11 @@ export const ANNOTATIONS = {
   runPolicy: `${P}run-policy`,
   /** Set on a migration's target pod: the migration it receives. */
   migrationTarget: `${P}migration-target`,
-  /** Set by the node agent on the pod: the Xen domain id. */
-  domainId: `${P}domain-id`,
-  /** Set by the node agent on the pod: milliseconds from RunPodSandbox to the guest's ready line. */
+  /** Milliseconds from RunPodSandbox to the guest's ready line (read by the operator; no writer yet). */
   bootTimeMs: `${P}boot-time-ms`,
-  /** Set by the node agent on the pod: the domain's observed state, one of DOMAIN_STATES. */
-  domainState: `${P}domain-state`,
   /** Set by the operator: hash of everything that shapes the domain; a change means a new pod. */
   domainHash: `${P}domain-hash`,
 } as const;
-
-/** What the node agent reports in the domain-state annotation. */
-export const DOMAIN_STATES = ["running", "paused", "suspended"] as const;
-export type DomainState = (typeof DOMAIN_STATES)[number];
 
 export const LABELS = {
   vm: `${P}vm`,

@@ -202,11 +202,25 @@ export const lastMigrationSchema = s.object({
   downtimeMilliseconds: s.integer({ minimum: 0 }),
 });
 
+/** The domain's state as the node agent observes it (status.domainState, the agent's to write). */
+export const DOMAIN_STATES = ["running", "paused", "suspended"] as const;
+export type DomainState = (typeof DOMAIN_STATES)[number];
+
+/**
+ * The status fields the node agent of the VM's node writes (server-side apply under
+ * nodeAgentFieldManager(node), with its Paused and Suspended conditions); the operator writes the rest.
+ * They are on the VM, not on its pod: every pod write costs the kubelet a pass over all its pods.
+ */
+export const AGENT_STATUS_FIELDS = ["domainId", "domainState"] as const;
+
 export const unikernelVMStatusSchema = s.object({
   phase: s.enum(VM_PHASES),
   nodeName: s.string({ pattern: DNS_SUBDOMAIN }),
   podName: s.string(),
+  /** The Xen domain id of the VM's domain on its node (node agent). */
   domainId: s.integer({ minimum: 0 }),
+  /** The domain's state on its node (node agent); absent when the agent sees no domain of the VM. */
+  domainState: s.enum(DOMAIN_STATES),
   ip: s.string(),
   bootTimeMilliseconds: s.integer({ minimum: 0 }),
   restartCount: s.integer({ minimum: 0 }),

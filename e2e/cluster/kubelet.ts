@@ -36,6 +36,16 @@ const CLOUD_TAINT = "node.cloudprovider.kubernetes.io/uninitialized";
  * timeout") and no unikernel came up. One P and a lazier GC leave the rest of dom0 to the VMs.
  */
 export const GO_IN_DOM0 = "GOMAXPROCS=1 GOGC=400";
+/**
+ * The kubelet's environment in dom0: a Go P per dom0 vCPU (nproc, read in dom0; 1 when it has one),
+ * GOGC as GO_IN_DOM0. Not one P as for the other Go daemons: at a few hundred pods per node the
+ * kubelet's pod config merge is O(pods) per pod update and ran at 100 % of its one P, which paced
+ * every create (docs/resources.md, "The kubelet's wall"). The 210 % above was with every P free.
+ */
+export function kubeletGoEnv(gogc?: number): string {
+  const gc = gogc ? `GOGC=${gogc}` : (/GOGC=\d+/.exec(GO_IN_DOM0)?.[0] ?? "GOGC=400");
+  return `GOMAXPROCS=$(nproc 2>/dev/null || echo 1) ${gc}`;
+}
 /** Where the shim listens in dom0 (its default). */
 export const SHIM_SOCKET = "/run/superfluid/cri.sock";
 
@@ -225,7 +235,7 @@ export async function startKubelet(
     "mkdir -p /var/lib/kubelet /var/log/pods",
     // As for the shim's image store: a filesystem cAdvisor can size (dom0's root is an overlay).
     "mountpoint -q /var/lib/kubelet || mount -t tmpfs -o size=256m tmpfs /var/lib/kubelet",
-    `${opts.gogc ? GO_IN_DOM0.replace(/GOGC=\d+/, `GOGC=${opts.gogc}`) : GO_IN_DOM0} setsid ${k8sBinary("kubelet")} ${flags.join(" ")} </dev/null >${dom0Dir}/kubelet.log 2>&1 & echo $! >${dom0Dir}/kubelet.pid`,
+    `${kubeletGoEnv(opts.gogc)} setsid ${k8sBinary("kubelet")} ${flags.join(" ")} </dev/null >${dom0Dir}/kubelet.log 2>&1 & echo $! >${dom0Dir}/kubelet.pid`,
   ].join("\n");
   const started = Date.now();
   const r = await node.exec(launch);

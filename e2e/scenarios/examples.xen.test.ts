@@ -9,6 +9,7 @@ import { stringify } from "yaml";
 import { LABELS, RUNTIME_CLASS } from "../../api/annotations.js";
 import { exampleImageRef, pushLinuxContainerImage } from "../cluster/images.js";
 import { XEN_TAINT } from "../cluster/kubelet.js";
+import { guestDomainsFromXl, XL_LIST_VERBOSE } from "../xen-node/xl-domains.js";
 import { eventually, example, guestDomains, logTiming, useE2ECluster, type PodView } from "./helpers.js";
 
 const scenario = useE2ECluster(test, "ex");
@@ -25,21 +26,39 @@ test.serial(
     logTiming(t, "hello: kubectl apply -> Ready", Date.now() - applied);
     t.log(await s.ok(["get", "uvm", "hello", "-o", "wide"]));
 
-    // The domain id reaches the VM's status through the shim's node agent, a moment after Ready.
+    // The domain id and state reach the VM's status through the shim's node agent, a moment after
+    // Ready, in its own apply on the VM: nothing is written on the pod for them.
     const vm = await eventually(
       "uvm/hello status.domainId",
       async () => {
         const v = JSON.parse(await s.ok(["get", "uvm", "hello", "-o", "json"])) as {
-          status: { nodeName?: string; domainId?: number };
+          status: { nodeName?: string; podName?: string; domainId?: number; domainState?: string };
         };
         return (v.status.domainId ?? 0) > 0 ? v : undefined;
       },
       120_000,
     );
     t.is(vm.status.nodeName, s.cluster.nodes[0]!.xen.name);
-    t.true((vm.status.domainId ?? 0) > 0, `domainId ${vm.status.domainId}`);
-    const domains = await guestDomains(s);
-    t.is(domains.length, 1, `xl list: ${domains.join(", ")}`);
+    t.is(vm.status.domainState, "running");
+    const xl = await s.cluster.nodes[0]!.xen.exec(XL_LIST_VERBOSE);
+    const domains = guestDomainsFromXl(xl.stdout);
+    t.is(domains.length, 1, `xl list: ${domains.map((d) => d.name).join(", ")}`);
+    t.is(vm.status.domainId, domains[0]!.id, "the status names the domain xl lists");
+    const pod = JSON.parse(await s.ok(["get", "pod", vm.status.podName!, "-o", "json"])) as {
+      metadata: { annotations?: Record<string, string> };
+    };
+    t.deepEqual(
+      Object.keys(pod.metadata.annotations ?? {}).filter((k) => /domain-(id|state)$/.test(k)),
+      [],
+      "no domain annotation on the pod",
+    );
+    // The kubelet runs with a Go P per dom0 vCPU (kubelet.ts kubeletGoEnv).
+    const procs = await s.cluster.nodes[0]!.xen.exec(
+      "tr '\\0' '\\n' </proc/$(pidof kubelet | cut -d' ' -f1)/environ | grep '^GOMAXPROCS='; nproc",
+    );
+    const [env, nproc] = procs.stdout.trim().split("\n");
+    t.is(env, `GOMAXPROCS=${nproc}`, procs.stderr);
+    t.log(`dom0: ${nproc} vCPUs, kubelet ${env}`);
 
     // The console through the whole chain: guest ring -> xenconsoled/shim -> CRI log -> kubelet -> apiserver.
     const logs = await eventually(

@@ -8,7 +8,7 @@ import {
   type UnikernelVMSpec,
   type UnikernelVMStatus,
 } from "../../api/index.js";
-import { computeStatus, statusEqual, transitionEvents, type Observed } from "./status.js";
+import { computeStatus, type Observed, operatorStatus, statusEqual, transitionEvents } from "./status.js";
 
 const T0 = new Date("2026-01-01T00:00:00Z");
 const T1 = new Date("2026-01-01T00:01:00Z");
@@ -79,7 +79,7 @@ const notReadyNode: V1Node = {
 
 const cases: [
   string,
-  Omit<Observed, "vm"> & { spec?: Partial<UnikernelVMSpec> },
+  Omit<Observed, "vm"> & { spec?: Partial<UnikernelVMSpec>; status?: UnikernelVMStatus },
   {
     phase: string;
     ready: string;
@@ -209,22 +209,55 @@ const cases: [
     },
   ],
   [
-    "paused by the node",
+    "paused by the node (the agent's domainState on the VM)",
     {
       spec: { runPolicy: "Paused" },
+      status: { domainState: "paused", domainId: 4 },
       xenNodeCount: 1,
-      pod: pod({
-        node: "xen-1",
-        phase: "Running",
-        ready: true,
-        annotations: { [ANNOTATIONS.domainState]: "paused" },
-      }),
+      pod: pod({ node: "xen-1", phase: "Running", ready: true }),
       node: readyNode,
     },
     {
       phase: "Paused",
       ready: "False",
       readyReason: "Paused",
+      scheduled: "True",
+      scheduledReason: "Scheduled",
+    },
+  ],
+  [
+    "suspended by the node, the kubelet silent",
+    {
+      spec: { runPolicy: "Suspended" },
+      status: { domainState: "suspended" },
+      xenNodeCount: 1,
+      pod: pod({ node: "xen-1", phase: "Running", ready: true }),
+      node: notReadyNode,
+    },
+    {
+      phase: "Suspended",
+      ready: "False",
+      readyReason: "NodeNotReady",
+      scheduled: "True",
+      scheduledReason: "Scheduled",
+    },
+  ],
+  [
+    "a domain-state annotation on the pod is not the agent's word",
+    {
+      xenNodeCount: 1,
+      pod: pod({
+        node: "xen-1",
+        phase: "Running",
+        ready: true,
+        annotations: { "superfluid.dev/domain-state": "paused" },
+      }),
+      node: readyNode,
+    },
+    {
+      phase: "Running",
+      ready: "True",
+      readyReason: "Running",
       scheduled: "True",
       scheduledReason: "Scheduled",
     },
@@ -279,9 +312,9 @@ const cases: [
   ],
 ];
 
-for (const [name, { spec, ...observed }, want] of cases) {
+for (const [name, { spec, status, ...observed }, want] of cases) {
   test(`status: ${name}`, (t) => {
-    const s = computeStatus({ vm: vm(spec), ...observed }, T0);
+    const s = computeStatus({ vm: vm(spec, status), ...observed }, T0);
     const ready = findCondition(s.conditions, "Ready")!;
     const scheduled = findCondition(s.conditions, "Scheduled")!;
     t.is(s.phase as string, want.phase);
@@ -295,24 +328,34 @@ for (const [name, { spec, ...observed }, want] of cases) {
   });
 }
 
-test("status mirrors the pod and the node agent's annotations", (t) => {
+test("status mirrors the pod; the node agent's fields are carried over and never sent", (t) => {
   const p = pod({
     node: "xen-1",
     phase: "Running",
     ready: true,
     ip: "10.0.0.5",
     restarts: 2,
-    annotations: { [ANNOTATIONS.domainId]: "7", [ANNOTATIONS.bootTimeMs]: "42" },
+    // An old shim's annotations on the pod: not read any more.
+    annotations: { "superfluid.dev/domain-id": "9", [ANNOTATIONS.bootTimeMs]: "42" },
   });
-  const s = computeStatus({ vm: vm(), pod: p, node: readyNode, xenNodeCount: 1 }, T0);
+  const agent = { domainId: 7, domainState: "running" as const };
+  const s = computeStatus({ vm: vm({}, agent), pod: p, node: readyNode, xenNodeCount: 1 }, T0);
   t.like(s, {
     nodeName: "xen-1",
     podName: "hello-abc",
     ip: "10.0.0.5",
     domainId: 7,
+    domainState: "running",
     bootTimeMilliseconds: 42,
     restartCount: 2,
   });
+  // The same status again is no write; what the operator applies leaves the agent's fields out.
+  t.true(statusEqual(s, computeStatus({ vm: vm({}, s), pod: p, node: readyNode, xenNodeCount: 1 }, T0)));
+  const sent = operatorStatus(s);
+  t.false("domainId" in sent || "domainState" in sent);
+  t.is(sent.nodeName, "xen-1");
+  // Without the agent's word, no domain id: nothing is read from the pod.
+  t.false("domainId" in computeStatus({ vm: vm(), pod: p, node: readyNode, xenNodeCount: 1 }, T0));
 });
 
 test("lastTransitionTime moves only when a condition's status changes, and events follow transitions", (t) => {

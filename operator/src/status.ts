@@ -3,6 +3,7 @@
 // (and `kubectl wait`, kstatus, Argo CD) can act on; nothing is a silent Pending.
 import type { V1Node, V1Pod } from "@kubernetes/client-node";
 import {
+  AGENT_STATUS_FIELDS,
   ANNOTATIONS,
   type Condition,
   type ConditionInput,
@@ -53,9 +54,9 @@ function podCondition(pod: V1Pod | undefined, type: string) {
   return pod?.status?.conditions?.find((c) => c.type === type);
 }
 
-function domainState(pod: V1Pod | undefined): DomainState | undefined {
-  const s = pod?.metadata?.annotations?.[ANNOTATIONS.domainState];
-  return (DOMAIN_STATES as readonly string[]).includes(s ?? "") ? (s as DomainState) : undefined;
+function domainState(vm: UnikernelVM): DomainState | undefined {
+  const s = vm.status?.domainState;
+  return (DOMAIN_STATES as readonly string[]).includes(s ?? "") ? s : undefined;
 }
 
 function nonNegativeInt(raw: string | undefined): number | undefined {
@@ -101,14 +102,14 @@ const onNode = (o: Observed): Reason => ({
 const same = (phase: VMPhase, r: Reason): Verdict => ({ phase, ready: r, scheduled: { ...r } });
 
 /**
- * The domain's state as the node agent reports it: its Paused and Suspended conditions first (the
- * agent sees the domain; they are its to write), then the shim's annotation on the pod.
+ * The domain's state as the node agent reports it on the VM's status (it sees the domain; these
+ * fields are its to write): its Paused and Suspended conditions first, then status.domainState.
  */
 export function agentDomainState(o: Observed): DomainState | undefined {
   const conditions = o.vm.status?.conditions;
   if (findCondition(conditions, "Suspended")?.status === "True") return "suspended";
   if (findCondition(conditions, "Paused")?.status === "True") return "paused";
-  return domainState(o.pod);
+  return domainState(o.vm);
 }
 
 const domainPhase = (state: DomainState | undefined): VMPhase =>
@@ -288,10 +289,12 @@ export function decideStatus(o: Observed): { rule: string } & Verdict {
 /** The conditions this operator writes; the rest of the list (Paused, Suspended) is the node agent's. */
 export const OPERATOR_CONDITIONS = ["Ready", "Scheduled", "Migrating"] as const;
 
-/** The fields of a status this operator writes: all but the node agent's conditions. */
+/** The fields of a status this operator writes: all but the node agent's conditions and fields. */
 export function operatorStatus(s: UnikernelVMStatus): UnikernelVMStatus {
   const ours = new Set<string>(OPERATOR_CONDITIONS);
-  return { ...s, conditions: (s.conditions ?? []).filter((c) => ours.has(c.type)) };
+  const out: UnikernelVMStatus = { ...s, conditions: (s.conditions ?? []).filter((c) => ours.has(c.type)) };
+  for (const f of AGENT_STATUS_FIELDS) delete out[f];
+  return out;
 }
 
 export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMStatus {
@@ -305,8 +308,6 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
     const cs = pod.status?.containerStatuses?.[0];
     status.nodeName = nodeName;
     if (pod.status?.podIP) status.ip = pod.status.podIP;
-    const domainId = nonNegativeInt(pod.metadata?.annotations?.[ANNOTATIONS.domainId]);
-    if (domainId !== undefined) status.domainId = domainId;
     const boot = nonNegativeInt(pod.metadata?.annotations?.[ANNOTATIONS.bootTimeMs]);
     if (boot !== undefined) status.bootTimeMilliseconds = boot;
     status.restartCount = cs?.restartCount ?? 0;
@@ -317,8 +318,11 @@ export function computeStatus(o: Observed, now: Date = new Date()): UnikernelVMS
   const lastMigration = o.migrations ? lastMigrationOf(o.migrations) : vm.status?.lastMigration;
   if (lastMigration) status.lastMigration = lastMigration;
 
-  // Paused and Suspended are the node agent's (cri-shim/src/agent): it sees the domain, we see only
-  // the pod. Exactly one writer per condition; the ones already on the VM are carried over untouched.
+  // Paused, Suspended, domainId and domainState are the node agent's (cri-shim/src/agent): it sees
+  // the domain, we see only the pod. Exactly one writer per field; what the agent wrote is carried
+  // over untouched (so statusEqual compares like with like) and never sent (operatorStatus).
+  if (vm.status?.domainId !== undefined) status.domainId = vm.status.domainId;
+  if (vm.status?.domainState !== undefined) status.domainState = vm.status.domainState;
   // Migrating follows the UnikernelVMMigrations that name this VM (vm-migrations.ts).
   const migrating: Reason = migratingCondition(o.migrations ?? {});
 

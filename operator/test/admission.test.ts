@@ -5,7 +5,7 @@
 import test from "ava";
 import { KubeConfig } from "@kubernetes/client-node";
 import { join } from "node:path";
-import { API_VERSION, MIGRATION_PLURAL, UNIKERNELVM_PLURAL } from "../../api/index.js";
+import { API_VERSION, MIGRATION_PLURAL, nodeAgentFieldManager, UNIKERNELVM_PLURAL } from "../../api/index.js";
 import { KubeClient, paths } from "../../lib/kube/client.js";
 import { waitFor } from "../../lib/net.js";
 import { k8sBinary, REPO_ROOT } from "../../lib/paths.js";
@@ -218,19 +218,46 @@ test.serial("a node agent acts only on its own node's pods, VMs and migrations",
     );
   const report = (state: string) => ({ metadata: { annotations: { "superfluid.dev/domain-state": state } } });
 
-  const own = await as.agentA(mergePatch("pod", "pa", report("running")));
-  t.is(own.code, 0, own.stderr);
-  const other = await as.agentA(mergePatch("pod", "pb", report("paused")));
+  // The agent writes no pod: it reports on the UnikernelVM's status. RBAC grants it no pod write.
+  for (const name of ["pa", "pb"]) {
+    const r = await as.agentA(mergePatch("pod", name, report("running")));
+    t.not(r.code, 0);
+    t.regex(r.stderr, /forbidden|cannot patch resource "pods"/i);
+  }
+  // Should someone grant it pods anyway, admission still holds it to its own node and to no
+  // superfluid.dev/ key.
+  await must(
+    "extra role",
+    as.admin(["create", "role", "agent-pods", "-n", APPS, "--verb=get,patch", "--resource=pods"]),
+  );
+  await must(
+    "extra binding",
+    as.admin([
+      ...["create", "rolebinding", "agent-pods", "-n", APPS, "--role=agent-pods"],
+      `--serviceaccount=${NS}:${RELEASE}-cri-shim`,
+    ]),
+  );
+  t.teardown(() => as.admin(["delete", "rolebinding,role", "agent-pods", "-n", APPS]));
+  const granted = async () => (await as.agentA(["auth", "can-i", "patch", "pods", "-n", APPS])).stdout.trim();
+  await waitFor(
+    "the extra role in force",
+    async () => ((await granted()) === "yes" ? true : undefined),
+    30_000,
+    200,
+  );
+  const other = await as.agentA(mergePatch("pod", "pb", { metadata: { labels: { x: "y" } } }));
   t.not(other.code, 0);
   t.regex(other.stderr, /spec\.nodeName: the node agent of xen-a may only touch pods on its own node/);
-  // On its own node, only the keys the agent reports.
+  const annotate = await as.agentA(mergePatch("pod", "pa", report("running")));
+  t.not(annotate.code, 0);
+  t.regex(annotate.stderr, /may not set superfluid\.dev\/domain-state/);
   const steer = await as.agentA(
     mergePatch("pod", "pa", { metadata: { annotations: { "superfluid.dev/memory-mib": "65536" } } }),
   );
   t.not(steer.code, 0);
   t.regex(steer.stderr, /may not set superfluid\.dev\/memory-mib/);
   // A token bound to no node may do nothing.
-  const unbound = await as.agentUnbound(mergePatch("pod", "pa", report("paused")));
+  const unbound = await as.agentUnbound(mergePatch("pod", "pa", { metadata: { labels: { x: "y" } } }));
   t.not(unbound.code, 0);
   t.regex(unbound.stderr, /carries no node claim/);
 
@@ -262,6 +289,35 @@ test.serial("a node agent acts only on its own node's pods, VMs and migrations",
     mergePatch(UNIKERNELVM_PLURAL, "va", { status: { nodeName: "xen-b" } }, "status"),
   );
   t.not(vmMove.code, 0, "nor move a VM of its own elsewhere");
+  // The agent's own write: its slice of the status (domain id and state) by server-side apply.
+  const kc = new KubeConfig();
+  kc.loadFromFile(join(dir, "agent-a.kubeconfig"));
+  const agent = new KubeClient(kc);
+  t.teardown(() => agent.close());
+  const applyDomain = (name: string) =>
+    agent
+      .apply(
+        paths.customObject(UNIKERNELVM_PLURAL, APPS, name),
+        {
+          apiVersion: API_VERSION,
+          kind: "UnikernelVM",
+          metadata: { name, namespace: APPS },
+          status: { domainId: 5, domainState: "running" },
+        },
+        nodeAgentFieldManager("xen-a"),
+        "status",
+      )
+      .then(
+        () => "",
+        (err: Error) => err.message,
+      );
+  t.is(await applyDomain("va"), "");
+  const va = await must("get va", as.admin(["get", UNIKERNELVM_PLURAL, "va", "-n", APPS, "-o", "json"]));
+  t.like((JSON.parse(va.stdout) as { status: unknown }).status, { domainId: 5, domainState: "running" });
+  t.regex(
+    await applyDomain("vb"),
+    /status\.nodeName: the node agent of xen-a may only write the status of UnikernelVMs on its own node/,
+  );
 
   // Migrations: those from or to xen-a.
   const move = { vmName: "va" };
@@ -274,10 +330,6 @@ test.serial("a node agent acts only on its own node's pods, VMs and migrations",
     targetNode: "xen-c",
   });
   // The agent may patch a migration's status but not read it (kubectl patch would GET first): raw PATCH.
-  const kc = new KubeConfig();
-  kc.loadFromFile(join(dir, "agent-a.kubeconfig"));
-  const agent = new KubeClient(kc);
-  t.teardown(() => agent.close());
   const patchStatus = (name: string, status: unknown) =>
     agent
       .request({

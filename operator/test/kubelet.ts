@@ -1,8 +1,18 @@
 // What a kubelet and the node agent would write, done by the test: a Node object, pod bindings,
-// pod status, the node agent's annotations, and the final removal of terminating pods. The apiserver,
+// pod status, the node agent's slice of the VM's status, and the final removal of terminating pods. The apiserver,
 // admission and the operator are real; only the node side is played by the test.
 import type { V1Pod } from "@kubernetes/client-node";
-import { ANNOTATIONS, LABELS, RESOURCES, RUNTIME_CLASS } from "../../api/index.js";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  type DomainState,
+  LABELS,
+  nodeAgentFieldManager,
+  RESOURCES,
+  RUNTIME_CLASS,
+  UNIKERNELVM_KIND,
+  UNIKERNELVM_PLURAL,
+} from "../../api/index.js";
 import type { Cluster } from "../../e2e/harness/ava.js";
 import { waitFor } from "../../lib/net.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
@@ -89,27 +99,49 @@ export async function bind(client: KubeClient, pod: V1Pod, node: string): Promis
   });
 }
 
-/** The node agent's annotations and the kubelet's status for a domain that booted. */
+/**
+ * What the node agent of the pod's node applies on the VM's status for a domain it sees: the domain's
+ * id and state, under its own field manager (the real agent sends its conditions in the same apply).
+ */
+export async function reportDomain(
+  client: KubeClient,
+  pod: V1Pod,
+  o: { domainId: number; domainState?: DomainState },
+): Promise<void> {
+  const ns = pod.metadata!.namespace!;
+  const bound = await client.request<V1Pod>({ method: "GET", path: paths.pod(ns, pod.metadata!.name!) });
+  const [vmNs, vmName] = (bound.metadata?.annotations?.[ANNOTATIONS.vm] ?? "").split("/");
+  const node = bound.spec?.nodeName;
+  if (!vmNs || !vmName || !node)
+    throw new Error(`reportDomain: ${ns}/${pod.metadata!.name} runs no VM on a node`);
+  await client.apply(
+    `${paths.customObject(UNIKERNELVM_PLURAL, vmNs, vmName)}`,
+    {
+      apiVersion: API_VERSION,
+      kind: UNIKERNELVM_KIND,
+      metadata: { name: vmName, namespace: vmNs },
+      status: { domainId: o.domainId, domainState: o.domainState ?? "running" },
+    },
+    nodeAgentFieldManager(node),
+    "status",
+  );
+}
+
+/** The node agent's report on the VM and the kubelet's status for a domain that booted. */
 export async function reportRunning(
   client: KubeClient,
   pod: V1Pod,
-  o: { ip: string; domainId: number; bootMs: number; ready?: boolean; domainState?: string },
+  o: { ip: string; domainId: number; bootMs: number; ready?: boolean; domainState?: DomainState },
 ): Promise<void> {
   const ns = pod.metadata!.namespace!;
   const path = paths.pod(ns, pod.metadata!.name!);
+  await reportDomain(client, pod, o);
+  // Nothing on the node writes this annotation today; the operator still reads it (boot-time-ms).
   await client.request({
     method: "PATCH",
     path,
     contentType: "application/merge-patch+json",
-    body: {
-      metadata: {
-        annotations: {
-          [ANNOTATIONS.domainId]: String(o.domainId),
-          [ANNOTATIONS.bootTimeMs]: String(o.bootMs),
-          ...(o.domainState ? { [ANNOTATIONS.domainState]: o.domainState } : {}),
-        },
-      },
-    },
+    body: { metadata: { annotations: { [ANNOTATIONS.bootTimeMs]: String(o.bootMs) } } },
   });
   const now = new Date().toISOString();
   const ready = o.ready ?? true;

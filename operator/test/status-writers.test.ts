@@ -1,6 +1,6 @@
 // One writer per status field, against the real apiserver: the operator owns phase and its
-// conditions (server-side apply under its field manager); the node agent owns Paused and Suspended
-// (server-side apply under its own). With the kubelet silent (node NotReady, pod status frozen) the
+// conditions (server-side apply under its field manager); the node agent owns Paused and Suspended,
+// domainId and domainState (server-side apply under its own). With the kubelet silent (node NotReady, pod status frozen) the
 // agent pauses the VM: the operator derives phase Paused from the agent's condition, and the status
 // does not flap, nor does either write erase the other's.
 import test from "ava";
@@ -10,6 +10,7 @@ import {
   FIELD_MANAGER,
   findCondition,
   LABELS,
+  nodeAgentFieldManager,
   UNIKERNELVM_KIND,
   type UnikernelVM,
 } from "../../api/index.js";
@@ -17,13 +18,13 @@ import type { KubeClient } from "../../lib/kube/client.js";
 import { bind, createXenNode, listPods, reportRunning } from "./kubelet.js";
 import { until, useOperator } from "./operator-harness.js";
 
-const AGENT = "superfluid-node-agent";
 const node = `xen-${randomBytes(3).toString("hex")}`;
+const AGENT = nodeAgentFieldManager(node);
 const operator = useOperator(test, "writers", { nodes: [node] });
 let client: KubeClient;
 test.before(async () => ({ client } = await operator.ready()));
 
-/** What the node agent writes: its own conditions and nothing else, under its own field manager. */
+/** What the node agent writes: its conditions and the domain's id and state, under its own field manager. */
 function agentWrites(name: string, paused: boolean) {
   const ns = operator.cluster().namespace;
   const c = (type: string, status: string, reason: string) => ({
@@ -40,6 +41,8 @@ function agentWrites(name: string, paused: boolean) {
       kind: UNIKERNELVM_KIND,
       metadata: { name, namespace: ns },
       status: {
+        domainId: 3,
+        domainState: paused ? "paused" : "running",
         conditions: [
           paused ? c("Paused", "True", "Paused") : c("Paused", "False", "NotPaused"),
           c("Suspended", "False", "NotSuspended"),
@@ -63,6 +66,8 @@ function owners(
       .map((f) => f.manager);
   return {
     phase: of('"f:phase"'),
+    domainId: of('"f:domainId"'),
+    domainState: of('"f:domainState"'),
     paused: of('{\\"type\\":\\"Paused\\"}'),
     ready: of('{\\"type\\":\\"Ready\\"}'),
   };
@@ -123,6 +128,9 @@ test("the kubelet silent, the agent pauses: phase Paused from the agent's condit
   const o = owners(vm);
   t.deepEqual(o.phase, [FIELD_MANAGER], "phase has one writer: the operator");
   t.deepEqual(o.paused, [AGENT], "Paused has one writer: the agent");
+  t.deepEqual(o.domainId, [AGENT], "domainId has one writer: the agent");
+  t.deepEqual(o.domainState, [AGENT], "domainState has one writer: the agent");
+  t.like(vm.status, { domainId: 3, domainState: "paused" });
   t.deepEqual(o.ready, [FIELD_MANAGER], "Ready has one writer: the operator");
   t.is(findCondition(vm.status?.conditions, "Ready")?.reason, "NodeNotReady");
 });

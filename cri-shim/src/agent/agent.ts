@@ -4,8 +4,8 @@
 // events for a VM is one reconcile. It lists and watches only this node's VMs (the CRD's selectable
 // field status.nodeName). Besides the VMs, three node-wide keys: the migrations this node takes part
 // in (migration-agent.ts), stale checkpoint files, and the guest memory it publishes on its Node.
-// It writes the Paused and Suspended conditions (conditions.ts), the domain annotations on the pod,
-// and the Node's guest-memory resource; never status.phase, which is the operator's.
+// It writes its slice of each VM's status (conditions.ts: Paused, Suspended, domainId, domainState)
+// and the Node's guest-memory resource; never status.phase, which is the operator's, and never a pod.
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";

@@ -1,7 +1,7 @@
 // The node agent where it runs: the real shim (libxl driver, CRI stores) in dom0 of an emulated Xen
 // node, a real apiserver on the host, and hello started through crictl as the kubelet would. The
 // runPolicy is flipped on the UnikernelVM; the test checks the world: hello's console counter, xl
-// list, the checkpoint file, the CRI's view and the VM's conditions.
+// list, the checkpoint file, the CRI's view and the VM's conditions, domain id and state.
 import test from "ava";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -107,6 +107,8 @@ test.serial(
     const [dom] = await xlDomains();
     t.truthy(dom, "the domain still exists");
     t.regex(dom!.state, /p/, "xl list shows it paused");
+    // The domain's id and state, in the agent's same apply on the VM's status.
+    t.like(paused.status, { domainState: "paused", domainId: dom!.id });
     const atPause = (await ticks(ctx.bed, "hello")).at(-1)!.n;
     await sleep(4000);
     t.true((await ticks(ctx.bed, "hello")).at(-1)!.n <= atPause + 1, "no ticks while paused");
@@ -121,6 +123,7 @@ test.serial(
     );
     const downtimeMs = Date.now() - t0;
     t.is(condition(resumed, "Paused")?.reason, "NotPaused");
+    t.like(resumed.status, { domainState: "running", domainId: dom!.id });
     const all = await waitForTicks(3, atPause + 1);
     assertContinuous(t, all);
     const gap = longestGap(all, before.at(-1)!.n);
@@ -149,6 +152,8 @@ test.serial(
       (v) => condition(v, "Suspended")?.status === "True",
     );
     t.is(condition(suspended, "Suspended")?.reason, "Suspended");
+    t.is(suspended.status?.domainState, "suspended");
+    t.is(suspended.status?.domainId, undefined, "a saved domain has no id");
     t.deepEqual(await xlDomains(), [], "xl list: no domain while suspended");
     t.is(
       await ctx.bed.sh(`ls ${CHECKPOINT_DIR}`),
@@ -187,6 +192,7 @@ test.serial(
     const [restored] = await xlDomains();
     t.is(restored?.name, dom!.name, "restored under the same name");
     t.not(restored?.id, dom!.id, "a new domain id");
+    t.like(resumed.status, { domainState: "running", domainId: restored!.id }, "the VM's status names it");
     const info = JSON.parse(await ctx.bed.crictl(`inspect -o json ${ctx.hello.ctr}`)) as {
       status: { state: string };
       info?: { info?: string };

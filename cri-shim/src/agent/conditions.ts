@@ -1,15 +1,19 @@
-// The slice of a UnikernelVM's status the node agent owns: the Paused and Suspended conditions, and
-// nothing else. A pure function of what the agent observed on its node. The operator owns phase,
-// Ready, Scheduled and Migrating, and derives the phase from the pod and these two conditions:
+// The slice of a UnikernelVM's status the node agent owns: the Paused and Suspended conditions and the
+// domain's id and state (AGENT_STATUS_FIELDS), nothing else. A pure function of what the agent
+// observed on its node. The operator owns phase, Ready, Scheduled and Migrating, and derives the
+// phase from the pod and these two conditions (then domainState):
 //   Paused=True     the domain exists and is paused (its memory is kept)      -> phase Paused
 //   Suspended=True  the domain is saved to a checkpoint on the node (no memory) -> phase Suspended
 // Both False: the domain runs as far as the agent is concerned (the reason tells why it is not, yet,
 // what runPolicy asks: Pausing, Suspending, PauseFailed, SuspendFailed...). observedGeneration says
 // which spec the verdict is for. The agent applies them with server-side apply under its own field
 // manager (agentFieldManager), so no write of the operator's can remove or revert them, or theirs.
+// They live on the VM, not on its pod: every pod update costs the kubelet a pass over every pod on
+// the node (docs/resources.md, "The kubelet's wall").
 import {
   type Condition,
   type ConditionInput,
+  type DomainState,
   nodeAgentFieldManager,
   setCondition,
   type UnikernelVM,
@@ -94,4 +98,48 @@ export function agentConditionsDiffer(vm: UnikernelVM, next: readonly Condition[
       a.observedGeneration !== b.observedGeneration
     );
   });
+}
+
+/** What the agent applies on a VM's status: every field it owns, those it leaves out are removed. */
+export interface AgentStatus {
+  conditions: Condition[];
+  domainId?: number;
+  domainState?: DomainState;
+}
+
+/** The domain's state as published; undefined when the agent sees no domain (gone, crashed, dying). */
+export function publishedDomainState(
+  o: Pick<AgentObservation, "domain" | "suspended">,
+): DomainState | undefined {
+  if (o.suspended) return "suspended";
+  if (o.domain === "paused" || o.domain === "running") return o.domain;
+  return undefined;
+}
+
+/**
+ * The agent's whole slice of the status for this observation. The domain id goes with a domain that
+ * exists (running or paused): a suspended VM has none, and one that vanished has no id to show.
+ */
+export function agentStatus(
+  vm: UnikernelVM,
+  o: AgentObservation,
+  domid: number | undefined,
+  now: Date = new Date(),
+): AgentStatus {
+  const state = publishedDomainState(o);
+  const withId = (state === "running" || state === "paused") && domid !== undefined && domid >= 0;
+  return {
+    conditions: agentConditions(vm, o, now),
+    ...(withId ? { domainId: domid } : {}),
+    ...(state ? { domainState: state } : {}),
+  };
+}
+
+/** True when applying `next` would change what the VM shows (lastTransitionTime aside). */
+export function agentStatusDiffers(vm: UnikernelVM, next: AgentStatus): boolean {
+  return (
+    agentConditionsDiffer(vm, next.conditions) ||
+    vm.status?.domainId !== next.domainId ||
+    vm.status?.domainState !== next.domainState
+  );
 }

@@ -1,7 +1,13 @@
-// decide() over every combination that matters, and the agent's conditions.
+// decide() over every combination that matters, the agent's conditions and its domain fields.
 import test from "ava";
 import type { Condition, UnikernelVM } from "../../../api/index.js";
-import { agentConditions, agentConditionsDiffer } from "./conditions.js";
+import {
+  type AgentObservation,
+  agentConditions,
+  agentConditionsDiffer,
+  agentStatus,
+  agentStatusDiffers,
+} from "./conditions.js";
 import { type AgentAction, decide, type DecideInput } from "./decide.js";
 
 const base: DecideInput = {
@@ -149,4 +155,71 @@ test("conditions: lastTransitionTime holds while status holds; no write when not
   t.true(agentConditionsDiffer(written, saved));
   t.is(cond(saved, "Suspended").lastTransitionTime, "2026-01-02T00:00:00Z");
   t.is(cond(saved, "Paused").lastTransitionTime, "2026-01-01T00:00:00Z", "Paused stayed False");
+});
+
+const domainCases: [
+  string,
+  AgentObservation,
+  number | undefined,
+  { domainId?: number; domainState?: string },
+][] = [
+  [
+    "running: its id and state",
+    { domain: "running", suspended: false },
+    7,
+    { domainId: 7, domainState: "running" },
+  ],
+  [
+    "paused: its id and state",
+    { domain: "paused", suspended: false },
+    7,
+    { domainId: 7, domainState: "paused" },
+  ],
+  [
+    "suspended: no domain, no id",
+    { domain: "absent", suspended: true },
+    undefined,
+    { domainState: "suspended" },
+  ],
+  [
+    "suspended with a stale domid: still no id",
+    { domain: "absent", suspended: true },
+    7,
+    { domainState: "suspended" },
+  ],
+  ["vanished (crashed, dying): neither", { domain: "absent", suspended: false }, 7, {}],
+  [
+    "running, no domid known: the state alone",
+    { domain: "running", suspended: false },
+    undefined,
+    { domainState: "running" },
+  ],
+];
+for (const [name, o, domid, want] of domainCases)
+  test(`domain fields: ${name}`, (t) => {
+    const s = agentStatus(vm("Running"), o, domid);
+    t.deepEqual(
+      { domainId: s.domainId, domainState: s.domainState },
+      { domainId: undefined, domainState: undefined, ...want },
+    );
+    t.false(
+      "domainId" in s && s.domainId === undefined,
+      "an absent field is left out, so the apply removes it",
+    );
+    t.deepEqual(
+      s.conditions.map((c) => c.type),
+      ["Paused", "Suspended"],
+    );
+  });
+
+test("domain fields: a new domain id or state is a write; the same ones are not", (t) => {
+  const t0 = new Date("2026-01-01T00:00:00Z");
+  const running = { domain: "running", suspended: false } as const;
+  const s = agentStatus(vm("Running"), running, 3, t0);
+  const written = vm("Running", { phase: "Running", ...s });
+  t.false(agentStatusDiffers(written, agentStatus(written, running, 3)));
+  t.true(agentStatusDiffers(written, agentStatus(written, running, 4)), "a new domain (restored, restarted)");
+  t.true(agentStatusDiffers(written, agentStatus(written, { domain: "absent", suspended: false }, 3)));
+  // The operator's write of the same VM (no domain fields) does not hide the agent's from it.
+  t.true(agentStatusDiffers(vm("Running", { phase: "Running", conditions: s.conditions }), s));
 });

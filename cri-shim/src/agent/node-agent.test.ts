@@ -180,6 +180,10 @@ test.serial("a slow suspend of one VM does not delay another VM's pause on the s
   release();
   const suspended = await k.waitFor("slow", "Suspended=True", (v) => cond(v, "Suspended")?.status === "True");
   t.is(cond(suspended, "Suspended")?.reason, "Suspended");
+  // The domain's state in the same apply; a saved domain has no id.
+  t.is(suspended.status?.domainState, "suspended");
+  t.is(suspended.status?.domainId, undefined);
+  t.is(paused.status?.domainState, "paused");
   t.is((await n.shim.hv.list()).length, 1, "slow's domain is saved and gone; quick's stays");
   t.deepEqual(await readdir(n.checkpointDir), [`${suspended.metadata.uid}.ckpt`]);
 });
@@ -198,7 +202,14 @@ test.serial(
     t.teardown(() => k.client.close());
     await k.createVm("steady", n.name);
     await runPod(n, "steady");
-    await k.waitFor("steady", "the agent's conditions", (v) => cond(v, "Paused")?.reason === "NotPaused");
+    const domid = n.shim.runtime.ctx.containers.list().at(-1)!.status.domid!;
+    const first = await k.waitFor(
+      "steady",
+      "the agent's conditions",
+      (v) => cond(v, "Paused")?.reason === "NotPaused",
+    );
+    // The domain's id and state come in the agent's one apply, with its conditions.
+    t.like(first.status, { domainId: domid, domainState: "running" });
 
     // Every status the apiserver sends for the VM from here on, in order.
     const seen: Seen[] = [];
@@ -234,6 +245,11 @@ test.serial(
     t.is(v.status?.phase, "Running", "the phase is the operator's alone");
     t.like(cond(v, "Paused"), { status: "True", reason: "Paused" });
     t.like(cond(v, "Ready"), { status: "False", reason: "NodeNotReady" });
+    t.like(
+      v.status,
+      { domainId: domid, domainState: "paused" },
+      "the operator's writes kept the agent's fields",
+    );
     t.true((await n.shim.hv.list()).every((d) => d.state === "paused"));
 
     t.log(
@@ -265,8 +281,10 @@ test.serial(
       agent,
     );
     t.false(agent.includes('k:{\\"type\\":\\"Ready\\"}'), agent);
+    t.true(agent.includes("f:domainId") && agent.includes("f:domainState"), agent);
     t.true(operatorOwns.includes("f:phase"), operatorOwns);
     t.false(operatorOwns.includes('k:{\\"type\\":\\"Paused\\"}'), operatorOwns);
+    t.false(operatorOwns.includes("f:domainId") || operatorOwns.includes("f:domainState"), operatorOwns);
   },
 );
 
@@ -278,9 +296,11 @@ test.serial("the agent watches only its own node's VMs", async (t) => {
   await k.createVm("theirs", b.name);
   // The same VM's pod on both shims: only the node the VM is placed on may act on it.
   await runPod(a, "mine");
+  const domidOnA = a.shim.runtime.ctx.containers.list().at(-1)!.status.domid!;
   await runPod(b, "mine");
+  const domidOnB = b.shim.runtime.ctx.containers.list().at(-1)!.status.domid!;
   await k.setRunPolicy("mine", "Paused");
-  await k.waitFor("mine", "Paused=True", (v) => cond(v, "Paused")?.status === "True");
+  const paused = await k.waitFor("mine", "Paused=True", (v) => cond(v, "Paused")?.status === "True");
   await sleep(1000);
   t.deepEqual(
     (await a.shim.hv.list()).map((d) => d.state),
@@ -291,8 +311,13 @@ test.serial("the agent watches only its own node's VMs", async (t) => {
     ["running"],
     "b's agent never saw 'mine'",
   );
-  const managers = ((await k.get("mine")).metadata.managedFields ?? []).map((m) => m.manager);
+  const mine = await k.get("mine");
+  const managers = (mine.metadata.managedFields ?? []).map((m) => m.manager);
   t.false(managers.includes(nodeAgentFieldManager(b.name)), managers.join(","));
+  // The domain the VM's status names is a's, never b's (the two doubles number domains alike).
+  t.like(paused.status, { domainState: "paused", domainId: domidOnA });
+  t.like(mine.status, { domainState: "paused", domainId: domidOnA });
+  t.log(`domid on a ${domidOnA}, on b ${domidOnB}`);
 });
 
 test.serial("the node's guest memory is published on its Node and kept current", async (t) => {

@@ -9,11 +9,6 @@ import type { ObservedDomain } from "./decide.js";
 import type { DomainInfo } from "../hypervisor/types.js";
 import { DomainOps } from "./domain-ops.js";
 
-export interface VmRef {
-  namespace: string;
-  name: string;
-}
-
 /** What identifies a VM to its sandboxes: namespace, name and uid (validate.ts, sandboxRunsVM). */
 export interface VmIdentity {
   metadata: { namespace?: string; name?: string; uid?: string };
@@ -30,8 +25,6 @@ export interface AgentRuntime {
    * compares with what was last reconciled, instead of one query per VM every few seconds.
    */
   observer(): Promise<(c: ContainerEntry) => ObservedDomain>;
-  /** The pod the container's sandbox belongs to. */
-  podOf(c: ContainerEntry): VmRef | undefined;
   /** Checkpoint files the container store records for suspended containers. */
   recordedCheckpoints(): Set<string>;
   /** Memory Xen can give guests (MiB): what is free plus what guests hold now; dom0 excluded. */
@@ -103,10 +96,6 @@ export function agentRuntime(runtime: CriRuntime, ops: DomainOps): AgentRuntime 
         c.status.suspended || c.status.domid === undefined
           ? "absent"
           : observedFrom(c, byDomid.get(c.status.domid));
-    },
-    podOf(c) {
-      const sb = rt.sandboxes.get(c.meta.sandboxId);
-      return sb ? { namespace: sb.meta.metadata.namespace, name: sb.meta.metadata.name } : undefined;
     },
     recordedCheckpoints: () =>
       new Set(

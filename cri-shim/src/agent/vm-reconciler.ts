@@ -1,25 +1,15 @@
 // One VM's reconcile on its node: observe the domain, decide (decide.ts, pure), act through the
-// domain operations, then publish what the agent owns: the domain annotations on the pod and the
-// Paused/Suspended conditions (conditions.ts) by server-side apply under the agent's field manager.
+// domain operations, then publish what the agent owns of the VM's status: the domain's id and state
+// and the Paused/Suspended conditions (conditions.ts), by server-side apply under the agent's field
+// manager. It writes nothing on the pod.
 // It never writes status.phase: the operator does, from the pod and these conditions.
 import { rm } from "node:fs/promises";
 import { logger } from "../../../lib/log.js";
-import {
-  ANNOTATIONS,
-  API_VERSION,
-  UNIKERNELVM_KIND,
-  UNIKERNELVM_PLURAL,
-  type UnikernelVM,
-} from "../../../api/index.js";
-import { isNotFound, type KubeClient, paths } from "../../../lib/kube/client.js";
+import { API_VERSION, UNIKERNELVM_KIND, UNIKERNELVM_PLURAL, type UnikernelVM } from "../../../api/index.js";
+import { type KubeClient, paths } from "../../../lib/kube/client.js";
 import type { ReconcileResult } from "../../../lib/kube/queue.js";
 import type { ContainerEntry } from "../services/containers.js";
-import {
-  agentConditions,
-  agentConditionsDiffer,
-  agentFieldManager,
-  type AgentObservation,
-} from "./conditions.js";
+import { agentFieldManager, type AgentObservation, agentStatus, agentStatusDiffers } from "./conditions.js";
 import { type AgentAction, decide, type ObservedDomain } from "./decide.js";
 import { checkpointPath, fileExists } from "./domain-ops.js";
 import type { AgentRuntime } from "./node-runtime.js";
@@ -167,53 +157,32 @@ export class VmReconciler {
     }
   }
 
-  /** Pod annotations first (domain id and state for the operator), then the agent's two conditions. */
+  /**
+   * The agent's slice of the VM's status in one server-side apply: its two conditions and the
+   * domain's id and state (agentStatus). Nothing on the pod: each pod write costs the kubelet a pass
+   * over every pod on the node.
+   */
   private async publish(key: string, vm: UnikernelVM, c: ContainerEntry, o: AgentObservation): Promise<void> {
-    const conditions = agentConditions(vm, o);
-    if (!agentConditionsDiffer(vm, conditions)) return;
+    const status = agentStatus(vm, o, c.status.domid);
+    if (!agentStatusDiffers(vm, status)) return;
     const manager = agentFieldManager(this.nodeName);
-    const pod = this.rt.podOf(c);
-    const state = o.suspended
-      ? "suspended"
-      : o.domain === "paused"
-        ? "paused"
-        : o.domain === "running"
-          ? "running"
-          : undefined;
-    if (pod && state) {
-      const annotations: Record<string, string | null> = {
-        [ANNOTATIONS.domainState]: state,
-        [ANNOTATIONS.domainId]: c.status.domid !== undefined ? String(c.status.domid) : null,
-      };
-      await this.client
-        .request({
-          method: "PATCH",
-          path: paths.pod(pod.namespace, pod.name),
-          query: { fieldManager: manager },
-          body: { metadata: { annotations } },
-          contentType: "application/merge-patch+json",
-        })
-        .catch((err: unknown) => {
-          // Without a kubelet (the CRI-level harness) there is no Pod object: the VM's status still tells.
-          if (!isNotFound(err)) log.warn("pod annotation patch failed", { vm: key, err: String(err) });
-        });
-    }
-    // Server-side apply of this manager's conditions only: the list is a map keyed by type, so the
-    // operator's conditions and phase are neither sent nor touched.
+    // Server-side apply of this manager's fields only: conditions are a map keyed by type, so the
+    // operator's conditions and phase are neither sent nor touched; a field not sent is removed.
     await this.client.apply(
       paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
       {
         apiVersion: API_VERSION,
         kind: UNIKERNELVM_KIND,
         metadata: { name: vm.metadata.name, namespace: vm.metadata.namespace },
-        status: { conditions },
+        status,
       },
       manager,
       "status",
     );
-    log.info("conditions applied", {
+    log.info("status applied", {
       vm: key,
-      conditions: conditions.map((x) => `${x.type}=${x.status}/${x.reason}`).join(","),
+      domain: `${status.domainState ?? "-"}/${status.domainId ?? "-"}`,
+      conditions: status.conditions.map((x) => `${x.type}=${x.status}/${x.reason}`).join(","),
     });
   }
 }
