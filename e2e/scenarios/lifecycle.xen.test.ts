@@ -93,7 +93,7 @@ test.serial("the node agent acts with the chart's node-agent role, not as admin"
   t.is(await can("patch", "unikernelvms.superfluid.dev", "--subresource=status"), "yes");
   t.is(await can("patch", "unikernelvms.superfluid.dev"), "no", "the spec is the user's");
   t.is(await can("watch", "unikernelvms.superfluid.dev"), "yes");
-  t.is(await can("patch", "pods"), "yes");
+  t.is(await can("patch", "pods"), "no", "the agent writes the domain's state on the VM, no pod");
   t.is(await can("delete", "pods"), "no");
   t.is(await can("create", "unikernelvms.superfluid.dev"), "no");
   t.is(await can("get", "secrets"), "no");

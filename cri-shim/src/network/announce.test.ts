@@ -52,7 +52,22 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
   await ip("link", "add", "vif9.0", "type", "veth", "peer", "name", "guest0");
   await ip("link", "add", "up0", "type", "veth", "peer", "name", "wire0");
   for (const l of ["vif9.0", "up0"]) await ip("link", "set", l, "master", "sfbr");
-  for (const l of ["sfbr", "vif9.0", "guest0", "up0", "wire0"]) await ip("link", "set", l, "up");
+  const links = ["sfbr", "vif9.0", "guest0", "up0", "wire0"];
+  for (const l of links) await ip("link", "set", l, "up");
+  // A loaded machine brings links up late, and a frame sent on a link that is not up yet fails:
+  // wait until every link is operationally up (a bridge reports UP once a port is).
+  for (let i = 0; ; i++) {
+    const { stdout } = await ip("-j", "link", "show");
+    const state = new Map(
+      (JSON.parse(stdout) as { ifname: string; operstate: string }[]).map((l) => [l.ifname, l.operstate]),
+    );
+    if (links.every((l) => state.get(l) === "UP")) break;
+    if (i >= 200) {
+      t.fail(`links not up after 10 s: ${JSON.stringify([...state])}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const mac = "00:16:3e:5f:00:c8";
   // Counts only RARPs from the guest's MAC arriving on the segment's end (wire0): any other frame the
   // namespace's links send meanwhile (a loaded machine brings links up late) is not an announcement.
@@ -88,7 +103,12 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
     console.log(JSON.stringify(out));
   `;
   const nodeScript = [process.execPath, "--input-type=module", "-e", script];
-  const { stdout } = await run("ip", ["netns", "exec", ns, ...nodeScript]);
+  // On failure the assertion carries what the script printed on stderr, not only the command line.
+  const { stdout } = await run("ip", ["netns", "exec", ns, ...nodeScript]).catch(
+    (err: { stderr?: string; message: string }) => {
+      throw new Error(`the namespace's script failed: ${err.stderr?.trim() || err.message}`);
+    },
+  );
   const out = JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, unknown>;
   t.deepEqual(out.before, ["up0"], "learned on the uplink first");
   t.deepEqual(out.after, [], "the bridge forgot the uplink for the guest's MAC at once");
