@@ -143,3 +143,26 @@ export function agentStatusDiffers(vm: UnikernelVM, next: AgentStatus): boolean 
     vm.status?.domainState !== next.domainState
   );
 }
+
+/**
+ * What of a VM makes the agent reconcile it: its identity, generation, runPolicy and node, and its
+ * own slice of the status as the VM shows it (lastTransitionTime aside). The operator's writes of
+ * its own fields, and the echo of the agent's own apply, leave this unchanged: no reconcile, no
+ * domain query. A slice someone else changed does change it, and the agent puts its own back.
+ */
+export function agentInterest(vm: UnikernelVM): string {
+  const s = vm.status;
+  return JSON.stringify([
+    vm.metadata.uid,
+    vm.metadata.generation,
+    vm.metadata.deletionTimestamp,
+    vm.spec.runPolicy,
+    s?.nodeName,
+    s?.domainId,
+    s?.domainState,
+    AGENT_CONDITIONS.map((type) => {
+      const c = s?.conditions?.find((x) => x.type === type);
+      return c ? [c.status, c.reason, c.message, c.observedGeneration] : null;
+    }),
+  ]);
+}

@@ -37,6 +37,7 @@ async function startNode(
   t: { teardown: (fn: () => Promise<void>) => void },
   name: string,
   publishNodeResources = false,
+  resyncMs = 300,
 ): Promise<Node> {
   const shim = await startUnitShim();
   const checkpointDir = join(shim.dir, "checkpoints");
@@ -45,7 +46,7 @@ async function startNode(
     nodeName: name,
     runtime: shim.runtime,
     nodeAddress: "127.0.0.1",
-    resyncMs: 300,
+    resyncMs,
     checkpointDir,
     publishNodeResources,
   });
@@ -400,5 +401,67 @@ test.serial(
     const deadline = Date.now() + 10_000;
     while ((await info(domids[2]!))?.state !== "running" && Date.now() < deadline) await sleep(50);
     t.is((await info(domids[2]!))?.state, "running", "the resync noticed the pause and undid it");
+  },
+);
+
+test.serial(
+  "a VM update is a reconcile only when what the agent reads or owns changed: not the operator's writes, not its own write's echo",
+  async (t) => {
+    // No resync in this test's time: whatever the agent does here, an event made it do.
+    const n = await startNode(t, "host-quiet", false, 600_000);
+    const k = api();
+    t.teardown(() => k.client.close());
+    await k.createVm("quiet", n.name);
+    await runPod(n, "quiet");
+    n.agent.resync(); // the container started: no VM event says so, the resync does
+    await k.waitFor("quiet", "domainState running", (v) => v.status?.domainState === "running");
+    await sleep(500);
+    const hv = n.shim.hv;
+    let queries = 0;
+    const info = hv.info.bind(hv);
+    hv.info = (d) => (queries++, info(d));
+
+    // The operator writes its own fields three times (phase, Ready): nothing for the agent.
+    for (const [phase, ready] of [
+      ["Pending", "False"],
+      ["Running", "False"],
+      ["Running", "True"],
+    ] as const)
+      await k.operatorStatus("quiet", { nodeName: n.name, phase }, ready, `${phase}${ready}`);
+    await sleep(1000);
+    t.is(queries, 0, "the operator's writes made the agent query the domain");
+
+    // Someone else writes the agent's slice: the agent puts its own back at once, and then rests.
+    await k.client.apply(
+      paths.customObject(UNIKERNELVM_PLURAL, cluster().namespace, "quiet"),
+      {
+        apiVersion: API_VERSION,
+        kind: UNIKERNELVM_KIND,
+        metadata: { name: "quiet", namespace: cluster().namespace },
+        status: { domainState: "paused" },
+      },
+      "intruder",
+      "status",
+    );
+    const back = await k.waitFor(
+      "quiet",
+      "domainState back to running",
+      (v) => v.status?.domainState === "running",
+      5000,
+    );
+    t.is(back.status?.domainId, n.shim.runtime.ctx.containers.list().at(-1)!.status.domid);
+    await sleep(1000);
+    const afterPutBack = queries;
+    t.true(
+      afterPutBack >= 1 && afterPutBack <= 2,
+      `${afterPutBack} domain queries for one change (its echo may race its response)`,
+    );
+    await sleep(1000);
+    t.is(queries, afterPutBack, "the echo of the agent's own write started no reconcile loop");
+
+    // The spec changing is work: runPolicy Paused pauses the domain.
+    await k.setRunPolicy("quiet", "Paused");
+    await k.waitFor("quiet", "Paused=True", (v) => cond(v, "Paused")?.status === "True", 5000);
+    t.true(queries > afterPutBack);
   },
 );

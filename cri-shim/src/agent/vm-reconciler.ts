@@ -38,6 +38,8 @@ export class VmReconciler {
     private readonly client: KubeClient,
     private readonly nodeName: string,
     private readonly rt: AgentRuntime,
+    /** Called with the VM as the agent's apply left it: the echo of that write is no news. */
+    private readonly onApplied: (key: string, vm: UnikernelVM) => void = () => undefined,
   ) {}
 
   /** `vm` is the cached VM for `key`, or undefined when it is gone or no longer on this node. */
@@ -168,7 +170,7 @@ export class VmReconciler {
     const manager = agentFieldManager(this.nodeName);
     // Server-side apply of this manager's fields only: conditions are a map keyed by type, so the
     // operator's conditions and phase are neither sent nor touched; a field not sent is removed.
-    await this.client.apply(
+    const applied = await this.client.apply<UnikernelVM>(
       paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
       {
         apiVersion: API_VERSION,
@@ -179,6 +181,7 @@ export class VmReconciler {
       manager,
       "status",
     );
+    this.onApplied(key, applied);
     log.info("status applied", {
       vm: key,
       domain: `${status.domainState ?? "-"}/${status.domainId ?? "-"}`,
