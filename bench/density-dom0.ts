@@ -13,7 +13,7 @@ import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import { ANNOTATIONS } from "../api/annotations.js";
 import { XenLibxl } from "../cri-shim/src/hypervisor/xen-libxl.js";
 import { connectCri } from "../cri-shim/src/testing/cri-client.js";
-import { KERNEL_FIELDS, type KernelField } from "./density-fields.js";
+import { criStopReason, KERNEL_FIELDS, type KernelField } from "./density-fields.js";
 
 export interface DensitySample {
   seq: number;
@@ -120,8 +120,19 @@ const CRI_CONCURRENCY = 4;
 /** Sandboxes the CRI-only run's cleanup stops and removes at once. */
 const CLEANUP_CONCURRENCY = 8;
 
-async function criOnly(socket: string, image: string, max: number, memoryMiB: number, logDir: string) {
+async function criOnly(
+  socket: string,
+  image: string,
+  max: number,
+  memoryMiB: number,
+  logDir: string,
+  deadlineMin: number,
+) {
   const cri = connectCri(socket);
+  // A deadline (minutes of creating, 0: none) or SIGTERM stops new starts; the VMs in flight finish
+  // and the result is still written: a run that must end leaves how far it got, not nothing.
+  let stoppedBy: "deadline" | "SIGTERM" | undefined;
+  process.once("SIGTERM", () => (stoppedBy ??= "SIGTERM"));
   const result: CriOnlyResult = {
     started: 0,
     createMs: [],
@@ -150,6 +161,7 @@ async function criOnly(socket: string, image: string, max: number, memoryMiB: nu
     // on an emulated node). The first failure stops every worker; the VMs then in flight finish.
     let claimed = 0;
     let failed: string | undefined;
+    const deadline = deadlineMin > 0 ? performance.now() + deadlineMin * 60_000 : Infinity;
     const startOne = async (i: number) => {
       const name = `cri-density-${i}`;
       const config = {
@@ -179,7 +191,11 @@ async function criOnly(socket: string, image: string, max: number, memoryMiB: nu
       return Math.round(performance.now() - t0);
     };
     const starter = async () => {
-      while (failed === undefined && claimed < max) {
+      while (failed === undefined && claimed < max && stoppedBy === undefined) {
+        if (performance.now() >= deadline) {
+          stoppedBy = "deadline";
+          break;
+        }
         const i = claimed++;
         try {
           result.createMs.push(await startOne(i));
@@ -191,12 +207,7 @@ async function criOnly(socket: string, image: string, max: number, memoryMiB: nu
       }
     };
     await Promise.all(Array.from({ length: CRI_CONCURRENCY }, starter));
-    if (failed !== undefined) {
-      result.stoppedBecause = failed;
-      return result;
-    }
-    result.reachedMax = true;
-    result.stoppedBecause = `reached the run's maximum (${max})`;
+    Object.assign(result, criStopReason({ failed, started: result.started, max, deadlineMin, stoppedBy }));
     return result;
   } finally {
     cri.close();
@@ -206,13 +217,20 @@ async function criOnly(socket: string, image: string, max: number, memoryMiB: nu
 const [mode, ...args] = process.argv.slice(2);
 if (mode === "sample" && args.length === 3) {
   await sample(args[0]!, args[1]!, args[2]!);
-} else if (mode === "cri" && args.length === 5) {
-  const r = await criOnly(args[0]!, args[1]!, Number(args[2]), Number(args[3]), args[4]!);
+} else if (mode === "cri" && (args.length === 5 || args.length === 6)) {
+  const r = await criOnly(
+    args[0]!,
+    args[1]!,
+    Number(args[2]),
+    Number(args[3]),
+    args[4]!,
+    Number(args[5] ?? 0),
+  );
   process.stdout.write(JSON.stringify(r) + "\n");
 } else {
   process.stderr.write(
     "usage: density-dom0 sample <out> <shim-pid-file> <kubelet-pid-file>\n" +
-      "       density-dom0 cri <socket> <image> <max> <memory-mib> <log-dir>\n",
+      "       density-dom0 cri <socket> <image> <max> <memory-mib> <log-dir> [deadline-min]\n",
   );
   process.exitCode = 2;
 }

@@ -1,5 +1,5 @@
 import test from "ava";
-import { slabGrowthPerVm, slabKiB } from "./density-fields.js";
+import { criStopReason, slabGrowthPerVm, slabKiB } from "./density-fields.js";
 
 const snapshot = (rows: [string, number, number][]) =>
   [
@@ -40,4 +40,25 @@ test("slabGrowthPerVm: the caches that grew, per VM, largest first; shrunk or ne
   t.deepEqual(slabGrowthPerVm(before, after, 100), { "kmalloc-1k": 32, new: 4 });
   t.deepEqual(slabGrowthPerVm(before, after, 100, 1), { "kmalloc-1k": 32 });
   t.deepEqual(slabGrowthPerVm(before, after, 0), {});
+});
+
+test("criStopReason: a failure first, then the maximum, then a deadline or a signal", (t) => {
+  const base = { started: 10, max: 2000, deadlineMin: 20 };
+  t.deepEqual(criStopReason({ ...base, failed: "VM 10: out of memory", stoppedBy: "deadline" }), {
+    stoppedBecause: "VM 10: out of memory",
+    reachedMax: false,
+  });
+  t.deepEqual(criStopReason({ ...base, started: 2000, failed: undefined, stoppedBy: "deadline" }), {
+    stoppedBecause: "reached the run's maximum (2000)",
+    reachedMax: true,
+  });
+  t.regex(
+    criStopReason({ ...base, failed: undefined, stoppedBy: "deadline" }).stoppedBecause,
+    /20 min of creating, at 10 VMs/,
+  );
+  t.regex(
+    criStopReason({ ...base, failed: undefined, stoppedBy: "SIGTERM" }).stoppedBecause,
+    /SIGTERM at 10 VMs/,
+  );
+  t.is(criStopReason({ ...base, failed: undefined }).reachedMax, false);
 });

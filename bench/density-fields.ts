@@ -48,3 +48,23 @@ export function slabGrowthPerVm(
       .map(([name, perVm]) => [name, Math.round(perVm * 10) / 10]),
   );
 }
+
+/** Why the CRI-only run stopped, in the order that decides it: a failure, its maximum, its deadline. */
+export function criStopReason(r: {
+  failed: string | undefined;
+  started: number;
+  max: number;
+  deadlineMin: number;
+  stoppedBy?: "deadline" | "SIGTERM";
+}): { stoppedBecause: string; reachedMax: boolean } {
+  if (r.failed !== undefined) return { stoppedBecause: r.failed, reachedMax: false };
+  if (r.started >= r.max) return { stoppedBecause: `reached the run's maximum (${r.max})`, reachedMax: true };
+  if (r.stoppedBy === "SIGTERM")
+    return { stoppedBecause: `stopped by SIGTERM at ${r.started} VMs, none failed`, reachedMax: false };
+  if (r.stoppedBy === "deadline")
+    return {
+      stoppedBecause: `DENSITY_CRI_DEADLINE_MIN=${r.deadlineMin}: no VM started after ${r.deadlineMin} min of creating, at ${r.started} VMs, none failed`,
+      reachedMax: false,
+    };
+  return { stoppedBecause: `stopped at ${r.started} VMs for no recorded reason`, reachedMax: false };
+}

@@ -9,7 +9,8 @@
 //    xenstored's, xenconsoled's and the kubelet's RSS, and dom0's used memory as a whole).
 // 3. The kubelet and the operator are stopped, the VMs' sandboxes removed over CRI, and a CRI-only
 //    run (gRPC straight to the shim in dom0, bench/density-dom0.ts) starts VMs until the first failure
-//    or DENSITY_CRI_MAX (default 2,000), and says why it stopped.
+//    or DENSITY_CRI_MAX (default 2,000) or DENSITY_CRI_DEADLINE_MIN minutes of creating, and says
+//    why it stopped.
 //
 // Writes density.json and density.svg to bench/results (or --out). Refuses to run when the 1-minute
 // load average at the start is 1.5 or more (the figures would measure the neighbours), unless --force.
@@ -36,6 +37,8 @@ const envInt = (name: string, def: number) => {
 const N = envInt("DENSITY_VMS", 1000);
 const BATCH = Math.max(1, envInt("DENSITY_BATCH", 50));
 const CRI_MAX = envInt("DENSITY_CRI_MAX", 2000);
+/** The CRI-only run starts no VM after this many minutes of creating (0: no limit) and reports how far it got. */
+const CRI_DEADLINE_MIN = envInt("DENSITY_CRI_DEADLINE_MIN", 0);
 const GUEST_MIB = 4;
 const INTERVAL_S = 3600;
 const MAX_LOAD = 1.5;
@@ -203,7 +206,7 @@ try {
     await node.kubelet.stop();
     const c0 = Date.now();
     const r = await node.xen.exec(
-      `node ${dom0Tool} cri ${SHIM_SOCKET} ${exampleImageRef("hello")} ${CRI_MAX} ${GUEST_MIB} /var/log/density-cri`,
+      `node ${dom0Tool} cri ${SHIM_SOCKET} ${exampleImageRef("hello")} ${CRI_MAX} ${GUEST_MIB} /var/log/density-cri ${CRI_DEADLINE_MIN}`,
       { timeoutMs: 6 * 3_600_000 },
     );
     if (r.code !== 0) throw new Error(`the CRI-only run failed: ${r.stderr.slice(-3000)}`);
@@ -275,6 +278,7 @@ const result = {
   criOnlyStoppedBecause: cri?.stoppedBecause ?? null,
   criOnlyMedianCreateMs: cri ? Math.round(median(cri.createMs)) : null,
   criOnlyCleanupMs: criCleanupMs,
+  criOnlyDeadlineMin: CRI_DEADLINE_MIN || null,
   failure: failure ?? null,
   stoppedEarly: stoppedEarly ?? null,
   totalMs: Date.now() - t0,
