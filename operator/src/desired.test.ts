@@ -100,6 +100,8 @@ test("the defaults: 16 MiB of guest memory, 10m of CPU for one vcpu, restart Alw
     limits: { memory: "16Mi", [RESOURCES.guestMemoryMiB]: "16" },
   });
   t.is(pod.spec!.restartPolicy, "Always");
+  // The shim gives the guest no DNS settings: nothing for the kubelet to compute or warn about.
+  t.is(pod.spec!.dnsPolicy, "Default");
   t.is(pod.metadata!.annotations![ANNOTATIONS.memoryMiB], "16");
   t.deepEqual(parseSandboxAnnotations(pod.metadata!.annotations).runPolicy, "Running");
 });

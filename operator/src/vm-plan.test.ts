@@ -8,7 +8,7 @@ import {
   type UnikernelVMSpec,
 } from "../../api/index.js";
 import { desiredPod, desiredService, domainHash } from "./desired.js";
-import { type Action, plan, type PlanInput } from "./vm-plan.js";
+import { type Action, inPlaceSpec, plan, type PlanInput } from "./vm-plan.js";
 
 const NOW = new Date("2026-01-01T00:00:00Z");
 
@@ -273,4 +273,19 @@ test("guest memory: no spec.memory, the image's default; an unread image, the de
     },
   };
   t.is(applied(input({ state: "read", memoryMiB: 4 }, [existing])), undefined);
+});
+
+test("plan: a runPolicy change applied in place keeps what the pod cannot change (its dnsPolicy from before Default)", (t) => {
+  const old = podOf(running);
+  const before = { ...old, spec: { ...old.spec!, dnsPolicy: "ClusterFirst" } };
+  const r = plan(base(vm({ runPolicy: "Paused" }), { pods: [before] }));
+  const apply = r.actions.find((a) => a.kind === "applyPod");
+  t.truthy(apply, kinds(r.actions).join(", "));
+  if (apply?.kind !== "applyPod") return;
+  t.false(apply.created);
+  t.is(apply.pod.spec!.dnsPolicy, "ClusterFirst", "an update may not change it");
+  t.is(apply.pod.metadata!.annotations![ANNOTATIONS.runPolicy], "Paused");
+  // A new pod gets Default; a pod that has it keeps it.
+  t.is(inPlaceSpec(desiredPod(running)!, undefined)!.dnsPolicy, "Default");
+  t.is(inPlaceSpec(desiredPod(running)!, podOf(running))!.dnsPolicy, "Default");
 });

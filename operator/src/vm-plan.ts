@@ -75,6 +75,16 @@ export function podDrifted(pod: V1Pod, want: V1Pod): boolean {
   );
 }
 
+/**
+ * The spec an apply to an existing pod sends: the wanted one, with the pod's own value of what a pod
+ * cannot change once created and this operator's versions changed since (a pod made before
+ * dnsPolicy Default keeps ClusterFirst; sending Default would be refused as an update).
+ */
+export function inPlaceSpec(want: V1Pod, current: V1Pod | undefined): V1Pod["spec"] {
+  const have = current?.spec?.dnsPolicy;
+  return have && want.spec ? { ...want.spec, dnsPolicy: have } : want.spec;
+}
+
 const portsKey = (s: V1Service | undefined) =>
   JSON.stringify(s?.spec?.ports?.map((p) => [p.name, p.port, p.protocol, p.targetPort]));
 
@@ -209,7 +219,7 @@ export function plan(i: PlanInput): Plan {
     const name = current?.metadata?.name ?? wantName!;
     actions.push({
       kind: "applyPod",
-      pod: { ...wantPod, metadata: { ...wantPod.metadata, name } },
+      pod: { ...wantPod, metadata: { ...wantPod.metadata, name }, spec: inPlaceSpec(wantPod, current) },
       created: !current,
       ...(!current && memory.warning
         ? { event: { type: "Warning" as const, reason: "ImageMemoryUnknown", message: memory.warning } }
