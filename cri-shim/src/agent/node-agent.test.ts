@@ -369,7 +369,7 @@ test.serial("the node's guest memory is published on its Node and kept current",
 });
 
 test.serial(
-  "an idle node's resync lists the domains once, not each VM's; a pause behind its back is still undone",
+  "an idle node's resync lists the domains once, not each VM's, a full resync too; a pause behind its back is still undone",
   async (t) => {
     const n = await startNode(t, "host-idle");
     const k = api();
@@ -390,10 +390,11 @@ test.serial(
     const list = hv.list.bind(hv);
     hv.info = (d) => (calls.info++, info(d));
     hv.list = () => (calls.list++, list());
-    // startNode's resync is every 300 ms: a reconcile per VM would have asked ~6 x 6 x 2 times.
-    await sleep(2000);
-    t.true(calls.info <= vms.length, `${calls.info} per-domain queries in 2 s of idle resyncs`);
-    t.true(calls.list >= 3, `${calls.list} domain lists`);
+    // startNode's resync is every 300 ms, every 12th a full one (3.6 s): a reconcile per VM with its
+    // own query would have asked ~13 x 6 times; the full resync's reconciles start from its list.
+    await sleep(4000);
+    t.is(calls.info, 0, `${calls.info} per-domain queries in 4 s of idle resyncs, a full one included`);
+    t.true(calls.list >= 6, `${calls.list} domain lists`);
     // Paused behind the agent's back (xl pause): its resync sees the domain move and reconciles the
     // VM, whose runPolicy (Running) has it unpaused.
     await hv.pause(domids[2]!);
@@ -463,5 +464,41 @@ test.serial(
     await k.setRunPolicy("quiet", "Paused");
     await k.waitFor("quiet", "Paused=True", (v) => cond(v, "Paused")?.status === "True", 5000);
     t.true(queries > afterPutBack);
+  },
+);
+
+test.serial(
+  "a VM that moved on: the new node's agent clears the domain id the old node's agent left, which it can no longer write",
+  async (t) => {
+    const [a, b] = [await startNode(t, "host-from"), await startNode(t, "host-to")];
+    const k = api();
+    t.teardown(() => k.client.close());
+    await k.createVm("mover", a.name);
+    await runPod(a, "mover");
+    const onA = await k.waitFor("mover", "a's domain", (v) => v.status?.domainState === "running");
+    t.is(onA.status?.domainId, a.shim.runtime.ctx.containers.list().at(-1)!.status.domid);
+
+    // The VM now runs on b (as after a move): b's agent takes it over, a's no longer sees it.
+    await runPod(b, "mover");
+    await k.operatorStatus("mover", { nodeName: b.name, phase: "Running" }, "True", "Running");
+    await k.setRunPolicy("mover", "Suspended");
+    const suspended = await k.waitFor(
+      "mover",
+      "Suspended=True on b",
+      (v) => cond(v, "Suspended")?.status === "True",
+    );
+    t.is((await b.shim.hv.list()).length, 0, "b saved its domain");
+    t.is(suspended.status?.domainState, "suspended");
+    t.is(
+      suspended.status?.domainId,
+      undefined,
+      "no domain id: a saved domain has none, and a's is not this VM's",
+    );
+    const managed = suspended.metadata.managedFields ?? [];
+    const fromA = JSON.stringify(
+      managed.find((m) => m.manager === nodeAgentFieldManager(a.name))?.fieldsV1 ?? {},
+    );
+    t.false(fromA.includes("f:domainId"), fromA);
+    t.is((await a.shim.hv.list()).length, 1, "a's agent did nothing to its domain: the VM is not on a");
   },
 );

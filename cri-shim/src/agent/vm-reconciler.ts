@@ -9,7 +9,13 @@ import { API_VERSION, UNIKERNELVM_KIND, UNIKERNELVM_PLURAL, type UnikernelVM } f
 import { type KubeClient, paths } from "../../../lib/kube/client.js";
 import type { ReconcileResult } from "../../../lib/kube/queue.js";
 import type { ContainerEntry } from "../services/containers.js";
-import { agentFieldManager, type AgentObservation, agentStatus, agentStatusDiffers } from "./conditions.js";
+import {
+  agentFieldManager,
+  type AgentObservation,
+  type AgentStatus,
+  agentStatus,
+  agentStatusDiffers,
+} from "./conditions.js";
 import { type AgentAction, decide, type ObservedDomain } from "./decide.js";
 import { checkpointPath, fileExists } from "./domain-ops.js";
 import type { AgentRuntime } from "./node-runtime.js";
@@ -33,6 +39,12 @@ export class VmReconciler {
   readonly busy = new Set<string>();
   /** What each VM's last reconcile saw of its domain: the resync compares, and requeues what moved. */
   readonly lastSeen = new Map<string, { container: string; domain: ObservedDomain }>();
+  /**
+   * What a full resync's one domain list said of each VM it requeued: its reconcile starts from that
+   * instead of querying the domain again (one libxl call per VM per minute was the agent's largest
+   * cost at 500 VMs). Only a reconcile that then does nothing keeps it; one that would act asks Xen.
+   */
+  readonly prefetched = new Map<string, { container: string; domain: ObservedDomain }>();
 
   constructor(
     private readonly client: KubeClient,
@@ -48,6 +60,7 @@ export class VmReconciler {
     if (!vm || !uid || vm.status?.nodeName !== this.nodeName) {
       this.failures.delete(key);
       this.lastSeen.delete(key);
+      this.prefetched.delete(key);
       return;
     }
     const previous = this.failures.get(key);
@@ -60,14 +73,21 @@ export class VmReconciler {
     }
     const path = checkpointPath(this.rt.ops.checkpointDir, uid);
 
-    const seen = await this.rt.observe(c);
-    const action = decide({
+    const pre = this.prefetched.get(key);
+    this.prefetched.delete(key);
+    const inputs = {
       runPolicy: vm.spec.runPolicy ?? "Running",
-      domain: seen,
       suspended: c.status.suspended !== undefined,
       checkpointExists: await fileExists(path),
       restoreFailed: this.restoreBlocked(key),
-    });
+    };
+    let seen = pre?.container === c.meta.id ? pre.domain : await this.rt.observe(c);
+    let action = decide({ ...inputs, domain: seen });
+    if (action.kind !== "none" && pre?.container === c.meta.id) {
+      // Never act on a listing: ask Xen what the domain is now, and decide on that.
+      seen = await this.rt.observe(c);
+      action = decide({ ...inputs, domain: seen });
+    }
     if (action.kind !== "none") {
       this.busy.add(uid);
       try {
@@ -170,8 +190,9 @@ export class VmReconciler {
     const manager = agentFieldManager(this.nodeName);
     // Server-side apply of this manager's fields only: conditions are a map keyed by type, so the
     // operator's conditions and phase are neither sent nor touched; a field not sent is removed.
-    const applied = await this.client.apply<UnikernelVM>(
-      paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!),
+    const path = paths.customObject(UNIKERNELVM_PLURAL, vm.metadata.namespace!, vm.metadata.name!);
+    let applied = await this.client.apply<UnikernelVM>(
+      path,
       {
         apiVersion: API_VERSION,
         kind: UNIKERNELVM_KIND,
@@ -181,11 +202,37 @@ export class VmReconciler {
       manager,
       "status",
     );
+    applied = await this.clearLeftovers(path, status, applied);
     this.onApplied(key, applied);
     log.info("status applied", {
       vm: key,
       domain: `${status.domainState ?? "-"}/${status.domainId ?? "-"}`,
       conditions: status.conditions.map((x) => `${x.type}=${x.status}/${x.reason}`).join(","),
+    });
+  }
+
+  /**
+   * A field this node leaves out that the apply did not remove: another manager still owns it, the
+   * agent of the node the VM ran on before (it can no longer write the VM; the two may have shared
+   * the field when both nodes numbered the domain alike). A suspended VM would show the old node's
+   * domain id. Removed by a merge patch that holds only if nothing changed since the apply.
+   */
+  private async clearLeftovers(
+    path: string,
+    status: AgentStatus,
+    applied: UnikernelVM,
+  ): Promise<UnikernelVM> {
+    const leftover: Record<string, null> = {};
+    if (status.domainId === undefined && applied.status?.domainId !== undefined) leftover.domainId = null;
+    if (status.domainState === undefined && applied.status?.domainState !== undefined)
+      leftover.domainState = null;
+    if (Object.keys(leftover).length === 0) return applied;
+    log.info("clearing fields another node's agent left", { path, fields: Object.keys(leftover) });
+    return await this.client.request<UnikernelVM>({
+      method: "PATCH",
+      path: `${path}/status`,
+      body: { metadata: { resourceVersion: applied.metadata.resourceVersion }, status: leftover },
+      contentType: "application/merge-patch+json",
     });
   }
 }
