@@ -11,6 +11,8 @@ import { promisify } from "node:util";
 import { guestPorts, rarpFrame } from "./announce.js";
 
 const run = promisify(execFile);
+/** By full path: under npm, node_modules/.bin/nft is @vercel/nft (an ava dependency), not nftables. */
+const NFT = "/usr/sbin/nft";
 const MODULE = fileURLToPath(new URL("./announce.js", import.meta.url));
 
 test("the RARP frame: broadcast from the MAC, reverse request about itself, 60 bytes", (t) => {
@@ -71,14 +73,14 @@ test("the target's bridge forgets the guest's old port and the RARP leaves by th
   const mac = "00:16:3e:5f:00:c8";
   // Counts only RARPs from the guest's MAC arriving on the segment's end (wire0): any other frame the
   // namespace's links send meanwhile (a loaded machine brings links up late) is not an announcement.
-  const nft = (...args: string[]) => run("ip", ["netns", "exec", ns, "nft", ...args]);
+  const nft = (...args: string[]) => run("ip", ["netns", "exec", ns, NFT, ...args]);
   await nft("add", "table", "netdev", "an");
   await nft("add", "chain", "netdev", "an", "c", '{ type filter hook ingress device "wire0" priority 0; }');
   await nft("add", "rule", "netdev", "an", "c", "ether", "type", "0x8035", "ether", "saddr", mac, "counter");
   const script = `
     const m = await import(${JSON.stringify(MODULE)});
     const { execFileSync } = await import("node:child_process");
-    const rx = () => JSON.parse(execFileSync("nft", ["-j", "list", "chain", "netdev", "an", "c"], { encoding: "utf8" }))
+    const rx = () => JSON.parse(execFileSync(${JSON.stringify(NFT)}, ["-j", "list", "chain", "netdev", "an", "c"], { encoding: "utf8" }))
       .nftables.find((x) => x.rule)?.rule.expr.find((e) => e.counter).counter.packets;
     const fdb = () => execFileSync("bridge", ["fdb", "show", "br", "sfbr"], { encoding: "utf8" })
       .split("\\n").filter((l) => l.startsWith(${JSON.stringify(mac)})).map((l) => l.split(" ")[2]);
