@@ -218,15 +218,22 @@ const [mode, ...args] = process.argv.slice(2);
 if (mode === "sample" && args.length === 3) {
   await sample(args[0]!, args[1]!, args[2]!);
 } else if (mode === "cri" && (args.length === 5 || args.length === 6)) {
-  const r = await criOnly(
-    args[0]!,
-    args[1]!,
-    Number(args[2]),
-    Number(args[3]),
-    args[4]!,
-    Number(args[5] ?? 0),
-  );
-  process.stdout.write(JSON.stringify(r) + "\n");
+  const named: [string, string][] = [
+    ["max", args[2]!],
+    ["memory-mib", args[3]!],
+    ["deadline-min", args[5] ?? "0"],
+  ];
+  const bad = named.find(([, v]) => !/^\d+$/.test(v));
+  if (bad) {
+    process.stderr.write(
+      `density-dom0 cri: ${bad[0]} must be a non-negative integer, not ${JSON.stringify(bad[1])}\n`,
+    );
+    process.exitCode = 2;
+  } else {
+    const [max, memoryMiB, deadlineMin] = named.map(([, v]) => Number(v)) as [number, number, number];
+    const r = await criOnly(args[0]!, args[1]!, max, memoryMiB, args[4]!, deadlineMin);
+    process.stdout.write(JSON.stringify(r) + "\n");
+  }
 } else {
   process.stderr.write(
     "usage: density-dom0 sample <out> <shim-pid-file> <kubelet-pid-file>\n" +
