@@ -48,6 +48,8 @@ const CHECKPOINTS = "~checkpoints";
 const NODE = "~node";
 /** Every this many resyncs, every VM is reconciled whether its domain moved or not. */
 const FULL_RESYNC_EVERY = 12;
+/** A VM's key on the queue. */
+const keyOf = (vm: UnikernelVM): string => `${vm.metadata.namespace}/${vm.metadata.name}`;
 
 export class NodeAgent {
   private readonly client: KubeClient;
@@ -100,7 +102,6 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
-    const keyOf = (vm: UnikernelVM) => `${vm.metadata.namespace}/${vm.metadata.name}`;
     // Every VM update used to be a reconcile (a domain query, a checkpoint stat), the operator's
     // phase writes and the echo of the agent's own apply included: a third of the shim's CPU at a
     // few hundred VMs. Only what the agent reads or owns changing is work now; the resync still
@@ -158,14 +159,14 @@ export class NodeAgent {
     const full = this.resyncs++ % FULL_RESYNC_EVERY === 0;
     void this.requeueVMs(full).catch((err: unknown) => {
       log.warn("resync failed; requeueing every VM", { err: String(err) });
-      for (const vm of this.vms.list()) this.queue.add(`${vm.metadata.namespace}/${vm.metadata.name}`);
+      for (const vm of this.vms.list()) this.queue.add(keyOf(vm));
     });
   }
 
   private async requeueVMs(all: boolean): Promise<void> {
     const observe = await this.runtime.observer();
     for (const vm of this.vms.list()) {
-      const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+      const key = keyOf(vm);
       const c = this.runtime.vmContainer(vm);
       const seen = this.reconciler.lastSeen.get(key);
       const now = c?.status.state === "running" ? { container: c.meta.id, domain: observe(c) } : undefined;
