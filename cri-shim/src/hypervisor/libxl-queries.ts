@@ -106,7 +106,16 @@ async function named(x: Libxl, infos: Dominfo[]): Promise<DomainInfo[]> {
   return infos.map((d, i) => toDomainInfo(d, keyed[i]!.uuid, names[i]!));
 }
 
-/** Every domain: one hypercall, and XenStore reads only for names not yet cached. */
+/**
+ * A whole list's domains with their names (the cache keeps only names of domains in it). The lean
+ * backend hands its own list (one hypercall: sfx_list_domains) to this.
+ */
+export function namedList(x: Libxl, infos: Dominfo[]): Promise<DomainInfo[]> {
+  x.names.retain(infos.map((d) => d.domid));
+  return named(x, infos);
+}
+
+/** Every domain, libxl's way (libxl_list_domain: one hypercall and one more per domain), named. */
 export async function listDomains(x: Libxl): Promise<DomainInfo[]> {
   const countOut = cAlloc(4);
   try {
@@ -119,8 +128,7 @@ export async function listDomains(x: Libxl): Promise<DomainInfo[]> {
     } finally {
       x.lib.dominfoListFree.sync(arr, n);
     }
-    x.names.retain(infos.map((d) => d.domid));
-    return await named(x, infos);
+    return await namedList(x, infos);
   } finally {
     cFree(countOut);
   }

@@ -31,9 +31,16 @@ import {
   encode,
   takeCString,
 } from "./libxl-ffi.js";
-import { RestoreParamsType } from "./libxl-structs.js";
+import { type Dominfo, RestoreParamsType } from "./libxl-structs.js";
 import { LibxlContext } from "./libxl-context.js";
-import { domainInfo, findDomainByName, hostInfo, libxlFailure, listDomains } from "./libxl-queries.js";
+import {
+  domainInfo,
+  findDomainByName,
+  hostInfo,
+  libxlFailure,
+  listDomains,
+  namedList,
+} from "./libxl-queries.js";
 import type { LibxlLogCapture } from "./libxl-log.js";
 import { XenStat } from "./xenstat.js";
 import { checkDomid, checkGuestDomid } from "./domain-state.js";
@@ -97,6 +104,12 @@ export class XenLibxl implements Hypervisor {
   async list(): Promise<DomainInfo[]> {
     this.assertOpen();
     return listDomains(this.context);
+  }
+
+  /** Names for a whole list of domains made elsewhere (the lean backend's one-hypercall list). */
+  async named(infos: Dominfo[]): Promise<DomainInfo[]> {
+    this.assertOpen();
+    return namedList(this.context, infos);
   }
 
   async info(domid: number): Promise<DomainInfo | undefined> {

@@ -11,6 +11,10 @@
 
 #pragma GCC visibility push(hidden)
 extern struct xs_handle *xsh;
+/* The library's libxenctrl handle (sfx_open), shared by every call. */
+extern xc_interface *xch;
+/* libxenctrl's last error text, or errno's. */
+const char *xc_reason(void);
 /* Writes the message into err (if any) and returns code. */
 int fail(char *err, int errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* xs_write of `value` at the printf-formatted path; 0 or -1 (errno set). */

@@ -42,7 +42,7 @@
 
 #define PV64_GUEST_TYPE "xen-3.0-x86_64"
 
-static xc_interface *xch;
+xc_interface *xch;
 struct xs_handle *xsh;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -66,7 +66,7 @@ int fail(char *err, int errlen, int code, const char *fmt, ...)
 }
 
 /* libxenctrl's last error text for the calling thread ("" when none). */
-static const char *xc_reason(void)
+const char *xc_reason(void)
 {
     const xc_error *e = xch ? xc_get_last_error(xch) : NULL;
     return e && e->code != XC_ERROR_NONE ? e->message : strerror(errno);

@@ -76,4 +76,24 @@ int sfx_restore_fill(int domid, int fd, unsigned int store_port, unsigned int co
 #define SFX_RESTORE_XS_MS 1         /* the console nodes and the XenStore introduction */
 #define SFX_RESTORE_WAIT_MS 2       /* fill start -> the stream's header read (a migration's wait) */
 #define SFX_RESTORE_FILTER_CPU_MS 3 /* CPU time of the filter thread between fd and libxenguest */
+/* list.c: every domain, from one hypercall (libxl_list_domain makes one more per domain). Fills
+ * up to max domains of SFX_DOMAIN_SLOTS int64 slots each into out; returns how many (max: there may
+ * be more, ask again with more room). */
+#define SFX_DOMAIN_SLOTS 10
+#define SFX_DOMAIN_DOMID 0
+#define SFX_DOMAIN_STATE 1           /* SFX_DOM_* bits */
+#define SFX_DOMAIN_SHUTDOWN_REASON 2 /* Xen's SHUTDOWN_* code while shut down, else -1 */
+#define SFX_DOMAIN_VCPUS_ONLINE 3
+#define SFX_DOMAIN_MAX_VCPU_ID 4
+#define SFX_DOMAIN_KIB 5             /* memory it has */
+#define SFX_DOMAIN_MAX_KIB 6         /* its ceiling */
+#define SFX_DOMAIN_CPU_NS 7
+#define SFX_DOMAIN_HANDLE 8          /* slots 8-9: the 16 bytes of its Xen handle (uuid), in order */
+#define SFX_DOM_DYING 1
+#define SFX_DOM_SHUTDOWN 2
+#define SFX_DOM_PAUSED 4
+#define SFX_DOM_BLOCKED 8
+#define SFX_DOM_RUNNING 16
+#define SFX_DOM_HVM 32 /* HVM or PVH */
+int sfx_list_domains(int64_t *out, int max, char *err, int errlen);
 #endif

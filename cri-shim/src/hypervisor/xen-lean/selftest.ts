@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, readlinkSync, rmSync } f
 import { parseArgs } from "node:util";
 import { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
-import { HypervisorError } from "../types.js";
+import { type DomainInfo, HypervisorError } from "../types.js";
 import { isShell, XenLean } from "./xen-lean.js";
 
 const { values } = parseArgs({
@@ -124,6 +124,20 @@ try {
     }
   })();
   const state = (await lean.info(warm))?.state;
+  // The lean list (one hypercall) against libxl's, with dom0, the paused guest and the pool's shells.
+  const shape = (ds: DomainInfo[]) =>
+    ds
+      .filter((d) => !isShell(d))
+      .map(({ domid, name, uuid, state, memoryKiB, maxMemoryKiB, vcpus, maxVcpus }) => ({
+        ...{ domid, name, uuid, state, memoryKiB, maxMemoryKiB, vcpus, maxVcpus },
+      }));
+  report.lists = {
+    lean: shape(await lean.list()),
+    libxl: shape(await libxl.list()),
+    found: (await lean.findByName("lean-warm"))?.domid,
+    warm,
+    missing: (await lean.findByName("lean-no-such-domain")) ?? null,
+  };
   await lean.unpause(warm);
   const ready = await waitLine("lean-warm", /hello: ready/);
   t0 = performance.now();

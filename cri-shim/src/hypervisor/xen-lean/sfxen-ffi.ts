@@ -4,6 +4,8 @@
 import koffi from "koffi";
 import { HypervisorError } from "../types.js";
 import { SFXEN_LIB_PATH } from "./sfxen-names.js";
+import type { Dominfo } from "../libxl-structs.js";
+import { decodeDomains, DOMAIN_RECORD_BYTES } from "./domain-list.js";
 
 export { SFXEN_LIB_PATH, SHELL_UUID_PREFIX } from "./sfxen-names.js";
 
@@ -67,11 +69,17 @@ function load(path: string) {
     releaseWatch: lib.func("int sfx_release_watch(void *err, int errlen)") as unknown as AsyncFn<
       [Buffer, number]
     >,
+    listDomains: lib.func(
+      "int sfx_list_domains(void *out, int max, void *err, int errlen)",
+    ) as unknown as AsyncFn<[Buffer, number, Buffer, number]>,
   };
 }
 
 /** The lean builder, one per process (its prepared shells live in this process's memory). */
 export class Sfxen {
+  /** Room for this many domains in the next list (grows to what the last one found, plus slack). */
+  private listRoom = 256;
+
   private constructor(private readonly l: ReturnType<typeof load>) {}
 
   static async open(path = SFXEN_LIB_PATH): Promise<Sfxen> {
@@ -117,6 +125,22 @@ export class Sfxen {
 
   async destroy(domid: number) {
     await call(this.l.destroy, domid);
+  }
+
+  /** Every domain (dom0 and shells too), from one hypercall; no names (those are XenStore's). */
+  async listDomains(): Promise<Dominfo[]> {
+    for (;;) {
+      const room = this.listRoom;
+      const out = Buffer.alloc(room * DOMAIN_RECORD_BYTES);
+      const n = await call(this.l.listDomains, out, room);
+      // A full buffer may have left domains out: again, with room for all of them.
+      if (n >= room) {
+        this.listRoom = room * 2;
+        continue;
+      }
+      this.listRoom = Math.max(256, n + 64);
+      return decodeDomains(out, n);
+    }
   }
 
   /** A pipe's read end that gets a byte whenever XenStore fires @releaseDomain (EOF: the watch ended). */

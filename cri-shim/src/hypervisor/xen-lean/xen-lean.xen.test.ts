@@ -40,6 +40,13 @@ interface Report {
     destroyMs: number;
     after: Leftovers;
   };
+  lists: {
+    lean: { domid: number; name: string; state: string; memoryKiB: number }[];
+    libxl: { domid: number; name: string; state: string; memoryKiB: number }[];
+    found?: number;
+    warm: number;
+    missing: unknown;
+  };
   cold: { ms: number; ready?: string; after: Leftovers };
   pvh: {
     created: VifState;
@@ -94,6 +101,21 @@ test.serial("the selftest ran to the end", (t) => {
 test.serial("the pool fills to its depth with shells Xen can see", (t) => {
   t.deepEqual(Object.values(rep().poolAfterFill), [1]);
   t.is(rep().shellsInXen, 1);
+});
+
+test.serial("the lean list (one hypercall) says what libxl's says, and finds a domain by its name", (t) => {
+  const l = rep().lists;
+  t.deepEqual(l.lean, l.libxl);
+  t.deepEqual(
+    l.lean.map((d) => [d.name, d.state]),
+    [
+      ["Domain-0", "running"],
+      ["lean-warm", "paused"],
+    ],
+  );
+  t.true(l.lean[1]!.memoryKiB >= 4096, "the guest's memory is counted");
+  t.is(l.found, l.warm);
+  t.is(l.missing, null);
 });
 
 test.serial("a create from the pool is paused, its vif on the bridge, and hello prints its line", (t) => {
