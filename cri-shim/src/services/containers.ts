@@ -20,6 +20,7 @@ import {
   guestMemoryMiB,
   resizeFromResources,
 } from "./guest-config.js";
+import { CallTimer } from "./call-timer.js";
 import { cachedImageKernels, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
 import { checkMetadata, checkName, checkRelativeLogPath, matchesLabels } from "./validate.js";
@@ -64,10 +65,9 @@ export class ContainerService {
     const sb = this.rt.sandboxes.resolve(sandboxId);
     if (!sb) throw notFound("pod sandbox", sandboxId);
 
-    // Where the call's time goes (logged with "container created"), as for a sandbox.
-    const t = { start: performance.now(), locked: 0, image: 0, kernels: 0, recorded: 0, built: 0 };
+    const t = new CallTimer(); // where the call's time goes, logged with "container created"
     return this.rt.locks.run(sb.meta.id, async () => {
-      t.locked = performance.now();
+      t.mark("lockWait");
       const current = this.rt.sandboxes.get(sb.meta.id);
       if (current?.status.state !== "ready" || !current.status.network)
         throw new CriError("FailedPrecondition", `pod sandbox ${sb.meta.id} is not ready`);
@@ -100,10 +100,10 @@ export class ContainerService {
         fallback: this.rt.options.defaultMemoryMiB,
       });
       const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
-      t.image = performance.now();
+      t.mark("image");
       // Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM.
       const { kernelPath, initrdPath } = await cachedImageKernels(this.rt.options.kernelCacheDir, image);
-      t.kernels = performance.now();
+      t.mark("kernels");
 
       const id = randomBytes(32).toString("hex");
       const meta: ContainerMeta = {
@@ -153,27 +153,21 @@ export class ContainerService {
       // to the address the received guest had brought from the source node must go first.
       if (sb.status.received) await this.rt.network.dropReaddressing(sb.meta.id);
       await this.rt.containers.create(meta, status);
-      t.recorded = performance.now();
+      t.mark("record");
       try {
         const domid = await this.rt.hypervisor.createPaused(
           guestDomainSpec(meta, { memoryMiB, vcpus }, net, this.rt.options.vifAntiSpoof ?? false),
         );
-        t.built = performance.now();
+        t.mark("domain");
         await this.rt.containers.update(id, (s) => ({ ...s, state: "created", domid }));
-        const ms = (a: number, b: number) => Math.round(b - a);
+        t.mark("createdWrite");
         log.info("container created", {
           id,
           sandbox: sb.meta.id,
           domid,
           memoryMiB,
           image: imageRef,
-          ms: ms(t.start, performance.now()),
-          lockWaitMs: ms(t.start, t.locked),
-          imageMs: ms(t.locked, t.image),
-          kernelsMs: ms(t.image, t.kernels),
-          recordMs: ms(t.kernels, t.recorded),
-          domainMs: ms(t.recorded, t.built),
-          createdWriteMs: ms(t.built, performance.now()),
+          ...t.fields(),
         });
         return id;
       } catch (err) {
@@ -187,7 +181,9 @@ export class ContainerService {
 
   async start(id: string): Promise<void> {
     const c = this.mustGet(id);
+    const t = new CallTimer(); // where the call's time goes, logged with "container started"
     await this.rt.locks.run(c.meta.sandboxId, async () => {
+      t.mark("lockWait");
       const cur = this.mustGet(c.meta.id);
       if (cur.status.state === "created" && cur.status.incoming) {
         // Running for the kubelet while the node agent receives the domain; no domain to unpause yet.
@@ -210,11 +206,14 @@ export class ContainerService {
       const domid = cur.status.domid;
       if (cur.meta.logPath)
         await this.attachConsole(cur.meta.id, domid, cur.meta.domainName, cur.meta.logPath);
+      t.mark("console");
       // runPolicy Paused: the domain is built and stays paused until the node agent resumes it.
       const sb = this.rt.sandboxes.get(cur.meta.sandboxId);
       if (sb?.meta.config.runPolicy !== "Paused") await this.rt.hypervisor.unpause(domid);
+      t.mark("unpause"); // the lean backend's unpause waits for the guest's vifs on their bridge
       await this.rt.containers.update(cur.meta.id, (s) => ({ ...s, state: "running", startedAt: nowNs() }));
-      log.info("container started", { id: cur.meta.id, domid });
+      t.mark("runningWrite");
+      log.info("container started", { id: cur.meta.id, domid, ...t.fields() });
     });
   }
 
