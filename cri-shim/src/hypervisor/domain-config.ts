@@ -3,9 +3,10 @@
 // the large, version-specific struct: libxl's own generated parser fills it, defaults included.
 // Pure functions, so the mapping and the validation are table-tested on any host.
 import { randomUUID } from "node:crypto";
+import { access, constants as fsConstants } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { isAbsolute } from "node:path";
-import { HypervisorError, type DomainSpec, type VifSpec } from "./types.js";
+import { HypervisorError, type DomainInfo, type DomainSpec, type VifSpec } from "./types.js";
 
 /** Xen's limit on a guest command line (MAX_GUEST_CMDLINE). */
 export const MAX_CMDLINE_BYTES = 1024;
@@ -47,6 +48,28 @@ function checkVif(vif: VifSpec, index: number): void {
     invalid(`vif ${index}: bad IPv4 address ${JSON.stringify(vif.ip)}`);
   if (vif.gateway !== undefined && !isIPv4(vif.gateway))
     invalid(`vif ${index}: bad IPv4 gateway ${JSON.stringify(vif.gateway)}`);
+}
+
+/** The builder can read the kernel and initrd: said before any domain is made, with a clear error. */
+export async function checkKernelFiles(spec: Pick<DomainSpec, "kernelPath" | "initrdPath">): Promise<void> {
+  for (const [what, path] of [
+    ["kernel", spec.kernelPath],
+    ["initrd", spec.initrdPath],
+  ] as const) {
+    if (path === undefined) continue;
+    await access(path, fsConstants.R_OK).catch(() => {
+      throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
+    });
+  }
+}
+
+/** No domain holds `name` yet: the shim finds its domains by name. */
+export async function checkNameFree(
+  findByName: (name: string) => Promise<DomainInfo | undefined>,
+  name: string,
+): Promise<void> {
+  if (await findByName(name))
+    throw new HypervisorError(`a domain named ${name} already exists`, "InvalidArgument");
 }
 
 /** Throws HypervisorError("InvalidArgument") naming the first thing wrong with `spec`. */

@@ -11,11 +11,16 @@
 // Guest shutdown: xl's on_poweroff/on_crash handling lives in the xl process, not in libxl, so a
 // domain that powers off or crashes stays in the list with its shutdown reason until destroy():
 // that is what lets the CRI report exit codes.
-import { access, constants as fsConstants } from "node:fs/promises";
 import koffi from "koffi";
 import { logger } from "../../../lib/log.js";
 import { guardDomainVifs, unguardDomainVifs } from "../network/antispoof.js";
-import { type LibxlBuildOptions, domainConfigJSON, validateDomainSpec } from "./domain-config.js";
+import {
+  type LibxlBuildOptions,
+  checkKernelFiles,
+  checkNameFree,
+  domainConfigJSON,
+  validateDomainSpec,
+} from "./domain-config.js";
 import {
   type CPointer,
   DOMAIN_CONFIG_BUFFER_BYTES,
@@ -125,19 +130,8 @@ export class XenLibxl implements Hypervisor {
   /** Checks what libxl would only discover half-way through a build, with clearer errors. */
   private async precheck(spec: DomainSpec): Promise<void> {
     validateDomainSpec(spec);
-    for (const [what, path] of [
-      ["kernel", spec.kernelPath],
-      ["initrd", spec.initrdPath],
-    ] as const) {
-      if (path === undefined) continue;
-      try {
-        await access(path, fsConstants.R_OK);
-      } catch {
-        throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
-      }
-    }
-    if (await this.findByName(spec.name))
-      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    await checkKernelFiles(spec);
+    await checkNameFree((n) => this.findByName(n), spec.name);
     const { freeMemoryKiB } = await this.host();
     const wantKiB = spec.memoryMiB * 1024;
     if (wantKiB > freeMemoryKiB) {

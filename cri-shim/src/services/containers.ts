@@ -3,7 +3,6 @@
 // grace period. A sandbox holds one live container: the VM is the pod's one process.
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { logger } from "../../../lib/log.js";
 import { CriError, invalid, notFound } from "../errors.js";
 import { ConsolePump, type ConsoleSource } from "../logs/cri-log.js";
@@ -13,13 +12,8 @@ import type { Entry } from "../store/store.js";
 import type { RuntimeContext } from "./context.js";
 import { criContainerState, exitFromShutdown } from "./container-state.js";
 import { xenBootModesOfFile } from "./elf-notes.js";
-import {
-  decideGuestType,
-  guestCmdline,
-  guestDomainSpec,
-  guestMemoryMiB,
-  resizeFromResources,
-} from "./guest-config.js";
+import { guestDomainSpec, resizeFromResources } from "./guest-config.js";
+import { checkSandboxTakes, planContainer } from "./container-plan.js";
 import { CallTimer } from "./call-timer.js";
 import { cachedImageKernels, collectKernelCache } from "./kernel-cache.js";
 import type { ContainerMeta, ContainerStatusRecord } from "./model.js";
@@ -71,72 +65,41 @@ export class ContainerService {
       const current = this.rt.sandboxes.get(sb.meta.id);
       if (current?.status.state !== "ready" || !current.status.network)
         throw new CriError("FailedPrecondition", `pod sandbox ${sb.meta.id} is not ready`);
-      const siblings = this.rt.containers.list().filter((c) => c.meta.sandboxId === sb.meta.id);
       const md = config.metadata!;
-      if (siblings.some((c) => c.meta.metadata.name === md.name && c.meta.metadata.attempt === md.attempt))
-        throw new CriError(
-          "AlreadyExists",
-          `container ${md.name} attempt ${md.attempt} already exists in sandbox ${sb.meta.id}`,
-        );
-      const live = siblings.find((c) => c.status.state !== "exited");
-      if (live)
-        throw new CriError(
-          "FailedPrecondition",
-          `sandbox ${sb.meta.id} already runs container ${live.meta.id}: a unikernel pod has one container`,
-        );
-
+      checkSandboxTakes(
+        sb.meta.id,
+        md,
+        this.rt.containers
+          .list()
+          .filter((c) => c.meta.sandboxId === sb.meta.id)
+          .map((c) => ({ id: c.meta.id, ...c.meta.metadata, exited: c.status.state === "exited" })),
+      );
       const image = await this.rt.images.get(imageRef);
       if (!image)
         throw new CriError(
           "NotFound",
           `image ${JSON.stringify(imageRef.slice(0, 200))} is not present on this node; pull it first`,
         );
-      const net = current.status.network;
-      const cmdline = guestCmdline(image.config.cmdline, config, sb.meta, net);
-      const memoryMiB = guestMemoryMiB({
-        annotated: sb.meta.config.memoryMiB,
-        image: image.config.memoryMiB,
-        resources: config.linux?.resources,
-        fallback: this.rt.options.defaultMemoryMiB,
-      });
-      const vcpus = sb.meta.config.vcpus ?? this.rt.options.defaultVcpus;
       t.mark("image");
       // Kernels are copied once per image into the tmpfs cache: the domain builder reads from RAM.
-      const { kernelPath, initrdPath } = await cachedImageKernels(this.rt.options.kernelCacheDir, image);
+      const kernels = await cachedImageKernels(this.rt.options.kernelCacheDir, image);
       t.mark("kernels");
-
-      const id = randomBytes(32).toString("hex");
-      const meta: ContainerMeta = {
-        id,
-        sandboxId: sb.meta.id,
-        metadata: { name: md.name, attempt: md.attempt },
-        image: { image: imageRef, annotations: { ...(config.image?.annotations ?? {}) } },
-        imageRef: image.repoDigests[0] ?? image.id,
-        imageId: image.id,
-        labels: { ...config.labels },
-        annotations: { ...config.annotations },
-        logPath: logRel && sb.meta.logDirectory ? join(sb.meta.logDirectory, logRel) : "",
+      const net = current.status.network;
+      const { meta, status } = planContainer({
+        id: randomBytes(32).toString("hex"),
         createdAt: nowNs(),
-        domainName: sb.meta.domainName,
-        kernelPath,
-        initrdPath,
-        cmdline,
-        guestType: decideGuestType(
-          sb.meta.config.guestType ?? image.config.guestType,
-          xenBootModesOfFile(kernelPath),
-          imageRef,
-        ),
-      };
-      const status: ContainerStatusRecord = {
-        state: "creating",
-        startedAt: "0",
-        finishedAt: "0",
-        exitCode: 0,
-        reason: "",
-        message: "",
-        memoryMiB,
-        vcpus,
-      };
+        sandbox: sb.meta,
+        network: net,
+        config: { ...config, metadata: md },
+        imageRef,
+        image,
+        kernels,
+        bootModes: xenBootModesOfFile(kernels.kernelPath),
+        logRel,
+        defaults: { memoryMiB: this.rt.options.defaultMemoryMiB, vcpus: this.rt.options.defaultVcpus },
+      });
+      const { id } = meta;
+      const { memoryMiB, vcpus } = status;
       // A migration's target pod: the domain comes over the wire (the node agent receives it), not from the kernel.
       const migration = sb.meta.config.migrationTarget;
       if (migration && !sb.status.received) {

@@ -1,6 +1,7 @@
 // koffi bindings to native/lib/sfxen (libsfxen.so): a flat C API of ints, strings and caller-owned
 // buffers, so no struct layout is written down here. Every call runs on a koffi worker thread (the
 // builder populates memory and maps guest pages: milliseconds the event loop must not wait on).
+import { Socket } from "node:net";
 import koffi from "koffi";
 import { HypervisorError } from "../types.js";
 import { SFXEN_LIB_PATH } from "./sfxen-names.js";
@@ -143,8 +144,20 @@ export class Sfxen {
     }
   }
 
-  /** A pipe's read end that gets a byte whenever XenStore fires @releaseDomain (EOF: the watch ended). */
-  releaseWatch(): Promise<number> {
-    return call(this.l.releaseWatch);
+  /**
+   * @releaseDomain from libsfxen's watch thread, which writes a byte to a pipe whenever XenStore
+   * fires it; the event loop reads the pipe as a socket. Returns the function that stops listening.
+   */
+  async releaseEvents(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void> {
+    const fd = await call(this.l.releaseWatch);
+    const pipe = new Socket({ fd, readable: true, writable: false });
+    let stopped = false;
+    pipe.on("data", () => onEvent());
+    pipe.on("error", (err) => !stopped && onEnd(String(err)));
+    pipe.on("close", () => !stopped && onEnd("the @releaseDomain watch ended"));
+    return () => {
+      stopped = true;
+      pipe.destroy();
+    };
   }
 }

@@ -8,11 +8,14 @@
 // PVH guests are built, saved and restored by libxl (the shell builder is PV only), with a no-op
 // vif hotplug script: their vifs join the bridge in-process too (vif-attach.ts); see docs/cri.md.
 import { randomUUID } from "node:crypto";
-import { access, constants as fsConstants } from "node:fs/promises";
-import { Socket } from "node:net";
 import { logger } from "../../../../lib/log.js";
 import { guardDomainVifs, guardTableReads, unguardDomainVifs } from "../../network/antispoof.js";
-import { type LibxlBuildOptions, validateDomainSpec } from "../domain-config.js";
+import {
+  type LibxlBuildOptions,
+  checkKernelFiles,
+  checkNameFree,
+  validateDomainSpec,
+} from "../domain-config.js";
 import { checkGuestDomid } from "../domain-state.js";
 import type { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
@@ -136,20 +139,9 @@ export class XenLean implements Hypervisor {
     validateDomainSpec(spec);
     if (spec.guestType !== "pv")
       return this.vifsInProcess(spec, (build) => this.libxl.createPaused(spec, build));
-    if (spec.name.startsWith("sf-shell-"))
-      throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${spec.name}`, "InvalidArgument");
     const checking = performance.now();
-    for (const [what, path] of [
-      ["kernel", spec.kernelPath],
-      ["initrd", spec.initrdPath],
-    ] as const) {
-      if (path === undefined) continue;
-      await access(path, fsConstants.R_OK).catch(() => {
-        throw new HypervisorError(`${what} file not readable: ${path}`, "InvalidArgument");
-      });
-    }
-    if (await this.findByName(spec.name))
-      throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+    await checkKernelFiles(spec);
+    await this.checkPvName(spec.name);
     const shape: Shape = {
       memoryMiB: spec.memoryMiB,
       maxMemoryMiB: spec.maxMemoryMiB ?? spec.memoryMiB,
@@ -161,6 +153,13 @@ export class XenLean implements Hypervisor {
     } finally {
       this.pool.kick();
     }
+  }
+
+  /** A PV domain's name: not the pool's prefix, and free. */
+  private async checkPvName(name: string): Promise<void> {
+    if (name.startsWith("sf-shell-"))
+      throw new HypervisorError(`domain name prefix sf-shell- is reserved: ${name}`, "InvalidArgument");
+    await checkNameFree((n) => this.findByName(n), name);
   }
 
   /** `checksMs`: the caller's checks before it (files readable, name unused), for the log. */
@@ -351,13 +350,7 @@ export class XenLean implements Hypervisor {
         this.libxl.restore(spec, fd, { paused: true, build, onPrepared: opts.onPrepared }),
       );
     } else {
-      if (spec.name.startsWith("sf-shell-"))
-        throw new HypervisorError(
-          `domain name prefix sf-shell- is reserved: ${spec.name}`,
-          "InvalidArgument",
-        );
-      if (await this.findByName(spec.name))
-        throw new HypervisorError(`a domain named ${spec.name} already exists`, "InvalidArgument");
+      await this.checkPvName(spec.name);
       // Vifs before the memory (written and guarded): netback makes their interfaces while the
       // stream is read.
       domid = await this.stream.restore(
@@ -380,18 +373,9 @@ export class XenLean implements Hypervisor {
     }
     return domid;
   }
-  /** @releaseDomain from libsfxen's watch thread, read as a pipe socket by the event loop. */
-  async watchDomainEvents(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void> {
-    const fd = await this.sfx.releaseWatch();
-    const pipe = new Socket({ fd, readable: true, writable: false });
-    let stopped = false;
-    pipe.on("data", () => onEvent());
-    pipe.on("error", (err) => !stopped && onEnd(String(err)));
-    pipe.on("close", () => !stopped && onEnd("the @releaseDomain watch ended"));
-    return () => {
-      stopped = true;
-      pipe.destroy();
-    };
+  /** @releaseDomain, from libsfxen's watch thread. */
+  watchDomainEvents(onEvent: () => void, onEnd: (why: string) => void): Promise<() => void> {
+    return this.sfx.releaseEvents(onEvent, onEnd);
   }
   stats(domid: number): Promise<DomainStats | undefined> {
     return this.libxl.stats(domid);
