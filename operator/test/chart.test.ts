@@ -364,6 +364,35 @@ function onlyDaemonSet<D extends Manifest>(t: ExecutionContext, objects: Manifes
   return daemonSets[0] as D;
 }
 
+test.serial(
+  "the operator's liveness probe waits for its start (startupSeconds), and every probe allows a slow answer",
+  async (t) => {
+    interface Probe {
+      httpGet: { path: string };
+      periodSeconds: number;
+      timeoutSeconds: number;
+      failureThreshold?: number;
+    }
+    type Probes = { startupProbe: Probe; livenessProbe: Probe; readinessProbe: Probe };
+    const probesOf = async (extra: string[]) => {
+      const d = (await render(extra)).objects.find(
+        (o) => o.kind === "Deployment" && o.metadata.name.endsWith("operator"),
+      ) as Manifest & { spec: { template: { spec: { containers: Probes[] } } } };
+      return d.spec.template.spec.containers[0]!;
+    };
+    const byDefault = await probesOf([]);
+    t.is(byDefault.startupProbe.httpGet.path, "/healthz");
+    t.is(byDefault.startupProbe.periodSeconds * byDefault.startupProbe.failureThreshold!, 300);
+    for (const p of [byDefault.startupProbe, byDefault.livenessProbe, byDefault.readinessProbe])
+      t.true(p.timeoutSeconds >= 5, JSON.stringify(p));
+    const patient = await probesOf(["--set", "operator.startupSeconds=900"]);
+    t.is(patient.startupProbe.periodSeconds * patient.startupProbe.failureThreshold!, 900);
+    const bad = await helm(["template", RELEASE, CHART, "--set", "operator.startupSeconds=0"]);
+    t.not(bad.code, 0);
+    t.regex(bad.stderr, /startupSeconds/);
+  },
+);
+
 test.serial("the RBAC has no wildcards", async (t) => {
   const { objects } = await render();
   const roles = objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role");
