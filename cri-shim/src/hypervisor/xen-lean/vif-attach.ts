@@ -52,6 +52,9 @@ export class VifAttacher {
   /** Joins each vif to its bridge as soon as netback made its interface; attached() waits for it. */
   attach(domid: number, vifs: PendingVif[]): void {
     const started = performance.now();
+    // Where the time goes, for the log: netback making the interfaces, then joining them.
+    let interfacesMs = 0;
+    let joinMs = 0;
     const attach = Promise.all(
       vifs.map(async (v) => {
         // Waited for here, on the event loop's timers: libsfxen's own wait polls on a koffi worker
@@ -59,6 +62,8 @@ export class VifAttacher {
         // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
         const ifname = `vif${domid}.${v.devid}`;
         const left = await waitForInterface(ifname, VIF_TIMEOUT_MS);
+        const made = performance.now();
+        interfacesMs = Math.max(interfacesMs, Math.round(made - started));
         // Before the attach brings it up: see useFifoQdisc. Not fatal; the default queue works.
         try {
           useFifoQdisc(ifname);
@@ -66,9 +71,11 @@ export class VifAttacher {
           log.warn("vif keeps the kernel's default queue", { ifname, err: String(err) });
         }
         await this.sfx.vifAttach(domid, v.devid, v.bridge, Math.max(left, VIF_FINAL_WAIT_MS));
+        joinMs = Math.max(joinMs, Math.round(performance.now() - made));
       }),
     ).then(() => {
-      log.debug("vifs on their bridges", { domid, ms: Math.round(performance.now() - started) });
+      const ms = Math.round(performance.now() - started);
+      log.info("vifs on their bridges", { domid, ms, interfacesMs, joinMs });
     });
     attach.catch(() => undefined); // observed by attached()
     this.attaching.set(domid, attach);
@@ -78,8 +85,10 @@ export class VifAttacher {
   async attached(domid: number): Promise<void> {
     const attach = this.attaching.get(domid);
     if (!attach) return;
+    const started = performance.now();
     try {
       await attach;
+      log.info("waited for the vifs", { domid, ms: Math.round(performance.now() - started) });
     } catch (err) {
       throw new HypervisorError(
         `domain ${domid}: ${err instanceof Error ? err.message : String(err)}`,
