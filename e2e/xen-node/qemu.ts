@@ -83,6 +83,10 @@ export function qemuArgs(
     `sf.agent_port=7000`,
     `sf.node=${process.execPath}`,
     `sf.agent=${AGENT_SCRIPT}`,
+    // dom0's XenStore daemon: oxenstored (OCaml), or xenstored (C) with SUPERFLUID_XENSTORED=xenstored.
+    // With hundreds of domains the C one's every request got slower, and netback's vifs with it
+    // (docs/resources.md, "XenStore at 600 domains").
+    `sf.xenstored=${process.env.SUPERFLUID_XENSTORED === "xenstored" ? "xenstored" : "oxenstored"}`,
   ].join(" ");
   if (dom0Cmdline.includes(","))
     throw new Error(`a dom0 boot path contains a comma, which QEMU's -initrd cannot pass: ${dom0Cmdline}`);
