@@ -24,7 +24,7 @@ import { logger } from "../../lib/log.js";
 import { bootArtifacts } from "./artifacts.js";
 import { track, untrack, type Leftovers } from "./cleanup.js";
 import { agentExec, freeTcpPort } from "./exec-client.js";
-import { launch, qemuArgs, stopLaunch, tail, waitForReady, type Launch } from "./qemu.js";
+import { launch, qemuArgs, stopLaunch, tail, waitForReady, xenstoredDaemon, type Launch } from "./qemu.js";
 import { qmpHumanCommand } from "./qmp.js";
 import { Segment, freeUdpPort } from "./segment.js";
 import { type PodNetwork, podNetwork } from "./pod-network.js";
@@ -129,6 +129,7 @@ export async function startXenNode(opts: XenNodeOptions): Promise<XenNode> {
     );
   if (!Number.isInteger(o.cpus) || o.cpus < 1 || o.cpus > 8)
     throw new Error(`cpus must be an integer 1..8, got ${o.cpus}`);
+  xenstoredDaemon(); // a bad SUPERFLUID_XENSTORED fails here, before anything starts
   const bootTimeoutMs = opts.bootTimeoutMs ?? Number(process.env.SUPERFLUID_XEN_BOOT_TIMEOUT_MS ?? 600_000);
   const artifacts = await bootArtifacts();
 

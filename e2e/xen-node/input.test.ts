@@ -4,6 +4,7 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
 import { checkPrerequisites, startXenNode } from "./index.js";
+import { xenstoredDaemon } from "./qemu.js";
 
 const leftovers = (prefix: string): string[] => readdirSync(tmpdir()).filter((e) => e.startsWith(prefix));
 
@@ -26,6 +27,28 @@ test("rejects a CPU count QEMU/Xen would not boot with", async (t) => {
   await t.throwsAsync(startXenNode({ name: "in-cpu", cpus: 1.5 }), { message: /cpus must be an integer/ });
   t.deepEqual(leftovers("superfluid-xen-in-cpu-"), []);
 });
+
+test.serial(
+  "dom0's XenStore daemon: oxenstored unless xenstored is asked for; anything else refused before a node starts",
+  async (t) => {
+    t.is(xenstoredDaemon(undefined), "oxenstored");
+    t.is(xenstoredDaemon(""), "oxenstored");
+    t.is(xenstoredDaemon("oxenstored"), "oxenstored");
+    t.is(xenstoredDaemon("xenstored"), "xenstored");
+    t.throws(() => xenstoredDaemon("cxenstored; reboot"), {
+      message: /SUPERFLUID_XENSTORED must be oxenstored or xenstored, got "cxenstored; reboot"/,
+    });
+    const before = process.env.SUPERFLUID_XENSTORED;
+    process.env.SUPERFLUID_XENSTORED = "bogus";
+    try {
+      await t.throwsAsync(startXenNode({ name: "in-xs" }), { message: /SUPERFLUID_XENSTORED must be/ });
+    } finally {
+      if (before === undefined) delete process.env.SUPERFLUID_XENSTORED;
+      else process.env.SUPERFLUID_XENSTORED = before;
+    }
+    t.deepEqual(leftovers("superfluid-xen-in-xs-"), []);
+  },
+);
 
 test("names every missing Debian package in one error", (t) => {
   t.notThrows(() => checkPrerequisites());

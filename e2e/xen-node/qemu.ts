@@ -41,6 +41,18 @@ const DOM0_SPEED_FLAGS = ["mitigations=off"];
  * SUPERFLUID_XEN_CPU overrides the model (e.g. `qemu64` for a node without HAP).
  */
 export const DEFAULT_XEN_CPU = "qemu64,+svm,+npt";
+/**
+ * dom0's XenStore daemon: oxenstored (OCaml), or xenstored (C) with SUPERFLUID_XENSTORED=xenstored.
+ * With hundreds of domains the C one's every request got slower, and netback's vifs with it
+ * (docs/resources.md, "XenStore at 600 domains"). Anything else is refused before a node starts.
+ */
+export function xenstoredDaemon(value = process.env.SUPERFLUID_XENSTORED): "oxenstored" | "xenstored" {
+  if (value === undefined || value === "" || value === "oxenstored") return "oxenstored";
+  if (value === "xenstored") return "xenstored";
+  throw new Error(
+    `SUPERFLUID_XENSTORED must be oxenstored or xenstored, got ${JSON.stringify(value.slice(0, 40))}`,
+  );
+}
 const xenCpu = (): string => process.env.SUPERFLUID_XEN_CPU || DEFAULT_XEN_CPU;
 
 export function tail(text: string, lines = 60): string {
@@ -83,10 +95,7 @@ export function qemuArgs(
     `sf.agent_port=7000`,
     `sf.node=${process.execPath}`,
     `sf.agent=${AGENT_SCRIPT}`,
-    // dom0's XenStore daemon: oxenstored (OCaml), or xenstored (C) with SUPERFLUID_XENSTORED=xenstored.
-    // With hundreds of domains the C one's every request got slower, and netback's vifs with it
-    // (docs/resources.md, "XenStore at 600 domains").
-    `sf.xenstored=${process.env.SUPERFLUID_XENSTORED === "xenstored" ? "xenstored" : "oxenstored"}`,
+    `sf.xenstored=${xenstoredDaemon()}`,
   ].join(" ");
   if (dom0Cmdline.includes(","))
     throw new Error(`a dom0 boot path contains a comma, which QEMU's -initrd cannot pass: ${dom0Cmdline}`);
