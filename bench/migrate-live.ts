@@ -212,6 +212,7 @@ export async function benchLiveMigration(memoryMiB = 128): Promise<LiveBenchResu
       2000,
     );
     if (PCAP) {
+      mkdirSync(LOG_DIR!, { recursive: true });
       const clock = await clockOffset(a, b);
       writeFileSync(join(LOG_DIR!, "clock.json"), `${JSON.stringify({ bMinusAMs: clock })}\n`);
     }

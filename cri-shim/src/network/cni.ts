@@ -7,7 +7,9 @@
 //    lease directory layout (ipam.ts), keyed by the sandbox id;
 //  - the guest's vif joins the bridge (the hypervisor backend's job) and the address reaches the
 //    guest on its command line (`ip=<addr>/<prefix> gw=<addr>`), so dom0 routes to it through the
-//    bridge; the backend also guards the vif against spoofing (antispoof.ts).
+//    bridge; the backend also guards the vif against spoofing (antispoof.ts);
+//  - past 1,000 guests, their vifs go to overflow bridges chained to that bridge by veth pairs (a
+//    Linux bridge takes 1,023 ports; bridge-ports.ts says which bridge an address's guest joins).
 // Teardown releases the lease, idempotently.
 import { readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -15,8 +17,18 @@ import { logger } from "../../../lib/log.js";
 import { CriError } from "../errors.js";
 import type { SandboxNetwork } from "../services/model.js";
 import { pruneGuards } from "./antispoof.js";
-import { Ipam, IpamError, rangesOf } from "./ipam.js";
-import { addAddress, addBridge, addresses, linkIndex, setLinkUp } from "./netlink.js";
+import { type OverflowLink, addressOrdinal, bridgeSlot, overflowLink } from "./bridge-ports.js";
+import { Ipam, IpamError, ipToInt, rangesOf } from "./ipam.js";
+import {
+  addAddress,
+  addBridge,
+  addVethPair,
+  addresses,
+  attachToBridge,
+  linkExists,
+  linkIndex,
+  setLinkUp,
+} from "./netlink.js";
 import { removeReaddressing } from "./readdress.js";
 
 const log = logger("cri-cni");
@@ -39,6 +51,8 @@ export interface CniOptions {
   ipamDataDir: string;
   /** Keep the dom0 bridge up and readdress received guests (needs root in dom0); unit tests turn it off. */
   manageBridge: boolean;
+  /** Guests per bridge before the next overflow bridge (bridge-ports.ts's GUESTS_PER_BRIDGE unless set). */
+  guestsPerBridge?: number;
 }
 
 export function defaultNetworkConfig(ipamDataDir: string): NetworkConfigJson {
@@ -108,6 +122,8 @@ export class CniNetwork {
   private ipam: Ipam | undefined;
   private ready = false;
   private lastError = "";
+  /** Overflow bridges seen up by this process. */
+  private readonly overflowUp = new Set<string>();
 
   constructor(private readonly opts: CniOptions) {}
 
@@ -188,13 +204,37 @@ export class CniNetwork {
         );
       throw err;
     });
+    let bridge: string;
+    try {
+      bridge = this.bridgeFor(lease.ip);
+    } catch (err) {
+      await this.ipam.release(sandboxId);
+      throw new CriError(
+        "ResourceExhausted",
+        `no bridge port for ${lease.ip}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
     return {
       ip: lease.ip,
       prefixLength: lease.prefixLength,
       gateway: lease.gateway,
-      bridge: this.bridge,
+      bridge,
       mac: macFor(sandboxId),
     };
+  }
+
+  /** The bridge of the chain the guest with this address joins; an overflow bridge is made when first needed. */
+  private bridgeFor(ip: string): string {
+    const ordinal = addressOrdinal(this.ipam!.spans, ipToInt(ip) ?? -1);
+    const slot = ordinal === undefined ? 0 : bridgeSlot(ordinal, this.opts.guestsPerBridge);
+    if (slot === 0) return this.bridge;
+    const link = overflowLink(this.bridge, slot);
+    if (this.opts.manageBridge && !this.overflowUp.has(link.bridge)) {
+      chainBridge(this.bridge, link);
+      this.overflowUp.add(link.bridge);
+      log.info("overflow bridge up", { bridge: link.bridge, chainedTo: this.bridge, veth: link.uplink });
+    }
+    return link.bridge;
   }
 
   /** Releases the sandbox's address and the readdressing of a guest received by migration; a second call is a no-op. */
@@ -219,4 +259,15 @@ export class CniNetwork {
   get managesHostNetwork(): boolean {
     return this.opts.manageBridge;
   }
+}
+
+/** Makes (or completes) an overflow bridge and the veth pair that joins it to `primary`: idempotent,
+ *  so a restarted shim or a half-made chain ends up whole. */
+export function chainBridge(primary: string, link: OverflowLink): void {
+  if (!linkExists(link.bridge)) addBridge(link.bridge);
+  if (!linkExists(link.uplink)) addVethPair(link.uplink, link.downlink);
+  // Both ends carry the primary's MTU; the overflow bridge takes its ports' MTU.
+  attachToBridge(link.uplink, primary, { keepAddress: true });
+  attachToBridge(link.downlink, link.bridge, { keepAddress: true, mtuOf: primary });
+  setLinkUp(link.bridge);
 }

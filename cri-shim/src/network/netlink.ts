@@ -35,6 +35,8 @@ const IFLA_MTU = 4;
 const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const VETH_INFO_PEER = 1;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const NDA_DST = 1;
@@ -136,6 +138,7 @@ function errnoName(errno: number): string {
     17: "file exists",
     19: "no such device",
     22: "invalid argument",
+    54: "exchange full (a bridge takes 1,023 ports)",
     99: "cannot assign requested address",
   };
   return `${names[errno] ?? "error"} (errno ${errno})`;
@@ -189,14 +192,37 @@ export function addBridge(name: string): void {
   );
 }
 
+/** `ip link add <a> type veth peer name <b>` (both ends down, in this namespace). */
+export function addVethPair(a: string, b: string): void {
+  const peer = attr(VETH_INFO_PEER, Buffer.concat([ifinfo(0), attr(IFLA_IFNAME, cstr(b))]));
+  const kind = attr(
+    IFLA_LINKINFO,
+    Buffer.concat([attr(IFLA_INFO_KIND, cstr("veth")), attr(IFLA_INFO_DATA, peer)]),
+  );
+  request(
+    `add veth ${a} peer ${b}`,
+    message(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, [
+      ifinfo(0),
+      attr(IFLA_IFNAME, cstr(a)),
+      kind,
+    ]),
+  );
+}
+
 /**
  * What Xen's vif-bridge script does for a vif, in one request: MAC fe:ff:ff:ff:ff:ff (netback's
  * convention, so the bridge never takes the vif's address), the bridge's MTU, join the bridge, up.
- * For the hypervisor backends (the lean one attaches netback's interface when it appears).
+ * For the hypervisor backends (the lean one attaches netback's interface when it appears);
+ * `keepAddress` leaves the MAC alone (a veth joining two bridges); `mtuOf` takes another
+ * interface's MTU than the bridge's.
  */
-export function attachToBridge(ifname: string, bridge: string): void {
+export function attachToBridge(
+  ifname: string,
+  bridge: string,
+  opts: { keepAddress?: boolean; mtuOf?: string } = {},
+): void {
   const master = mustIndex(bridge);
-  const mtu = Number(readFileSync(`/sys/class/net/${bridge}/mtu`, "utf8").trim());
+  const mtu = Number(readFileSync(`/sys/class/net/${opts.mtuOf ?? bridge}/mtu`, "utf8").trim());
   const u32 = (v: number) => {
     const b = Buffer.alloc(4);
     b.writeUInt32LE(v, 0);
@@ -206,7 +232,7 @@ export function attachToBridge(ifname: string, bridge: string): void {
     `attach ${ifname} to ${bridge}`,
     message(RTM_NEWLINK, NLM_F_ACK, [
       ifinfo(mustIndex(ifname), IFF_UP, IFF_UP),
-      attr(IFLA_ADDRESS, Buffer.from([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff])),
+      ...(opts.keepAddress ? [] : [attr(IFLA_ADDRESS, Buffer.from([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]))]),
       ...(Number.isInteger(mtu) && mtu > 0 ? [attr(IFLA_MTU, u32(mtu))] : []),
       attr(IFLA_MASTER, u32(master)),
     ]),
