@@ -205,3 +205,22 @@ for (const script of ["true", "/bin/true; reboot", "/bin/tr ue", ""])
     });
     t.is(err?.code, "InvalidArgument");
   });
+
+test("vifs the caller wires reach libxl as no nic, and a domid given goes to c_info", (t) => {
+  const spec: DomainSpec = { ...base, vifs: [{ bridge: "br0", mac: "00:16:3e:00:00:01" }] };
+  const c = domainConfig(spec, { vifsByCaller: true, domid: 4711 });
+  t.deepEqual(c.nics, []);
+  t.is(c.c_info.domid, 4711);
+  const d = domainConfig(spec);
+  t.is(d.nics.length, 1);
+  t.false("domid" in d.c_info, "Xen picks the domid when none is given");
+});
+
+for (const domid of [0, -1, 0x7ff0, 1.5, Number.NaN])
+  test(`rejects domid ${domid}`, (t) => {
+    const err = t.throws(() => domainConfig(base, { domid }), {
+      instanceOf: HypervisorError,
+      message: /domid must be 1..32751/,
+    });
+    t.is(err?.code, "InvalidArgument");
+  });

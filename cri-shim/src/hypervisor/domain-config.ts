@@ -106,7 +106,7 @@ export function validateDomainSpec(spec: DomainSpec): void {
 
 /** The subset of libxl_domain_config's JSON schema (libxl_types.idl) that we set. */
 export interface LibxlDomainConfigJson {
-  c_info: { type: "pv" | "pvh"; name: string; uuid: string };
+  c_info: { type: "pv" | "pvh"; name: string; uuid: string; domid?: number };
   b_info: {
     max_vcpus: number;
     /** A libxl_bitmap in JSON is the list of its set bits. */
@@ -137,6 +137,11 @@ export interface LibxlBuildOptions {
   /** The hotplug script libxl runs for each vif (an absolute path); its default (Xen's vif-bridge)
    *  when unset. A caller that wires the vifs itself gives a no-op here. */
   vifScript?: string;
+  /** The caller wires the vifs itself (XenStore entries, bridge, anti-spoofing): libxl makes none. */
+  vifsByCaller?: boolean;
+  /** The domid to build with (libxl's LIBXL_HAVE_CREATEINFO_DOMID), so that the caller knows it
+   *  before the build returns; Xen picks one when unset. */
+  domid?: number;
 }
 
 /**
@@ -156,6 +161,8 @@ export function domainConfig(spec: DomainSpec, opts: LibxlBuildOptions = {}): Li
       `vifScript must be an absolute path, got ${JSON.stringify(opts.vifScript)}`,
       "InvalidArgument",
     );
+  if (opts.domid !== undefined && !(Number.isInteger(opts.domid) && opts.domid >= 1 && opts.domid < 0x7ff0))
+    throw new HypervisorError(`domid must be 1..32751, got ${JSON.stringify(opts.domid)}`, "InvalidArgument");
   const maxVcpus = spec.maxVcpus ?? spec.vcpus;
   const b_info: LibxlDomainConfigJson["b_info"] = {
     max_vcpus: maxVcpus,
@@ -172,9 +179,14 @@ export function domainConfig(spec: DomainSpec, opts: LibxlBuildOptions = {}): Li
     b_info.shadow_memkb = pvhPagingPoolKiB(maxVcpus, spec.maxMemoryMiB ?? spec.memoryMiB);
   return {
     // libxl does not make up a uuid (xl does): without one every domain would be all zeros.
-    c_info: { type: spec.guestType, name: spec.name, uuid: (spec.uuid ?? randomUUID()).toLowerCase() },
+    c_info: {
+      type: spec.guestType,
+      name: spec.name,
+      uuid: (spec.uuid ?? randomUUID()).toLowerCase(),
+      ...(opts.domid !== undefined ? { domid: opts.domid } : {}),
+    },
     b_info,
-    nics: spec.vifs.map((vif, devid) => ({
+    nics: (opts.vifsByCaller ? [] : spec.vifs).map((vif, devid) => ({
       devid,
       backend_domid: 0 as const,
       nictype: "vif" as const,

@@ -195,11 +195,13 @@ export class XenLibxl implements Hypervisor {
           throw spec.memoryMiB * 1024 > freeMemoryKiB ? new HypervisorError(err.message, "OutOfMemory") : err;
         }
         const domid = decode<number>(domidOut, "uint32");
-        // Anti-spoofing before the guest can run (in-process nftables; vifs given an IP only).
-        await guardDomainVifs(domid, spec.vifs).catch(async (err: unknown) => {
-          await this.lib.domainDestroy.async(this.ctx, domid, null);
-          throw new HypervisorError(`${op} ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
-        });
+        // Anti-spoofing before the guest can run (in-process nftables; vifs given an IP only),
+        // unless the caller wires the vifs (and guards them) itself.
+        if (!opts.vifsByCaller)
+          await guardDomainVifs(domid, spec.vifs).catch(async (err: unknown) => {
+            await this.lib.domainDestroy.async(this.ctx, domid, null);
+            throw new HypervisorError(`${op} ${spec.name}: anti-spoofing for its vifs: ${String(err)}`);
+          });
         log.info(`${op} done`, { name: spec.name, domid, ms: Math.round(performance.now() - started) });
         return domid;
       });

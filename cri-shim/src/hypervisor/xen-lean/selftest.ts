@@ -72,7 +72,8 @@ async function waitLine(name: string, pattern: RegExp, ms = 60_000): Promise<str
   return undefined;
 }
 
-/** What dom0 shows of a domain's first vif: its bridge, libxl's hotplug script, netback's go-ahead. */
+/** What dom0 shows of a domain's first vif: its bridge, a hotplug script if one was set, netback's
+ *  go-ahead, and whether libxl recorded the vif as one of its devices. */
 async function vifState(domid: number) {
   const be = `/local/domain/0/backend/vif/${domid}/0`;
   let master: string | undefined;
@@ -85,6 +86,7 @@ async function vifState(domid: number) {
     master,
     script: await xs.read(`${be}/script`),
     hotplugStatus: await xs.read(`${be}/hotplug-status`),
+    libxlDevice: (await xs.list(`/libxl/${domid}/device/vif`)) !== undefined,
   };
 }
 
@@ -156,8 +158,8 @@ try {
   report.cold = { ms: coldMs, ready: coldReady, after: await waitGone(cold) };
   await lean.pool.idle();
 
-  // PVH: libxl builds it and runs a no-op for the vif's hotplug script; the vif is joined to its
-  // bridge in-process, after a create and after a restore alike, before the guest runs.
+  // PVH: libxl builds it with no nic; the vif is wired in-process (XenStore, the bridge join) while
+  // libxl builds, after a create and during a restore alike, before the guest runs.
   const pvhSpec = { ...spec("lean-pvh", 32), guestType: "pvh" as const };
   const pvh = await lean.createPaused(pvhSpec);
   await lean.unpause(pvh);

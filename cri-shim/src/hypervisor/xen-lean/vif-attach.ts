@@ -14,10 +14,9 @@ const log = logger("xen-lean");
 const VIF_TIMEOUT_MS = 20_000;
 /** What libsfxen's own wait gets after the event loop's (its timeout path cleans the vif up). */
 const VIF_FINAL_WAIT_MS = 100;
-/** The vif hotplug script libxl runs for the domains it builds here (PVH guests, their restores): a
- *  no-op, since the vifs are joined in-process as the shells' are. Xen's vif-bridge (bash, ~30
- *  processes) took seconds in a busy dom0, and a restore runs it after the last byte of the stream,
- *  while a migrating guest is down. */
+/** The no-op vif hotplug script earlier versions had libxl run for the PVH domains it built here
+ *  (their vifs now never reach libxl: libxl-vifs.ts); such vifs are still adopted as ours. Xen's
+ *  vif-bridge (bash, ~30 processes) took seconds in a busy dom0. */
 export const IN_PROCESS_VIF_SCRIPT = "/bin/true";
 
 /** Whether dom0 has a bridge of that name (the name is a validated interface name). */
@@ -101,7 +100,7 @@ export class VifAttacher {
 }
 
 /** The vifs of a domain an earlier process built that are ours to attach and not attached: no
- *  hotplug-status "connected". A vif libxl wires with a real hotplug script is not ours. */
+ *  hotplug-status "connected". A vif libxl wired with a hotplug script of its own is not ours. */
 export async function unattachedVifs(
   xs: XenStore,
   domid: number,
@@ -112,7 +111,10 @@ export async function unattachedVifs(
   for (const [devid, vif] of vifs.entries()) {
     const be = `/local/domain/0/backend/vif/${domid}/${devid}`;
     if ((await xs.read(`${be}/frontend-id`)) === undefined) continue;
-    if (libxlMade && (await xs.read(`${be}/script`)) !== IN_PROCESS_VIF_SCRIPT) continue;
+    // libxl's own vifs name a hotplug script; ours (a PVH domain's, wired in-process) an empty one
+    // (libsfxen's vif.c), or, made by an earlier version, the no-op one.
+    const script = libxlMade ? await xs.read(`${be}/script`) : undefined;
+    if (script !== undefined && script !== "" && script !== IN_PROCESS_VIF_SCRIPT) continue;
     if ((await xs.read(`${be}/hotplug-status`)) !== "connected") pending.push({ devid, bridge: vif.bridge });
   }
   return pending;

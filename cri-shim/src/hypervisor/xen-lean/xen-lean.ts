@@ -5,11 +5,11 @@
 // migration stream and suspend-cancel (save-restore.ts: libxenguest in-process, vifs wired as at
 // creation). Everything else goes through the libxl backend on the same node, which sees a
 // lean-built domain as any other: its name and console are in XenStore where libxl looks for them.
-// PVH guests are built, saved and restored by libxl (the shell builder is PV only), with a no-op
-// vif hotplug script: their vifs join the bridge in-process too (vif-attach.ts); see docs/cri.md.
+// PVH guests are built, saved and restored by libxl (the shell builder is PV only), with no nic:
+// their vifs are wired in-process too, while libxl builds them (libxl-vifs.ts); see docs/cri.md.
 import { randomUUID } from "node:crypto";
 import { logger } from "../../../../lib/log.js";
-import { guardDomainVifs, guardTableReads, unguardDomainVifs } from "../../network/antispoof.js";
+import { unguardDomainVifs } from "../../network/antispoof.js";
 import {
   type LibxlBuildOptions,
   checkKernelFiles,
@@ -29,12 +29,14 @@ import {
   type RestoreOptions,
   type VifSpec,
 } from "../types.js";
+import { buildWithLeanVifs, type LibxlVifDeps } from "./libxl-vifs.js";
 import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
-import { bridgeExists, IN_PROCESS_VIF_SCRIPT, unattachedVifs, VifAttacher } from "./vif-attach.js";
-import { startWiring, type WireDeps, type WirePhases } from "./vif-wire.js";
+import { LeanVifs } from "./lean-vifs.js";
+import { bridgeExists, unattachedVifs, type VifAttacher } from "./vif-attach.js";
+import type { WirePhases } from "./vif-wire.js";
 
 const log = logger("xen-lean");
 
@@ -60,15 +62,16 @@ export class XenLean implements Hypervisor {
   private readonly vifs: VifAttacher;
   private readonly stream: SfxenStream;
 
-  /** The last vif wiring's time (ms; the XenStore transaction's writes and commit, anti-spoofing). */
-  private lastWire: WirePhases | undefined;
-  private readonly wireDeps: WireDeps;
-  private lastAttachCallMs = 0;
+  private readonly lean: LeanVifs;
+  private readonly libxlVifDeps: LibxlVifDeps;
+  /** Domids destroyed lately (a new libxl-built domain avoids them while their backends close). */
+  private readonly recentDomids = new Set<number>();
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
   streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & {
     lastWire?: WirePhases & { attachCallMs: number };
   } {
-    const lastWire = this.lastWire && { ...this.lastWire, attachCallMs: this.lastAttachCallMs };
+    const { lastWire: w, lastAttachCallMs } = this.lean;
+    const lastWire = w && { ...w, attachCallMs: lastAttachCallMs };
     return { lastSave: this.stream.lastSave, lastRestore: this.stream.lastRestore, lastWire };
   }
 
@@ -79,11 +82,14 @@ export class XenLean implements Hypervisor {
     opts: XenLeanOptions,
   ) {
     this.stream = SfxenStream.open();
-    this.vifs = new VifAttacher(sfx);
-    this.wireDeps = {
-      vifWrite: (...a) => sfx.vifWrite(...a),
-      guard: guardDomainVifs,
-      tableReads: guardTableReads,
+    this.lean = new LeanVifs(sfx, xs);
+    this.vifs = this.lean.attacher;
+    this.libxlVifDeps = {
+      domids: async () => (await sfx.listDomains()).map((d) => d.domid),
+      nameOf: (domid) => xs.read(`/local/domain/${domid}/name`),
+      wire: (domid, spec) => this.lean.wire(domid, spec),
+      unwire: (domid) => this.lean.unwire(domid),
+      destroy: (domid) => this.destroy(domid),
     };
     this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
@@ -180,7 +186,7 @@ export class XenLean implements Hypervisor {
       uuid: spec.uuid ?? randomUUID(),
     });
     const executed = performance.now();
-    await this.wireVifs(domid, spec);
+    await this.lean.wireShell(domid, spec);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.createSeconds.observe({ path }, seconds);
     log.info("create done", {
@@ -196,49 +202,17 @@ export class XenLean implements Hypervisor {
     return domid;
   }
 
-  /**
-   * Writes the domain's vifs and guards them (side by side, vif-wire.ts); a failure of either
-   * destroys the domain. netback makes the interfaces on its own time, they are joined to their
-   * bridges as they come, and unpause() waits for that, so the guest never runs unplugged.
-   */
-  private wireVifs(domid: number, spec: DomainSpec): Promise<void> {
-    const w = startWiring(this.wireDeps, domid, spec, (p) => void (this.lastWire = p));
-    // Joined to the bridge as soon as netback makes them (the guest stays paused: create and
-    // restore return only once the guard is in too).
-    const attach = w.written.then(() => {
-      const t = performance.now();
-      this.vifs.attach(
-        domid,
-        spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
-      );
-      this.lastAttachCallMs = Math.round(performance.now() - t);
-    });
-    return Promise.allSettled([w.done, attach]).then(async ([d, a]) => {
-      const failed = d.status === "rejected" ? d : a.status === "rejected" ? a : undefined;
-      if (!failed) return;
-      this.vifs.forget(domid);
-      await this.sfx.destroy(domid).catch(() => undefined);
-      await unguardDomainVifs(domid).catch(() => undefined);
-      throw failed.reason;
-    });
-  }
-
-  /** A domain libxl builds (PVH): libxl writes its vifs and runs a no-op for their hotplug script;
-   *  they are joined to their bridges here, and unpause() waits for that. */
-  private async vifsInProcess(
+  /** A domain libxl builds (PVH): made with no nic, its vifs wired in-process meanwhile (libxl-vifs.ts). */
+  private vifsInProcess(
     spec: DomainSpec,
     build: (opts: LibxlBuildOptions) => Promise<number>,
+    onWired?: () => void,
   ): Promise<number> {
-    // Xen's script would have failed the build on a missing bridge; the no-op does not look.
+    // Xen's script would have failed the build on a missing bridge.
     for (const vif of spec.vifs)
       if (!bridgeExists(vif.bridge))
         throw new HypervisorError(`bridge ${vif.bridge} does not exist in dom0`, "NotFound");
-    const domid = await build({ vifScript: IN_PROCESS_VIF_SCRIPT });
-    this.vifs.attach(
-      domid,
-      spec.vifs.map((vif, devid) => ({ devid, bridge: vif.bridge })),
-    );
-    return domid;
+    return buildWithLeanVifs(this.libxlVifDeps, spec, build, { avoid: this.recentDomids, onWired });
   }
 
   /**
@@ -303,12 +277,16 @@ export class XenLean implements Hypervisor {
     // libxl's destroy removes. libxl's destroy drops the anti-spoofing rules too.
     if (await this.libxlMade(domid)) {
       await this.libxl.destroy(domid);
+      // Vifs wired in-process (a PVH domain) have backend entries libxl's destroy does not know.
+      await this.lean.dropBackends(domid);
     } else {
       await this.sfx.destroy(domid);
       await unguardDomainVifs(domid).catch((err: unknown) =>
         log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
       );
     }
+    this.recentDomids.add(domid);
+    if (this.recentDomids.size > 256) this.recentDomids.delete(this.recentDomids.values().next().value!);
     this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
   }
 
@@ -346,8 +324,11 @@ export class XenLean implements Hypervisor {
     let domid: number;
     if (spec.guestType !== "pv") {
       // Paused: unpause() here waits for the vifs joined in-process.
-      domid = await this.vifsInProcess(spec, (build) =>
-        this.libxl.restore(spec, fd, { paused: true, build, onPrepared: opts.onPrepared }),
+      // "Prepared" once the vifs are wired: the source stops its guest after that.
+      domid = await this.vifsInProcess(
+        spec,
+        (build) => this.libxl.restore(spec, fd, { paused: true, build }),
+        opts.onPrepared,
       );
     } else {
       await this.checkPvName(spec.name);
@@ -357,7 +338,7 @@ export class XenLean implements Hypervisor {
         spec,
         fd,
         async (d) => {
-          await this.wireVifs(d, spec);
+          await this.lean.wireShell(d, spec);
           opts.onPrepared?.();
         },
         (d) => this.destroy(d),
