@@ -147,10 +147,13 @@ int sfx_vif_write(int domid, int devid, const char *mac, const char *bridge, cha
         snprintf(p[4 + i], sizeof(p[4 + i]), "%s/%s", be, be_keys[i]);
     char be_frontend[112];
     snprintf(be_frontend, sizeof(be_frontend), "%s/frontend", be);
-    /* Frontend: under the guest's directory, so the guest's (netfront writes its rings there), as
-     * libxl makes it. Backend: dom0's, readable by the guest; appears at once (one transaction), so
-     * netback probes it whole. */
+    /* Frontend: the guest's (netfront writes its rings and state there), made with the guest as
+     * its owner before its children, which inherit that, as libxl makes it: the directory above
+     * is the guest's in a shell's skeleton but dom0's in a domain libxl built. Backend: dom0's,
+     * readable by the guest; appears at once (one transaction), so netback probes it whole. */
     const struct xsb_op ops[] = {
+        {fe, "", 0, 0, 0},
+        {fe, NULL, 1, (uint32_t)domid, 0},
         {p[0], be, 0, 0, 0},
         {p[1], "0", 0, 0, 0},
         {p[2], mac, 0, 0, 0},

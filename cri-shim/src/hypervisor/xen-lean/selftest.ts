@@ -3,7 +3,7 @@
 // (libxl's build, the vif joined in-process), bad input, and a shim killed mid-prepare; prints one JSON report on stdout. The test asserts on the report.
 //   node lean-selftest.mjs --kernel K --bridge B            the scenario
 //   node lean-selftest.mjs --prepare-forever                 (child) fills a pool until killed
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { XenLibxl } from "../xen-libxl.js";
@@ -72,6 +72,16 @@ async function waitLine(name: string, pattern: RegExp, ms = 60_000): Promise<str
   return undefined;
 }
 
+/** The owner of the first vif's frontend `state` node (`xenstore-ls -p`: "(n<owner>,...)"). */
+function frontendOwner(domid: number): number | undefined {
+  const out = execFileSync("xenstore-ls", ["-p", `/local/domain/${domid}/device/vif/0`], {
+    encoding: "utf8",
+  });
+  const line = out.split("\n").find((l) => /^state = /.test(l.trim()));
+  const m = line && /\(n(\d+)/.exec(line);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** What dom0 shows of a domain's first vif: its bridge, a hotplug script if one was set, netback's
  *  go-ahead, and whether libxl recorded the vif as one of its devices. */
 async function vifState(domid: number) {
@@ -87,6 +97,8 @@ async function vifState(domid: number) {
     script: await xs.read(`${be}/script`),
     hotplugStatus: await xs.read(`${be}/hotplug-status`),
     libxlDevice: (await xs.list(`/libxl/${domid}/device/vif`)) !== undefined,
+    // netfront writes its state and rings there: the guest must own its frontend's nodes.
+    frontendOwnedByGuest: frontendOwner(domid) === domid,
   };
 }
 

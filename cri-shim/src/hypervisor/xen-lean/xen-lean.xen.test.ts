@@ -134,7 +134,13 @@ test.serial(
   (t) => {
     const p = rep().pvh;
     t.log(`PVH restore ${Math.round(p.restoreMs)} ms`);
-    const wired = { master: "xenbr0", script: "", hotplugStatus: "connected", libxlDevice: false };
+    const wired = {
+      master: "xenbr0",
+      script: "",
+      hotplugStatus: "connected",
+      libxlDevice: false,
+      frontendOwnedByGuest: true,
+    };
     t.deepEqual(p.created, wired);
     t.deepEqual(p.restored, { ...wired, state: "paused" });
     t.regex(p.ready ?? "", /hello: ready in/);
