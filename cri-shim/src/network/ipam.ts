@@ -131,11 +131,7 @@ export function leaseOwner(content: string): string {
  * range), walking the ranges in order and wrapping once, as host-local's round-robin iterator
  * does. Pure: `taken` are the leased addresses.
  */
-export function nextFree(
-  spans: readonly Span[],
-  taken: ReadonlySet<number>,
-  after?: number,
-): number | undefined {
+export function nextFree(spans: Span[], taken: ReadonlySet<number>, after?: number): number | undefined {
   if (spans.length === 0) return undefined;
   const total = spans.reduce((n, s) => n + (s.last - s.first + 1), 0);
   let span = 0;
@@ -157,7 +153,8 @@ export function nextFree(
 }
 
 export class Ipam {
-  readonly spans: readonly Span[];
+  /** The ranges' usable addresses (read-only for users: bridge-ports.ts orders addresses by them). */
+  readonly spans: Span[];
   private readonly dir: string;
   private tail: Promise<unknown> = Promise.resolve();
   /** Lease file name -> owner, for the files seen in the last pass. */

@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { nodeInNetns } from "../testing/netns.js";
 
 const run = promisify(execFile);
 const MODULE = fileURLToPath(new URL("./netlink.js", import.meta.url));
@@ -35,15 +36,7 @@ test("bridge, addresses, vif attach/detach and neighbours over rtnetlink", async
     try { m.setLinkUp("nope0"); } catch (e) { out.missing = e.errno; }
     console.log(JSON.stringify(out));
   `;
-  const { stdout } = await run("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    "--input-type=module",
-    "-e",
-    script,
-  ]);
+  const stdout = await nodeInNetns(ns, script);
   const out = JSON.parse(stdout) as Record<string, unknown>;
   t.is(out.before, null);
   t.is(out.again, 17, "EEXIST for a second bridge of that name");
@@ -68,15 +61,15 @@ test("bridge, addresses, vif attach/detach and neighbours over rtnetlink", async
   // A vif's queue: a plain FIFO set while it is down stays when it comes up (no default made).
   await run("ip", ["-n", ns, "tuntap", "add", "dev", "vif4.0", "mode", "tap"]);
   const fifo = `const m = await import(${JSON.stringify(MODULE)}); m.useFifoQdisc("vif4.0"); try { m.useFifoQdisc("vif98.0"); } catch (e) { console.log(e.errno); }`;
-  const fifoOut = await run("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", fifo]);
-  t.is(fifoOut.stdout.trim(), "19", "ENODEV for a missing interface");
+  const fifoOut = await nodeInNetns(ns, fifo);
+  t.is(fifoOut.trim(), "19", "ENODEV for a missing interface");
   await run("ip", ["-n", ns, "link", "set", "vif4.0", "up"]);
   const qdiscs = (await run("ip", ["netns", "exec", ns, "tc", "qdisc", "show", "dev", "vif4.0"])).stdout;
   t.regex(qdiscs, /^qdisc pfifo [0-9a-f]+: root/m);
   t.notRegex(qdiscs, /fq_codel|pfifo_fast|mq/);
 
   const detach = `const m = await import(${JSON.stringify(MODULE)}); m.detachFromBridge("vif3.0"); m.detachFromBridge("vif99.0");`;
-  await run("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", detach]);
+  await nodeInNetns(ns, detach);
   const detached = (await run("ip", ["-n", ns, "-o", "link", "show", "vif3.0"])).stdout;
   t.notRegex(detached, /master/);
   t.notRegex(detached, /<[^>]*\bUP\b[^>]*>/);

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { nodeInNetns } from "../testing/netns.js";
 
 const run = promisify(execFile);
 const CNI = fileURLToPath(new URL("./cni.js", import.meta.url));
@@ -28,15 +29,7 @@ async function inNs(ns: string, dataDir: string, perBridge: number, body: string
     ${body}
     console.log(JSON.stringify(out));
   `;
-  const { stdout } = await run("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    "--input-type=module",
-    "-e",
-    script,
-  ]);
+  const stdout = await nodeInNetns(ns, script);
   return JSON.parse(stdout.trim().split("\n").pop()!);
 }
 
