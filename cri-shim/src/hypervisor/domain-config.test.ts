@@ -182,30 +182,6 @@ for (const [title, patch, message] of invalid) {
   });
 }
 
-test("a vif script given goes to every nic; without one libxl keeps its default", (t) => {
-  const spec: DomainSpec = {
-    ...base,
-    vifs: [
-      { bridge: "br0", mac: "00:16:3e:00:00:01" },
-      { bridge: "br1", mac: "00:16:3e:00:00:02" },
-    ],
-  };
-  t.deepEqual(
-    domainConfig(spec, { vifScript: "/bin/true" }).nics.map((n) => n.script),
-    ["/bin/true", "/bin/true"],
-  );
-  t.false(domainConfig(spec).nics.some((n) => "script" in n));
-});
-
-for (const script of ["true", "/bin/true; reboot", "/bin/tr ue", ""])
-  test(`rejects vif script ${JSON.stringify(script)}`, (t) => {
-    const err = t.throws(() => domainConfig(base, { vifScript: script }), {
-      instanceOf: HypervisorError,
-      message: /vifScript must be an absolute path/,
-    });
-    t.is(err?.code, "InvalidArgument");
-  });
-
 test("vifs the caller wires reach libxl as no nic, and a domid given goes to c_info", (t) => {
   const spec: DomainSpec = { ...base, vifs: [{ bridge: "br0", mac: "00:16:3e:00:00:01" }] };
   const c = domainConfig(spec, { vifsByCaller: true, domid: 4711 });

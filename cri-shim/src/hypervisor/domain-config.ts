@@ -128,15 +128,11 @@ export interface LibxlDomainConfigJson {
     bridge: string;
     mac: string;
     ip?: string;
-    script?: string;
   }[];
 }
 
 /** How libxl builds a domain's devices, beyond the spec. */
 export interface LibxlBuildOptions {
-  /** The hotplug script libxl runs for each vif (an absolute path); its default (Xen's vif-bridge)
-   *  when unset. A caller that wires the vifs itself gives a no-op here. */
-  vifScript?: string;
   /** The caller wires the vifs itself (XenStore entries, bridge, anti-spoofing): libxl makes none. */
   vifsByCaller?: boolean;
   /** The domid to build with (libxl's LIBXL_HAVE_CREATEINFO_DOMID), so that the caller knows it
@@ -156,11 +152,6 @@ export function pvhPagingPoolKiB(vcpus: number, memoryMiB: number): number {
 /** Validates `spec` and maps it onto libxl_domain_config. */
 export function domainConfig(spec: DomainSpec, opts: LibxlBuildOptions = {}): LibxlDomainConfigJson {
   validateDomainSpec(spec);
-  if (opts.vifScript !== undefined && !/^\/[\w./-]+$/.test(opts.vifScript))
-    throw new HypervisorError(
-      `vifScript must be an absolute path, got ${JSON.stringify(opts.vifScript)}`,
-      "InvalidArgument",
-    );
   if (opts.domid !== undefined && !(Number.isInteger(opts.domid) && opts.domid >= 1 && opts.domid < 0x7ff0))
     throw new HypervisorError(`domid must be 1..32751, got ${JSON.stringify(opts.domid)}`, "InvalidArgument");
   const maxVcpus = spec.maxVcpus ?? spec.vcpus;
@@ -193,7 +184,6 @@ export function domainConfig(spec: DomainSpec, opts: LibxlBuildOptions = {}): Li
       bridge: vif.bridge,
       mac: vif.mac.toLowerCase(),
       ...(vif.ip !== undefined ? { ip: vif.ip } : {}),
-      ...(opts.vifScript !== undefined ? { script: opts.vifScript } : {}),
     })),
   };
 }

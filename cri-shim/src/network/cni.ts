@@ -209,10 +209,9 @@ export class CniNetwork {
       bridge = this.bridgeFor(lease.ip);
     } catch (err) {
       await this.ipam.release(sandboxId);
-      throw new CriError(
-        "ResourceExhausted",
-        `no bridge port for ${lease.ip}: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      throw err instanceof CriError
+        ? err
+        : new CriError("Internal", `overflow bridge for ${lease.ip}: ${String(err)}`);
     }
     return {
       ip: lease.ip,
@@ -226,7 +225,12 @@ export class CniNetwork {
   /** The bridge of the chain the guest with this address joins; an overflow bridge is made when first needed. */
   private bridgeFor(ip: string): string {
     const ordinal = addressOrdinal(this.ipam!.spans, ipToInt(ip) ?? -1);
-    const slot = ordinal === undefined ? 0 : bridgeSlot(ordinal, this.opts.guestsPerBridge);
+    let slot = 0;
+    try {
+      if (ordinal !== undefined) slot = bridgeSlot(ordinal, this.opts.guestsPerBridge);
+    } catch (err) {
+      throw new CriError("ResourceExhausted", `no bridge port for ${ip}: ${(err as Error).message}`);
+    }
     if (slot === 0) return this.bridge;
     const link = overflowLink(this.bridge, slot);
     if (this.opts.manageBridge && !this.overflowUp.has(link.bridge)) {

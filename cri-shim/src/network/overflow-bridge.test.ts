@@ -155,3 +155,29 @@ test("an address past the last overflow bridge is refused, and its lease given b
   t.is(leases.length, 20, "the refused sandbox holds no address");
   t.false(leases.includes("10.77.0.22"));
 });
+
+test("an overflow bridge that cannot be made fails the sandbox with the reason, and its lease is given back", async (t) => {
+  const ns = `sf-ovm-${randomBytes(3).toString("hex")}`;
+  const dataDir = mkdtempSync(join(tmpdir(), "sf-ovm-"));
+  t.teardown(async () => {
+    await run("ip", ["netns", "del", ns]).catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  await run("ip", ["netns", "add", ns]);
+  // Something else already holds the first overflow bridge's name, and it is no bridge.
+  await run("ip", ["-n", ns, "link", "add", "sfbr7-1", "type", "veth", "peer", "name", "other0"]);
+  const out = (await inNs(
+    ns,
+    dataDir,
+    2,
+    `
+    out.first = (await net.setUp("c1" + "0".repeat(62))).bridge;
+    try { await net.setUp("c2" + "0".repeat(62)); } catch (e) { out.code = e.code; out.message = e.message; }
+  `,
+  )) as { first: string; code: string; message: string };
+  t.is(out.first, "sfbr7", "10.77.0.2 stays on the pod bridge");
+  t.is(out.code, "Internal");
+  t.regex(out.message, /overflow bridge for 10\.77\.0\.3: .*sfbr7-1/);
+  const leases = readdirSync(join(dataDir, "superfluid")).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+  t.deepEqual(leases, ["10.77.0.2"], "the failed sandbox holds no address");
+});

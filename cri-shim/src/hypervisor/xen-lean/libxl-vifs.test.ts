@@ -123,3 +123,13 @@ test("a domain without vifs is left to Xen's domid and libxl's build", async (t)
   t.is(domid, 42);
   t.deepEqual(given, {});
 });
+
+test("a domain gone before its vifs could be wired fails the build instead of waiting for it", async (t) => {
+  const w = world();
+  const err = await t.throwsAsync(
+    buildWithLeanVifs(w.deps, spec(), async (o) => o.domid!), // "built", but no directory named web
+  );
+  t.regex(err?.message ?? "", /^web: its vifs: web: domain \d+ is not there to wire its vifs/);
+  t.is(w.wired.size, 0);
+  t.is(w.destroyed.length, 1, "what is left of it is destroyed");
+});

@@ -61,11 +61,14 @@ export async function buildWithLeanVifs(
     return domid;
   }
   const domid = pickDomid(new Set(await deps.domids()), opts.avoid);
-  let buildFailed = false;
+  let buildSettled = false;
   const wiring = (async () => {
     // libxl replaces the domain's directory when it makes it: the vifs go in once it is there.
-    while ((await deps.nameOf(domid)) !== spec.name) {
-      if (buildFailed) throw new HypervisorError(`${spec.name}: libxl's build failed before its vifs`);
+    // A build that has ended has made it or failed: one more look, then no more waiting.
+    for (;;) {
+      const settled = buildSettled;
+      if ((await deps.nameOf(domid)) === spec.name) break;
+      if (settled) throw new HypervisorError(`${spec.name}: domain ${domid} is not there to wire its vifs`);
       await new Promise((r) => setTimeout(r, NAME_POLL_MS));
     }
     await deps.wire(domid, spec);
@@ -76,9 +79,8 @@ export async function buildWithLeanVifs(
   );
   let built: number;
   try {
-    built = await build({ domid, vifsByCaller: true });
+    built = await build({ domid, vifsByCaller: true }).finally(() => (buildSettled = true));
   } catch (err) {
-    buildFailed = true;
     await wiring.catch(() => undefined);
     await deps.unwire(domid).catch(() => undefined);
     throw err;
