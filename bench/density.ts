@@ -39,6 +39,11 @@ const BATCH = Math.max(1, envInt("DENSITY_BATCH", 50));
 const CRI_MAX = envInt("DENSITY_CRI_MAX", 2000);
 /** The CRI-only run starts no VM after this many minutes of creating (0: no limit) and reports how far it got. */
 const CRI_DEADLINE_MIN = envInt("DENSITY_CRI_DEADLINE_MIN", 0);
+/**
+ * DENSITY_EVENTED_PLEG=1: the kubelet's EventedPLEG feature gate on (alpha): it takes container
+ * starts and exits from the shim's GetContainerEvents stream and relists every 5 minutes, not every second.
+ */
+const EVENTED_PLEG = process.env.DENSITY_EVENTED_PLEG === "1";
 const GUEST_MIB = 4;
 const INTERVAL_S = 3600;
 const MAX_LOAD = 1.5;
@@ -91,6 +96,7 @@ const cluster = await startCluster({
   dom0MemoryMiB: DOM0_MIB,
   maxPods: Math.max(1024, N + 16),
   kubeletGogc: KUBELET_GOGC,
+  ...(EVENTED_PLEG ? { kubeletFeatureGates: { EventedPLEG: true } } : {}),
   // Room for the CRI-only run's addresses too (a /21 has 2,046).
   podPrefixLength: Math.max(N, CRI_MAX) > 2000 ? 20 : 21,
 });
@@ -245,6 +251,7 @@ const result = {
     // "multi" one thread each (SUPERFLUID_XEN_TCG_THREAD=multi; for a node alone on the machine).
     tcgThread: process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single",
     kubeletGogc: KUBELET_GOGC,
+    kubeletEventedPleg: EVENTED_PLEG,
   },
   vmsReady,
   createMs,

@@ -146,6 +146,20 @@ export interface ContainerStatus {
   resources: { linux: Partial<LinuxContainerResources> } | null;
 }
 
+export type ContainerEventType =
+  | "CONTAINER_CREATED_EVENT"
+  | "CONTAINER_STARTED_EVENT"
+  | "CONTAINER_STOPPED_EVENT"
+  | "CONTAINER_DELETED_EVENT";
+/** One message of GetContainerEvents: what happened to a container (or a sandbox) and the pod's state after it. */
+export interface ContainerEventResponse {
+  container_id: string;
+  container_event_type: ContainerEventType;
+  created_at: Int64;
+  pod_sandbox_status: PodSandboxStatus;
+  containers_statuses: ContainerStatus[];
+}
+
 export interface UInt64Value {
   value: Int64;
 }

@@ -8,6 +8,7 @@ import { ContainerService } from "./services/containers.js";
 import type { ImageBackend } from "./services/image-backend.js";
 import type { ContainerMeta, ContainerStatusRecord, SandboxMeta, SandboxStatus } from "./services/model.js";
 import { collectKernelCache } from "./services/kernel-cache.js";
+import { LifecycleEvents } from "./services/lifecycle-events.js";
 import { ExitMonitor } from "./services/monitor.js";
 import { recover, type RecoveryReport } from "./services/recovery.js";
 import { SandboxService } from "./services/sandboxes.js";
@@ -31,6 +32,8 @@ export class CriRuntime {
   readonly containers: ContainerService;
   readonly stats: StatsService;
   readonly monitor: ExitMonitor;
+  /** What GetContainerEvents streams: every visible change of a sandbox or container record. */
+  readonly events: LifecycleEvents;
   recovery: RecoveryReport | undefined;
 
   constructor(config: CriRuntimeConfig) {
@@ -53,6 +56,7 @@ export class CriRuntime {
     this.sandboxes = new SandboxService(this.ctx, this.containers);
     this.stats = new StatsService(this.ctx);
     this.monitor = new ExitMonitor(this.ctx, this.containers);
+    this.events = new LifecycleEvents(this.ctx);
   }
 
   get images(): ImageBackend {

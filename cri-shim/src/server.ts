@@ -10,7 +10,8 @@ import { IMAGE_HANDLERS, RUNTIME_HANDLERS } from "./handlers/index.js";
 import type { Handler } from "./handlers/types.js";
 import type { Dispatcher } from "./dispatch/dispatcher.js";
 import type { CriService } from "./dispatch/fallback.js";
-import { wrapDefinition } from "./dispatch/wire.js";
+import { RawReply, requestBytes, wrapDefinition } from "./dispatch/wire.js";
+import { containerEvents } from "./handlers/container-events.js";
 import { loadCriServices } from "./proto.js";
 import type { CriRuntime } from "./runtime.js";
 
@@ -78,9 +79,15 @@ function implementation(
   def: grpc.ServiceDefinition,
   handlers: Record<string, Handler<never, unknown>>,
   dispatcher: Dispatcher | undefined,
+  streams: Record<string, grpc.handleServerStreamingCall<unknown, unknown>> = {},
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of Object.keys(def)) {
+    const stream = streams[method];
+    if (stream) {
+      impl[method] = stream;
+      continue;
+    }
     const h = handlers[method];
     // Without a fallback, a method we lack stays UNIMPLEMENTED by grpc-js; with one, it is forwarded.
     if (h || dispatcher) impl[method] = wrap(rt, service, method, h, dispatcher);
@@ -90,6 +97,8 @@ function implementation(
 
 export class CriServer {
   private readonly server = new grpc.Server({ "grpc.max_receive_message_length": 16 << 20 });
+  /** The open GetContainerEvents streams, each by the function that ends it. */
+  private readonly eventStreams = new Set<() => void>();
 
   constructor(
     private readonly rt: CriRuntime,
@@ -99,8 +108,54 @@ export class CriServer {
     const services = loadCriServices();
     const runtime = wrapDefinition(services.runtime);
     const image = wrapDefinition(services.image);
-    this.server.addService(runtime, implementation(rt, "runtime", runtime, RUNTIME_HANDLERS, dispatcher));
+    this.server.addService(
+      runtime,
+      implementation(rt, "runtime", runtime, RUNTIME_HANDLERS, dispatcher, {
+        GetContainerEvents: this.events(dispatcher),
+      }),
+    );
     this.server.addService(image, implementation(rt, "image", image, IMAGE_HANDLERS, dispatcher));
+  }
+
+  /**
+   * GetContainerEvents: ours, and with a fallback runtime its stream's messages too, passed through as
+   * bytes. A stream ends when the kubelet leaves, when the shim closes, or with the fallback's error
+   * when the fallback's stream fails (the kubelet then reconnects; after repeated failures it goes
+   * back to relisting every second).
+   */
+  private events(dispatcher: Dispatcher | undefined): grpc.handleServerStreamingCall<unknown, unknown> {
+    return (call) => {
+      let open = true;
+      const end = (status?: { code: grpc.status; details: string }, cancelled = false) => {
+        if (!open) return;
+        open = false;
+        stopOurs();
+        this.eventStreams.delete(end);
+        theirs?.cancel();
+        log.info("GetContainerEvents: stream ended", {
+          why: cancelled ? "cancelled" : (status?.details ?? "shim closing"),
+        });
+        if (cancelled) return;
+        if (status) call.emit("error", status);
+        else call.end();
+      };
+      const stopOurs = containerEvents(this.rt, (m) => call.write(m));
+      const theirs = dispatcher?.fallback?.streamRaw(
+        "runtime",
+        "GetContainerEvents",
+        requestBytes(call.request) ?? Buffer.alloc(0),
+      );
+      theirs?.on("data", (bytes: Buffer) => call.write(new RawReply(bytes)));
+      theirs?.on("error", (err: grpc.ServiceError) =>
+        end({ code: err.code, details: `fallback runtime's events: ${err.details}` }),
+      );
+      theirs?.on("end", () =>
+        end({ code: grpc.status.UNAVAILABLE, details: "the fallback runtime's event stream ended" }),
+      );
+      call.on("cancelled", () => end(undefined, true));
+      this.eventStreams.add(end);
+      log.info("GetContainerEvents: stream opened", { fallback: theirs !== undefined });
+    };
   }
 
   async listen(): Promise<void> {
@@ -117,6 +172,7 @@ export class CriServer {
 
   /** Lets calls in flight finish (up to graceMs), then closes the socket. */
   async close(graceMs = 5000): Promise<void> {
+    for (const end of [...this.eventStreams]) end();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();

@@ -47,6 +47,8 @@ export interface ClusterOptions {
   maxPods?: number;
   /** The kubelet's GOGC (kubelet.ts KubeletOptions.gogc; default 400). */
   kubeletGogc?: number;
+  /** The kubelet's feature gates (kubelet.ts KubeletOptions.featureGates). */
+  kubeletFeatureGates?: Record<string, boolean>;
   /** Prefix length of each node's pod subnet (default 21, room for 2,046 pods: pod-network.ts). */
   podPrefixLength?: number;
   /**
@@ -116,7 +118,13 @@ async function startNode(
   agentToken: string,
   sizing: Pick<
     ClusterOptions,
-    "nodeMemoryMiB" | "dom0MemoryMiB" | "maxPods" | "podPrefixLength" | "containerd" | "kubeletGogc"
+    | "nodeMemoryMiB"
+    | "dom0MemoryMiB"
+    | "maxPods"
+    | "podPrefixLength"
+    | "containerd"
+    | "kubeletGogc"
+    | "kubeletFeatureGates"
   >,
 ): Promise<ClusterNode> {
   // The kubelet advertises dom0's CPUs as the node's; a VM pod requests a share of one (the
@@ -183,6 +191,7 @@ async function startNode(
       const kubelet = await startKubelet(cp, xen, {
         ...(sizing.maxPods ? { maxPods: sizing.maxPods } : {}),
         ...(sizing.kubeletGogc ? { gogc: sizing.kubeletGogc } : {}),
+        ...(sizing.kubeletFeatureGates ? { featureGates: sizing.kubeletFeatureGates } : {}),
       });
       return { xen, shim, shimArgs, kubelet, kubeProxy: await kubeProxyPromise, containerd };
     } catch (err) {

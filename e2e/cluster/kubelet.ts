@@ -62,6 +62,11 @@ export interface KubeletOptions {
    * the heap may hold five times what is live, which counted as memory per pod.
    */
   gogc?: number;
+  /**
+   * The kubelet's feature gates, e.g. `{ EventedPLEG: true }`: the kubelet then learns of container
+   * starts and exits from the shim's GetContainerEvents stream and relists only every 5 minutes.
+   */
+  featureGates?: Record<string, boolean>;
 }
 
 /**
@@ -111,12 +116,18 @@ export function dom0Kubeconfig(cp: ControlPlane, node: XenNode, credentials: Dom
   });
 }
 
-function kubeletConfig(port: number, dom0Dir: string, maxPods: number): string {
+function kubeletConfig(
+  port: number,
+  dom0Dir: string,
+  maxPods: number,
+  featureGates: Record<string, boolean> = {},
+): string {
   return stringify({
     apiVersion: "kubelet.config.k8s.io/v1beta1",
     kind: "KubeletConfiguration",
     port,
     maxPods,
+    ...(Object.keys(featureGates).length > 0 ? { featureGates } : {}),
     podsPerCore: 0,
     address: "0.0.0.0",
     readOnlyPort: 0,
@@ -204,7 +215,10 @@ export async function startKubelet(
 
   // The same port number on both sides: the apiserver dials the port the kubelet reports.
   const port = await freePort();
-  writeFileSync(join(dir, "config.yaml"), kubeletConfig(port, dom0Dir, opts.maxPods ?? DEFAULT_MAX_PODS));
+  writeFileSync(
+    join(dir, "config.yaml"),
+    kubeletConfig(port, dom0Dir, opts.maxPods ?? DEFAULT_MAX_PODS, opts.featureGates),
+  );
   const fwd = await qmpHumanCommand(
     join(node.stateDir, "qmp.sock"),
     `hostfwd_add net0 tcp:127.0.0.1:${port}-10.0.2.15:${port}`,

@@ -248,6 +248,23 @@ test.serial(
 );
 
 test.serial(
+  "GetContainerEvents beside a containerd without it: the stream ends with containerd's answer",
+  async (t) => {
+    // Debian's containerd 1.6 does not serve GetContainerEvents. Our events alone would leave the
+    // kubelet blind to containerd's pods for its 5-minute relists, so the stream ends with containerd's
+    // error (the kubelet falls back to relisting every second after five tries).
+    const stream = shim.cri.runtimeStream("GetContainerEvents");
+    const got: unknown[] = [];
+    stream.on("data", (m) => got.push(m));
+    const err = await new Promise<ServiceError>((resolve) => stream.on("error", resolve));
+    t.is(err.code, grpcStatus.UNIMPLEMENTED);
+    t.regex(err.details, /^fallback runtime's events: /);
+    t.deepEqual(got, []);
+    t.is(shim.runtime.events.subscriberCount, 0, "our side of it unsubscribed");
+  },
+);
+
+test.serial(
   "containerd down mid-call: reported in Status and on its calls; no pod of either side is lost",
   async (t) => {
     const cri = shim.cri;

@@ -49,6 +49,13 @@ export class FallbackRuntime {
     });
   }
 
+  /** Opens a server stream with already-encoded request bytes; its messages arrive as their bytes. */
+  streamRaw(service: CriService, method: string, bytes: Buffer): grpc.ClientReadableStream<Buffer> {
+    const def = this.defs[service][method];
+    if (!def) throw new FallbackError(grpc.status.UNIMPLEMENTED, `no method ${method}`);
+    return this.client.makeServerStreamRequest(def.path, identity, identity, bytes, {});
+  }
+
   /** Encodes a request with our proto, calls, decodes the answer. */
   async call<Res>(service: CriService, method: string, req: object, deadline?: grpc.Deadline): Promise<Res> {
     const def = this.defs[service][method];

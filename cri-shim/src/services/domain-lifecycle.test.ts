@@ -12,19 +12,10 @@ import {
   migratedAway,
   TRANSITIONS,
 } from "./domain-lifecycle.js";
+import { containerRecord } from "../testing/records.js";
 import type { ContainerStatusRecord } from "./model.js";
 
-const base: ContainerStatusRecord = {
-  state: "running",
-  domid: 7,
-  startedAt: "0",
-  finishedAt: "0",
-  exitCode: 0,
-  reason: "",
-  message: "",
-  memoryMiB: 16,
-  vcpus: 1,
-};
+const base: ContainerStatusRecord = containerRecord({ state: "running", domid: 7 });
 const at = new Date("2026-01-01T00:00:00Z");
 
 test("source: running -> outgoing -> migratedAway, or back to running; versions count the writes", (t) => {

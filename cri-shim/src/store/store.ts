@@ -13,6 +13,13 @@ export interface Entry<M, S> {
   readonly status: Readonly<S>;
 }
 
+/** A committed change: `before` absent for a create, `after` absent for a delete. */
+export interface Change<M, S> {
+  id: string;
+  before?: Entry<M, S>;
+  after?: Entry<M, S>;
+}
+
 const ID_PATTERN = /^[0-9a-f]{64}$/;
 
 function deepFreeze<T>(value: T): T {
@@ -29,6 +36,7 @@ export class Store<M extends { id: string }, S> {
   /** Bumped by every change of the entries: views built from them are current while it holds. */
   generation = 0;
   private readonly log;
+  private readonly watchers = new Set<(change: Change<M, S>) => void>();
 
   constructor(
     readonly dir: string,
@@ -79,6 +87,28 @@ export class Store<M extends { id: string }, S> {
     return [...this.entries.values()];
   }
 
+  /**
+   * Calls fn after every change is on disk and visible to readers, in the order of the changes of
+   * one id. Not for records read back by load(). Returns the function that stops the calls.
+   */
+  watch(fn: (change: Change<M, S>) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  private committed(change: Change<M, S>): void {
+    this.generation++;
+    if (change.after) this.entries.set(change.id, change.after);
+    else this.entries.delete(change.id);
+    for (const fn of this.watchers) {
+      try {
+        fn(change);
+      } catch (err) {
+        this.log.error("store watcher failed", { id: change.id, err: String(err) });
+      }
+    }
+  }
+
   async create(meta: M, status: S): Promise<Entry<M, S>> {
     if (!ID_PATTERN.test(meta.id)) throw new CriError("Internal", `bad ${this.kind} id ${meta.id}`);
     return this.serialized(meta.id, async () => {
@@ -86,8 +116,7 @@ export class Store<M extends { id: string }, S> {
         throw new CriError("AlreadyExists", `${this.kind} ${meta.id} already exists`);
       const entry = deepFreeze({ meta: structuredClone(meta), status: structuredClone(status) });
       await this.write(entry);
-      this.generation++;
-      this.entries.set(meta.id, entry);
+      this.committed({ id: meta.id, after: entry });
       return entry;
     });
   }
@@ -101,17 +130,17 @@ export class Store<M extends { id: string }, S> {
       const next = fn(draft, current.meta) ?? draft;
       const entry = deepFreeze({ meta: current.meta, status: next });
       await this.write(entry);
-      this.generation++;
-      this.entries.set(id, entry);
+      this.committed({ id, before: current, after: entry });
       return entry;
     });
   }
 
   async delete(id: string): Promise<void> {
     await this.serialized(id, async () => {
+      const before = this.entries.get(id);
       await rm(this.pathOf(id), { force: true });
-      this.generation++;
-      this.entries.delete(id);
+      if (before) this.committed({ id, before });
+      else this.generation++;
     });
   }
 

@@ -10,6 +10,11 @@ export type Call = <Res = Record<string, unknown>>(
 export interface CriClient {
   runtime: Call;
   image: Call;
+  /** A server-streaming runtime call (GetContainerEvents): its messages, decoded. */
+  runtimeStream<Res = Record<string, unknown>>(
+    method: string,
+    req?: Record<string, unknown>,
+  ): grpc.ClientReadableStream<Res>;
   close(): void;
 }
 
@@ -36,6 +41,13 @@ export function connectCri(socketPath: string): CriClient {
   return {
     runtime: caller(rt),
     image: caller(img),
+    runtimeStream: <Res>(method: string, req: Record<string, unknown> = {}) => {
+      const fn = (
+        rt as unknown as Record<string, ((r: unknown) => grpc.ClientReadableStream<Res>) | undefined>
+      )[method];
+      if (!fn) throw new Error(`no method ${method}`);
+      return fn.call(rt, req);
+    },
     close: () => {
       rt.close();
       img.close();

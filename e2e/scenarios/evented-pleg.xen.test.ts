@@ -1,0 +1,116 @@
+// The kubelet with its EventedPLEG feature gate on (alpha), against the shim's GetContainerEvents: the
+// kubelet then relists sandboxes and containers every 5 minutes instead of every second, and learns
+// of starts and exits from the stream. A UnikernelVM comes up through it; a guest whose domain is
+// destroyed behind everyone's back is restarted long before any relist could have seen the exit.
+import test from "ava";
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import { LABELS } from "../../api/annotations.js";
+import { eventually, example, guestDomains, logTiming, type Scenario, useE2ECluster } from "./helpers.js";
+
+const scenario = useE2ECluster(test, "evp", { kubeletFeatureGates: { EventedPLEG: true } });
+const TEST_TIMEOUT_MS = 15 * 60_000;
+/** The kubelet's relist period with EventedPLEG (pkg/kubelet/kubelet.go: eventedPlegRelistPeriod). */
+const EVENTED_RELIST_MS = 300_000;
+
+/**
+ * A metric from the kubelet's /metrics, read on its port with the admin certificate (the apiserver's
+ * node proxy refuses the node's loopback address).
+ */
+async function kubeletMetric(s: Scenario, name: string): Promise<number | undefined> {
+  const { pki } = s.cluster.cp;
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = https.get(
+      {
+        host: "127.0.0.1",
+        port: s.cluster.nodes[0]!.kubelet.port,
+        path: "/metrics",
+        servername: "localhost",
+        ca: readFileSync(pki.caCert),
+        cert: readFileSync(pki.adminCert),
+        key: readFileSync(pki.adminKey),
+        timeout: 30_000,
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () =>
+          res.statusCode === 200 ? resolve(body) : reject(new Error(`kubelet /metrics: ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("kubelet /metrics: timed out")));
+    req.on("error", reject);
+  });
+  // A counter may carry the _total suffix, depending on the metrics library's version.
+  const line = text.split("\n").find((l) => new RegExp(`^${name}(_total)?[ {]`).test(l));
+  return line === undefined ? undefined : Number(line.trim().split(/\s+/).at(-1));
+}
+
+async function helloPod(s: Scenario): Promise<{ phase: string; restarts: number; ready: boolean }> {
+  const list = JSON.parse(await s.ok(["get", "pods", "-l", `${LABELS.vm}=hello`, "-o", "json"])) as {
+    items: Array<{
+      status: { phase?: string; containerStatuses?: Array<{ restartCount: number; ready: boolean }> };
+    }>;
+  };
+  if (list.items.length !== 1) throw new Error(`expected one pod of hello, found ${list.items.length}`);
+  const st = list.items[0]!.status;
+  const cs = st.containerStatuses?.[0];
+  return { phase: st.phase ?? "", restarts: cs?.restartCount ?? -1, ready: cs?.ready ?? false };
+}
+
+test.serial(
+  "a VM comes up through the kubelet's event stream; a destroyed guest restarts without a relist",
+  async (t) => {
+    const s = await scenario(t, TEST_TIMEOUT_MS);
+    const node = s.cluster.nodes[0]!;
+    const applied = Date.now();
+    await s.ok(["apply", "-f", example("hello")]);
+    await s.ok(["wait", "--for=condition=Ready", "uvm/hello", "--timeout=600s"]);
+    logTiming(t, "kubectl apply -> Ready", Date.now() - applied);
+    t.like(await helloPod(s), { phase: "Running", restarts: 0, ready: true });
+
+    t.true(
+      ((await kubeletMetric(s, "kubelet_evented_pleg_connection_success_count")) ?? 0) >= 1,
+      "the kubelet opened the shim's event stream",
+    );
+    t.is(
+      (await kubeletMetric(s, "kubelet_evented_pleg_connection_error_count")) ?? 0,
+      0,
+      "and it never failed",
+    );
+
+    // The guest's domain goes away outside the shim and the kubelet: the shim's exit monitor sees it,
+    // the container becomes exited (an event), and the kubelet restarts it.
+    const [domain] = await guestDomains(s);
+    t.truthy(domain, "the guest's domain is in xl list");
+    // Every event the kubelet takes from the stream is one observation of this histogram.
+    const EVENTS = "kubelet_evented_pleg_connection_latency_seconds_count";
+    const eventsBefore = (await kubeletMetric(s, EVENTS)) ?? 0;
+    t.true(eventsBefore >= 3, `the kubelet took the pod's start from events (${eventsBefore})`);
+    const destroyed = Date.now();
+    const r = await node.xen.exec(`xl destroy ${domain!}`);
+    t.is(r.code, 0, r.stderr);
+    const restarted = await eventually(
+      "the pod restarted and ready again",
+      async () => {
+        const p = await helloPod(s);
+        return p.restarts >= 1 && p.ready ? p : undefined;
+      },
+      EVENTED_RELIST_MS,
+      1000,
+    );
+    const ms = Date.now() - destroyed;
+    logTiming(t, "xl destroy -> the pod restarted and Ready", ms);
+    t.like(restarted, { phase: "Running", restarts: 1 });
+    t.true(ms < EVENTED_RELIST_MS / 2, `restarted in ${ms} ms, well inside one relist period`);
+    // The exit, the new container's creation and its start: three more events at least.
+    t.true(
+      ((await kubeletMetric(s, EVENTS)) ?? 0) >= eventsBefore + 3,
+      "the kubelet took the exit and the restart from events",
+    );
+    t.is((await kubeletMetric(s, "kubelet_evented_pleg_connection_error_count")) ?? 0, 0);
+    await s.ok(["wait", "--for=condition=Ready", "uvm/hello", "--timeout=300s"]);
+  },
+);
