@@ -125,6 +125,13 @@ export class CriServer {
    */
   private events(dispatcher: Dispatcher | undefined): grpc.handleServerStreamingCall<unknown, unknown> {
     return (call) => {
+      // The fallback's stream first: should opening it throw, nothing of ours is subscribed yet.
+      const theirs = dispatcher?.fallback?.streamRaw(
+        "runtime",
+        "GetContainerEvents",
+        requestBytes(call.request) ?? Buffer.alloc(0),
+      );
+      const stopOurs = containerEvents(this.rt, (m) => call.write(m));
       let open = true;
       const end = (status?: { code: grpc.status; details: string }, cancelled = false) => {
         if (!open) return;
@@ -139,12 +146,6 @@ export class CriServer {
         if (status) call.emit("error", status);
         else call.end();
       };
-      const stopOurs = containerEvents(this.rt, (m) => call.write(m));
-      const theirs = dispatcher?.fallback?.streamRaw(
-        "runtime",
-        "GetContainerEvents",
-        requestBytes(call.request) ?? Buffer.alloc(0),
-      );
       theirs?.on("data", (bytes: Buffer) => call.write(new RawReply(bytes)));
       theirs?.on("error", (err: grpc.ServiceError) =>
         end({ code: err.code, details: `fallback runtime's events: ${err.details}` }),
