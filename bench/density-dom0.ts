@@ -30,6 +30,8 @@ export interface DensitySample {
   dom0UsedKiB: number;
   /** Where dom0's kernel holds memory (/proc/meminfo, KiB): tmpfs files, slab, stacks, page tables, vmalloc. */
   dom0Kernel: Record<KernelField, number>;
+  /** dom0's clocksource: `tsc` reads the clock in user space; `xen` makes each read a system call. */
+  clocksource: string;
 }
 
 export interface CriOnlyResult {
@@ -56,6 +58,14 @@ function rssKiB(pid: number | undefined): number {
     return m ? Number(m[1]) : 0;
   } catch {
     return 0;
+  }
+}
+
+function clocksource(): string {
+  try {
+    return readFileSync("/sys/devices/system/clocksource/clocksource0/current_clocksource", "utf8").trim();
+  } catch {
+    return "unknown";
   }
 }
 
@@ -108,6 +118,7 @@ async function sample(out: string, shimPidFile: string, kubeletPidFile: string):
       kubeletKiB: rssKiB(pidFromFile(kubeletPidFile)),
       dom0UsedKiB: mem("MemTotal") - mem("MemAvailable"),
       dom0Kernel: Object.fromEntries(KERNEL_FIELDS.map((k) => [k, mem(k)])) as DensitySample["dom0Kernel"],
+      clocksource: clocksource(),
     };
     appendFileSync(out, JSON.stringify(s) + "\n");
     await new Promise((r) => setTimeout(r, SAMPLE_EVERY_MS));

@@ -252,6 +252,10 @@ const result = {
     tcgThread: process.env.SUPERFLUID_XEN_TCG_THREAD === "multi" ? "multi" : "single",
     kubeletGogc: KUBELET_GOGC,
     kubeletEventedPleg: EVENTED_PLEG,
+    // Every clocksource dom0's kernel used over the run's samples (qemu.ts: `tsc=reliable`).
+    dom0Clocksources: [
+      ...new Set([baseline, ...batches.map((b) => b.sample)].map((s) => s?.clocksource)),
+    ].filter((c): c is string => c !== undefined),
   },
   vmsReady,
   createMs,

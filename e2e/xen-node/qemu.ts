@@ -33,7 +33,15 @@ const tcgThread = (): string => (process.env.SUPERFLUID_XEN_TCG_THREAD === "mult
  * throw-away test VM. bootscrub=0: do not zero free RAM at boot.
  */
 const XEN_SPEED_FLAGS = "bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false";
-const DOM0_SPEED_FLAGS = ["mitigations=off"];
+/**
+ * tsc=reliable: QEMU's TCG offers no invariant TSC, so dom0's kernel on an AMD model with more than one
+ * vCPU assumes unsynchronized TSCs ("Marking TSC unstable due to TSCs unsynchronized") and falls back
+ * to the `xen` clocksource, which has no vDSO here: every clock read became a system call (20 µs idle,
+ * ~100 µs with hundreds of VMs) in the kubelet, the shim and XenStore. Every emulated vCPU reads the
+ * one host-derived counter QEMU keeps monotonic, so the TSC is synchronized (docs/resources.md,
+ * "dom0's clock"); with it dom0 reads the clock in user space (~1 µs), as on a real host.
+ */
+const DOM0_SPEED_FLAGS = ["mitigations=off", "tsc=reliable"];
 /**
  * AMD-V with nested paging (SVM + NPT) in the emulated CPU: Xen then reports `hap` in virt_caps and
  * can run PVH guests on hardware-assisted paging, whose log-dirty mode is what live (pre-copy)
