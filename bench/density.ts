@@ -219,7 +219,9 @@ try {
     const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as CriOnlyResult;
     cri = out;
     criCleanupMs = out.cleanupMs;
-    console.log(`CRI-only: ${out.started} VMs (${out.stoppedBecause}) in ${Date.now() - c0} ms`);
+    console.log(
+      `CRI-only: ${out.started} VMs (${out.stoppedBecause}) in ${Date.now() - c0} ms (cleanup ${out.cleanupMs} ms, netback drained ${out.netbackDrainMs} ms, ${out.vifsLeft} vifs left)`,
+    );
   }
 } catch (err) {
   failure ??= (err as Error).message;
@@ -289,6 +291,9 @@ const result = {
   criOnlyStoppedBecause: cri?.stoppedBecause ?? null,
   criOnlyMedianCreateMs: cri ? Math.round(median(cri.createMs)) : null,
   criOnlyCleanupMs: criCleanupMs,
+  // After the cleanup, the wait for netback to unregister the removed domains' vifs, and any left.
+  criOnlyNetbackDrainMs: cri?.netbackDrainMs ?? null,
+  criOnlyVifsLeft: cri?.vifsLeft ?? null,
   criOnlyDeadlineMin: CRI_DEADLINE_MIN || null,
   failure: failure ?? null,
   stoppedEarly: stoppedEarly ?? null,
