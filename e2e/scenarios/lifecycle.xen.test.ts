@@ -118,10 +118,12 @@ test.serial(
       "kubectl superfluid pause -> Paused=True",
       await untilVm(s, "Paused=True", (vm) => condition(vm, "Paused")?.status === "True", at),
     );
+    // The third state flag is the pause; the first two say what the vCPUs were doing when it
+    // came (running, or blocked waiting for the guest's next tick): `--p---` or `-bp---`.
     const xlPaused = await node.xen.exec("xl list");
     t.regex(
       xlPaused.stdout,
-      /^sf-\S+\s+\d+\s+\d+\s+\d+\s+--p---/m,
+      /^sf-\S+\s+\d+\s+\d+\s+\d+\s+[r-][b-]p---/m,
       `xl list shows the domain paused:\n${xlPaused.stdout}`,
     );
     // Lines already in xenconsoled's buffer may still arrive: settle, then watch for a while.
