@@ -142,12 +142,12 @@ const vifCount = (): number => readdirSync("/sys/class/net").filter((n) => /^vif
  * CRI-only part's first VM, started right after 1,000 sandboxes were removed, got no vif within the
  * shim's 20 s. The CRI-only run measures creates, not that backlog.
  */
-async function netbackDrained(timeoutMs: number, count: () => number = vifCount) {
+async function netbackDrained(timeoutMs: number) {
   const t0 = performance.now();
-  let left = count();
+  let left = vifCount();
   while (left > 0 && performance.now() - t0 < timeoutMs) {
     await new Promise((r) => setTimeout(r, 1000));
-    left = count();
+    left = vifCount();
   }
   return { netbackDrainMs: Math.round(performance.now() - t0), vifsLeft: left };
 }
