@@ -158,3 +158,52 @@ test("every subscriber gets every event; a cancelled one stops counting; closing
   t.is(first.ended(), "end", "the open stream ended cleanly when the shim closed");
   t.is(shim.runtime.events.subscriberCount, 0);
 });
+
+test("a restarted pod lists its new container first, in PodSandboxStatus and in events, as the kubelet's EventedPLEG reads them", async (t) => {
+  const shim = await startUnitShim();
+  t.teardown(() => shim.dispose());
+  const events = await subscribed(shim);
+  const { sb, ctr: first } = await runPodThroughCri(shim, {
+    name: "web",
+    namespace: "ns",
+    image: "r.test/hello:1",
+    annotations: {},
+  });
+  await events.until(3);
+  // The guest crashes; the kubelet starts attempt 1 in the same sandbox.
+  const [d] = await shim.hv.list();
+  shim.hv.crash(d!.domid);
+  await events.until(4);
+  const { container_id: second } = await shim.cri.runtime<{ container_id: string }>("CreateContainer", {
+    pod_sandbox_id: sb,
+    config: {
+      metadata: { name: "main", attempt: 1 },
+      image: { image: "r.test/hello:1" },
+      log_path: "main/1.log",
+    },
+    sandbox_config: { metadata: { name: "web", namespace: "ns", uid: "uid-web", attempt: 0 } },
+  });
+  await shim.cri.runtime("StartContainer", { container_id: second });
+  await events.until(6);
+
+  const status = await shim.cri.runtime<{
+    containers_statuses: { id: string; state: string; metadata: { attempt: number } }[];
+  }>("PodSandboxStatus", { pod_sandbox_id: sb, verbose: false });
+  t.deepEqual(
+    status.containers_statuses.map((c) => [c.id, c.state, c.metadata.attempt]),
+    [
+      [second, "CONTAINER_RUNNING", 1],
+      [first, "CONTAINER_EXITED", 0],
+    ],
+    "newest first: the kubelet's relist finds the running attempt by name, not the exited one",
+  );
+  const started = events.got[5]!;
+  t.deepEqual([started.container_event_type, started.container_id], ["CONTAINER_STARTED_EVENT", second]);
+  t.deepEqual(
+    started.containers_statuses.map((c) => [c.id, c.state]),
+    [
+      [second, "CONTAINER_RUNNING"],
+      [first, "CONTAINER_EXITED"],
+    ],
+  );
+});

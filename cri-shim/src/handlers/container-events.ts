@@ -1,11 +1,11 @@
 // GetContainerEvents: the runtime's lifecycle events (services/lifecycle-events.ts) as CRI messages,
-// each carrying the pod's sandbox status and all its containers' statuses as PodSandboxStatus would
-// answer them at that moment: the kubelet's evented PLEG puts them in its pod cache as they are, with
-// created_at as their time (PodSandboxStatus's timestamp is the same clock).
+// each carrying the pod's sandbox status and all its containers' statuses (newest first) as
+// PodSandboxStatus would answer them at that moment: the kubelet's evented PLEG puts them in its pod
+// cache as they are, with created_at as their time (PodSandboxStatus's timestamp is the same clock).
 import { nowNs, type ContainerEventResponse } from "../proto.js";
 import type { CriRuntime } from "../runtime.js";
 import type { LifecycleEvent } from "../services/lifecycle-events.js";
-import { containerStatusView, sandboxStatusView } from "./views.js";
+import { containerStatusView, newestFirst, sandboxStatusView } from "./views.js";
 
 /** The CRI message of an event; undefined when its pod is gone (the pod's removal is its own event). */
 export function eventMessage(rt: CriRuntime, e: LifecycleEvent): ContainerEventResponse | undefined {
@@ -22,7 +22,7 @@ export function eventMessage(rt: CriRuntime, e: LifecycleEvent): ContainerEventR
     container_event_type: e.type,
     created_at: nowNs(),
     pod_sandbox_status: sandboxStatusView(sandbox),
-    containers_statuses: members.map(containerStatusView),
+    containers_statuses: newestFirst(members).map(containerStatusView),
   };
 }
 

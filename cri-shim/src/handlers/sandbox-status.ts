@@ -1,5 +1,5 @@
 import { nowNs } from "../proto.js";
-import { containerStatusView, sandboxStatusView } from "./views.js";
+import { containerStatusView, newestFirst, sandboxStatusView } from "./views.js";
 import type { Handler } from "./types.js";
 
 export const podSandboxStatus: Handler<{ pod_sandbox_id: string; verbose: boolean }> = async (rt, req) => {
@@ -16,7 +16,7 @@ export const podSandboxStatus: Handler<{ pod_sandbox_id: string; verbose: boolea
   return {
     status: sandboxStatusView(sb),
     info,
-    containers_statuses: members.map(containerStatusView),
+    containers_statuses: newestFirst(members).map(containerStatusView),
     timestamp: nowNs(),
   };
 };

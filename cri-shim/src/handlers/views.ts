@@ -82,3 +82,26 @@ export function imageView(img: ImageInfo): Image {
     pinned: false,
   };
 }
+
+/**
+ * A pod's containers, newest first, as the kubelet reads PodSandboxStatus's containers_statuses: with
+ * its EventedPLEG on, its relist takes that list as the pod's statuses without sorting it (where its
+ * other paths sort by creation) and looks a container up by name as the first match. Oldest first, a
+ * restarted pod's exited predecessor came first: the kubelet took the running VM for dead, asked again
+ * for the attempt that already ran ("already exists") and kept the pod in CrashLoopBackOff.
+ */
+export function newestFirst(members: readonly ContainerEntry[]): ContainerEntry[] {
+  return [...members].sort(
+    (a, b) =>
+      compareNs(b.meta.createdAt, a.meta.createdAt) ||
+      b.meta.metadata.attempt - a.meta.metadata.attempt ||
+      (a.meta.id < b.meta.id ? -1 : a.meta.id > b.meta.id ? 1 : 0),
+  );
+}
+
+const ns = (s: string): bigint => (/^\d{1,20}$/.test(s) ? BigInt(s) : 0n);
+function compareNs(a: string, b: string): number {
+  const x = ns(a),
+    y = ns(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
