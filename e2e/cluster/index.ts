@@ -25,6 +25,7 @@ import { kubeProxyManifests, waitForKubeProxyRules } from "./kube-proxy-pod.js";
 import { type Dom0Containerd, startDom0Containerd } from "./dom0-containerd.js";
 import { pushLinuxImages, type LinuxImages } from "./linux-images.js";
 import { startOperator, type Operator } from "./operator.js";
+import { collectDiagnostics } from "./diagnostics.js";
 import { type Shim, startShim } from "./shim.js";
 
 const log = logger("e2e-cluster");
@@ -340,33 +341,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<E2ECluste
     await teardown();
     throw err;
   }
-}
-
-async function collectDiagnostics(
-  kubectl: (args: string[]) => Promise<CommandResult>,
-  nodes: ClusterNode[],
-  operator: Operator | undefined,
-  namespace: string,
-): Promise<string> {
-  const out: string[] = [];
-  const section = (title: string, body: string) => out.push(`===== ${title}\n${body.trim()}`);
-  const run = async (title: string, args: string[]) => {
-    const r = await kubectl(args);
-    section(title, r.stdout + r.stderr);
-  };
-  await run("events", ["get", "events", "-A", "--sort-by=.lastTimestamp"]);
-  await run("describe uvm", ["describe", "uvm", "-n", namespace]);
-  await run("describe pods", ["describe", "pods", "-n", namespace]);
-  await run("nodes", ["get", "nodes", "-o", "wide"]);
-  if (operator) section("operator log", operator.log(80));
-  for (const n of nodes) {
-    section(`shim log (${n.xen.name})`, n.shim.log(80));
-    section(`kubelet log (${n.xen.name})`, n.kubelet.log(80));
-    if (n.containerd) section(`containerd log (${n.xen.name})`, n.containerd.log(60));
-    const xl = await n.xen.exec("xl list").catch((e: Error) => ({ stdout: "", stderr: e.message }));
-    section(`xl list (${n.xen.name})`, xl.stdout + xl.stderr);
-  }
-  return out.join("\n");
 }
 
 /** kube-proxy as a DaemonSet through each node's containerd; waits until every node has its rules. */

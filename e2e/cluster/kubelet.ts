@@ -83,6 +83,8 @@ export interface Kubelet {
   readonly startToReadyMs: number;
   /** The kubelet log, read through the host share. */
   log(lines?: number): string;
+  /** The whole log, on the host share. */
+  readonly logPath: string;
   stop(): Promise<void>;
 }
 
@@ -306,5 +308,5 @@ export async function startKubelet(
   }
   const startToReadyMs = Date.now() - started;
   log.info("node Ready", { node: nodeName, startToReadyMs });
-  return { nodeName, port, startToReadyMs, log: kubeletLog, stop };
+  return { nodeName, port, startToReadyMs, log: kubeletLog, logPath, stop };
 }

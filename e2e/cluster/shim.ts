@@ -34,6 +34,8 @@ export interface Shim {
   /** Of startMs, launch to the socket bound (dom0's clock, to the 2 s poll); the rest is the Version call. */
   readonly socketMs: number;
   log(lines?: number): string;
+  /** The whole log, on the host share. */
+  readonly logPath: string;
   stop(): Promise<void>;
 }
 
@@ -116,5 +118,5 @@ export async function startShim(node: XenNode, opts: ShimOptions = {}): Promise<
   const socketMs = Number(/^socket-ms (\d+)$/m.exec(r.stdout)?.[1] ?? NaN);
   const version = r.stdout.replace(/^socket-ms .*\n/m, "").trim();
   log.info("CRI shim serving", { node: node.name, version, startMs, socketMs });
-  return { startMs, socketMs, log: shimLog, stop };
+  return { startMs, socketMs, log: shimLog, logPath, stop };
 }
