@@ -12,8 +12,8 @@ import type { Shim } from "./shim.js";
 
 /**
  * Kubelet lines that say nothing about a test: its eviction manager and CRI stats provider failing
- * every 10 s to map the shim's image filesystem (a directory of dom0's root, which cAdvisor does not
- * list as a filesystem of its own) to a device.
+ * every 10 s to find the device under the shim's image directory (ImageFsInfo's mountpoint, for which
+ * cAdvisor in the emulated dom0 has no filesystem info).
  */
 const KUBELET_NOISE = [
   /eviction_manager\.go:\d+\] "Eviction manager: failed to (synchronize|get HasDedicatedImageFs)"/,
