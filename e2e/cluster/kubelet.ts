@@ -85,6 +85,11 @@ export interface Kubelet {
   log(lines?: number): string;
   /** The whole log, on the host share. */
   readonly logPath: string;
+  /**
+   * Stops the kubelet and starts it again with the same configuration, keeping its Node: as an
+   * upgrade or a crash does. Resolves once the Node is Ready again, with the ms that took.
+   */
+  restart(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -258,13 +263,40 @@ export async function startKubelet(
   if (r.code !== 0) throw new Error(`starting kubelet in ${nodeName} failed: ${r.stderr}`);
   log.info("kubelet launched in dom0", { node: nodeName, port });
 
+  const kill = () =>
+    node.exec(
+      `kill $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null; for i in $(seq 50); do kill -0 $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null || exit 0; sleep 0.2; done; kill -9 $(cat ${dom0Dir}/kubelet.pid)`,
+    );
   const stop = async () => {
-    await node
-      .exec(
-        `kill $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null; for i in $(seq 50); do kill -0 $(cat ${dom0Dir}/kubelet.pid) 2>/dev/null || exit 0; sleep 0.2; done; kill -9 $(cat ${dom0Dir}/kubelet.pid)`,
-      )
-      .catch(() => undefined);
+    await kill().catch(() => undefined);
     await cp.kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);
+  };
+  const READY =
+    '{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}';
+  const restart = async () => {
+    // dom0's clock stamps the heartbeats: compare them with each other, not with the host's clock.
+    const before = await cp.kubectl(["get", "node", nodeName, "-o", `jsonpath=${READY}`]);
+    if (before.code !== 0) throw new Error(`reading node ${nodeName} failed: ${before.stderr}`);
+    const lastBeat = Date.parse(before.stdout.split(" ")[1] ?? "");
+    const r0 = await kill();
+    if (r0.code !== 0) throw new Error(`stopping the kubelet in ${nodeName} failed: ${r0.stderr}`);
+    // The same launch appends to the same log: the restart's lines follow the first run's.
+    const from = Date.now();
+    const r = await node.exec(launch.replace(`>${dom0Dir}/kubelet.log`, `>>${dom0Dir}/kubelet.log`));
+    if (r.code !== 0) throw new Error(`restarting the kubelet in ${nodeName} failed: ${r.stderr}`);
+    // Ready again once this kubelet has posted its own heartbeat (it posts one as it starts).
+    await waitForNode(
+      cp,
+      nodeName,
+      READY,
+      (v) => {
+        const [status, beat] = v.split(" ");
+        return status === "True" && (Number.isNaN(lastBeat) || Date.parse(beat ?? "") > lastBeat);
+      },
+      opts.readyTimeoutMs ?? 900_000,
+      kubeletLog,
+    );
+    return Date.now() - from;
   };
   try {
     const timeoutMs = opts.readyTimeoutMs ?? 900_000;
@@ -308,5 +340,5 @@ export async function startKubelet(
   }
   const startToReadyMs = Date.now() - started;
   log.info("node Ready", { node: nodeName, startToReadyMs });
-  return { nodeName, port, startToReadyMs, log: kubeletLog, logPath, stop };
+  return { nodeName, port, startToReadyMs, log: kubeletLog, logPath, restart, stop };
 }
