@@ -4,14 +4,17 @@
 import { statSync } from "node:fs";
 import { logger } from "../../../../lib/log.js";
 import { useFifoQdisc } from "../../network/netlink.js";
-import { waitForInterface } from "../../network/wait-interface.js";
+import { type Backlog, vifsOfGoneDomains, waitForInterface } from "../../network/wait-interface.js";
 import type { XenStore } from "../xenstore.js";
 import { HypervisorError, type VifSpec } from "../types.js";
 import type { Sfxen } from "./sfxen-ffi.js";
 
 const log = logger("xen-lean");
-/** How long netback gets to make a vif's interface. */
+/** How long netback gets to make a vif's interface, when it has no backlog of gone domains' vifs. */
 const VIF_TIMEOUT_MS = 20_000;
+/** With such a backlog, how long it gets to shrink before each further wait; and the most in all. */
+const VIF_BACKLOG_GRACE_MS = 10_000;
+const VIF_BACKLOG_MAX_MS = 90_000;
 /** What libsfxen's own wait gets after the event loop's (its timeout path cleans the vif up). */
 const VIF_FINAL_WAIT_MS = 100;
 /** The no-op vif hotplug script earlier versions had libxl run for the PVH domains it built here
@@ -39,6 +42,17 @@ export class VifAttacher {
 
   constructor(private readonly sfx: Sfxen) {}
 
+  /** netback's backlog for a vif of `domid`: the vifs of gone domains it has yet to unregister. */
+  private backlog(domid: number): Backlog {
+    return {
+      size: async () => vifsOfGoneDomains(new Set((await this.sfx.listDomains()).map((d) => d.domid))),
+      graceMs: VIF_BACKLOG_GRACE_MS,
+      maxMs: VIF_BACKLOG_MAX_MS,
+      onExtend: (vifs, waitedMs) =>
+        log.info("netback still unregisters gone domains' vifs: waiting on", { domid, vifs, waitedMs }),
+    };
+  }
+
   has(domid: number): boolean {
     return this.attaching.has(domid);
   }
@@ -60,7 +74,7 @@ export class VifAttacher {
         // thread, and a batch of creates waiting for a busy netback held every worker, so each
         // other Xen call (a RunPodSandbox's memory check, a name read) queued behind them.
         const ifname = `vif${domid}.${v.devid}`;
-        const left = await waitForInterface(ifname, VIF_TIMEOUT_MS);
+        const left = await waitForInterface(ifname, VIF_TIMEOUT_MS, undefined, this.backlog(domid));
         const made = performance.now();
         interfacesMs = Math.max(interfacesMs, Math.round(made - started));
         // Before the attach brings it up: see useFifoQdisc. Not fatal; the default queue works.
