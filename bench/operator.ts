@@ -1,7 +1,8 @@
 // `npm run bench:operator`: N UnikernelVMs becoming N pods (and N statuses) through our operator,
 // against kube-controller-manager's ReplicaSet controller making N pods from one ReplicaSet, on the
 // same real apiserver in one run, at each N of --counts (default 1,000 and 10,000). Both controllers
-// run as their own processes with the same client rate limit, both warm up on one object first; each
+// run as their own processes with the same client rate limit, both warm up on one object first, every
+// side's pods are counted by one metadata-only watch (pod-counter.ts); each
 // side's RSS (peak) and CPU seconds, and the apiserver's and etcd's CPU seconds over that side's run
 // (what each controller costs the control plane), are read from /proc, and the operator's API requests
 // by verb and resource from its own client metrics. Two runs with no operator frame its figures: the
@@ -21,6 +22,7 @@ import { managedTempDir, releaseTempDir, startProcess } from "../lib/process.js"
 import { desiredPod } from "../operator/src/desired.js";
 import { KubeClient, paths } from "../lib/kube/client.js";
 import { watchResource } from "../lib/kube/informers.js";
+import { podCounter, type PodCounter } from "./pod-counter.js";
 import { controlPlaneMeter, ProcessMeter } from "./operator-meters.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
@@ -69,24 +71,6 @@ async function prepare(client: KubeClient, ns: string): Promise<void> {
   });
 }
 
-/** Pods in a namespace every 100 ms (a list with limit=1 and its remainingItemCount) until n; (ms, count) samples. */
-async function countPods(client: KubeClient, ns: string, n: number, t0: number): Promise<[number, number][]> {
-  const samples: [number, number][] = [];
-  for (;;) {
-    const list = await client.request<{ items: unknown[]; metadata: { remainingItemCount?: number } }>({
-      method: "GET",
-      path: paths.pods(ns),
-      query: { limit: 1 },
-    });
-    const count = list.items.length + (list.metadata.remainingItemCount ?? 0);
-    samples.push([performance.now() - t0, count]);
-    if (count >= n) return samples;
-    if (performance.now() - t0 > 1_800_000)
-      throw new Error(`only ${count} of ${n} pods in ${ns} after 30 minutes`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function inBatches(n: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -121,6 +105,8 @@ interface SideResult {
   apiserverCpuSeconds: number;
   apiserverCpuSecondsToPods: number | null;
   etcdCpuSeconds: number;
+  /** How often the bench's pod watch was closed by the apiserver and taken up again (pod-counter.ts). */
+  podWatchResumes: number;
   samples: [number, number][];
 }
 
@@ -158,7 +144,7 @@ async function vmsAndPodsFloor(
   client: KubeClient,
   n: number,
   round: number,
-): Promise<{ ms: number; apiserverCpuSeconds: number }> {
+): Promise<{ ms: number; apiserverCpuSeconds: number; podWatchResumes: number }> {
   const ns = `bench-floor-${n}-${round}`;
   await prepare(client, ns);
   const path = paths.custom(UNIKERNELVM_PLURAL, ns);
@@ -168,14 +154,27 @@ async function vmsAndPodsFloor(
     const vm = await client.request<UnikernelVM>({ method: "POST", path, body: vmBody(name) });
     podsMade.push(client.request({ method: "POST", path: paths.pods(ns), body: desiredPod(vm) }));
   };
-  await one("warmup");
-  await Promise.all(podsMade.splice(0));
-  const cpMeter = controlPlaneMeter();
-  const t0 = performance.now();
-  await inBatches(n, CONCURRENCY, (i) => one(`vm-${i}`));
-  await Promise.all(podsMade);
-  const ms = performance.now() - t0;
-  const { apiserverCpuSeconds } = cpMeter.stop();
+  // Seen as the other sides' pods are: through the same watch.
+  const counter = await podCounter(client, ns);
+  let ms: number;
+  let apiserverCpuSeconds: number;
+  let podWatchResumes: number;
+  try {
+    await one("warmup");
+    await Promise.all(podsMade.splice(0));
+    await counter.reach(1);
+    const cpMeter = controlPlaneMeter();
+    counter.startSampling();
+    const pods = counter.reach(n + 1);
+    await inBatches(n, CONCURRENCY, (i) => one(`vm-${i}`));
+    await Promise.all(podsMade);
+    await pods;
+    ms = counter.samples().at(-1)![0];
+    ({ apiserverCpuSeconds } = cpMeter.stop());
+    podWatchResumes = counter.resumes;
+  } finally {
+    counter.close();
+  }
   // Gone before the operator's run, as the VMs alone are: its caches and the apiserver's hold no more.
   await client.request({
     method: "DELETE",
@@ -183,7 +182,7 @@ async function vmsAndPodsFloor(
     body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
   });
   await client.request({ method: "DELETE", path });
-  return { ms: Math.round(ms), apiserverCpuSeconds };
+  return { ms: Math.round(ms), apiserverCpuSeconds, podWatchResumes };
 }
 
 async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n: number, round: number) {
@@ -196,9 +195,10 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
   );
   const floor = await vmsAndPodsFloor(client, n, round);
   console.log(
-    `floor: ${n} UnikernelVMs and their ${n} pods by a plain client in ${floor.ms} ms (apiserver ${floor.apiserverCpuSeconds} s CPU)`,
+    `floor: ${n} UnikernelVMs and their ${n} pods by a plain client in ${floor.ms} ms (apiserver ${floor.apiserverCpuSeconds} s CPU); the pod watch resumed ${floor.podWatchResumes} times`,
   );
   const port = await freePort();
+  let counter: PodCounter | undefined;
   const op = startProcess(
     "operator",
     process.execPath,
@@ -225,12 +225,13 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
         () => false,
       )) || undefined;
     await waitFor("operator ready", ready, 60_000, 100);
+    counter = await podCounter(client, ns);
     await client.request({
       method: "POST",
       path: paths.custom(UNIKERNELVM_PLURAL, ns),
       body: vmBody("warmup"),
     });
-    await countPods(client, ns, 1, performance.now());
+    await counter.reach(1);
     // Statuses through a watch: polling 10,000 whole VMs would load the apiserver more than the operator does.
     const withStatus = new Set<string>();
     const vms = watchResource<UnikernelVM>(undefined, client, paths.custom(UNIKERNELVM_PLURAL, ns), {
@@ -247,13 +248,17 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       `operator: ${n} UnikernelVMs -> ${n} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
     );
     const t0 = performance.now();
-    const pods = countPods(client, ns, n + 1, t0);
+    counter.startSampling();
+    const pods = counter.reach(n + 1);
     await inBatches(n, CONCURRENCY, (i) =>
       client.request({ method: "POST", path: paths.custom(UNIKERNELVM_PLURAL, ns), body: vmBody(`vm-${i}`) }),
     );
     const createMs = performance.now() - t0;
-    const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    await pods;
     cpMeter.podsReached();
+    const samples = counter.samples();
+    const podWatchResumes = counter.resumes;
+    counter.close();
     // What the operator sent while the pods were being made: what shared the apiserver with them.
     const requestsToPods = minus(await operatorRequests(port), before);
     // Watched from here, not during the pods: the ReplicaSet's side has no watcher loading the
@@ -283,6 +288,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       createVMsAloneApiserverCpuSeconds: number;
       floorMs: number;
       floorApiserverCpuSeconds: number;
+      floorPodWatchResumes: number;
       requests: Record<string, number>;
       requestsToPods: Record<string, number>;
       requestsPerVm: number;
@@ -294,18 +300,21 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       createVMsAloneApiserverCpuSeconds: alone.apiserverCpuSeconds,
       floorMs: floor.ms,
       floorApiserverCpuSeconds: floor.apiserverCpuSeconds,
+      floorPodWatchResumes: floor.podWatchResumes,
       ...usage,
       requests,
       requestsToPods,
       requestsPerVm: Number((total / n).toFixed(3)),
+      podWatchResumes,
       samples,
     };
     console.log(
       `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
-        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}, until the pods ${JSON.stringify(requestsToPods)}`,
+        `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}, until the pods ${JSON.stringify(requestsToPods)}; the pod watch resumed ${podWatchResumes} times`,
     );
     return result;
   } finally {
+    counter?.close();
     await op.stop();
   }
 }
@@ -319,6 +328,7 @@ async function runReplicaSet(
   const ns = `bench-rs-${n}-${round}`;
   await prepare(client, ns);
   const kcm = await cp.startControllerManager({ controllers: ["replicaset"] });
+  let counter: PodCounter | undefined;
   try {
     const template = desiredPod({ ...vmBody("rs"), metadata: { name: "rs", namespace: ns, uid: "none" } })!;
     const rs = (name: string, replicas: number) => ({
@@ -335,16 +345,21 @@ async function runReplicaSet(
       },
     });
     const rsPath = `/apis/apps/v1/namespaces/${ns}/replicasets`;
+    counter = await podCounter(client, ns);
     await client.request({ method: "POST", path: rsPath, body: rs("warmup", 1) });
-    await countPods(client, ns, 1, performance.now());
+    await counter.reach(1);
     const meter = new ProcessMeter(kcm.pid);
     const cpMeter = controlPlaneMeter();
     console.log(`kube-controller-manager: 1 ReplicaSet -> ${n} pods`);
     const t1 = performance.now();
-    const pods = countPods(client, ns, n + 1, t1);
+    counter.startSampling();
+    const pods = counter.reach(n + 1);
     await client.request({ method: "POST", path: rsPath, body: rs("bench", n) });
-    const samples = (await pods).map(([t, c]) => [t, Math.max(0, c - 1)] as [number, number]);
+    await pods;
     cpMeter.podsReached();
+    const samples = counter.samples();
+    const podWatchResumes = counter.resumes;
+    counter.close();
     const statusesMs = await waitFor(
       "the ReplicaSet's status counts its pods",
       async () => {
@@ -363,13 +378,15 @@ async function runReplicaSet(
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
       ...usage,
+      podWatchResumes,
       samples,
     };
     console.log(
-      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s)`,
+      `  pods in ${result.podsMs} ms, status in ${result.statusesMs} ms; RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s); the pod watch resumed ${podWatchResumes} times`,
     );
     return result;
   } finally {
+    counter?.close();
     await kcm.stop();
   }
 }

@@ -37,6 +37,8 @@ export interface RequestSpec {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: ContentType;
+  /** Another form of the answer than JSON objects (e.g. metadata only: PartialObjectMetadataList). */
+  accept?: string;
 }
 
 export interface ClientOptions {
@@ -136,7 +138,7 @@ export class KubeClient {
     this.agent ??= this.makeAgent(opts, secure, 256);
     this.requests.count(spec.method, spec.path, spec.query);
     const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = spec.accept ? { Accept: spec.accept } : {};
     if (payload !== undefined) {
       headers["Content-Type"] = spec.contentType ?? "application/json";
       headers["Content-Length"] = String(Buffer.byteLength(payload));
@@ -197,13 +199,15 @@ export class KubeClient {
 
   /**
    * A watch: onEvent for every event of the newline-delimited stream, onEnd once when it ends (err
-   * undefined when the server closed it normally, at timeoutSeconds).
+   * undefined when the server closed it normally, at timeoutSeconds). `headers` may ask for another
+   * form of the objects (Accept: metadata only).
    */
   watch(
     path: string,
     query: RequestSpec["query"],
     onEvent: (e: WatchEvent) => void,
     onEnd: (err?: Error) => void,
+    headers: Record<string, string> = {},
   ): WatchStream {
     let ended = false;
     let closed = false;
@@ -219,7 +223,7 @@ export class KubeClient {
       this.requests.count("GET", path, { ...query, watch: true });
       const send = secure ? httpsRequest : httpRequest;
       req = send(
-        this.requestOptions(opts, secure, "GET", path, { ...query, watch: true }, {}, this.watchAgent),
+        this.requestOptions(opts, secure, "GET", path, { ...query, watch: true }, headers, this.watchAgent),
         (res: IncomingMessage) => {
           if ((res.statusCode ?? 0) >= 300) {
             res.resume();
