@@ -75,6 +75,13 @@ test("no backlog: the wait ends at its timeout", async (t) => {
   t.deepEqual(extended, []);
 });
 
+test("a backlog that cannot be read extends nothing: the wait ends at its timeout, without throwing", async (t) => {
+  const b: Backlog = { size: () => Promise.reject(new Error("no domain list")), graceMs: 1000, maxMs: 5000 };
+  const t0 = performance.now();
+  t.is(await waitForInterface("vif9.6", 50, () => false, b), 0);
+  t.true(performance.now() - t0 < 800);
+});
+
 test("a backlog that shrinks for ever: the wait ends at maxMs", async (t) => {
   const t0 = performance.now();
   const { b } = backlog(

@@ -37,7 +37,10 @@ export async function waitForInterface(
   for (let pause = 2; !exists(name); pause = Math.min(50, pause * 2)) {
     let left = deadline - performance.now();
     if (left <= 0 && behind) {
-      const size = await behind.size();
+      // A failed look at the backlog (a domain list that failed) extends nothing: the wait ends.
+      const size = await Promise.resolve()
+        .then(() => behind.size())
+        .catch(() => 0);
       const cap = started + behind.maxMs;
       if (size > 0 && size < last && deadline < cap) {
         last = size;
