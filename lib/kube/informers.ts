@@ -20,6 +20,8 @@ export interface Watched<T> {
   stop(): Promise<void>;
   /** True once the first list has filled the cache. */
   readonly synced: boolean;
+  /** How often its watch ended and was taken up again (resumed, or after a relist). */
+  readonly watchRestarts: number;
 }
 
 export interface WatchOptions<T> {
@@ -34,7 +36,15 @@ export interface WatchOptions<T> {
    * 10,000 objects per reconcile would make the operator's work grow with the square of N.
    */
   indexers?: Record<string, (obj: T) => string[]>;
+  /**
+   * Objects as their metadata only (PartialObjectMetadata, as client-go's metadata informers get
+   * them): a watcher that needs no spec or status costs the apiserver and itself far less.
+   */
+  metadataOnly?: boolean;
 }
+
+const METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
 interface Meta {
   metadata?: {
@@ -47,7 +57,8 @@ interface Meta {
 
 interface ListResult {
   metadata?: { resourceVersion?: string; continue?: string };
-  items: Meta[];
+  /** null in an empty PartialObjectMetadataList. */
+  items: Meta[] | null;
 }
 
 /** Drops managedFields: no controller of ours reads them, and they are a large share of each object. */
@@ -80,6 +91,7 @@ export function watchResource<T>(
   const handlers: Record<Verb, ((o: T) => void)[]> = { add: [], update: [], delete: [] };
   let synced = false;
   let stopped = false;
+  let watchRestarts = 0;
   let stream: WatchStream | undefined;
   let retry: NodeJS.Timeout | undefined;
   let resourceVersion: string | undefined;
@@ -153,8 +165,9 @@ export function watchResource<T>(
           limit: 500,
           continue: cont,
         },
+        ...(opts.metadataOnly ? { accept: METADATA_LIST } : {}),
       });
-      for (const it of page.items) items.push(transform(it as T));
+      for (const it of page.items ?? []) items.push(transform(it as T));
       cont = page.metadata?.continue || undefined;
       rv = page.metadata?.resourceVersion;
     } while (cont);
@@ -214,11 +227,13 @@ export function watchResource<T>(
       (err) => {
         stream = undefined;
         if (stopped) return;
+        watchRestarts++;
         if (err) log.warn("watch ended", { path, error: err.message });
         // A watch that ends cleanly (timeoutSeconds) resumes where it was; a lost resourceVersion relists.
         if (resourceVersion) schedule(watch, err ? 1000 : 0);
         else schedule(loop, 1000);
       },
+      opts.metadataOnly ? { Accept: METADATA_ONLY } : {},
     );
   };
 
@@ -241,6 +256,9 @@ export function watchResource<T>(
     on: (verb, cb) => void handlers[verb].push(cb),
     get synced() {
       return synced;
+    },
+    get watchRestarts() {
+      return watchRestarts;
     },
     async start() {
       stopped = false;

@@ -48,6 +48,9 @@ export class Manager {
           get synced() {
             return inner.synced;
           },
+          get watchRestarts() {
+            return inner.watchRestarts;
+          },
           start: () => (e.started ??= inner.start()),
           stop: () => inner.stop(),
         },
