@@ -395,7 +395,13 @@ test.serial(
     });
     await phaseIs("commit", "Succeeded");
     t.is(failpointsFired().get(FP.operatorAfterCommit), 1, "the failpoint fired");
-    t.is((await getVM("committed")).status?.nodeName, nodeB);
+    // The VM's status is the VM controller's to write, after the migration's: read it once it moved
+    // (it never does if the operator stopped at the crash), not in a race with that write.
+    const moved = await until("the VM's status names the target node", async () => {
+      const vm = await getVM("committed");
+      return vm.status?.nodeName === nodeB && vm;
+    });
+    t.is(moved.status?.nodeName, nodeB);
   },
 );
 
