@@ -442,6 +442,7 @@ async function main(): Promise<void> {
     replicaSetController: SideResult;
     ratio: number;
     floorRatio: number;
+    vmsAloneRatio: number;
   };
   const runs: Record<string, Round & { roundRatios: number[] }> = {};
   try {
@@ -473,10 +474,12 @@ async function main(): Promise<void> {
         const ours = await runOperator(cp, client, logs, n, round);
         const ratio = Number((ours.podsMs / base.podsMs).toFixed(3));
         const floorRatio = Number((ours.floorMs / base.podsMs).toFixed(3));
+        // The user's N VM creates alone, with no pod at all, against the ReplicaSet's N pods.
+        const vmsAloneRatio = Number((ours.createVMsAloneMs / base.podsMs).toFixed(3));
         console.log(
-          `ratio at ${n}, round ${round} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}; the floor's (VMs and pods by a plain client): ${floorRatio}\n`,
+          `ratio at ${n}, round ${round} (operator / ReplicaSet controller, time to ${n} pods): ${ratio}; the floor's (VMs and pods by a plain client): ${floorRatio}; the user's VM creates alone: ${vmsAloneRatio}\n`,
         );
-        rounds.push({ operator: ours, replicaSetController: base, ratio, floorRatio });
+        rounds.push({ operator: ours, replicaSetController: base, ratio, floorRatio, vmsAloneRatio });
         // Only between rounds; the control plane goes anyway after the last. A deletecollection of
         // 10,000 pods can outlast the client's 30 s on a loaded machine: that must not lose the figures.
         if (n !== COUNTS.at(-1) || round < roundsAt(n))
@@ -506,6 +509,8 @@ async function main(): Promise<void> {
     ratio10000: runs[10000]?.ratio ?? null,
     floorRatio1000: runs[1000]?.floorRatio ?? null,
     floorRatio10000: runs[10000]?.floorRatio ?? null,
+    vmsAloneRatio1000: runs[1000]?.vmsAloneRatio ?? null,
+    vmsAloneRatio10000: runs[10000]?.vmsAloneRatio ?? null,
     requestsPerVm: largest.operator.requestsPerVm,
     operatorRssMiB10000: runs[10000]?.operator.rssMiB ?? null,
     kcmRssMiB10000: runs[10000]?.replicaSetController.rssMiB ?? null,
@@ -517,6 +522,7 @@ async function main(): Promise<void> {
           ratio: r.ratio,
           roundRatios: r.roundRatios,
           floorRatio: r.floorRatio,
+          vmsAloneRatio: r.vmsAloneRatio,
           operator: strip(r.operator),
           replicaSetController: strip(r.replicaSetController),
         },
