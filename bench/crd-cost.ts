@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { API_VERSION, RUNTIME_CLASS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
+import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { unikernelVMCRD } from "../api/crds.js";
 import { startControlPlane } from "../e2e/harness/control-plane.js";
 import { ApiError, KubeClient, paths } from "../lib/kube/client.js";
@@ -17,6 +17,7 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { desiredPod } from "../operator/src/desired.js";
 import { CRD_VARIANTS, type CrdVariant, crdVariant } from "./crd-variants.js";
 import { controlPlaneMeter } from "./operator-meters.js";
+import { applyRuntimeClass, inBatches, loadAvgOrExit, userVm } from "./apiserver-bench.js";
 import { plotSvg } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -35,28 +36,10 @@ if (![N, ROUNDS, CONCURRENCY].every((n) => Number.isInteger(n) && n >= 1)) {
   console.error("--creates, --rounds and --concurrency must be positive integers");
   process.exit(2);
 }
-const LOAD_LIMIT = 1.5;
 const WARMUP = 50;
 
 type Case = CrdVariant | "pods";
 const CASES: Case[] = ["pods", ...CRD_VARIANTS];
-
-/** The same VM bench:operator's user creates. */
-const vmBody = (name: string): UnikernelVM => ({
-  apiVersion: API_VERSION,
-  kind: "UnikernelVM",
-  metadata: { name },
-  spec: { image: "registry.local:5000/superfluid/hello:1", memory: "8Mi" },
-});
-
-async function inBatches(n: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -83,7 +66,7 @@ async function serve(client: KubeClient, variant: CrdVariant, ns: string): Promi
       method: "POST",
       path: paths.custom(UNIKERNELVM_PLURAL, ns),
       query: { dryRun: "All" },
-      body: { ...vmBody("probe"), spec: { ...vmBody("probe").spec, ...spec } },
+      body: { ...userVm("probe"), spec: { ...userVm("probe").spec, ...spec } },
     });
   const refused = (p: Promise<unknown>) =>
     p.then(
@@ -125,11 +108,11 @@ async function run(client: KubeClient, c: Case, round: number): Promise<Run> {
     path = paths.pods(ns);
     // The operator's pod for the same VM, as bench:operator's floor POSTs it.
     body = (i) =>
-      desiredPod({ ...vmBody(`vm-${i}`), metadata: { name: `vm-${i}`, namespace: ns, uid: `uid-${i}` } });
+      desiredPod({ ...userVm(`vm-${i}`), metadata: { name: `vm-${i}`, namespace: ns, uid: `uid-${i}` } });
   } else {
     await serve(client, c, ns);
     path = paths.custom(UNIKERNELVM_PLURAL, ns);
-    body = (i) => vmBody(`vm-${i}`);
+    body = (i) => userVm(`vm-${i}`);
   }
   for (let i = 0; i < WARMUP; i++) await client.request({ method: "POST", path, body: body(N + i) });
   // The previous case's deletion is still going through the watch caches for a moment.
@@ -152,27 +135,12 @@ async function run(client: KubeClient, c: Case, round: number): Promise<Run> {
 }
 
 async function main(): Promise<void> {
-  const loadAvgAtStart = Number(os.loadavg()[0]!.toFixed(2));
-  if (loadAvgAtStart >= LOAD_LIMIT && !values.force) {
-    console.error(
-      `load average ${loadAvgAtStart} >= ${LOAD_LIMIT}: the figures would measure the neighbours. Rerun when quiet, or --force (to a scratch --out).`,
-    );
-    process.exit(3);
-  }
+  const loadAvgAtStart = loadAvgOrExit(values.force);
   const cp = await startControlPlane();
   const client = new KubeClient(cp.kubeConfig);
   const runs = Object.fromEntries(CASES.map((c) => [c, [] as Run[]])) as Record<Case, Run[]>;
   try {
-    await client.apply(
-      `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
-      {
-        apiVersion: "node.k8s.io/v1",
-        kind: "RuntimeClass",
-        metadata: { name: RUNTIME_CLASS },
-        handler: RUNTIME_CLASS,
-      },
-      "bench",
-    );
+    await applyRuntimeClass(client);
     for (let round = 0; round < ROUNDS; round++) {
       const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]!);
       for (const c of order) {

@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { API_VERSION, RUNTIME_CLASS, UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
+import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { type ControlPlane, startControlPlane } from "../e2e/harness/control-plane.js";
 import { freePort, waitFor } from "../lib/net.js";
 import { REPO_ROOT } from "../lib/paths.js";
@@ -24,6 +24,7 @@ import { KubeClient, paths } from "../lib/kube/client.js";
 import { watchResource } from "../lib/kube/informers.js";
 import { podCounter, type PodCounter } from "./pod-counter.js";
 import { controlPlaneMeter, ProcessMeter } from "./operator-meters.js";
+import { applyRuntimeClass, inBatches, loadAvgOrExit, userVm } from "./apiserver-bench.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -53,14 +54,6 @@ if (![...COUNTS, WORKERS, CONCURRENCY, QPS, ROUNDS].every((n) => Number.isIntege
   );
   process.exit(2);
 }
-const LOAD_LIMIT = 1.5;
-
-const vmBody = (name: string): UnikernelVM => ({
-  apiVersion: API_VERSION,
-  kind: "UnikernelVM",
-  metadata: { name },
-  spec: { image: "registry.local:5000/superfluid/hello:1", memory: "8Mi" },
-});
 
 async function prepare(client: KubeClient, ns: string): Promise<void> {
   await client.request({ method: "POST", path: "/api/v1/namespaces", body: { metadata: { name: ns } } });
@@ -69,15 +62,6 @@ async function prepare(client: KubeClient, ns: string): Promise<void> {
     path: `/api/v1/namespaces/${ns}/serviceaccounts`,
     body: { metadata: { name: "default" } },
   });
-}
-
-async function inBatches(n: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
 }
 
 /** The operator's API requests by "verb resource", from its /metrics. */
@@ -124,10 +108,10 @@ async function createVMsAlone(
   const ns = `bench-uvm-alone-${n}-${round}`;
   await prepare(client, ns);
   const path = paths.custom(UNIKERNELVM_PLURAL, ns);
-  await client.request({ method: "POST", path, body: vmBody("warmup") });
+  await client.request({ method: "POST", path, body: userVm("warmup") });
   const cpMeter = controlPlaneMeter();
   const t0 = performance.now();
-  await inBatches(n, CONCURRENCY, (i) => client.request({ method: "POST", path, body: vmBody(`vm-${i}`) }));
+  await inBatches(n, CONCURRENCY, (i) => client.request({ method: "POST", path, body: userVm(`vm-${i}`) }));
   const ms = performance.now() - t0;
   const { apiserverCpuSeconds, etcdCpuSeconds } = cpMeter.stop();
   await client.request({ method: "DELETE", path });
@@ -151,7 +135,7 @@ async function vmsAndPodsFloor(
   // Each VM's pod goes out as soon as the VM is made, beside the next VM creates (as the operator's do).
   const podsMade: Promise<unknown>[] = [];
   const one = async (name: string) => {
-    const vm = await client.request<UnikernelVM>({ method: "POST", path, body: vmBody(name) });
+    const vm = await client.request<UnikernelVM>({ method: "POST", path, body: userVm(name) });
     podsMade.push(client.request({ method: "POST", path: paths.pods(ns), body: desiredPod(vm) }));
   };
   // Seen as the other sides' pods are: through the same watch.
@@ -229,7 +213,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     await client.request({
       method: "POST",
       path: paths.custom(UNIKERNELVM_PLURAL, ns),
-      body: vmBody("warmup"),
+      body: userVm("warmup"),
     });
     await counter.reach(1);
     // Statuses through a watch: polling 10,000 whole VMs would load the apiserver more than the operator does.
@@ -251,7 +235,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     counter.startSampling();
     const pods = counter.reach(n + 1);
     await inBatches(n, CONCURRENCY, (i) =>
-      client.request({ method: "POST", path: paths.custom(UNIKERNELVM_PLURAL, ns), body: vmBody(`vm-${i}`) }),
+      client.request({ method: "POST", path: paths.custom(UNIKERNELVM_PLURAL, ns), body: userVm(`vm-${i}`) }),
     );
     const createMs = performance.now() - t0;
     await pods;
@@ -330,7 +314,7 @@ async function runReplicaSet(
   const kcm = await cp.startControllerManager({ controllers: ["replicaset"] });
   let counter: PodCounter | undefined;
   try {
-    const template = desiredPod({ ...vmBody("rs"), metadata: { name: "rs", namespace: ns, uid: "none" } })!;
+    const template = desiredPod({ ...userVm("rs"), metadata: { name: "rs", namespace: ns, uid: "none" } })!;
     const rs = (name: string, replicas: number) => ({
       apiVersion: "apps/v1",
       kind: "ReplicaSet",
@@ -427,13 +411,7 @@ async function clear(client: KubeClient, n: number, round: number): Promise<void
 }
 
 async function main(): Promise<void> {
-  const loadAvgAtStart = Number(os.loadavg()[0]!.toFixed(2));
-  if (loadAvgAtStart >= LOAD_LIMIT && !values.force) {
-    console.error(
-      `load average ${loadAvgAtStart} >= ${LOAD_LIMIT}: the figures would measure the neighbours. Rerun when quiet, or --force (to a scratch --out).`,
-    );
-    process.exit(3);
-  }
+  const loadAvgAtStart = loadAvgOrExit(values.force);
   const cp = await startControlPlane();
   const client = new KubeClient(cp.kubeConfig);
   const logs = managedTempDir("sf-bench-");
@@ -446,16 +424,7 @@ async function main(): Promise<void> {
   };
   const runs: Record<string, Round & { roundRatios: number[] }> = {};
   try {
-    await client.apply(
-      `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
-      {
-        apiVersion: "node.k8s.io/v1",
-        kind: "RuntimeClass",
-        metadata: { name: RUNTIME_CLASS },
-        handler: RUNTIME_CLASS,
-      },
-      "bench",
-    );
+    await applyRuntimeClass(client);
     // One Xen node object, so that both sides' pods are merely unscheduled (no scheduler runs), not node-less.
     await client.request({
       method: "POST",
