@@ -53,3 +53,11 @@ export async function applyRuntimeClass(client: KubeClient): Promise<void> {
     "bench",
   );
 }
+
+/** The machine a result was measured on, for its JSON. */
+export const machineFacts = (forced: boolean) => ({
+  cpus: os.cpus().length,
+  node: process.version,
+  loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
+  forced,
+});

@@ -6,7 +6,6 @@
 // run spreads evenly; the figures are each case's median over the rounds.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import os from "node:os";
 import { parseArgs } from "node:util";
 import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { unikernelVMCRD } from "../api/crds.js";
@@ -17,7 +16,7 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { desiredPod } from "../operator/src/desired.js";
 import { CRD_VARIANTS, type CrdVariant, crdVariant } from "./crd-variants.js";
 import { controlPlaneMeter } from "./operator-meters.js";
-import { applyRuntimeClass, inBatches, loadAvgOrExit, userVm } from "./apiserver-bench.js";
+import { applyRuntimeClass, inBatches, loadAvgOrExit, machineFacts, userVm } from "./apiserver-bench.js";
 import { plotSvg } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -180,12 +179,7 @@ async function main(): Promise<void> {
     loadAvgAtStart,
     cases: summary,
     settings: { creates: N, rounds: ROUNDS, concurrency: CONCURRENCY, warmup: WARMUP },
-    machine: {
-      cpus: os.cpus().length,
-      node: process.version,
-      loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
-      forced: values.force,
-    },
+    machine: machineFacts(values.force),
     date: new Date().toISOString(),
   };
   mkdirSync(dirname(values.out), { recursive: true });

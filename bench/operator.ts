@@ -12,7 +12,6 @@
 // 1-minute load average at start is 1.5 or more, unless --force.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import os from "node:os";
 import { parseArgs } from "node:util";
 import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { type ControlPlane, startControlPlane } from "../e2e/harness/control-plane.js";
@@ -24,7 +23,7 @@ import { KubeClient, paths } from "../lib/kube/client.js";
 import { watchResource } from "../lib/kube/informers.js";
 import { podCounter, type PodCounter } from "./pod-counter.js";
 import { controlPlaneMeter, ProcessMeter } from "./operator-meters.js";
-import { applyRuntimeClass, inBatches, loadAvgOrExit, userVm } from "./apiserver-bench.js";
+import { applyRuntimeClass, inBatches, loadAvgOrExit, machineFacts, userVm } from "./apiserver-bench.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -503,12 +502,7 @@ async function main(): Promise<void> {
       kubeApiQpsBothSides: QPS,
       roundsUpTo2000: ROUNDS,
     },
-    machine: {
-      cpus: os.cpus().length,
-      node: process.version,
-      loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
-      forced: values.force,
-    },
+    machine: machineFacts(values.force),
     date: new Date().toISOString(),
   };
   mkdirSync(dirname(values.out), { recursive: true });
