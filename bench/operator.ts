@@ -74,6 +74,9 @@ async function operatorRequests(port: number): Promise<Record<string, number>> {
   return out;
 }
 
+/** User and system CPU seconds of a process.cpuUsage() difference. */
+const cpuSeconds = (u: NodeJS.CpuUsage) => Number(((u.user + u.system) / 1e6).toFixed(2));
+
 function minus(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(a)) if (v - (b[k] ?? 0) > 0) out[k] = v - (b[k] ?? 0);
@@ -85,6 +88,8 @@ interface SideResult {
   statusesMs: number;
   rssMiB: number;
   cpuSeconds: number;
+  /** The controller's own CPU seconds until its N pods existed (on the same 2 cores as the apiserver). */
+  cpuSecondsToPods: number;
   apiserverCpuSeconds: number;
   apiserverCpuSecondsToPods: number | null;
   etcdCpuSeconds: number;
@@ -127,7 +132,7 @@ async function vmsAndPodsFloor(
   client: KubeClient,
   n: number,
   round: number,
-): Promise<{ ms: number; apiserverCpuSeconds: number; podWatchResumes: number }> {
+): Promise<{ ms: number; apiserverCpuSeconds: number; clientCpuSeconds: number; podWatchResumes: number }> {
   const ns = `bench-floor-${n}-${round}`;
   await prepare(client, ns);
   const path = paths.custom(UNIKERNELVM_PLURAL, ns);
@@ -141,18 +146,21 @@ async function vmsAndPodsFloor(
   const counter = await podCounter(client, ns);
   let ms: number;
   let apiserverCpuSeconds: number;
+  let clientCpuSeconds: number;
   let podWatchResumes: number;
   try {
     await one("warmup");
     await Promise.all(podsMade.splice(0));
     await counter.reach(1);
     const cpMeter = controlPlaneMeter();
+    const cpu0 = process.cpuUsage();
     counter.startSampling();
     const pods = counter.reach(n + 1);
     await inBatches(n, CONCURRENCY, (i) => one(`vm-${i}`));
     await Promise.all(podsMade);
     await pods;
     ms = counter.samples().at(-1)![0];
+    clientCpuSeconds = cpuSeconds(process.cpuUsage(cpu0));
     ({ apiserverCpuSeconds } = cpMeter.stop());
     podWatchResumes = counter.resumes;
   } finally {
@@ -165,7 +173,7 @@ async function vmsAndPodsFloor(
     body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0 },
   });
   await client.request({ method: "DELETE", path });
-  return { ms: Math.round(ms), apiserverCpuSeconds, podWatchResumes };
+  return { ms: Math.round(ms), apiserverCpuSeconds, clientCpuSeconds, podWatchResumes };
 }
 
 async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n: number, round: number) {
@@ -178,7 +186,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
   );
   const floor = await vmsAndPodsFloor(client, n, round);
   console.log(
-    `floor: ${n} UnikernelVMs and their ${n} pods by a plain client in ${floor.ms} ms (apiserver ${floor.apiserverCpuSeconds} s CPU); the pod watch resumed ${floor.podWatchResumes} times`,
+    `floor: ${n} UnikernelVMs and their ${n} pods by a plain client in ${floor.ms} ms (apiserver ${floor.apiserverCpuSeconds} s CPU, the client ${floor.clientCpuSeconds} s); the pod watch resumed ${floor.podWatchResumes} times`,
   );
   const port = await freePort();
   let counter: PodCounter | undefined;
@@ -231,6 +239,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       `operator: ${n} UnikernelVMs -> ${n} pods (${WORKERS} workers, ${CONCURRENCY} concurrent creates)`,
     );
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     counter.startSampling();
     const pods = counter.reach(n + 1);
     await inBatches(n, CONCURRENCY, (i) =>
@@ -239,6 +248,8 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     const createMs = performance.now() - t0;
     await pods;
     cpMeter.podsReached();
+    const cpuSecondsToPods = meter.cpuSoFar();
+    const userCpuSecondsToPods = cpuSeconds(process.cpuUsage(cpu0));
     const samples = counter.samples();
     const podWatchResumes = counter.resumes;
     counter.close();
@@ -261,7 +272,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       quiet = JSON.stringify(now) === JSON.stringify(after) ? quiet + 1 : 0;
       after = now;
     }
-    const usage = { ...meter.stop(), ...cpMeter.stop() };
+    const usage = { ...meter.stop(), cpuSecondsToPods, ...cpMeter.stop() };
     const requests = minus(after, before);
     await vms.stop();
     const total = Object.values(requests).reduce((a, b) => a + b, 0);
@@ -271,6 +282,8 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       createVMsAloneApiserverCpuSeconds: number;
       floorMs: number;
       floorApiserverCpuSeconds: number;
+      floorClientCpuSeconds: number;
+      userCpuSecondsToPods: number;
       floorPodWatchResumes: number;
       requests: Record<string, number>;
       requestsToPods: Record<string, number>;
@@ -283,6 +296,8 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
       createVMsAloneApiserverCpuSeconds: alone.apiserverCpuSeconds,
       floorMs: floor.ms,
       floorApiserverCpuSeconds: floor.apiserverCpuSeconds,
+      floorClientCpuSeconds: floor.clientCpuSeconds,
+      userCpuSecondsToPods,
       floorPodWatchResumes: floor.podWatchResumes,
       ...usage,
       requests,
@@ -293,6 +308,7 @@ async function runOperator(cp: ControlPlane, client: KubeClient, logs: string, n
     };
     console.log(
       `  VMs created in ${result.createVMsMs} ms (${createVMsAloneMs} ms alone), pods in ${result.podsMs} ms, statuses in ${result.statusesMs} ms; ` +
+        `until the pods: operator ${cpuSecondsToPods} s CPU, the user ${userCpuSecondsToPods} s; ` +
         `RSS ${usage.rssMiB} MiB, CPU ${usage.cpuSeconds} s (apiserver ${usage.apiserverCpuSeconds} s, ${usage.apiserverCpuSecondsToPods} s of it until the pods; etcd ${usage.etcdCpuSeconds} s), ${result.requestsPerVm} requests/VM ${JSON.stringify(requests)}, until the pods ${JSON.stringify(requestsToPods)}; the pod watch resumed ${podWatchResumes} times`,
     );
     return result;
@@ -340,6 +356,7 @@ async function runReplicaSet(
     await client.request({ method: "POST", path: rsPath, body: rs("bench", n) });
     await pods;
     cpMeter.podsReached();
+    const cpuSecondsToPods = meter.cpuSoFar();
     const samples = counter.samples();
     const podWatchResumes = counter.resumes;
     counter.close();
@@ -356,7 +373,7 @@ async function runReplicaSet(
       100,
     );
     await new Promise((r) => setTimeout(r, 2000));
-    const usage = { ...meter.stop(), ...cpMeter.stop() };
+    const usage = { ...meter.stop(), cpuSecondsToPods, ...cpMeter.stop() };
     const result = {
       podsMs: Math.round(samples.at(-1)![0]),
       statusesMs: Math.round(statusesMs),
