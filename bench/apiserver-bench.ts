@@ -1,8 +1,7 @@
 // What bench:operator and bench:crd-cost share: the refusal to measure a busy machine, the user's
-// UnikernelVM, creates at a fixed concurrency, and the RuntimeClass the VMs' pods name.
+// UnikernelVM, creates at a fixed concurrency, the machine's facts, and how a benchmark's main ends.
 import os from "node:os";
-import { API_VERSION, RUNTIME_CLASS, type UnikernelVM } from "../api/index.js";
-import type { KubeClient } from "../lib/kube/client.js";
+import { API_VERSION, type UnikernelVM } from "../api/index.js";
 
 const LOAD_LIMIT = 1.5;
 
@@ -40,20 +39,6 @@ export async function inBatches(
   );
 }
 
-/** The RuntimeClass the operator's pods name: without it the apiserver refuses them. */
-export async function applyRuntimeClass(client: KubeClient): Promise<void> {
-  await client.apply(
-    `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
-    {
-      apiVersion: "node.k8s.io/v1",
-      kind: "RuntimeClass",
-      metadata: { name: RUNTIME_CLASS },
-      handler: RUNTIME_CLASS,
-    },
-    "bench",
-  );
-}
-
 /** The machine a result was measured on, for its JSON. */
 export const machineFacts = (forced: boolean) => ({
   cpus: os.cpus().length,
@@ -61,3 +46,14 @@ export const machineFacts = (forced: boolean) => ({
   loadAverage1mAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
   forced,
 });
+
+/** Runs a benchmark's main: exit 0 when it is done, 1 with the error's stack when it fails. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.stack : String(err));
+      process.exit(1);
+    },
+  );
+}

@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { unikernelVMCRD } from "../api/crds.js";
+import { applyRuntimeClass } from "../e2e/harness/runtime-class.js";
 import { startControlPlane } from "../e2e/harness/control-plane.js";
 import { ApiError, KubeClient, paths } from "../lib/kube/client.js";
 import { waitFor } from "../lib/net.js";
@@ -16,7 +17,7 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { desiredPod } from "../operator/src/desired.js";
 import { CRD_VARIANTS, type CrdVariant, crdVariant } from "./crd-variants.js";
 import { controlPlaneMeter } from "./operator-meters.js";
-import { applyRuntimeClass, inBatches, loadAvgOrExit, machineFacts, userVm } from "./apiserver-bench.js";
+import { inBatches, loadAvgOrExit, machineFacts, runMain, userVm } from "./apiserver-bench.js";
 import { plotSvg } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
   const client = new KubeClient(cp.kubeConfig);
   const runs = Object.fromEntries(CASES.map((c) => [c, [] as Run[]])) as Record<Case, Run[]>;
   try {
-    await applyRuntimeClass(client);
+    await applyRuntimeClass(client, "bench");
     for (let round = 0; round < ROUNDS; round++) {
       const order = CASES.map((_, i) => CASES[(i + round) % CASES.length]!);
       for (const c of order) {
@@ -215,10 +216,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${values.out} and ${svg}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { UNIKERNELVM_PLURAL, type UnikernelVM } from "../api/index.js";
 import { type ControlPlane, startControlPlane } from "../e2e/harness/control-plane.js";
+import { applyRuntimeClass } from "../e2e/harness/runtime-class.js";
 import { freePort, waitFor } from "../lib/net.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { managedTempDir, releaseTempDir, startProcess } from "../lib/process.js";
@@ -23,7 +24,7 @@ import { KubeClient, paths } from "../lib/kube/client.js";
 import { watchResource } from "../lib/kube/informers.js";
 import { podCounter, type PodCounter } from "./pod-counter.js";
 import { controlPlaneMeter, ProcessMeter } from "./operator-meters.js";
-import { applyRuntimeClass, inBatches, loadAvgOrExit, machineFacts, userVm } from "./apiserver-bench.js";
+import { inBatches, loadAvgOrExit, machineFacts, runMain, userVm } from "./apiserver-bench.js";
 import { plotSvg, type Series } from "./operator-plot.js";
 
 const { values } = parseArgs({
@@ -440,7 +441,7 @@ async function main(): Promise<void> {
   };
   const runs: Record<string, Round & { roundRatios: number[] }> = {};
   try {
-    await applyRuntimeClass(client);
+    await applyRuntimeClass(client, "bench");
     // One Xen node object, so that both sides' pods are merely unscheduled (no scheduler runs), not node-less.
     await client.request({
       method: "POST",
@@ -552,10 +553,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${values.out} and ${svg}`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

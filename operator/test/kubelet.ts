@@ -9,11 +9,11 @@ import {
   LABELS,
   nodeAgentFieldManager,
   RESOURCES,
-  RUNTIME_CLASS,
   UNIKERNELVM_KIND,
   UNIKERNELVM_PLURAL,
 } from "../../api/index.js";
 import type { Cluster } from "../../e2e/harness/ava.js";
+import { applyRuntimeClass } from "../../e2e/harness/runtime-class.js";
 import { waitFor } from "../../lib/net.js";
 import { isNotFound, type KubeClient, paths } from "../../lib/kube/client.js";
 
@@ -260,14 +260,5 @@ export async function prepareNamespace(c: KubeClient, ns: string): Promise<void>
     })
     .catch(() => undefined);
   // Pods naming a RuntimeClass that does not exist are rejected at admission.
-  await c.apply(
-    `/apis/node.k8s.io/v1/runtimeclasses/${RUNTIME_CLASS}`,
-    {
-      apiVersion: "node.k8s.io/v1",
-      kind: "RuntimeClass",
-      metadata: { name: RUNTIME_CLASS },
-      handler: RUNTIME_CLASS,
-    },
-    "superfluid-test",
-  );
+  await applyRuntimeClass(c, "superfluid-test");
 }
