@@ -19,6 +19,7 @@ import { CRD_VARIANTS, type CrdVariant, crdVariant } from "./crd-variants.js";
 import { controlPlaneMeter } from "./operator-meters.js";
 import { inBatches, loadAvgOrExit, machineFacts, runMain, userVm } from "./apiserver-bench.js";
 import { plotSvg } from "./operator-plot.js";
+import { median } from "./stats.js";
 
 const { values } = parseArgs({
   options: {
@@ -40,11 +41,6 @@ const WARMUP = 50;
 
 type Case = CrdVariant | "pods";
 const CASES: Case[] = ["pods", ...CRD_VARIANTS];
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * Serves `variant` and waits until the apiserver enforces it: a dry-run create of a VM that only a

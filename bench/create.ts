@@ -12,6 +12,7 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { startXenNode } from "../e2e/xen-node/index.js";
 import { plotSvg } from "./operator-plot.js";
 import type { Dom0Result } from "./create-dom0.js";
+import { median } from "./stats.js";
 
 const { values } = parseArgs({
   options: { force: { type: "boolean" }, out: { type: "string" } },
@@ -19,11 +20,6 @@ const { values } = parseArgs({
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const MEMORY_MIB = 4;
 const MAX_LOAD = 1.5;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const loadAvgAtStart = loadavg()[0]!;
 if (loadAvgAtStart >= MAX_LOAD && !values.force) {

@@ -27,6 +27,7 @@ import { startFleet } from "../e2e/cluster/fleet.js";
 import type { CriOnlyResult, DensitySample } from "./density-dom0.js";
 import { KERNEL_FIELDS, slabGrowthPerVm, slabKiB } from "./density-fields.js";
 import { densitySvg } from "./density-plot.js";
+import { median } from "./stats.js";
 
 const { values } = parseArgs({ options: { force: { type: "boolean" }, out: { type: "string" } } });
 const envInt = (name: string, def: number) => {
@@ -68,12 +69,6 @@ const BATCH_TIMEOUT_MS = envInt("DENSITY_BATCH_TIMEOUT_S", 900) * 1000;
  */
 const DEADLINE_MIN = envInt("DENSITY_DEADLINE_MIN", 0);
 
-const median = (xs: number[]) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round2 = (x: number) => Number(x.toFixed(2));
 
 const loadAvgAtStart = loadavg()[0]!;

@@ -24,6 +24,7 @@ import {
   waitFor,
   watchConsole,
 } from "../e2e/harness/migration-bed.js";
+import { median } from "./stats.js";
 
 export interface MigrationBenchResult {
   backend: string;
@@ -46,12 +47,6 @@ export interface MigrationBenchResult {
   median: { oursDowntimeMs: number; oursTotalMs: number; xlDowntimeMs: number; xlTotalMs: number };
   ratio: { downtimeOursOverXl: number; totalOursOverXl: number };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** ms between hello's "suspending" line on A and its "resumed" line on B, on A's clock. */
 async function guestDowntime(

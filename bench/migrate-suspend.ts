@@ -7,12 +7,8 @@ import { KubeClient, paths } from "../lib/kube/client.js";
 import { UNIKERNELVM_PLURAL, type RunPolicy, type UnikernelVM } from "../api/index.js";
 import { EXAMPLE_IMAGES } from "../e2e/cluster/images.js";
 import { condition, runVmPod, startAgentBed } from "../e2e/harness/agent-bed.js";
+import { median } from "./stats.js";
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round = (x: number) => Math.round(x);
 
 export interface SuspendBenchResult {

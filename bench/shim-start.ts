@@ -14,6 +14,7 @@ import { startShim } from "../e2e/cluster/shim.js";
 import { startXenNode, type XenNode } from "../e2e/xen-node/index.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { plotSvg } from "./operator-plot.js";
+import { median as medianOf } from "./stats.js";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" } } });
 const ROUNDS = Number(values.rounds);
@@ -36,13 +37,6 @@ interface Sample {
   /** The host's 1-minute load average when the start began (other work shares the 2 cores). */
   loadAvg: number;
 }
-
-const median = (xs: number[]) => {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function measure(node: XenNode, round: number, variant: Variant): Promise<Sample> {
   // Cold, like the first start after a node boots: with the 9p root mounted cache=loose, a second
@@ -78,6 +72,9 @@ try {
 } finally {
   await node.stop();
 }
+
+/** The median, or null when no start of that variant was measured. */
+const median = (xs: number[]) => (xs.length ? medianOf(xs) : null);
 
 const ms = (v: Variant, key: "startMs" | "socketMs" = "startMs") =>
   samples.filter((s) => s.variant === v && s[key] !== null).map((s) => s[key]!);
