@@ -15,9 +15,11 @@ export class LeanVifs {
   lastAttachCallMs = 0;
   private readonly deps: WireDeps;
 
+  /** `destroyed`: told of each domain destroyed or unwired here (its remnants are swept). */
   constructor(
     private readonly sfx: Sfxen,
     private readonly xs: XenStore,
+    private readonly destroyed: (domid: number) => void = () => undefined,
   ) {
     this.attacher = new VifAttacher(sfx);
     this.deps = {
@@ -54,6 +56,7 @@ export class LeanVifs {
     return this.wire(domid, spec).catch(async (err: unknown) => {
       this.attacher.forget(domid);
       await this.sfx.destroy(domid).catch(() => undefined);
+      this.destroyed(domid);
       await unguardDomainVifs(domid).catch(() => undefined);
       throw err;
     });
@@ -63,6 +66,7 @@ export class LeanVifs {
   async unwire(domid: number): Promise<void> {
     this.attacher.forget(domid);
     await this.dropBackends(domid);
+    this.destroyed(domid);
     await unguardDomainVifs(domid).catch(() => undefined);
   }
 

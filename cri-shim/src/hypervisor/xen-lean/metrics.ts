@@ -29,6 +29,12 @@ export class LeanMetrics {
     help: "Creates that found no shell of their shape and built one on the request path.",
     registers: [this.registry],
   });
+  readonly remnants = new Counter({
+    name: "superfluid_shim_domain_remnants_total",
+    help: "What late writers put back after a destroy: directories removed again, domids given up on.",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
 
   setDepths(depths: Map<string, number>): void {
     this.poolShells.reset();

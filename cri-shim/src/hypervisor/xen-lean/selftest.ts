@@ -4,7 +4,7 @@
 //   node lean-selftest.mjs --kernel K --bridge B            the scenario
 //   node lean-selftest.mjs --prepare-forever                 (child) fills a pool until killed
 import { execFileSync, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { XenLibxl } from "../xen-libxl.js";
 import { XenStore } from "../xenstore.js";
@@ -45,6 +45,18 @@ async function leftovers(domid: number) {
     backend: (await xs.list(`/local/domain/0/backend/vif/${domid}`)) !== undefined,
     vif: existsSync(`/sys/class/net/vif${domid}.0`),
   };
+}
+
+/** dom0's XenStore directories and kernel xenbus devices of domids Xen does not have. */
+async function orphans() {
+  const live = new Set((await libxl.list()).map((d) => String(d.domid)));
+  const xenstore: string[] = [];
+  for (const p of ["/local/domain", "/local/domain/0/backend/vif", "/local/domain/0/error/backend/vif"])
+    for (const c of (await xs.list(p)) ?? []) if (!live.has(c)) xenstore.push(`${p}/${c}`);
+  const devices = readdirSync("/sys/bus/xen-backend/devices").filter(
+    (n) => !live.has(/-(\d+)-\d+$/.exec(n)?.[1] ?? "0"),
+  );
+  return { xenstore, devices };
 }
 
 async function waitGone(domid: number, ms = 15_000) {
@@ -180,7 +192,7 @@ try {
   const image = "/tmp/lean-pvh.save";
   let fd = openSync(image, "w");
   await lean.save(pvh, fd).finally(() => closeSync(fd));
-  await waitGone(pvh);
+  const savedAfter = await waitGone(pvh);
   fd = openSync(image, "r");
   t0 = performance.now();
   const back = await lean.restore(pvhSpec, fd, { paused: true }).finally(() => closeSync(fd));
@@ -191,7 +203,34 @@ try {
   const resumed = await waitLine("lean-pvh", /hello: resumed/);
   await lean.destroy(back);
   rmSync(image, { force: true });
-  report.pvh = { created, ready: pvhReady, restored, restoreMs, resumed, after: await waitGone(back) };
+  report.pvh = {
+    created,
+    ready: pvhReady,
+    restored,
+    restoreMs,
+    resumed,
+    savedAfter,
+    after: await waitGone(back),
+  };
+
+  // Churn: creates destroyed at once, while netback probes their vifs and xenconsoled maps their
+  // consoles; what those write after the destroy is swept (remnants.ts).
+  const removedBefore = (await lean.metrics.remnants.get()).values.find(
+    (v) => v.labels.outcome === "removed",
+  );
+  let churned = 0;
+  for (let i = 0; i < 4; i++, churned++)
+    await lean.destroy(await lean.createPaused(spec(`lean-churn${i}`, 4)));
+  await lean.pool.idle();
+  t0 = performance.now();
+  await lean.remnants.settled();
+  const removed = (await lean.metrics.remnants.get()).values.find((v) => v.labels.outcome === "removed");
+  report.churn = {
+    churned,
+    settledMs: Math.round(performance.now() - t0),
+    removedAgain: (removed?.value ?? 0) - (removedBefore?.value ?? 0),
+    ...(await orphans()),
+  };
 
   // Bad input: each must fail clearly and leave no domain behind.
   const before = (await libxl.list()).map((d) => d.domid);
@@ -214,9 +253,10 @@ try {
   const after = await libxl.list();
   report.bad = bad;
   report.badLeftovers = after.filter((d) => !before.includes(d.domid) && !isShell(d)).map((d) => d.name);
-  report.badXenstore = (await xs.list("/local/domain"))?.filter(
-    (id) => !after.some((d) => String(d.domid) === id),
-  );
+  await lean.remnants.settled();
+  const o = await orphans();
+  report.badXenstore = o.xenstore;
+  report.badDevices = o.devices;
   await lean.pool.close(); // not lean.close(): that closes the libxl ctx this script still uses
   report.shellsAfterClose = (await libxl.list()).filter(isShell).length;
 
@@ -239,6 +279,8 @@ try {
     nodesLeft: gone.filter((g) => g.domain || g.xenstore || g.backend || g.vif).length,
   };
   await again.pool.close();
+  await again.remnants.settled();
+  report.finalOrphans = await orphans();
 } catch (err) {
   report.fatal = err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

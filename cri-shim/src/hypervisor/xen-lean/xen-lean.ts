@@ -32,6 +32,7 @@ import {
 import { buildWithLeanVifs, type LibxlVifDeps } from "./libxl-vifs.js";
 import { LeanMetrics } from "./metrics.js";
 import { type Shape, ShellPool } from "./pool.js";
+import { RemnantSweeper } from "./remnants.js";
 import { SfxenStream } from "./save-restore.js";
 import { SHELL_UUID_PREFIX, Sfxen } from "./sfxen-ffi.js";
 import { LeanVifs } from "./lean-vifs.js";
@@ -47,7 +48,8 @@ export interface XenLeanOptions {
   poolMaxMiB: number;
   poolShapes?: Shape[];
   metrics?: LeanMetrics;
-  /** Destroy shells a previous process left (default). Off for a tool running beside a shim. */
+  /** Destroy shells a previous process left and sweep what gone domains left in XenStore
+   *  (default). Off for a tool running beside a shim. */
   reapStaleShells?: boolean;
 }
 
@@ -59,13 +61,13 @@ export class XenLean implements Hypervisor {
   readonly name = "xen-lean";
   readonly pool: ShellPool;
   readonly metrics: LeanMetrics;
+  /** Removes what late writers put back after a destroy (remnants.ts). */
+  readonly remnants: RemnantSweeper;
   private readonly vifs: VifAttacher;
   private readonly stream: SfxenStream;
 
   private readonly lean: LeanVifs;
   private readonly libxlVifDeps: LibxlVifDeps;
-  /** Domids destroyed lately (a new libxl-built domain avoids them while their backends close). */
-  private readonly recentDomids = new Set<number>();
   /** The last in-process save's and restore's phases (selftests and benchmarks read them). */
   streamPhases(): Pick<SfxenStream, "lastSave" | "lastRestore"> & {
     lastWire?: WirePhases & { attachCallMs: number };
@@ -82,7 +84,13 @@ export class XenLean implements Hypervisor {
     opts: XenLeanOptions,
   ) {
     this.stream = SfxenStream.open();
-    this.lean = new LeanVifs(sfx, xs);
+    this.metrics = opts.metrics ?? new LeanMetrics();
+    this.remnants = new RemnantSweeper({
+      xs,
+      domains: async () => (await sfx.listDomains()).map(({ domid, dying }) => ({ domid, dying })),
+      count: (outcome, n) => this.metrics.remnants.inc({ outcome }, n),
+    });
+    this.lean = new LeanVifs(sfx, xs, (domid) => this.remnants.watch(domid));
     this.vifs = this.lean.attacher;
     this.libxlVifDeps = {
       domids: async () => (await sfx.listDomains()).map((d) => d.domid),
@@ -91,7 +99,6 @@ export class XenLean implements Hypervisor {
       unwire: (domid) => this.lean.unwire(domid),
       destroy: (domid) => this.destroy(domid),
     };
-    this.metrics = opts.metrics ?? new LeanMetrics();
     this.pool = new ShellPool(
       {
         prepare: (name, s) => sfx.prepare(name, s.memoryMiB, s.maxMemoryMiB, s.vcpus, s.maxVcpus),
@@ -118,6 +125,10 @@ export class XenLean implements Hypervisor {
     for (const d of stale) {
       log.info("destroying a shell left by a previous shim", { domid: d.domid, name: d.name });
       await sfx.destroy(d.domid).catch((err: unknown) => log.warn("shell destroy", { err: String(err) }));
+    }
+    if (opts.reapStaleShells !== false) {
+      const orphans = await lean.remnants.adoptOrphans();
+      if (orphans.length > 0) log.info("sweeping XenStore nodes of gone domains", { domids: orphans });
     }
     lean.pool.kick();
     return lean;
@@ -178,13 +189,19 @@ export class XenLean implements Hypervisor {
       domid = await this.prepareCold(spec.name, shape);
     }
     const prepared = performance.now();
-    await this.sfx.execute(domid, {
-      kernel: spec.kernelPath,
-      initrd: spec.initrdPath,
-      cmdline: spec.cmdline,
-      name: spec.name,
-      uuid: spec.uuid ?? randomUUID(),
-    });
+    const shell = domid;
+    await this.sfx
+      .execute(domid, {
+        kernel: spec.kernelPath,
+        initrd: spec.initrdPath,
+        cmdline: spec.cmdline,
+        name: spec.name,
+        uuid: spec.uuid ?? randomUUID(),
+      })
+      .catch((err: unknown) => {
+        this.remnants.watch(shell); // libsfxen destroyed it
+        throw err;
+      });
     const executed = performance.now();
     await this.lean.wireShell(domid, spec);
     const seconds = (performance.now() - started) / 1000;
@@ -212,7 +229,7 @@ export class XenLean implements Hypervisor {
     for (const vif of spec.vifs)
       if (!bridgeExists(vif.bridge))
         throw new HypervisorError(`bridge ${vif.bridge} does not exist in dom0`, "NotFound");
-    return buildWithLeanVifs(this.libxlVifDeps, spec, build, { avoid: this.recentDomids, onWired });
+    return buildWithLeanVifs(this.libxlVifDeps, spec, build, { avoid: this.remnants.recent(), onWired });
   }
 
   /**
@@ -275,19 +292,24 @@ export class XenLean implements Hypervisor {
     // The builder undoes its own records: a domain libxl made (a PVH guest, a restore, an incoming
     // migration) has libxl's XenStore directory, userdata file and hotplug-run vifs, which only
     // libxl's destroy removes. libxl's destroy drops the anti-spoofing rules too.
-    if (await this.libxlMade(domid)) {
+    const libxlMade = await this.libxlMade(domid);
+    if (libxlMade) {
       await this.libxl.destroy(domid);
-      // Vifs wired in-process (a PVH domain) have backend entries libxl's destroy does not know.
-      await this.lean.dropBackends(domid);
     } else {
       await this.sfx.destroy(domid);
       await unguardDomainVifs(domid).catch((err: unknown) =>
         log.warn("anti-spoofing rules of a destroyed domain not removed", { domid, err: String(err) }),
       );
     }
-    this.recentDomids.add(domid);
-    if (this.recentDomids.size > 256) this.recentDomids.delete(this.recentDomids.values().next().value!);
+    await this.destroyed(domid, libxlMade);
     this.metrics.destroySeconds.observe((performance.now() - started) / 1000);
+  }
+
+  /** After a destroy (ours, or the one libxl's save does): the vifs wired in-process for a domain libxl
+   *  made (a PVH domain) have backend entries libxl's destroy does not know; then the sweep. */
+  private async destroyed(domid: number, libxlMade: boolean): Promise<void> {
+    if (libxlMade) await this.lean.dropBackends(domid);
+    this.remnants.watch(domid);
   }
 
   /** libxl records every domain it builds under /libxl/<domid>; libsfxen writes nothing there. */
@@ -302,7 +324,11 @@ export class XenLean implements Hypervisor {
     return this.libxl.setVcpus(domid, vcpus);
   }
   async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
-    if (!(await this.stream.isPv(domid))) return this.libxl.save(domid, fd, opts);
+    if (!(await this.stream.isPv(domid))) {
+      this.vifs.forget(domid);
+      await this.libxl.save(domid, fd, opts);
+      return this.destroyed(domid, true);
+    }
     await this.stream.save(domid, fd, opts.live ?? false);
     // Its state lives in fd now; the suspended domain is an empty shell.
     await this.destroy(domid);
@@ -366,6 +392,7 @@ export class XenLean implements Hypervisor {
   }
 
   async close(): Promise<void> {
+    this.remnants.close();
     await this.pool.close();
     await this.libxl.close();
     this.xs.close();

@@ -23,6 +23,11 @@ interface VifState {
   script?: string;
   hotplugStatus?: string;
 }
+/** XenStore directories and kernel xenbus devices of domids Xen does not have. */
+interface Orphans {
+  xenstore: string[];
+  devices: string[];
+}
 interface Err {
   code?: string;
   message: string;
@@ -54,11 +59,15 @@ interface Report {
     restored: VifState & { state?: string };
     restoreMs: number;
     resumed?: string;
+    savedAfter: Leftovers;
     after: Leftovers;
   };
   bad: Record<"notAKernel" | "tooBig" | "noBridge" | "pvhNoBridge", Err>;
   badLeftovers: string[];
   badXenstore: string[];
+  badDevices: string[];
+  churn: Orphans & { churned: number; settledMs: number; removedAgain: number };
+  finalOrphans: Orphans;
   shellsAfterClose: number;
   kill: { shellsAfterKill: number; remaining: number; nodesLeft: number };
 }
@@ -145,6 +154,11 @@ test.serial(
     t.deepEqual(p.restored, { ...wired, state: "paused" });
     t.regex(p.ready ?? "", /hello: ready in/);
     t.regex(p.resumed ?? "", /hello: resumed/);
+    t.deepEqual(
+      p.savedAfter,
+      clean,
+      "libxl's save destroys the domain: its in-process vifs' backends go too",
+    );
     t.deepEqual(p.after, clean);
   },
 );
@@ -166,7 +180,21 @@ test.serial("bad input gives clear errors and leaks nothing", (t) => {
   t.regex(b.pvhNoBridge.message, /bridge nosuchbr0 does not exist/);
   t.deepEqual(rep().badLeftovers, []);
   t.deepEqual(rep().badXenstore, []);
+  t.deepEqual(rep().badDevices, []);
 });
+
+test.serial(
+  "creates destroyed at once leave no XenStore node or xenbus device once what netback and xenconsoled wrote late is swept",
+  (t) => {
+    const c = rep().churn;
+    t.log(
+      `${c.churned} creates destroyed at once: ${c.removedAgain} directories put back and removed again, settled in ${c.settledMs} ms`,
+    );
+    t.is(c.churned, 4);
+    t.deepEqual(c.xenstore, []);
+    t.deepEqual(c.devices, []);
+  },
+);
 
 test.serial("closing the pool destroys its shells", (t) => {
   t.is(rep().shellsAfterClose, 0);
@@ -186,4 +214,5 @@ test.serial("xl sees only Domain-0 at the end", (t) => {
     .slice(1)
     .map((l) => l.split(/\s+/)[0]);
   t.deepEqual(names, ["Domain-0"]);
+  t.deepEqual(rep().finalOrphans, { xenstore: [], devices: [] });
 });
