@@ -47,16 +47,18 @@ async function leftovers(domid: number) {
   };
 }
 
-/** dom0's XenStore directories and kernel xenbus devices of domids Xen does not have. */
+/** dom0's XenStore directories and kernel xenbus devices of domids Xen does not have. Xen's list
+ *  comes last: a domain's nodes and devices come after Xen made it, so one built meanwhile is live. */
 async function orphans() {
-  const live = new Set((await libxl.list()).map((d) => String(d.domid)));
-  const xenstore: string[] = [];
+  const dirs: string[] = [];
   for (const p of ["/local/domain", "/local/domain/0/backend/vif", "/local/domain/0/error/backend/vif"])
-    for (const c of (await xs.list(p)) ?? []) if (!live.has(c)) xenstore.push(`${p}/${c}`);
-  const devices = readdirSync("/sys/bus/xen-backend/devices").filter(
-    (n) => !live.has(/-(\d+)-\d+$/.exec(n)?.[1] ?? "0"),
-  );
-  return { xenstore, devices };
+    for (const c of (await xs.list(p)) ?? []) dirs.push(`${p}/${c}`);
+  const devs = readdirSync("/sys/bus/xen-backend/devices");
+  const live = new Set((await libxl.list()).map((d) => String(d.domid)));
+  return {
+    xenstore: dirs.filter((d) => !live.has(d.split("/").pop()!)),
+    devices: devs.filter((n) => !live.has(/-(\d+)-\d+$/.exec(n)?.[1] ?? "0")),
+  };
 }
 
 async function waitGone(domid: number, ms = 15_000) {
