@@ -1,6 +1,7 @@
 // Runs INSIDE dom0 (xen-lean.xen.test.ts starts it): drives the lean backend through a warm and a
 // cold create of `hello` with one vif, its console line, destroy, a PVH create, save and restore
-// (libxl's build, the vif joined in-process), bad input, and a shim killed mid-prepare; prints one JSON report on stdout. The test asserts on the report.
+// (libxl's build, the vif joined in-process), creates destroyed at once (the remnant sweep), bad
+// input, and a shim killed mid-prepare; prints one JSON report on stdout. The test asserts on it.
 //   node lean-selftest.mjs --kernel K --bridge B            the scenario
 //   node lean-selftest.mjs --prepare-forever                 (child) fills a pool until killed
 import { execFileSync, spawn } from "node:child_process";

@@ -325,8 +325,8 @@ export class XenLean implements Hypervisor {
   }
   async save(domid: number, fd: number, opts: { live?: boolean } = {}): Promise<void> {
     if (!(await this.stream.isPv(domid))) {
-      this.vifs.forget(domid);
       await this.libxl.save(domid, fd, opts);
+      this.vifs.forget(domid);
       return this.destroyed(domid, true);
     }
     await this.stream.save(domid, fd, opts.live ?? false);

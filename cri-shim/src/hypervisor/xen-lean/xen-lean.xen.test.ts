@@ -1,7 +1,8 @@
 // The lean backend inside dom0 of an emulated Xen node: selftest.ts creates `hello` from the pool
 // and cold, reads its console line, destroys it, builds, saves and restores it as PVH (through libxl,
-// its vif wired in-process), feeds it bad input and kills a process mid-prepare;
-// this test checks its report and, independently, that `xl list` shows nothing left behind.
+// its vif wired in-process), destroys creates at once, feeds it bad input and kills a process
+// mid-prepare; this test checks its report (no XenStore node or xenbus device of a gone domid) and,
+// independently, that `xl list` shows nothing left behind.
 import test from "ava";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
