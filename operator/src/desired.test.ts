@@ -198,6 +198,14 @@ for (const [what, spec, message] of invalid) {
   });
 }
 
+test("a Service that would take a VM name starting with a digit is an InvalidSpecError; one named in the spec is made", (t) => {
+  const spec = { service: {}, ports: [{ containerPort: 80 }] };
+  const err = t.throws(() => desiredService(vm(spec, "1web")), { instanceOf: InvalidSpecError });
+  t.regex(err!.message, /metadata\.name "1web" must start with a letter when spec\.service\.name is not set/);
+  t.is(desiredService(vm({ ...spec, service: { name: "web" } }, "1web"))!.metadata!.name, "web");
+  t.is(desiredService(vm(spec, "web-1"))!.metadata!.name, "web-1");
+});
+
 test("the service selects the VM by label and names its ports", (t) => {
   const svc = desiredService(
     vm({

@@ -7,6 +7,7 @@ import {
   ANNOTATIONS,
   API_VERSION,
   AnnotationError,
+  DNS_1035_LABEL,
   FIELD_MANAGER,
   LABELS,
   parseQuantity,
@@ -21,6 +22,7 @@ import { TerminalError } from "../../lib/kube/queue.js";
 /** Guest memory when neither the VM nor its image says (the CRD's documented default). */
 export const DEFAULT_MEMORY_MIB = 16;
 export const CONTAINER_NAME = "unikernel";
+const DNS_1035 = new RegExp(DNS_1035_LABEL);
 
 /**
  * How a VM's pod asks the scheduler for room. A guest's memory lives in Xen, outside dom0: the pod
@@ -262,11 +264,17 @@ export function desiredService(vm: UnikernelVM): V1Service | undefined {
   if (!svc) return undefined;
   const ports = vm.spec.ports ?? [];
   if (ports.length === 0) throw new InvalidSpecError("service needs at least one entry in ports");
+  const name = svc.name ?? vm.metadata.name!;
+  // The CRD's schema has the VM's name a DNS-1123 label; a Service's name must also start with a letter.
+  if (svc.name === undefined && !DNS_1035.test(name))
+    throw new InvalidSpecError(
+      `metadata.name ${JSON.stringify(name)} must start with a letter when spec.service.name is not set: the Service takes the VM's name`,
+    );
   return {
     apiVersion: "v1",
     kind: "Service",
     metadata: {
-      name: svc.name ?? vm.metadata.name!,
+      name,
       namespace: vm.metadata.namespace!,
       labels: childLabels(vm),
       ownerReferences: [ownerReference(vm)],

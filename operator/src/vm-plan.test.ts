@@ -211,6 +211,12 @@ test("plan: an invalid spec is reported, not thrown", (t) => {
   t.true(p.writeStatus);
 });
 
+test("plan: a Service that would take a VM name starting with a digit is an invalid spec, and nothing is made", (t) => {
+  const p = plan(base(vm({ service: {}, ports: [{ containerPort: 80 }] }, { name: "1web" })));
+  t.regex(p.invalidSpec ?? "", /must start with a letter when spec\.service\.name is not set/);
+  t.false(p.actions.some((a) => a.kind === "applyPod" || a.kind === "applyService"));
+});
+
 test("plan: a failed pod being restarted is the status's pod, marked terminating", (t) => {
   const p = plan(base(running, { pods: [podOf(running, { phase: "Failed" })] }));
   t.truthy(p.pod?.metadata?.deletionTimestamp);

@@ -55,3 +55,33 @@ test("a pod the apiserver refuses is a condition and an Event, not a retry loop"
   });
   t.pass();
 });
+
+test("a VM whose Service would take a name starting with a digit gets InvalidSpec, and no pod or Service", async (t) => {
+  // The CRD accepts the name (a DNS-1123 label); only a Service's name must start with a letter,
+  // which the operator checks (a CEL rule on the whole object would cost every create).
+  const { client, cluster } = await operator.ready();
+  const ns = cluster.namespace;
+  await operator.applyVM("1web", { ports: [{ containerPort: 80 }], service: {} });
+  const ready = await until("Ready=False InvalidSpec", async () => {
+    const c = (await operator.getVM("1web")).status?.conditions?.find((x) => x.type === "Ready");
+    return c?.reason === "InvalidSpec" && c;
+  });
+  t.is(ready.status, "False");
+  t.regex(
+    ready.message,
+    /metadata\.name "1web" must start with a letter when spec\.service\.name is not set/,
+  );
+  const ours = async (path: string) =>
+    (await client.request<{ items: V1Pod[] }>({ method: "GET", path })).items.filter(
+      (o) => o.metadata?.labels?.["superfluid.dev/vm"] === "1web",
+    );
+  t.deepEqual(await ours(paths.pods(ns)), []);
+  t.deepEqual(await ours(paths.services(ns)), []);
+  // Naming the Service in the spec makes both.
+  await operator.applyVM("1web", { ports: [{ containerPort: 80 }], service: { name: "web" } });
+  await until(
+    "a pod and the Service",
+    async () => (await ours(paths.pods(ns))).length === 1 && (await ours(paths.services(ns))).length === 1,
+  );
+  t.pass();
+});
