@@ -49,11 +49,16 @@ test("a pod the apiserver refuses is a condition and an Event, not a retry loop"
 
   // A fixed spec makes a pod and clears the condition.
   await operator.applyVM("refused", { nodeSelector: { zone: "a" } });
-  await until("a pod", async () => {
+  const pod = await until("a pod", async () => {
     const list = await client.request<{ items: V1Pod[] }>({ method: "GET", path: paths.pods(ns) });
-    return list.items.some((p) => p.metadata?.labels?.["superfluid.dev/vm"] === "refused");
+    return list.items.find((p) => p.metadata?.labels?.["superfluid.dev/vm"] === "refused");
   });
-  t.pass();
+  t.is(pod.spec?.nodeSelector?.zone, "a");
+  const cleared = await until("InvalidSpec cleared", async () => {
+    const c = (await operator.getVM("refused")).status?.conditions?.find((x) => x.type === "Ready");
+    return c?.reason !== "InvalidSpec" && c;
+  });
+  t.not(cleared.reason, "InvalidSpec");
 });
 
 test("a VM whose Service would take a name starting with a digit gets InvalidSpec, and no pod or Service", async (t) => {
@@ -79,9 +84,15 @@ test("a VM whose Service would take a name starting with a digit gets InvalidSpe
   t.deepEqual(await ours(paths.services(ns)), []);
   // Naming the Service in the spec makes both.
   await operator.applyVM("1web", { ports: [{ containerPort: 80 }], service: { name: "web" } });
-  await until(
-    "a pod and the Service",
-    async () => (await ours(paths.pods(ns))).length === 1 && (await ours(paths.services(ns))).length === 1,
-  );
-  t.pass();
+  const [svc] = await until("the Service", async () => {
+    const s = await ours(paths.services(ns));
+    return s.length === 1 && s;
+  });
+  t.is(svc!.metadata?.name, "web");
+  t.is(await until("a pod", async () => (await ours(paths.pods(ns))).length), 1);
+  const cleared = await until("InvalidSpec cleared", async () => {
+    const c = (await operator.getVM("1web")).status?.conditions?.find((x) => x.type === "Ready");
+    return c?.reason !== "InvalidSpec" && c;
+  });
+  t.not(cleared.reason, "InvalidSpec");
 });
